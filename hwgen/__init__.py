@@ -1,0 +1,1 @@
+"""hwgen: loop nests of DNN layers -> verified dataflow accelerators."""

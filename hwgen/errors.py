@@ -1,0 +1,32 @@
+"""Every error hwgen raises on purpose. Each message names what is at fault and how to fix it."""
+
+__all__ = ["HwgenError", "LoopNestError", "NonAffineIndexError", "MappingError",
+           "BufferOverflowError", "AccumulatorOverflowError", "UnsupportedTypeError"]
+
+
+class HwgenError(Exception):
+    """Base class: a description or mapping hwgen cannot turn into hardware."""
+
+
+class LoopNestError(HwgenError, ValueError):
+    """The loop nest is not of the form hwgen recognizes (one multiply-accumulate over affine indices)."""
+
+
+class NonAffineIndexError(LoopNestError):
+    """A tensor index is not an affine function of the loop variables."""
+
+
+class MappingError(HwgenError, ValueError):
+    """The mapping directives cannot be realized (unknown loop, unsupported unrolling, bad sizes)."""
+
+
+class BufferOverflowError(MappingError):
+    """A layer's working set does not fit an on-chip buffer."""
+
+
+class AccumulatorOverflowError(MappingError):
+    """The accumulator is too narrow for the worst-case reduction."""
+
+
+class UnsupportedTypeError(HwgenError, TypeError):
+    """An element type the hardware does not implement."""

@@ -1,0 +1,133 @@
+"""The validated, immutable description of one accelerator: the single source of truth.
+
+Hardware is elaborated from an `AcceleratorSpec`; the manifest, the host-side packing and the cycle model read
+the same object, so they cannot drift apart.
+"""
+
+from dataclasses import dataclass, asdict
+
+from .dtypes import IntType, parse_dtype
+from .errors import MappingError, UnsupportedTypeError
+
+__all__ = ["AcceleratorSpec", "DATAFLOWS"]
+
+DATAFLOWS = ("weight_stationary",)
+
+# Operand widths the PE multiplier is built and tested for.
+_OPERAND_BITS = range(2, 17)
+
+
+def _positive_int(value, what, *, fix):
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise MappingError(f"{what} must be a positive integer, not {value!r}; {fix}")
+    return value
+
+
+@dataclass(frozen=True)
+class AcceleratorSpec:
+    """A ``rows`` x ``cols`` processing-element array with its buffers.
+
+    Buffer sizes are in bytes. Each buffer is one memory whose word is one array-wide vector:
+    the activation buffer holds ``rows`` activations per word, the weight buffer ``cols`` weights per word,
+    the accumulator buffer ``cols`` accumulators per word.
+    """
+    rows: int
+    cols: int
+    dataflow: str = "weight_stationary"
+    act_type: IntType = IntType(8)
+    weight_type: IntType = IntType(8)
+    acc_type: IntType = IntType(32)
+    act_buffer_bytes: int = 16 * 1024
+    weight_buffer_bytes: int = 16 * 1024
+    acc_buffer_bytes: int = 8 * 1024
+    name: str = "hwgen_accel"
+
+    def __post_init__(self):
+        _positive_int(self.rows, "rows", fix="give the array height, e.g. rows=8")
+        _positive_int(self.cols, "cols", fix="give the array width, e.g. cols=8")
+        if self.rows > 64 or self.cols > 64:
+            raise MappingError(f"a {self.rows}x{self.cols} array is larger than the 64x64 hwgen supports; "
+                               f"use at most 64 rows and 64 cols")
+        if self.dataflow not in DATAFLOWS:
+            raise MappingError(f"dataflow {self.dataflow!r} is not implemented; choose one of {DATAFLOWS}")
+        for field_name in ("act_type", "weight_type", "acc_type"):
+            object.__setattr__(self, field_name, parse_dtype(getattr(self, field_name), what=field_name))
+        for field_name in ("act_type", "weight_type"):
+            dtype = getattr(self, field_name)
+            if dtype.bits not in _OPERAND_BITS:
+                raise UnsupportedTypeError(
+                    f"{field_name} {dtype} is not supported: multiplier operands must be 2 to 16 bits wide")
+        if not self.acc_type.signed:
+            raise UnsupportedTypeError(f"acc_type {self.acc_type} must be signed (e.g. int32)")
+        if self.acc_type.bits < self.product_bits:
+            raise UnsupportedTypeError(
+                f"acc_type {self.acc_type} is narrower than one product ({self.product_bits} bits for "
+                f"{self.act_type} x {self.weight_type}); use at least int{self.product_bits}")
+        if not self.name.isidentifier():
+            raise MappingError(f"accelerator name {self.name!r} must be a valid identifier (it names the "
+                               f"Verilog module)")
+        for field_name, word_bits in (("act_buffer_bytes", self.act_word_bits),
+                                      ("weight_buffer_bytes", self.weight_word_bits),
+                                      ("acc_buffer_bytes", self.acc_word_bits)):
+            size = _positive_int(getattr(self, field_name), field_name, fix="give the buffer size in bytes")
+            if (size * 8) % word_bits:
+                raise MappingError(
+                    f"{field_name}={size} is not a whole number of {word_bits // 8}-byte words "
+                    f"({word_bits} bits = one array-wide vector); round it to a multiple of {word_bits // 8}")
+
+    # Derived hardware quantities --------------------------------------------------------------------------
+
+    @property
+    def pes(self):
+        return self.rows * self.cols
+
+    @property
+    def product_bits(self):
+        """Width of one exact product of an activation and a weight."""
+        return self.act_type.bits + self.weight_type.bits
+
+    @property
+    def product_type(self):
+        signed = self.act_type.signed or self.weight_type.signed
+        return IntType(self.product_bits, signed)
+
+    @property
+    def psum_bits(self):
+        """Column partial sums add at most ``rows`` products: this width cannot overflow."""
+        return self.product_bits + max(1, (self.rows - 1).bit_length()) + 1
+
+    @property
+    def act_word_bits(self):
+        return self.rows * self.act_type.bits
+
+    @property
+    def weight_word_bits(self):
+        return self.cols * self.weight_type.bits
+
+    @property
+    def acc_word_bits(self):
+        return self.cols * self.acc_type.bits
+
+    @property
+    def act_depth(self):
+        return self.act_buffer_bytes * 8 // self.act_word_bits
+
+    @property
+    def weight_depth(self):
+        return self.weight_buffer_bytes * 8 // self.weight_word_bits
+
+    @property
+    def acc_depth(self):
+        return self.acc_buffer_bytes * 8 // self.acc_word_bits
+
+    def max_abs_product(self):
+        a, w = self.act_type, self.weight_type
+        return max(abs(x * y) for x in (a.min, a.max) for y in (w.min, w.max))
+
+    def to_dict(self):
+        data = asdict(self)
+        for key in ("act_type", "weight_type", "acc_type"):
+            data[key] = getattr(self, key).name
+        data.update(pes=self.pes, act_depth=self.act_depth, weight_depth=self.weight_depth,
+                    acc_depth=self.acc_depth, psum_bits=self.psum_bits)
+        return data
