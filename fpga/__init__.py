@@ -1,0 +1,17 @@
+"""Open-source FPGA flow for hwgen accelerators: Yosys + nextpnr (YoWASP builds from PyPI).
+
+* :mod:`fpga.devices` -- device database (ECP5 LFE5U-85F CABGA381, iCE40 UP5K SG48) and tool arguments;
+* :mod:`fpga.tools` -- running YoWASP (or native) Yosys/nextpnr/packers in a build directory, with progress;
+* :mod:`fpga.reports` -- parsing Yosys ``stat -json`` and the nextpnr ``--report`` JSON into a summary;
+* :mod:`fpga.fit` -- DSP / block-RAM estimates from an :class:`~hwgen.spec.AcceleratorSpec`, fit checks;
+* :mod:`fpga.wrapper` -- the pin-light top (serial load, registered read-out) around a stream component;
+* :mod:`fpga.flow` -- ``synthesize()``: spec -> RTLIL -> netlist -> place & route -> summary;
+* :mod:`fpga.boards` -- ULX3S-85F and iCEBreaker bitstreams through ``amaranth-boards``;
+* :mod:`fpga.baselines` -- regression baselines (``fpga/baselines/*.json``);
+* :mod:`fpga.cli` -- ``hwgen synth``.
+"""
+
+from .devices import DEVICES, Device, get_device
+from .fit import FitError, FitEstimate, estimate_fit
+
+__all__ = ["DEVICES", "Device", "get_device", "FitError", "FitEstimate", "estimate_fit"]

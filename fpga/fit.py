@@ -1,0 +1,138 @@
+"""Will this accelerator fit that FPGA? Estimates from the spec alone, before any synthesis.
+
+* Multipliers: the weight-stationary array has one multiplier per PE (``spec.pes``). Each maps to one hard
+  multiplier (MULT18X18D on ECP5, SB_MAC16 on iCE40 UltraPlus) when both operands fit it. A design that needs
+  more than the device has is rejected with the fix spelled out, unless the caller allows the LUT fallback
+  (``lut_multipliers=True``): then every multiplier is built from LUTs (Yosys ``-nodsp``) and a warning says so.
+* Block RAM: every buffer is one memory of ``depth`` words of one array-wide vector. Its block count is the best
+  tiling of the device's block shapes (e.g. DP16KD: 512x36, 1024x18, 2048x9, 4096x4, ...). SPRAM (iCE40) is only
+  counted as a hint: Yosys maps only single-port memories to it.
+* Pins: the pin-light top needs about 2 * io_bits + 8 pins whatever the array size.
+"""
+
+import math
+from dataclasses import dataclass, field
+
+from .devices import get_device
+
+__all__ = ["FitError", "FitEstimate", "estimate_fit", "memory_blocks", "lut_mult_cost"]
+
+def lut_mult_cost(a_bits, b_bits):
+    """Rough LUT4 count (incl. carry cells) of an a x b multiplier built from logic; for the fallback estimate."""
+    return int(1.3 * a_bits * b_bits) + a_bits + b_bits
+
+
+class FitError(ValueError):
+    """The design cannot fit the device; the message says why and how to fix it."""
+
+
+@dataclass
+class FitEstimate:
+    device: str
+    multipliers: int                 # multipliers the design needs (one per PE)
+    dsps: int                        # hard multipliers it will use
+    dsps_available: int
+    lut_multipliers: int             # multipliers built from LUTs (fallback)
+    brams: int                       # block RAMs (primary kind) for all buffers
+    brams_available: int
+    buffers: dict                    # name -> {"depth", "width", "bits", "blocks"}
+    buffer_bits: int
+    pins: int
+    pins_available: int
+    luts_estimate: int               # rough: PEs' adders and registers + LUT multipliers
+    warnings: list = field(default_factory=list)
+    problems: list = field(default_factory=list)   # why it does not fit (empty: it fits)
+
+    def to_dict(self):
+        return dict(self.__dict__)
+
+
+def memory_blocks(depth, width, block):
+    """Fewest blocks of kind ``block`` (a :class:`~fpga.devices.BlockRam`) holding a ``depth`` x ``width``
+    memory, and the ``(depth, width)`` shape used."""
+    best = None
+    for shape_depth, shape_width in block.shapes:
+        count = math.ceil(width / shape_width) * math.ceil(depth / shape_depth)
+        if best is None or count < best[0]:
+            best = (count, (shape_depth, shape_width))
+    return best
+
+
+def _buffers(spec):
+    return {
+        "act": (spec.act_depth, spec.act_word_bits),
+        "weight": (spec.weight_depth, spec.weight_word_bits),
+        "acc": (spec.acc_depth, spec.acc_word_bits),
+    }
+
+
+def estimate_fit(spec, device, *, lut_multipliers=False, io_bits=8, check=True):
+    """Estimate what ``spec`` needs on ``device``; raise :class:`FitError` (if ``check``) when it cannot fit.
+
+    ``lut_multipliers``: allow building the multipliers from LUTs when there are too few DSPs (warning),
+    instead of rejecting the design.
+    """
+    device = get_device(device) if isinstance(device, str) else device
+    a_bits, w_bits = spec.act_type.bits, spec.weight_type.bits
+    muls = spec.pes
+    warnings, problems = [], []
+    fits_dsp = max(a_bits, w_bits) <= device.dsp_max_operand_bits
+    use_dsp = fits_dsp and muls <= device.dsps
+    if not use_dsp:
+        reason = (f"{spec.rows}x{spec.cols} = {muls} multipliers but the {device.part} has {device.dsps} "
+                  f"{device.dsp_cell}" if fits_dsp else
+                  f"{a_bits}x{w_bits}-bit operands exceed the {device.dsp_max_operand_bits}-bit {device.dsp_cell}")
+        if lut_multipliers:
+            warnings.append(f"{reason}: ALL {muls} multipliers will be built from LUTs (about "
+                            f"{lut_mult_cost(a_bits, w_bits)} LUT4 each) and Fmax will be lower")
+        else:
+            largest = math.isqrt(device.dsps)
+            problems.append(f"{reason}. Fix: use at most {device.dsps} PEs (e.g. {largest}x{largest}: "
+                            f"--rows {largest} --cols {largest}), or allow LUT multipliers with "
+                            f"--lut-multipliers")
+
+    primary = device.brams[0]
+    buffers, blocks_total, bits_total = {}, 0, 0
+    for name, (depth, width) in _buffers(spec).items():
+        count, shape = memory_blocks(depth, width, primary)
+        buffers[name] = {"depth": depth, "width": width, "bits": depth * width, "blocks": count,
+                         "block_shape": list(shape)}
+        blocks_total += count
+        bits_total += depth * width
+    if blocks_total > primary.count:
+        extra = [b for b in device.brams[1:]]
+        hint = ""
+        if extra:
+            hint = (f" ({', '.join(f'{b.count} {b.cell}' for b in extra)} exist too, but Yosys maps only "
+                    f"single-port memories to them and the buffers are dual-port)")
+        problems.append(
+            f"the buffers need {blocks_total} {primary.cell} ({bits_total // 8} bytes: "
+            + ", ".join(f"{n} {b['depth']}x{b['width']} -> {b['blocks']}" for n, b in buffers.items())
+            + f") but the {device.part} has {primary.count}{hint}. Fix: shrink the buffers, e.g. "
+            f"--act-buffer-bytes/--weight-buffer-bytes/--acc-buffer-bytes (a design's spec fields "
+            f"act_buffer_bytes, weight_buffer_bytes, acc_buffer_bytes)")
+
+    pins = 2 * io_bits + 8
+    if pins > device.io:
+        problems.append(f"the pin-light top needs {pins} pins, the {device.package} has {device.io}; "
+                        f"use a smaller --io-bits")
+
+    # Rough LUT estimate: per PE an adder of psum_bits (+ carry), a weight mux; wrapper/control extra.
+    per_pe = spec.psum_bits + w_bits
+    luts = spec.pes * per_pe + 2 * (spec.act_word_bits + spec.acc_word_bits) + 500
+    lut_muls = 0 if use_dsp else muls
+    luts += lut_muls * lut_mult_cost(a_bits, w_bits)
+    if luts > device.luts:
+        problems.append(f"about {luts} LUT4 needed (estimate), the {device.part} has {device.luts}")
+    elif luts > 0.8 * device.luts:
+        warnings.append(f"about {luts} LUT4 needed (estimate) of {device.luts}: placement may fail or be slow")
+
+    estimate = FitEstimate(
+        device=device.key, multipliers=muls, dsps=0 if not use_dsp else muls, dsps_available=device.dsps,
+        lut_multipliers=lut_muls, brams=blocks_total, brams_available=primary.count, buffers=buffers,
+        buffer_bits=bits_total, pins=pins, pins_available=device.io, luts_estimate=luts, warnings=warnings,
+        problems=problems)
+    if problems and check:
+        raise FitError(f"{spec.name} ({spec.rows}x{spec.cols} {spec.act_type}x{spec.weight_type}) does not fit "
+                       f"the {device.key} ({device.part}):\n  - " + "\n  - ".join(problems))
+    return estimate

@@ -1,0 +1,110 @@
+"""The pin-light top: a few pins in and out, whatever the width of the accelerator's stream ports.
+
+An int8 8x8 accelerator has ~400 bits of stream payload (64 act + 64 weight + 256 out + config), more than the
+205 user pins of a CABGA381 and ten times the 39 of an SG48. :class:`PinLightTop` puts the component behind a
+narrow serial interface, so the same top serves out-of-context synthesis (``hwgen synth --device``) and the board
+bitstreams (``hwgen synth --board``):
+
+Load (host -> accelerator), all sampled on the rising clock edge:
+
+* ``din`` (``io_bits`` wide) with ``din_valid``: shifts one chunk into the input shift register. Chunks go in
+  least-significant first: after ``ceil(W / io_bits)`` chunks the first one sits at bit 0.
+* ``din_sel`` selects the input stream (in the component's signature order) and ``din_push`` offers the
+  shift register as one beat of that stream; ``din_busy`` is high until the component has taken it. Do not
+  shift while ``din_busy``.
+
+Read-out (accelerator -> host), registered:
+
+* when the read-out register is empty and an output stream (``dout_sel`` picks among several) has a beat, the
+  beat is captured (the stream sees ``ready`` for that cycle);
+* ``dout`` (``io_bits``, straight from a flip-flop) shows the next chunk, least-significant first, while
+  ``dout_valid`` is high; ``dout_next`` moves to the following chunk.
+
+Every input of the component is thus driven from flip-flops the host controls, and every output reaches a pin,
+so synthesis can neither constant-fold nor prune the array; the wrapper costs about one flip-flop per bit of the
+widest input and output payload.
+"""
+
+from amaranth.hdl import Cat, Module, Shape, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["PinLightTop", "stream_ports"]
+
+
+def _ceil_div(a, b):
+    return -(-a // b)
+
+
+def stream_ports(component):
+    """``(inputs, outputs)``: lists of ``(name, payload_width)`` of the component's stream members."""
+    inputs, outputs = [], []
+    for name, member in component.signature.members.items():
+        if member.is_signature and isinstance(member.signature, stream.Signature):
+            width = Shape.cast(member.signature.members["payload"].shape).width
+            (inputs if member.flow == In else outputs).append((name, width))
+        elif member.is_port:
+            raise TypeError(f"PinLightTop wraps stream ports only; {name!r} is a plain port")
+    if not inputs or not outputs:
+        raise TypeError("PinLightTop needs at least one input and one output stream")
+    return inputs, outputs
+
+
+class PinLightTop(wiring.Component):
+    """Wraps ``component`` (a :class:`wiring.Component` whose ports are :mod:`amaranth.lib.stream` interfaces
+    in the ``sync`` domain) behind ``io_bits``-wide serial load and read-out ports; see the module docstring."""
+
+    def __init__(self, component, *, io_bits=8):
+        if io_bits < 1:
+            raise ValueError("io_bits must be at least 1")
+        self.component = component
+        self.io_bits = io_bits
+        self.inputs, self.outputs = stream_ports(component)
+        self.in_width = max(w for _, w in self.inputs)
+        self.out_width = max(w for _, w in self.outputs)
+        self.in_chunks = _ceil_div(self.in_width, io_bits)
+        self.out_chunks = _ceil_div(self.out_width, io_bits)
+        super().__init__({
+            "din": In(io_bits), "din_valid": In(1),
+            "din_sel": In(range(max(2, len(self.inputs)))), "din_push": In(1), "din_busy": Out(1),
+            "dout": Out(io_bits), "dout_valid": Out(1), "dout_next": In(1),
+            "dout_sel": In(range(max(2, len(self.outputs)))),
+        })
+
+    @property
+    def pins(self):
+        """Number of top-level pins besides clock and reset."""
+        return sum(len(getattr(self, name)) for name in self.signature.members)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = self.component
+        n = self.io_bits
+
+        # Load path: one shift register shared by all input streams.
+        shreg = Signal(self.in_chunks * n)
+        with m.If(self.din_valid & ~self.din_busy):
+            m.d.sync += shreg.eq(Cat(shreg[n:], self.din))
+        pending = Signal(len(self.inputs))
+        m.d.comb += self.din_busy.eq(pending.any())
+        for index, (name, width) in enumerate(self.inputs):
+            port = getattr(core, name)
+            m.d.comb += [port.valid.eq(pending[index]), port.payload.eq(shreg[:width])]
+            with m.If(port.valid & port.ready):
+                m.d.sync += pending[index].eq(0)
+            with m.If(self.din_push & ~self.din_busy & (self.din_sel == index)):
+                m.d.sync += pending[index].eq(1)
+
+        # Read-out path: capture a beat into a register, shift it out chunk by chunk.
+        outreg = Signal(self.out_chunks * n)
+        left = Signal(range(self.out_chunks + 1))
+        m.d.comb += [self.dout.eq(outreg[:n]), self.dout_valid.eq(left != 0)]
+        for index, (name, width) in enumerate(self.outputs):
+            port = getattr(core, name)
+            take = Signal(name=f"take_{name}")
+            m.d.comb += [take.eq((left == 0) & (self.dout_sel == index)), port.ready.eq(take)]
+            with m.If(take & port.valid):
+                m.d.sync += [outreg.eq(port.payload), left.eq(_ceil_div(width, n))]
+        with m.If(self.dout_valid & self.dout_next):
+            m.d.sync += [outreg.eq(outreg[n:]), left.eq(left - 1)]
+        return m

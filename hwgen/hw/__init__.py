@@ -1,0 +1,1 @@
+"""Amaranth hardware generators. Each module is one block; `top.AcceleratorTop` assembles them."""

@@ -1,0 +1,131 @@
+"""The fold sequencer and activation address generator (implicit im2col).
+
+Walks ``for mf: for r: for s: for cg: for slot in fold_period`` one slot per enabled cycle, and for each pixel
+slot computes the activation-buffer address of ``I[cg*rows.., e*sh + r - ph, f*sw + s - pw]`` with adders only
+(no multipliers), flagging out-of-bounds positions as padding instead of storing zeros. It also runs the weight
+loader: one weight row per cycle, starting one slot before each fold. Golden model: `LayerSchedule.slots`.
+"""
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import config_layout, field_bits
+
+__all__ = ["FoldSequencer"]
+
+
+class FoldSequencer(wiring.Component):
+    """``start`` (one cycle, with ``cfg`` valid) begins a layer; then every cycle with ``en`` issues one slot.
+
+    The first cycle is a pre-slot that only starts loading fold 0's weights. ``done`` rises after the last
+    slot has been issued and stays until the next ``start``.
+    """
+
+    def __init__(self, spec):
+        self.spec = spec
+        bits = field_bits(spec)
+        self.addr_bits = bits + 2  # signed: positions may be negative before the bounds check
+        super().__init__({
+            "cfg": In(config_layout(spec)),
+            "start": In(1), "en": In(1),
+            "busy": Out(1), "done": Out(1),
+            # activation slot
+            "slot_valid": Out(1), "act_addr": Out(range(max(spec.act_depth, 2))), "padded": Out(1),
+            "pixel": Out(range(max(spec.acc_depth, 2))), "first_k": Out(1), "last_k": Out(1), "bank": Out(1),
+            # weight loader
+            "load_en": Out(1), "load_addr": Out(range(max(spec.weight_depth, 2))),
+            "load_row": Out(range(spec.rows)), "load_bank": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, spec = self.cfg, self.spec
+        sbits = self.addr_bits
+        pos = lambda name: Signal(signed(sbits), name=name)
+
+        pre = Signal()
+        slot = Signal(range(1 << field_bits(spec)))
+        mf, r, s, cg = (Signal(range(1 << field_bits(spec)), name=n) for n in ("mf", "r", "s", "cg"))
+        e, f = Signal.like(slot, name="e"), Signal.like(slot, name="f")
+        bank = Signal()
+        cg_plane, r_row, r_h0, s_w0 = pos("cg_plane"), pos("r_row"), pos("r_h0"), pos("s_w0")
+        h, w, row_addr = pos("h"), pos("w"), pos("row_addr")
+
+        cg_wrap = cg == cfg.c_groups - 1
+        s_wrap = s == cfg.k_w - 1
+        r_wrap = r == cfg.k_h - 1
+        first_k = (cg == 0) & (s == 0) & (r == 0)
+        last_k = cg_wrap & s_wrap & r_wrap
+        last_fold = last_k & (mf == cfg.m_folds - 1)
+        fold_end = slot == cfg.fold_period - 1
+        in_pixels = slot < cfg.pixels
+
+        m.d.comb += [
+            self.slot_valid.eq(self.busy & ~pre & in_pixels),
+            self.act_addr.eq((row_addr + w)[:len(self.act_addr)]),
+            self.padded.eq((h < 0) | (h >= cfg.in_h) | (w < 0) | (w >= cfg.in_w)),
+            self.pixel.eq(slot),
+            self.first_k.eq(first_k), self.last_k.eq(last_k), self.bank.eq(bank),
+        ]
+
+        # Values for the next fold's first pixel, chosen by which fold counters wrap.
+        next_cg_plane = Mux(cg_wrap, 0, cg_plane + cfg.plane)
+        next_s_w0 = Mux(cg_wrap, Mux(s_wrap, -cfg.pad_w, s_w0 + 1), s_w0)
+        rs_wrap = cg_wrap & s_wrap
+        next_r_h0 = Mux(rs_wrap, Mux(r_wrap, -cfg.pad_h, r_h0 + 1), r_h0)
+        next_r_row = Mux(rs_wrap, Mux(r_wrap, -cfg.pad_row_offset, r_row + cfg.in_w), r_row)
+
+        with m.If(self.start):
+            m.d.sync += [
+                self.busy.eq(1), self.done.eq(0), pre.eq(1), slot.eq(0),
+                mf.eq(0), r.eq(0), s.eq(0), cg.eq(0), e.eq(0), f.eq(0), bank.eq(0),
+                cg_plane.eq(0), r_h0.eq(-cfg.pad_h), s_w0.eq(-cfg.pad_w), r_row.eq(-cfg.pad_row_offset),
+                h.eq(-cfg.pad_h), w.eq(-cfg.pad_w), row_addr.eq(-cfg.pad_row_offset),
+            ]
+        with m.Elif(self.en & self.busy):
+            with m.If(pre):
+                m.d.sync += pre.eq(0)
+            with m.Elif(fold_end):
+                m.d.sync += [slot.eq(0), e.eq(0), f.eq(0), bank.eq(~bank)]
+                with m.If(last_fold):
+                    m.d.sync += [self.busy.eq(0), self.done.eq(1)]
+                m.d.sync += [
+                    cg.eq(Mux(cg_wrap, 0, cg + 1)), cg_plane.eq(next_cg_plane),
+                    s_w0.eq(next_s_w0), r_h0.eq(next_r_h0), r_row.eq(next_r_row),
+                    h.eq(next_r_h0), w.eq(next_s_w0), row_addr.eq(next_cg_plane + next_r_row),
+                ]
+                with m.If(cg_wrap):
+                    m.d.sync += s.eq(Mux(s_wrap, 0, s + 1))
+                    with m.If(s_wrap):
+                        m.d.sync += r.eq(Mux(r_wrap, 0, r + 1))
+                        with m.If(r_wrap):
+                            m.d.sync += mf.eq(mf + 1)
+            with m.Else():
+                m.d.sync += slot.eq(slot + 1)
+                with m.If(f == cfg.out_w - 1):
+                    m.d.sync += [f.eq(0), e.eq(e + 1), w.eq(s_w0), h.eq(h + cfg.stride_h),
+                                 row_addr.eq(row_addr + cfg.row_step)]
+                with m.Else():
+                    m.d.sync += [f.eq(f + 1), w.eq(w + cfg.stride_w)]
+
+        # Weight loader: triggered on the pre-slot and on the last slot of every fold but the last; then one
+        # row per enabled cycle. fold_period >= rows, so a load ends before the next trigger.
+        load_count = Signal(range(spec.rows))
+        load_addr = Signal.like(self.load_addr)
+        load_bank = Signal()
+        trigger = self.busy & (pre | (fold_end & ~last_fold))
+        trigger_bank = Mux(pre, 0, ~bank)
+        m.d.comb += [
+            self.load_en.eq(trigger | (load_count != 0)),
+            self.load_addr.eq(load_addr), self.load_row.eq(load_count),
+            self.load_bank.eq(Mux(trigger, trigger_bank, load_bank)),
+        ]
+        with m.If(self.start):
+            m.d.sync += [load_count.eq(0), load_addr.eq(0)]
+        with m.Elif(self.en & self.load_en):
+            m.d.sync += [load_addr.eq(load_addr + 1),
+                         load_count.eq(Mux(load_count == spec.rows - 1, 0, load_count + 1))]
+            with m.If(trigger):
+                m.d.sync += load_bank.eq(trigger_bank)
+        return m

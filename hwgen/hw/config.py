@@ -1,0 +1,53 @@
+"""The layer-configuration word: one beat on the ``cfg`` stream programs one layer.
+
+The layout is generated from the spec, and the host packs the same layout (`pack_config`), so the field
+offsets exist in exactly one place.
+"""
+
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data
+
+__all__ = ["CONFIG_FIELDS", "config_layout", "pack_config", "unpack_config"]
+
+# name -> (signed?, which size bounds it); every value the schedule computes must fit its field.
+CONFIG_FIELDS = (
+    "in_h", "in_w", "out_h", "out_w", "k_h", "k_w", "c_groups", "m_folds",
+    "stride_h", "stride_w", "pad_h", "pad_w",
+    "plane",           # in_h * in_w: activation words per channel group
+    "row_step",        # stride_h * in_w: address step between output rows
+    "pad_row_offset",  # pad_h * in_w: subtracted from the first row's address
+    "fold_period",     # issue slots per fold (>= pixels; see schedule.fold_period)
+    "pixels",          # out_h * out_w
+    "weight_words", "act_words",
+)
+
+
+def field_bits(spec):
+    """One width for every field: enough for any address or count the buffers allow, plus a sign bit."""
+    largest = max(spec.act_depth, spec.weight_depth, spec.acc_depth, 2 * max(spec.rows, spec.cols)) + 1
+    return largest.bit_length() + 1
+
+
+def config_layout(spec):
+    bits = field_bits(spec)
+    return data.StructLayout({name: unsigned(bits) for name in CONFIG_FIELDS})
+
+
+def pack_config(spec, values):
+    """Dict of field values -> the integer to put on the ``cfg`` payload."""
+    layout = config_layout(spec)
+    missing = set(CONFIG_FIELDS) - set(values)
+    if missing:
+        raise ValueError(f"config is missing fields {sorted(missing)}")
+    word = 0
+    for name, field in layout:
+        value = values[name]
+        if not 0 <= value < (1 << field.width):
+            raise ValueError(f"config field {name}={value} does not fit {field.width} bits")
+        word |= value << field.offset
+    return word
+
+
+def unpack_config(spec, word):
+    layout = config_layout(spec)
+    return {name: (word >> field.offset) & ((1 << field.width) - 1) for name, field in layout}

@@ -1,0 +1,42 @@
+"""The multiply-accumulate processing element of the weight-stationary array."""
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["WeightStationaryPE"]
+
+
+class WeightStationaryPE(wiring.Component):
+    """Holds two weights (one in use, one being loaded); multiplies the passing activation by the weight its
+    ``bank`` tag selects, registers the product (so the multiplier is not in series with the adder), and adds it
+    to the partial sum coming from above.
+
+    Per cycle: ``act_out``/``bank_out`` = ``act_in``/``bank_in`` delayed 1; ``product`` = ``act_in * w[bank_in]``
+    delayed 1; ``psum_out`` = ``psum_in + product`` delayed 1.
+    """
+
+    def __init__(self, *, act_shape, weight_shape, psum_shape):
+        self.act_shape, self.weight_shape, self.psum_shape = act_shape, weight_shape, psum_shape
+        super().__init__({
+            "act_in": In(act_shape), "bank_in": In(1),
+            "act_out": Out(act_shape), "bank_out": Out(1),
+            "psum_in": In(psum_shape), "psum_out": Out(psum_shape),
+            # weight load: when load_en, bank load_bank takes load_data
+            "load_en": In(1), "load_bank": In(1), "load_data": In(weight_shape),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        weights = [Signal(self.weight_shape, name=f"w{bank}") for bank in range(2)]
+        product = Signal(self.psum_shape)
+        for bank, weight in enumerate(weights):
+            with m.If(self.load_en & (self.load_bank == bank)):
+                m.d.sync += weight.eq(self.load_data)
+        m.d.sync += [
+            self.act_out.eq(self.act_in),
+            self.bank_out.eq(self.bank_in),
+            product.eq(self.act_in * Mux(self.bank_in, weights[1], weights[0])),
+            self.psum_out.eq(self.psum_in + product),
+        ]
+        return m

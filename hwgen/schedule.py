@@ -1,0 +1,221 @@
+"""How one layer runs on one accelerator: folds, configuration word, host data layout, and the slot sequence.
+
+Weight-stationary schedule. The reduction ``k = (r, s, c)`` is cut into *k-folds* of ``rows`` input channels at
+one kernel offset ``(r, s)``; output channels into *m-folds* of ``cols``. Folds run in the order
+``for mf: for r: for s: for cg`` and each fold issues ``fold_period`` slots: one per output pixel, then bubbles.
+
+Data layout in the buffers (the host packs it this way, see `pack_*`):
+- activation word ``(cg*H + h)*W + w`` = channels ``cg*rows .. cg*rows+rows-1`` at ``(h, w)`` (lane = channel);
+- weight word ``fold*rows + i`` = the weights of PE row ``i`` for that fold (lane = output channel);
+- output beat ``mf*P + p`` = the ``cols`` output channels of m-fold ``mf`` at pixel ``p`` (lane = channel).
+Padding is never stored: the address generator reads zero for out-of-bounds positions (implicit im2col).
+"""
+
+from dataclasses import dataclass
+from math import ceil
+
+import numpy as np
+
+from .errors import AccumulatorOverflowError, BufferOverflowError, MappingError
+from .hw.config import CONFIG_FIELDS, config_layout, field_bits, pack_config
+from .problem import ConvProblem
+from .spec import AcceleratorSpec
+
+__all__ = ["LayerSchedule", "Slot", "fold_period"]
+
+
+def fold_period(*, pixels, rows, cols):
+    """Issue slots per fold.
+
+    A fold's weights are written into the PEs' spare bank just in time, one row per cycle starting one
+    slot before the fold, while the previous fold still streams (two weight banks per PE). The spare bank
+    was last read by the fold before the previous one, whose last activation leaves column ``cols-1`` of a
+    row ``cols - 1`` cycles after entering it; so two periods must cover ``pixels + cols - 1`` slots. One
+    weight row is read per cycle, so a period is at least ``rows``; and the accumulator's read-modify-write
+    needs two slots between visits of one pixel.
+    """
+    return max(pixels, rows, ceil((pixels + cols - 1) / 2), 2)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One issue slot of the golden sequencer (what the address generator must produce)."""
+    fold: int
+    valid: bool       # a real pixel (not a bubble)
+    pixel: int
+    act_addr: int     # meaningful only when valid and not padded
+    padded: bool
+    first_k: bool
+    last_k: bool
+    bank: int
+
+
+@dataclass(frozen=True)
+class LayerSchedule:
+    spec: AcceleratorSpec
+    problem: ConvProblem
+
+    def __post_init__(self):
+        spec, p = self.spec, self.problem
+        if spec.dataflow != "weight_stationary":
+            raise MappingError(f"{p.name}: dataflow {spec.dataflow!r} has no schedule yet")
+        worst = p.C * p.R * p.S * spec.max_abs_product()
+        if worst > spec.acc_type.max:
+            need = worst.bit_length() + 1
+            raise AccumulatorOverflowError(
+                f"{p.name}: the reduction over C*R*S = {p.C}*{p.R}*{p.S} = {p.C * p.R * p.S} products of "
+                f"{spec.act_type} x {spec.weight_type} (|product| <= {spec.max_abs_product()}) can reach "
+                f"{worst}, which overflows acc_type {spec.acc_type} (max {spec.acc_type.max}); use an "
+                f"accumulator of at least int{need} or reduce the reduction size")
+        checks = (
+            ("activation", "act_buffer_bytes", self.act_words, spec.act_depth, spec.act_word_bits,
+             f"C={p.C} channels in {self.c_groups} groups of {spec.rows} x H*W = {p.H}*{p.W}"),
+            ("weight", "weight_buffer_bytes", self.weight_words, spec.weight_depth, spec.weight_word_bits,
+             f"{self.m_folds} m-folds x {self.k_folds} k-folds x {spec.rows} rows"),
+            ("accumulator", "acc_buffer_bytes", self.pixels, spec.acc_depth, spec.acc_word_bits,
+             f"E*F = {p.E}*{p.F} output pixels"),
+        )
+        for buffer, knob, words, depth, word_bits, why in checks:
+            if words > depth:
+                need = words * word_bits // 8
+                raise BufferOverflowError(
+                    f"{p.name}: the {buffer} buffer needs {words} words ({why}) = {need} bytes but holds "
+                    f"{depth} words ({depth * word_bits // 8} bytes); set {knob} >= {need} (tiling layers "
+                    f"larger than the buffers is not implemented yet)")
+        limit = 1 << field_bits(spec)
+        for name, value in self.config_values().items():
+            if value >= limit:
+                raise MappingError(f"{p.name}: {name}={value} exceeds the {field_bits(spec)}-bit configuration "
+                                   f"field sized from the buffers; enlarge the buffers")
+
+    # Fold structure ---------------------------------------------------------------------------------------
+
+    @property
+    def c_groups(self):
+        return ceil(self.problem.C / self.spec.rows)
+
+    @property
+    def m_folds(self):
+        return ceil(self.problem.M / self.spec.cols)
+
+    @property
+    def k_folds(self):
+        return self.problem.R * self.problem.S * self.c_groups
+
+    @property
+    def folds(self):
+        return self.m_folds * self.k_folds
+
+    @property
+    def pixels(self):
+        return self.problem.E * self.problem.F
+
+    @property
+    def fold_period(self):
+        return fold_period(pixels=self.pixels, rows=self.spec.rows, cols=self.spec.cols)
+
+    @property
+    def act_words(self):
+        return self.c_groups * self.problem.H * self.problem.W
+
+    @property
+    def weight_words(self):
+        return self.folds * self.spec.rows
+
+    @property
+    def out_beats(self):
+        return self.m_folds * self.pixels
+
+    @property
+    def macs(self):
+        return self.problem.macs
+
+    # Configuration word -----------------------------------------------------------------------------------
+
+    def config_values(self):
+        p = self.problem
+        values = dict(
+            in_h=p.H, in_w=p.W, out_h=p.E, out_w=p.F, k_h=p.R, k_w=p.S, c_groups=self.c_groups,
+            m_folds=self.m_folds, stride_h=p.stride_h, stride_w=p.stride_w, pad_h=p.pad_h, pad_w=p.pad_w,
+            plane=p.H * p.W, row_step=p.stride_h * p.W, pad_row_offset=p.pad_h * p.W,
+            fold_period=self.fold_period, pixels=self.pixels, weight_words=self.weight_words,
+            act_words=self.act_words)
+        assert set(values) == set(CONFIG_FIELDS)
+        return values
+
+    def config_word(self):
+        return pack_config(self.spec, self.config_values())
+
+    # Host data layout -------------------------------------------------------------------------------------
+
+    def _lanes_to_words(self, lanes, dtype):
+        """(words, lanes) int array -> list of Python ints, lane 0 in the least significant bits."""
+        raw = dtype.to_bits(lanes)
+        words = []
+        for row in raw:
+            word = 0
+            for lane, value in enumerate(row.tolist()):
+                word |= int(value) << (lane * dtype.bits)
+            words.append(word)
+        return words
+
+    def pack_acts(self, act_canonical):
+        """Canonical I[C,H,W] -> activation-stream words (channel groups zero-padded to ``rows``)."""
+        p, rows = self.problem, self.spec.rows
+        act = np.zeros((self.c_groups * rows, p.H, p.W), dtype=np.int64)
+        act[:p.C] = act_canonical
+        # (cg, lane, h, w) -> (cg, h, w, lane)
+        lanes = act.reshape(self.c_groups, rows, p.H, p.W).transpose(0, 2, 3, 1).reshape(-1, rows)
+        return self._lanes_to_words(lanes, self.spec.act_type)
+
+    def pack_weights(self, weight_canonical):
+        """Canonical W[M,C,R,S] -> weight-stream words in fold order (mf, r, s, cg, row)."""
+        p, rows, cols = self.problem, self.spec.rows, self.spec.cols
+        w = np.zeros((self.m_folds * cols, self.c_groups * rows, p.R, p.S), dtype=np.int64)
+        w[:p.M, :p.C] = weight_canonical
+        # (mf, lane, cg, row, r, s) -> (mf, r, s, cg, row, lane)
+        w = w.reshape(self.m_folds, cols, self.c_groups, rows, p.R, p.S).transpose(0, 4, 5, 2, 3, 1)
+        return self._lanes_to_words(w.reshape(-1, cols), self.spec.weight_type)
+
+    def unpack_outputs(self, beats):
+        """Output-stream words -> canonical O[M,E,F] (lanes beyond M dropped)."""
+        p, cols, acc = self.problem, self.spec.cols, self.spec.acc_type
+        if len(beats) != self.out_beats:
+            raise ValueError(f"{p.name}: expected {self.out_beats} output beats, got {len(beats)}")
+        mask = (1 << acc.bits) - 1
+        raw = np.array([[(int(b) >> (lane * acc.bits)) & mask for lane in range(cols)] for b in beats],
+                       dtype=np.uint64)
+        values = acc.from_bits(raw).reshape(self.m_folds, self.pixels, cols)
+        out = values.transpose(0, 2, 1).reshape(self.m_folds * cols, p.E, p.F)
+        return out[:p.M]
+
+    # Golden sequencer ----------------------------------------------------------------------------------------
+
+    def fold_order(self):
+        """(mf, r, s, cg) per fold, in issue order."""
+        p = self.problem
+        return [(mf, r, s, cg) for mf in range(self.m_folds) for r in range(p.R) for s in range(p.S)
+                for cg in range(self.c_groups)]
+
+    def slots(self):
+        """Every issue slot in order: the reference the hardware address generator is tested against."""
+        p = self.problem
+        last = (p.R - 1, p.S - 1, self.c_groups - 1)
+        for fold, (mf, r, s, cg) in enumerate(self.fold_order()):
+            for t in range(self.fold_period):
+                valid = t < self.pixels
+                e, f = divmod(t, p.F) if valid else (0, 0)
+                h = e * p.stride_h + r - p.pad_h
+                w = f * p.stride_w + s - p.pad_w
+                padded = not (0 <= h < p.H and 0 <= w < p.W)
+                yield Slot(fold=fold, valid=valid, pixel=t if valid else 0,
+                           act_addr=(cg * p.H + h) * p.W + w, padded=padded,
+                           first_k=(r, s, cg) == (0, 0, 0), last_k=(r, s, cg) == last, bank=fold % 2)
+
+    def manifest(self):
+        return {"layer": self.problem.name, "kind": self.problem.kind, "problem": self.problem.to_dict(),
+                "folds": {"m": self.m_folds, "k": self.k_folds, "c_groups": self.c_groups,
+                          "period": self.fold_period},
+                "words": {"weights": self.weight_words, "activations": self.act_words,
+                          "outputs": self.out_beats},
+                "config": self.config_values(), "macs": self.macs}
