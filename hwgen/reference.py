@@ -1,0 +1,139 @@
+"""The NumPy golden model: the single source of truth for values.
+
+Everything is computed exactly in int64 and then checked against the accumulator type: the hardware never
+wraps (the mapper rejects accumulators too narrow for the worst case), so a result that does not fit is an
+error here, not a value to wrap. `evaluate_loop_nest` is a slow, literal interpreter of any `LoopNest`; tests
+use it to prove the fast reference computes what the user wrote.
+"""
+
+import itertools
+
+import numpy as np
+
+from .dtypes import int32, parse_dtype
+from .errors import UnsupportedTypeError
+
+__all__ = ["conv2d", "linear", "run_problem", "evaluate_loop_nest"]
+
+
+def _int_array(value, what, ndim):
+    array = np.asarray(value)
+    if array.dtype.kind not in "iu":
+        raise UnsupportedTypeError(f"{what} must hold integers, not {array.dtype}; quantize it first")
+    if ndim is not None and array.ndim != ndim:
+        raise ValueError(f"{what} must be a {ndim}-D array, got shape {array.shape}")
+    return array.astype(np.int64)
+
+
+def _pair(value, what, minimum):
+    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(pair) != 2 or any(int(v) != v or v < minimum for v in pair):
+        raise ValueError(f"{what} must be an integer >= {minimum} or a (height, width) pair, not {value!r}")
+    return tuple(int(v) for v in pair)
+
+
+def _check_exact(a, b, terms):
+    """int64 must hold every partial sum exactly: ``terms`` products of the largest magnitudes."""
+    bound = int(np.abs(a).max(initial=0)) * int(np.abs(b).max(initial=0)) * terms
+    if bound >= 1 << 63:
+        raise OverflowError(f"sums of {terms} products may reach {bound}, beyond int64; the reference cannot "
+                            f"compute this layer exactly")
+
+
+def _fit(result, acc_type):
+    acc_type = parse_dtype(acc_type, what="acc_type")
+    if result.size:
+        low, high = int(result.min()), int(result.max())
+        if low < acc_type.min or high > acc_type.max:
+            worst = high if high > acc_type.max else low
+            raise OverflowError(f"a result is {worst}, outside {acc_type} ({acc_type.min}..{acc_type.max}); the "
+                                f"largest magnitude is {max(abs(low), abs(high))} - use a wider acc_type")
+    return result
+
+
+def conv2d(I, W, *, stride=(1, 1), padding=(0, 0), acc_type=int32, out_size=None):
+    """``O[m,e,f] = sum_{c,r,s} I[c, e*sh + r - ph, f*sw + s - pw] * W[m,c,r,s]``, reads outside ``I`` zero.
+
+    Canonical layouts ``I[C,H,W]``, ``W[M,C,R,S]`` -> ``O[M,E,F]`` (int64). `out_size` ``(E, F)`` defaults to
+    ``((H + 2*ph - R)//sh + 1, ...)``; a nest may compute fewer rows than that (its input is larger than it
+    reads), never more than the padded input holds.
+    """
+    I = _int_array(I, "I", 3)
+    W = _int_array(W, "W", 4)
+    (C, H, Wd), (M, C_w, R, S) = I.shape, W.shape
+    if C != C_w:
+        raise ValueError(f"I has {C} channels but W expects {C_w} (W shape {W.shape})")
+    sh, sw = _pair(stride, "stride", 1)
+    ph, pw = _pair(padding, "padding", 0)
+    if out_size is None:
+        out_size = ((H + 2 * ph - R) // sh + 1, (Wd + 2 * pw - S) // sw + 1)
+    E, F = out_size
+    if E < 1 or F < 1 or (E - 1) * sh + R > H + 2 * ph or (F - 1) * sw + S > Wd + 2 * pw:
+        raise ValueError(f"an {E}x{F} output of a {R}x{S} kernel with stride ({sh}, {sw}) does not fit an "
+                         f"{H}x{Wd} input padded by ({ph}, {pw})")
+    _check_exact(I, W, C * R * S)
+    padded = np.pad(I, ((0, 0), (ph, ph), (pw, pw)))
+    out = np.zeros((M, E, F), dtype=np.int64)
+    # One (r, s) tap at a time: the strided window of every output is a view, and the channel sum a tensordot.
+    for r in range(R):
+        for s in range(S):
+            window = padded[:, r:r + (E - 1) * sh + 1:sh, s:s + (F - 1) * sw + 1:sw]   # [C, E, F]
+            out += np.tensordot(W[:, :, r, s], window, axes=1)
+    return _fit(out, acc_type)
+
+
+def linear(X, W, *, acc_type=int32):
+    """``O[n,m] = sum_k X[n,k] * W[m,k]`` for ``X[N,K]``, ``W[M,K]`` -> ``O[N,M]`` (int64)."""
+    X = _int_array(X, "X", 2)
+    W = _int_array(W, "W", 2)
+    if X.shape[1] != W.shape[1]:
+        raise ValueError(f"X has {X.shape[1]} features but W expects {W.shape[1]} (X {X.shape}, W {W.shape})")
+    _check_exact(X, W, X.shape[1])
+    return _fit(X @ W.T, acc_type)
+
+
+def run_problem(problem, act_user_array, weight_user_array, acc_type=int32):
+    """Evaluate a `ConvProblem` on tensors in the user's layouts; returns the output in the user's layout."""
+    act = problem.canonical_act(_int_array(act_user_array, problem.act, None))
+    weight = problem.canonical_weight(_int_array(weight_user_array, problem.weight, None))
+    out = conv2d(act, weight, stride=(problem.stride_h, problem.stride_w),
+                 padding=(problem.pad_h, problem.pad_w), acc_type=acc_type, out_size=(problem.E, problem.F))
+    return problem.user_out(out)
+
+
+def evaluate_loop_nest(nest, tensors, shapes=None):
+    """Run `nest` literally: every loop iteration, reads outside a tensor (negative included) give 0.
+
+    `tensors` maps the two factor names to arrays. The output shape is ``shapes[out]``, else the nest's
+    declared shape, else one past the largest index written. Slow: for small tests only.
+    """
+    shapes = dict(shapes or {})
+    arrays = {}
+    for access in (nest.lhs, nest.rhs):
+        if access.tensor not in tensors:
+            raise ValueError(f"{nest.name}: no array given for {access.tensor} (got {sorted(tensors)})")
+        array = _int_array(tensors[access.tensor], access.tensor, len(access.indices))
+        expected = shapes.get(access.tensor) or nest.declared_shape(access.tensor)
+        if expected is not None and tuple(expected) != array.shape:
+            raise ValueError(f"{nest.name}: {access.tensor} has shape {array.shape}, expected {tuple(expected)}")
+        arrays[access.tensor] = array
+    names = nest.loop_names
+    points = [dict(zip(names, values)) for values in itertools.product(*(range(l.extent) for l in nest.loops))]
+    out_shape = shapes.get(nest.out.tensor) or nest.declared_shape(nest.out.tensor)
+    if out_shape is None:
+        out_shape = tuple(max(i.evaluate(p) for p in points) + 1 for i in nest.out.indices)
+    result = np.zeros(out_shape, dtype=np.int64)
+
+    def read(access, env):
+        array = arrays[access.tensor]
+        index = tuple(i.evaluate(env) for i in access.indices)
+        if all(0 <= x < n for x, n in zip(index, array.shape)):
+            return int(array[index])
+        return 0
+
+    for env in points:
+        index = tuple(i.evaluate(env) for i in nest.out.indices)
+        if not all(0 <= x < n for x, n in zip(index, result.shape)):
+            raise IndexError(f"{nest.name}: {nest.out} writes {index}, outside the output shape {result.shape}")
+        result[index] += read(nest.lhs, env) * read(nest.rhs, env)
+    return result
