@@ -7,8 +7,9 @@ bitstreams (``hwgen synth --board``):
 
 Load (host -> accelerator), all sampled on the rising clock edge:
 
-* ``din`` (``io_bits`` wide) with ``din_valid``: shifts one chunk into the input shift register. Chunks go in
-  least-significant first: after ``ceil(W / io_bits)`` chunks the first one sits at bit 0.
+* ``din`` (``io_bits`` wide) with ``din_valid``: shifts one chunk into the input shift register, which is as
+  wide as the widest input payload (``in_chunks`` chunks). Send every beat as ``in_chunks`` chunks, least
+  significant first (zero-padded above the stream's own width): the first chunk then sits at bit 0.
 * ``din_sel`` selects the input stream (in the component's signature order) and ``din_push`` offers the
   shift register as one beat of that stream; ``din_busy`` is high until the component has taken it. Do not
   shift while ``din_busy``.
