@@ -79,12 +79,12 @@ def _check_resident(nest, resident):
                        f"{nest.rhs}'; set it to the weight tensor, one of {' or '.join(map(repr, _factors(nest)))}")
 
 
-def _plain_loops(nest, access, role, fix):
+def _plain_loops(nest, access, role, fix, error=LoopNestError):
     """The loop of each index of `access`, which must each be a distinct plain loop variable."""
     loops = []
     for pos, index in enumerate(access.indices):
         if not index.is_var():
-            raise LoopNestError(f"{nest.name}: axis {pos} of the {role} {access.tensor} is indexed by '{index}', "
+            raise error(f"{nest.name}: axis {pos} of the {role} {access.tensor} is indexed by '{index}', "
                                 f"not a plain loop variable; {fix}")
         loops.append(index.variables[0])
     for loop, count in Counter(loops).items():
@@ -109,7 +109,8 @@ def _analyze(nest, resident):
                              f"{out.tensor}[m, e, f], and move strides and offsets into the input index")
     weight_loops = _plain_loops(nest, weight, "resident tensor", fix=(
         f"weight-stationary keeps {weight.tensor} in the PEs, so it must be indexed by one loop per axis, like "
-        f"W[m, c, r, s]; if {other} holds the weights, set resident={other!r}"))
+        f"W[m, c, r, s]; if {other} holds the weights, set resident={other!r}"),
+        error=MappingError)   # most often the directive names the wrong factor
     act_loops = Counter(v for index in act.indices for v in index.variables)
 
     for loop in nest.loop_names:
