@@ -220,8 +220,8 @@ class _Parser:
 
     def _access(self, node, where):
         if not isinstance(node, ast.Subscript) or not isinstance(node.value, ast.Name):
-            raise LoopNestError(f"{where}: '{self._src(node)}' must be a read of a tensor parameter, "
-                                f"such as 'O[m, e, f]'")
+            raise LoopNestError(f"{where}: '{self._src(node)}' must index a tensor parameter, "
+                                f"as in 'O[m, e, f]' or 'I[c, e + r, f + s]'")
         tensor_name = node.value.id
         if tensor_name not in self.params:
             raise LoopNestError(

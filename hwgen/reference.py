@@ -117,11 +117,10 @@ def evaluate_loop_nest(nest, tensors, shapes=None):
         if expected is not None and tuple(expected) != array.shape:
             raise ValueError(f"{nest.name}: {access.tensor} has shape {array.shape}, expected {tuple(expected)}")
         arrays[access.tensor] = array
-    names = nest.loop_names
-    points = [dict(zip(names, values)) for values in itertools.product(*(range(l.extent) for l in nest.loops))]
     out_shape = shapes.get(nest.out.tensor) or nest.declared_shape(nest.out.tensor)
-    if out_shape is None:
-        out_shape = tuple(max(i.evaluate(p) for p in points) + 1 for i in nest.out.indices)
+    if out_shape is None:   # the largest value of an affine index over the loop box, plus one
+        out_shape = tuple(i.const + sum(c * (nest.extent(v) - 1) for v, c in i.terms if c > 0) + 1
+                          for i in nest.out.indices)
     result = np.zeros(out_shape, dtype=np.int64)
 
     def read(access, env):
@@ -131,7 +130,9 @@ def evaluate_loop_nest(nest, tensors, shapes=None):
             return int(array[index])
         return 0
 
-    for env in points:
+    names = nest.loop_names
+    for values in itertools.product(*(range(loop.extent) for loop in nest.loops)):
+        env = dict(zip(names, values))
         index = tuple(i.evaluate(env) for i in nest.out.indices)
         if not all(0 <= x < n for x, n in zip(index, result.shape)):
             raise IndexError(f"{nest.name}: {nest.out} writes {index}, outside the output shape {result.shape}")

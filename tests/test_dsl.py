@@ -146,6 +146,7 @@ def test_non_affine_message_quotes_index_and_subexpression():
     ("O[e, f] += A[e] * X[f]", "tensor 'X' is not a parameter of bad\\(A, B, O\\)"),
     ("O[e, f] += A[e:f] * B[f]", "'e:f' is a slice"),
     ("print(e)", "found 'print\\(e\\)'"),
+    ("acc += A[e] * B[f]", "'acc' must index a tensor parameter"),
 ])
 def test_statement_shape_errors(tmp_path, statement, culprit):
     with pytest.raises(LoopNestError, match=culprit) as info:
