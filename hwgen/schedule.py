@@ -177,6 +177,21 @@ class LayerSchedule:
         w = w.reshape(self.m_folds, cols, self.c_groups, rows, p.R, p.S).transpose(0, 4, 5, 2, 3, 1)
         return self._lanes_to_words(w.reshape(-1, cols), self.spec.weight_type)
 
+    def pack_outputs(self, out_canonical):
+        """Canonical O[M,E,F] -> the output beats the hardware sends (lanes beyond M are zero)."""
+        p, cols = self.problem, self.spec.cols
+        out = np.zeros((self.m_folds * cols, p.E, p.F), dtype=np.int64)
+        out[:p.M] = out_canonical
+        lanes = out.reshape(self.m_folds, cols, self.pixels).transpose(0, 2, 1).reshape(-1, cols)
+        return self._lanes_to_words(lanes, self.spec.acc_type)
+
+    def describe_output(self, beat, lane):
+        """Which output element beat/lane carries, e.g. ``O[m=3, e=0, f=2]``."""
+        mf, pixel = divmod(beat, self.pixels)
+        e, f = divmod(pixel, self.problem.F)
+        m = mf * self.spec.cols + lane
+        return f"{self.problem.out}[m={m}, e={e}, f={f}]" if m < self.problem.M else f"padding lane m={m}"
+
     def unpack_outputs(self, beats):
         """Output-stream words -> canonical O[M,E,F] (lanes beyond M dropped)."""
         p, cols, acc = self.problem, self.spec.cols, self.spec.acc_type

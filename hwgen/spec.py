@@ -124,6 +124,12 @@ class AcceleratorSpec:
         a, w = self.act_type, self.weight_type
         return max(abs(x * y) for x in (a.min, a.max) for y in (w.min, w.max))
 
+    @classmethod
+    def from_dict(cls, data):
+        """Inverse of `to_dict` (derived entries are ignored)."""
+        names = [f for f in cls.__dataclass_fields__]
+        return cls(**{name: data[name] for name in names if name in data})
+
     def to_dict(self):
         data = asdict(self)
         for key in ("act_type", "weight_type", "acc_type"):

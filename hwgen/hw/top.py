@@ -6,7 +6,7 @@ accumulators). The compute pipeline has one enable: it advances only while the o
 stalled sink freezes the pipeline instead of losing results.
 """
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import EnableInserter, Module, Mux, Signal, unsigned
 from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -48,8 +48,8 @@ class AcceleratorTop(wiring.Component):
         act_write, act_read = act_buffer.write_port(), act_buffer.read_port()
 
         m.submodules.sequencer = seq = FoldSequencer(spec)
-        m.submodules.array = array = SystolicArray(rows=spec.rows, cols=spec.cols, act_type=spec.act_type,
-                                                   weight_type=spec.weight_type, psum_bits=spec.psum_bits)
+        array = SystolicArray(rows=spec.rows, cols=spec.cols, act_type=spec.act_type,
+                              weight_type=spec.weight_type, psum_bits=spec.psum_bits)
         m.submodules.accumulator = acc = Accumulator(spec)
         m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=spec.acc_word_bits,
                                                                  depth=OUTPUT_FIFO_DEPTH)
@@ -57,6 +57,8 @@ class AcceleratorTop(wiring.Component):
 
         en = Signal()
         m.d.comb += [en.eq(out_fifo.w_rdy), seq.cfg.eq(cfg), seq.en.eq(en)]
+        # The whole array freezes with the pipeline (skew, PEs, de-skew).
+        m.submodules.array = EnableInserter(en)(array)
 
         # Load phase: both streams fill their buffers; each counts its own words.
         weights_left = Signal(range(max(spec.weight_depth, 2) + 1))

@@ -1,0 +1,61 @@
+"""Verilog back end: one `AcceleratorSpec` -> one Verilog module, byte-identical for identical input."""
+
+import json
+from pathlib import Path
+
+from amaranth.back import verilog as amaranth_verilog
+
+from .hw.config import config_layout
+from .hw.top import AcceleratorTop
+
+__all__ = ["generate", "port_map", "write_design"]
+
+
+def generate(spec):
+    """Elaborate the accelerator and return its Verilog text (top module named ``spec.name``)."""
+    top = AcceleratorTop(spec)
+    text = amaranth_verilog.convert(top, name=spec.name, emit_src=False)
+    return text
+
+
+def port_map(spec):
+    """The top-level ports as the Verilog sees them: name -> (direction, width, meaning)."""
+    cfg_bits = config_layout(spec).size
+    ports = {"clk": ("input", 1, "clock, rising edge"), "rst": ("input", 1, "synchronous reset, active high"),
+             "busy": ("output", 1, "a layer is loading or computing")}
+    streams = (("cfg", "input", cfg_bits, "layer configuration word (fields: manifest 'config_fields')"),
+               ("weights", "input", spec.weight_word_bits, f"{spec.cols} x {spec.weight_type} weights, lane 0 in LSBs"),
+               ("acts", "input", spec.act_word_bits, f"{spec.rows} x {spec.act_type} activations, lane 0 in LSBs"),
+               ("out", "output", spec.acc_word_bits, f"{spec.cols} x {spec.acc_type} results, lane 0 in LSBs"))
+    for name, direction, width, meaning in streams:
+        back = "output" if direction == "input" else "input"
+        ports[f"{name}__payload"] = (direction, width, meaning)
+        ports[f"{name}__valid"] = (direction, 1, f"{name} stream valid")
+        ports[f"{name}__ready"] = (back, 1, f"{name} stream ready")
+    return ports
+
+
+def write_design(design, out_dir):
+    """Write ``<name>.v`` and ``<name>.json`` (the manifest: spec, ports, buffers, layer schedules)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec = design.spec
+    verilog_path = out_dir / f"{spec.name}.v"
+    verilog_path.write_text(generate(spec))
+    layout = config_layout(spec)
+    manifest = {
+        "design": design.name,
+        "spec": spec.to_dict(),
+        "ports": {name: {"direction": d, "width": w, "meaning": m} for name, (d, w, m) in port_map(spec).items()},
+        "config_fields": {name: {"offset": f.offset, "width": f.width} for name, f in layout},
+        "buffers": {
+            "activations": {"words": spec.act_depth, "word_bits": spec.act_word_bits, "bytes": spec.act_buffer_bytes},
+            "weights": {"words": spec.weight_depth, "word_bits": spec.weight_word_bits,
+                        "bytes": spec.weight_buffer_bytes},
+            "accumulators": {"words": spec.acc_depth, "word_bits": spec.acc_word_bits, "bytes": spec.acc_buffer_bytes},
+        },
+        "layers": [schedule.manifest() for schedule in design.schedules()],
+    }
+    manifest_path = out_dir / f"{spec.name}.json"
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return verilog_path, manifest_path

@@ -1,0 +1,1 @@
+"""cocotb verification of generated accelerators: stream drivers, monitors, scoreboard, runner glue."""

