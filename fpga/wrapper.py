@@ -38,17 +38,21 @@ def _ceil_div(a, b):
 
 
 def stream_ports(component):
-    """``(inputs, outputs)``: lists of ``(name, payload_width)`` of the component's stream members."""
-    inputs, outputs = [], []
+    """``(inputs, outputs, status)``: ``(name, width)`` lists of the component's input and output streams
+    (payload width) and of its plain output ports (status signals such as ``busy``)."""
+    inputs, outputs, status = [], [], []
     for name, member in component.signature.members.items():
         if member.is_signature and isinstance(member.signature, stream.Signature):
             width = Shape.cast(member.signature.members["payload"].shape).width
             (inputs if member.flow == In else outputs).append((name, width))
-        elif member.is_port:
-            raise TypeError(f"PinLightTop wraps stream ports only; {name!r} is a plain port")
+        elif member.is_port and member.flow == Out:
+            status.append((name, Shape.cast(member.shape).width))
+        else:
+            raise TypeError(f"PinLightTop wraps stream ports and plain outputs only; {name!r} is a plain input "
+                            f"or a non-stream interface")
     if not inputs or not outputs:
         raise TypeError("PinLightTop needs at least one input and one output stream")
-    return inputs, outputs
+    return inputs, outputs, status
 
 
 class PinLightTop(wiring.Component):
@@ -60,7 +64,9 @@ class PinLightTop(wiring.Component):
             raise ValueError("io_bits must be at least 1")
         self.component = component
         self.io_bits = io_bits
-        self.inputs, self.outputs = stream_ports(component)
+        self.inputs, self.outputs, self.status_ports = stream_ports(component)
+        # Plain outputs (e.g. ``busy``) reach pins through a register; wide ones are XOR-folded to io_bits.
+        self.status_bits = min(sum(w for _, w in self.status_ports), io_bits)
         self.in_width = max(w for _, w in self.inputs)
         self.out_width = max(w for _, w in self.outputs)
         self.in_chunks = _ceil_div(self.in_width, io_bits)
@@ -70,6 +76,7 @@ class PinLightTop(wiring.Component):
             "din_sel": In(range(max(2, len(self.inputs)))), "din_push": In(1), "din_busy": Out(1),
             "dout": Out(io_bits), "dout_valid": Out(1), "dout_next": In(1),
             "dout_sel": In(range(max(2, len(self.outputs)))),
+            **({"status": Out(self.status_bits)} if self.status_bits else {}),
         })
 
     @property
@@ -108,4 +115,11 @@ class PinLightTop(wiring.Component):
                 m.d.sync += [outreg.eq(port.payload), left.eq(_ceil_div(width, n))]
         with m.If(self.dout_valid & self.dout_next):
             m.d.sync += [outreg.eq(outreg[n:]), left.eq(left - 1)]
+
+        if self.status_bits:
+            bits = Cat(*[getattr(core, name) for name, _ in self.status_ports])
+            folded = bits[:self.status_bits]
+            for start in range(self.status_bits, len(bits), self.status_bits):
+                folded = folded ^ bits[start:start + self.status_bits]
+            m.d.sync += self.status.eq(folded)
         return m

