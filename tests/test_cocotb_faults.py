@@ -1,0 +1,45 @@
+"""The regression must bite: injected faults in the data or in the hardware make it fail."""
+
+import pytest
+from amaranth.hdl import Signal
+
+import hwgen.hw.top as top_module
+from hwgen.hw.addrgen import FoldSequencer
+from hwgen.verilog import generate
+from sim.runner import run_layers
+from tests.test_cocotb_accelerator import LAYERS_4X4, SIM, SPEC_4X4
+
+pytestmark = pytest.mark.cocotb
+
+
+class OffByOneSequencer(FoldSequencer):
+    """The activation address generator reads one word too far."""
+
+    def elaborate(self, platform):
+        port = self.act_addr
+        inner = Signal.like(port, name="act_addr_correct")
+        self.__dict__["act_addr"] = inner  # the parent drives `inner`...
+        try:
+            m = super().elaborate(platform)
+        finally:
+            self.__dict__["act_addr"] = port
+        m.d.comb += port.eq(inner + 1)  # ...and the port carries the fault
+        return m
+
+
+def test_flipped_weight_bit_is_caught():
+    layer = LAYERS_4X4[0]
+    result = run_layers(SPEC_4X4, [layer], simulator=SIM, flip_weight_bit=[0, 5, 3], tag="fault-weight")
+    (outcome,) = result.layers
+    assert not outcome["exact"]
+    assert "expected" in outcome["report"] and "O[m=" in outcome["report"]
+
+
+def test_address_generator_off_by_one_is_caught(monkeypatch):
+    monkeypatch.setattr(top_module, "FoldSequencer", OffByOneSequencer)
+    faulty = generate(SPEC_4X4)
+    monkeypatch.undo()
+    assert faulty != generate(SPEC_4X4)
+    result = run_layers(SPEC_4X4, [LAYERS_4X4[1]], simulator=SIM, verilog=faulty, tag="fault-addr")
+    (outcome,) = result.layers
+    assert not outcome["exact"]
