@@ -26,6 +26,7 @@ from pathlib import Path
 
 from amaranth.build import Attrs, Pins, Resource, Subsignal
 from amaranth.hdl import Elaboratable, Module
+from amaranth.lib import io
 
 from .devices import get_device
 from .fit import estimate_fit
@@ -34,7 +35,7 @@ from .reports import cell_summary, format_summary, parse_nextpnr_report, parse_y
 from .tools import Progress, file_arg, find_tool, run_tool
 from .wrapper import PinLightTop
 
-__all__ = ["BOARDS", "Board", "BoardTop", "build_board"]
+__all__ = ["BOARDS", "Board", "BoardTop", "build_board", "prepare_board"]
 
 
 @dataclass(frozen=True)
@@ -89,17 +90,54 @@ class BoardTop(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         m.submodules.accel = top = self.wrapped
-        pins = platform.request("hwgen_io", 0)
+        res = platform.request("hwgen_io", 0, dir="-")
         if len(top.outputs) > 1:
             raise ValueError("board tops route one output stream; dout_sel has no pins")
-        m.d.comb += [
-            top.din.eq(pins.din.i), top.din_valid.eq(pins.din_valid.i), top.din_push.eq(pins.din_push.i),
-            top.din_sel.eq(pins.din_sel.i), top.dout_next.eq(pins.dout_next.i), top.dout_sel.eq(0),
-            pins.dout.o.eq(top.dout), pins.dout_valid.o.eq(top.dout_valid), pins.din_busy.o.eq(top.din_busy),
-        ]
+
+        def buffer(direction, name):
+            m.submodules[f"{name}_buffer"] = buf = io.Buffer(direction, getattr(res, name))
+            return buf
+
+        for name in ("din", "din_valid", "din_push", "din_sel", "dout_next"):
+            m.d.comb += getattr(top, name).eq(buffer("i", name).i)
+        for name in ("dout", "dout_valid", "din_busy"):
+            m.d.comb += buffer("o", name).o.eq(getattr(top, name))
         if top.status_bits:
-            m.d.comb += pins.status.o.eq(top.status[:len(pins.status.o)])
+            status = buffer("o", "status")
+            m.d.comb += status.o.eq(top.status[:len(status.o)])
+        m.d.comb += top.dout_sel.eq(0)
         return m
+
+
+def prepare_board(spec, board, *, component=None, name=None, use_dsp=True, seed=1):
+    """Elaborate the board top and let Amaranth write its build plan (no tool runs); returns the plan."""
+    board = BOARDS[board] if isinstance(board, str) else board
+    device = get_device(board.device)
+    name = name or spec.name
+    wrapped = PinLightTop(component if component is not None else default_component(spec), io_bits=board.io_bits)
+    platform = board.platform()
+    platform.add_resources(board.resources(wrapped.status_bits))
+    platform.default_rst = "hwgen_rst"
+    synth_opts = []
+    if device.family == "ice40" and use_dsp:
+        synth_opts.append("-dsp")      # without it synth_ice40 leaves the 8 SB_MAC16 unused
+    if device.family == "ecp5" and not use_dsp:
+        synth_opts.append("-nodsp")
+    overrides = {
+        "synth_opts": " ".join(synth_opts),
+        "script_after_synth": f"tee -q -o {name}.stat.json stat -json",
+        "nextpnr_opts": f"--timing-allow-fail --report {name}.report.json --seed {seed}",
+        "verbose": True,             # full tool output in the logs (and for the progress lines)
+        "debug_verilog": False,
+    }
+    # The ULX3S platform lists openFPGALoader among its required tools even when nothing is programmed.
+    saved = os.environ.get("OPENFPGALOADER")
+    os.environ["OPENFPGALOADER"] = saved or "true"
+    try:
+        return platform.build(BoardTop(wrapped), name=name, do_build=False, do_program=False, **overrides)
+    finally:
+        if saved is None:
+            del os.environ["OPENFPGALOADER"]
 
 
 def _map_args(argv, name, mount):
@@ -123,27 +161,7 @@ def build_board(spec, board, *, component=None, build_dir=None, name=None, lut_m
     use_dsp = estimate.lut_multipliers == 0
     started = time.monotonic()
 
-    wrapped = PinLightTop(component if component is not None else default_component(spec), io_bits=board.io_bits)
-    platform = board.platform()
-    platform.add_resources(board.resources(wrapped.status_bits))
-    platform.default_rst = "hwgen_rst"
-    synth_opts = [] if device.family == "ecp5" else ["-dsp"] if use_dsp else []
-    if device.family == "ecp5" and not use_dsp:
-        synth_opts.append("-nodsp")
-    overrides = {
-        "synth_opts": " ".join(synth_opts),
-        "script_after_synth": f"tee -q -o {name}.stat.json stat -json",
-        "nextpnr_opts": f"--timing-allow-fail --report {name}.report.json --seed {seed}",
-    }
-    # The ULX3S platform lists openFPGALoader among its required tools even when nothing is programmed.
-    saved = os.environ.get("OPENFPGALOADER")
-    os.environ["OPENFPGALOADER"] = saved or "true"
-    try:
-        plan = platform.build(BoardTop(wrapped), name=name, build_dir=str(build_dir), do_build=False,
-                              do_program=False, **overrides)
-    finally:
-        if saved is None:
-            del os.environ["OPENFPGALOADER"]
+    plan = prepare_board(spec, board, component=component, name=name, use_dsp=use_dsp, seed=seed)
     plan.extract(str(build_dir))
     commands = json.loads((build_dir / f"build_{name}.json").read_text())["commands"]
 

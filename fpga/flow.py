@@ -94,12 +94,14 @@ def memory_check(estimate, cells_summary):
 
 def synthesize(spec, device, *, component=None, freq_mhz=None, build_dir=None, name=None,
                lut_multipliers=False, io_bits=8, seed=1, pnr=True, progress=None, timeout_s=None,
-               yosys_extra=(), nextpnr_extra=(), check_fit=True):
+               yosys_extra=(), nextpnr_extra=(), check_fit=True, check_memory=True):
     """Synthesize (and unless ``pnr=False`` place and route) ``spec`` for ``device``; return the summary dict.
 
     ``component``: the Amaranth stream component to wrap (default: ``AcceleratorTop(spec)``).
     ``lut_multipliers``: when the device has too few DSPs, build all multipliers from LUTs (warning) instead of
     rejecting the design with :class:`~fpga.fit.FitError`.
+    ``check_memory``: compare the block RAMs Yosys used with the spec's buffers (off for experiments whose
+    component is not an accelerator).
     """
     device = get_device(device) if isinstance(device, str) else device
     progress = progress or Progress()
@@ -140,8 +142,8 @@ def synthesize(spec, device, *, component=None, freq_mhz=None, build_dir=None, n
         "pnr": pnr,
         "tool_seconds": {"yosys": round(yosys_s, 1)},
     }
-    summary["memory_mapping"] = memory_check(estimate, counts)
-    if summary["memory_mapping"]["status"] != "ok":
+    summary["memory_mapping"] = memory_check(estimate, counts) if check_memory else None
+    if check_memory and summary["memory_mapping"]["status"] != "ok":
         summary["warnings"].append(summary["memory_mapping"]["message"])
     if use_dsp and counts.get("dsp", 0) < spec.pes:
         summary["warnings"].append(f"Yosys mapped {counts.get('dsp', 0)} of {spec.pes} multipliers to "

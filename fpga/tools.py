@@ -153,7 +153,7 @@ def run_tool(tool, args, *, build_dir, log_name, progress=None, timeout_s=None, 
     tail = []
     last_said = start
     phase = None
-    with open(log_path, "w") as log:
+    with open(log_path, "w", buffering=1) as log:      # line-buffered: the log can be followed live
         while True:
             try:
                 line = lines.get(timeout=1.0)
