@@ -40,9 +40,8 @@ test-fpga: setup
 	$(PY) -m pytest -q -m fpga
 
 bench: setup
-	$(PY) benchmarks/utilization.py
 	$(PY) benchmarks/generation_time.py
-	$(PY) benchmarks/sim_speed.py
+	$(PY) benchmarks/utilization.py --sim icarus verilator
 
 clean:
 	rm -rf build sim_build .pytest_cache
