@@ -19,7 +19,7 @@ import numpy as np
 from .errors import AccumulatorOverflowError, BufferOverflowError, MappingError
 from .hw.config import CONFIG_FIELDS, config_layout, field_bits, pack_config
 from .problem import ConvProblem
-from .spec import AcceleratorSpec
+from .spec import AcceleratorSpec, buffer_bytes_for
 
 __all__ = ["LayerSchedule", "Slot", "fold_period"]
 
@@ -77,7 +77,7 @@ class LayerSchedule:
         )
         for buffer, knob, words, depth, word_bits, why in checks:
             if words > depth:
-                need = words * word_bits // 8
+                need = buffer_bytes_for(words, word_bits)
                 raise BufferOverflowError(
                     f"{p.name}: the {buffer} buffer needs {words} words ({why}) = {need} bytes but holds "
                     f"{depth} words ({depth * word_bits // 8} bytes); set {knob} >= {need} (tiling layers "

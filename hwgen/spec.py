@@ -5,11 +5,12 @@ the same object, so they cannot drift apart.
 """
 
 from dataclasses import dataclass, asdict
+from math import gcd
 
 from .dtypes import IntType, parse_dtype
 from .errors import MappingError, UnsupportedTypeError
 
-__all__ = ["AcceleratorSpec", "DATAFLOWS"]
+__all__ = ["AcceleratorSpec", "DATAFLOWS", "buffer_bytes_for", "buffer_granule_bytes"]
 
 DATAFLOWS = ("weight_stationary",)
 
@@ -21,6 +22,18 @@ def _positive_int(value, what, *, fix):
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise MappingError(f"{what} must be a positive integer, not {value!r}; {fix}")
     return value
+
+
+def buffer_granule_bytes(word_bits):
+    """The smallest byte count that is a whole number of `word_bits`-bit words."""
+    return word_bits // gcd(word_bits, 8)
+
+
+def buffer_bytes_for(words, word_bits):
+    """The smallest buffer size in bytes that holds `words` words and is a whole number of words."""
+    granule = buffer_granule_bytes(word_bits)          # bytes per granule
+    words_per_granule = granule * 8 // word_bits
+    return -(-words // words_per_granule) * granule
 
 
 @dataclass(frozen=True)
@@ -71,9 +84,10 @@ class AcceleratorSpec:
                                       ("acc_buffer_bytes", self.acc_word_bits)):
             size = _positive_int(getattr(self, field_name), field_name, fix="give the buffer size in bytes")
             if (size * 8) % word_bits:
+                chunk = buffer_granule_bytes(word_bits)
                 raise MappingError(
-                    f"{field_name}={size} is not a whole number of {word_bits // 8}-byte words "
-                    f"({word_bits} bits = one array-wide vector); round it to a multiple of {word_bits // 8}")
+                    f"{field_name}={size} is not a whole number of {word_bits}-bit words (one array-wide "
+                    f"vector); round it to a multiple of {chunk} bytes")
 
     # Derived hardware quantities --------------------------------------------------------------------------
 
