@@ -1,0 +1,159 @@
+"""The weight-stationary PE (`hwgen.hw.pe`) against an ideal cycle model, plus directed timing and range checks."""
+
+import numpy as np
+import pytest
+from amaranth.hdl import signed, unsigned
+from amaranth.sim import Simulator
+
+from hwgen.dtypes import IntType
+from hwgen.hw.pe import WeightStationaryPE
+from hwgen.spec import AcceleratorSpec
+
+
+class PEModel:
+    """The ideal PE: two weight banks, a product register, a psum register. `step` is one clock edge.
+
+    ``act_out``/``bank_out`` = inputs delayed 1; ``product`` = ``act_in * w[bank_in]`` delayed 1 (weights as
+    they were before the edge); ``psum_out`` = ``psum_in + product`` delayed 1. A load lands at the edge.
+    """
+
+    def __init__(self, psum_type):
+        self.psum_type = psum_type
+        self.weights = [0, 0]
+        self.product = 0
+        self.act_out = self.bank_out = self.psum_out = 0
+
+    def outputs(self):
+        return {"act_out": self.act_out, "bank_out": self.bank_out, "psum_out": self.psum_out}
+
+    def step(self, *, act_in, bank_in, psum_in, load_en, load_bank, load_data):
+        psum = psum_in + self.product
+        assert self.psum_type.contains(psum), "stimulus must keep the partial sum in range"
+        self.psum_out = psum
+        self.product = act_in * self.weights[bank_in]
+        self.act_out, self.bank_out = act_in, bank_in
+        if load_en:
+            self.weights[load_bank] = load_data
+
+
+def make_pe(act_type, weight_type, rows=4):
+    """A PE shaped as `SystolicArray` shapes it for an array of ``rows`` rows."""
+    spec = AcceleratorSpec(rows=rows, cols=4, act_type=act_type, weight_type=weight_type)
+    psum_signed = spec.act_type.signed or spec.weight_type.signed
+    psum_type = IntType(spec.psum_bits, psum_signed)
+    pe = WeightStationaryPE(act_shape=spec.act_type.amaranth_shape(),
+                            weight_shape=spec.weight_type.amaranth_shape(),
+                            psum_shape=psum_type.amaranth_shape())
+    return pe, spec, psum_type
+
+
+IDLE = dict(act_in=0, bank_in=0, psum_in=0, load_en=0, load_bank=0, load_data=0)
+
+
+def run_cycles(pe, cycles):
+    """Apply one input dict per cycle; return the outputs visible in each cycle (before its edge)."""
+    seen = []
+
+    async def testbench(ctx):
+        for inputs in cycles:
+            for name, value in {**IDLE, **inputs}.items():
+                ctx.set(getattr(pe, name), value)
+            seen.append({name: ctx.get(getattr(pe, name)) for name in ("act_out", "bank_out", "psum_out")})
+            await ctx.tick()
+
+    sim = Simulator(pe)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    return seen
+
+
+DTYPE_PAIRS = [("int8", "int8"), ("uint8", "int8"), ("uint8", "uint8"), ("int4", "int4"), ("int16", "int8"),
+               ("int2", "uint4")]
+
+
+@pytest.mark.parametrize("act_name, weight_name", DTYPE_PAIRS)
+def test_pe_equals_model_every_cycle(act_name, weight_name):
+    pe, spec, psum_type = make_pe(act_name, weight_name)
+    a, w = spec.act_type, spec.weight_type
+    rng = np.random.default_rng(len(act_name) * 31 + len(weight_name))
+    headroom = psum_type.max - spec.max_abs_product()
+    low = max(psum_type.min + spec.max_abs_product(), -headroom)
+    stimulus = []
+    for _ in range(300):
+        # Extremes often, so the corners are hit on every run.
+        pick = lambda t: int(rng.choice([t.min, t.max, rng.integers(t.min, t.max + 1)]))
+        stimulus.append(dict(act_in=pick(a), bank_in=int(rng.integers(2)),
+                             psum_in=int(rng.integers(low, headroom + 1)), load_en=int(rng.random() < 0.3),
+                             load_bank=int(rng.integers(2)), load_data=pick(w)))
+    seen = run_cycles(pe, stimulus)
+    model = PEModel(psum_type)
+    for cycle, inputs in enumerate(stimulus):
+        assert seen[cycle] == model.outputs(), f"cycle {cycle}"
+        model.step(**inputs)
+
+
+def test_loads_both_banks_and_each_activation_selects_its_bank():
+    pe, _, _ = make_pe("int8", "int8")
+    seen = run_cycles(pe, [
+        dict(load_en=1, load_bank=0, load_data=3),
+        dict(load_en=1, load_bank=1, load_data=-5),
+        dict(act_in=7, bank_in=0),
+        dict(act_in=7, bank_in=1),
+        dict(act_in=-2, bank_in=0),
+        dict(act_in=-2, bank_in=1),
+        {}, {},
+    ])
+    # An activation at cycle t is multiplied at the edge into t+1 and summed into psum_out at the edge into t+2.
+    assert [s["psum_out"] for s in seen[4:8]] == [21, -35, -6, 10]
+    assert [s["act_out"] for s in seen[3:7]] == [7, 7, -2, -2]
+    assert [s["bank_out"] for s in seen[3:7]] == [0, 1, 0, 1]
+
+
+def test_product_is_registered_before_the_psum_adder():
+    """``psum_in`` joins the product one cycle after its activation: that is what the row below provides."""
+    pe, _, _ = make_pe("int8", "int8")
+    seen = run_cycles(pe, [
+        dict(load_en=1, load_bank=0, load_data=4),
+        dict(act_in=3),                 # product 12 is registered at this edge
+        dict(psum_in=100),              # ... and added to this cycle's psum_in
+        dict(psum_in=-1000),            # a psum with no product behind it passes through unchanged
+        {}, {},
+    ])
+    assert [s["psum_out"] for s in seen] == [0, 0, 0, 112, -1000, 0]
+
+
+def test_a_load_is_seen_from_the_next_cycle_and_spares_the_other_bank():
+    pe, _, _ = make_pe("int8", "int8")
+    seen = run_cycles(pe, [
+        dict(load_en=1, load_bank=0, load_data=2),
+        dict(act_in=10, bank_in=0, load_en=1, load_bank=0, load_data=5),   # still multiplies by 2
+        dict(act_in=10, bank_in=0, load_en=1, load_bank=1, load_data=-7),  # bank 0 keeps 5
+        dict(act_in=10, bank_in=0),
+        dict(act_in=10, bank_in=1),
+        {}, {},
+    ])
+    assert [s["psum_out"] for s in seen[3:7]] == [20, 50, 50, -70]
+
+
+@pytest.mark.parametrize("act, weight", [(-128, -128), (-128, 127), (127, -128), (127, 127), (-1, -128),
+                                         (0, -128)])
+def test_signed_int8_extremes_are_exact(act, weight):
+    pe, spec, psum_type = make_pe("int8", "int8")
+    # psum_in at the far end of its range, in the direction of the product: the adder must not wrap.
+    column_of_extremes = (spec.rows - 1) * spec.max_abs_product() * (1 if act * weight >= 0 else -1)
+    seen = run_cycles(pe, [dict(load_en=1, load_bank=1, load_data=weight), dict(act_in=act, bank_in=1),
+                           dict(psum_in=column_of_extremes), {}])
+    assert seen[3]["psum_out"] == act * weight + column_of_extremes
+    assert psum_type.contains(act * weight + column_of_extremes)
+
+
+@pytest.mark.parametrize("act, weight", [(255, -128), (255, 127), (128, -1), (128, 1), (0, -128), (1, -1)])
+def test_unsigned_activations_are_not_sign_extended(act, weight):
+    """uint8 x int8: an activation of 128 or more is a large positive number, never a negative one."""
+    pe, spec, psum_type = make_pe("uint8", "int8")
+    assert psum_type.signed
+    assert pe.act_shape == unsigned(8) and pe.weight_shape == signed(8)
+    seen = run_cycles(pe, [dict(load_en=1, load_bank=0, load_data=weight), dict(act_in=act), {}, {}])
+    assert seen[3]["psum_out"] == act * weight
+    assert seen[2]["act_out"] == act

@@ -1,0 +1,233 @@
+"""The cycle model (`hwgen.perf.predict`) against the whole accelerator (`hwgen.hw.top.AcceleratorTop`) in
+Amaranth's simulator.
+
+With sources always valid and the sink always ready the model is exact: cycles from the ``cfg`` handshake to the
+handshake of the last ``out`` beat equal ``predict(schedule).cycles``, and every value equals
+`reference.conv2d`. With random stalls on every stream the values must still be exact and the cycles can only
+grow.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hwgen import reference
+from hwgen.dtypes import int32, parse_dtype
+from hwgen.hw.systolic import array_latency
+from hwgen.hw.top import AcceleratorTop
+from hwgen.perf import predict
+from hwgen.problem import ConvProblem
+from hwgen.schedule import LayerSchedule
+from hwgen.spec import AcceleratorSpec
+
+
+def make_spec(rows, cols, *, act_type="int8", weight_type="int8", words=256):
+    """Buffers of ``words`` words each, whole words for any shape: small memories simulate fast."""
+    a, w, acc = parse_dtype(act_type, what="act"), parse_dtype(weight_type, what="weight"), int32
+    return AcceleratorSpec(rows=rows, cols=cols, act_type=a, weight_type=w, acc_type=acc,
+                           act_buffer_bytes=words // 8 * rows * a.bits,
+                           weight_buffer_bytes=words // 8 * cols * w.bits,
+                           acc_buffer_bytes=words // 8 * cols * acc.bits)
+
+
+def conv(name, C, M, H, W, R, S, stride=(1, 1), pad=(0, 0)):
+    (sh, sw), (ph, pw) = stride, pad
+    return ConvProblem(name=name, kind="conv2d", C=C, H=H, W=W, M=M, E=(H + 2 * ph - R) // sh + 1,
+                       F=(W + 2 * pw - S) // sw + 1, R=R, S=S, stride_h=sh, stride_w=sw, pad_h=ph, pad_w=pw)
+
+
+def linear(name, K, N, M):
+    return ConvProblem(name=name, kind="linear", C=K, H=1, W=N, M=M, E=1, F=N, R=1, S=1)
+
+
+@dataclass
+class Layer:
+    schedule: LayerSchedule
+    act: np.ndarray
+    weight: np.ndarray
+
+    @classmethod
+    def random(cls, spec, problem, seed):
+        rng = np.random.default_rng(seed)
+        a, w = spec.act_type, spec.weight_type
+        act = rng.integers(a.min, a.max + 1, problem.act_canonical_shape, dtype=np.int64)
+        weight = rng.integers(w.min, w.max + 1, problem.weight_canonical_shape, dtype=np.int64)
+        act.flat[0], weight.flat[0] = a.min, w.min
+        return cls(LayerSchedule(spec, problem), act, weight)
+
+    @property
+    def golden(self):
+        p = self.schedule.problem
+        return reference.conv2d(self.act, self.weight, stride=(p.stride_h, p.stride_w),
+                                padding=(p.pad_h, p.pad_w), out_size=(p.E, p.F))
+
+
+@dataclass
+class LayerRun:
+    beats: list
+    cfg_cycle: int     # the cycle of the cfg handshake
+    last_cycle: int    # the cycle of the last out handshake
+
+    @property
+    def cycles(self):
+        return self.last_cycle - self.cfg_cycle
+
+
+def run_accelerator(spec, layers, *, stall=0.0, sink_stall=None, seed=0):
+    """Run ``layers`` back to back; each layer's cfg is offered once the previous layer's last beat is out.
+
+    One testbench drives every stream: each cycle it sets valid/payload/ready (a source drops valid with
+    probability ``stall``, the sink drops ready with probability ``sink_stall``, default ``stall``), records the
+    handshakes, then ticks.
+    """
+    dut = AcceleratorTop(spec)
+    rng = np.random.default_rng(seed)
+    runs = []
+    sink_stall = stall if sink_stall is None else sink_stall
+
+    def offer(probability=stall):
+        return not (probability and rng.random() < probability)
+
+    async def testbench(ctx):
+        cycle = 0
+        for layer in layers:
+            schedule = layer.schedule
+            streams = {"cfg": [schedule.config_word()], "weights": schedule.pack_weights(layer.weight),
+                       "acts": schedule.pack_acts(layer.act)}
+            sent = dict.fromkeys(streams, 0)
+            beats, cfg_cycle, last_cycle = [], None, None
+            limit = cycle + 4 * predict(schedule).cycles + 100
+            while len(beats) < schedule.out_beats:
+                assert cycle < limit, f"{schedule.problem.name}: no progress ({len(beats)} beats, sent {sent})"
+                valid = {}
+                for name, words in streams.items():
+                    port = getattr(dut, name)
+                    valid[name] = sent[name] < len(words) and offer()
+                    ctx.set(port.valid, valid[name])
+                    ctx.set(port.payload, words[sent[name]] if sent[name] < len(words) else 0)
+                ready = offer(sink_stall)
+                ctx.set(dut.out.ready, ready)
+                for name in streams:
+                    if valid[name] and ctx.get(getattr(dut, name).ready):
+                        sent[name] += 1
+                        if name == "cfg":
+                            cfg_cycle = cycle
+                if ready and ctx.get(dut.out.valid):
+                    beats.append(ctx.get(dut.out.payload))
+                    last_cycle = cycle
+                await ctx.tick()
+                cycle += 1
+            for name, words in streams.items():
+                assert sent[name] == len(words), f"{schedule.problem.name}: {name} not fully consumed"
+            runs.append(LayerRun(beats, cfg_cycle, last_cycle))
+        # Afterwards: no stray beat, and the accelerator goes idle.
+        for name in ("cfg", "weights", "acts"):
+            ctx.set(getattr(dut, name).valid, 0)
+        ctx.set(dut.out.ready, 1)
+        for _ in range(array_latency(rows=spec.rows, cols=spec.cols) + 8):
+            assert not ctx.get(dut.out.valid), "an output beat beyond the layer's out_beats"
+            await ctx.tick()
+        assert not ctx.get(dut.busy) and ctx.get(dut.cfg.ready), "the accelerator did not return to idle"
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    return runs
+
+
+def check_values(layer, run):
+    got = layer.schedule.unpack_outputs(run.beats)
+    want = layer.golden
+    if not np.array_equal(got, want):
+        bad = np.argwhere(got != want)[:5]
+        raise AssertionError(f"{layer.schedule.problem.name}: {len(np.argwhere(got != want))} wrong outputs, "
+                             f"first at [m, e, f] = {bad.tolist()}: got {[int(got[tuple(i)]) for i in bad]}, "
+                             f"want {[int(want[tuple(i)]) for i in bad]}")
+
+
+LAYERS = {
+    # name: ((rows, cols, act_type), problem)
+    "2x2_conv3x3_pad1": ((2, 2, "int8"), conv("2x2_conv3x3_pad1", C=3, M=3, H=4, W=4, R=3, S=3, pad=(1, 1))),
+    "3x4_stride2_pad1": ((3, 4, "int8"), conv("3x4_stride2_pad1", C=5, M=6, H=5, W=5, R=3, S=3, stride=(2, 2),
+                                              pad=(1, 1))),
+    "4x4_one_pixel_1x1": ((4, 4, "int8"), conv("4x4_one_pixel_1x1", C=4, M=4, H=1, W=1, R=1, S=1)),
+    "4x4_one_pixel_3x3": ((4, 4, "int8"), conv("4x4_one_pixel_3x3", C=6, M=8, H=3, W=3, R=3, S=3)),
+    "4x4_C_M_beyond": ((4, 4, "int8"), conv("4x4_C_M_beyond", C=6, M=9, H=3, W=3, R=2, S=2)),
+    "4x4_non_square": ((4, 4, "int8"), conv("4x4_non_square", C=3, M=5, H=3, W=6, R=2, S=3, stride=(1, 2),
+                                            pad=(1, 0))),
+    "3x4_uint8_1x1": ((3, 4, "uint8"), conv("3x4_uint8_1x1", C=4, M=3, H=2, W=3, R=1, S=1)),
+    "2x2_linear": ((2, 2, "int8"), linear("2x2_linear", K=5, N=4, M=3)),
+    "2x8_one_pixel": ((2, 8, "int8"), conv("2x8_one_pixel", C=3, M=9, H=2, W=2, R=2, S=2)),
+}
+
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_measured_cycles_equal_the_model_and_values_are_exact(name):
+    (rows, cols, act_type), problem = LAYERS[name]
+    spec = make_spec(rows, cols, act_type=act_type)
+    layer = Layer.random(spec, problem, seed=len(name))
+    run, = run_accelerator(spec, [layer])
+    check_values(layer, run)
+    assert run.cycles == predict(layer.schedule).cycles
+
+
+@pytest.mark.parametrize("name", ["2x2_conv3x3_pad1", "3x4_stride2_pad1", "4x4_one_pixel_3x3", "2x8_one_pixel"])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_random_stalls_keep_values_exact_and_only_add_cycles(name, seed):
+    (rows, cols, act_type), problem = LAYERS[name]
+    spec = make_spec(rows, cols, act_type=act_type)
+    layer = Layer.random(spec, problem, seed=seed)
+    run, = run_accelerator(spec, [layer], stall=0.3, seed=seed)
+    check_values(layer, run)
+    assert run.cycles >= predict(layer.schedule).cycles
+
+
+@pytest.mark.parametrize("name", ["3x4_stride2_pad1", "4x4_non_square"])
+def test_a_slow_sink_freezes_the_pipeline_without_losing_results(name):
+    """The sink takes one beat in five: the output FIFO fills and the whole pipeline must stop and resume."""
+    (rows, cols, act_type), problem = LAYERS[name]
+    spec = make_spec(rows, cols, act_type=act_type)
+    layer = Layer.random(spec, problem, seed=5)
+    run, = run_accelerator(spec, [layer], sink_stall=0.8, seed=5)
+    check_values(layer, run)
+    assert run.cycles > predict(layer.schedule).cycles
+
+
+def test_layers_back_to_back_each_meet_the_model():
+    """One accelerator, several layer shapes in a row: no state leaks from one layer into the next."""
+    spec = make_spec(4, 4)
+    problems = [LAYERS[n][1] for n in ("4x4_C_M_beyond", "4x4_one_pixel_1x1", "4x4_non_square",
+                                       "4x4_one_pixel_3x3")]
+    layers = [Layer.random(spec, p, seed=n) for n, p in enumerate(problems)]
+    for layer, run in zip(layers, run_accelerator(spec, layers)):
+        check_values(layer, run)
+        assert run.cycles == predict(layer.schedule).cycles, layer.schedule.problem.name
+
+
+def test_layers_back_to_back_with_stalls():
+    spec = make_spec(3, 4)
+    problems = [LAYERS["3x4_stride2_pad1"][1], LAYERS["3x4_uint8_1x1"][1]]
+    layers = [Layer.random(spec, p, seed=n) for n, p in enumerate(problems)]
+    for layer, run in zip(layers, run_accelerator(spec, layers, stall=0.25, seed=9)):
+        check_values(layer, run)
+        assert run.cycles >= predict(layer.schedule).cycles
+
+
+def test_estimate_fields_add_up():
+    for (rows, cols, act_type), problem in LAYERS.values():
+        schedule = LayerSchedule(make_spec(rows, cols, act_type=act_type), problem)
+        estimate = predict(schedule)
+        assert estimate.layer == problem.name
+        assert estimate.load == max(schedule.weight_words, schedule.act_words)
+        assert estimate.issue == (schedule.folds - 1) * schedule.fold_period + schedule.pixels
+        assert estimate.pipeline == 1 + array_latency(rows=rows, cols=cols) + 2
+        assert estimate.cycles == estimate.overhead + estimate.load + estimate.issue - 1 + estimate.pipeline
+        assert estimate.macs == problem.macs and estimate.pes == rows * cols
+        assert estimate.ideal_cycles == -(-problem.macs // (rows * cols))
+        assert 0 < estimate.utilization <= 1
+        assert estimate.cycles >= estimate.ideal_cycles
+        data = estimate.to_dict()
+        assert data["cycles"] == estimate.cycles and data["utilization"] == estimate.utilization
