@@ -197,13 +197,17 @@ def test_just_in_time_weights_at_the_tightest_fold_period(rows, cols, pixels):
         assert got == want.tolist(), f"vector issued at cycle {cycle}"
 
 
-def test_one_slot_less_than_the_fold_period_overwrites_a_bank_still_in_use():
-    """The bound has teeth: a 2x8 array with one pixel needs period ceil((1 + 8 - 1) / 2) = 4; with 3, the
-    next-but-one fold's weights reach the last columns before the old fold's vector has passed them."""
-    rows, cols, pixels = 2, 8, 1
-    period = fold_period(pixels=pixels, rows=rows, cols=cols)
-    assert period == ceil((pixels + cols - 1) / 2) == 4
-    bench = ArrayBench(rows, cols)
-    results = stream_folds(bench, np.random.default_rng(3), folds=4, pixels=pixels, period=period - 1)
-    wrong = [cycle for cycle, got, want in results if got != want.tolist()]
-    assert wrong, "a too-short period should corrupt a result"
+@pytest.mark.parametrize("rows, cols, pixels", [(2, 8, 1), (2, 7, 2), (3, 6, 3)])
+def test_spare_bank_reuse_bound_is_tight(rows, cols, pixels):
+    """The array's own bound, apart from the schedule: with ``2 * period >= pixels + cols - 1`` every fold is
+    exact; one slot less and the next-but-one fold's weights reach the last columns before the old fold's
+    last vector has passed them."""
+    bound = max(pixels, rows, ceil((pixels + cols - 1) / 2))
+    assert bound > max(pixels, rows), "the case must be limited by the bank reuse"
+    assert fold_period(pixels=pixels, rows=rows, cols=cols) >= bound
+    results = stream_folds(ArrayBench(rows, cols), np.random.default_rng(3), folds=4, pixels=pixels,
+                           period=bound)
+    assert [cycle for cycle, got, want in results if got != want.tolist()] == []
+    results = stream_folds(ArrayBench(rows, cols), np.random.default_rng(3), folds=4, pixels=pixels,
+                           period=bound - 1)
+    assert [cycle for cycle, got, want in results if got != want.tolist()], "one slot less should corrupt"
