@@ -1,0 +1,445 @@
+"""Post-ops on the output stream: bias, requantization, ReLU, 2x2 pooling. The golden model and the host side.
+
+This module is the single source of truth for the integer semantics of the post-op chain; the hardware
+(`hwgen.hw.postops.PostOpPipeline`) is tested bit for bit against `apply`, and the host packs the parameter and
+configuration words with the layouts defined here.
+
+The chain, per output channel ``m`` (all steps optional, always in this order)::
+
+    x = acc + bias[m]                                         bias add, exact
+    y = saturate(round_shift(x * multiplier[m], shift[m]))    requantization to ``out_type``
+    y = max(y, 0)                                             ReLU
+    out = pool2x2(y)                                          max, or average = round_shift(sum of 4, 2)
+
+Rounding, defined once (`round_shift`) and used by requantization and average pooling::
+
+    round_shift(v, s) = floor(v / 2**s + 1/2)   i.e.  (v + (1 << (s - 1))) >> s  for s > 0,  v  for s == 0
+
+with ``>>`` the arithmetic (flooring) shift: round half toward +infinity (``round_shift(5, 1) == 3``,
+``round_shift(-5, 1) == -2``). Saturation clamps to ``out_type.min .. out_type.max``.
+
+Widths (so the hardware is exact): ``bias`` is int32, ``x`` fits ``max(acc_bits, 32) + 1`` bits, ``multiplier``
+is a non-negative int32 and ``shift`` is 0..63, so ``x * multiplier`` fits ``max(acc_bits, 32) + 33`` bits. All
+of it is computed exactly; nothing wraps. Without requantization the output lanes carry ``x`` itself, so ``x``
+must then fit ``acc_type`` (`apply` raises `OverflowError` otherwise).
+
+Pooling is 2x2 with stride 2 and floor semantics (PyTorch's default, ``ceil_mode=False``): an ``E x F`` map gives
+``E//2 x F//2``; with an odd ``E`` (``F``) the last row (column) is dropped. It needs ``E, F >= 2``.
+
+All post-ops run in one streaming pass on the output beats (no extra pass over memory). Output beats keep the
+accumulator beat layout - beat ``mf*P' + p'`` with ``p' = e'*F' + f'``, lane ``j`` = channel ``mf*cols + j``,
+``acc_bits`` per lane - and each lane carries the ``out_type`` value sign-extended (its integer value encoded as
+``acc_type``), so `unpack_stream` with ``lane_type=acc_type`` decodes it.
+"""
+
+from dataclasses import dataclass
+from fractions import Fraction
+from math import ceil, floor, frexp, isfinite
+
+import numpy as np
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data
+
+from .dtypes import IntType, int8, int32, parse_dtype
+from .errors import MappingError
+
+__all__ = [
+    "POOL_MODES", "PostOps", "QuantParams", "quantize_multiplier",
+    "round_shift", "add_bias", "requantize", "relu", "max_pool2x2", "avg_pool2x2", "pool_out_size", "apply",
+    "PARAM_FIELDS", "params_lane_layout", "params_layout", "pack_params",
+    "config_layout", "config_values", "pack_config", "check_layer",
+    "pack_stream", "unpack_stream",
+]
+
+POOL_MODES = ("none", "max", "avg")
+POOL_CODES = {"none": 0, "max": 1, "avg": 2}   # the ``pool`` configuration field
+
+MULTIPLIER_MAX = (1 << 31) - 1
+SHIFT_MAX = 63
+BIAS_TYPE = int32
+
+
+# Per-layer settings --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PostOps:
+    """Which post-ops a layer applies to its accumulators, and the output element type.
+
+    ``out_type`` defaults to int8 with ``requant``; without it the output is the accumulator type itself (leave
+    ``out_type`` unset): only requantization narrows values.
+    """
+    bias: bool = False
+    requant: bool = False
+    relu: bool = False
+    pool: str = "none"
+    out_type: IntType | None = None
+
+    def __post_init__(self):
+        for name in ("bias", "requant", "relu"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"PostOps.{name} must be a bool, not {getattr(self, name)!r}")
+        if self.pool not in POOL_MODES:
+            raise ValueError(f"PostOps.pool must be one of {POOL_MODES}, not {self.pool!r}")
+        if self.out_type is None:
+            if self.requant:
+                object.__setattr__(self, "out_type", int8)
+        else:
+            if not self.requant:
+                raise ValueError(f"PostOps.out_type={self.out_type} needs requant=True: only requantization "
+                                 f"narrows the accumulators; leave out_type unset to output the accumulator type")
+            object.__setattr__(self, "out_type", parse_dtype(self.out_type, what="PostOps.out_type"))
+
+    @property
+    def needs_params(self):
+        """Whether the layer needs a `QuantParams` (and the hardware a parameter load)."""
+        return self.bias or self.requant
+
+    @property
+    def is_identity(self):
+        return not (self.bias or self.requant or self.relu) and self.pool == "none"
+
+    def output_type(self, acc_type):
+        """The element type of the results: ``out_type`` when requantizing, else ``acc_type``."""
+        acc_type = parse_dtype(acc_type, what="acc_type")
+        out = self.out_type if self.requant else acc_type
+        if out.min < acc_type.min or out.max > acc_type.max:
+            raise ValueError(f"out_type {out} does not fit the {acc_type} output lanes; use an out_type whose "
+                             f"range lies inside {acc_type} (e.g. int8)")
+        return out
+
+    def out_size(self, E, F):
+        """Output height and width after pooling (floor semantics)."""
+        return pool_out_size(E, F) if self.pool != "none" else (E, F)
+
+
+# Per-channel parameters ----------------------------------------------------------------------------------------
+
+def _channel_array(value, what, low, high):
+    array = np.asarray(value)
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"QuantParams.{what} must hold integers, not {array.dtype}")
+    if array.ndim != 1:
+        raise ValueError(f"QuantParams.{what} must be 1-D (one value per output channel), got shape {array.shape}")
+    array = array.astype(np.int64)
+    if array.size and (array.min() < low or array.max() > high):
+        bad = array[(array < low) | (array > high)][0]
+        raise ValueError(f"QuantParams.{what} holds {bad}, outside {low}..{high}")
+    return array
+
+
+@dataclass(frozen=True, eq=False)
+class QuantParams:
+    """Per-output-channel parameters: ``bias`` (int32), ``multiplier`` (0 .. 2**31-1), ``shift`` (0..63).
+
+    Each is a 1-D integer array of one entry per output channel, or None when the layer does not use it. The
+    real scale a (multiplier, shift) pair stands for is ``multiplier * 2**-shift``; see `quantize_multiplier`.
+    """
+    bias: np.ndarray | None = None
+    multiplier: np.ndarray | None = None
+    shift: np.ndarray | None = None
+
+    def __post_init__(self):
+        limits = {"bias": (BIAS_TYPE.min, BIAS_TYPE.max), "multiplier": (0, MULTIPLIER_MAX), "shift": (0, SHIFT_MAX)}
+        lengths = set()
+        for name, (low, high) in limits.items():
+            if getattr(self, name) is not None:
+                array = _channel_array(getattr(self, name), name, low, high)
+                object.__setattr__(self, name, array)
+                lengths.add(len(array))
+        if len(lengths) > 1:
+            raise ValueError(f"QuantParams arrays differ in length ({sorted(lengths)}); give one entry per "
+                             f"output channel")
+        if (self.multiplier is None) != (self.shift is None):
+            raise ValueError("QuantParams needs both multiplier and shift for requantization, or neither")
+
+    @property
+    def channels(self):
+        for array in (self.bias, self.multiplier, self.shift):
+            if array is not None:
+                return len(array)
+        return None
+
+    @classmethod
+    def from_scales(cls, scales, bias=None):
+        """Per-channel real scales (e.g. ``in_scale * w_scale[m] / out_scale``) -> multipliers and shifts."""
+        pairs = [quantize_multiplier(float(s)) for s in np.asarray(scales, dtype=np.float64).ravel()]
+        return cls(bias=bias, multiplier=np.array([p[0] for p in pairs], dtype=np.int64),
+                   shift=np.array([p[1] for p in pairs], dtype=np.int64))
+
+    def channels_slice(self, start, stop):
+        """The parameters of output channels ``start .. stop-1`` (for a command covering part of M)."""
+        pick = {name: None if getattr(self, name) is None else getattr(self, name)[start:stop]
+                for name in ("bias", "multiplier", "shift")}
+        return QuantParams(**pick)
+
+    def check(self, postops, M):
+        """Raise unless these parameters give what `postops` needs for ``M`` output channels."""
+        if postops.bias and self.bias is None:
+            raise ValueError("PostOps.bias is set but QuantParams.bias is None")
+        if postops.requant and self.multiplier is None:
+            raise ValueError("PostOps.requant is set but QuantParams has no multiplier/shift")
+        if self.channels is not None and self.channels != M:
+            raise ValueError(f"QuantParams has {self.channels} channels but the layer has M={M} output channels")
+
+
+def quantize_multiplier(scale):
+    """A real scale -> ``(multiplier, shift)`` with ``multiplier * 2**-shift`` nearest to it (like TFLite).
+
+    The multiplier is normalized into ``[2**30, 2**31)`` for full precision whenever the shift range allows;
+    scales below ``2**-33`` lose precision (shift is capped at 63) and round to 0 below ``2**-64``.
+    """
+    if not isinstance(scale, (int, float)) or not isfinite(scale) or scale < 0:
+        raise ValueError(f"a requantization scale must be a finite number >= 0, not {scale!r}")
+    if scale == 0:
+        return 0, 0
+    _, exponent = frexp(scale)            # scale = mantissa * 2**exponent, mantissa in [0.5, 1)
+    shift = min(31 - exponent, SHIFT_MAX)
+    if shift < 0:
+        raise ValueError(f"scale {scale} is too large: at most {MULTIPLIER_MAX} (multiplier 2**31-1, shift 0)")
+    multiplier = floor(Fraction(scale) * 2 ** shift + Fraction(1, 2))
+    if multiplier > MULTIPLIER_MAX:       # the mantissa rounded up to 1.0
+        if shift == 0:
+            raise ValueError(f"scale {scale} is too large: at most {MULTIPLIER_MAX}")
+        multiplier, shift = ceil(multiplier / 2), shift - 1
+    return int(multiplier), int(shift)
+
+
+# The golden model --------------------------------------------------------------------------------------------
+
+def round_shift(value, shift):
+    """``floor(value / 2**shift + 1/2)``: arithmetic right shift rounding half toward +infinity.
+
+    ``(value + (1 << (shift - 1))) >> shift`` for ``shift > 0``; ``value`` itself for ``shift == 0``. Works
+    elementwise on int64 or Python-int (object) arrays, ``shift`` broadcast against ``value``. On int64 it is
+    computed as ``(value >> shift) + ((value >> (shift - 1)) & 1)``, the same number without the addend that
+    could overflow.
+    """
+    value = np.asarray(value)
+    shift = np.broadcast_to(np.asarray(shift), value.shape)
+    if value.dtype == object:
+        flat = [(int(v) + (1 << (int(s) - 1))) >> int(s) if s > 0 else int(v)
+                for v, s in zip(value.ravel(), shift.ravel())]
+        return np.array(flat, dtype=object).reshape(value.shape)
+    value = value.astype(np.int64)
+    shift = shift.astype(np.int64)
+    below = np.maximum(shift - 1, 0)
+    return np.where(shift > 0, (value >> shift) + ((value >> below) & 1), value)
+
+
+def _per_channel(array, values):
+    """Broadcast a per-channel vector against ``[M, ...]``."""
+    return np.asarray(values).reshape((-1,) + (1,) * (array.ndim - 1))
+
+
+def add_bias(acc, bias):
+    """``acc[m, ...] + bias[m]``, exact (in ``acc``'s dtype: int64, or object for wide accumulators)."""
+    acc = np.asarray(acc)
+    return acc + _per_channel(acc, np.asarray(bias, dtype=np.int64).astype(acc.dtype))
+
+
+def requantize(x, multiplier, shift, out_type):
+    """``saturate_out(round_shift(x * multiplier[m], shift[m]))`` -> int64, exact for any integer ``x``."""
+    out_type = parse_dtype(out_type, what="out_type")
+    x = np.asarray(x)
+    if x.dtype != object and x.size and int(np.abs(x).max()) >= 1 << 31:
+        x = x.astype(object)    # |x * multiplier| could pass 2**62: compute with Python ints
+    multiplier = _per_channel(x, np.asarray(multiplier, dtype=np.int64).astype(x.dtype))
+    rounded = round_shift(x * multiplier, _per_channel(x, np.asarray(shift, dtype=np.int64)))
+    return np.minimum(np.maximum(rounded, out_type.min), out_type.max).astype(np.int64)
+
+
+def relu(y):
+    return np.maximum(np.asarray(y), 0)
+
+
+def pool_out_size(E, F):
+    """``(E // 2, F // 2)``: 2x2 windows with stride 2, a last odd row/column dropped (floor semantics)."""
+    if E < 2 or F < 2:
+        raise ValueError(f"2x2 pooling needs an output of at least 2x2, not {E}x{F}")
+    return E // 2, F // 2
+
+
+def _windows(y):
+    """``[M, E, F]`` -> the four ``[M, E//2, F//2]`` corners of each 2x2 window (odd row/column dropped)."""
+    y = np.asarray(y)
+    if y.ndim != 3:
+        raise ValueError(f"pooling takes a [M, E, F] array, got shape {y.shape}")
+    E2, F2 = pool_out_size(y.shape[1], y.shape[2])
+    y = y[:, :2 * E2, :2 * F2]
+    return y[:, 0::2, 0::2], y[:, 0::2, 1::2], y[:, 1::2, 0::2], y[:, 1::2, 1::2]
+
+
+def max_pool2x2(y):
+    a, b, c, d = _windows(y)
+    return np.maximum(np.maximum(a, b), np.maximum(c, d))
+
+
+def avg_pool2x2(y):
+    """``round_shift(a + b + c + d, 2)``: the average of the window, rounded half toward +infinity."""
+    a, b, c, d = _windows(y)
+    return round_shift(a + b + c + d, 2)
+
+
+def apply(acc, params, postops, acc_type=int32):
+    """Run the post-op chain on accumulators ``acc[M, E, F]`` -> ``out[M, E', F']`` (int64).
+
+    ``params`` is a `QuantParams` (or None when ``postops`` needs no parameters); ``acc`` must fit ``acc_type``.
+    """
+    if not isinstance(postops, PostOps):
+        raise TypeError(f"postops must be a PostOps, not {postops!r}")
+    acc_type = parse_dtype(acc_type, what="acc_type")
+    out_type = postops.output_type(acc_type)
+    acc = np.asarray(acc)
+    if acc.dtype.kind not in "iu":
+        raise TypeError(f"acc must hold integers, not {acc.dtype}")
+    if acc.ndim != 3:
+        raise ValueError(f"acc must be a [M, E, F] array, got shape {acc.shape}")
+    # int64 is exact up to 32-bit accumulators (x < 2**33; `requantize` widens itself); wider: Python ints.
+    acc = acc.astype(np.int64) if acc_type.bits <= 32 else acc.astype(object)
+    if acc.size and (acc.min() < acc_type.min or acc.max() > acc_type.max):
+        raise OverflowError(f"an accumulator is outside {acc_type}")
+    M = acc.shape[0]
+    if postops.needs_params:
+        if not isinstance(params, QuantParams):
+            raise TypeError(f"these post-ops need a QuantParams, not {params!r}")
+        params.check(postops, M)
+    if postops.pool != "none":
+        pool_out_size(acc.shape[1], acc.shape[2])
+
+    y = add_bias(acc, params.bias) if postops.bias else acc
+    if postops.requant:
+        y = requantize(y, params.multiplier, params.shift, out_type)
+    elif y.size and (y.min() < acc_type.min or y.max() > acc_type.max):
+        worst = int(y.max()) if y.max() > acc_type.max else int(y.min())
+        raise OverflowError(f"accumulator + bias reaches {worst}, outside {acc_type}; without requantization the "
+                            f"output lanes carry it - requantize, or use smaller biases or a wider acc_type")
+    if postops.relu:
+        y = relu(y)
+    if postops.pool == "max":
+        y = max_pool2x2(y)
+    elif postops.pool == "avg":
+        y = avg_pool2x2(y)
+    return np.asarray(y, dtype=np.int64)
+
+
+# Host side: parameter beats -------------------------------------------------------------------------------
+
+PARAM_FIELDS = (("bias", signed(32)), ("multiplier", signed(32)), ("shift", unsigned(6)))
+
+
+def params_lane_layout():
+    """One channel's parameters: ``bias`` bits 0..31, ``multiplier`` 32..63, ``shift`` 64..69 (70 bits)."""
+    return data.StructLayout(dict(PARAM_FIELDS))
+
+
+def params_layout(cols):
+    """One parameter beat: ``cols`` lanes of `params_lane_layout`, lane ``j`` (channel ``mf*cols + j``) at bit
+    ``70*j``."""
+    return data.ArrayLayout(params_lane_layout(), cols)
+
+
+def pack_params(params, *, cols, M=None):
+    """`QuantParams` -> the parameter-stream words, one per m-fold (``ceil(M / cols)``), lane 0 in the LSBs.
+
+    Missing fields and lanes past ``M`` are packed as zero (bias 0, multiplier 0, shift 0).
+    """
+    M = params.channels if M is None else M
+    if M is None:
+        raise ValueError("pack_params needs M when QuantParams holds no arrays")
+    if params.channels is not None and params.channels != M:
+        raise ValueError(f"QuantParams has {params.channels} channels, not M={M}")
+    lane_layout = params_lane_layout()
+    m_folds = ceil(M / cols)
+    fields = {name: np.zeros(m_folds * cols, dtype=np.int64) for name, _ in PARAM_FIELDS}
+    for name, _ in PARAM_FIELDS:
+        if getattr(params, name) is not None:
+            fields[name][:M] = getattr(params, name)
+    words = []
+    for mf in range(m_folds):
+        word = 0
+        for j in range(cols):
+            lane = 0
+            for name, shape in PARAM_FIELDS:
+                field = lane_layout[name]
+                lane |= (int(fields[name][mf * cols + j]) & ((1 << field.width) - 1)) << field.offset
+            word |= lane << (j * lane_layout.size)
+        words.append(word)
+    return words
+
+
+# Host side: configuration ---------------------------------------------------------------------------------
+
+def config_layout(spec, *, dims_bits=None):
+    """The per-layer configuration the post-op pipeline reads (held constant while a layer streams).
+
+    ``bias``/``requant``/``relu`` flags; ``pool`` (0 none, 1 max, 2 avg); the output type as ``out_bits`` and
+    ``out_signed`` (saturation bounds); the layer's ``out_h`` (E), ``out_w`` (F) and ``m_folds``, all unsigned
+    and ``dims_bits`` wide (default: the accelerator's configuration field width, `hwgen.hw.config.field_bits`).
+    """
+    from .hw.config import field_bits
+    bits = field_bits(spec) if dims_bits is None else dims_bits
+    return data.StructLayout({
+        "bias": unsigned(1), "requant": unsigned(1), "relu": unsigned(1), "pool": unsigned(2),
+        "out_bits": unsigned(spec.acc_type.bits.bit_length()), "out_signed": unsigned(1),
+        "out_h": unsigned(bits), "out_w": unsigned(bits), "m_folds": unsigned(bits),
+    })
+
+
+def config_values(postops, acc_type, *, out_h, out_w, m_folds):
+    """The `config_layout` field values of one layer (pre-pooling ``out_h``, ``out_w``)."""
+    out = postops.output_type(acc_type)
+    return {"bias": int(postops.bias), "requant": int(postops.requant), "relu": int(postops.relu),
+            "pool": POOL_CODES[postops.pool], "out_bits": out.bits, "out_signed": int(out.signed),
+            "out_h": out_h, "out_w": out_w, "m_folds": m_folds}
+
+
+def pack_config(spec, values, *, dims_bits=None):
+    """`config_values` -> the integer of a `config_layout` word."""
+    layout = config_layout(spec, dims_bits=dims_bits)
+    word = 0
+    for name, field in layout:
+        value = values[name]
+        if not 0 <= value < (1 << field.width):
+            raise ValueError(f"post-op config field {name}={value} does not fit {field.width} bits")
+        word |= value << field.offset
+    return word
+
+
+def check_layer(postops, *, out_h, out_w, m_folds, max_out_w, max_m_folds, layer="layer"):
+    """Raise `MappingError` unless a pipeline built with ``max_out_w``/``max_m_folds`` can run this layer."""
+    if postops.pool != "none":
+        if out_h < 2 or out_w < 2:
+            raise MappingError(f"{layer}: 2x2 pooling needs an output of at least 2x2, not {out_h}x{out_w}; "
+                               f"drop the pooling or enlarge the layer")
+        if out_w > max_out_w:
+            raise MappingError(f"{layer}: pooling an output {out_w} pixels wide needs a line buffer of "
+                               f"{out_w // 2} entries but the post-op pipeline holds {max_out_w // 2}; build it "
+                               f"with max_out_w >= {out_w}")
+    if postops.needs_params and m_folds > max_m_folds:
+        raise MappingError(f"{layer}: {m_folds} m-folds of parameters do not fit the post-op parameter memory "
+                           f"of {max_m_folds} entries; build it with max_m_folds >= {m_folds}")
+
+
+# Host side: beats <-> arrays ------------------------------------------------------------------------------
+
+def pack_stream(values, *, cols, lane_type):
+    """``values[M, E, F]`` -> beats in output-stream order (``mf*E*F + e*F + f``), lanes past ``M`` zero."""
+    values = np.asarray(values, dtype=np.int64)
+    M, E, F = values.shape
+    m_folds = ceil(M / cols)
+    padded = np.zeros((m_folds * cols, E, F), dtype=np.int64)
+    padded[:M] = values
+    lanes = lane_type.to_bits(padded.reshape(m_folds, cols, E * F).transpose(0, 2, 1).reshape(-1, cols))
+    return [sum(int(v) << (j * lane_type.bits) for j, v in enumerate(row.tolist())) for row in lanes]
+
+
+def unpack_stream(beats, *, M, E, F, cols, lane_type):
+    """Inverse of `pack_stream`: beats -> ``[M, E, F]`` (lanes past ``M`` dropped)."""
+    m_folds = ceil(M / cols)
+    if len(beats) != m_folds * E * F:
+        raise ValueError(f"expected {m_folds * E * F} beats ({m_folds} m-folds x {E}x{F}), got {len(beats)}")
+    mask = (1 << lane_type.bits) - 1
+    raw = np.array([[(int(b) >> (j * lane_type.bits)) & mask for j in range(cols)] for b in beats],
+                   dtype=np.uint64).reshape(-1, cols)
+    values = lane_type.from_bits(raw).reshape(m_folds, E * F, cols).transpose(0, 2, 1)
+    return values.reshape(m_folds * cols, E, F)[:M]
