@@ -58,18 +58,17 @@ def declared_ports(body):
 # Text -------------------------------------------------------------------------------------------------------
 
 def test_generate_is_byte_identical_when_repeated():
-    spec = SPECS["ws_4x4_u8"]
-    assert generate(spec) == generate(spec) == verilog_of("ws_4x4_u8")
+    assert generate(SPECS["ws_4x4_u8"]) == verilog_of("ws_4x4_u8")   # a fresh elaboration vs the cached one
 
 
 def test_generate_does_not_depend_on_the_hash_seed():
     """A fresh interpreter with another string-hash seed writes the same bytes."""
-    spec = SPECS["ws_3x5_i16"]
+    spec = SPECS["ws_1x1"]
     code = ("import sys; from hwgen.spec import AcceleratorSpec; from hwgen.verilog import generate; "
             f"sys.stdout.write(generate(AcceleratorSpec.from_dict({spec.to_dict()!r})))")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     other = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert other.stdout == verilog_of("ws_3x5_i16")
+    assert other.stdout == verilog_of("ws_1x1")
 
 
 @pytest.mark.parametrize("key", SPECS)
@@ -142,7 +141,7 @@ def test_waivers_file_documents_every_waiver():
             assert previous.startswith("//") and len(previous) > 20, f"waiver without an explanation: {line}"
 
 
-@pytest.mark.parametrize("key", ["default_2x2", "ws_1x1"])
+@pytest.mark.parametrize("key", ["ws_1x1", "ws_4x4_u8"])
 def test_every_top_level_port_is_used_and_driven(key, tmp_path):
     """UNUSEDSIGNAL is waived for Amaranth's debug wires; the ports themselves must still matter."""
     spec = SPECS[key]
