@@ -1,32 +1,33 @@
-"""The cycle model: exact cycles of one layer from its schedule alone, with sources always valid and the sink
-always ready.
+"""The cycle model: exact cycles of a layer (one command or a tiled sequence) from its schedule alone, with
+every source valid from the first ``cfg`` handshake on and the sink always ready.
 
-``cycles`` counts clock edges from the ``cfg`` handshake to the handshake of the last output beat. The phases
-follow `hw.top.AcceleratorTop` stage by stage; the cocotb regression asserts equality on every no-stall run.
+``cycles`` counts clock edges from the first ``cfg`` handshake to the handshake of the last output beat. The
+recurrences below follow the two engines of `hw.top.AcceleratorTop` handshake by handshake; the cocotb
+regression and the Amaranth-simulator tests assert equality on every no-stall run.
 """
 
 from dataclasses import dataclass, asdict
 
 from .hw.systolic import array_latency
-from .schedule import LayerSchedule
 
-__all__ = ["CycleEstimate", "predict"]
+__all__ = ["CycleEstimate", "predict", "predict_commands", "predict_plan", "single_command_cycles"]
 
-CFG_TO_LOAD = 1        # the cfg beat is latched; the LOAD phase starts next cycle
-LOAD_TO_COMPUTE = 1    # the cycle that sees both buffers full and starts the sequencer
-PRE_SLOT = 1           # the sequencer's first cycle only starts loading fold 0's weights
-BUFFER_READ = 1        # activation buffer read latency
-OUTPUT_FIFO = 2        # write into the buffered output FIFO -> handshake on `out`
+# Loader: the cfg handshake cycle, then one activation beat per cycle, then one cycle to hand the command on.
+LOAD_HANDOFF = 2          # a loading command is handed to the compute engine at c + act_words + 2
+NO_LOAD_HANDOFF = 1       # a command that reuses its bank at c + 1
+# Compute engine: takes the hand-off (IDLE), starts the sequencer (START), whose first cycle is the pre-slot
+# that only starts fold 0's weight load; the first pixel slot follows.
+TAKE_TO_FIRST_SLOT = 3
+DONE_TO_IDLE = 2          # after a command's last slot the engine is idle again (and its bank released) 2 later
+BUFFER_READ = 1           # activation buffer read latency
+OUTPUT_FIFO = 2           # write into the buffered output FIFO -> handshake on `out`
 
 
 @dataclass(frozen=True)
 class CycleEstimate:
     layer: str
     cycles: int
-    load: int          # buffer fill: max(weight words, activation words)
-    issue: int         # from the first pixel slot to the last one, inclusive
-    pipeline: int      # from the last pixel slot to its result on `out`
-    overhead: int      # fixed phase transitions
+    commands: int
     macs: int
     pes: int
 
@@ -44,15 +45,57 @@ class CycleEstimate:
         return data
 
 
-def predict(schedule: LayerSchedule) -> CycleEstimate:
-    spec = schedule.spec
-    load = max(schedule.weight_words, schedule.act_words)
-    # Every fold issues fold_period slots; the last fold's trailing bubbles are not waited for.
-    issue = (schedule.folds - 1) * schedule.fold_period + schedule.pixels
-    # The last pixel slot: buffer read, array, then the accumulator writes the FIFO; the FIFO hands it out.
+def predict_commands(schedules, *, name=None, macs=None):
+    """Cycles of `schedules` (commands issued back to back) from the first cfg handshake to the last output."""
+    schedules = list(schedules)
+    if not schedules:
+        raise ValueError("no commands")
+    spec = schedules[0].spec
     pipeline = BUFFER_READ + array_latency(rows=spec.rows, cols=spec.cols) + OUTPUT_FIFO
-    overhead = CFG_TO_LOAD + LOAD_TO_COMPUTE + PRE_SLOT
-    # The first pixel slot is one cycle after the pre-slot; `issue` counts it, so subtract the double count.
-    cycles = overhead + load + issue - 1 + pipeline
-    return CycleEstimate(layer=schedule.problem.name, cycles=cycles, load=load, issue=issue, pipeline=pipeline,
-                         overhead=overhead, macs=schedule.macs, pes=spec.pes)
+    accept = -1               # cfg handshake of the previous command
+    loader_free = 0           # first cycle the loader is idle again
+    handoff_clear = 0         # first cycle the hand-off register is empty
+    compute_idle = 0          # first cycle the compute engine is idle
+    bank_free = [0, 0]        # first cycle each activation bank may be loaded
+    last_out = None
+    for s in schedules:
+        accept = max(accept + 1, loader_free, handoff_clear, bank_free[s.act_bank] if s.load_acts else 0)
+        if s.load_acts:
+            handoff = accept + s.act_words + LOAD_HANDOFF
+            loader_free = handoff
+        else:
+            handoff = accept + NO_LOAD_HANDOFF
+            loader_free = accept + 1
+        take = max(handoff, compute_idle)
+        handoff_clear = take + 1
+        first_slot = take + TAKE_TO_FIRST_SLOT
+        last_slot = first_slot + s.folds * s.fold_period - 1          # bubbles of the last fold included
+        last_pixel_slot = first_slot + (s.folds - 1) * s.fold_period + s.pixels - 1
+        compute_idle = last_slot + DONE_TO_IDLE
+        if s.release:
+            bank_free[s.act_bank] = last_slot + DONE_TO_IDLE
+        if s.acc_emit:
+            last_out = last_pixel_slot + pipeline
+        if s is schedules[0]:
+            first_accept = accept
+    if last_out is None:
+        raise ValueError("no command emits outputs")
+    return CycleEstimate(layer=name or schedules[0].problem.name, cycles=last_out - first_accept,
+                         commands=len(schedules), macs=macs if macs is not None else
+                         sum(s.macs for s in schedules), pes=spec.pes)
+
+
+def predict(schedule):
+    """One command on an idle accelerator."""
+    return predict_commands([schedule])
+
+
+def predict_plan(plan):
+    """A tiled layer (`hwgen.tiling.LayerPlan`): its commands back to back."""
+    return predict_commands(plan.commands, name=plan.problem.name, macs=plan.macs)
+
+
+def single_command_cycles(*, act_words, folds, fold_period, pixels, rows, cols):
+    """The closed form of `predict` for one command (documented in the README)."""
+    return (act_words + LOAD_HANDOFF + TAKE_TO_FIRST_SLOT + (folds - 1) * fold_period + pixels - 1
+            + BUFFER_READ + array_latency(rows=rows, cols=cols) + OUTPUT_FIFO)

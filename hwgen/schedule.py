@@ -30,11 +30,12 @@ def fold_period(*, pixels, rows, cols):
     A fold's weights are written into the PEs' spare bank just in time, one row per cycle starting one
     slot before the fold, while the previous fold still streams (two weight banks per PE). The spare bank
     was last read by the fold before the previous one, whose last activation leaves column ``cols-1`` of a
-    row ``cols - 1`` cycles after entering it; so two periods must cover ``pixels + cols - 1`` slots. One
-    weight row is read per cycle, so a period is at least ``rows``; and the accumulator's read-modify-write
-    needs two slots between visits of one pixel.
+    row ``cols - 1`` cycles after entering it: two periods must cover ``pixels + cols - 1`` slots, which
+    ``period >= max(pixels, cols)`` guarantees (also across commands, where a one-fold command sits between
+    the two users of a bank). One weight row is read per cycle, so a period is at least ``rows``; and the
+    accumulator's read-modify-write needs two slots between visits of one pixel.
     """
-    return max(pixels, rows, ceil((pixels + cols - 1) / 2), 2)
+    return max(pixels, rows, cols, 2)
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class Slot:
     """One issue slot of the golden sequencer (what the address generator must produce)."""
     fold: int
     valid: bool       # a real pixel (not a bubble)
-    pixel: int
+    pixel: int        # the accumulator address
     act_addr: int     # meaningful only when valid and not padded
     padded: bool
     first_k: bool
@@ -52,8 +53,20 @@ class Slot:
 
 @dataclass(frozen=True)
 class LayerSchedule:
+    """One command: a (sub-)layer that fits the buffers, with the flags that place it in a tiled layer.
+
+    A whole layer that fits is one command with the defaults. `hwgen.tiling` cuts larger layers into commands
+    that each fit, share activation banks (``load_acts``/``release``) and split the reduction
+    (``acc_init``/``acc_emit``/``keep_partials``).
+    """
     spec: AcceleratorSpec
     problem: ConvProblem
+    act_bank: int = 0
+    load_acts: bool = True
+    release: bool = True
+    acc_init: bool = True
+    acc_emit: bool = True
+    keep_partials: bool = False   # accumulators of every m-fold stay live (the reduction continues in a later tile)
 
     def __post_init__(self):
         spec, p = self.spec, self.problem
@@ -67,21 +80,22 @@ class LayerSchedule:
                 f"{spec.act_type} x {spec.weight_type} (|product| <= {spec.max_abs_product()}) can reach "
                 f"{worst}, which overflows acc_type {spec.acc_type} (max {spec.acc_type.max}); use an "
                 f"accumulator of at least int{need} or reduce the reduction size")
+        if self.act_bank not in (0, 1):
+            raise ValueError(f"act_bank must be 0 or 1, not {self.act_bank!r}")
+        # The activation buffer is two banks; one tile's activations live in one bank.
         checks = (
-            ("activation", "act_buffer_bytes", self.act_words, spec.act_depth, spec.act_word_bits,
-             f"C={p.C} channels in {self.c_groups} groups of {spec.rows} x H*W = {p.H}*{p.W}"),
-            ("weight", "weight_buffer_bytes", self.weight_words, spec.weight_depth, spec.weight_word_bits,
-             f"{self.m_folds} m-folds x {self.k_folds} k-folds x {spec.rows} rows"),
-            ("accumulator", "acc_buffer_bytes", self.pixels, spec.acc_depth, spec.acc_word_bits,
-             f"E*F = {p.E}*{p.F} output pixels"),
+            ("activation", "act_buffer_bytes", self.act_words, spec.act_bank_depth, spec.act_word_bits, 2,
+             f"C={p.C} channels in {self.c_groups} groups of {spec.rows} x H*W = {p.H}*{p.W}, in one of its "
+             f"two banks"),
+            ("accumulator", "acc_buffer_bytes", self.acc_words, spec.acc_depth, spec.acc_word_bits, 1,
+             f"E*F = {p.E}*{p.F} output pixels" + (f" x {self.m_folds} m-folds" if self.keep_partials else "")),
         )
-        for buffer, knob, words, depth, word_bits, why in checks:
+        for buffer, knob, words, depth, word_bits, banks, why in checks:
             if words > depth:
-                need = buffer_bytes_for(words, word_bits)
+                need = banks * buffer_bytes_for(words, word_bits)
                 raise BufferOverflowError(
-                    f"{p.name}: the {buffer} buffer needs {words} words ({why}) = {need} bytes but holds "
-                    f"{depth} words ({depth * word_bits // 8} bytes); set {knob} >= {need} (tiling layers "
-                    f"larger than the buffers is not implemented yet)")
+                    f"{p.name}: the {buffer} buffer needs {words} words ({why}) but holds {depth}; set "
+                    f"{knob} >= {need}")
         limit = 1 << field_bits(spec)
         for name, value in self.config_values().items():
             if value >= limit:
@@ -123,8 +137,12 @@ class LayerSchedule:
         return self.folds * self.spec.rows
 
     @property
+    def acc_words(self):
+        return self.pixels * (self.m_folds if self.keep_partials else 1)
+
+    @property
     def out_beats(self):
-        return self.m_folds * self.pixels
+        return self.m_folds * self.pixels if self.acc_emit else 0
 
     @property
     def macs(self):
@@ -138,8 +156,10 @@ class LayerSchedule:
             in_h=p.H, in_w=p.W, out_h=p.E, out_w=p.F, k_h=p.R, k_w=p.S, c_groups=self.c_groups,
             m_folds=self.m_folds, stride_h=p.stride_h, stride_w=p.stride_w, pad_h=p.pad_h, pad_w=p.pad_w,
             plane=p.H * p.W, row_step=p.stride_h * p.W, pad_row_offset=p.pad_h * p.W,
-            fold_period=self.fold_period, pixels=self.pixels, weight_words=self.weight_words,
-            act_words=self.act_words)
+            fold_period=self.fold_period, pixels=self.pixels, act_words=self.act_words,
+            acc_stride=self.pixels if self.keep_partials else 0, act_bank=self.act_bank,
+            load_acts=int(self.load_acts), release=int(self.release), acc_init=int(self.acc_init),
+            acc_emit=int(self.acc_emit))
         assert set(values) == set(CONFIG_FIELDS)
         return values
 
@@ -212,10 +232,13 @@ class LayerSchedule:
         return [(mf, r, s, cg) for mf in range(self.m_folds) for r in range(p.R) for s in range(p.S)
                 for cg in range(self.c_groups)]
 
-    def slots(self):
-        """Every issue slot in order: the reference the hardware address generator is tested against."""
+    def slots(self, *, start_bank=0):
+        """Every issue slot in order: the reference the hardware address generator is tested against.
+
+        `start_bank` is the weight bank of the first fold (weight banks alternate across commands)."""
         p = self.problem
         last = (p.R - 1, p.S - 1, self.c_groups - 1)
+        stride = self.pixels if self.keep_partials else 0
         for fold, (mf, r, s, cg) in enumerate(self.fold_order()):
             for t in range(self.fold_period):
                 valid = t < self.pixels
@@ -223,9 +246,10 @@ class LayerSchedule:
                 h = e * p.stride_h + r - p.pad_h
                 w = f * p.stride_w + s - p.pad_w
                 padded = not (0 <= h < p.H and 0 <= w < p.W)
-                yield Slot(fold=fold, valid=valid, pixel=t if valid else 0,
+                yield Slot(fold=fold, valid=valid, pixel=(mf * stride + t) if valid else 0,
                            act_addr=(cg * p.H + h) * p.W + w, padded=padded,
-                           first_k=(r, s, cg) == (0, 0, 0), last_k=(r, s, cg) == last, bank=fold % 2)
+                           first_k=(r, s, cg) == (0, 0, 0) and self.acc_init,
+                           last_k=(r, s, cg) == last and self.acc_emit, bank=(start_bank + fold) % 2)
 
     def manifest(self):
         return {"layer": self.problem.name, "kind": self.problem.kind, "problem": self.problem.to_dict(),

@@ -88,6 +88,13 @@ class AcceleratorSpec:
                 raise MappingError(
                     f"{field_name}={size} is not a whole number of {word_bits}-bit words (one array-wide "
                     f"vector); round it to a multiple of {chunk} bytes")
+        if self.act_depth < 2 or self.act_depth % 2:
+            raise MappingError(
+                f"act_buffer_bytes={self.act_buffer_bytes} holds {self.act_depth} words; the activation buffer "
+                f"is two equal banks (one loads while the other computes), so it needs an even number of "
+                f"{self.act_word_bits}-bit words, at least 2")
+        if self.weight_depth < 2:
+            raise MappingError(f"weight_buffer_bytes={self.weight_buffer_bytes} must hold at least 2 weight words")
 
     # Derived hardware quantities --------------------------------------------------------------------------
 
@@ -125,6 +132,11 @@ class AcceleratorSpec:
     @property
     def act_depth(self):
         return self.act_buffer_bytes * 8 // self.act_word_bits
+
+    @property
+    def act_bank_depth(self):
+        """The activation buffer is two banks: one loads while the other is read."""
+        return self.act_depth // 2
 
     @property
     def weight_depth(self):

@@ -3,7 +3,8 @@
 Walks ``for mf: for r: for s: for cg: for slot in fold_period`` one slot per enabled cycle, and for each pixel
 slot computes the activation-buffer address of ``I[cg*rows.., e*sh + r - ph, f*sw + s - pw]`` with adders only
 (no multipliers), flagging out-of-bounds positions as padding instead of storing zeros. It also runs the weight
-loader: one weight row per cycle, starting one slot before each fold. Golden model: `LayerSchedule.slots`.
+loader: one weight row per cycle (popped from the weight FIFO in stream order), starting one slot before each
+fold. Golden model: `LayerSchedule.slots`.
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
@@ -32,10 +33,9 @@ class FoldSequencer(wiring.Component):
             "busy": Out(1), "done": Out(1),
             # activation slot
             "slot_valid": Out(1), "act_addr": Out(range(max(spec.act_depth, 2))), "padded": Out(1),
-            "pixel": Out(range(max(spec.acc_depth, 2))), "first_k": Out(1), "last_k": Out(1), "bank": Out(1),
+            "acc_addr": Out(range(max(spec.acc_depth, 2))), "first_k": Out(1), "last_k": Out(1), "bank": Out(1),
             # weight loader
-            "load_en": Out(1), "load_addr": Out(range(max(spec.weight_depth, 2))),
-            "load_row": Out(range(spec.rows)), "load_bank": Out(1),
+            "load_en": Out(1), "load_row": Out(range(spec.rows)), "load_bank": Out(1),
         })
 
     def elaborate(self, platform):
@@ -48,7 +48,8 @@ class FoldSequencer(wiring.Component):
         slot = Signal(range(1 << field_bits(spec)))
         mf, r, s, cg = (Signal(range(1 << field_bits(spec)), name=n) for n in ("mf", "r", "s", "cg"))
         e, f = Signal.like(slot, name="e"), Signal.like(slot, name="f")
-        bank = Signal()
+        bank = Signal()      # kept across commands: a fold always loads the bank the previous fold did not use
+        acc_base = Signal.like(self.acc_addr)
         cg_plane, r_row, r_h0, s_w0 = pos("cg_plane"), pos("r_row"), pos("r_h0"), pos("s_w0")
         h, w, row_addr = pos("h"), pos("w"), pos("row_addr")
 
@@ -65,8 +66,10 @@ class FoldSequencer(wiring.Component):
             self.slot_valid.eq(self.busy & ~pre & in_pixels),
             self.act_addr.eq((row_addr + w)[:len(self.act_addr)]),
             self.padded.eq((h < 0) | (h >= cfg.in_h) | (w < 0) | (w >= cfg.in_w)),
-            self.pixel.eq(slot),
-            self.first_k.eq(first_k), self.last_k.eq(last_k), self.bank.eq(bank),
+            self.acc_addr.eq(acc_base + slot),
+            # Across tiles of one reduction, only the first tile starts from zero and only the last emits.
+            self.first_k.eq(first_k & cfg.acc_init), self.last_k.eq(last_k & cfg.acc_emit),
+            self.bank.eq(bank),
         ]
 
         # Values for the next fold's first pixel, chosen by which fold counters wrap.
@@ -79,7 +82,7 @@ class FoldSequencer(wiring.Component):
         with m.If(self.start):
             m.d.sync += [
                 self.busy.eq(1), self.done.eq(0), pre.eq(1), slot.eq(0),
-                mf.eq(0), r.eq(0), s.eq(0), cg.eq(0), e.eq(0), f.eq(0), bank.eq(0),
+                mf.eq(0), r.eq(0), s.eq(0), cg.eq(0), e.eq(0), f.eq(0), acc_base.eq(0),
                 cg_plane.eq(0), r_h0.eq(-cfg.pad_h), s_w0.eq(-cfg.pad_w), r_row.eq(-cfg.pad_row_offset),
                 h.eq(-cfg.pad_h), w.eq(-cfg.pad_w), row_addr.eq(-cfg.pad_row_offset),
             ]
@@ -100,7 +103,7 @@ class FoldSequencer(wiring.Component):
                     with m.If(s_wrap):
                         m.d.sync += r.eq(Mux(r_wrap, 0, r + 1))
                         with m.If(r_wrap):
-                            m.d.sync += mf.eq(mf + 1)
+                            m.d.sync += [mf.eq(mf + 1), acc_base.eq(acc_base + cfg.acc_stride)]
             with m.Else():
                 m.d.sync += slot.eq(slot + 1)
                 with m.If(f == cfg.out_w - 1):
@@ -112,20 +115,18 @@ class FoldSequencer(wiring.Component):
         # Weight loader: triggered on the pre-slot and on the last slot of every fold but the last; then one
         # row per enabled cycle. fold_period >= rows, so a load ends before the next trigger.
         load_count = Signal(range(spec.rows))
-        load_addr = Signal.like(self.load_addr)
         load_bank = Signal()
         trigger = self.busy & (pre | (fold_end & ~last_fold))
-        trigger_bank = Mux(pre, 0, ~bank)
+        trigger_bank = Mux(pre, bank, ~bank)
         m.d.comb += [
             self.load_en.eq(trigger | (load_count != 0)),
-            self.load_addr.eq(load_addr), self.load_row.eq(load_count),
+            self.load_row.eq(load_count),
             self.load_bank.eq(Mux(trigger, trigger_bank, load_bank)),
         ]
         with m.If(self.start):
-            m.d.sync += [load_count.eq(0), load_addr.eq(0)]
+            m.d.sync += load_count.eq(0)
         with m.Elif(self.en & self.load_en):
-            m.d.sync += [load_addr.eq(load_addr + 1),
-                         load_count.eq(Mux(load_count == spec.rows - 1, 0, load_count + 1))]
+            m.d.sync += load_count.eq(Mux(load_count == spec.rows - 1, 0, load_count + 1))
             with m.If(trigger):
                 m.d.sync += load_bank.eq(trigger_bank)
         return m

@@ -9,8 +9,8 @@ from amaranth.lib import data
 
 __all__ = ["CONFIG_FIELDS", "config_layout", "pack_config", "unpack_config"]
 
-# name -> (signed?, which size bounds it); every value the schedule computes must fit its field.
-CONFIG_FIELDS = (
+# Counts and sizes: one unsigned field each, `field_bits(spec)` wide.
+COUNT_FIELDS = (
     "in_h", "in_w", "out_h", "out_w", "k_h", "k_w", "c_groups", "m_folds",
     "stride_h", "stride_w", "pad_h", "pad_w",
     "plane",           # in_h * in_w: activation words per channel group
@@ -18,19 +18,30 @@ CONFIG_FIELDS = (
     "pad_row_offset",  # pad_h * in_w: subtracted from the first row's address
     "fold_period",     # issue slots per fold (>= pixels; see schedule.fold_period)
     "pixels",          # out_h * out_w
-    "weight_words", "act_words",
+    "act_words",       # words to load into the activation bank (when load_acts)
+    "acc_stride",      # accumulator words between m-folds: 0 when each m-fold is emitted before the next
 )
+# One-bit flags: how this command (one tile) uses the double-banked activations and the accumulators.
+FLAG_FIELDS = (
+    "act_bank",        # which half of the activation buffer holds this tile's activations
+    "load_acts",       # load act_words from the acts stream first (else reuse what the bank holds)
+    "release",         # the bank may be overwritten once this tile has read it
+    "acc_init",        # this tile starts the accumulation (its first k-fold ignores the buffer)
+    "acc_emit",        # this tile ends it (its last k-fold sends results to `out`)
+)
+CONFIG_FIELDS = COUNT_FIELDS + FLAG_FIELDS
 
 
 def field_bits(spec):
-    """One width for every field: enough for any address or count the buffers allow, plus a sign bit."""
+    """One width for every count: enough for any address or count the buffers allow, plus a sign bit."""
     largest = max(spec.act_depth, spec.weight_depth, spec.acc_depth, 2 * max(spec.rows, spec.cols)) + 1
     return largest.bit_length() + 1
 
 
 def config_layout(spec):
     bits = field_bits(spec)
-    return data.StructLayout({name: unsigned(bits) for name in CONFIG_FIELDS})
+    return data.StructLayout({**{name: unsigned(bits) for name in COUNT_FIELDS},
+                              **{name: unsigned(1) for name in FLAG_FIELDS}})
 
 
 def pack_config(spec, values):

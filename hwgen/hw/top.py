@@ -1,13 +1,20 @@
-"""The accelerator: stream ports, buffers, sequencer, systolic array, accumulator, output FIFO.
+"""The accelerator: stream ports, buffers, two engines, systolic array, accumulator, output FIFO.
 
-Per layer: one ``cfg`` beat; then the ``weights`` and ``acts`` streams fill their buffers (concurrently, one
-beat each per cycle); then the compute phase streams results on ``out`` (``m_folds * pixels`` beats of ``cols``
-accumulators). The compute pipeline has one enable: it advances only while the output FIFO has room, so a
-stalled sink freezes the pipeline instead of losing results.
+A layer arrives as one or more *commands* (tiles), one ``cfg`` beat each. Two engines work on them in order:
+
+- the **loader** takes a command and fills its activation bank from the ``acts`` stream (the activation buffer
+  has two banks, so the next tile loads while the current one computes), then hands it on;
+- the **compute engine** runs the command's folds on the array, reading activations from the bank and weights
+  from the weight FIFO, which the ``weights`` stream keeps filling the whole time (weights are used once per
+  fold, in stream order, so they are streamed rather than stored).
+
+Results leave on ``out``: ``m_folds * pixels`` beats of ``cols`` accumulators for every command that emits.
+The compute pipeline has one enable: it advances only while the output FIFO has room and the weight FIFO has
+the word the loader needs, so a stalled stream freezes the pipeline instead of losing data.
 """
 
 from amaranth.hdl import EnableInserter, Module, Mux, Signal, unsigned
-from amaranth.lib import fifo, memory, stream, wiring
+from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..spec import AcceleratorSpec
@@ -38,64 +45,107 @@ class AcceleratorTop(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         spec = self.spec
+        layout = config_layout(spec)
+        bank_depth = spec.act_bank_depth
 
-        cfg = Signal(config_layout(spec))
-        m.submodules.weight_buffer = weight_buffer = memory.Memory(
-            shape=unsigned(spec.weight_word_bits), depth=max(spec.weight_depth, 2), init=[])
         m.submodules.act_buffer = act_buffer = memory.Memory(
-            shape=unsigned(spec.act_word_bits), depth=max(spec.act_depth, 2), init=[])
-        weight_write, weight_read = weight_buffer.write_port(), weight_buffer.read_port()
+            shape=unsigned(spec.act_word_bits), depth=2 * bank_depth, init=[])
         act_write, act_read = act_buffer.write_port(), act_buffer.read_port()
+        m.submodules.weight_fifo = weight_fifo = fifo.SyncFIFOBuffered(
+            width=spec.weight_word_bits, depth=spec.weight_depth)
+        wiring.connect(m, wiring.flipped(self.weights), weight_fifo.w_stream)
 
         m.submodules.sequencer = seq = FoldSequencer(spec)
-        array = SystolicArray(rows=spec.rows, cols=spec.cols, act_type=spec.act_type,
-                              weight_type=spec.weight_type, psum_bits=spec.psum_bits)
         m.submodules.accumulator = acc = Accumulator(spec)
         m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=spec.acc_word_bits,
                                                                  depth=OUTPUT_FIFO_DEPTH)
         wiring.connect(m, out_fifo.r_stream, wiring.flipped(self.out))
 
-        en = Signal()
-        m.d.comb += [en.eq(out_fifo.w_rdy), seq.cfg.eq(cfg), seq.en.eq(en)]
-        # The whole array freezes with the pipeline (skew, PEs, de-skew).
-        m.submodules.array = EnableInserter(en)(array)
+        # Bank bookkeeping: the loader marks a bank full, the compute engine empties it on `release`.
+        full = Signal(2)
+        set_full, clear_full = Signal(2), Signal(2)
+        m.d.sync += full.eq((full | set_full) & ~clear_full)
 
-        # Load phase: both streams fill their buffers; each counts its own words.
-        weights_left = Signal(range(max(spec.weight_depth, 2) + 1))
-        acts_left = Signal(range(max(spec.act_depth, 2) + 1))
-        weight_addr = Signal.like(weight_write.addr)
-        act_addr = Signal.like(act_write.addr)
+        # Loader ----------------------------------------------------------------------------------------------
+        incoming = data.View(layout, self.cfg.payload)
+        load_cmd = Signal(layout)
+        handoff, handoff_valid, handoff_take = Signal(layout), Signal(), Signal()
+        acts_left = Signal(range(bank_depth + 1))
+        act_addr = Signal(range(bank_depth))
         m.d.comb += [
-            weight_write.addr.eq(weight_addr), weight_write.data.eq(self.weights.payload),
-            weight_write.en.eq(self.weights.valid & self.weights.ready),
-            act_write.addr.eq(act_addr), act_write.data.eq(self.acts.payload),
+            act_write.addr.eq(act_addr + Mux(load_cmd.act_bank, bank_depth, 0)),
+            act_write.data.eq(self.acts.payload),
             act_write.en.eq(self.acts.valid & self.acts.ready),
         ]
-        with m.If(weight_write.en):
-            m.d.sync += [weight_addr.eq(weight_addr + 1), weights_left.eq(weights_left - 1)]
-        with m.If(act_write.en):
-            m.d.sync += [act_addr.eq(act_addr + 1), acts_left.eq(acts_left - 1)]
+        with m.If(handoff_take):
+            m.d.sync += handoff_valid.eq(0)
+        with m.FSM(name="loader"):
+            with m.State("IDLE"):
+                bank_free = ~Mux(incoming.act_bank, full[1], full[0])
+                # A command that loads waits for its bank; every command waits for the hand-off slot.
+                m.d.comb += self.cfg.ready.eq(~handoff_valid & (~incoming.load_acts | bank_free))
+                with m.If(self.cfg.valid & self.cfg.ready):
+                    with m.If(incoming.load_acts):
+                        m.d.sync += [load_cmd.eq(incoming), acts_left.eq(incoming.act_words), act_addr.eq(0)]
+                        m.next = "LOAD"
+                    with m.Else():
+                        m.d.sync += [handoff.eq(incoming), handoff_valid.eq(1)]
+            with m.State("LOAD"):
+                m.d.comb += self.acts.ready.eq(acts_left != 0)
+                with m.If(act_write.en):
+                    m.d.sync += [act_addr.eq(act_addr + 1), acts_left.eq(acts_left - 1)]
+                with m.If((acts_left == 0) & ~handoff_valid):
+                    m.d.sync += [handoff.eq(load_cmd), handoff_valid.eq(1)]
+                    m.d.comb += set_full.eq(Mux(load_cmd.act_bank, 0b10, 0b01))
+                    m.next = "IDLE"
 
-        # Compute pipeline: issue (cycle 0) -> buffers read (1) -> array (1 + latency) -> accumulate.
-        latency = array_latency(rows=spec.rows, cols=spec.cols)
-        padded_d, bank_d = Signal(), Signal()
+        # Compute engine --------------------------------------------------------------------------------------
+        compute_cmd = Signal(layout)
+        m.d.comb += seq.cfg.eq(compute_cmd)
+        with m.FSM(name="compute"):
+            with m.State("IDLE"):
+                with m.If(handoff_valid):
+                    m.d.comb += handoff_take.eq(1)
+                    m.d.sync += compute_cmd.eq(handoff)
+                    m.next = "START"
+            with m.State("START"):
+                m.d.comb += seq.start.eq(1)
+                m.next = "RUN"
+            with m.State("RUN"):
+                with m.If(seq.done):
+                    with m.If(compute_cmd.release):
+                        m.d.comb += clear_full.eq(Mux(compute_cmd.act_bank, 0b10, 0b01))
+                    m.next = "IDLE"
+
+        # Compute pipeline: issue (cycle 0) -> buffer read / weight pop (1) -> array (1 + latency) -> accumulate.
+        en = Signal()
         m.d.comb += [
-            act_read.addr.eq(seq.act_addr), act_read.en.eq(en),
-            weight_read.addr.eq(seq.load_addr), weight_read.en.eq(en),
+            en.eq(out_fifo.w_rdy & (~seq.load_en | weight_fifo.r_rdy)),
+            seq.en.eq(en),
+            weight_fifo.r_en.eq(seq.load_en & en),
+            act_read.addr.eq(seq.act_addr + Mux(compute_cmd.act_bank, bank_depth, 0)),
+            act_read.en.eq(en),
         ]
+        array = SystolicArray(rows=spec.rows, cols=spec.cols, act_type=spec.act_type,
+                              weight_type=spec.weight_type, psum_bits=spec.psum_bits)
+        m.submodules.array = EnableInserter(en)(array)  # skew, PEs and de-skew freeze with the pipeline
+        padded_d, bank_d = Signal(), Signal()
         load_en_d, load_row_d, load_bank_d = Signal(), Signal.like(seq.load_row), Signal()
+        load_data_d = Signal.like(weight_fifo.r_data)
         with m.If(en):
-            m.d.sync += [padded_d.eq(seq.padded), bank_d.eq(seq.bank),
-                         load_en_d.eq(seq.load_en), load_row_d.eq(seq.load_row), load_bank_d.eq(seq.load_bank)]
+            m.d.sync += [padded_d.eq(seq.padded), bank_d.eq(seq.bank), load_en_d.eq(seq.load_en),
+                         load_row_d.eq(seq.load_row), load_bank_d.eq(seq.load_bank),
+                         load_data_d.eq(weight_fifo.r_data)]
         m.d.comb += [
             array.acts.eq(Mux(padded_d, 0, act_read.data)), array.bank.eq(bank_d),
-            array.load_en.eq(load_en_d & en), array.load_row.eq(load_row_d), array.load_bank.eq(load_bank_d),
-            array.load_data.eq(weight_read.data),
+            array.load_en.eq(load_en_d), array.load_row.eq(load_row_d), array.load_bank.eq(load_bank_d),
+            array.load_data.eq(load_data_d),
         ]
 
-        # Slot control rides a delay line beside the data: `latency` stages to the accumulator read, one more to
-        # the sum.
-        control = [seq.slot_valid, seq.pixel, seq.first_k, seq.last_k]
+        # Slot control rides a delay line beside the data: `latency` stages to the accumulator read, one more
+        # to the sum.
+        latency = array_latency(rows=spec.rows, cols=spec.cols)
+        control = [seq.slot_valid, seq.acc_addr, seq.first_k, seq.last_k]
         stages = [control]
         for stage in range(latency + 1):
             delayed = [Signal.like(sig, name=f"ctl{stage}_{sig.name}") for sig in control]
@@ -111,36 +161,8 @@ class AcceleratorTop(wiring.Component):
             out_fifo.w_en.eq(acc.out_valid), out_fifo.w_data.eq(acc.out_data),
         ]
 
-        # Phases.
-        drain = Signal(range(latency + 3))
-        with m.FSM(name="phase"):
-            with m.State("IDLE"):
-                m.d.comb += self.cfg.ready.eq(1)
-                with m.If(self.cfg.valid):
-                    m.d.sync += [cfg.as_value().eq(self.cfg.payload), weight_addr.eq(0), act_addr.eq(0)]
-                    m.d.sync += [weights_left.eq(self.cfg.payload[_field_slice(spec, "weight_words")]),
-                                 acts_left.eq(self.cfg.payload[_field_slice(spec, "act_words")])]
-                    m.next = "LOAD"
-            with m.State("LOAD"):
-                m.d.comb += [self.busy.eq(1),
-                             self.weights.ready.eq(weights_left != 0), self.acts.ready.eq(acts_left != 0)]
-                with m.If((weights_left == 0) & (acts_left == 0)):
-                    m.d.comb += seq.start.eq(1)
-                    m.next = "COMPUTE"
-            with m.State("COMPUTE"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(seq.done):
-                    m.d.sync += drain.eq(latency + 2)
-                    m.next = "DRAIN"
-            with m.State("DRAIN"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(en & (drain != 0)):
-                    m.d.sync += drain.eq(drain - 1)
-                with m.If((drain == 0) & (out_fifo.r_level == 0)):
-                    m.next = "IDLE"
+        in_flight = Signal()
+        m.d.comb += in_flight.eq(sum(s[0] for s in stages[1:]) != 0)
+        loading = acts_left != 0
+        m.d.comb += self.busy.eq(loading | handoff_valid | seq.busy | in_flight | (out_fifo.r_level != 0))
         return m
-
-
-def _field_slice(spec, name):
-    field = config_layout(spec)[name]
-    return slice(field.offset, field.offset + field.width)

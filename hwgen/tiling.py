@@ -1,0 +1,227 @@
+"""Tiling: a layer whose tensors exceed the buffers becomes a sequence of commands that each fit.
+
+A tile is a block of output channels ``[m0, m1)`` x output rows ``[e0, e1)`` x input channels ``[c0, c1)``.
+Its activations are the rows of the input window it reads (padding is never stored: a tile at the border
+keeps its share of the padding as a smaller pad), its weights are streamed, its outputs are emitted when its
+last input-channel tile has been added in (the accumulators keep the partial sums between those tiles).
+
+Tiles are ordered ``for e-band: for m-tile: for c-tile`` or ``for m-tile: for e-band: for c-tile``; an
+activation tile that the next command uses again stays in its bank (no reload). Among all tile sizes that fit
+and both orders, the plan that moves the fewest bytes wins (ties: fewer commands).
+"""
+
+from dataclasses import dataclass, field
+from math import ceil
+
+import numpy as np
+
+from .errors import BufferOverflowError
+from .problem import ConvProblem
+from .schedule import LayerSchedule
+from .spec import AcceleratorSpec, buffer_bytes_for
+
+__all__ = ["Tile", "LayerPlan", "plan_layer"]
+
+ORDERS = ("e_outer", "m_outer")
+
+
+@dataclass(frozen=True)
+class Tile:
+    schedule: LayerSchedule
+    m0: int
+    m1: int
+    c0: int
+    c1: int
+    e0: int
+    e1: int
+    h0: int          # first input row of the tile's window (global index)
+    h1: int
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    spec: AcceleratorSpec
+    problem: ConvProblem
+    tiles: tuple
+    order: str
+    bytes_moved: dict = field(default_factory=dict)
+
+    @property
+    def commands(self):
+        return [tile.schedule for tile in self.tiles]
+
+    @property
+    def macs(self):
+        return self.problem.macs
+
+    @property
+    def out_beats(self):
+        return sum(tile.schedule.out_beats for tile in self.tiles)
+
+    @property
+    def tiled(self):
+        return len(self.tiles) > 1
+
+    # Host data -----------------------------------------------------------------------------------------------
+
+    def config_words(self):
+        return [tile.schedule.config_word() for tile in self.tiles]
+
+    def weight_stream(self, weight_canonical):
+        words = []
+        for tile in self.tiles:
+            words += tile.schedule.pack_weights(weight_canonical[tile.m0:tile.m1, tile.c0:tile.c1])
+        return words
+
+    def act_stream(self, act_canonical):
+        words = []
+        for tile in self.tiles:
+            if tile.schedule.load_acts:
+                words += tile.schedule.pack_acts(act_canonical[tile.c0:tile.c1, tile.h0:tile.h1])
+        return words
+
+    def pack_outputs(self, out_canonical):
+        beats = []
+        for tile in self.tiles:
+            if tile.schedule.acc_emit:
+                beats += tile.schedule.pack_outputs(out_canonical[tile.m0:tile.m1, tile.e0:tile.e1])
+        return beats
+
+    def unpack_outputs(self, beats):
+        p = self.problem
+        if len(beats) != self.out_beats:
+            raise ValueError(f"{p.name}: expected {self.out_beats} output beats, got {len(beats)}")
+        out = np.zeros(p.out_canonical_shape, dtype=np.int64)
+        at = 0
+        for tile in self.tiles:
+            n = tile.schedule.out_beats
+            if n:
+                out[tile.m0:tile.m1, tile.e0:tile.e1] = tile.schedule.unpack_outputs(beats[at:at + n])
+                at += n
+        return out
+
+    def describe_output(self, beat, lane):
+        at = 0
+        for tile in self.tiles:
+            n = tile.schedule.out_beats
+            if beat < at + n:
+                local = tile.schedule.describe_output(beat - at, lane)
+                return f"tile m{tile.m0}:{tile.m1} e{tile.e0}:{tile.e1}: {local} (local)"
+            at += n
+        return "beyond the plan"
+
+    def manifest(self):
+        return {"layer": self.problem.name, "order": self.order, "commands": len(self.tiles),
+                "bytes_moved": self.bytes_moved,
+                "tiles": [{"m": [t.m0, t.m1], "c": [t.c0, t.c1], "e": [t.e0, t.e1], "h": [t.h0, t.h1],
+                           "load_acts": t.schedule.load_acts, "act_bank": t.schedule.act_bank,
+                           "acc_init": t.schedule.acc_init, "acc_emit": t.schedule.acc_emit}
+                          for t in self.tiles]}
+
+
+def _window(problem, e0, e1):
+    """Input rows [h0, h1) read by output rows [e0, e1), clipped to the tensor, and the tile's top pad."""
+    p = problem
+    top = e0 * p.stride_h - p.pad_h
+    bottom = (e1 - 1) * p.stride_h + p.R - p.pad_h       # exclusive
+    h0, h1 = max(0, top), min(p.H, bottom)
+    if h1 <= h0:   # the band reads only padding: keep one real row so the tile is well formed
+        h0, h1 = (min(max(0, top), p.H - 1),) * 2
+        h1 = h0 + 1
+    return h0, h1, h0 - top
+
+
+def _sub_problem(problem, *, m0, m1, c0, c1, e0, e1):
+    h0, h1, pad_top = _window(problem, e0, e1)
+    p = problem
+    sub = ConvProblem(f"{p.name}", p.kind, C=c1 - c0, H=h1 - h0, W=p.W, M=m1 - m0, E=e1 - e0, F=p.F, R=p.R,
+                      S=p.S, stride_h=p.stride_h, stride_w=p.stride_w, pad_h=pad_top, pad_w=p.pad_w,
+                      act=p.act, weight=p.weight, out=p.out)
+    return sub, h0, h1
+
+
+def _ranges(total, step):
+    return [(start, min(total, start + step)) for start in range(0, total, step)]
+
+
+def _build(spec, problem, *, cg_tile, e_tile, mf_tile, order):
+    p, rows, cols = problem, spec.rows, spec.cols
+    c_ranges = _ranges(p.C, cg_tile * rows)
+    e_ranges = _ranges(p.E, e_tile)
+    m_ranges = _ranges(p.M, mf_tile * cols)
+    outer = [(e, m) for e in e_ranges for m in m_ranges] if order == "e_outer" else \
+        [(e, m) for m in m_ranges for e in e_ranges]
+    keep_partials = len(c_ranges) > 1
+    steps = [(e, m, c) for e, m in outer for c in c_ranges]
+    # Activation tiles are identified by (e-band, c-range); reuse one when the next command needs it too.
+    act_keys = [(e, c) for e, _, c in steps]
+    tiles, bank, loaded = [], 1, None
+    for index, ((e0, e1), (m0, m1), (c0, c1)) in enumerate(steps):
+        key = act_keys[index]
+        load = key != loaded
+        if load:
+            bank ^= 1
+            loaded = key
+        release = index + 1 == len(steps) or act_keys[index + 1] != key
+        sub, h0, h1 = _sub_problem(p, m0=m0, m1=m1, c0=c0, c1=c1, e0=e0, e1=e1)
+        schedule = LayerSchedule(spec, sub, act_bank=bank, load_acts=load, release=release,
+                                 acc_init=c0 == 0, acc_emit=c1 == p.C, keep_partials=keep_partials)
+        tiles.append(Tile(schedule, m0, m1, c0, c1, e0, e1, h0, h1))
+    act_bytes = sum(t.schedule.act_words for t in tiles if t.schedule.load_acts) * spec.act_word_bits // 8
+    weight_bytes = sum(t.schedule.weight_words for t in tiles) * spec.weight_word_bits // 8
+    out_bytes = sum(t.schedule.out_beats for t in tiles) * spec.acc_word_bits // 8
+    moved = {"activations": act_bytes, "weights": weight_bytes, "outputs": out_bytes,
+             "total": act_bytes + weight_bytes + out_bytes}
+    return LayerPlan(spec, problem, tuple(tiles), order, moved)
+
+
+def _act_words(spec, problem, cg_tile, e_tile):
+    rows_needed = min(problem.H, (e_tile - 1) * problem.stride_h + problem.R)
+    return cg_tile * rows_needed * problem.W
+
+
+def plan_layer(spec, problem):
+    """The cheapest plan (fewest bytes moved) whose every command fits the buffers.
+
+    Raises `BufferOverflowError` naming the buffer and the size needed when even the smallest tile (one output
+    row, one group of ``rows`` input channels, ``cols`` output channels) does not fit."""
+    p = problem
+    c_groups, m_folds = ceil(p.C / spec.rows), ceil(p.M / spec.cols)
+    smallest_act = _act_words(spec, p, 1, 1)
+    if smallest_act > spec.act_bank_depth:
+        need = 2 * buffer_bytes_for(smallest_act, spec.act_word_bits)
+        raise BufferOverflowError(
+            f"{p.name}: even one output row of one group of {spec.rows} input channels reads "
+            f"{min(p.H, p.R)} input rows x W={p.W} = {smallest_act} activation words, more than one activation "
+            f"bank holds ({spec.act_bank_depth} words); set act_buffer_bytes >= {need} (two banks)")
+    if p.F > spec.acc_depth:
+        need = buffer_bytes_for(p.F, spec.acc_word_bits)
+        raise BufferOverflowError(
+            f"{p.name}: one output row has F={p.F} pixels but the accumulator buffer holds {spec.acc_depth} "
+            f"words; set acc_buffer_bytes >= {need}")
+    candidates = []
+    for cg_tile in range(c_groups, 0, -1):
+        # The largest band of output rows whose window fits one bank and whose pixels fit the accumulators.
+        e_tile = 0
+        for e in range(p.E, 0, -1):
+            if _act_words(spec, p, cg_tile, e) <= spec.act_bank_depth and e * p.F <= spec.acc_depth:
+                e_tile = e
+                break
+        if not e_tile:
+            continue
+        if cg_tile == c_groups:
+            mf_tiles = [m_folds]
+        else:   # partial sums of every m-fold in the tile stay in the accumulators between c-tiles
+            most = spec.acc_depth // (e_tile * p.F)
+            if most < 1:
+                continue
+            mf_tiles = sorted({min(m_folds, most), 1})
+        for mf_tile in mf_tiles:
+            for order in ORDERS:
+                candidates.append(_build(spec, p, cg_tile=cg_tile, e_tile=e_tile, mf_tile=mf_tile, order=order))
+        if cg_tile == c_groups and e_tile == p.E:
+            break   # the whole layer fits: one command, nothing can move fewer bytes
+    if not candidates:
+        need = buffer_bytes_for(p.F * m_folds, spec.acc_word_bits)
+        raise BufferOverflowError(f"{p.name}: no tiling fits the accumulator buffer; set acc_buffer_bytes >= {need}")
+    return min(candidates, key=lambda plan: (plan.bytes_moved["total"], len(plan.tiles), ORDERS.index(plan.order)))
