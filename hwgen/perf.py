@@ -8,6 +8,7 @@ regression and the Amaranth-simulator tests assert equality on every no-stall ru
 
 from dataclasses import dataclass, asdict
 
+from .hw.postops import PostOpPipeline
 from .hw.systolic import array_latency
 
 __all__ = ["CycleEstimate", "predict", "predict_commands", "predict_plan", "single_command_cycles"]
@@ -20,7 +21,8 @@ NO_LOAD_HANDOFF = 1       # a command that reuses its bank at c + 1
 TAKE_TO_FIRST_SLOT = 3
 DONE_TO_IDLE = 2          # after a command's last slot the engine is idle again (and its bank released) 2 later
 BUFFER_READ = 1           # activation buffer read latency
-OUTPUT_FIFO = 2           # write into the buffered output FIFO -> handshake on `out`
+OUTPUT_FIFO = 2           # write into the buffered output FIFO -> into the post-op chain
+POSTOPS = PostOpPipeline.LATENCY   # the post-op chain (always in the path) -> handshake on `out`
 
 
 @dataclass(frozen=True)
@@ -51,17 +53,20 @@ def predict_commands(schedules, *, name=None, macs=None):
     if not schedules:
         raise ValueError("no commands")
     spec = schedules[0].spec
-    pipeline = BUFFER_READ + array_latency(rows=spec.rows, cols=spec.cols) + OUTPUT_FIFO
+    to_chain = BUFFER_READ + array_latency(rows=spec.rows, cols=spec.cols) + OUTPUT_FIFO
     accept = -1               # cfg handshake of the previous command
     loader_free = 0           # first cycle the loader is idle again
     handoff_clear = 0         # first cycle the hand-off register is empty
     compute_idle = 0          # first cycle the compute engine is idle
     bank_free = [0, 0]        # first cycle each activation bank may be loaded
+    param_free = [0, 0]       # first cycle each post-op parameter bank may be loaded
     last_out = None
     for s in schedules:
-        accept = max(accept + 1, loader_free, handoff_clear, bank_free[s.act_bank] if s.load_acts else 0)
-        if s.load_acts:
-            handoff = accept + s.act_words + LOAD_HANDOFF
+        accept = max(accept + 1, loader_free, handoff_clear, bank_free[s.act_bank] if s.load_acts else 0,
+                     param_free[s.param_bank] if s.param_words else 0)
+        if s.load_acts or s.param_words:
+            # Activations and parameters load side by side.
+            handoff = accept + max(s.act_words if s.load_acts else 0, s.param_words) + LOAD_HANDOFF
             loader_free = handoff
         else:
             handoff = accept + NO_LOAD_HANDOFF
@@ -75,7 +80,12 @@ def predict_commands(schedules, *, name=None, macs=None):
         if s.release:
             bank_free[s.act_bank] = last_slot + DONE_TO_IDLE
         if s.acc_emit:
-            last_out = last_pixel_slot + pipeline
+            # The chain frees the parameter bank when the command's last beat enters it.
+            if s.param_words:
+                param_free[s.param_bank] = last_pixel_slot + to_chain + 1
+            # The last output comes from the last pixel, or with pooling from the last kept window's corner.
+            last_kept = first_slot + (s.folds - 1) * s.fold_period + s.last_emit_pixel
+            last_out = last_kept + to_chain + POSTOPS
         if s is schedules[0]:
             first_accept = accept
     if last_out is None:
@@ -96,6 +106,6 @@ def predict_plan(plan):
 
 
 def single_command_cycles(*, act_words, folds, fold_period, pixels, rows, cols):
-    """The closed form of `predict` for one command (documented in the README)."""
+    """The closed form of `predict` for one command without pooling (documented in the README)."""
     return (act_words + LOAD_HANDOFF + TAKE_TO_FIRST_SLOT + (folds - 1) * fold_period + pixels - 1
-            + BUFFER_READ + array_latency(rows=rows, cols=cols) + OUTPUT_FIFO)
+            + BUFFER_READ + array_latency(rows=rows, cols=cols) + OUTPUT_FIFO + POSTOPS)

@@ -18,6 +18,8 @@ import numpy as np
 
 from .errors import AccumulatorOverflowError, BufferOverflowError, MappingError
 from .hw.config import CONFIG_FIELDS, config_layout, field_bits, pack_config
+from .postops import PostOps, check_layer
+from .postops import config_values as postops_config_values
 from .problem import ConvProblem
 from .spec import AcceleratorSpec, buffer_bytes_for
 
@@ -67,9 +69,17 @@ class LayerSchedule:
     acc_init: bool = True
     acc_emit: bool = True
     keep_partials: bool = False   # accumulators of every m-fold stay live (the reduction continues in a later tile)
+    postops: PostOps = PostOps()  # the chain on this command's output (used when it emits)
+    param_bank: int = 0
 
     def __post_init__(self):
         spec, p = self.spec, self.problem
+        if not isinstance(self.postops, PostOps):
+            raise TypeError(f"{p.name}: postops must be a hwgen.postops.PostOps, not {self.postops!r}")
+        self.postops.output_type(spec.acc_type)
+        if self.acc_emit:
+            check_layer(self.postops, out_h=p.E, out_w=p.F, m_folds=self.m_folds, max_out_w=spec.max_pool_width,
+                        max_m_folds=spec.max_param_folds, layer=p.name)
         if spec.dataflow != "weight_stationary":
             raise MappingError(f"{p.name}: dataflow {spec.dataflow!r} has no schedule yet")
         worst = p.C * p.R * p.S * spec.max_abs_product()
@@ -141,8 +151,28 @@ class LayerSchedule:
         return self.pixels * (self.m_folds if self.keep_partials else 1)
 
     @property
+    def out_size(self):
+        """(E', F') of the emitted output: pooling halves it (floor)."""
+        return self.postops.out_size(self.problem.E, self.problem.F)
+
+    @property
     def out_beats(self):
-        return self.m_folds * self.pixels if self.acc_emit else 0
+        if not self.acc_emit:
+            return 0
+        e, f = self.out_size
+        return self.m_folds * e * f
+
+    @property
+    def last_emit_pixel(self):
+        """The last pixel whose value reaches `out`: with pooling, the last kept window's bottom-right one."""
+        if self.postops.pool == "none":
+            return self.pixels - 1
+        e_out, f_out = self.out_size
+        return (2 * e_out - 1) * self.problem.F + 2 * f_out - 1
+
+    @property
+    def param_words(self):
+        return self.m_folds if (self.acc_emit and self.postops.needs_params) else 0
 
     @property
     def macs(self):
@@ -159,8 +189,13 @@ class LayerSchedule:
             fold_period=self.fold_period, pixels=self.pixels, act_words=self.act_words,
             acc_stride=self.pixels if self.keep_partials else 0, act_bank=self.act_bank,
             load_acts=int(self.load_acts), release=int(self.release), acc_init=int(self.acc_init),
-            acc_emit=int(self.acc_emit))
-        assert set(values) == set(CONFIG_FIELDS)
+            acc_emit=int(self.acc_emit), param_words=self.param_words,
+            emit_words=self.m_folds * self.pixels if self.acc_emit else 0, param_bank=self.param_bank)
+        chain = postops_config_values(self.postops, self.spec.acc_type, out_h=p.E, out_w=p.F,
+                                      m_folds=self.m_folds)
+        values.update(pp_bias=chain["bias"], pp_requant=chain["requant"], pp_relu=chain["relu"],
+                      pp_pool=chain["pool"], pp_out_bits=chain["out_bits"], pp_out_signed=chain["out_signed"])
+        assert set(values) == set(CONFIG_FIELDS), set(values) ^ set(CONFIG_FIELDS)
         return values
 
     def config_word(self):
@@ -198,17 +233,20 @@ class LayerSchedule:
         return self._lanes_to_words(w.reshape(-1, cols), self.spec.weight_type)
 
     def pack_outputs(self, out_canonical):
-        """Canonical O[M,E,F] -> the output beats the hardware sends (lanes beyond M are zero)."""
+        """Canonical O[M,E',F'] (after the post-ops) -> the output beats the hardware sends (lanes beyond M
+        are zero; every lane is acc_bits wide, the value sign-extended)."""
         p, cols = self.problem, self.spec.cols
-        out = np.zeros((self.m_folds * cols, p.E, p.F), dtype=np.int64)
+        e_out, f_out = self.out_size
+        out = np.zeros((self.m_folds * cols, e_out, f_out), dtype=np.int64)
         out[:p.M] = out_canonical
-        lanes = out.reshape(self.m_folds, cols, self.pixels).transpose(0, 2, 1).reshape(-1, cols)
+        lanes = out.reshape(self.m_folds, cols, e_out * f_out).transpose(0, 2, 1).reshape(-1, cols)
         return self._lanes_to_words(lanes, self.spec.acc_type)
 
     def describe_output(self, beat, lane):
         """Which output element beat/lane carries, e.g. ``O[m=3, e=0, f=2]``."""
-        mf, pixel = divmod(beat, self.pixels)
-        e, f = divmod(pixel, self.problem.F)
+        e_out, f_out = self.out_size
+        mf, pixel = divmod(beat, e_out * f_out)
+        e, f = divmod(pixel, f_out)
         m = mf * self.spec.cols + lane
         return f"{self.problem.out}[m={m}, e={e}, f={f}]" if m < self.problem.M else f"padding lane m={m}"
 
@@ -218,10 +256,11 @@ class LayerSchedule:
         if len(beats) != self.out_beats:
             raise ValueError(f"{p.name}: expected {self.out_beats} output beats, got {len(beats)}")
         mask = (1 << acc.bits) - 1
+        e_out, f_out = self.out_size
         raw = np.array([[(int(b) >> (lane * acc.bits)) & mask for lane in range(cols)] for b in beats],
                        dtype=np.uint64)
-        values = acc.from_bits(raw).reshape(self.m_folds, self.pixels, cols)
-        out = values.transpose(0, 2, 1).reshape(self.m_folds * cols, p.E, p.F)
+        values = acc.from_bits(raw).reshape(self.m_folds, e_out * f_out, cols)
+        out = values.transpose(0, 2, 1).reshape(self.m_folds * cols, e_out, f_out)
         return out[:p.M]
 
     # Golden sequencer ----------------------------------------------------------------------------------------

@@ -53,6 +53,8 @@ class AcceleratorSpec:
     act_buffer_bytes: int = 16 * 1024
     weight_buffer_bytes: int = 16 * 1024
     acc_buffer_bytes: int = 8 * 1024
+    max_out_channels: int = 512   # post-op parameter memory: one bias/multiplier/shift per output channel
+    max_pool_width: int = 64      # widest output row the 2x2 pooling line buffer holds
     name: str = "hwgen_accel"
 
     def __post_init__(self):
@@ -93,6 +95,10 @@ class AcceleratorSpec:
                 f"act_buffer_bytes={self.act_buffer_bytes} holds {self.act_depth} words; the activation buffer "
                 f"is two equal banks (one loads while the other computes), so it needs an even number of "
                 f"{self.act_word_bits}-bit words, at least 2")
+        _positive_int(self.max_out_channels, "max_out_channels", fix="give the most output channels a layer with "
+                      "bias or requantization may have")
+        if not isinstance(self.max_pool_width, int) or self.max_pool_width < 2:
+            raise MappingError(f"max_pool_width must be an integer >= 2, not {self.max_pool_width!r}")
         if self.weight_depth < 2:
             raise MappingError(f"weight_buffer_bytes={self.weight_buffer_bytes} must hold at least 2 weight words")
 
@@ -132,6 +138,11 @@ class AcceleratorSpec:
     @property
     def act_depth(self):
         return self.act_buffer_bytes * 8 // self.act_word_bits
+
+    @property
+    def max_param_folds(self):
+        """Entries per bank of the post-op parameter memory (one per m-fold of ``cols`` channels)."""
+        return -(-self.max_out_channels // self.cols)
 
     @property
     def act_bank_depth(self):

@@ -16,6 +16,7 @@ from math import ceil
 import numpy as np
 
 from .errors import BufferOverflowError
+from .postops import PostOps, pack_params
 from .problem import ConvProblem
 from .schedule import LayerSchedule
 from .spec import AcceleratorSpec, buffer_bytes_for
@@ -45,6 +46,7 @@ class LayerPlan:
     tiles: tuple
     order: str
     bytes_moved: dict = field(default_factory=dict)
+    postops: PostOps = PostOps()
 
     @property
     def commands(self):
@@ -73,6 +75,16 @@ class LayerPlan:
             words += tile.schedule.pack_weights(weight_canonical[tile.m0:tile.m1, tile.c0:tile.c1])
         return words
 
+    def params_stream(self, params):
+        """Post-op parameters (`hwgen.postops.QuantParams`) -> one beat per m-fold of every emitting tile."""
+        if not self.postops.needs_params:
+            return []
+        words = []
+        for tile in self.tiles:
+            if tile.schedule.param_words:
+                words += pack_params(params.channels_slice(tile.m0, tile.m1), cols=self.spec.cols)
+        return words
+
     def act_stream(self, act_canonical):
         words = []
         for tile in self.tiles:
@@ -80,23 +92,37 @@ class LayerPlan:
                 words += tile.schedule.pack_acts(act_canonical[tile.c0:tile.c1, tile.h0:tile.h1])
         return words
 
+    def _out_rows(self, tile):
+        """Rows of the (post-op) output a tile emits: pooling halves row indices (bands start even)."""
+        if self.postops.pool == "none":
+            return tile.e0, tile.e1
+        return tile.e0 // 2, tile.e0 // 2 + tile.schedule.out_size[0]
+
+    @property
+    def out_shape(self):
+        p = self.problem
+        return (p.M, *self.postops.out_size(p.E, p.F))
+
     def pack_outputs(self, out_canonical):
+        """The layer's output after the post-ops, canonical ``[M, E', F']`` -> every beat on ``out``."""
         beats = []
         for tile in self.tiles:
             if tile.schedule.acc_emit:
-                beats += tile.schedule.pack_outputs(out_canonical[tile.m0:tile.m1, tile.e0:tile.e1])
+                r0, r1 = self._out_rows(tile)
+                beats += tile.schedule.pack_outputs(out_canonical[tile.m0:tile.m1, r0:r1])
         return beats
 
     def unpack_outputs(self, beats):
         p = self.problem
         if len(beats) != self.out_beats:
             raise ValueError(f"{p.name}: expected {self.out_beats} output beats, got {len(beats)}")
-        out = np.zeros(p.out_canonical_shape, dtype=np.int64)
+        out = np.zeros(self.out_shape, dtype=np.int64)
         at = 0
         for tile in self.tiles:
             n = tile.schedule.out_beats
             if n:
-                out[tile.m0:tile.m1, tile.e0:tile.e1] = tile.schedule.unpack_outputs(beats[at:at + n])
+                r0, r1 = self._out_rows(tile)
+                out[tile.m0:tile.m1, r0:r1] = tile.schedule.unpack_outputs(beats[at:at + n])
                 at += n
         return out
 
@@ -144,7 +170,7 @@ def _ranges(total, step):
     return [(start, min(total, start + step)) for start in range(0, total, step)]
 
 
-def _build(spec, problem, *, cg_tile, e_tile, mf_tile, order):
+def _build(spec, problem, postops, *, cg_tile, e_tile, mf_tile, order):
     p, rows, cols = problem, spec.rows, spec.cols
     c_ranges = _ranges(p.C, cg_tile * rows)
     e_ranges = _ranges(p.E, e_tile)
@@ -155,7 +181,7 @@ def _build(spec, problem, *, cg_tile, e_tile, mf_tile, order):
     steps = [(e, m, c) for e, m in outer for c in c_ranges]
     # Activation tiles are identified by (e-band, c-range); reuse one when the next command needs it too.
     act_keys = [(e, c) for e, _, c in steps]
-    tiles, bank, loaded = [], 1, None
+    tiles, bank, loaded, param_bank = [], 1, None, 1
     for index, ((e0, e1), (m0, m1), (c0, c1)) in enumerate(steps):
         key = act_keys[index]
         load = key != loaded
@@ -164,15 +190,19 @@ def _build(spec, problem, *, cg_tile, e_tile, mf_tile, order):
             loaded = key
         release = index + 1 == len(steps) or act_keys[index + 1] != key
         sub, h0, h1 = _sub_problem(p, m0=m0, m1=m1, c0=c0, c1=c1, e0=e0, e1=e1)
+        emit = c1 == p.C
+        if emit and postops.needs_params:
+            param_bank ^= 1
         schedule = LayerSchedule(spec, sub, act_bank=bank, load_acts=load, release=release,
-                                 acc_init=c0 == 0, acc_emit=c1 == p.C, keep_partials=keep_partials)
+                                 acc_init=c0 == 0, acc_emit=emit, keep_partials=keep_partials,
+                                 postops=postops, param_bank=param_bank if emit and postops.needs_params else 0)
         tiles.append(Tile(schedule, m0, m1, c0, c1, e0, e1, h0, h1))
     act_bytes = sum(t.schedule.act_words for t in tiles if t.schedule.load_acts) * spec.act_word_bits // 8
     weight_bytes = sum(t.schedule.weight_words for t in tiles) * spec.weight_word_bits // 8
     out_bytes = sum(t.schedule.out_beats for t in tiles) * spec.acc_word_bits // 8
     moved = {"activations": act_bytes, "weights": weight_bytes, "outputs": out_bytes,
              "total": act_bytes + weight_bytes + out_bytes}
-    return LayerPlan(spec, problem, tuple(tiles), order, moved)
+    return LayerPlan(spec, problem, tuple(tiles), order, moved, postops)
 
 
 def _act_words(spec, problem, cg_tile, e_tile):
@@ -180,7 +210,7 @@ def _act_words(spec, problem, cg_tile, e_tile):
     return cg_tile * rows_needed * problem.W
 
 
-def plan_layer(spec, problem):
+def plan_layer(spec, problem, postops=PostOps()):
     """The cheapest plan (fewest bytes moved) whose every command fits the buffers.
 
     Raises `BufferOverflowError` naming the buffer and the size needed when even the smallest tile (one output
@@ -204,22 +234,27 @@ def plan_layer(spec, problem):
         # The largest band of output rows whose window fits one bank and whose pixels fit the accumulators.
         e_tile = 0
         for e in range(p.E, 0, -1):
+            if postops.pool != "none" and e % 2 and e != p.E:
+                continue   # a pooling window must not straddle two bands
             if _act_words(spec, p, cg_tile, e) <= spec.act_bank_depth and e * p.F <= spec.acc_depth:
                 e_tile = e
                 break
         if not e_tile:
             continue
+        # A tile's post-op parameters must fit one bank of the parameter memory.
+        most = min(m_folds, spec.max_param_folds) if postops.needs_params else m_folds
         if cg_tile == c_groups:
-            mf_tiles = [m_folds]
+            mf_tiles = [most]
         else:   # partial sums of every m-fold in the tile stay in the accumulators between c-tiles
-            most = spec.acc_depth // (e_tile * p.F)
+            most = min(most, spec.acc_depth // (e_tile * p.F))
             if most < 1:
                 continue
-            mf_tiles = sorted({min(m_folds, most), 1})
+            mf_tiles = sorted({most, 1})
         for mf_tile in mf_tiles:
             for order in ORDERS:
-                candidates.append(_build(spec, p, cg_tile=cg_tile, e_tile=e_tile, mf_tile=mf_tile, order=order))
-        if cg_tile == c_groups and e_tile == p.E:
+                candidates.append(_build(spec, p, postops, cg_tile=cg_tile, e_tile=e_tile, mf_tile=mf_tile,
+                                         order=order))
+        if cg_tile == c_groups and e_tile == p.E and mf_tiles == [m_folds]:
             break   # the whole layer fits: one command, nothing can move fewer bytes
     if not candidates:
         need = buffer_bytes_for(p.F * m_folds, spec.acc_word_bits)

@@ -23,12 +23,13 @@ class StreamRun:
     out_cycles: list
 
 
-def run_streams(spec, *, cfg, weights, acts, expect_beats, stall=0.0, seed=0, max_cycles=2_000_000, dut=None):
+def run_streams(spec, *, cfg, weights, acts, expect_beats, params=(), stall=0.0, seed=0, max_cycles=2_000_000,
+                dut=None):
     """Feed the three input streams, collect `expect_beats` output beats. `stall` is the per-cycle
     probability that a source idles or the sink refuses (each stream independently)."""
     dut = dut if dut is not None else AcceleratorTop(spec)
     rng = random.Random(seed)
-    queues = {"cfg": list(cfg), "weights": list(weights), "acts": list(acts)}
+    queues = {"cfg": list(cfg), "weights": list(weights), "acts": list(acts), "params": list(params)}
     sent = {name: 0 for name in queues}
     run = StreamRun(out_beats=[], cycles=0, cfg_cycles=[], out_cycles=[])
 

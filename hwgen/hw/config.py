@@ -20,6 +20,8 @@ COUNT_FIELDS = (
     "pixels",          # out_h * out_w
     "act_words",       # words to load into the activation bank (when load_acts)
     "acc_stride",      # accumulator words between m-folds: 0 when each m-fold is emitted before the next
+    "param_words",     # post-op parameter beats to load with this command (one per m-fold, or 0)
+    "emit_words",      # beats this command sends into the post-op chain: m_folds * pixels when it emits
 )
 # One-bit flags: how this command (one tile) uses the double-banked activations and the accumulators.
 FLAG_FIELDS = (
@@ -28,8 +30,12 @@ FLAG_FIELDS = (
     "release",         # the bank may be overwritten once this tile has read it
     "acc_init",        # this tile starts the accumulation (its first k-fold ignores the buffer)
     "acc_emit",        # this tile ends it (its last k-fold sends results to `out`)
+    "param_bank",      # which bank of the post-op parameter memory this command's parameters use
+    "pp_bias", "pp_requant", "pp_relu",   # the post-op chain (`hwgen.postops.PostOps`)
 )
-CONFIG_FIELDS = COUNT_FIELDS + FLAG_FIELDS
+# Wider settings of the post-op chain.
+POSTOP_FIELDS = ("pp_pool", "pp_out_bits", "pp_out_signed")
+CONFIG_FIELDS = COUNT_FIELDS + FLAG_FIELDS + POSTOP_FIELDS
 
 
 def field_bits(spec):
@@ -41,7 +47,9 @@ def field_bits(spec):
 def config_layout(spec):
     bits = field_bits(spec)
     return data.StructLayout({**{name: unsigned(bits) for name in COUNT_FIELDS},
-                              **{name: unsigned(1) for name in FLAG_FIELDS}})
+                              **{name: unsigned(1) for name in FLAG_FIELDS},
+                              "pp_pool": unsigned(2), "pp_out_bits": unsigned(spec.acc_type.bits.bit_length()),
+                              "pp_out_signed": unsigned(1)})
 
 
 def pack_config(spec, values):

@@ -70,8 +70,11 @@ class PostOpPipeline(wiring.Component):
         self.cfg_layout = config_layout(spec, dims_bits=dims_bits)
         self.params_layout = params_layout(spec.cols)
         super().__init__({
-            "cfg": In(self.cfg_layout),
-            "params": In(stream.Signature(unsigned(self.params_layout.size))),
+            "cfg": In(self.cfg_layout),           # of the command whose beats arrive on `i`
+            "bank": In(1),                        # which parameter bank those beats use
+            # Parameter writes: bank b holds m-fold k at address b * max_m_folds + k.
+            "params_en": In(1), "params_addr": In(range(2 * max_m_folds)),
+            "params_data": In(unsigned(self.params_layout.size)),
             "i": In(stream.Signature(unsigned(spec.acc_word_bits))),
             "o": Out(stream.Signature(unsigned(spec.acc_word_bits))),
             "busy": Out(1),
@@ -93,15 +96,13 @@ class PostOpPipeline(wiring.Component):
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
         accept = self.i.valid & advance
 
-        # Parameter memory: one word per m-fold.
+        # Parameter memory: two banks of one word per m-fold, so the next command's parameters load while
+        # this command's beats still use the other bank.
         m.submodules.params_mem = params_mem = memory.Memory(
-            shape=unsigned(self.params_layout.size), depth=max(self.max_m_folds, 2), init=[])
+            shape=unsigned(self.params_layout.size), depth=2 * self.max_m_folds, init=[])
         params_write, params_read = params_mem.write_port(), params_mem.read_port()
-        params_addr = Signal.like(params_write.addr)
-        m.d.comb += [self.params.ready.eq(1), params_write.addr.eq(params_addr),
-                     params_write.data.eq(self.params.payload), params_write.en.eq(self.params.valid)]
-        with m.If(self.params.valid):
-            m.d.sync += params_addr.eq(Mux(params_addr + 1 >= cfg.m_folds, 0, params_addr + 1))
+        m.d.comb += [params_write.addr.eq(self.params_addr), params_write.data.eq(self.params_data),
+                     params_write.en.eq(self.params_en)]
 
         # Position of the next input beat.
         f, e, mf = Signal.like(cfg.out_w), Signal.like(cfg.out_h), Signal.like(cfg.m_folds)
@@ -112,15 +113,20 @@ class PostOpPipeline(wiring.Component):
                 m.d.sync += e.eq(Mux(last_e, 0, e + 1))
                 with m.If(last_e):
                     m.d.sync += mf.eq(Mux(mf + 1 >= cfg.m_folds, 0, mf + 1))
-        m.d.comb += [params_read.addr.eq(mf), params_read.en.eq(advance)]
+        m.d.comb += [params_read.addr.eq(mf + Mux(self.bank, self.max_m_folds, 0)), params_read.en.eq(advance)]
 
         # Pooling tags ride beside the data: odd row/column and the line-buffer entry (the column pair). Floor
         # semantics need no tag: an odd E's last row and an odd F's last column have even indices, so they only
         # fill the line buffer or the held value, and a later beat overwrites both before any use.
         lb_depth = max(self.max_out_w // 2, 2)
-        tag_layout = data.StructLayout({"row_odd": 1, "col_odd": 1, "pair": range(lb_depth)})
+        # The command's settings ride with every beat too: commands follow each other without a drain.
+        tag_layout = data.StructLayout({"row_odd": 1, "col_odd": 1, "pair": range(lb_depth),
+                                        "bias": 1, "requant": 1, "relu": 1, "pool": 2,
+                                        "out_bits": cfg.out_bits.shape(), "out_signed": 1})
         tag = Signal(tag_layout)
-        m.d.comb += [tag.row_odd.eq(e[0]), tag.col_odd.eq(f[0]), tag.pair.eq(f >> 1)]
+        m.d.comb += [tag.row_odd.eq(e[0]), tag.col_odd.eq(f[0]), tag.pair.eq(f >> 1),
+                     tag.bias.eq(cfg.bias), tag.requant.eq(cfg.requant), tag.relu.eq(cfg.relu),
+                     tag.pool.eq(cfg.pool), tag.out_bits.eq(cfg.out_bits), tag.out_signed.eq(cfg.out_signed)]
 
         def stage(name, shape):
             return Signal(shape, name=name)
@@ -139,19 +145,19 @@ class PostOpPipeline(wiring.Component):
             m.d.sync += s1_beat.eq(self.i.payload)
         params = data.View(self.params_layout, params_read.data)
 
-        # Saturation bounds from the output type (cfg is static during a layer: registered once per cycle).
+        # Saturation bounds from the output type of the beat in S4 (they are used entering S5).
+        s4 = tags[3]
         unused_bits = Signal(range(acc_bits))          # acc_bits - out_bits (host checks 1 <= out_bits <= acc_bits)
         out_umax = Signal(unsigned(acc_bits))           # (1 << out_bits) - 1
         lo, hi = Signal(signed(acc_bits + 1)), Signal(signed(acc_bits + 1))
-        m.d.comb += [unused_bits.eq(acc_bits - cfg.out_bits),
-                     out_umax.eq(Const((1 << acc_bits) - 1, acc_bits) >> unused_bits)]
-        m.d.sync += [
-            hi.eq(Mux(cfg.out_signed, out_umax >> 1, out_umax)),
-            lo.eq(Mux(cfg.relu, 0, Mux(cfg.out_signed, -(out_umax >> 1) - 1, 0))),
-        ]
+        m.d.comb += [unused_bits.eq(acc_bits - s4.out_bits),
+                     out_umax.eq(Const((1 << acc_bits) - 1, acc_bits) >> unused_bits),
+                     hi.eq(Mux(s4.out_signed, out_umax >> 1, out_umax)),
+                     lo.eq(Mux(s4.relu, 0, Mux(s4.out_signed, -(out_umax >> 1) - 1, 0)))]
 
-        pool_on = cfg.pool != POOL_CODES["none"]
-        is_avg = cfg.pool == POOL_CODES["avg"]
+        pool_on = tags[4].pool != POOL_CODES["none"]
+        is_avg = tags[4].pool == POOL_CODES["avg"]
+        s1 = tags[0]
 
         # Line buffer of horizontal pairs from even rows; read issued as a beat enters S5.
         m.submodules.line_buffer = line_buffer = memory.Memory(
@@ -170,9 +176,9 @@ class PostOpPipeline(wiring.Component):
             x, mult = stage(f"s2_x_{j}", signed(x_bits)), stage(f"s2_mult_{j}", signed(32))
             shift2, shift3 = stage(f"s2_shift_{j}", unsigned(6)), stage(f"s3_shift_{j}", unsigned(6))
             with m.If(advance):
-                m.d.sync += [x.eq(acc + Mux(cfg.bias, lane.bias, 0)),
-                             mult.eq(Mux(cfg.requant, lane.multiplier, 1)),
-                             shift2.eq(Mux(cfg.requant, lane.shift, 0))]
+                m.d.sync += [x.eq(acc + Mux(s1.bias, lane.bias, 0)),
+                             mult.eq(Mux(s1.requant, lane.multiplier, 1)),
+                             shift2.eq(Mux(s1.requant, lane.shift, 0))]
             # S3: the registered multiply.
             p = stage(f"s3_p_{j}", signed(p_bits))
             with m.If(advance):

@@ -17,10 +17,12 @@ from amaranth.hdl import EnableInserter, Module, Mux, Signal, unsigned
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..postops import params_layout
 from ..spec import AcceleratorSpec
 from .accumulator import Accumulator
 from .addrgen import FoldSequencer
 from .config import config_layout
+from .postops import PostOpPipeline
 from .systolic import SystolicArray, array_latency
 
 __all__ = ["AcceleratorTop", "OUTPUT_FIFO_DEPTH"]
@@ -38,6 +40,7 @@ class AcceleratorTop(wiring.Component):
             "cfg": In(stream.Signature(unsigned(config_layout(spec).size))),
             "weights": In(stream.Signature(unsigned(spec.weight_word_bits))),
             "acts": In(stream.Signature(unsigned(spec.act_word_bits))),
+            "params": In(stream.Signature(unsigned(params_layout(spec.cols).size))),
             "out": Out(stream.Signature(unsigned(spec.acc_word_bits))),
             "busy": Out(1),
         })
@@ -59,7 +62,14 @@ class AcceleratorTop(wiring.Component):
         m.submodules.accumulator = acc = Accumulator(spec)
         m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=spec.acc_word_bits,
                                                                  depth=OUTPUT_FIFO_DEPTH)
-        wiring.connect(m, out_fifo.r_stream, wiring.flipped(self.out))
+        m.submodules.postops = postops = PostOpPipeline(spec, max_m_folds=spec.max_param_folds,
+                                                        max_out_w=spec.max_pool_width)
+        wiring.connect(m, postops.o, wiring.flipped(self.out))
+        # Post-op parameter banks: busy from the load of a command's parameters until its last beat has
+        # entered the chain.
+        param_busy = Signal(2)
+        set_param_busy, clear_param_busy = Signal(2), Signal(2)
+        m.d.sync += param_busy.eq((param_busy | set_param_busy) & ~clear_param_busy)
 
         # Bank bookkeeping: the loader marks a bank full, the compute engine empties it on `release`.
         full = Signal(2)
@@ -72,6 +82,13 @@ class AcceleratorTop(wiring.Component):
         handoff, handoff_valid, handoff_take = Signal(layout), Signal(), Signal()
         acts_left = Signal(range(bank_depth + 1))
         act_addr = Signal(range(bank_depth))
+        params_left = Signal(range(spec.max_param_folds + 1))
+        param_addr = Signal(range(spec.max_param_folds))
+        m.d.comb += [
+            postops.params_addr.eq(param_addr + Mux(load_cmd.param_bank, spec.max_param_folds, 0)),
+            postops.params_data.eq(self.params.payload),
+            postops.params_en.eq(self.params.valid & self.params.ready),
+        ]
         m.d.comb += [
             act_write.addr.eq(act_addr + Mux(load_cmd.act_bank, bank_depth, 0)),
             act_write.data.eq(self.acts.payload),
@@ -82,29 +99,41 @@ class AcceleratorTop(wiring.Component):
         with m.FSM(name="loader"):
             with m.State("IDLE"):
                 bank_free = ~Mux(incoming.act_bank, full[1], full[0])
-                # A command that loads waits for its bank; every command waits for the hand-off slot.
-                m.d.comb += self.cfg.ready.eq(~handoff_valid & (~incoming.load_acts | bank_free))
+                param_free = ~Mux(incoming.param_bank, param_busy[1], param_busy[0])
+                has_params = incoming.param_words != 0
+                # A command waits for the banks it loads and for the hand-off slot.
+                m.d.comb += self.cfg.ready.eq(~handoff_valid & (~incoming.load_acts | bank_free) &
+                                              (~has_params | param_free))
                 with m.If(self.cfg.valid & self.cfg.ready):
-                    with m.If(incoming.load_acts):
-                        m.d.sync += [load_cmd.eq(incoming), acts_left.eq(incoming.act_words), act_addr.eq(0)]
+                    with m.If(incoming.load_acts | has_params):
+                        m.d.sync += [load_cmd.eq(incoming), act_addr.eq(0), param_addr.eq(0),
+                                     acts_left.eq(Mux(incoming.load_acts, incoming.act_words, 0)),
+                                     params_left.eq(incoming.param_words)]
+                        m.d.comb += set_param_busy.eq(Mux(has_params, Mux(incoming.param_bank, 0b10, 0b01), 0))
                         m.next = "LOAD"
                     with m.Else():
                         m.d.sync += [handoff.eq(incoming), handoff_valid.eq(1)]
             with m.State("LOAD"):
-                m.d.comb += self.acts.ready.eq(acts_left != 0)
+                m.d.comb += [self.acts.ready.eq(acts_left != 0), self.params.ready.eq(params_left != 0)]
                 with m.If(act_write.en):
                     m.d.sync += [act_addr.eq(act_addr + 1), acts_left.eq(acts_left - 1)]
-                with m.If((acts_left == 0) & ~handoff_valid):
+                with m.If(postops.params_en):
+                    m.d.sync += [param_addr.eq(param_addr + 1), params_left.eq(params_left - 1)]
+                with m.If((acts_left == 0) & (params_left == 0) & ~handoff_valid):
                     m.d.sync += [handoff.eq(load_cmd), handoff_valid.eq(1)]
-                    m.d.comb += set_full.eq(Mux(load_cmd.act_bank, 0b10, 0b01))
+                    with m.If(load_cmd.load_acts):
+                        m.d.comb += set_full.eq(Mux(load_cmd.act_bank, 0b10, 0b01))
                     m.next = "IDLE"
 
         # Compute engine --------------------------------------------------------------------------------------
         compute_cmd = Signal(layout)
         m.d.comb += seq.cfg.eq(compute_cmd)
+        # Emitting commands queue their post-op settings; the chain takes them in order, beat-count by count.
+        m.submodules.emit_queue = emit_queue = fifo.SyncFIFO(width=layout.size, depth=4)
+        m.d.comb += [emit_queue.w_data.eq(handoff.as_value()), emit_queue.w_en.eq(handoff_take & handoff.acc_emit)]
         with m.FSM(name="compute"):
             with m.State("IDLE"):
-                with m.If(handoff_valid):
+                with m.If(handoff_valid & (~handoff.acc_emit | emit_queue.w_rdy)):
                     m.d.comb += handoff_take.eq(1)
                     m.d.sync += compute_cmd.eq(handoff)
                     m.next = "START"
@@ -161,8 +190,31 @@ class AcceleratorTop(wiring.Component):
             out_fifo.w_en.eq(acc.out_valid), out_fifo.w_data.eq(acc.out_data),
         ]
 
+        # Post-op chain: the head of the emit queue describes the beats entering it.
+        head = data.View(layout, emit_queue.r_data)
+        head_count = Signal.like(head.emit_words)
+        m.d.comb += [
+            postops.cfg.bias.eq(head.pp_bias), postops.cfg.requant.eq(head.pp_requant),
+            postops.cfg.relu.eq(head.pp_relu), postops.cfg.pool.eq(head.pp_pool),
+            postops.cfg.out_bits.eq(head.pp_out_bits), postops.cfg.out_signed.eq(head.pp_out_signed),
+            postops.cfg.out_h.eq(head.out_h), postops.cfg.out_w.eq(head.out_w),
+            postops.cfg.m_folds.eq(head.m_folds), postops.bank.eq(head.param_bank),
+            postops.i.payload.eq(out_fifo.r_data),
+            postops.i.valid.eq(out_fifo.r_rdy & emit_queue.r_rdy),
+            out_fifo.r_en.eq(postops.i.ready & emit_queue.r_rdy),
+        ]
+        with m.If(postops.i.valid & postops.i.ready):
+            with m.If(head_count == head.emit_words - 1):
+                m.d.sync += head_count.eq(0)
+                m.d.comb += emit_queue.r_en.eq(1)
+                with m.If(head.param_words != 0):
+                    m.d.comb += clear_param_busy.eq(Mux(head.param_bank, 0b10, 0b01))
+            with m.Else():
+                m.d.sync += head_count.eq(head_count + 1)
+
         in_flight = Signal()
         m.d.comb += in_flight.eq(sum(s[0] for s in stages[1:]) != 0)
-        loading = acts_left != 0
-        m.d.comb += self.busy.eq(loading | handoff_valid | seq.busy | in_flight | (out_fifo.r_level != 0))
+        loading = (acts_left != 0) | (params_left != 0)
+        m.d.comb += self.busy.eq(loading | handoff_valid | seq.busy | in_flight | (out_fifo.r_level != 0) |
+                                 emit_queue.r_rdy | postops.busy)
         return m
