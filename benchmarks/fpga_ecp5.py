@@ -132,7 +132,7 @@ def check_packing_arithmetic(shift):
 
 
 def packing_experiment(args, progress):
-    spec = AcceleratorSpec(rows=1, cols=2, act_buffer_bytes=1, weight_buffer_bytes=2, acc_buffer_bytes=8,
+    spec = AcceleratorSpec(rows=1, cols=2, act_buffer_bytes=2, weight_buffer_bytes=4, acc_buffer_bytes=16,
                            name="pack")
     results = []
     for packed, shift in ((False, 16), (True, 16), (True, 9)):
@@ -280,6 +280,7 @@ def main(argv=None):
     parser.add_argument("--sizes", help="comma-separated RxC list (default: 8x8 and the largest that fits)")
     parser.add_argument("--freq", type=float, default=150.0, help="target MHz (150)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--router", choices=["router1", "router2"], help="nextpnr router")
     parser.add_argument("--out", default="build/fpga/bench")
     parser.add_argument("--packing", action="store_true", help="run the two-int8-per-DSP experiment only")
     parser.add_argument("--dsp-registers", metavar="N",
@@ -300,7 +301,8 @@ def main(argv=None):
     for size in sizes:
         r, c = (int(x) for x in size.lower().split("x"))
         summary = synthesize(array_spec(r, c), device, freq_mhz=args.freq, seed=args.seed,
-                             build_dir=Path(args.out) / f"ws{r}x{c}-{device.key}", progress=progress)
+                             build_dir=Path(args.out) / f"ws{r}x{c}-{device.key}", progress=progress,
+                             nextpnr_extra=["--router", args.router] if args.router else [])
         rows.append(row(summary))
         print("BENCH " + json.dumps(rows[-1]), flush=True)
     print()

@@ -30,7 +30,7 @@ from amaranth.lib import io
 
 from .devices import get_device
 from .fit import estimate_fit
-from .flow import default_component, memory_check
+from .flow import default_component, memory_check, share
 from .reports import cell_summary, format_summary, parse_nextpnr_report, parse_yosys_stat
 from .tools import Progress, file_arg, find_tool, run_tool
 from .wrapper import PinLightTop
@@ -188,7 +188,8 @@ def build_board(spec, board, *, component=None, build_dir=None, name=None, lut_m
         "design": name, "device": device.key, "board": board.key, "part": device.part, "package": device.package,
         "spec": spec.to_dict(), "macs": spec.pes, "freq_mhz": board.clock_mhz, "io_bits": board.io_bits,
         "multipliers": "dsp" if use_dsp else "lut", "seed": seed, **counts, "yosys_cells": cells,
-        "available": {"lut4": device.luts, "ff": device.ffs, "dsp": device.dsps, "bram": device.brams[0].count},
+        "available": {"lut4": device.luts, "ff": device.ffs, "dsp": device.dsps, "bram": device.brams[0].count,
+                      **({"spram": device.brams[1].count} if len(device.brams) > 1 else {})},
         "estimate": estimate.to_dict(), "warnings": list(estimate.warnings), "pnr": True, **report,
         "bitstream": str(bitstream), "bitstream_bytes": bitstream.stat().st_size if bitstream.exists() else None,
         "tool_seconds": seconds,
@@ -196,6 +197,7 @@ def build_board(spec, board, *, component=None, build_dir=None, name=None, lut_m
     summary["share"] = {m: report["utilization"][k]["percent"] for m, k in
                         (("lut4", "lut"), ("dsp", "dsp"), ("bram", "bram"), ("io", "io"))
                         if k in report["utilization"]}
+    summary["share"]["ff"] = share(counts["ff"], device.ffs)
     summary["memory_mapping"] = memory_check(estimate, counts)
     if summary["memory_mapping"]["status"] != "ok":
         summary["warnings"].append(summary["memory_mapping"]["message"])
@@ -208,6 +210,9 @@ def build_board(spec, board, *, component=None, build_dir=None, name=None, lut_m
     if not bitstream.exists():
         summary["warnings"].append(f"no bitstream was written ({bitstream})")
     summary["seconds"] = round(time.monotonic() - started, 1)
+    summary["files"] = {"dir": str(build_dir), "bitstream": bitstream.name, "netlist": f"{name}.json",
+                        "nextpnr_report": f"{name}.report.json", "summary": f"{name}.summary.json",
+                        "table": f"{name}.summary.txt", "constraints": f"{name}{'.lpf' if device.family == 'ecp5' else '.pcf'}"}
     (build_dir / f"{name}.summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (build_dir / f"{name}.summary.txt").write_text(format_summary(summary) + f"\nbitstream: {bitstream}\n")
     return summary

@@ -50,6 +50,8 @@ def add_synth_parser(subparsers):
                              "instead of rejecting the design")
     target.add_argument("--io-bits", type=int, default=8, help="width of the pin-light top's data pins (8)")
     target.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (1)")
+    target.add_argument("--router", choices=["router1", "router2"],
+                        help="nextpnr router (default: nextpnr's, router1; router2 is often faster on big arrays)")
     spec = p.add_argument_group("spec (without DESIGN, or overriding its spec)")
     spec.add_argument("--rows", type=int)
     spec.add_argument("--cols", type=int)
@@ -136,7 +138,8 @@ def run_synth(args):
             from .flow import synthesize
             summary = synthesize(spec, args.device or "ecp5-85f", freq_mhz=args.freq, build_dir=args.out,
                                  lut_multipliers=args.lut_multipliers, io_bits=args.io_bits, seed=args.seed,
-                                 pnr=not args.no_pnr, progress=progress, timeout_s=args.timeout)
+                                 pnr=not args.no_pnr, progress=progress, timeout_s=args.timeout,
+                                 nextpnr_extra=["--router", args.router] if args.router else [])
     except FitError as error:
         print(f"hwgen synth: {error}", file=err)
         return 2
@@ -150,8 +153,9 @@ def run_synth(args):
         print(format_summary(summary))
         if summary.get("bitstream"):
             print(f"bitstream: {summary['bitstream']}")
-        print(f"summary: {summary.get('files', {}).get('dir', '') or ''}"
-              if summary.get("files") else "", end="\n" if summary.get("files") else "")
+        if summary.get("files"):
+            print(f"files: {summary['files']['dir']}/ ({summary['files']['summary']}, "
+                  f"{summary['files']['table']}, {summary['files']['netlist']}, ...)")
     if args.require_timing and summary.get("timing_met") is False:
         return 3
     return 0
