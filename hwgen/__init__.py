@@ -5,16 +5,17 @@ The pipeline, one module per step: `dsl` (loop nests) -> `mapping` (directives, 
 beside it `reference` (NumPy golden values) and `perf` (cycle model); `sim/` proves the RTL against both.
 """
 
-from .design import Design, load_design
+from .design import Design, Layer, load_design
 from .dsl import conv2d, linear, loop_nest, tensor
 from .dtypes import IntType, int4, int8, int16, int32, int48, uint8
 from .errors import (AccumulatorOverflowError, BufferOverflowError, HwgenError, LoopNestError, MappingError,
                      NonAffineIndexError, UnsupportedTypeError)
 from .mapping import Mapping, default_mapping, recognize
+from .postops import PostOps, QuantParams
 from .spec import AcceleratorSpec
 
 __all__ = [
-    "Design", "load_design", "conv2d", "linear", "loop_nest", "tensor", "IntType", "int4", "int8", "int16",
+    "Design", "Layer", "PostOps", "QuantParams", "load_design", "conv2d", "linear", "loop_nest", "tensor", "IntType", "int4", "int8", "int16",
     "int32", "int48", "uint8", "Mapping", "default_mapping", "recognize", "AcceleratorSpec", "HwgenError",
     "LoopNestError", "NonAffineIndexError", "MappingError", "BufferOverflowError", "AccumulatorOverflowError",
     "UnsupportedTypeError",

@@ -22,18 +22,19 @@ def cmd_generate(args):
     started = time.perf_counter()
     verilog_path, manifest_path = write_design(design, args.output)
     print(f"{design.name}: {design.spec.rows}x{design.spec.cols} {design.spec.dataflow} array, "
-          f"{len(design.schedules())} layers")
+          f"{len(design.plans())} layers")
     print(f"  wrote {verilog_path} and {manifest_path} in {time.perf_counter() - started:.2f} s")
     return 0
 
 
 def _plan_rows(design):
-    from .perf import predict
+    from .perf import predict_plan
     rows = []
-    for schedule in design.schedules():
-        estimate = predict(schedule)
-        rows.append({"layer": schedule.problem.name, "kind": schedule.problem.kind,
-                     "m_folds": schedule.m_folds, "k_folds": schedule.k_folds, "period": schedule.fold_period,
+    for plan in design.plans():
+        estimate = predict_plan(plan)
+        rows.append({"layer": plan.problem.name, "kind": plan.problem.kind, "tiles": len(plan.tiles),
+                     "order": plan.order, "bytes_moved": plan.bytes_moved,
+                     "folds": sum(t.schedule.folds for t in plan.tiles),
                      **{k: v for k, v in estimate.to_dict().items() if k != "layer"}})
     return rows
 
@@ -45,33 +46,32 @@ def cmd_plan(args):
         print(json.dumps({"design": design.name, "spec": design.spec.to_dict(), "layers": rows}, indent=2))
         return 0
     print(f"{design.name}: {design.spec.rows}x{design.spec.cols} {design.spec.dataflow}")
-    print(f"{'layer':<16}{'kind':<8}{'folds m x k':>12}{'period':>8}{'MACs':>12}{'model cyc':>11}{'ideal':>10}"
-          f"{'util':>8}")
+    print(f"{'layer':<16}{'kind':<8}{'tiles':>6}{'folds':>7}{'KiB moved':>11}{'MACs':>12}{'model cyc':>11}"
+          f"{'ideal':>10}{'util':>8}")
     for row in rows:
-        print(f"{row['layer']:<16}{row['kind']:<8}{row['m_folds']:>5} x {row['k_folds']:<4}{row['period']:>8}"
-              f"{row['macs']:>12}{row['cycles']:>11}{row['ideal_cycles']:>10}{row['utilization']:>8.1%}")
+        print(f"{row['layer']:<16}{row['kind']:<8}{row['tiles']:>6}{row['folds']:>7}"
+              f"{row['bytes_moved']['total'] / 1024:>11.1f}{row['macs']:>12}{row['cycles']:>11}"
+              f"{row['ideal_cycles']:>10}{row['utilization']:>8.1%}")
     return 0
 
 
 def cmd_sim(args):
     from sim.runner import run_layers
     design = _design(args.design)
-    schedules = design.schedules()
+    plans = design.plans()
     if args.layers:
-        wanted = args.layers.split(",")
-        schedules = [design.schedule(name) for name in wanted]
+        plans = [design.plan(name) for name in args.layers.split(",")]
     if not args.json:
-        print(f"{design.name}: simulating {len(schedules)} layers on {args.sim} "
+        print(f"{design.name}: simulating {len(plans)} layers on {args.sim} "
               f"({'random stalls p=' + str(args.stall) if args.stall else 'no stalls'}) ...", flush=True)
-    result = run_layers(design.spec, [s.problem for s in schedules], simulator=args.sim, stall=args.stall,
-                        seed=args.seed, tag="cli")
+    result = run_layers(design.spec, plans, simulator=args.sim, stall=args.stall, seed=args.seed, tag="cli")
     ok = True
     rows = []
     for layer in result.layers:
         cycles_ok = args.stall > 0 or layer["measured_cycles"] == layer["model_cycles"]
         ok &= layer["exact"] and cycles_ok
         rows.append({**layer, "cycles_match": layer["measured_cycles"] == layer["model_cycles"]})
-    if len(result.layers) != len(schedules):
+    if len(result.layers) != len(plans):
         ok = False
     if args.json:
         print(json.dumps({"design": design.name, "simulator": args.sim, "stall": args.stall, "ok": ok,

@@ -7,17 +7,38 @@ from pathlib import Path
 from .errors import HwgenError
 from .ir import LoopNest
 from .mapping import Mapping, default_mapping, recognize
-from .schedule import LayerSchedule
+from .postops import PostOps
 from .spec import AcceleratorSpec
+from .tiling import plan_layer
 
-__all__ = ["Design", "load_design", "DESIGNS_DIR"]
+__all__ = ["Design", "Layer", "load_design", "DESIGNS_DIR"]
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of a design: its loop nest, how it maps (default: `default_mapping`), and the post-op chain
+    on its output (bias, requantization, ReLU, pooling)."""
+    nest: LoopNest
+    mapping: Mapping = None
+    postops: PostOps = PostOps()
+
+    def __post_init__(self):
+        if not isinstance(self.nest, LoopNest):
+            raise TypeError(f"Layer.nest must be a LoopNest (from @loop_nest, conv2d or linear), not {self.nest!r}")
+        if self.mapping is None:
+            object.__setattr__(self, "mapping", default_mapping(self.nest))
+        if not isinstance(self.mapping, Mapping):
+            raise TypeError(f"{self.nest.name}: mapping must be a hwgen.Mapping, not {self.mapping!r}")
+        if not isinstance(self.postops, PostOps):
+            raise TypeError(f"{self.nest.name}: postops must be a hwgen.PostOps, not {self.postops!r}")
 
 DESIGNS_DIR = Path(__file__).resolve().parent.parent / "designs"
 
 
 @dataclass(frozen=True)
 class Design:
-    """``layers`` holds `LoopNest`s (mapped with `default_mapping`) or ``(LoopNest, Mapping)`` pairs."""
+    """``layers`` holds `Layer`s, bare `LoopNest`s (default mapping, no post-ops) or ``(LoopNest, Mapping)``
+    pairs. Every layer is mapped and planned (tiled if it must be) when the design is built."""
     name: str
     spec: AcceleratorSpec
     layers: tuple
@@ -25,35 +46,36 @@ class Design:
     def __post_init__(self):
         if not isinstance(self.spec, AcceleratorSpec):
             raise TypeError(f"design {self.name!r}: spec must be an AcceleratorSpec, not {self.spec!r}")
-        pairs = []
+        layers = []
         for layer in self.layers:
-            if isinstance(layer, LoopNest):
-                pairs.append((layer, default_mapping(layer)))
-            elif (isinstance(layer, tuple) and len(layer) == 2 and isinstance(layer[0], LoopNest)
-                  and isinstance(layer[1], Mapping)):
-                pairs.append(layer)
+            if isinstance(layer, Layer):
+                layers.append(layer)
+            elif isinstance(layer, LoopNest):
+                layers.append(Layer(layer))
+            elif isinstance(layer, tuple) and 2 <= len(layer) <= 3 and isinstance(layer[0], LoopNest):
+                layers.append(Layer(*layer))
             else:
-                raise TypeError(f"design {self.name!r}: a layer is a LoopNest or a (LoopNest, Mapping) pair, "
-                                f"not {layer!r}")
-        if not pairs:
+                raise TypeError(f"design {self.name!r}: a layer is a hwgen.Layer, a LoopNest or a "
+                                f"(LoopNest, Mapping[, PostOps]) tuple, not {layer!r}")
+        if not layers:
             raise HwgenError(f"design {self.name!r} has no layers; give at least one loop nest")
-        names = [nest.name for nest, _ in pairs]
+        names = [layer.nest.name for layer in layers]
         if len(set(names)) != len(names):
             raise HwgenError(f"design {self.name!r}: layer names must be unique, got {names}")
-        object.__setattr__(self, "layers", tuple(pairs))
-        # Map and schedule every layer now, so a bad layer fails before any hardware is generated.
-        object.__setattr__(self, "_schedules", tuple(
-            LayerSchedule(self.spec, recognize(nest, mapping)) for nest, mapping in pairs))
+        object.__setattr__(self, "layers", tuple(layers))
+        # Map and plan every layer now, so a bad layer fails before any hardware is generated.
+        object.__setattr__(self, "_plans", tuple(
+            plan_layer(self.spec, recognize(layer.nest, layer.mapping), layer.postops) for layer in layers))
 
-    def schedules(self):
-        return self._schedules
+    def plans(self):
+        return self._plans
 
-    def schedule(self, layer_name):
-        for schedule in self._schedules:
-            if schedule.problem.name == layer_name:
-                return schedule
+    def plan(self, layer_name):
+        for plan in self._plans:
+            if plan.problem.name == layer_name:
+                return plan
         raise KeyError(f"design {self.name!r} has no layer {layer_name!r}; layers: "
-                       f"{[s.problem.name for s in self._schedules]}")
+                       f"{[p.problem.name for p in self._plans]}")
 
 
 def load_design(name_or_path):

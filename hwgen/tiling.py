@@ -137,7 +137,11 @@ class LayerPlan:
         return "beyond the plan"
 
     def manifest(self):
-        return {"layer": self.problem.name, "order": self.order, "commands": len(self.tiles),
+        return {"layer": self.problem.name, "kind": self.problem.kind, "problem": self.problem.to_dict(),
+                "postops": {"bias": self.postops.bias, "requant": self.postops.requant,
+                            "relu": self.postops.relu, "pool": self.postops.pool},
+                "config_words": [hex(word) for word in self.config_words()],
+                "order": self.order, "commands": len(self.tiles),
                 "bytes_moved": self.bytes_moved,
                 "tiles": [{"m": [t.m0, t.m1], "c": [t.c0, t.c1], "e": [t.e0, t.e1], "h": [t.h0, t.h1],
                            "load_acts": t.schedule.load_acts, "act_bank": t.schedule.act_bank,

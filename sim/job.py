@@ -5,20 +5,22 @@ from dataclasses import dataclass, field, asdict
 
 import numpy as np
 
+from hwgen.postops import PostOps, QuantParams, apply as apply_postops, quantize_multiplier
 from hwgen.problem import ConvProblem
 from hwgen.reference import conv2d as reference_conv2d
-from hwgen.schedule import LayerSchedule
 from hwgen.spec import AcceleratorSpec
+from hwgen.tiling import plan_layer
 
 __all__ = ["SimJob", "LayerData", "make_layer_data"]
 
 _CANONICAL = ("name", "kind", "C", "H", "W", "M", "E", "F", "R", "S", "stride_h", "stride_w", "pad_h", "pad_w")
+_POSTOPS = ("bias", "requant", "relu", "pool")
 
 
 @dataclass
 class SimJob:
     spec: dict
-    layers: list                 # canonical ConvProblem fields per layer
+    layers: list                 # {"problem": canonical ConvProblem fields, "postops": PostOps fields}
     seed: int = 1
     stall: float = 0.0           # probability that a source idles / the sink refuses, per cycle and stream
     results_path: str = ""
@@ -27,12 +29,14 @@ class SimJob:
     extra: dict = field(default_factory=dict)
 
     @staticmethod
-    def canonical(problem: ConvProblem):
-        return {key: getattr(problem, key) for key in _CANONICAL}
+    def layer(problem: ConvProblem, postops: PostOps = PostOps()):
+        return {"problem": {key: getattr(problem, key) for key in _CANONICAL},
+                "postops": {key: getattr(postops, key) for key in _POSTOPS}}
 
-    def schedules(self):
+    def plans(self):
         spec = AcceleratorSpec.from_dict(self.spec)
-        return [LayerSchedule(spec, ConvProblem(**layer)) for layer in self.layers]
+        return [plan_layer(spec, ConvProblem(**layer["problem"]), PostOps(**layer["postops"]))
+                for layer in self.layers]
 
     def dumps(self):
         return json.dumps(asdict(self), indent=1)
@@ -44,18 +48,33 @@ class SimJob:
 
 @dataclass
 class LayerData:
+    config_words: list
     weight_words: list
     act_words: list
+    param_words: list
     expected_beats: list
 
 
-def make_layer_data(schedule, seed):
-    """Random operands over the full range of their types, and the reference result as output beats."""
-    spec, p = schedule.spec, schedule.problem
+def random_params(rng, acc, M):
+    """Post-op parameters that keep the int8 outputs in range but not all saturated: a per-channel scale of
+    about 100 / max|acc| and a bias of up to a quarter of that range."""
+    big = int(np.abs(acc).max()) + 1
+    multipliers, shifts = zip(*(quantize_multiplier(float(rng.uniform(40, 200)) / big) for _ in range(M)))
+    bias = rng.integers(-(big // 4) - 1, big // 4 + 1, M)
+    return QuantParams(bias=bias, multiplier=np.array(multipliers), shift=np.array(shifts))
+
+
+def make_layer_data(plan, seed):
+    """Random operands over the full range of their types, random post-op parameters, and the reference
+    result as output beats."""
+    spec, p = plan.spec, plan.problem
     rng = np.random.default_rng(seed)
     acts = rng.integers(spec.act_type.min, spec.act_type.max, p.act_canonical_shape, endpoint=True)
     weights = rng.integers(spec.weight_type.min, spec.weight_type.max, p.weight_canonical_shape, endpoint=True)
-    expected = reference_conv2d(acts, weights, stride=(p.stride_h, p.stride_w), padding=(p.pad_h, p.pad_w),
-                                acc_type=spec.acc_type, out_size=(p.E, p.F))
-    return LayerData(weight_words=schedule.pack_weights(weights), act_words=schedule.pack_acts(acts),
-                     expected_beats=schedule.pack_outputs(expected))
+    acc = reference_conv2d(acts, weights, stride=(p.stride_h, p.stride_w), padding=(p.pad_h, p.pad_w),
+                           acc_type=spec.acc_type, out_size=(p.E, p.F))
+    params = random_params(rng, acc, p.M)
+    expected = apply_postops(acc, params, plan.postops, spec.acc_type)
+    return LayerData(config_words=plan.config_words(), weight_words=plan.weight_stream(weights),
+                     act_words=plan.act_stream(acts), param_words=plan.params_stream(params),
+                     expected_beats=plan.pack_outputs(expected))

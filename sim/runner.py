@@ -51,6 +51,17 @@ def simulator_environment(simulator):
     raise SimulationError(f"unknown simulator {simulator!r}; choose one of {SIMULATORS}")
 
 
+def _job_layer(layer):
+    from hwgen.problem import ConvProblem
+    from hwgen.tiling import LayerPlan
+    if isinstance(layer, LayerPlan):
+        return SimJob.layer(layer.problem, layer.postops)
+    if isinstance(layer, ConvProblem):
+        return SimJob.layer(layer)
+    problem, postops = layer
+    return SimJob.layer(problem, postops)
+
+
 @dataclass
 class SimulationResult:
     layers: list
@@ -63,9 +74,10 @@ class SimulationResult:
         return all(layer["exact"] for layer in self.layers)
 
 
-def run_layers(spec, problems, *, simulator="icarus", stall=0.0, seed=1, verilog=None, build_root=None,
+def run_layers(spec, layers, *, simulator="icarus", stall=0.0, seed=1, verilog=None, build_root=None,
                flip_weight_bit=None, tag="run"):
-    """Simulate `problems` (canonical ConvProblems) one after another on the accelerator of `spec`.
+    """Simulate `layers` one after another on the accelerator of `spec`: each a canonical `ConvProblem`, a
+    ``(ConvProblem, PostOps)`` pair, or a `hwgen.tiling.LayerPlan`.
 
     Returns a `SimulationResult`; raises `SimulationError` only when the simulation could not run at all
     (a failing comparison is reported in the result, so callers can print it).
@@ -104,7 +116,7 @@ def run_layers(spec, problems, *, simulator="icarus", stall=0.0, seed=1, verilog
         run_dir = build_dir / f"{tag}-{os.getpid()}-{time.monotonic_ns()}"
         run_dir.mkdir()
         results_path = run_dir / "results.json"
-        job = SimJob(spec=spec.to_dict(), layers=[SimJob.canonical(p) for p in problems], seed=seed,
+        job = SimJob(spec=spec.to_dict(), layers=[_job_layer(layer) for layer in layers], seed=seed,
                      stall=stall, results_path=str(results_path), flip_weight_bit=flip_weight_bit)
         job_path = run_dir / "job.json"
         job_path.write_text(job.dumps())

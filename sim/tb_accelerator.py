@@ -15,7 +15,7 @@ from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
 from cocotb.utils import get_sim_steps
 from cocotbext.axi import AxiStreamFrame
 
-from hwgen.perf import predict
+from hwgen.perf import predict_plan
 from sim import streams
 from sim.job import SimJob, make_layer_data
 from sim.scoreboard import Scoreboard
@@ -28,17 +28,18 @@ class AcceleratorTestbench:
         self.dut, self.job = dut, job
         # Defined levels before the models sample anything: they read valid/ready from the first edge on.
         dut.rst.value = 1
-        for name in ("cfg", "weights", "acts"):
+        for name in ("cfg", "weights", "acts", "params"):
             getattr(dut, f"{name}__valid").value = 0
         dut.out__ready.value = 0
         self.cfg = streams.source(dut, "cfg")
         self.weights = streams.source(dut, "weights")
         self.acts = streams.source(dut, "acts")
+        self.params = streams.source(dut, "params")
         self.out = streams.sink(dut, "out")
         self.cfg_monitor = streams.monitor(dut, "cfg")
         self.period_steps = get_sim_steps(CLOCK_NS, "ns")
         if job.stall:
-            for n, model in enumerate((self.cfg, self.weights, self.acts, self.out)):
+            for n, model in enumerate((self.cfg, self.weights, self.acts, self.params, self.out)):
                 model.set_pause_generator(streams.random_pauses(job.seed * 101 + n, job.stall))
 
     async def reset(self):
@@ -47,25 +48,28 @@ class AcceleratorTestbench:
         self.dut.rst.value = 0
         await RisingEdge(self.dut.clk)
 
-    async def run_layer(self, index, schedule):
+    async def run_layer(self, index, plan):
         job = self.job
-        data = make_layer_data(schedule, seed=job.seed * 1000 + index)
+        data = make_layer_data(plan, seed=job.seed * 1000 + index)
         weight_words = list(data.weight_words)
         if job.flip_weight_bit and job.flip_weight_bit[0] == index:
             _, word, bit = job.flip_weight_bit
             weight_words[word] ^= 1 << bit
-        model = predict(schedule)
-        # Queue everything before the cfg beat goes out, so no source is ever idle (the no-stall timing).
+        model = predict_plan(plan)
+        # Queue everything before the first cfg beat goes out, so no source is ever idle (the no-stall timing).
         await self.weights.send(AxiStreamFrame(weight_words))
-        await self.acts.send(AxiStreamFrame(data.act_words))
-        await self.cfg.send(AxiStreamFrame([schedule.config_word()]))
-        cfg_beat = await self.cfg_monitor.recv()
+        if data.act_words:
+            await self.acts.send(AxiStreamFrame(data.act_words))
+        if data.param_words:
+            await self.params.send(AxiStreamFrame(data.param_words))
+        await self.cfg.send(AxiStreamFrame(data.config_words))
+        cfg_beat = await self.cfg_monitor.recv()   # one frame per beat (no tlast): the first command
         beats, last_time = [], None
         budget = (model.cycles * job.max_cycles_factor + 1000) * self.period_steps
 
         async def collect():
             nonlocal last_time
-            while len(beats) < schedule.out_beats:
+            while len(beats) < plan.out_beats:
                 frame = await self.out.recv()
                 beats.extend(frame.tdata)
                 last_time = frame.sim_time_end
@@ -79,16 +83,19 @@ class AcceleratorTestbench:
         await ClockCycles(self.dut.clk, 8)
         while not self.out.empty():
             beats.extend((self.out.recv_nowait()).tdata)
-        board = Scoreboard(expected=data.expected_beats, lane_bits=schedule.spec.acc_type.bits,
-                           lanes=schedule.spec.cols, describe=schedule.describe_output)
+        while not self.cfg_monitor.empty():
+            self.cfg_monitor.recv_nowait()
+        board = Scoreboard(expected=data.expected_beats, lane_bits=plan.spec.acc_type.bits,
+                           lanes=plan.spec.cols, describe=plan.describe_output)
         board.check(beats)
         measured = None if hung or last_time is None else (last_time - cfg_beat.sim_time_start) // self.period_steps
         return {
-            "layer": schedule.problem.name, "exact": board.exact and not hung, "hung": hung,
+            "layer": plan.problem.name, "exact": board.exact and not hung, "hung": hung,
+            "commands": len(plan.tiles), "postops": str(plan.postops),
             "report": board.report(), "beats": len(beats), "expected_beats": len(data.expected_beats),
-            "measured_cycles": measured, "model_cycles": model.cycles, "macs": schedule.macs,
-            "pes": schedule.spec.pes, "stall": job.stall,
-            "utilization": (schedule.macs / (schedule.spec.pes * measured)) if measured else None,
+            "measured_cycles": measured, "model_cycles": model.cycles, "macs": plan.macs,
+            "pes": plan.spec.pes, "stall": job.stall,
+            "utilization": (plan.macs / (plan.spec.pes * measured)) if measured else None,
         }
 
 
@@ -99,9 +106,9 @@ async def run_job(dut):
     tb = AcceleratorTestbench(dut, job)
     await tb.reset()
     results, started = [], time.perf_counter()
-    for index, schedule in enumerate(job.schedules()):
+    for index, plan in enumerate(job.plans()):
         layer_start = time.perf_counter()
-        result = await tb.run_layer(index, schedule)
+        result = await tb.run_layer(index, plan)
         result["wall_seconds"] = time.perf_counter() - layer_start
         results.append(result)
         dut._log.info("%s: %s, %s cycles (model %s)", result["layer"], "exact" if result["exact"] else "WRONG",
