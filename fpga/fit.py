@@ -117,15 +117,18 @@ def estimate_fit(spec, device, *, lut_multipliers=False, io_bits=8, check=True):
         problems.append(f"the pin-light top needs {pins} pins, the {device.package} has {device.io}; "
                         f"use a smaller --io-bits")
 
-    # Rough LUT estimate: per PE an adder of psum_bits (+ carry), a weight mux; wrapper/control extra.
-    per_pe = spec.psum_bits + w_bits
-    luts = spec.pes * per_pe + 2 * (spec.act_word_bits + spec.acc_word_bits) + 500
+    # Rough logic estimate (LUT4 + carry halves = nextpnr TRELLIS_COMB / iCE40 logic cells), calibrated on the
+    # measured hwgen top: ~1200 for control, ~36 per PE (psum adder, weight banks), ~116 per column
+    # (accumulator, post-ops, output FIFO); iCE40 logic cells pack less per LUT (x1.5).
+    luts = 1200 + 36 * spec.pes + 116 * spec.cols
+    if device.family == "ice40":
+        luts = int(luts * 1.5)
     lut_muls = 0 if use_dsp else muls
     luts += lut_muls * lut_mult_cost(a_bits, w_bits)
-    if luts > device.luts:
-        problems.append(f"about {luts} LUT4 needed (estimate), the {device.part} has {device.luts}")
+    if luts > 1.25 * device.luts:
+        problems.append(f"about {luts} LUT4 needed (rough estimate), the {device.part} has {device.luts}")
     elif luts > 0.8 * device.luts:
-        warnings.append(f"about {luts} LUT4 needed (estimate) of {device.luts}: placement may fail or be slow")
+        warnings.append(f"about {luts} LUT4 needed (rough estimate) of {device.luts}: placement may fail")
 
     estimate = FitEstimate(
         device=device.key, multipliers=muls, dsps=0 if not use_dsp else muls, dsps_available=device.dsps,
