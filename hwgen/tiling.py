@@ -47,6 +47,8 @@ class LayerPlan:
     order: str
     bytes_moved: dict = field(default_factory=dict)
     postops: PostOps = PostOps()
+    im2col: bool = False   # the tiles run `lowered`: the host unrolls (r, s, c) into channels of a 1x1 conv
+    lowered: ConvProblem = None
 
     @property
     def commands(self):
@@ -70,6 +72,8 @@ class LayerPlan:
         return [tile.schedule.config_word() for tile in self.tiles]
 
     def weight_stream(self, weight_canonical):
+        if self.im2col:
+            weight_canonical = im2col_weights(weight_canonical)
         words = []
         for tile in self.tiles:
             words += tile.schedule.pack_weights(weight_canonical[tile.m0:tile.m1, tile.c0:tile.c1])
@@ -86,6 +90,8 @@ class LayerPlan:
         return words
 
     def act_stream(self, act_canonical):
+        if self.im2col:
+            act_canonical = im2col_acts(self.problem, act_canonical)
         words = []
         for tile in self.tiles:
             if tile.schedule.load_acts:
@@ -141,12 +147,34 @@ class LayerPlan:
                 "postops": {"bias": self.postops.bias, "requant": self.postops.requant,
                             "relu": self.postops.relu, "pool": self.postops.pool},
                 "config_words": [hex(word) for word in self.config_words()],
-                "order": self.order, "commands": len(self.tiles),
+                "order": self.order, "commands": len(self.tiles), "im2col": self.im2col,
                 "bytes_moved": self.bytes_moved,
                 "tiles": [{"m": [t.m0, t.m1], "c": [t.c0, t.c1], "e": [t.e0, t.e1], "h": [t.h0, t.h1],
                            "load_acts": t.schedule.load_acts, "act_bank": t.schedule.act_bank,
                            "acc_init": t.schedule.acc_init, "acc_emit": t.schedule.acc_emit}
                           for t in self.tiles]}
+
+
+def im2col_problem(problem):
+    """The layer as a 1x1 convolution over explicitly unrolled windows: channel ``(r*S + s)*C + c`` of the
+    unrolled input at output pixel (e, f) is ``I[c, e*sh + r - ph, f*sw + s - pw]``."""
+    p = problem
+    return ConvProblem(p.name, p.kind, C=p.C * p.R * p.S, H=p.E, W=p.F, M=p.M, E=p.E, F=p.F, R=1, S=1,
+                       act=p.act, weight=p.weight, out=p.out)
+
+
+def im2col_acts(problem, act_canonical):
+    p = problem
+    padded = np.pad(np.asarray(act_canonical), ((0, 0), (p.pad_h, p.pad_h), (p.pad_w, p.pad_w)))
+    taps = [padded[:, r:r + (p.E - 1) * p.stride_h + 1:p.stride_h, s:s + (p.F - 1) * p.stride_w + 1:p.stride_w]
+            for r in range(p.R) for s in range(p.S)]
+    return np.concatenate(taps, axis=0)     # [(r, s, c), E, F]
+
+
+def im2col_weights(weight_canonical):
+    w = np.asarray(weight_canonical)
+    M, C, R, S = w.shape
+    return w.transpose(0, 2, 3, 1).reshape(M, R * S * C, 1, 1)
 
 
 def _window(problem, e0, e1):
@@ -214,11 +242,37 @@ def _act_words(spec, problem, cg_tile, e_tile):
     return cg_tile * rows_needed * problem.W
 
 
-def plan_layer(spec, problem, postops=PostOps()):
-    """The cheapest plan (fewest bytes moved) whose every command fits the buffers.
+def plan_layer(spec, problem, postops=PostOps(), *, im2col="auto"):
+    """The plan whose every command fits the buffers and that moves the fewest bytes.
+
+    With few input channels (C < rows) most array rows idle, as the implicit im2col puts only channels on
+    rows; ``im2col="auto"`` then also plans the layer as a 1x1 convolution over host-unrolled windows (the
+    activations are duplicated R*S times in the stream, which `bytes_moved` shows) and keeps whichever plan
+    the cycle model says is faster. ``im2col=True``/``False`` forces the choice.
 
     Raises `BufferOverflowError` naming the buffer and the size needed when even the smallest tile (one output
     row, one group of ``rows`` input channels, ``cols`` output channels) does not fit."""
+    if im2col not in ("auto", True, False):
+        raise ValueError(f"im2col must be 'auto', True or False, not {im2col!r}")
+    lowerable = problem.R * problem.S > 1
+    if im2col is True and not lowerable:
+        im2col = False
+    if im2col is False or (im2col == "auto" and (problem.C >= spec.rows or not lowerable)):
+        return _plan_tiles(spec, problem, postops)
+    lowered = _plan_tiles(spec, im2col_problem(problem), postops)
+    lowered = LayerPlan(spec, problem, lowered.tiles, lowered.order, lowered.bytes_moved, postops, True,
+                        lowered.problem)
+    if im2col is True:
+        return lowered
+    from .perf import predict_plan
+    try:
+        direct = _plan_tiles(spec, problem, postops)
+    except BufferOverflowError:
+        return lowered
+    return lowered if predict_plan(lowered).cycles < predict_plan(direct).cycles else direct
+
+
+def _plan_tiles(spec, problem, postops):
     p = problem
     c_groups, m_folds = ceil(p.C / spec.rows), ceil(p.M / spec.cols)
     smallest_act = _act_words(spec, p, 1, 1)
