@@ -25,9 +25,7 @@ class Layer:
     def __post_init__(self):
         if not isinstance(self.nest, LoopNest):
             raise TypeError(f"Layer.nest must be a LoopNest (from @loop_nest, conv2d or linear), not {self.nest!r}")
-        if self.mapping is None:
-            object.__setattr__(self, "mapping", default_mapping(self.nest))
-        if not isinstance(self.mapping, Mapping):
+        if self.mapping is not None and not isinstance(self.mapping, Mapping):
             raise TypeError(f"{self.nest.name}: mapping must be a hwgen.Mapping, not {self.mapping!r}")
         if not isinstance(self.postops, PostOps):
             raise TypeError(f"{self.nest.name}: postops must be a hwgen.PostOps, not {self.postops!r}")
@@ -62,6 +60,15 @@ class Design:
         names = [layer.nest.name for layer in layers]
         if len(set(names)) != len(names):
             raise HwgenError(f"design {self.name!r}: layer names must be unique, got {names}")
+        layers = [layer if layer.mapping is not None else
+                  Layer(layer.nest, default_mapping(layer.nest, dataflow=self.spec.dataflow), layer.postops)
+                  for layer in layers]
+        for layer in layers:
+            if layer.mapping.dataflow != self.spec.dataflow:
+                raise HwgenError(
+                    f"design {self.name!r}: layer {layer.nest.name!r} is mapped for {layer.mapping.dataflow} but "
+                    f"the accelerator is {self.spec.dataflow}; set Mapping(dataflow={self.spec.dataflow!r}) or "
+                    f"put the layer on an accelerator of that dataflow")
         object.__setattr__(self, "layers", tuple(layers))
         # Map and plan every layer now, so a bad layer fails before any hardware is generated.
         object.__setattr__(self, "_plans", tuple(

@@ -198,15 +198,15 @@ def _analyze(nest, resident):
     return _Roles(act, weight, out, m_loops[0], channel[0], channel[1], tuple(spatial))
 
 
-def default_mapping(nest, *, resident=None):
-    """The weight-stationary mapping of `nest`: input channels on rows, output channels on columns.
+def default_mapping(nest, *, resident=None, dataflow="weight_stationary"):
+    """The mapping of `nest`: input channels (the reduction) on rows, output channels on columns.
 
     `resident` defaults to the factor named ``W`` (as `conv2d` and `linear` build), else the second factor.
     """
     if resident is None:
         resident = "W" if "W" in _factors(nest) else nest.rhs.tensor
     roles = _analyze(nest, resident)
-    return Mapping(rows=roles.c, cols=roles.m, resident=resident)
+    return Mapping(rows=roles.c, cols=roles.m, resident=resident, dataflow=dataflow)
 
 
 def _check_directives(nest, mapping, roles):

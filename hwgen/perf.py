@@ -8,6 +8,7 @@ regression and the Amaranth-simulator tests assert equality on every no-stall ru
 
 from dataclasses import dataclass, asdict
 
+from .hw.mv import MatrixVectorEngine
 from .hw.postops import PostOpPipeline
 from .hw.systolic import array_latency
 
@@ -73,19 +74,27 @@ def predict_commands(schedules, *, name=None, macs=None):
             loader_free = accept + 1
         take = max(handoff, compute_idle)
         handoff_clear = take + 1
-        first_slot = take + TAKE_TO_FIRST_SLOT
-        last_slot = first_slot + s.folds * s.fold_period - 1          # bubbles of the last fold included
-        last_pixel_slot = first_slot + (s.folds - 1) * s.fold_period + s.pixels - 1
+        if spec.dataflow == "matrix_vector":
+            # No pre-slot: one weight word per cycle from the cycle after START; a sum reaches the output
+            # FIFO LATENCY cycles after its last slot.
+            first_slot = take + TAKE_TO_FIRST_SLOT - 1
+            last_slot = first_slot + s.mv_slots - 1
+            last_beat_in_chain = last_kept_in_chain = last_slot + MatrixVectorEngine.LATENCY + OUTPUT_FIFO
+        else:
+            first_slot = take + TAKE_TO_FIRST_SLOT
+            last_slot = first_slot + s.folds * s.fold_period - 1          # bubbles of the last fold included
+            last_fold = first_slot + (s.folds - 1) * s.fold_period
+            last_beat_in_chain = last_fold + s.pixels - 1 + to_chain
+            # With pooling, the last output comes from the last kept window's corner.
+            last_kept_in_chain = last_fold + s.last_emit_pixel + to_chain
         compute_idle = last_slot + DONE_TO_IDLE
         if s.release:
             bank_free[s.act_bank] = last_slot + DONE_TO_IDLE
         if s.acc_emit:
             # The chain frees the parameter bank when the command's last beat enters it.
             if s.param_words:
-                param_free[s.param_bank] = last_pixel_slot + to_chain + 1
-            # The last output comes from the last pixel, or with pooling from the last kept window's corner.
-            last_kept = first_slot + (s.folds - 1) * s.fold_period + s.last_emit_pixel
-            last_out = last_kept + to_chain + POSTOPS
+                param_free[s.param_bank] = last_beat_in_chain + 1
+            last_out = last_kept_in_chain + POSTOPS
         if s is schedules[0]:
             first_accept = accept
     if last_out is None:

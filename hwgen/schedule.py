@@ -80,8 +80,14 @@ class LayerSchedule:
         if self.acc_emit:
             check_layer(self.postops, out_h=p.E, out_w=p.F, m_folds=self.m_folds, max_out_w=spec.max_pool_width,
                         max_m_folds=spec.max_param_folds, layer=p.name)
-        if spec.dataflow != "weight_stationary":
-            raise MappingError(f"{p.name}: dataflow {spec.dataflow!r} has no schedule yet")
+        if spec.dataflow == "matrix_vector":
+            if not (p.R == p.S == p.H == p.E == 1):
+                raise MappingError(
+                    f"{p.name}: the matrix-vector engine runs fully connected layers (a matrix times vectors); a "
+                    f"{p.R}x{p.S} convolution would stream its weights once per output pixel - map it to a "
+                    f"weight_stationary accelerator")
+            if self.keep_partials or not (self.acc_init and self.acc_emit):
+                raise MappingError(f"{p.name}: the matrix-vector engine reduces over all of K in one command")
         worst = p.C * p.R * p.S * spec.max_abs_product()
         if worst > spec.acc_type.max:
             need = worst.bit_length() + 1
@@ -143,7 +149,14 @@ class LayerSchedule:
         return self.c_groups * self.problem.H * self.problem.W
 
     @property
+    def mv_slots(self):
+        """Matrix-vector engine: one weight word per (m-fold, sample, channel group)."""
+        return self.m_folds * self.pixels * self.c_groups
+
+    @property
     def weight_words(self):
+        if self.spec.dataflow == "matrix_vector":
+            return self.mv_slots
         return self.folds * self.spec.rows
 
     @property
@@ -224,10 +237,16 @@ class LayerSchedule:
         return self._lanes_to_words(lanes, self.spec.act_type)
 
     def pack_weights(self, weight_canonical):
-        """Canonical W[M,C,R,S] -> weight-stream words in fold order (mf, r, s, cg, row)."""
+        """Canonical W[M,C,R,S] -> weight-stream words: in fold order (mf, r, s, cg, row) with one output
+        channel per lane; for the matrix-vector engine in slot order (mf, n, kg), lane-major
+        (``W[mf*cols + l, kg*rows + i]`` at lane ``l*rows + i``), repeated for every sample n."""
         p, rows, cols = self.problem, self.spec.rows, self.spec.cols
         w = np.zeros((self.m_folds * cols, self.c_groups * rows, p.R, p.S), dtype=np.int64)
         w[:p.M, :p.C] = weight_canonical
+        if self.spec.dataflow == "matrix_vector":
+            w = w[:, :, 0, 0].reshape(self.m_folds, cols, self.c_groups, rows).transpose(0, 2, 1, 3)
+            w = np.broadcast_to(w[:, None], (self.m_folds, self.pixels, self.c_groups, cols, rows))
+            return self._lanes_to_words(w.reshape(-1, cols * rows), self.spec.weight_type)
         # (mf, lane, cg, row, r, s) -> (mf, r, s, cg, row, lane)
         w = w.reshape(self.m_folds, cols, self.c_groups, rows, p.R, p.S).transpose(0, 4, 5, 2, 3, 1)
         return self._lanes_to_words(w.reshape(-1, cols), self.spec.weight_type)

@@ -12,7 +12,7 @@ from .errors import MappingError, UnsupportedTypeError
 
 __all__ = ["AcceleratorSpec", "DATAFLOWS", "buffer_bytes_for", "buffer_granule_bytes"]
 
-DATAFLOWS = ("weight_stationary",)
+DATAFLOWS = ("weight_stationary", "matrix_vector")
 
 # Operand widths the PE multiplier is built and tested for.
 _OPERAND_BITS = range(2, 17)
@@ -39,6 +39,10 @@ def buffer_bytes_for(words, word_bits):
 @dataclass(frozen=True)
 class AcceleratorSpec:
     """A ``rows`` x ``cols`` processing-element array with its buffers.
+
+    ``dataflow="weight_stationary"``: a systolic array, input channels on rows, output channels on columns.
+    ``dataflow="matrix_vector"``: ``cols`` dot-product lanes of ``rows`` multipliers (batch-1 fully connected
+    layers), fed straight from the weight stream.
 
     Buffer sizes are in bytes. Each buffer is one memory whose word is one array-wide vector:
     the activation buffer holds ``rows`` activations per word, the weight buffer ``cols`` weights per word,
@@ -129,7 +133,9 @@ class AcceleratorSpec:
 
     @property
     def weight_word_bits(self):
-        return self.cols * self.weight_type.bits
+        """Weight-stationary: one row of PE weights. Matrix-vector: every lane's ``rows`` weights, one cycle's worth."""
+        lanes = self.cols * (self.rows if self.dataflow == "matrix_vector" else 1)
+        return lanes * self.weight_type.bits
 
     @property
     def acc_word_bits(self):

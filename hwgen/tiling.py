@@ -288,7 +288,9 @@ def _plan_tiles(spec, problem, postops):
             f"{p.name}: one output row has F={p.F} pixels but the accumulator buffer holds {spec.acc_depth} "
             f"words; set acc_buffer_bytes >= {need}")
     candidates = []
-    for cg_tile in range(c_groups, 0, -1):
+    # The matrix-vector engine reduces over all of K in one command: only whole channel ranges.
+    smallest_cg = c_groups if spec.dataflow == "matrix_vector" else 1
+    for cg_tile in range(c_groups, smallest_cg - 1, -1):
         # The largest band of output rows whose window fits one bank and whose pixels fit the accumulators.
         e_tile = 0
         for e in range(p.E, 0, -1):

@@ -21,6 +21,7 @@ from ..postops import params_layout
 from ..spec import AcceleratorSpec
 from .accumulator import Accumulator
 from .addrgen import FoldSequencer
+from .mv import MatrixVectorEngine
 from .config import config_layout
 from .postops import PostOpPipeline
 from .systolic import SystolicArray, array_latency
@@ -58,8 +59,6 @@ class AcceleratorTop(wiring.Component):
             width=spec.weight_word_bits, depth=spec.weight_depth)
         wiring.connect(m, wiring.flipped(self.weights), weight_fifo.w_stream)
 
-        m.submodules.sequencer = seq = FoldSequencer(spec)
-        m.submodules.accumulator = acc = Accumulator(spec)
         m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=spec.acc_word_bits,
                                                                  depth=OUTPUT_FIFO_DEPTH)
         m.submodules.postops = postops = PostOpPipeline(spec, max_m_folds=spec.max_param_folds,
@@ -127,7 +126,11 @@ class AcceleratorTop(wiring.Component):
 
         # Compute engine --------------------------------------------------------------------------------------
         compute_cmd = Signal(layout)
-        m.d.comb += seq.cfg.eq(compute_cmd)
+        if spec.dataflow == "matrix_vector":
+            m.submodules.engine = engine = MatrixVectorEngine(spec)
+        else:
+            m.submodules.engine = engine = FoldSequencer(spec)
+        m.d.comb += engine.cfg.eq(compute_cmd)
         # Emitting commands queue their post-op settings; the chain takes them in order, beat-count by count.
         m.submodules.emit_queue = emit_queue = fifo.SyncFIFO(width=layout.size, depth=4)
         m.d.comb += [emit_queue.w_data.eq(handoff.as_value()), emit_queue.w_en.eq(handoff_take & handoff.acc_emit)]
@@ -138,23 +141,41 @@ class AcceleratorTop(wiring.Component):
                     m.d.sync += compute_cmd.eq(handoff)
                     m.next = "START"
             with m.State("START"):
-                m.d.comb += seq.start.eq(1)
+                m.d.comb += engine.start.eq(1)
                 m.next = "RUN"
             with m.State("RUN"):
-                with m.If(seq.done):
+                with m.If(engine.done):
                     with m.If(compute_cmd.release):
                         m.d.comb += clear_full.eq(Mux(compute_cmd.act_bank, 0b10, 0b01))
                     m.next = "IDLE"
 
-        # Compute pipeline: issue (cycle 0) -> buffer read / weight pop (1) -> array (1 + latency) -> accumulate.
+        # The pipeline advances only while the output FIFO has room and the weight FIFO has the word needed.
         en = Signal()
+        pops = engine.issue if spec.dataflow == "matrix_vector" else engine.load_en
         m.d.comb += [
-            en.eq(out_fifo.w_rdy & (~seq.load_en | weight_fifo.r_rdy)),
-            seq.en.eq(en),
-            weight_fifo.r_en.eq(seq.load_en & en),
-            act_read.addr.eq(seq.act_addr + Mux(compute_cmd.act_bank, bank_depth, 0)),
+            en.eq(out_fifo.w_rdy & (~pops | weight_fifo.r_rdy)),
+            engine.en.eq(en),
+            weight_fifo.r_en.eq(pops & en),
+            act_read.addr.eq(engine.act_addr + Mux(compute_cmd.act_bank, bank_depth, 0)),
             act_read.en.eq(en),
         ]
+        if spec.dataflow == "matrix_vector":
+            m.d.comb += [engine.act_data.eq(act_read.data), engine.weight_data.eq(weight_fifo.r_data),
+                         out_fifo.w_en.eq(engine.out_valid), out_fifo.w_data.eq(engine.out_data)]
+            in_flight = engine.busy
+        else:
+            in_flight = self._systolic(m, engine, en, act_read, weight_fifo, out_fifo)
+
+        self._postops(m, layout, emit_queue, out_fifo, postops, clear_param_busy)
+        loading = (acts_left != 0) | (params_left != 0)
+        m.d.comb += self.busy.eq(loading | handoff_valid | engine.busy | in_flight | (out_fifo.r_level != 0) |
+                                 emit_queue.r_rdy | postops.busy)
+        return m
+
+    def _systolic(self, m, seq, en, act_read, weight_fifo, out_fifo):
+        """Issue (cycle 0) -> buffer read / weight pop (1) -> array (1 + latency) -> accumulate and emit."""
+        spec = self.spec
+        m.submodules.accumulator = acc = Accumulator(spec)
         array = SystolicArray(rows=spec.rows, cols=spec.cols, act_type=spec.act_type,
                               weight_type=spec.weight_type, psum_bits=spec.psum_bits)
         m.submodules.array = EnableInserter(en)(array)  # skew, PEs and de-skew freeze with the pipeline
@@ -189,8 +210,12 @@ class AcceleratorTop(wiring.Component):
             acc.sum_first.eq(sum_stage[2]), acc.sum_last.eq(sum_stage[3]),
             out_fifo.w_en.eq(acc.out_valid), out_fifo.w_data.eq(acc.out_data),
         ]
+        in_flight = Signal()
+        m.d.comb += in_flight.eq(sum(s[0] for s in stages[1:]) != 0)
+        return in_flight
 
-        # Post-op chain: the head of the emit queue describes the beats entering it.
+    def _postops(self, m, layout, emit_queue, out_fifo, postops, clear_param_busy):
+        """The head of the emit queue describes the beats entering the post-op chain."""
         head = data.View(layout, emit_queue.r_data)
         head_count = Signal.like(head.emit_words)
         m.d.comb += [
@@ -212,9 +237,3 @@ class AcceleratorTop(wiring.Component):
             with m.Else():
                 m.d.sync += head_count.eq(head_count + 1)
 
-        in_flight = Signal()
-        m.d.comb += in_flight.eq(sum(s[0] for s in stages[1:]) != 0)
-        loading = (acts_left != 0) | (params_left != 0)
-        m.d.comb += self.busy.eq(loading | handoff_valid | seq.busy | in_flight | (out_fifo.r_level != 0) |
-                                 emit_queue.r_rdy | postops.busy)
-        return m

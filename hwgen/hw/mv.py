@@ -1,0 +1,107 @@
+"""The matrix-vector engine: ``cols`` dot-product lanes of ``rows`` multipliers each, for batch-1 fully
+connected layers, where a systolic array idles (a weight is used once, so there is nothing to keep stationary).
+
+Every enabled cycle it takes one weight word (``cols`` lanes x ``rows`` weights: ``W[mf*cols + l, kg*rows + i]``)
+from the weight FIFO and one activation word (``rows`` inputs ``x[n, kg*rows + i]``) from the activation bank;
+each lane multiplies element-wise, sums in a registered adder tree and accumulates over the ``c_groups`` words
+of the reduction; after the last one the ``cols`` sums leave as one beat. It is bound only by the weight
+stream: one word per cycle, so a layer takes ``m_folds * N * c_groups`` cycles plus the pipeline.
+
+Loop order ``for mf: for n: for kg`` keeps the output beat order of the systolic schedule (beat ``mf*N + n``).
+Pipeline: issue (0) -> operands (1: buffer read, popped weight registered) -> products (2) -> tree and
+accumulate/emit (`LATENCY` = 3 after issue).
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import config_layout
+
+__all__ = ["MatrixVectorEngine"]
+
+
+class MatrixVectorEngine(wiring.Component):
+    LATENCY = 3
+
+    def __init__(self, spec):
+        self.spec = spec
+        super().__init__({
+            "cfg": In(config_layout(spec)),
+            "start": In(1), "en": In(1),
+            "busy": Out(1), "done": Out(1),
+            "issue": Out(1),                                   # a slot is issued this cycle (pops a weight)
+            "act_addr": Out(range(max(spec.act_depth, 2))),
+            "act_data": In(unsigned(spec.act_word_bits)),      # the buffer's answer, one cycle after act_addr
+            "weight_data": In(unsigned(spec.weight_word_bits)),  # the FIFO head, taken when issue & en
+            "out_valid": Out(1), "out_data": Out(unsigned(spec.acc_word_bits)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        spec, cfg = self.spec, self.cfg
+        rows, cols = spec.rows, spec.cols
+        abits, wbits, acc_bits = spec.act_type.bits, spec.weight_type.bits, spec.acc_type.bits
+        act_shape, weight_shape = spec.act_type.amaranth_shape(), spec.weight_type.amaranth_shape()
+        product_shape = signed(spec.product_bits) if spec.product_type.signed else unsigned(spec.product_bits)
+        tree_shape = signed(spec.psum_bits) if spec.product_type.signed else unsigned(spec.psum_bits)
+        en = self.en
+
+        # Sequencer: for mf: for n: for kg, one slot per enabled cycle.
+        mf, n, kg = (Signal(cfg.m_folds.shape(), name=name) for name in ("mf", "n", "kg"))
+        base, addr = Signal.like(self.act_addr), Signal.like(self.act_addr)
+        last_kg = kg == cfg.c_groups - 1
+        last_n = n == cfg.pixels - 1
+        last_mf = mf == cfg.m_folds - 1
+        m.d.comb += [self.issue.eq(self.busy), self.act_addr.eq(addr)]
+        with m.If(self.start):
+            m.d.sync += [self.busy.eq(1), self.done.eq(0), mf.eq(0), n.eq(0), kg.eq(0), base.eq(0), addr.eq(0)]
+        with m.Elif(en & self.busy):
+            with m.If(~last_kg):
+                m.d.sync += [kg.eq(kg + 1), addr.eq(addr + cfg.plane)]
+            with m.Else():
+                m.d.sync += kg.eq(0)
+                with m.If(~last_n):
+                    m.d.sync += [n.eq(n + 1), base.eq(base + 1), addr.eq(base + 1)]
+                with m.Else():
+                    m.d.sync += [n.eq(0), base.eq(0), addr.eq(0), mf.eq(mf + 1)]
+                    with m.If(last_mf):
+                        m.d.sync += [self.busy.eq(0), self.done.eq(1)]
+
+        # Control beside the data: valid, first (kg == 0) and last (kg == c_groups - 1) of a reduction.
+        control = [self.busy, kg == 0, last_kg]
+        stages = [control]
+        for stage in range(self.LATENCY):
+            delayed = [Signal(name=f"mv_ctl{stage}_{k}") for k in range(len(control))]
+            with m.If(en):
+                m.d.sync += [d.eq(s) for d, s in zip(delayed, stages[-1])]
+            stages.append(delayed)
+
+        weights = Signal.like(self.weight_data)
+        with m.If(en):
+            m.d.sync += weights.eq(self.weight_data)
+
+        lanes = []
+        for lane in range(cols):
+            products = []
+            for i in range(rows):
+                x = self.act_data[i * abits:(i + 1) * abits]
+                w = weights[(lane * rows + i) * wbits:(lane * rows + i + 1) * wbits]
+                x = x.as_signed() if spec.act_type.signed else x
+                w = w.as_signed() if spec.weight_type.signed else w
+                product = Signal(product_shape, name=f"mv_p{lane}_{i}")
+                with m.If(en):
+                    m.d.sync += product.eq(x * w)
+                products.append(product)
+            tree = Signal(tree_shape, name=f"mv_tree{lane}")
+            with m.If(en):
+                m.d.sync += tree.eq(sum(products))
+            acc = Signal(spec.acc_type.amaranth_shape(), name=f"mv_acc{lane}")
+            # The schedule proved the reduction fits acc_type: nothing is lost in the truncation.
+            total = Signal(spec.acc_type.amaranth_shape(), name=f"mv_sum{lane}")
+            m.d.comb += total.eq(Mux(stages[3][1], 0, acc) + tree)
+            with m.If(en & stages[3][0]):
+                m.d.sync += acc.eq(total)
+            lanes.append(total)
+        m.d.comb += [self.out_valid.eq(en & stages[3][0] & stages[3][2]), self.out_data.eq(Cat(*lanes))]
+        return m
