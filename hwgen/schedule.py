@@ -17,7 +17,7 @@ from math import ceil
 import numpy as np
 
 from .errors import AccumulatorOverflowError, BufferOverflowError, MappingError
-from .hw.config import CONFIG_FIELDS, config_layout, field_bits, pack_config
+from .hw.config import CONFIG_FIELDS, COUNT_FIELDS, config_layout, field_bits, pack_config
 from .postops import PostOps, check_layer
 from .postops import config_values as postops_config_values
 from .problem import ConvProblem
@@ -108,13 +108,13 @@ class LayerSchedule:
         )
         for buffer, knob, words, depth, word_bits, banks, why in checks:
             if words > depth:
-                need = banks * buffer_bytes_for(words, word_bits)
+                need = buffer_bytes_for(banks * words, word_bits)   # whole words for both banks
                 raise BufferOverflowError(
                     f"{p.name}: the {buffer} buffer needs {words} words ({why}) but holds {depth}; set "
                     f"{knob} >= {need}")
         limit = 1 << field_bits(spec)
         for name, value in self.config_values().items():
-            if value >= limit:
+            if name in COUNT_FIELDS and value >= limit:   # flags and post-op fields have their own widths
                 raise MappingError(f"{p.name}: {name}={value} exceeds the {field_bits(spec)}-bit configuration "
                                    f"field sized from the buffers; enlarge the buffers")
 

@@ -277,7 +277,7 @@ def _plan_tiles(spec, problem, postops):
     c_groups, m_folds = ceil(p.C / spec.rows), ceil(p.M / spec.cols)
     smallest_act = _act_words(spec, p, 1, 1)
     if smallest_act > spec.act_bank_depth:
-        need = 2 * buffer_bytes_for(smallest_act, spec.act_word_bits)
+        need = buffer_bytes_for(2 * smallest_act, spec.act_word_bits)
         raise BufferOverflowError(
             f"{p.name}: even one output row of one group of {spec.rows} input channels reads "
             f"{min(p.H, p.R)} input rows x W={p.W} = {smallest_act} activation words, more than one activation "
