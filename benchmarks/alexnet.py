@@ -30,6 +30,24 @@ SPEC = AcceleratorSpec(rows=16, cols=16, act_buffer_bytes=256 * 1024, weight_buf
 POSTOPS = PostOps(bias=True, requant=True, relu=True)   # int8 out, as the next layer consumes it
 
 
+# The matrix-vector engine with the MAC count of a 16x16 array: 16 lanes x 16-wide dot products, fed by a
+# 256-byte weight word per cycle.
+MV_SPEC = AcceleratorSpec(rows=16, cols=16, dataflow="matrix_vector", act_buffer_bytes=64 * 1024,
+                          weight_buffer_bytes=64 * 1024, acc_buffer_bytes=4 * 1024, max_out_channels=4096,
+                          name="alexnet_mv16")
+ALEXNET_FC = (("fc6", 9216, 4096), ("fc7", 4096, 4096), ("fc8", 4096, 1000))
+
+
+def fc_plans():
+    from hwgen import linear
+    result = []
+    for name, k, m in ALEXNET_FC:
+        nest = linear(name=name, in_features=k, out_features=m, batch=1)
+        result.append(plan_layer(MV_SPEC, recognize(nest, default_mapping(nest, dataflow="matrix_vector")),
+                                 POSTOPS))
+    return result
+
+
 def plans():
     result = []
     for layer in ALEXNET_CONV:
@@ -79,6 +97,23 @@ def main():
                         "bytes_moved": plan.bytes_moved, "scalesim_ws_cycles": ws_cycles,
                         "scalesim_os_cycles": os_cycles})
 
+    print(f"\nAlexNet FC layers at batch 1 on the matrix-vector engine ({MV_SPEC.cols} lanes x {MV_SPEC.rows}, "
+          f"{MV_SPEC.pes} MACs, weight port {MV_SPEC.weight_word_bits // 8} bytes/cycle)")
+    print(f"{'layer':<7}{'weights B':>12}{'roof cyc':>10}{'model':>10}{'of roof':>9}{'16x16 WS model':>16}")
+    fc_records = []
+    for plan in fc_plans():
+        est = predict_plan(plan)
+        # The roof: the layer's real weights (no padding lanes) through the weight port, one word per cycle.
+        real_bytes = plan.problem.M * plan.problem.C * MV_SPEC.weight_type.bits // 8
+        roof = -(-real_bytes // (MV_SPEC.weight_word_bits // 8))
+        nest_ws = plan.problem
+        ws_cycles = predict_plan(plan_layer(SPEC, nest_ws, POSTOPS)).cycles
+        print(f"{plan.problem.name:<7}{real_bytes:>12}{roof:>10}{est.cycles:>10}"
+              f"{roof / est.cycles:>9.1%}{ws_cycles:>16}")
+        fc_records.append({"layer": plan.problem.name, "weight_bytes": real_bytes,
+                           "roof_cycles": roof, "model_cycles": est.cycles, "fraction_of_roof": roof / est.cycles,
+                           "systolic_ws_model_cycles": ws_cycles})
+
     rtl = []
     if args.rtl:
         from sim.runner import run_layers
@@ -96,8 +131,8 @@ def main():
                         "measured_cycles": layer["measured_cycles"], "model_cycles": layer["model_cycles"],
                         "build_seconds": result.build_seconds, "sim_seconds": layer["wall_seconds"],
                         "cycles_per_second": rate, "total_seconds": time.perf_counter() - started})
-    print("BENCH " + json.dumps({"benchmark": "alexnet_conv_16x16", "spec": SPEC.to_dict(), "layers": records,
-                                 "rtl": rtl}))
+    print("BENCH " + json.dumps({"benchmark": "alexnet_16x16", "spec": SPEC.to_dict(), "layers": records,
+                                 "fc_spec": MV_SPEC.to_dict(), "fc_layers": fc_records, "rtl": rtl}))
 
 
 if __name__ == "__main__":
