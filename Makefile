@@ -43,5 +43,8 @@ bench: setup
 	$(PY) benchmarks/generation_time.py
 	$(PY) benchmarks/utilization.py --sim icarus verilator
 
+lint: setup
+	$(PY) -m pytest -q tests/test_verilog.py -k lint
+
 clean:
 	rm -rf build sim_build .pytest_cache
