@@ -31,7 +31,8 @@ class SimJob:
     @staticmethod
     def layer(problem: ConvProblem, postops: PostOps = PostOps()):
         return {"problem": {key: getattr(problem, key) for key in _CANONICAL},
-                "postops": {key: getattr(postops, key) for key in _POSTOPS}}
+                "postops": {**{key: getattr(postops, key) for key in _POSTOPS},   # and the output type, by name
+                            "out_type": postops.out_type.name if postops.out_type else None}}
 
     def plans(self):
         spec = AcceleratorSpec.from_dict(self.spec)
