@@ -395,14 +395,8 @@ def config_values(postops, acc_type, *, out_h, out_w, m_folds):
 
 def pack_config(spec, values, *, dims_bits=None):
     """`config_values` -> the integer of a `config_layout` word."""
-    layout = config_layout(spec, dims_bits=dims_bits)
-    word = 0
-    for name, field in layout:
-        value = values[name]
-        if not 0 <= value < (1 << field.width):
-            raise ValueError(f"post-op config field {name}={value} does not fit {field.width} bits")
-        word |= value << field.offset
-    return word
+    from .hw.config import pack_fields
+    return pack_fields(config_layout(spec, dims_bits=dims_bits), values, what="post-op config")
 
 
 def check_layer(postops, *, out_h, out_w, m_folds, max_out_w, max_m_folds, layer="layer"):

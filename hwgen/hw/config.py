@@ -7,7 +7,7 @@ offsets exist in exactly one place.
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
-__all__ = ["CONFIG_FIELDS", "config_layout", "pack_config", "unpack_config"]
+__all__ = ["CONFIG_FIELDS", "config_layout", "pack_config", "pack_fields", "unpack_config"]
 
 # Counts and sizes: one unsigned field each, `field_bits(spec)` wide.
 COUNT_FIELDS = (
@@ -52,19 +52,23 @@ def config_layout(spec):
                               "pp_out_signed": unsigned(1)})
 
 
-def pack_config(spec, values):
-    """Dict of field values -> the integer to put on the ``cfg`` payload."""
-    layout = config_layout(spec)
-    missing = set(CONFIG_FIELDS) - set(values)
+def pack_fields(layout, values, *, what="config"):
+    """Dict of unsigned field values -> the integer of a `data.StructLayout` word (every field required)."""
+    missing = {name for name, _ in layout} - set(values)
     if missing:
-        raise ValueError(f"config is missing fields {sorted(missing)}")
+        raise ValueError(f"{what} is missing fields {sorted(missing)}")
     word = 0
     for name, field in layout:
         value = values[name]
         if not 0 <= value < (1 << field.width):
-            raise ValueError(f"config field {name}={value} does not fit {field.width} bits")
+            raise ValueError(f"{what} field {name}={value} does not fit {field.width} bits")
         word |= value << field.offset
     return word
+
+
+def pack_config(spec, values):
+    """Dict of field values -> the integer to put on the ``cfg`` payload."""
+    return pack_fields(config_layout(spec), values)
 
 
 def unpack_config(spec, word):
