@@ -29,7 +29,7 @@ from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import io
 
 from .devices import get_device
-from .fit import estimate_fit
+from .fit import design_resources, estimate_fit
 from .flow import default_component, memory_check, share
 from .reports import cell_summary, format_summary, parse_nextpnr_report, parse_yosys_stat
 from .tools import Progress, file_arg, find_tool, run_tool
@@ -154,13 +154,19 @@ def build_board(spec, board, *, component=None, build_dir=None, name=None, lut_m
     name = name or spec.name
     build_dir = Path(build_dir or Path("build") / "fpga" / f"{name}-{board.key}")
     build_dir.mkdir(parents=True, exist_ok=True)
+    # Quick check from the spec alone (PE multipliers, buffers) before elaborating anything.
+    estimate_fit(spec, device, lut_multipliers=lut_multipliers, io_bits=board.io_bits, check=check_fit)
+    started = time.monotonic()
+
+    component = component if component is not None else default_component(spec)
+    # Exact fit check on the elaborated design (post-op multipliers and every memory count too).
+    from amaranth.back import rtlil
     estimate = estimate_fit(spec, device, lut_multipliers=lut_multipliers, io_bits=board.io_bits,
-                            check=check_fit)
+                            check=check_fit, resources=design_resources(rtlil.convert(
+                                PinLightTop(component, io_bits=board.io_bits), name=name)))
     for warning in estimate.warnings:
         progress.say(f"warning: {warning}")
     use_dsp = estimate.lut_multipliers == 0
-    started = time.monotonic()
-
     plan = prepare_board(spec, board, component=component, name=name, use_dsp=use_dsp, seed=seed)
     plan.extract(str(build_dir))
     commands = json.loads((build_dir / f"build_{name}.json").read_text())["commands"]

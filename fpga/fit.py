@@ -11,11 +11,13 @@
 """
 
 import math
+import re
 from dataclasses import dataclass, field
 
 from .devices import get_device
 
-__all__ = ["FitError", "FitEstimate", "estimate_fit", "memory_blocks", "lut_mult_cost"]
+__all__ = ["FitError", "FitEstimate", "estimate_fit", "memory_blocks", "lut_mult_cost", "design_resources",
+           "spec_resources", "dsp_tiles"]
 
 def lut_mult_cost(a_bits, b_bits):
     """Rough LUT4 count (incl. carry cells) of an a x b multiplier built from logic; for the fallback estimate."""
@@ -29,8 +31,10 @@ class FitError(ValueError):
 @dataclass
 class FitEstimate:
     device: str
-    multipliers: int                 # multipliers the design needs (one per PE)
+    source: str                      # "rtlil" (counted in the elaborated design) or "spec" (PEs + buffers)
+    multipliers: int                 # multiply operations (one per PE, plus post-ops with "rtlil")
     dsps: int                        # hard multipliers it will use
+    dsps_needed: int                 # hard multipliers all multiplies would take
     dsps_available: int
     lut_multipliers: int             # multipliers built from LUTs (fallback)
     brams: int                       # block RAMs (primary kind) for all buffers
@@ -58,6 +62,51 @@ def memory_blocks(depth, width, block):
     return best
 
 
+_MEMORY_RE = re.compile(r"^\s*memory width (\d+) size (\d+) \\?(\S+)", re.M)
+_CELL_RE = re.compile(r"^\s*cell \$(mul|mem_v2) \S+\n(.*?)^\s*end", re.M | re.S)
+_PARAM_RE = re.compile(r"parameter \\(\w+) (\S+)")
+
+# Memories this shallow become LUT RAM (ECP5 DPR16X4) or flip-flops, not block RAM; the iCE40 has no LUT RAM,
+# so there everything but a tiny FIFO goes to block RAM (measured: a 32-deep line buffer does).
+DISTRIBUTED_MAX_DEPTH = {"ecp5": 32, "ice40": 4}
+
+
+def design_resources(rtlil_text):
+    """Multipliers and memories of an elaborated design, read from its RTLIL (before any synthesis).
+
+    Returns ``{"multipliers": [(a_bits, b_bits), ...], "memories": [(name, width, depth), ...]}``.
+    """
+    multipliers, memories = [], []
+    for match in _MEMORY_RE.finditer(rtlil_text):
+        memories.append((match.group(3), int(match.group(1)), int(match.group(2))))
+    for match in _CELL_RE.finditer(rtlil_text):
+        params = dict(_PARAM_RE.findall(match.group(2)))
+        if match.group(1) == "mul":
+            multipliers.append((int(params["A_WIDTH"]), int(params["B_WIDTH"])))
+        else:
+            memories.append(("$mem_v2", int(params["WIDTH"]), int(params["SIZE"])))
+    return {"multipliers": multipliers, "memories": memories}
+
+
+def _chunks(bits, device):
+    """Pieces Yosys' mul2dsp cuts one operand into; a leftover under 2 bits is done in LUTs."""
+    full, rest = divmod(bits, device.dsp_max_operand_bits)
+    return full + (1 if rest >= 2 else 0)
+
+
+def dsp_tiles(a_bits, b_bits, device):
+    """Hard multipliers Yosys uses for one ``a_bits`` x ``b_bits`` multiply (0: too narrow, done in LUTs)."""
+    if min(a_bits, b_bits) < 2:
+        return 0
+    return _chunks(a_bits, device) * _chunks(b_bits, device)
+
+
+def spec_resources(spec):
+    """The resources the spec alone implies: one multiplier per PE and the three buffers."""
+    return {"multipliers": [(spec.act_type.bits, spec.weight_type.bits)] * spec.pes,
+            "memories": [(name, width, depth) for name, (depth, width) in _buffers(spec).items()]}
+
+
 def _buffers(spec):
     return {
         "act": (spec.act_depth, spec.act_word_bits),
@@ -66,37 +115,51 @@ def _buffers(spec):
     }
 
 
-def estimate_fit(spec, device, *, lut_multipliers=False, io_bits=8, check=True):
+def estimate_fit(spec, device, *, lut_multipliers=False, io_bits=8, check=True, resources=None):
     """Estimate what ``spec`` needs on ``device``; raise :class:`FitError` (if ``check``) when it cannot fit.
 
+    ``resources``: the multipliers and memories of the elaborated design (:func:`design_resources` of its
+    RTLIL); without it, only what the spec implies (:func:`spec_resources`: PE multipliers and the three
+    buffers), which misses the multipliers and memories of the rest of the top (e.g. post-ops).
     ``lut_multipliers``: allow building the multipliers from LUTs when there are too few DSPs (warning),
     instead of rejecting the design.
     """
     device = get_device(device) if isinstance(device, str) else device
+    source = "spec" if resources is None else "rtlil"
+    resources = resources or spec_resources(spec)
     a_bits, w_bits = spec.act_type.bits, spec.weight_type.bits
-    muls = spec.pes
+    muls = len(resources["multipliers"])
+    dsp_need = sum(dsp_tiles(a, b, device) for a, b in resources["multipliers"])
+    pe_dsps = spec.pes * dsp_tiles(a_bits, w_bits, device)
+    other_dsps = dsp_need - pe_dsps
     warnings, problems = [], []
-    fits_dsp = max(a_bits, w_bits) <= device.dsp_max_operand_bits
-    use_dsp = fits_dsp and muls <= device.dsps
+    use_dsp = dsp_need <= device.dsps
     if not use_dsp:
-        reason = (f"{spec.rows}x{spec.cols} = {muls} multipliers but the {device.part} has {device.dsps} "
-                  f"{device.dsp_cell}" if fits_dsp else
-                  f"{a_bits}x{w_bits}-bit operands exceed the {device.dsp_max_operand_bits}-bit {device.dsp_cell}")
+        detail = f"{spec.rows}x{spec.cols} = {spec.pes} PE multipliers"
+        if other_dsps > 0:
+            detail += f" + {other_dsps} {device.dsp_cell} for the other {muls - spec.pes} multipliers (post-ops)"
+        reason = (f"{detail} need {dsp_need} {device.dsp_cell} but the {device.part} has {device.dsps} "
+                  f"{device.dsp_cell}")
         if lut_multipliers:
             warnings.append(f"{reason}: ALL {muls} multipliers will be built from LUTs (about "
-                            f"{lut_mult_cost(a_bits, w_bits)} LUT4 each) and Fmax will be lower")
+                            f"{lut_mult_cost(a_bits, w_bits)} LUT4 per PE) and Fmax will be lower")
         else:
-            largest = math.isqrt(device.dsps)
-            problems.append(f"{reason}. Fix: use at most {device.dsps} PEs (e.g. {largest}x{largest}: "
-                            f"--rows {largest} --cols {largest}), or allow LUT multipliers with "
-                            f"--lut-multipliers")
+            per_col = other_dsps // spec.cols if spec.cols else 0
+            largest = max((n for n in range(1, 65) if n * n * dsp_tiles(a_bits, w_bits, device) + n * per_col
+                           <= device.dsps), default=0)
+            fix = (f"use a smaller array (at most {largest}x{largest}: --rows {largest} --cols {largest})"
+                   if largest else "no array of this top fits the DSPs")
+            problems.append(f"{reason}. Fix: {fix}, or allow LUT multipliers with --lut-multipliers")
 
     primary = device.brams[0]
     buffers, blocks_total, bits_total = {}, 0, 0
-    for name, (depth, width) in _buffers(spec).items():
+    for name, width, depth in resources["memories"]:
+        if depth <= DISTRIBUTED_MAX_DEPTH[device.family]:
+            continue
         count, shape = memory_blocks(depth, width, primary)
-        buffers[name] = {"depth": depth, "width": width, "bits": depth * width, "blocks": count,
-                         "block_shape": list(shape)}
+        key = name if name not in buffers else f"{name}_{len(buffers)}"
+        buffers[key] = {"depth": depth, "width": width, "bits": depth * width, "blocks": count,
+                        "block_shape": list(shape)}
         blocks_total += count
         bits_total += depth * width
     if blocks_total > primary.count:
@@ -106,7 +169,7 @@ def estimate_fit(spec, device, *, lut_multipliers=False, io_bits=8, check=True):
             hint = (f" ({', '.join(f'{b.count} {b.cell}' for b in extra)} exist too, but Yosys maps only "
                     f"single-port memories to them and the buffers are dual-port)")
         problems.append(
-            f"the buffers need {blocks_total} {primary.cell} ({bits_total // 8} bytes: "
+            f"the memories need {blocks_total} {primary.cell} ({bits_total // 8} bytes: "
             + ", ".join(f"{n} {b['depth']}x{b['width']} -> {b['blocks']}" for n, b in buffers.items())
             + f") but the {device.part} has {primary.count}{hint}. Fix: shrink the buffers, e.g. "
             f"--act-buffer-bytes/--weight-buffer-bytes/--acc-buffer-bytes (a design's spec fields "
@@ -131,7 +194,8 @@ def estimate_fit(spec, device, *, lut_multipliers=False, io_bits=8, check=True):
         warnings.append(f"about {luts} LUT4 needed (rough estimate) of {device.luts}: placement may fail")
 
     estimate = FitEstimate(
-        device=device.key, multipliers=muls, dsps=0 if not use_dsp else muls, dsps_available=device.dsps,
+        device=device.key, source=source, multipliers=muls, dsps=0 if not use_dsp else dsp_need,
+        dsps_needed=dsp_need, dsps_available=device.dsps,
         lut_multipliers=lut_muls, brams=blocks_total, brams_available=primary.count, buffers=buffers,
         buffer_bits=bits_total, pins=pins, pins_available=device.io, luts_estimate=luts, warnings=warnings,
         problems=problems)

@@ -16,7 +16,7 @@ from pathlib import Path
 from amaranth.back import rtlil
 
 from .devices import get_device
-from .fit import estimate_fit
+from .fit import design_resources, estimate_fit
 from .reports import cell_summary, format_summary, parse_nextpnr_report, parse_yosys_stat
 from .tools import Progress, ToolError, file_arg, find_tool, run_tool
 from .wrapper import PinLightTop
@@ -110,15 +110,20 @@ def synthesize(spec, device, *, component=None, freq_mhz=None, build_dir=None, n
     build_dir = Path(build_dir or Path("build") / "fpga" / f"{name}-{device.key}")
     build_dir.mkdir(parents=True, exist_ok=True)
 
-    estimate = estimate_fit(spec, device, lut_multipliers=lut_multipliers, io_bits=io_bits, check=check_fit)
-    for warning in estimate.warnings:
-        progress.say(f"warning: {warning}")
-    use_dsp = estimate.lut_multipliers == 0
+    # Quick check from the spec alone (PE multipliers, buffers) before elaborating anything.
+    estimate_fit(spec, device, lut_multipliers=lut_multipliers, io_bits=io_bits, check=check_fit)
 
     started = time.monotonic()
     progress.say(f"elaborating {name} ({spec.rows}x{spec.cols}) with a {io_bits}-bit pin-light top")
     top = PinLightTop(component if component is not None else default_component(spec), io_bits=io_bits)
-    (build_dir / f"{name}.il").write_text(rtlil.convert(top, name=name))
+    rtlil_text = rtlil.convert(top, name=name)
+    (build_dir / f"{name}.il").write_text(rtlil_text)
+    # Exact fit check on the elaborated design: every multiplier (PEs, post-ops) and memory, before Yosys.
+    estimate = estimate_fit(spec, device, lut_multipliers=lut_multipliers, io_bits=io_bits, check=check_fit,
+                            resources=design_resources(rtlil_text))
+    for warning in estimate.warnings:
+        progress.say(f"warning: {warning}")
+    use_dsp = estimate.lut_multipliers == 0
 
     yosys = find_tool("yosys")
     script = lambda mount: yosys_script(name, device, use_dsp=use_dsp, mount=mount, extra=yosys_extra)  # noqa
@@ -145,9 +150,9 @@ def synthesize(spec, device, *, component=None, freq_mhz=None, build_dir=None, n
     summary["memory_mapping"] = memory_check(estimate, counts) if check_memory else None
     if check_memory and summary["memory_mapping"]["status"] != "ok":
         summary["warnings"].append(summary["memory_mapping"]["message"])
-    if use_dsp and counts.get("dsp", 0) < spec.pes:
-        summary["warnings"].append(f"Yosys mapped {counts.get('dsp', 0)} of {spec.pes} multipliers to "
-                                   f"{device.dsp_cell}; the rest are in LUTs")
+    if use_dsp and counts.get("dsp", 0) < estimate.dsps_needed:
+        summary["warnings"].append(f"Yosys used {counts.get('dsp', 0)} {device.dsp_cell} where "
+                                   f"{estimate.dsps_needed} were estimated; some multipliers are in LUTs")
 
     if pnr:
         nextpnr = find_tool(device.nextpnr)

@@ -93,7 +93,7 @@ def test_16x16_int8_does_not_fit_ecp5_dsps():
     with pytest.raises(FitError) as info:
         estimate_fit(spec(16, 16), "ecp5-85f")
     message = str(info.value)
-    assert "256 multipliers" in message and "156 MULT18X18D" in message
+    assert "256 PE multipliers" in message and "has 156 MULT18X18D" in message
     assert "--lut-multipliers" in message and "12x12" in message
 
 
@@ -199,11 +199,36 @@ def test_cli_rejects_design_that_cannot_fit(capsys):
     assert "does not fit" in err and "156 MULT18X18D" in err
 
 
-def test_cli_estimate_only(capsys):
-    assert run_synth(parse("--rows", "12", "--cols", "12", "--estimate")) == 0
+def test_cli_estimate_counts_every_multiplier_of_the_elaborated_top(capsys):
+    assert run_synth(parse("--rows", "4", "--cols", "4", "--estimate")) == 0
     estimate = json.loads(capsys.readouterr().out)
-    assert estimate["dsps"] == 144 and estimate["brams"] > 0
+    assert estimate["source"] == "rtlil" and estimate["brams"] > 0
+    assert estimate["dsps_needed"] >= 16          # the 16 PEs, plus whatever the post-ops multiply
     assert run_synth(parse("--rows", "16", "--cols", "16", "--estimate")) == 2
+
+
+def test_design_resources_from_rtlil():
+    from fpga.fit import design_resources, dsp_tiles
+    text = """
+module \\top
+  memory width 16 size 128 \\act_buffer
+  cell $mul $1
+    parameter \\A_SIGNED 1
+    parameter \\A_WIDTH 33
+    parameter \\B_WIDTH 32
+    connect \\A \\x
+  end
+  cell $mul $2
+    parameter \\A_WIDTH 8
+    parameter \\B_WIDTH 8
+  end
+end
+"""
+    resources = design_resources(text)
+    assert resources == {"multipliers": [(33, 32), (8, 8)], "memories": [("act_buffer", 16, 128)]}
+    assert dsp_tiles(8, 8, ECP5) == 1 and dsp_tiles(33, 32, ECP5) == 4     # measured with Yosys 0.70
+    assert dsp_tiles(33, 32, ICE40) == 4                                   # 16+16+1: the 1-bit piece in LUTs
+    assert dsp_tiles(1, 8, ECP5) == 0
 
 
 def test_cli_needs_a_design_or_a_shape(capsys):
