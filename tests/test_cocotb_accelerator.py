@@ -1,13 +1,17 @@
 """cocotb regression: layers streamed through the generated RTL, every value against NumPy, no-stall cycles
-against the cycle model, random valid/ready stalls on every stream."""
+against the cycle model, random valid/ready stalls on every stream. Layers run as the planner plans them
+(`hwgen.tiling.plan_layer`): whole, or tiled when a small spec forces bands of rows, input-channel tiles and
+output-channel tiles; with post-op chains (bias, requantization, ReLU, pooling) on the output."""
 
 import os
 
 import pytest
 
 from hwgen import AcceleratorSpec
+from hwgen.dtypes import uint8
+from hwgen.postops import PostOps
 from hwgen.problem import ConvProblem
-from hwgen.schedule import LayerSchedule
+from hwgen.tiling import plan_layer
 from sim.runner import run_layers
 
 pytestmark = pytest.mark.cocotb
@@ -49,15 +53,39 @@ LAYERS_8X8 = [
 ]
 
 
+# Buffers small enough that every layer below is tiled: 12 activation words per bank, 12 accumulator words,
+# post-op parameters for one m-fold (2 channels) per bank.
+SPEC_TILED = AcceleratorSpec(rows=2, cols=2, act_buffer_bytes=48, weight_buffer_bytes=16, acc_buffer_bytes=96,
+                             max_out_channels=2, max_pool_width=8, name="ws2x2_tiled")
+LAYERS_TILED = [
+    conv("bands_c_tiles", C=3, M=3, H=5, W=3, R=3, pad=1),
+    (conv("bands_c_m_tiles_requant_relu_maxpool", C=3, M=3, H=6, W=3, R=3, pad=1),
+     PostOps(bias=True, requant=True, relu=True, pool="max")),
+    (linear("fc_c_m_tiles_requant", K=15, M=3, N=2), PostOps(bias=True, requant=True)),
+    (conv("bands_uint8_avgpool", C=2, M=2, H=3, W=3, R=2, pad=1), PostOps(requant=True, pool="avg", out_type=uint8)),
+    (conv("m_tiles_sharing_acts_bias", C=2, M=5, H=3, W=4, R=2), PostOps(bias=True)),
+]
+
+
+def _plans(spec, layers):
+    """What the testbench runs: `run_layers` plans each layer with `plan_layer`'s defaults."""
+    pairs = [layer if isinstance(layer, tuple) else (layer, PostOps()) for layer in layers]
+    return [plan_layer(spec, problem, postops) for problem, postops in pairs]
+
+
 def _check(spec, layers, result, *, stall):
-    assert [layer["layer"] for layer in result.layers] == [p.name for p in layers]
-    for layer, problem in zip(result.layers, layers):
-        assert layer["exact"], f"{problem.name}: {layer['report']}"
-        assert layer["beats"] == LayerSchedule(spec, problem).out_beats
+    plans = _plans(spec, layers)
+    assert [layer["layer"] for layer in result.layers] == [plan.problem.name for plan in plans]
+    for layer, plan in zip(result.layers, plans):
+        name = plan.problem.name
+        assert layer["exact"], f"{name}: {layer['report']}"
+        assert layer["commands"] == len(plan.tiles) and layer["postops"] == str(plan.postops)
+        assert layer["beats"] == layer["expected_beats"] == plan.out_beats
         if stall:
             assert layer["measured_cycles"] >= layer["model_cycles"]
         else:
-            assert layer["measured_cycles"] == layer["model_cycles"], problem.name
+            assert layer["measured_cycles"] == layer["model_cycles"], name
+    return plans
 
 
 @pytest.mark.parametrize("stall", [0.0, 0.3], ids=["no_stall", "random_stall"])
@@ -65,6 +93,19 @@ def _check(spec, layers, result, *, stall):
 def test_layers_exact_and_cycle_accurate(spec, layers, stall, tmp_path_factory):
     result = run_layers(spec, layers, simulator=SIM, stall=stall, seed=7)
     _check(spec, layers, result, stall=stall)
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.3], ids=["no_stall", "random_stall"])
+def test_tiled_layers_with_postops_exact_and_cycle_accurate(stall):
+    result = run_layers(SPEC_TILED, LAYERS_TILED, simulator=SIM, stall=stall, seed=5, tag="tiled")
+    plans = _check(SPEC_TILED, LAYERS_TILED, result, stall=stall)
+    # The spec forces what the test is for: bands of rows and input-channel tiles, and (with parameters for
+    # one m-fold) output-channel tiles sharing their activations.
+    for plan in plans:
+        assert plan.tiled, plan.problem.name
+    assert len({(t.e0, t.e1) for t in plans[0].tiles}) > 1 and len({(t.c0, t.c1) for t in plans[0].tiles}) > 1
+    assert len({(t.m0, t.m1) for t in plans[1].tiles}) > 1 and len({(t.c0, t.c1) for t in plans[2].tiles}) > 1
+    assert [t.schedule.load_acts for t in plans[4].tiles] == [True, False, False]
 
 
 def test_one_accelerator_runs_layers_back_to_back_with_heavy_stalls():

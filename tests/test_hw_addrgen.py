@@ -1,10 +1,16 @@
 """The fold sequencer (`hwgen.hw.addrgen`) against its golden model, `LayerSchedule.slots()`.
 
 Every enabled cycle after ``start`` is one issue: first the pre-slot, then one golden slot each, in order. The
-weight loader is checked against the rule the schedule is built on: fold ``k``'s weights are read one row per
-enabled cycle, starting at the pre-slot for fold 0 and at the last slot of fold ``k - 1`` otherwise, at weight
-words ``k*rows ..`` in order, into bank ``k % 2``. While ``en`` is low nothing may move.
+weight loader is checked against the rule the schedule is built on: fold ``k``'s weights are popped from the
+weight FIFO one row per enabled cycle, starting at the pre-slot for fold 0 and at the last slot of fold ``k - 1``
+otherwise, so the ``n``-th pop is weight word ``n = k*rows + row`` of the command's stream, into the bank the
+fold computes with. The weight bank is not reset by ``start``: it keeps alternating across commands, so a
+command's first fold uses the bank its predecessor's last fold did not (``slots(start_bank=...)``). Tile flags
+gate ``first_k``/``last_k`` (``acc_init``/``acc_emit``) and move the accumulator address by ``acc_stride`` per
+m-fold. While ``en`` is low nothing may move.
 """
+
+from itertools import product
 
 import numpy as np
 import pytest
@@ -16,8 +22,8 @@ from hwgen.problem import ConvProblem
 from hwgen.schedule import LayerSchedule
 from hwgen.spec import AcceleratorSpec
 
-SLOT_PORTS = ("slot_valid", "act_addr", "padded", "pixel", "first_k", "last_k", "bank")
-LOAD_PORTS = ("load_en", "load_addr", "load_row", "load_bank")
+SLOT_PORTS = ("slot_valid", "act_addr", "padded", "acc_addr", "first_k", "last_k", "bank")
+LOAD_PORTS = ("load_en", "load_row", "load_bank")
 STATUS_PORTS = ("busy", "done")
 
 
@@ -57,9 +63,9 @@ CASES = {
 }
 
 
-def golden_issues(schedule):
+def golden_issues(schedule, start_bank=0):
     """Per enabled cycle after ``start``: (golden slot or None for the pre-slot, golden load or None)."""
-    slots = list(schedule.slots())
+    slots = list(schedule.slots(start_bank=start_bank))
     rows = schedule.spec.rows
     issues = [None] + slots
     # Fold k's load starts at the pre-slot (k = 0) or at the last slot of fold k - 1.
@@ -69,8 +75,8 @@ def golden_issues(schedule):
     for fold, start in enumerate(starts):
         for row in range(rows):
             assert loads[start + row] is None, "loads of two folds overlap"
-            loads[start + row] = {"load_en": 1, "load_addr": fold * rows + row, "load_row": row,
-                                  "load_bank": fold % 2}
+            loads[start + row] = {"load_en": 1, "popped": fold * rows + row, "load_row": row,
+                                  "load_bank": (start_bank + fold) % 2}
     return list(zip(issues, loads))
 
 
@@ -80,7 +86,7 @@ def expected_slot(slot):
     want = {"slot_valid": int(slot.valid), "first_k": int(slot.first_k), "last_k": int(slot.last_k),
             "bank": slot.bank}
     if slot.valid:
-        want.update(pixel=slot.pixel, padded=int(slot.padded))
+        want.update(acc_addr=slot.pixel, padded=int(slot.padded))
         if not slot.padded:
             want["act_addr"] = slot.act_addr
     return want
@@ -123,7 +129,7 @@ def run_sequencer(spec, schedules, *, stall=0.0, seed=0):
     return traces
 
 
-def check_trace(schedule, trace, after):
+def check_trace(schedule, trace, after, start_bank=0):
     name = schedule.problem.name
     # A disabled cycle changes nothing: it shows exactly what the next cycle shows.
     for n, (en, outputs) in enumerate(trace):
@@ -131,18 +137,32 @@ def check_trace(schedule, trace, after):
             assert n + 1 < len(trace), f"{name}: busy fell after a disabled cycle"
             assert outputs == trace[n + 1][1], f"{name}: state moved at disabled cycle {n}"
     issued = [outputs for en, outputs in trace if en]
-    golden = golden_issues(schedule)
+    golden = golden_issues(schedule, start_bank)
     assert len(issued) == len(golden) == 1 + schedule.folds * schedule.fold_period, name
+    popped = 0   # weight words taken from the FIFO so far: the FIFO hands them out in stream order
     for n, (outputs, (slot, load)) in enumerate(zip(issued, golden)):
         where = f"{name}: issue {n} ({'pre-slot' if slot is None else slot})"
         want = expected_slot(slot)
         assert {key: outputs[key] for key in want} == want, where
-        want_load = load or {"load_en": 0}
-        assert {key: outputs[key] for key in want_load} == want_load, where
+        got_load = {"load_en": outputs["load_en"]}
+        if outputs["load_en"]:
+            got_load.update(popped=popped, load_row=outputs["load_row"], load_bank=outputs["load_bank"])
+            popped += 1
+        assert got_load == (load or {"load_en": 0}), where
         assert outputs["busy"] == 1 and outputs["done"] == 0, where
+    assert popped == schedule.weight_words == len(schedule.pack_weights(
+        np.zeros(schedule.problem.weight_canonical_shape, dtype=np.int64))), name
     for outputs in after:
         assert (outputs["busy"], outputs["done"], outputs["slot_valid"], outputs["load_en"]) == (0, 1, 0, 0), \
             f"{name}: after the last slot"
+
+
+def check_commands(schedules, traces):
+    """Commands back to back on one sequencer: the weight bank carries over from one to the next."""
+    bank = 0
+    for schedule, (trace, after) in zip(schedules, traces):
+        check_trace(schedule, trace, after, start_bank=bank)
+        bank = (bank + schedule.folds) % 2
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -167,23 +187,56 @@ def test_nothing_advances_while_en_is_low(case, seed):
 
 
 def test_start_reinitializes_for_the_next_layer():
-    """Layers of different shapes back to back on one sequencer: nothing leaks from one to the next."""
-    names = ["C_and_M_beyond_array", "one_pixel", "stride2_pad1", "linear", "kernel_1x1"]
+    """Layers of different shapes back to back on one sequencer: nothing leaks from one to the next but the
+    weight bank, which alternates on (odd fold counts make the next command start on bank 1)."""
+    names = ["C_and_M_beyond_array", "stride2_pad2", "one_pixel", "stride2_pad1", "linear", "kernel_1x1"]
     spec = small_spec(4, 4)
     schedules = [LayerSchedule(spec, CASES[name][1]) for name in names]
-    for schedule, (trace, after) in zip(schedules, run_sequencer(spec, schedules, stall=0.2, seed=5)):
-        check_trace(schedule, trace, after)
+    assert any(schedule.folds % 2 for schedule in schedules)
+    check_commands(schedules, run_sequencer(spec, schedules, stall=0.2, seed=5))
+
+
+# Tiles: the flags of one command in a tiled layer ---------------------------------------------------------------
+
+TILE_FLAGS = {
+    # name: flags of a command in the middle, at the start or at the end of a split reduction
+    "first_c_tile": dict(acc_init=True, acc_emit=False, keep_partials=True),
+    "middle_c_tile": dict(acc_init=False, acc_emit=False, keep_partials=True),
+    "last_c_tile": dict(acc_init=False, acc_emit=True, keep_partials=True),
+    "whole_reduction_kept": dict(acc_init=True, acc_emit=True, keep_partials=True),
+    "reused_bank_1": dict(act_bank=1, load_acts=False, release=False),
+}
+
+
+@pytest.mark.parametrize("flags", TILE_FLAGS)
+@pytest.mark.parametrize("case", ["C_and_M_beyond_array", "stride2_pad1", "one_pixel_wide_array"])
+def test_tile_flags_gate_the_reduction_and_stride_the_accumulators(case, flags):
+    shape, problem = CASES[case]
+    spec = small_spec(*shape)
+    schedule = LayerSchedule(spec, problem, **TILE_FLAGS[flags])
+    assert schedule.m_folds > 1
+    slots = [slot for slot in schedule.slots() if slot.valid]
+    # The golden model itself: flags gate first_k/last_k; kept partials give each m-fold its own pixels.
+    assert any(slot.first_k for slot in slots) == schedule.acc_init
+    assert any(slot.last_k for slot in slots) == schedule.acc_emit
+    stride = schedule.pixels if schedule.keep_partials else 0
+    assert {slot.pixel for slot in slots} == {mf * stride + p for mf in range(schedule.m_folds)
+                                                for p in range(schedule.pixels)}
+    assert max(slot.pixel for slot in slots) < schedule.acc_words
+    # Two commands back to back, the second starting on the bank the first left.
+    traces = run_sequencer(spec, [schedule, schedule], stall=0.2, seed=len(flags))
+    check_commands([schedule, schedule], traces)
 
 
 def test_golden_slots_cover_every_pixel_once_per_fold():
     """The golden model itself: each fold issues every pixel once, then bubbles, with its bank and k flags."""
-    for (shape, problem) in CASES.values():
+    for (shape, problem), start_bank in product(CASES.values(), (0, 1)):
         schedule = LayerSchedule(small_spec(*shape), problem)
-        slots = list(schedule.slots())
+        slots = list(schedule.slots(start_bank=start_bank))
         assert len(slots) == schedule.folds * schedule.fold_period
         for fold in range(schedule.folds):
             mine = slots[fold * schedule.fold_period:(fold + 1) * schedule.fold_period]
-            assert {s.fold for s in mine} == {fold} and {s.bank for s in mine} == {fold % 2}
+            assert {s.fold for s in mine} == {fold} and {s.bank for s in mine} == {(start_bank + fold) % 2}
             assert [s.pixel for s in mine if s.valid] == list(range(schedule.pixels))
             assert all(s.valid for s in mine[:schedule.pixels]) and not any(s.valid for s in mine[schedule.pixels:])
             k = fold % schedule.k_folds

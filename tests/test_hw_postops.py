@@ -1,10 +1,14 @@
 """The post-op pipeline (`hwgen.hw.postops`) against the golden model `hwgen.postops.apply`, bit for bit.
 
-A `StreamBench` drives one `PostOpPipeline` through a sequence of layers: it sets ``cfg``, loads the parameter
-beats, then offers the accumulator beats with random ``valid`` gaps while a random ``ready`` throttles the
-output. A monitor checks the stream contract every cycle (an offered output holds its payload until taken) and
-records the transfers; the layer's output beats must equal `apply` on the same accumulators. Directed tests
-check the documented latency and full throughput.
+A `StreamBench` drives one `PostOpPipeline` through a sequence of layers *back to back*, the way the top feeds
+it: each layer's settings (``cfg``) and parameter ``bank`` are presented with its beats only, and change on the
+first beat of the next layer while earlier beats are still in the pipe; in cycles without an offered beat they
+carry garbage (the settings ride with each accepted beat, nothing else may sample them). A layer's parameters
+are written through the ``params_*`` port into its bank (alternating by default) while the previous layer
+streams, as soon as the last beat of the bank's previous user has entered the chain. Beats are offered with
+random ``valid`` gaps while a random ``ready`` throttles the output; a monitor checks the stream contract every
+cycle (an offered output holds its payload until taken). Each layer's output beats must equal `apply` on the
+same accumulators. Directed tests check the documented latency and full throughput.
 """
 
 import gc
@@ -62,64 +66,92 @@ class StreamBench:
         self.spec = spec
         self.dut = PostOpPipeline(spec, max_m_folds=max_m_folds, max_out_w=max_out_w)
 
-    def run(self, layers, *, p_valid=1.0, p_ready=1.0, seed=0, max_cycles=20000):
-        """Stream every layer; return the output beats of each. Between layers the pipeline drains."""
+    def run(self, layers, *, p_valid=1.0, p_ready=1.0, seed=0, banks=None, max_cycles=20000):
+        """Stream every layer, back to back; return the output beats of each layer.
+
+        ``banks[n]``: the parameter bank of layer ``n`` (default ``n % 2``). Records the cycle of every accepted
+        input beat in ``self.accepted``."""
         dut, rng = self.dut, np.random.default_rng(seed)
-        results = []
+        banks = [n % 2 for n in range(len(layers))] if banks is None else banks
+        for layer in layers:
+            check_layer(layer.postops, out_h=layer.shape[1], out_w=layer.shape[2], m_folds=layer.m_folds,
+                        max_out_w=dut.max_out_w, max_m_folds=dut.max_m_folds)
+        beats = [(n, beat) for n, layer in enumerate(layers) for beat in layer.in_beats]
+        last_beat = {}                               # layer -> index of its last beat in `beats`
+        for index, (n, _) in enumerate(beats):
+            last_beat[n] = index
+        expected = sum(layer.m_folds * layer.out_size[0] * layer.out_size[1] for layer in layers)
+        configs = [layer.cfg for layer in layers]
+        got, self.accepted = [], []
 
         async def testbench(ctx):
-            cycles = 0
-            for layer in layers:
-                check_layer(layer.postops, out_h=layer.shape[1], out_w=layer.shape[2], m_folds=layer.m_folds,
-                            max_out_w=dut.max_out_w, max_m_folds=dut.max_m_folds)
-                ctx.set(dut.cfg, layer.cfg)
-                for word in layer.param_beats:          # params are always accepted; random gaps
-                    while rng.random() > p_valid:
-                        await ctx.tick()
-                    ctx.set(dut.params.valid, 1)
-                    ctx.set(dut.params.payload, word)
-                    assert ctx.get(dut.params.ready)
-                    await ctx.tick()
-                    ctx.set(dut.params.valid, 0)
-                expected_beats = layer.m_folds * layer.out_size[0] * layer.out_size[1]
-                got, sent, offered, held = [], 0, False, None
-                # Pooling may emit its last window before the dropped odd row is sent: wait for both.
-                while len(got) < expected_beats or sent < len(layer.in_beats) or ctx.get(dut.busy):
-                    if not offered and sent < len(layer.in_beats) and rng.random() < p_valid:
-                        offered = True                  # once offered, a beat stays valid until taken
-                        ctx.set(dut.i.payload, layer.in_beats[sent])
-                    ctx.set(dut.i.valid, offered)
-                    ready = bool(rng.random() < p_ready)
-                    ctx.set(dut.o.ready, ready)
-                    if held is not None:                # the output contract: valid and payload hold
-                        assert ctx.get(dut.o.valid) and ctx.get(dut.o.payload) == held
-                    if offered and ctx.get(dut.i.ready):
-                        sent, offered = sent + 1, False
-                    held = None
-                    if ctx.get(dut.o.valid):
-                        if ready:
-                            got.append(ctx.get(dut.o.payload))
-                        else:
-                            held = ctx.get(dut.o.payload)
-                    await ctx.tick()
-                    cycles += 1
-                    assert cycles < max_cycles, "the pipeline stopped making progress"
-                ctx.set(dut.i.valid, 0)
-                assert sent == len(layer.in_beats)
-                results.append(got)
+            cycle, sent, offered, held = 0, 0, False, None
+            written = [0] * len(layers)              # parameter words written per layer
+            loading = 0                              # the layer whose parameters are written next
+            while len(got) < expected or sent < len(beats) or ctx.get(dut.busy):
+                assert cycle < max_cycles, "the pipeline stopped making progress"
+                # Parameters of the next layers, in order, once their bank's previous user has streamed in.
+                while loading < len(layers) and written[loading] == len(layers[loading].param_beats):
+                    loading += 1
+                write = False
+                if loading < len(layers) and rng.random() < p_valid:
+                    users = [n for n in range(loading) if banks[n] == banks[loading] and layers[n].param_beats]
+                    if not users or sent > last_beat.get(users[-1], -1):
+                        k = written[loading]
+                        ctx.set(dut.params_addr, banks[loading] * dut.max_m_folds + k)
+                        ctx.set(dut.params_data, layers[loading].param_beats[k])
+                        written[loading] += 1
+                        write = True
+                ctx.set(dut.params_en, write)
+                # The next beat, once its layer's parameters are all in (written in an earlier cycle).
+                if not offered and sent < len(beats) and rng.random() < p_valid:
+                    n = beats[sent][0]
+                    if written[n] == len(layers[n].param_beats) and not (write and loading == n):
+                        offered = True               # once offered, a beat stays valid until taken
+                if offered:
+                    n = beats[sent][0]
+                    ctx.set(dut.i.payload, beats[sent][1])
+                    ctx.set(dut.cfg, configs[n])
+                    ctx.set(dut.bank, banks[n])
+                else:                                # no beat: settings and bank are don't-cares
+                    ctx.set(dut.cfg, configs[int(rng.integers(len(configs)))])
+                    ctx.set(dut.bank, int(rng.integers(2)))
+                ctx.set(dut.i.valid, offered)
+                ready = bool(rng.random() < p_ready)
+                ctx.set(dut.o.ready, ready)
+                if held is not None:                 # the output contract: valid and payload hold
+                    assert ctx.get(dut.o.valid) and ctx.get(dut.o.payload) == held
+                if offered and ctx.get(dut.i.ready):
+                    self.accepted.append(cycle)
+                    sent, offered = sent + 1, False
+                held = None
+                if ctx.get(dut.o.valid):
+                    if ready:
+                        got.append(ctx.get(dut.o.payload))
+                    else:
+                        held = ctx.get(dut.o.payload)
+                await ctx.tick()
+                cycle += 1
+            ctx.set(dut.i.valid, 0)
+            assert sent == len(beats) and len(got) == expected
 
         sim = Simulator(dut)
         sim.add_clock(1e-6)
         sim.add_testbench(testbench)
         sim.run()
+        results, at = [], 0
+        for layer in layers:
+            count = layer.m_folds * layer.out_size[0] * layer.out_size[1]
+            results.append(got[at:at + count])
+            at += count
         return results
 
     def check(self, layers, results):
-        for layer, beats in zip(layers, results):
+        for n, (layer, beats) in enumerate(zip(layers, results)):
             M = layer.shape[0]
             E2, F2 = layer.out_size
             got = unpack_stream(beats, M=M, E=E2, F=F2, cols=self.spec.cols, lane_type=self.spec.acc_type)
-            np.testing.assert_array_equal(got, layer.expected, err_msg=f"{layer.postops} on {layer.shape}")
+            np.testing.assert_array_equal(got, layer.expected, err_msg=f"layer {n}: {layer.postops} on {layer.shape}")
 
 
 CHAINS = {
@@ -177,12 +209,28 @@ def test_extreme_values_back_to_back_layers():
 
 
 def test_full_throughput_without_stalls():
+    """Layers with different chains, every source valid and the sink ready: one beat in per cycle from the
+    first to the last, across every change of settings (no drain between layers)."""
     spec = make_spec(cols=4)
     rng = np.random.default_rng(8)
-    for postops in (CHAINS["requant_relu"], CHAINS["requant_relu_maxpool"]):
-        layer = random_layer(spec, postops, (4, 6, 8), rng)
-        bench = StreamBench(spec)
-        bench.check([layer], bench.run([layer]))
+    chains = ["requant_relu", "requant_relu_maxpool", "none", "bias_maxpool", "requant_uint8_avgpool", "requant"]
+    layers = [random_layer(spec, CHAINS[name], shape, rng)
+              for name, shape in zip(chains, [(4, 6, 8), (6, 4, 6), (3, 3, 5), (5, 2, 4), (4, 5, 3), (2, 2, 2)])]
+    bench = StreamBench(spec)
+    bench.check(layers, bench.run(layers))
+    total = sum(len(layer.in_beats) for layer in layers)
+    assert bench.accepted == list(range(bench.accepted[0], bench.accepted[0] + total))
+
+
+def test_a_bank_shared_by_consecutive_layers_waits_for_their_beats():
+    """Parameters for a bank still in use are written only once its last beat is in: same results."""
+    spec = make_spec(cols=2)
+    rng = np.random.default_rng(9)
+    layers = [random_layer(spec, CHAINS[name], (3, 3, 4), rng)
+              for name in ("requant", "requant_relu_maxpool", "bias", "none", "requant_relu")]
+    bench = StreamBench(spec, max_m_folds=2)
+    for banks in ([0, 0, 0, 0, 0], [1, 1, 0, 1, 1]):
+        bench.check(layers, bench.run(layers, p_valid=0.8, p_ready=0.8, seed=sum(banks), banks=banks))
 
 
 def test_latency_is_documented_value():

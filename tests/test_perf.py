@@ -1,10 +1,12 @@
-"""The cycle model (`hwgen.perf.predict`) against the whole accelerator (`hwgen.hw.top.AcceleratorTop`) in
-Amaranth's simulator.
+"""The cycle model (`hwgen.perf`) against the whole accelerator (`hwgen.hw.top.AcceleratorTop`) in Amaranth's
+simulator.
 
-With sources always valid and the sink always ready the model is exact: cycles from the ``cfg`` handshake to the
-handshake of the last ``out`` beat equal ``predict(schedule).cycles``, and every value equals
+With sources always valid and the sink always ready the model is exact: cycles from the first ``cfg`` handshake
+to the handshake of the last ``out`` beat equal ``predict(schedule).cycles`` for one command (and its closed
+form, `single_command_cycles`), and ``predict_commands(schedules).cycles`` for commands streamed back to back,
+where the loader fills one activation bank while the compute engine works on the other. Every value equals
 `reference.conv2d`. With random stalls on every stream the values must still be exact and the cycles can only
-grow.
+grow. Tiled layers and post-ops: `tests.test_tiling`, `tests.test_hw_top`.
 """
 
 from dataclasses import dataclass
@@ -17,10 +19,11 @@ from hwgen import reference
 from hwgen.dtypes import int32, parse_dtype
 from hwgen.hw.systolic import array_latency
 from hwgen.hw.top import AcceleratorTop
-from hwgen.perf import predict
+from hwgen.perf import predict, predict_commands, single_command_cycles
 from hwgen.problem import ConvProblem
 from hwgen.schedule import LayerSchedule
 from hwgen.spec import AcceleratorSpec
+from tests.top_bench import run_top
 
 
 def make_spec(rows, cols, *, act_type="int8", weight_type="int8", words=256):
@@ -56,6 +59,10 @@ class Layer:
         weight = rng.integers(w.min, w.max + 1, problem.weight_canonical_shape, dtype=np.int64)
         act.flat[0], weight.flat[0] = a.min, w.min
         return cls(LayerSchedule(spec, problem), act, weight)
+
+    @property
+    def operands(self):
+        return self.act, self.weight
 
     @property
     def golden(self):
@@ -216,18 +223,57 @@ def test_layers_back_to_back_with_stalls():
         assert run.cycles >= predict(layer.schedule).cycles
 
 
-def test_estimate_fields_add_up():
+def test_estimate_fields_and_the_closed_form():
+    """`predict` on one command is `predict_commands` of it, and without pooling its documented closed form."""
     for (rows, cols, act_type), problem in LAYERS.values():
         schedule = LayerSchedule(make_spec(rows, cols, act_type=act_type), problem)
         estimate = predict(schedule)
-        assert estimate.layer == problem.name
-        assert estimate.load == max(schedule.weight_words, schedule.act_words)
-        assert estimate.issue == (schedule.folds - 1) * schedule.fold_period + schedule.pixels
-        assert estimate.pipeline == 1 + array_latency(rows=rows, cols=cols) + 2
-        assert estimate.cycles == estimate.overhead + estimate.load + estimate.issue - 1 + estimate.pipeline
+        assert estimate == predict_commands([schedule])
+        assert estimate.cycles == single_command_cycles(
+            act_words=schedule.act_words, folds=schedule.folds, fold_period=schedule.fold_period,
+            pixels=schedule.pixels, rows=rows, cols=cols)
+        assert estimate.layer == problem.name and estimate.commands == 1
         assert estimate.macs == problem.macs and estimate.pes == rows * cols
         assert estimate.ideal_cycles == -(-problem.macs // (rows * cols))
         assert 0 < estimate.utilization <= 1
         assert estimate.cycles >= estimate.ideal_cycles
         data = estimate.to_dict()
         assert data["cycles"] == estimate.cycles and data["utilization"] == estimate.utilization
+        assert data["ideal_cycles"] == estimate.ideal_cycles
+
+
+def test_predict_commands_needs_an_emitting_command():
+    spec = make_spec(4, 4)
+    problem = LAYERS["4x4_C_M_beyond"][1]
+    with pytest.raises(ValueError, match="no commands"):
+        predict_commands([])
+    with pytest.raises(ValueError, match="no command emits outputs"):
+        predict_commands([LayerSchedule(spec, problem, acc_emit=False, keep_partials=True)])
+    estimate = predict_commands([LayerSchedule(spec, problem)] * 2, name="twice", macs=7)
+    assert (estimate.layer, estimate.commands, estimate.macs) == ("twice", 2, 7)
+
+
+# Commands streamed back to back: the loader and the compute engine overlap ------------------------------------
+
+@pytest.mark.parametrize("banks", ["alternating", "one_bank"])
+def test_commands_streamed_back_to_back_meet_predict_commands(banks):
+    """Whole layers as one command stream: the next layer's activations load into the other bank while the
+    current one computes (or, all in one bank, wait for its release); the cycles are `predict_commands`."""
+    spec = make_spec(4, 4)
+    names = ["4x4_C_M_beyond", "4x4_one_pixel_1x1", "4x4_non_square", "4x4_one_pixel_3x3"]
+    schedules = [LayerSchedule(spec, LAYERS[name][1], act_bank=n % 2 if banks == "alternating" else 0)
+                 for n, name in enumerate(names)]
+    layers = [Layer(schedule, *Layer.random(spec, schedule.problem, seed=n).operands)
+              for n, schedule in enumerate(schedules)]
+    run = run_top(spec, cfg=[s.config_word() for s in schedules],
+                  weights=[w for layer in layers for w in layer.schedule.pack_weights(layer.weight)],
+                  acts=[a for layer in layers for a in layer.schedule.pack_acts(layer.act)],
+                  expect_beats=sum(s.out_beats for s in schedules))
+    at = 0
+    for layer in layers:
+        beats = run.beats[at:at + layer.schedule.out_beats]
+        at += layer.schedule.out_beats
+        check_values(layer, LayerRun(beats, None, None))
+    assert run.cycles == predict_commands(schedules).cycles
+    # Streaming beats running the layers one at a time (each on an idle accelerator).
+    assert run.cycles < sum(predict(s).cycles for s in schedules)

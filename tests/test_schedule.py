@@ -17,7 +17,8 @@ import pytest
 from hwgen import reference
 from hwgen.dtypes import IntType, int32, parse_dtype
 from hwgen.errors import AccumulatorOverflowError, BufferOverflowError, MappingError
-from hwgen.hw.config import CONFIG_FIELDS, unpack_config
+from hwgen.hw.config import CONFIG_FIELDS, field_bits, unpack_config
+from hwgen.postops import PostOps
 from hwgen.problem import ConvProblem
 from hwgen.schedule import LayerSchedule, fold_period
 from hwgen.spec import AcceleratorSpec
@@ -228,8 +229,71 @@ def test_config_word_round_trips(rows, cols, problem, act_type, weight_type):
     p = problem
     assert (values["plane"], values["row_step"], values["pad_row_offset"]) == (
         p.H * p.W, p.stride_h * p.W, p.pad_h * p.W)
-    assert (values["fold_period"], values["pixels"], values["weight_words"], values["act_words"]) == (
-        schedule.fold_period, p.E * p.F, schedule.weight_words, schedule.act_words)
+    assert (values["fold_period"], values["pixels"], values["act_words"]) == (
+        schedule.fold_period, p.E * p.F, schedule.act_words)
+    # A whole layer is one command: load bank 0, release it, start and end the reduction, emit every pixel.
+    assert {name: values[name] for name in ("act_bank", "load_acts", "release", "acc_init", "acc_emit",
+                                            "acc_stride", "param_words", "param_bank")} == dict(
+        act_bank=0, load_acts=1, release=1, acc_init=1, acc_emit=1, acc_stride=0, param_words=0, param_bank=0)
+    assert values["emit_words"] == schedule.m_folds * p.E * p.F == schedule.out_beats
+    # No post-ops: the chain passes the accumulators through at their own width.
+    assert {name: values[name] for name in ("pp_bias", "pp_requant", "pp_relu", "pp_pool", "pp_out_signed")} == \
+        dict(pp_bias=0, pp_requant=0, pp_relu=0, pp_pool=0, pp_out_signed=1)
+    assert values["pp_out_bits"] == schedule.spec.acc_type.bits
+
+
+@pytest.mark.parametrize("flags", [
+    dict(act_bank=1, load_acts=False, release=False),
+    dict(acc_init=True, acc_emit=False, keep_partials=True),
+    dict(acc_init=False, acc_emit=False, keep_partials=True),
+    dict(acc_init=False, acc_emit=True, keep_partials=True, postops=PostOps(bias=True, requant=True), param_bank=1),
+    dict(postops=PostOps(bias=True, requant=True, relu=True, pool="max", out_type="uint4"), param_bank=1),
+], ids=["reused_bank_1", "first_c_tile", "middle_c_tile", "last_c_tile_requant", "pooled_uint4"])
+def test_tile_flags_and_postops_in_the_config_word(flags):
+    spec = make_spec(4, 4)
+    problem = conv(9, 10, 4, 5, 2, 2)                # 3 channel groups, 3 m-folds, 3 x 4 pixels
+    schedule = LayerSchedule(spec, problem, **flags)
+    values = unpack_config(spec, schedule.config_word())
+    assert values == schedule.config_values()
+    flag = lambda name, default: int(flags.get(name, default))
+    assert (values["act_bank"], values["load_acts"], values["release"], values["acc_init"], values["acc_emit"]) == (
+        flag("act_bank", 0), flag("load_acts", True), flag("release", True), flag("acc_init", True),
+        flag("acc_emit", True))
+    kept = flags.get("keep_partials", False)
+    assert values["acc_stride"] == (schedule.pixels if kept else 0) == (12 if kept else 0)
+    assert schedule.acc_words == 12 * (3 if kept else 1)
+    emits, postops = flags.get("acc_emit", True), flags.get("postops", PostOps())
+    assert values["emit_words"] == (3 * 12 if emits else 0)
+    assert schedule.out_beats == (3 * postops.out_size(3, 4)[0] * postops.out_size(3, 4)[1] if emits else 0)
+    assert values["param_words"] == (3 if emits and postops.needs_params else 0) == schedule.param_words
+    assert values["param_bank"] == flags.get("param_bank", 0)
+    out = postops.output_type(spec.acc_type)
+    assert (values["pp_bias"], values["pp_requant"], values["pp_relu"], values["pp_pool"]) == (
+        postops.bias, postops.requant, postops.relu, {"none": 0, "max": 1, "avg": 2}[postops.pool])
+    assert (values["pp_out_bits"], values["pp_out_signed"]) == (out.bits, out.signed)
+    # The golden slots follow the flags: init/emit gate first_k/last_k, kept partials stride the m-folds.
+    slots = [slot for slot in schedule.slots() if slot.valid]
+    assert any(slot.first_k for slot in slots) == flags.get("acc_init", True)
+    assert any(slot.last_k for slot in slots) == emits
+    assert sorted({slot.pixel for slot in slots}) == list(range(schedule.acc_words))
+
+
+def test_a_command_checks_its_flags_and_postops():
+    spec = make_spec(4, 4)
+    with pytest.raises(ValueError, match=r"act_bank must be 0 or 1, not 2"):
+        LayerSchedule(spec, conv(4, 4, 3, 3, 1, 1), act_bank=2)
+    with pytest.raises(TypeError, match=r"layer: postops must be a hwgen.postops.PostOps"):
+        LayerSchedule(spec, conv(4, 4, 3, 3, 1, 1), postops="relu")
+    with pytest.raises(MappingError, match=r"layer: 2x2 pooling needs an output of at least 2x2, not 1x3"):
+        LayerSchedule(spec, conv(4, 4, 1, 3, 1, 1), postops=PostOps(pool="max"))
+    # A command that does not emit runs no post-ops, so they are not checked against its size.
+    LayerSchedule(spec, conv(4, 4, 1, 3, 1, 1), postops=PostOps(pool="max"), acc_emit=False)
+    small = replace(spec, max_out_channels=8, max_pool_width=4)
+    with pytest.raises(MappingError, match=r"3 m-folds of parameters do not fit the post-op parameter memory of 2"):
+        LayerSchedule(small, conv(4, 10, 3, 3, 1, 1), postops=PostOps(bias=True))
+    with pytest.raises(MappingError, match=r"pooling an output 5 pixels wide needs a line buffer of 2 entries"):
+        LayerSchedule(small, conv(4, 4, 3, 5, 1, 1), postops=PostOps(pool="avg"))
+    LayerSchedule(small, conv(4, 10, 3, 5, 1, 1))    # no parameters, no pooling: nothing to fit
 
 
 # The fold period -------------------------------------------------------------------------------------------
@@ -251,39 +315,51 @@ def needed_bytes(message):
     return int(re.search(r"set \w+_buffer_bytes >= (\d+)", message).group(1))
 
 
-@pytest.mark.parametrize("buffer, knob, problem, why", [
-    ("activation", "act_buffer_bytes", conv(8, 4, 6, 3, 3, 3), "C=8 channels in 2 groups of 4 x H*W = 6*3"),
-    ("weight", "weight_buffer_bytes", conv(8, 8, 3, 3, 3, 3), "2 m-folds x 18 k-folds x 4 rows"),
-    ("accumulator", "acc_buffer_bytes", conv(4, 4, 5, 5, 1, 1), "E*F = 5*5 output pixels"),
+@pytest.mark.parametrize("buffer, knob, flags, problem, why", [
+    ("activation", "act_buffer_bytes", {}, conv(8, 4, 6, 3, 3, 3),
+     "C=8 channels in 2 groups of 4 x H*W = 6*3, in one of its two banks"),
+    ("accumulator", "acc_buffer_bytes", {}, conv(4, 4, 5, 5, 1, 1), "E*F = 5*5 output pixels"),
+    ("accumulator", "acc_buffer_bytes", dict(keep_partials=True, acc_emit=False), conv(4, 8, 3, 4, 1, 1),
+     "E*F = 3*4 output pixels x 2 m-folds"),
 ])
-def test_buffer_overflow_names_the_buffer_and_the_bytes_needed(buffer, knob, problem, why):
-    spec = make_spec(4, 4, act_words=32, weight_words=128, acc_words=16)
+def test_buffer_overflow_names_the_buffer_and_the_bytes_needed(buffer, knob, flags, problem, why):
+    # 64 activation words are two banks of 32; 16 accumulator words.
+    spec = make_spec(4, 4, act_words=64, weight_words=16, acc_words=16)
     with pytest.raises(BufferOverflowError) as info:
-        LayerSchedule(spec, problem)
+        LayerSchedule(spec, problem, **flags)
     message = str(info.value)
     assert isinstance(info.value, MappingError)
     assert message.startswith(f"{problem.name}: the {buffer} buffer needs ")
     assert why in message
     need = needed_bytes(message)
     assert f"set {knob} >= {need}" in message
-    # The advice is enough, and no more: that many bytes run the layer and hold exactly its words.
+    # The advice is enough, and no more: that many bytes run the command and hold exactly its words.
     fixed = replace(spec, **{knob: need})
-    schedule = LayerSchedule(fixed, problem)
-    words = {"activation": schedule.act_words, "weight": schedule.weight_words,
-             "accumulator": schedule.pixels}[buffer]
-    assert {"activation": fixed.act_depth, "weight": fixed.weight_depth,
-            "accumulator": fixed.acc_depth}[buffer] == words
+    schedule = LayerSchedule(fixed, problem, **flags)
+    words = {"activation": schedule.act_words, "accumulator": schedule.acc_words}[buffer]
+    assert {"activation": fixed.act_bank_depth, "accumulator": fixed.acc_depth}[buffer] == words
+
+
+def test_weights_are_streamed_so_the_weight_fifo_does_not_limit_a_layer():
+    """v1 stored a layer's weights; v2 streams them through a FIFO: 144 weight words pass a 16-word FIFO."""
+    spec = make_spec(4, 4, act_words=64, weight_words=16, acc_words=16)
+    schedule = LayerSchedule(spec, conv(8, 8, 3, 3, 3, 3))
+    assert schedule.weight_words == 2 * 18 * 4 > spec.weight_depth == 16
+    assert "weight_words" not in schedule.config_values()
 
 
 def test_buffer_overflow_advice_works_for_words_that_are_not_whole_bytes():
-    # 3 rows of int4: a 12-bit activation word; 5 words are 60 bits, so whole words mean 9 bytes (6 words).
-    spec = replace(make_spec(3, 2, act_type="int4", weight_type="int4"), act_buffer_bytes=6)   # 4 words
+    # 3 rows of int4: a 12-bit activation word, two words per 3 bytes. 5 words per bank: 10 words, 15 bytes.
+    spec = replace(make_spec(3, 2, act_type="int4", weight_type="int4"), act_buffer_bytes=6)   # 2 x 2 words
     problem = linear(3, 5, 2, name="odd")
-    with pytest.raises(BufferOverflowError, match=r"odd: the activation buffer needs 5 words") as info:
+    with pytest.raises(BufferOverflowError, match=r"odd: the activation buffer needs 5 words .* holds 2;") as info:
         LayerSchedule(spec, problem)
     need = needed_bytes(str(info.value))
-    assert need == 9
-    assert LayerSchedule(replace(spec, act_buffer_bytes=need), problem).act_words <= need * 8 // 12
+    assert need == 15
+    assert replace(spec, act_buffer_bytes=need).act_bank_depth == LayerSchedule(
+        replace(spec, act_buffer_bytes=need), problem).act_words == 5
+    with pytest.raises(BufferOverflowError):
+        LayerSchedule(replace(spec, act_buffer_bytes=need - 3), problem)
     with pytest.raises(MappingError, match=r"act_buffer_bytes=7 is not a whole number of 12-bit words"):
         replace(spec, act_buffer_bytes=7)
 
@@ -339,6 +415,16 @@ def test_a_value_beyond_its_config_field_is_rejected():
     problem = ConvProblem(name="far", kind="conv2d", C=1, H=2, W=4, M=1, E=1, F=4, R=1, S=1, stride_h=100)
     with pytest.raises(MappingError, match=r"far: row_step=400 exceeds the \d+-bit configuration field"):
         LayerSchedule(spec, problem)
+
+
+def test_postop_fields_are_not_limited_by_the_width_of_the_counts():
+    """Counts are sized from the buffers; flags and post-op fields have widths of their own. With tiny buffers
+    the counts are 5 bits wide, and an int32 pass-through chain still needs pp_out_bits=32."""
+    spec = make_spec(2, 2, act_words=8, weight_words=8, acc_words=8)
+    assert field_bits(spec) == 5
+    schedule = LayerSchedule(spec, conv(2, 2, 2, 2, 1, 1))
+    assert schedule.config_values()["pp_out_bits"] == 32
+    assert unpack_config(spec, schedule.config_word()) == schedule.config_values()
 
 
 def test_fold_counts():

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from hwgen.dtypes import parse_dtype
+from hwgen.hw.config import config_layout
 from hwgen.spec import AcceleratorSpec
 from hwgen.verilog import generate, port_map
 
@@ -97,6 +98,10 @@ def test_port_map_widths_follow_the_spec():
     assert ports["acts__payload"][:2] == ("input", 3 * 16)
     assert ports["weights__payload"][:2] == ("input", 5 * 4)
     assert ports["out__payload"][:2] == ("output", 5 * 48)
+    # One post-op parameter beat: per output lane a 32-bit bias, a 32-bit multiplier and a 6-bit shift.
+    assert ports["params__payload"][:2] == ("input", 5 * 70)
+    assert ports["params__valid"][:2] == ("input", 1) and ports["params__ready"][:2] == ("output", 1)
+    assert ports["cfg__payload"][:2] == ("input", config_layout(spec).size)
     assert ports["out__ready"][:2] == ("input", 1) and ports["cfg__ready"][:2] == ("output", 1)
 
 

@@ -1,0 +1,158 @@
+"""The accelerator top (`hwgen.hw.top.AcceleratorTop`) with its post-op chain, end to end in Amaranth's simulator.
+
+Every chain of post-ops runs on an untiled and on a tiled layer: the output beats must be
+``hwgen.postops.apply(reference.conv2d)`` bit for bit, and the measured cycles `hwgen.perf.predict_plan`. Then
+commands with different post-op settings follow each other back to back: the settings ride with each beat
+through the chain, and the parameters of the next command load into the other bank (or wait for it) while the
+current one streams.
+"""
+
+import numpy as np
+import pytest
+
+from hwgen.dtypes import uint8
+from hwgen.perf import predict_commands, predict_plan
+from hwgen.postops import PostOps, pack_params
+from hwgen.problem import ConvProblem
+from hwgen.schedule import LayerSchedule
+from hwgen.spec import AcceleratorSpec
+from hwgen.tiling import plan_layer
+from tests.top_bench import check_beats, lane_decoder, random_operands, run_top
+
+CHAINS = {
+    "none": PostOps(),
+    "bias": PostOps(bias=True),
+    "requant": PostOps(bias=True, requant=True),
+    "requant_relu": PostOps(bias=True, requant=True, relu=True),
+    "requant_relu_maxpool": PostOps(bias=True, requant=True, relu=True, pool="max"),
+    "avgpool": PostOps(pool="avg"),
+    "requant_uint8_avgpool": PostOps(requant=True, pool="avg", out_type=uint8),
+}
+
+
+def make_spec(rows, cols, *, bank, acc, weight_words=8, **extra):
+    """int8 x int8 -> int32, buffers in words (``bank`` activation words in each of the two banks)."""
+    extra.setdefault("max_pool_width", 16)
+    return AcceleratorSpec(rows=rows, cols=cols, act_buffer_bytes=2 * bank * rows,
+                           weight_buffer_bytes=weight_words * cols, acc_buffer_bytes=acc * 4 * cols, **extra)
+
+
+def conv(name, C, M, H, W, R, S=None, stride=1, pad=0):
+    S = R if S is None else S
+    return ConvProblem(name, "conv2d", C=C, H=H, W=W, M=M, E=(H + 2 * pad - R) // stride + 1,
+                       F=(W + 2 * pad - S) // stride + 1, R=R, S=S, stride_h=stride, stride_w=stride,
+                       pad_h=pad, pad_w=pad)
+
+
+# (spec, problem): one command; and one split into row bands, channel tiles and output-channel tiles.
+# Odd output sizes (5x3, 4x3): pooling drops the last row and/or column; M=3 leaves a padding lane.
+UNTILED = (make_spec(2, 2, bank=64, acc=64), conv("untiled", 3, 3, 6, 4, 2))
+TILED = (make_spec(2, 2, bank=12, acc=6, max_out_channels=4), conv("tiled", 3, 3, 4, 3, 3, pad=1))
+
+
+def run_plan_on_top(plan, *, seed, stall=0.0):
+    spec = plan.spec
+    ops = random_operands(spec, plan.problem, seed)
+    want = ops.expected(plan.postops, spec.acc_type)
+    run = run_top(spec, cfg=plan.config_words(), weights=plan.weight_stream(ops.weight),
+                  acts=plan.act_stream(ops.act), params=plan.params_stream(ops.params),
+                  expect_beats=plan.out_beats, stall=stall, seed=seed)
+    check_beats(run.beats, plan.pack_outputs(want), decode=lane_decoder(spec), describe=plan.describe_output,
+                what=f"{plan.problem.name} with {plan.postops}")
+    assert np.array_equal(plan.unpack_outputs(run.beats), want)
+    return run
+
+
+@pytest.mark.parametrize("tiled", [False, True], ids=["untiled", "tiled"])
+@pytest.mark.parametrize("chain", CHAINS)
+def test_every_chain_is_exact_and_meets_the_cycle_model(chain, tiled):
+    spec, problem = TILED if tiled else UNTILED
+    plan = plan_layer(spec, problem, CHAINS[chain], im2col=False)
+    if tiled:
+        assert len({(t.e0, t.e1) for t in plan.tiles}) > 1 and len({(t.c0, t.c1) for t in plan.tiles}) > 1
+        assert len({(t.m0, t.m1) for t in plan.tiles}) > 1
+    else:
+        assert not plan.tiled
+    run = run_plan_on_top(plan, seed=len(chain))
+    assert run.cycles == predict_plan(plan).cycles
+
+
+def test_tiled_chain_under_random_stalls():
+    spec, problem = TILED
+    plan = plan_layer(spec, problem, CHAINS["requant_relu_maxpool"], im2col=False)
+    run = run_plan_on_top(plan, seed=4, stall=0.3)
+    assert run.cycles > predict_plan(plan).cycles
+
+
+# Commands with different post-ops, back to back -------------------------------------------------------------------
+
+SEQUENCE = [
+    # (problem, chain): output sizes differ, so the pooling line buffer and the counters restart every command
+    (conv("c0", 2, 3, 5, 5, 2), "requant_relu_maxpool"),
+    (conv("c1", 2, 3, 3, 4, 2, pad=1), "none"),
+    (conv("c2", 4, 4, 3, 4, 2), "bias"),
+    (conv("c3", 2, 3, 4, 4, 3, pad=1), "requant_uint8_avgpool"),
+    (conv("c4", 2, 2, 3, 3, 1), "requant"),
+    (conv("c5", 3, 3, 5, 4, 2), "avgpool"),
+    (conv("c6", 1, 5, 2, 3, 2, pad=1), "requant_relu"),
+]
+
+
+def sequence_commands(spec, *, act_banks, param_banks):
+    """One command per layer of `SEQUENCE`, each loading its activations into ``act_banks(n)`` and, when it has
+    parameters, them into ``param_banks(k)`` (k counts the commands with parameters)."""
+    commands, k = [], 0
+    for n, (problem, chain) in enumerate(SEQUENCE):
+        postops = CHAINS[chain]
+        bank = param_banks(k) if postops.needs_params else 0
+        k += postops.needs_params
+        commands.append(LayerSchedule(spec, problem, act_bank=act_banks(n), postops=postops, param_bank=bank))
+    return commands
+
+
+def run_sequence(spec, commands, *, seed, stall=0.0):
+    streams = {"cfg": [], "weights": [], "acts": [], "params": []}
+    expected = []
+    for n, schedule in enumerate(commands):
+        ops = random_operands(spec, schedule.problem, seed + n)
+        streams["cfg"].append(schedule.config_word())
+        streams["weights"] += schedule.pack_weights(ops.weight)
+        streams["acts"] += schedule.pack_acts(ops.act)
+        if schedule.param_words:
+            streams["params"] += pack_params(ops.params, cols=spec.cols)
+        expected.append(schedule.pack_outputs(ops.expected(schedule.postops, spec.acc_type)))
+    run = run_top(spec, **streams, expect_beats=sum(len(beats) for beats in expected), stall=stall, seed=seed)
+    at, run.last_out = 0, []
+    for schedule, beats in zip(commands, expected):
+        check_beats(run.beats[at:at + len(beats)], beats, decode=lane_decoder(spec),
+                    describe=schedule.describe_output, what=f"{schedule.problem.name} with {schedule.postops}")
+        at += len(beats)
+        run.last_out.append(run.out_cycles[at - 1])
+    return run
+
+
+BANKINGS = {
+    # How consecutive commands share the two activation banks and the two parameter banks.
+    "alternating_banks": (lambda n: n % 2, lambda k: k % 2),
+    "one_bank_each": (lambda n: 0, lambda k: 0),     # every load waits for the previous user's release
+    "mixed": (lambda n: (n // 2) % 2, lambda k: (k // 2) % 2),
+}
+
+
+@pytest.mark.parametrize("banking", BANKINGS)
+def test_commands_with_different_postops_back_to_back(banking):
+    spec = make_spec(2, 2, bank=64, acc=64)
+    act_banks, param_banks = BANKINGS[banking]
+    commands = sequence_commands(spec, act_banks=act_banks, param_banks=param_banks)
+    run = run_sequence(spec, commands, seed=10)
+    if banking == "alternating_banks":
+        # No drain between commands: each is accepted before the previous one's last result is out.
+        assert all(accept < last for accept, last in zip(run.cfg_cycles[1:], run.last_out))
+    assert run.cycles == predict_commands(commands).cycles
+
+
+def test_commands_with_different_postops_back_to_back_under_random_stalls():
+    spec = make_spec(2, 2, bank=64, acc=64)
+    commands = sequence_commands(spec, act_banks=lambda n: n % 2, param_banks=lambda k: k % 2)
+    run = run_sequence(spec, commands, seed=20, stall=0.35)
+    assert run.cycles > predict_commands(commands).cycles

@@ -1,0 +1,150 @@
+"""Shared test bench for the whole accelerator (`hwgen.hw.top.AcceleratorTop`) in Amaranth's simulator, and the
+operands/golden results the end-to-end tests feed it. Not a test module.
+
+`run_top` drives the four input streams from lists of words (one beat per cycle unless a random stall says
+otherwise) and collects ``expect_beats`` output beats, like `sim.pysim.run_streams`, and then checks what a
+stream run must also leave behind: every input word consumed, no output beat beyond the expected ones, and the
+accelerator idle with ``cfg`` ready. Cycles are counted like the cycle model: from the first ``cfg`` handshake
+to the last ``out`` handshake.
+"""
+
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+from amaranth.sim import Simulator
+
+from hwgen import reference
+from hwgen.hw.top import AcceleratorTop
+from hwgen.postops import QuantParams, apply, quantize_multiplier
+
+__all__ = ["TopRun", "run_top", "Operands", "random_operands", "check_beats"]
+
+STREAMS = ("cfg", "weights", "acts", "params")
+
+
+@dataclass
+class TopRun:
+    beats: list
+    cycles: int
+    cfg_cycles: list
+    out_cycles: list
+    sent: dict = field(default_factory=dict)
+
+
+def run_top(spec, *, cfg, weights=(), acts=(), params=(), expect_beats, stall=0.0, sink_stall=None, seed=0,
+            tail=40, max_cycles=50_000):
+    """Run one stream of commands through a fresh accelerator; see the module docstring.
+
+    ``stall``: per-cycle probability that a source withholds its next word; ``sink_stall`` (default ``stall``):
+    probability that ``out`` is not ready. Each stream draws independently."""
+    dut = AcceleratorTop(spec)
+    rng = random.Random(seed)
+    sink_stall = stall if sink_stall is None else sink_stall
+    queues = {"cfg": list(cfg), "weights": list(weights), "acts": list(acts), "params": list(params)}
+    sent = dict.fromkeys(STREAMS, 0)
+    run = TopRun(beats=[], cycles=0, cfg_cycles=[], out_cycles=[], sent=sent)
+
+    async def testbench(ctx):
+        ports = [getattr(dut, name) for name in STREAMS]
+        cycle = 0
+        while len(run.beats) < expect_beats:
+            assert cycle < max_cycles, f"no progress: {len(run.beats)} of {expect_beats} beats, sent {sent}"
+            offered = []
+            for name, port in zip(STREAMS, ports):
+                index = sent[name]
+                pending = index < len(queues[name])
+                offered.append(pending and not (stall and rng.random() < stall))
+                ctx.set(port.valid, offered[-1])
+                ctx.set(port.payload, queues[name][index] if pending else 0)
+            ready = not (sink_stall and rng.random() < sink_stall)
+            ctx.set(dut.out.ready, ready)
+            _, _, *readies, out_valid, out_payload = await ctx.tick().sample(
+                *(port.ready for port in ports), dut.out.valid, dut.out.payload)
+            for name, offer, port_ready in zip(STREAMS, offered, readies):
+                if offer and port_ready:
+                    sent[name] += 1
+                    if name == "cfg":
+                        run.cfg_cycles.append(cycle)
+            if ready and out_valid:
+                run.beats.append(out_payload)
+                run.out_cycles.append(cycle)
+            cycle += 1
+        # Afterwards: nothing more comes out, and the accelerator goes idle with every word consumed.
+        for port in ports:
+            ctx.set(port.valid, 0)
+        ctx.set(dut.out.ready, 1)
+        for _ in range(tail):
+            _, _, out_valid = await ctx.tick().sample(dut.out.valid)
+            assert not out_valid, f"an output beat beyond the expected {expect_beats}"
+        assert not ctx.get(dut.busy), "the accelerator did not return to idle"
+        assert ctx.get(dut.cfg.ready), "cfg is not ready after the last command"
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    for name in STREAMS:
+        assert sent[name] == len(queues[name]), f"{name}: {sent[name]} of {len(queues[name])} words consumed"
+    run.cycles = run.out_cycles[-1] - run.cfg_cycles[0] if run.out_cycles else 0
+    return run
+
+
+# Operands and golden results ----------------------------------------------------------------------------------
+
+@dataclass
+class Operands:
+    act: np.ndarray        # canonical I[C, H, W]
+    weight: np.ndarray     # canonical W[M, C, R, S]
+    acc: np.ndarray        # reference.conv2d: O[M, E, F] before the post-ops
+    params: QuantParams    # bias, multiplier and shift per output channel (whatever the chain uses)
+
+    def expected(self, postops, acc_type):
+        return apply(self.acc, self.params, postops, acc_type)
+
+
+def random_operands(spec, problem, seed):
+    """Operands over the full range of their types (both extremes always present) and post-op parameters that
+    scale the accumulators to about +-100 (int8 outputs mostly in range, some saturated) with biases of up to a
+    quarter of the accumulator range, so ReLU and saturation both matter."""
+    rng = np.random.default_rng(seed)
+    p, a, w = problem, spec.act_type, spec.weight_type
+    act = rng.integers(a.min, a.max, p.act_canonical_shape, endpoint=True)
+    weight = rng.integers(w.min, w.max, p.weight_canonical_shape, endpoint=True)
+    act.flat[0], weight.flat[0] = a.min, w.min
+    act.flat[-1], weight.flat[-1] = a.max, w.max
+    acc = reference.conv2d(act, weight, stride=(p.stride_h, p.stride_w), padding=(p.pad_h, p.pad_w),
+                           acc_type=spec.acc_type, out_size=(p.E, p.F))
+    big = int(np.abs(acc).max()) + 1
+    pairs = [quantize_multiplier(float(rng.uniform(40, 200)) / big) for _ in range(p.M)]
+    params = QuantParams(bias=rng.integers(-(big // 4) - 1, big // 4 + 1, p.M),
+                         multiplier=np.array([m for m, _ in pairs]), shift=np.array([s for _, s in pairs]))
+    return Operands(act, weight, acc, params)
+
+
+def check_beats(got_beats, want_beats, *, decode, describe=None, what="outputs"):
+    """Beat-exact comparison; on a mismatch, name the first differing beats and lanes (decoded)."""
+    if got_beats == want_beats:
+        return
+    lines = [f"{what}: {len(got_beats)} beats, expected {len(want_beats)}"]
+    for n, (got, want) in enumerate(zip(got_beats, want_beats)):
+        if got != want:
+            got_lanes, want_lanes = decode(got), decode(want)
+            for lane, (g, w) in enumerate(zip(got_lanes, want_lanes)):
+                if g != w:
+                    where = describe(n, lane) if describe else f"beat {n} lane {lane}"
+                    lines.append(f"  {where}: got {g}, expected {w}")
+            if len(lines) > 8:
+                break
+    raise AssertionError("\n".join(lines))
+
+
+def lane_decoder(spec):
+    """One output beat -> its ``cols`` lanes as signed ``acc_type`` values."""
+    bits = spec.acc_type.bits
+    mask = (1 << bits) - 1
+
+    def decode(word):
+        lanes = [(word >> (j * bits)) & mask for j in range(spec.cols)]
+        return [v - (1 << bits) if v >> (bits - 1) else v for v in lanes]
+    return decode
