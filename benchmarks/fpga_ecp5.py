@@ -36,7 +36,19 @@ def array_spec(rows, cols):
 
 
 def largest_square(device):
-    return math.isqrt(device.dsps)
+    """The largest n x n array whose elaborated top (PE and post-op multipliers, memories) fits the device."""
+    from amaranth.back import rtlil
+    from fpga.fit import design_resources, estimate_fit
+    from fpga.flow import default_component
+    from fpga.wrapper import PinLightTop
+    for n in range(math.isqrt(device.dsps), 0, -1):
+        spec = array_spec(n, n)
+        if estimate_fit(spec, device, check=False).problems:
+            continue
+        text = rtlil.convert(PinLightTop(default_component(spec)), name=spec.name)
+        if not estimate_fit(spec, device, check=False, resources=design_resources(text)).problems:
+            return n
+    return 0
 
 
 def row(summary):

@@ -55,6 +55,7 @@ def add_synth_parser(subparsers):
     spec = p.add_argument_group("spec (without DESIGN, or overriding its spec)")
     spec.add_argument("--rows", type=int)
     spec.add_argument("--cols", type=int)
+    spec.add_argument("--dataflow", choices=["weight_stationary", "matrix_vector"])
     spec.add_argument("--act-type")
     spec.add_argument("--weight-type")
     spec.add_argument("--acc-type")
@@ -77,7 +78,7 @@ def add_synth_parser(subparsers):
 
 DEFAULT_DEPTHS = {"act": 2048, "weight": 2048, "acc": 256}
 
-_SPEC_FIELDS = {"rows": "rows", "cols": "cols", "act_type": "act_type", "weight_type": "weight_type",
+_SPEC_FIELDS = {"dataflow": "dataflow", "rows": "rows", "cols": "cols", "act_type": "act_type", "weight_type": "weight_type",
                 "acc_type": "acc_type", "act_buffer_bytes": "act_buffer_bytes",
                 "weight_buffer_bytes": "weight_buffer_bytes", "acc_buffer_bytes": "acc_buffer_bytes",
                 "name": "name"}
@@ -102,7 +103,8 @@ def spec_from_args(args):
             for field, default in (("act_type", "int8"), ("weight_type", "int8"), ("acc_type", "int32"))}
     rows, cols = overrides["rows"], overrides["cols"]
     overrides.setdefault("act_buffer_bytes", DEFAULT_DEPTHS["act"] * rows * bits["act_type"] // 8)
-    overrides.setdefault("weight_buffer_bytes", DEFAULT_DEPTHS["weight"] * cols * bits["weight_type"] // 8)
+    lanes = cols * (rows if overrides.get("dataflow") == "matrix_vector" else 1)
+    overrides.setdefault("weight_buffer_bytes", DEFAULT_DEPTHS["weight"] * lanes * bits["weight_type"] // 8)
     overrides.setdefault("acc_buffer_bytes", DEFAULT_DEPTHS["acc"] * cols * bits["acc_type"] // 8)
     return AcceleratorSpec(**overrides)
 

@@ -144,11 +144,26 @@ def estimate_fit(spec, device, *, lut_multipliers=False, io_bits=8, check=True, 
             warnings.append(f"{reason}: ALL {muls} multipliers will be built from LUTs (about "
                             f"{lut_mult_cost(a_bits, w_bits)} LUT4 per PE) and Fmax will be lower")
         else:
-            per_col = other_dsps // spec.cols if spec.cols else 0
-            largest = max((n for n in range(1, 65) if n * n * dsp_tiles(a_bits, w_bits, device) + n * per_col
-                           <= device.dsps), default=0)
-            fix = (f"use a smaller array (at most {largest}x{largest}: --rows {largest} --cols {largest})"
-                   if largest else "no array of this top fits the DSPs")
+            per_col = other_dsps / spec.cols if spec.cols else 0
+            per_pe = dsp_tiles(a_bits, w_bits, device)
+
+            def fits(r, c):
+                return r * c * per_pe + c * per_col <= device.dsps
+            square = max((n for n in range(1, 65) if fits(n, n)), default=0)
+            # the most PEs with rows >= cols and rows <= 2 * cols (per-column costs favour more rows)
+            shapes = [(r * c, -(r - c), r, c) for c in range(1, 65) for r in range(c, min(2 * c, 64) + 1)
+                      if fits(r, c)]
+            best = max(shapes, default=None)
+            if square:
+                fix = f"use a smaller array: at most {square}x{square} (--rows {square} --cols {square})"
+                if best and best[0] > square * square:
+                    fix += f", or {best[2]}x{best[3]} (--rows {best[2]} --cols {best[3]})"
+            elif best:
+                fix = f"use at most {best[2]}x{best[3]} (--rows {best[2]} --cols {best[3]})"
+            else:
+                small = max((r for r in range(1, 65) if fits(r, 1)), default=0)
+                fix = (f"use a single column (at most --rows {small} --cols 1)" if small else
+                       "no array of this top fits the DSPs")
             problems.append(f"{reason}. Fix: {fix}, or allow LUT multipliers with --lut-multipliers")
 
     primary = device.brams[0]

@@ -23,26 +23,26 @@ def run(*argv):
 @pytest.mark.parametrize("device", ["ice40-up5k", "ecp5-85f"])
 def test_cli_synth_writes_netlist_report_and_summary(device, tmp_path, capsys):
     out = tmp_path / device
-    assert run("--rows", "2", "--cols", "2", "--act-buffer-bytes", "256", "--weight-buffer-bytes", "256",
+    assert run("--rows", "2", "--cols", "1", "--act-buffer-bytes", "256", "--weight-buffer-bytes", "256",
                "--acc-buffer-bytes", "512", "--device", device, "-o", str(out), "--json", "-q") == 0
     summary = json.loads(capsys.readouterr().out)
-    for name in ("ws2x2.json", "ws2x2.v", "ws2x2.report.json", "ws2x2.summary.json", "ws2x2.summary.txt",
+    for name in ("ws2x1.json", "ws2x1.v", "ws2x1.report.json", "ws2x1.summary.json", "ws2x1.summary.txt",
                  "nextpnr.log", "yosys.log"):
         assert (out / name).exists(), name
-    assert summary["dsp"] == 4, "one hard multiplier per MAC"
+    assert summary["dsp"] == summary["estimate"]["dsps_needed"] >= 2, "one hard multiplier per MAC"
     assert summary["fmax_mhz"] > 0 and summary["critical_path"]["from"]
     assert summary["memory_mapping"]["status"] == "ok", summary["memory_mapping"]
-    assert summary["bram"] >= 3
+    assert summary["bram"] >= 2
 
 
 def test_timing_miss_is_reported_not_fatal(tmp_path, capsys):
     """nextpnr exits 1 on a missed target without --timing-allow-fail; we report the miss instead."""
-    code = run("--rows", "2", "--cols", "2", "--act-buffer-bytes", "256", "--weight-buffer-bytes", "256",
+    code = run("--rows", "2", "--cols", "1", "--act-buffer-bytes", "256", "--weight-buffer-bytes", "256",
                "--acc-buffer-bytes", "512", "--device", "ice40-up5k", "--freq", "400", "-o", str(tmp_path), "-q")
     assert code == 0
     text = capsys.readouterr().out
     assert "timing MISSED" in text
-    assert run("--rows", "2", "--cols", "2", "--act-buffer-bytes", "256", "--weight-buffer-bytes", "256",
+    assert run("--rows", "2", "--cols", "1", "--act-buffer-bytes", "256", "--weight-buffer-bytes", "256",
                "--acc-buffer-bytes", "512", "--device", "ice40-up5k", "--freq", "400", "-o", str(tmp_path),
                "-q", "--require-timing") == 3
 
