@@ -184,9 +184,12 @@ def run_tool(tool, args, *, build_dir, log_name, progress=None, timeout_s=None, 
             if timeout_s is not None and now - start > timeout_s:
                 proc.kill()
                 proc.wait()
+                proc.stdout.close()
                 raise ToolError(f"{tool.name} timed out after {timeout_s:.0f}s", log_path=log_path,
                                 log_tail="".join(tail[-20:]))
     returncode = proc.wait()
+    thread.join(timeout=5)
+    proc.stdout.close()
     elapsed = time.monotonic() - start
     if returncode not in ok_returncodes:
         raise ToolError(f"{tool.name} failed (exit {returncode}) after {elapsed:.0f}s; full log: {log_path}",
