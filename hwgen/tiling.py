@@ -6,8 +6,10 @@ keeps its share of the padding as a smaller pad), its weights are streamed, its 
 last input-channel tile has been added in (the accumulators keep the partial sums between those tiles).
 
 Tiles are ordered ``for e-band: for m-tile: for c-tile`` or ``for m-tile: for e-band: for c-tile``; an
-activation tile that the next command uses again stays in its bank (no reload). Among all tile sizes that fit
-and both orders, the plan that moves the fewest bytes wins (ties: fewer commands).
+activation tile that the next command uses again stays in its bank (no reload). The candidates are, for every
+input-channel tile size, the tallest band of output rows that fits, with every m-tile size the buffers allow
+and both orders; the one that moves the fewest bytes wins (ties: fewer commands). That is a search over a
+useful family, not over every tiling: a shorter band can occasionally move a few bytes less.
 """
 
 from dataclasses import dataclass, field
@@ -183,9 +185,9 @@ def _window(problem, e0, e1):
     top = e0 * p.stride_h - p.pad_h
     bottom = (e1 - 1) * p.stride_h + p.R - p.pad_h       # exclusive
     h0, h1 = max(0, top), min(p.H, bottom)
-    if h1 <= h0:   # the band reads only padding: keep one real row so the tile is well formed
-        h0, h1 = (min(max(0, top), p.H - 1),) * 2
-        h1 = h0 + 1
+    if h1 <= h0:
+        # The band reads only padding: load one real row and pad the tile so every read misses it.
+        return 0, 1, (e1 - e0 - 1) * p.stride_h + p.R
     return h0, h1, h0 - top
 
 
@@ -202,10 +204,15 @@ def _ranges(total, step):
     return [(start, min(total, start + step)) for start in range(0, total, step)]
 
 
+def _computed_rows(problem, postops):
+    """Output rows worth computing: 2x2 pooling (floor) drops an odd last row, so it is not computed."""
+    return problem.E - (problem.E % 2 if postops.pool != "none" else 0)
+
+
 def _build(spec, problem, postops, *, cg_tile, e_tile, mf_tile, order):
     p, rows, cols = problem, spec.rows, spec.cols
     c_ranges = _ranges(p.C, cg_tile * rows)
-    e_ranges = _ranges(p.E, e_tile)
+    e_ranges = _ranges(_computed_rows(p, postops), e_tile)
     m_ranges = _ranges(p.M, mf_tile * cols)
     outer = [(e, m) for e in e_ranges for m in m_ranges] if order == "e_outer" else \
         [(e, m) for m in m_ranges for e in e_ranges]
@@ -237,9 +244,12 @@ def _build(spec, problem, postops, *, cg_tile, e_tile, mf_tile, order):
     return LayerPlan(spec, problem, tuple(tiles), order, moved, postops)
 
 
-def _act_words(spec, problem, cg_tile, e_tile):
-    rows_needed = min(problem.H, (e_tile - 1) * problem.stride_h + problem.R)
-    return cg_tile * rows_needed * problem.W
+def _act_words(spec, problem, cg_tile, e_tile, rows_out=None):
+    """Words of the largest activation window among the bands of `e_tile` output rows (clipped windows:
+    border bands read padding instead of rows)."""
+    rows_out = problem.E if rows_out is None else rows_out
+    tallest = max(h1 - h0 for h0, h1, _ in (_window(problem, e0, e1) for e0, e1 in _ranges(rows_out, e_tile)))
+    return cg_tile * tallest * problem.W
 
 
 def plan_layer(spec, problem, postops=PostOps(), *, im2col="auto"):
@@ -273,30 +283,35 @@ def plan_layer(spec, problem, postops=PostOps(), *, im2col="auto"):
 
 
 def _plan_tiles(spec, problem, postops):
+    """Candidates: for every input-channel tile size, the tallest band of output rows that fits (bands even
+    when pooling), every m-tile size the buffers allow, both loop orders; the fewest bytes moved wins."""
     p = problem
     c_groups, m_folds = ceil(p.C / spec.rows), ceil(p.M / spec.cols)
-    smallest_act = _act_words(spec, p, 1, 1)
+    rows_out = _computed_rows(p, postops)
+    band = 2 if postops.pool != "none" else 1      # the thinnest band: one pooling window high
+    what = "one output row" if band == 1 else "two output rows (one pooling window)"
+    smallest_act = _act_words(spec, p, 1, band, rows_out)
     if smallest_act > spec.act_bank_depth:
         need = buffer_bytes_for(2 * smallest_act, spec.act_word_bits)
         raise BufferOverflowError(
-            f"{p.name}: even one output row of one group of {spec.rows} input channels reads "
-            f"{min(p.H, p.R)} input rows x W={p.W} = {smallest_act} activation words, more than one activation "
-            f"bank holds ({spec.act_bank_depth} words); set act_buffer_bytes >= {need} (two banks)")
-    if p.F > spec.acc_depth:
-        need = buffer_bytes_for(p.F, spec.acc_word_bits)
+            f"{p.name}: even {what} of one group of {spec.rows} input channels reads {smallest_act // p.W} input "
+            f"rows x W={p.W} = {smallest_act} activation words, more than one activation bank holds "
+            f"({spec.act_bank_depth} words); set act_buffer_bytes >= {need} (two banks)")
+    if band * p.F > spec.acc_depth:
+        need = buffer_bytes_for(band * p.F, spec.acc_word_bits)
         raise BufferOverflowError(
-            f"{p.name}: one output row has F={p.F} pixels but the accumulator buffer holds {spec.acc_depth} "
-            f"words; set acc_buffer_bytes >= {need}")
+            f"{p.name}: {what} of F={p.F} pixels need {band * p.F} accumulator words but the accumulator "
+            f"buffer holds {spec.acc_depth}; set acc_buffer_bytes >= {need}")
     candidates = []
     # The matrix-vector engine reduces over all of K in one command: only whole channel ranges.
     smallest_cg = c_groups if spec.dataflow == "matrix_vector" else 1
     for cg_tile in range(c_groups, smallest_cg - 1, -1):
         # The largest band of output rows whose window fits one bank and whose pixels fit the accumulators.
         e_tile = 0
-        for e in range(p.E, 0, -1):
-            if postops.pool != "none" and e % 2 and e != p.E:
+        for e in range(rows_out, 0, -1):
+            if e % band:
                 continue   # a pooling window must not straddle two bands
-            if _act_words(spec, p, cg_tile, e) <= spec.act_bank_depth and e * p.F <= spec.acc_depth:
+            if _act_words(spec, p, cg_tile, e, rows_out) <= spec.act_bank_depth and e * p.F <= spec.acc_depth:
                 e_tile = e
                 break
         if not e_tile:
@@ -314,9 +329,12 @@ def _plan_tiles(spec, problem, postops):
             for order in ORDERS:
                 candidates.append(_build(spec, p, postops, cg_tile=cg_tile, e_tile=e_tile, mf_tile=mf_tile,
                                          order=order))
-        if cg_tile == c_groups and e_tile == p.E and mf_tiles == [m_folds]:
+        if cg_tile == c_groups and e_tile == rows_out and mf_tiles == [m_folds]:
             break   # the whole layer fits: one command, nothing can move fewer bytes
-    if not candidates:
-        need = buffer_bytes_for(p.F * m_folds, spec.acc_word_bits)
-        raise BufferOverflowError(f"{p.name}: no tiling fits the accumulator buffer; set acc_buffer_bytes >= {need}")
+    if not candidates:   # only the matrix-vector engine, which cannot split the reduction, gets here
+        words = _act_words(spec, p, c_groups, band, rows_out)
+        need = buffer_bytes_for(2 * words, spec.act_word_bits)
+        raise BufferOverflowError(
+            f"{p.name}: the matrix-vector engine keeps all K={p.C} inputs of the {p.F} samples in one activation "
+            f"bank ({words} words, the bank holds {spec.act_bank_depth}); set act_buffer_bytes >= {need}")
     return min(candidates, key=lambda plan: (plan.bytes_moved["total"], len(plan.tiles), ORDERS.index(plan.order)))

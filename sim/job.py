@@ -29,14 +29,15 @@ class SimJob:
     extra: dict = field(default_factory=dict)
 
     @staticmethod
-    def layer(problem: ConvProblem, postops: PostOps = PostOps()):
-        return {"problem": {key: getattr(problem, key) for key in _CANONICAL},
+    def layer(problem: ConvProblem, postops: PostOps = PostOps(), im2col="auto"):
+        return {"problem": {key: getattr(problem, key) for key in _CANONICAL}, "im2col": im2col,
                 "postops": {**{key: getattr(postops, key) for key in _POSTOPS},   # and the output type, by name
                             "out_type": postops.out_type.name if postops.out_type else None}}
 
     def plans(self):
         spec = AcceleratorSpec.from_dict(self.spec)
-        return [plan_layer(spec, ConvProblem(**layer["problem"]), PostOps(**layer["postops"]))
+        return [plan_layer(spec, ConvProblem(**layer["problem"]), PostOps(**layer["postops"]),
+                           im2col=layer.get("im2col", "auto"))
                 for layer in self.layers]
 
     def dumps(self):

@@ -55,7 +55,8 @@ def _job_layer(layer):
     from hwgen.problem import ConvProblem
     from hwgen.tiling import LayerPlan
     if isinstance(layer, LayerPlan):
-        return SimJob.layer(layer.problem, layer.postops)
+        # The testbench re-plans from the problem; pinning im2col reproduces every plan plan_layer makes.
+        return SimJob.layer(layer.problem, layer.postops, im2col=layer.im2col)
     if isinstance(layer, ConvProblem):
         return SimJob.layer(layer)
     problem, postops = layer

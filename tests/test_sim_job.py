@@ -33,13 +33,10 @@ def test_the_runner_accepts_problems_pairs_and_plans():
     postops = CHAINS[2]
     plan = plan_layer(SPEC, PROBLEM, postops)
     assert _job_layer(PROBLEM) == SimJob.layer(PROBLEM)
-    assert _job_layer((PROBLEM, postops)) == _job_layer(plan) == SimJob.layer(PROBLEM, postops)
+    assert _job_layer((PROBLEM, postops)) == SimJob.layer(PROBLEM, postops)
+    assert _job_layer(plan) == SimJob.layer(PROBLEM, postops, im2col=plan.im2col)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "sim.runner limitation: a LayerPlan passed to run_layers is sent as its problem and post-ops only and "
-    "re-planned with plan_layer's defaults, so a plan built otherwise (im2col forced, another tiling) is not "
-    "the one simulated"))
 def test_a_plan_given_to_the_runner_is_the_plan_simulated():
     spec = AcceleratorSpec(rows=4, cols=4, act_buffer_bytes=160, weight_buffer_bytes=32, acc_buffer_bytes=512)
     problem = ConvProblem("few_channels", "conv2d", C=2, H=6, W=5, M=5, E=6, F=5, R=3, S=3, pad_h=1, pad_w=1)

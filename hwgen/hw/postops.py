@@ -26,9 +26,12 @@ window, i.e. per four kept inputs). The pipeline stalls as a whole: ``i.ready = 
 (combinational from ``o.ready``, independent of ``i.valid``), so it holds up to 6 beats and never drops one.
 
 Position in the layer comes from counters over accepted beats (``f``, then ``e``, then m-fold, wrapping back to
-zero after ``m_folds * out_h * out_w`` beats): ``cfg`` must be held constant from a layer's first ``i`` beat to
-its last ``o`` beat. Parameters arrive on ``params`` (always ready), one beat per m-fold written to consecutive
-addresses from 0, wrapping after ``cfg.m_folds`` beats; load them before the layer's first beat.
+zero after ``m_folds * out_h * out_w`` beats). ``cfg`` and ``bank`` describe the command whose beats arrive on
+``i``; they are sampled with each beat and ride down the stages with it, so consecutive commands with different
+settings follow each other without a drain (the top switches them at the exact beat boundary). Parameters are
+written through ``params_en``/``params_addr``/``params_data`` into two banks of ``max_m_folds`` words (bank ``b``
+holds m-fold ``k`` at ``b * max_m_folds + k``), so the next command's parameters load while this one's beats
+still read the other bank.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
