@@ -73,7 +73,7 @@ def main():
         except FileNotFoundError:
             print("(no saved SCALE-Sim figures: run with --scalesim)")
             scalesim = {}
-    by_layer = {df: {layer["name"]: layer for layer in runs["layers"]}
+    by_layer = {df: {layer["name"]: layer for layer in runs}
                 for df, runs in scalesim.get("dataflows", {}).items()}
 
     print(f"AlexNet conv layers on {SPEC.rows}x{SPEC.cols} weight-stationary; int8 x int8 -> int32, "

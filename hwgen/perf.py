@@ -66,9 +66,10 @@ def predict_commands(schedules, *, name=None, macs=None):
         accept = max(accept + 1, loader_free, handoff_clear, bank_free[s.act_bank] if s.load_acts else 0,
                      param_free[s.param_bank] if s.param_words else 0)
         if s.load_acts or s.param_words:
-            # Activations and parameters load side by side.
-            handoff = accept + max(s.act_words if s.load_acts else 0, s.param_words) + LOAD_HANDOFF
-            loader_free = handoff
+            # Activations and parameters load side by side; the command is handed on once its parameters and
+            # its first start_words activations are in, and the loader is free when all are.
+            handoff = accept + max(s.start_words, s.param_words) + LOAD_HANDOFF
+            loader_free = accept + max(s.act_words if s.load_acts else 0, s.param_words) + LOAD_HANDOFF
         else:
             handoff = accept + NO_LOAD_HANDOFF
             loader_free = accept + 1
@@ -114,7 +115,7 @@ def predict_plan(plan):
     return predict_commands(plan.commands, name=plan.problem.name, macs=plan.macs)
 
 
-def single_command_cycles(*, act_words, folds, fold_period, pixels, rows, cols):
+def single_command_cycles(*, start_words, folds, fold_period, pixels, rows, cols):
     """The closed form of `predict` for one command without pooling (documented in the README)."""
-    return (act_words + LOAD_HANDOFF + TAKE_TO_FIRST_SLOT + (folds - 1) * fold_period + pixels - 1
+    return (start_words + LOAD_HANDOFF + TAKE_TO_FIRST_SLOT + (folds - 1) * fold_period + pixels - 1
             + BUFFER_READ + array_latency(rows=rows, cols=cols) + OUTPUT_FIFO + POSTOPS)

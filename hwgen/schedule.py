@@ -160,6 +160,37 @@ class LayerSchedule:
         return self.folds * self.spec.rows
 
     @property
+    def start_words(self):
+        """Activation words that must be loaded before the compute engine may start, so that with one word
+        loaded per cycle no read overtakes the load (the hardware interlock would otherwise stall it).
+
+        Word ``a`` is written ``1 + a`` cycles after the cfg handshake and the slot issued ``tau`` slots after
+        the first reads it at least ``start + 5 + tau`` cycles after (``start + 4 + tau`` on the
+        matrix-vector engine, which has no pre-slot); a read sees a write of an earlier cycle."""
+        if not self.load_acts:
+            return 0
+        p = self.problem
+        lead = 3 if self.spec.dataflow != "matrix_vector" else 2
+        if self.spec.dataflow == "matrix_vector":
+            # Slots (n, kg) of the first m-fold read word kg*N + n; later m-folds re-read them.
+            n, kg = np.meshgrid(np.arange(self.pixels), np.arange(self.c_groups), indexing="ij")
+            addr = (kg * p.W + n).ravel()
+            tau = np.arange(addr.size)
+            return int(max(0, (addr - tau - lead).max()))
+        e, f = np.divmod(np.arange(self.pixels), p.F)
+        worst = 0
+        # The folds of the first m-fold read every word the layer reads; later m-folds only re-read them.
+        for fold, (_, r, s, cg) in enumerate(self.fold_order()[:self.k_folds]):
+            h = e * p.stride_h + r - p.pad_h
+            w = f * p.stride_w + s - p.pad_w
+            inside = (h >= 0) & (h < p.H) & (w >= 0) & (w < p.W)
+            if inside.any():
+                addr = (cg * p.H + h) * p.W + w
+                tau = fold * self.fold_period + np.arange(self.pixels)
+                worst = max(worst, int((addr - tau - lead)[inside].max()))
+        return min(worst, self.act_words)
+
+    @property
     def acc_words(self):
         return self.pixels * (self.m_folds if self.keep_partials else 1)
 
@@ -200,6 +231,7 @@ class LayerSchedule:
             m_folds=self.m_folds, stride_h=p.stride_h, stride_w=p.stride_w, pad_h=p.pad_h, pad_w=p.pad_w,
             plane=p.H * p.W, row_step=p.stride_h * p.W, pad_row_offset=p.pad_h * p.W,
             fold_period=self.fold_period, pixels=self.pixels, act_words=self.act_words,
+            start_words=self.start_words,
             acc_stride=self.pixels if self.keep_partials else 0, act_bank=self.act_bank,
             load_acts=int(self.load_acts), release=int(self.release), acc_init=int(self.acc_init),
             acc_emit=int(self.acc_emit), param_words=self.param_words,

@@ -81,7 +81,8 @@ def test_tiled_chain_under_random_stalls():
     spec, problem = TILED
     plan = plan_layer(spec, problem, CHAINS["requant_relu_maxpool"], im2col=False)
     run = run_plan_on_top(plan, seed=4, stall=0.3)
-    assert run.cycles > predict_plan(plan).cycles
+    # Stalls only slow the RTL down; one that hits no critical cycle costs nothing.
+    assert run.cycles >= predict_plan(plan).cycles
 
 
 # Commands with different post-ops, back to back -------------------------------------------------------------------

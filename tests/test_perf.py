@@ -230,7 +230,7 @@ def test_estimate_fields_and_the_closed_form():
         estimate = predict(schedule)
         assert estimate == predict_commands([schedule])
         assert estimate.cycles == single_command_cycles(
-            act_words=schedule.act_words, folds=schedule.folds, fold_period=schedule.fold_period,
+            start_words=schedule.start_words, folds=schedule.folds, fold_period=schedule.fold_period,
             pixels=schedule.pixels, rows=rows, cols=cols)
         assert estimate.layer == problem.name and estimate.commands == 1
         assert estimate.macs == problem.macs and estimate.pes == rows * cols

@@ -437,3 +437,29 @@ def test_fold_counts():
     assert schedule.act_words == 3 * 6 * 5
     assert schedule.out_beats == 3 * 12
     assert schedule.macs == 7 * 9 * 12 * 3 * 2
+
+
+# Early start: the compute engine may begin before its activations are all loaded --------------------------------
+
+def test_start_words_never_lets_a_read_overtake_the_load():
+    """With word a written 1 + a cycles after the cfg handshake and the command started after `start_words`,
+    every read of the golden slot sequence lands after its write: the property the cycle model relies on (the
+    hardware interlock would otherwise stall and the model would be wrong)."""
+    from hwgen.problem import ConvProblem
+    spec = make_spec(4, 4, act_words=512)
+    cases = [ConvProblem("s1", "conv2d", C=6, H=6, W=7, M=5, E=6, F=7, R=3, S=3, pad_h=1, pad_w=1),
+             ConvProblem("s2", "conv2d", C=9, H=9, W=8, M=3, E=4, F=4, R=3, S=2, stride_h=2, stride_w=2),
+             ConvProblem("pw", "conv2d", C=12, H=5, W=5, M=4, E=5, F=5, R=1, S=1)]
+    for problem in cases:
+        schedule = LayerSchedule(spec, problem)
+        start = schedule.start_words
+        assert 0 <= start <= schedule.act_words
+        first_slot = start + 5          # handoff at start + 2, the first slot 3 cycles later (perf.py)
+        for tau, slot in enumerate(schedule.slots()):
+            if slot.valid and not slot.padded:
+                assert 1 + slot.act_addr < first_slot + tau, (problem.name, tau, slot)
+        # ...and it is the least such count: one word less and some read would overtake the load.
+        if start:
+            tight = [1 + s.act_addr >= first_slot - 1 + tau for tau, s in enumerate(schedule.slots())
+                     if s.valid and not s.padded]
+            assert any(tight)

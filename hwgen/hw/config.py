@@ -19,6 +19,7 @@ COUNT_FIELDS = (
     "fold_period",     # issue slots per fold (>= pixels; see schedule.fold_period)
     "pixels",          # out_h * out_w
     "act_words",       # words to load into the activation bank (when load_acts)
+    "start_words",     # words loaded before the compute engine may start (the rest arrive as it computes)
     "acc_stride",      # accumulator words between m-folds: 0 when each m-fold is emitted before the next
     "param_words",     # post-op parameter beats to load with this command (one per m-fold, or 0)
     "emit_words",      # beats this command sends into the post-op chain: m_folds * pixels when it emits

@@ -79,6 +79,7 @@ class AcceleratorTop(wiring.Component):
         incoming = data.View(layout, self.cfg.payload)
         load_cmd = Signal(layout)
         handoff, handoff_valid, handoff_take = Signal(layout), Signal(), Signal()
+        handed, hand_now, loader_loading = Signal(), Signal(), Signal()
         acts_left = Signal(range(bank_depth + 1))
         act_addr = Signal(range(bank_depth))
         params_left = Signal(range(spec.max_param_folds + 1))
@@ -105,7 +106,7 @@ class AcceleratorTop(wiring.Component):
                                               (~has_params | param_free))
                 with m.If(self.cfg.valid & self.cfg.ready):
                     with m.If(incoming.load_acts | has_params):
-                        m.d.sync += [load_cmd.eq(incoming), act_addr.eq(0), param_addr.eq(0),
+                        m.d.sync += [load_cmd.eq(incoming), act_addr.eq(0), param_addr.eq(0), handed.eq(0),
                                      acts_left.eq(Mux(incoming.load_acts, incoming.act_words, 0)),
                                      params_left.eq(incoming.param_words)]
                         m.d.comb += set_param_busy.eq(Mux(has_params, Mux(incoming.param_bank, 0b10, 0b01), 0))
@@ -113,15 +114,21 @@ class AcceleratorTop(wiring.Component):
                     with m.Else():
                         m.d.sync += [handoff.eq(incoming), handoff_valid.eq(1)]
             with m.State("LOAD"):
-                m.d.comb += [self.acts.ready.eq(acts_left != 0), self.params.ready.eq(params_left != 0)]
+                m.d.comb += [self.acts.ready.eq(acts_left != 0), self.params.ready.eq(params_left != 0),
+                             loader_loading.eq(load_cmd.load_acts)]
                 with m.If(act_write.en):
                     m.d.sync += [act_addr.eq(act_addr + 1), acts_left.eq(acts_left - 1)]
                 with m.If(postops.params_en):
                     m.d.sync += [param_addr.eq(param_addr + 1), params_left.eq(params_left - 1)]
-                with m.If((acts_left == 0) & (params_left == 0) & ~handoff_valid):
-                    m.d.sync += [handoff.eq(load_cmd), handoff_valid.eq(1)]
+                # Hand the command on once its first start_words are in: the rest load while it computes
+                # (the interlock below holds back any read that would overtake the write pointer).
+                started = ~load_cmd.load_acts | (act_addr >= load_cmd.start_words)
+                m.d.comb += hand_now.eq(~handed & started & (params_left == 0) & ~handoff_valid)
+                with m.If(hand_now):
+                    m.d.sync += [handoff.eq(load_cmd), handoff_valid.eq(1), handed.eq(1)]
                     with m.If(load_cmd.load_acts):
                         m.d.comb += set_full.eq(Mux(load_cmd.act_bank, 0b10, 0b01))
+                with m.If((acts_left == 0) & (params_left == 0) & (handed | hand_now)):
                     m.next = "IDLE"
 
         # Compute engine --------------------------------------------------------------------------------------
@@ -149,11 +156,17 @@ class AcceleratorTop(wiring.Component):
                         m.d.comb += clear_full.eq(Mux(compute_cmd.act_bank, 0b10, 0b01))
                     m.next = "IDLE"
 
-        # The pipeline advances only while the output FIFO has room and the weight FIFO has the word needed.
+        # The pipeline advances only while the output FIFO has room, the weight FIFO has the word needed, and
+        # the activation it reads has been written (its command may still be loading).
         en = Signal()
-        pops = engine.issue if spec.dataflow == "matrix_vector" else engine.load_en
+        if spec.dataflow == "matrix_vector":
+            pops, reads = engine.issue, engine.issue
+        else:
+            pops, reads = engine.load_en, engine.slot_valid & ~engine.padded
+        unwritten = (loader_loading & (load_cmd.act_bank == compute_cmd.act_bank) & reads &
+                     (engine.act_addr >= act_addr))
         m.d.comb += [
-            en.eq(out_fifo.w_rdy & (~pops | weight_fifo.r_rdy)),
+            en.eq(out_fifo.w_rdy & (~pops | weight_fifo.r_rdy) & ~unwritten),
             engine.en.eq(en),
             weight_fifo.r_en.eq(pops & en),
             act_read.addr.eq(engine.act_addr + Mux(compute_cmd.act_bank, bank_depth, 0)),
