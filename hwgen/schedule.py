@@ -12,6 +12,7 @@ Padding is never stored: the address generator reads zero for out-of-bounds posi
 """
 
 from dataclasses import dataclass
+from functools import cached_property
 from math import ceil
 
 import numpy as np
@@ -159,7 +160,7 @@ class LayerSchedule:
             return self.mv_slots
         return self.folds * self.spec.rows
 
-    @property
+    @cached_property
     def start_words(self):
         """Activation words that must be loaded before the compute engine may start, so that with one word
         loaded per cycle no read overtakes the load (the hardware interlock would otherwise stall it).

@@ -305,7 +305,10 @@ def _plan_tiles(spec, problem, postops):
     candidates = []
     # The matrix-vector engine reduces over all of K in one command: only whole channel ranges.
     smallest_cg = c_groups if spec.dataflow == "matrix_vector" else 1
-    for cg_tile in range(c_groups, smallest_cg - 1, -1):
+    # Input-channel tile sizes: the whole reduction, then c_groups/k for small k (a finer split only reloads
+    # more), down to one group.
+    cg_sizes = sorted({ceil(c_groups / k) for k in range(1, 17)} | {1}, reverse=True)
+    for cg_tile in [size for size in cg_sizes if size >= smallest_cg]:
         # The largest band of output rows whose window fits one bank and whose pixels fit the accumulators.
         e_tile = 0
         for e in range(rows_out, 0, -1):
@@ -329,8 +332,8 @@ def _plan_tiles(spec, problem, postops):
             for order in ORDERS:
                 candidates.append(_build(spec, p, postops, cg_tile=cg_tile, e_tile=e_tile, mf_tile=mf_tile,
                                          order=order))
-        if cg_tile == c_groups and e_tile == rows_out and mf_tiles == [m_folds]:
-            break   # the whole layer fits: one command, nothing can move fewer bytes
+        if cg_tile == c_groups and e_tile == rows_out:
+            break   # the whole reduction and every row fit: splitting the reduction only moves more bytes
     if not candidates:   # only the matrix-vector engine, which cannot split the reduction, gets here
         words = _act_words(spec, p, c_groups, band, rows_out)
         need = buffer_bytes_for(2 * words, spec.act_word_bits)
