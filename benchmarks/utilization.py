@@ -11,8 +11,8 @@ import json
 import time
 
 from hwgen import AcceleratorSpec, conv2d, default_mapping, recognize
-from hwgen.perf import predict
-from hwgen.schedule import LayerSchedule
+from hwgen.perf import predict_plan
+from hwgen.tiling import plan_layer
 from sim.runner import run_layers
 
 
@@ -26,16 +26,17 @@ def main():
     nest = conv2d(name="conv64_16x16_3x3", in_channels=64, out_channels=64, height=16, width=16, kernel=3,
                   padding=1)
     problem = recognize(nest, default_mapping(nest))
-    model = predict(LayerSchedule(spec, problem))
+    plan = plan_layer(spec, problem)
+    model = predict_plan(plan)
     print(f"layer {problem.name}: {model.macs} MACs on {spec.pes} PEs, ideal {model.ideal_cycles} cycles")
-    print(f"model: {model.cycles} cycles = load {model.load} + issue {model.issue} + pipeline {model.pipeline} "
-          f"+ {model.overhead - 1} fixed; utilization {model.utilization:.2%}")
+    print(f"plan: {len(plan.tiles)} commands ({plan.order}), {plan.bytes_moved['total']} bytes moved; model "
+          f"{model.cycles} cycles, utilization {model.utilization:.2%}")
     print(f"{'simulator':<11}{'exact':<7}{'measured':>10}{'model':>10}{'util':>8}{'build s':>9}{'sim s':>8}"
           f"{'cycles/s':>10}")
     records = []
     for simulator in args.sim:
         started = time.perf_counter()
-        result = run_layers(spec, [problem], simulator=simulator, tag="bench")
+        result = run_layers(spec, [plan], simulator=simulator, tag="bench")
         (layer,) = result.layers
         rate = layer["measured_cycles"] / layer["wall_seconds"]
         print(f"{simulator:<11}{str(layer['exact']):<7}{layer['measured_cycles']:>10}{layer['model_cycles']:>10}"
