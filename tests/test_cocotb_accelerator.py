@@ -113,3 +113,26 @@ def test_one_accelerator_runs_layers_back_to_back_with_heavy_stalls():
     layers = [LAYERS_4X4[0], LAYERS_4X4[5], LAYERS_4X4[1]]
     result = run_layers(SPEC_4X4, layers, simulator=SIM, stall=0.6, seed=11)
     _check(SPEC_4X4, layers, result, stall=True)
+
+
+# The matrix-vector engine ------------------------------------------------------------------------------------------
+
+SPEC_MV = AcceleratorSpec(rows=4, cols=4, dataflow="matrix_vector", act_buffer_bytes=256, weight_buffer_bytes=512,
+                          acc_buffer_bytes=256, max_out_channels=16, name="mv4x4")
+LAYERS_MV = [
+    (linear("mv_batch1", K=21, M=10, N=1), PostOps()),
+    (linear("mv_requant_relu", K=32, M=24, N=1), PostOps(bias=True, requant=True, relu=True)),   # m-tiles
+    (linear("mm_batch3", K=9, M=7, N=3), PostOps(bias=True, requant=True)),
+]
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.3], ids=["no_stall", "random_stall"])
+def test_matrix_vector_engine_exact_and_cycle_accurate(stall):
+    result = run_layers(SPEC_MV, LAYERS_MV, simulator=SIM, stall=stall, seed=5)
+    assert [layer["layer"] for layer in result.layers] == [p.name for p, _ in LAYERS_MV]
+    for layer in result.layers:
+        assert layer["exact"], f"{layer['layer']}: {layer['report']}"
+        if stall:
+            assert layer["measured_cycles"] >= layer["model_cycles"]
+        else:
+            assert layer["measured_cycles"] == layer["model_cycles"], layer["layer"]
