@@ -42,6 +42,7 @@ test-fpga: setup
 bench: setup
 	$(PY) benchmarks/generation_time.py
 	$(PY) benchmarks/utilization.py --sim icarus verilator
+	$(PY) benchmarks/alexnet.py --rtl conv3
 
 lint: setup
 	$(PY) -m pytest -q tests/test_verilog.py -k lint
