@@ -18,7 +18,7 @@ from math import ceil
 import numpy as np
 
 from .errors import AccumulatorOverflowError, BufferOverflowError, MappingError
-from .hw.config import CONFIG_FIELDS, COUNT_FIELDS, config_layout, field_bits, pack_config
+from .hw.config import CONFIG_FIELDS, COUNT_FIELDS, field_bits, pack_config
 from .postops import PostOps, check_layer
 from .postops import config_values as postops_config_values
 from .problem import ConvProblem

@@ -13,11 +13,9 @@ import pytest
 from hwgen.dtypes import uint8
 from hwgen.perf import predict_commands, predict_plan
 from hwgen.postops import PostOps, pack_params
-from hwgen.problem import ConvProblem
 from hwgen.schedule import LayerSchedule
-from hwgen.spec import AcceleratorSpec
 from hwgen.tiling import plan_layer
-from tests.top_bench import check_beats, lane_decoder, random_operands, run_top
+from tests.top_bench import check_beats, conv, lane_decoder, make_spec, random_operands, run_top
 
 CHAINS = {
     "none": PostOps(),
@@ -30,18 +28,6 @@ CHAINS = {
 }
 
 
-def make_spec(rows, cols, *, bank, acc, weight_words=8, **extra):
-    """int8 x int8 -> int32, buffers in words (``bank`` activation words in each of the two banks)."""
-    extra.setdefault("max_pool_width", 16)
-    return AcceleratorSpec(rows=rows, cols=cols, act_buffer_bytes=2 * bank * rows,
-                           weight_buffer_bytes=weight_words * cols, acc_buffer_bytes=acc * 4 * cols, **extra)
-
-
-def conv(name, C, M, H, W, R, S=None, stride=1, pad=0):
-    S = R if S is None else S
-    return ConvProblem(name, "conv2d", C=C, H=H, W=W, M=M, E=(H + 2 * pad - R) // stride + 1,
-                       F=(W + 2 * pad - S) // stride + 1, R=R, S=S, stride_h=stride, stride_w=stride,
-                       pad_h=pad, pad_w=pad)
 
 
 # (spec, problem): one command; and one split into row bands, channel tiles and output-channel tiles.

@@ -8,25 +8,11 @@ from hwgen.errors import LoopNestError, MappingError
 from hwgen.ir import Access, Affine, Loop, LoopNest
 from hwgen.mapping import Mapping, default_mapping, recognize
 from hwgen.problem import ConvProblem
+from tests.nests import hwc_conv
 
 WS = Mapping(rows="c", cols="m", resident="W")
 
 
-def hwc_conv(C, M, H, W_, R, S, sh, sw, ph, pw):
-    """A conv written TensorFlow-style: I[h, w, c], W[r, s, c, m], O[e, f, m], loops in a scrambled order."""
-    E = (H + 2 * ph - R) // sh + 1
-    F = (W_ + 2 * pw - S) // sw + 1
-
-    @loop_nest(name="conv")
-    def conv(I: tensor(H, W_, C), W: tensor(R, S, C, M), O: tensor(E, F, M)):
-        for e in range(E):
-            for r in range(R):
-                for f in range(F):
-                    for c in range(C):
-                        for s in range(S):
-                            for m in range(M):
-                                O[e, f, m] += W[r, s, c, m] * I[e * sh + r - ph, f * sw + s - pw, c]
-    return conv
 
 
 CONV_CASES = [

@@ -10,6 +10,7 @@ from hwgen.dsl import conv2d, linear, loop_nest, tensor
 from hwgen.dtypes import int8, int16, int32
 from hwgen.errors import UnsupportedTypeError
 from hwgen.mapping import default_mapping, recognize
+from tests.nests import hwc_conv
 
 CONV_CASES = [
     # C, M, H, W, R, S, sh, sw, ph, pw
@@ -20,21 +21,6 @@ CONV_CASES = [
 ]
 
 
-def hwc_conv(C, M, H, W_, R, S, sh, sw, ph, pw):
-    """A conv written TensorFlow-style: I[h, w, c], W[r, s, c, m], O[e, f, m], loops in a scrambled order."""
-    E = (H + 2 * ph - R) // sh + 1
-    F = (W_ + 2 * pw - S) // sw + 1
-
-    @loop_nest(name="conv")
-    def conv(I: tensor(H, W_, C), W: tensor(R, S, C, M), O: tensor(E, F, M)):
-        for e in range(E):
-            for r in range(R):
-                for f in range(F):
-                    for c in range(C):
-                        for s in range(S):
-                            for m in range(M):
-                                O[e, f, m] += W[r, s, c, m] * I[e * sh + r - ph, f * sw + s - pw, c]
-    return conv
 
 
 def int8_array(rng, shape):

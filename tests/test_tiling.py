@@ -22,30 +22,17 @@ from math import ceil
 import numpy as np
 import pytest
 
-from hwgen.errors import BufferOverflowError, MappingError
+from hwgen.errors import BufferOverflowError
 from hwgen.perf import predict_plan
 from hwgen.postops import PostOps, QuantParams, apply, params_lane_layout
 from hwgen.problem import ConvProblem
 from hwgen.schedule import LayerSchedule
-from hwgen.spec import AcceleratorSpec, buffer_granule_bytes
+from hwgen.spec import buffer_granule_bytes
 from hwgen.tiling import ORDERS, _build, plan_layer
 from sim.pysim import run_streams
-from tests.top_bench import check_beats, lane_decoder, random_operands, run_top
+from tests.top_bench import check_beats, conv, lane_decoder, make_spec, random_operands, run_top
 
 
-def make_spec(rows, cols, *, bank, acc, weight_words=8, **extra):
-    """int8 x int8 -> int32 with buffers in words: ``bank`` activation words per bank (two banks), ``acc``
-    accumulator words, a small weight FIFO."""
-    extra.setdefault("max_pool_width", 16)
-    return AcceleratorSpec(rows=rows, cols=cols, act_buffer_bytes=2 * bank * rows,
-                           weight_buffer_bytes=weight_words * cols, acc_buffer_bytes=acc * 4 * cols, **extra)
-
-
-def conv(name, C, M, H, W, R, S=None, stride=1, pad=0):
-    S = R if S is None else S
-    return ConvProblem(name, "conv2d", C=C, H=H, W=W, M=M, E=(H + 2 * pad - R) // stride + 1,
-                       F=(W + 2 * pad - S) // stride + 1, R=R, S=S, stride_h=stride, stride_w=stride,
-                       pad_h=pad, pad_w=pad)
 
 
 def linear(name, K, N, M):

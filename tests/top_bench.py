@@ -17,6 +17,8 @@ from amaranth.sim import Simulator
 from hwgen import reference
 from hwgen.hw.top import AcceleratorTop
 from hwgen.postops import QuantParams, apply, quantize_multiplier
+from hwgen.problem import ConvProblem
+from hwgen.spec import AcceleratorSpec
 
 __all__ = ["TopRun", "run_top", "Operands", "random_operands", "check_beats"]
 
@@ -148,3 +150,19 @@ def lane_decoder(spec):
         lanes = [(word >> (j * bits)) & mask for j in range(spec.cols)]
         return [v - (1 << bits) if v >> (bits - 1) else v for v in lanes]
     return decode
+
+
+def make_spec(rows, cols, *, bank, acc, weight_words=8, **extra):
+    """int8 x int8 -> int32 with buffers in words: ``bank`` activation words per bank (two banks), ``acc``
+    accumulator words, a small weight FIFO."""
+    extra.setdefault("max_pool_width", 16)
+    return AcceleratorSpec(rows=rows, cols=cols, act_buffer_bytes=2 * bank * rows,
+                           weight_buffer_bytes=weight_words * cols, acc_buffer_bytes=acc * 4 * cols, **extra)
+
+
+def conv(name, C, M, H, W, R, S=None, stride=1, pad=0):
+    """A square-stride, symmetric-pad convolution with the output size it implies."""
+    S = R if S is None else S
+    return ConvProblem(name, "conv2d", C=C, H=H, W=W, M=M, E=(H + 2 * pad - R) // stride + 1,
+                       F=(W + 2 * pad - S) // stride + 1, R=R, S=S, stride_h=stride, stride_w=stride,
+                       pad_h=pad, pad_w=pad)

@@ -7,7 +7,7 @@ loader: one weight row per cycle (popped from the weight FIFO in stream order), 
 fold. Golden model: `LayerSchedule.slots`.
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 

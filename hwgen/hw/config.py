@@ -4,7 +4,7 @@ The layout is generated from the spec, and the host packs the same layout (`pack
 offsets exist in exactly one place.
 """
 
-from amaranth.hdl import signed, unsigned
+from amaranth.hdl import unsigned
 from amaranth.lib import data
 
 __all__ = ["CONFIG_FIELDS", "config_layout", "pack_config", "pack_fields", "unpack_config"]

@@ -41,8 +41,7 @@ class MatrixVectorEngine(wiring.Component):
         m = Module()
         spec, cfg = self.spec, self.cfg
         rows, cols = spec.rows, spec.cols
-        abits, wbits, acc_bits = spec.act_type.bits, spec.weight_type.bits, spec.acc_type.bits
-        act_shape, weight_shape = spec.act_type.amaranth_shape(), spec.weight_type.amaranth_shape()
+        abits, wbits = spec.act_type.bits, spec.weight_type.bits
         product_shape = signed(spec.product_bits) if spec.product_type.signed else unsigned(spec.product_bits)
         tree_shape = signed(spec.psum_bits) if spec.product_type.signed else unsigned(spec.psum_bits)
         en = self.en

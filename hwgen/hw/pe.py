@@ -1,6 +1,6 @@
 """The multiply-accumulate processing element of the weight-stationary array."""
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
