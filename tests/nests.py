@@ -18,3 +18,16 @@ def hwc_conv(C, M, H, W_, R, S, sh, sw, ph, pw):
                             for m in range(M):
                                 O[e, f, m] += W[r, s, c, m] * I[e * sh + r - ph, f * sw + s - pw, c]
     return conv
+
+
+def larger_input_conv():
+    """A 1-D-kernel conv whose declared 17-row input is one row larger than stride 2, pad 1, 3 taps read."""
+    @loop_nest
+    def conv(I: tensor(2, 17, 4), W, O):
+        for m in range(3):
+            for c in range(2):
+                for e in range(8):
+                    for f in range(4):
+                        for r in range(3):
+                            O[m, e, f] += I[c, 2 * e + r - 1, f] * W[m, c, r]
+    return conv

@@ -7,7 +7,6 @@ through the chain, and the parameters of the next command load into the other ba
 current one streams.
 """
 
-import numpy as np
 import pytest
 
 from hwgen.dtypes import uint8
@@ -15,7 +14,8 @@ from hwgen.perf import predict_commands, predict_plan
 from hwgen.postops import PostOps, pack_params
 from hwgen.schedule import LayerSchedule
 from hwgen.tiling import plan_layer
-from tests.top_bench import check_beats, conv, lane_decoder, make_spec, random_operands, run_top
+from tests.top_bench import (check_beats, conv, lane_decoder, make_spec, random_operands, run_plan_on_top,
+                              run_top)
 
 CHAINS = {
     "none": PostOps(),
@@ -34,19 +34,6 @@ CHAINS = {
 # Odd output sizes (5x3, 4x3): pooling drops the last row and/or column; M=3 leaves a padding lane.
 UNTILED = (make_spec(2, 2, bank=64, acc=64), conv("untiled", 3, 3, 6, 4, 2))
 TILED = (make_spec(2, 2, bank=12, acc=6, max_out_channels=4), conv("tiled", 3, 3, 4, 3, 3, pad=1))
-
-
-def run_plan_on_top(plan, *, seed, stall=0.0):
-    spec = plan.spec
-    ops = random_operands(spec, plan.problem, seed)
-    want = ops.expected(plan.postops, spec.acc_type)
-    run = run_top(spec, cfg=plan.config_words(), weights=plan.weight_stream(ops.weight),
-                  acts=plan.act_stream(ops.act), params=plan.params_stream(ops.params),
-                  expect_beats=plan.out_beats, stall=stall, seed=seed)
-    check_beats(run.beats, plan.pack_outputs(want), decode=lane_decoder(spec), describe=plan.describe_output,
-                what=f"{plan.problem.name} with {plan.postops}")
-    assert np.array_equal(plan.unpack_outputs(run.beats), want)
-    return run
 
 
 @pytest.mark.parametrize("tiled", [False, True], ids=["untiled", "tiled"])

@@ -8,7 +8,7 @@ from hwgen.errors import LoopNestError, MappingError
 from hwgen.ir import Access, Affine, Loop, LoopNest
 from hwgen.mapping import Mapping, default_mapping, recognize
 from hwgen.problem import ConvProblem
-from tests.nests import hwc_conv
+from tests.nests import hwc_conv, larger_input_conv
 
 WS = Mapping(rows="c", cols="m", resident="W")
 
@@ -76,14 +76,7 @@ def test_conv_without_declared_shapes_infers_the_smallest_input():
 
 def test_declared_input_may_be_larger_than_the_reads():
     # PyTorch-style floor: a 17-row input, stride 2, pad 1, 3x3 gives 8 rows; the last input row is unread.
-    @loop_nest
-    def conv(I: tensor(2, 17, 4), W, O):
-        for m in range(3):
-            for c in range(2):
-                for e in range(8):
-                    for f in range(4):
-                        for r in range(3):
-                            O[m, e, f] += I[c, 2 * e + r - 1, f] * W[m, c, r]
+    conv = larger_input_conv()
     problem = recognize(conv, WS)
     assert (problem.H, problem.E, problem.R, problem.W, problem.S) == (17, 8, 3, 4, 1)
     assert problem.weight_axes == (0, 1, 2, None)

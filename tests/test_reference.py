@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from hwgen import reference
-from hwgen.dsl import conv2d, linear, loop_nest, tensor
+from hwgen.dsl import conv2d, linear, loop_nest
 from hwgen.dtypes import int8, int16, int32
 from hwgen.errors import UnsupportedTypeError
 from hwgen.mapping import default_mapping, recognize
-from tests.nests import hwc_conv
+from tests.nests import hwc_conv, larger_input_conv
 
 CONV_CASES = [
     # C, M, H, W, R, S, sh, sw, ph, pw
@@ -51,14 +51,7 @@ def test_run_problem_on_user_layouts_equals_the_loop_nest(C, M, H, W, R, S, sh, 
 
 
 def test_run_problem_when_the_input_is_larger_than_the_reads():
-    @loop_nest
-    def conv(I: tensor(2, 17, 4), W, O):
-        for m in range(3):
-            for c in range(2):
-                for e in range(8):
-                    for f in range(4):
-                        for r in range(3):
-                            O[m, e, f] += I[c, 2 * e + r - 1, f] * W[m, c, r]
+    conv = larger_input_conv()
     rng = np.random.default_rng(3)
     act, weight = int8_array(rng, (2, 17, 4)), int8_array(rng, (3, 2, 3))
     problem = recognize(conv, default_mapping(conv))

@@ -30,7 +30,7 @@ from hwgen.schedule import LayerSchedule
 from hwgen.spec import buffer_granule_bytes
 from hwgen.tiling import ORDERS, _build, plan_layer
 from sim.pysim import run_streams
-from tests.top_bench import check_beats, conv, lane_decoder, make_spec, random_operands, run_top
+from tests.top_bench import conv, make_spec, random_operands, run_plan_on_top, run_top
 
 
 
@@ -528,21 +528,6 @@ SIM_PLANS = {
     "4x4_bands_and_c_tiles": lambda: plan_of("4x4_bands_and_c_tiles"),
     "4x4_im2col": im2col_plan,
 }
-
-
-def run_plan_on_top(plan, *, seed, stall=0.0):
-    """The plan's host streams through the top; the output beats must be the golden ones, bit for bit."""
-    spec = plan.spec
-    ops = random_operands(spec, plan.problem, seed)
-    want = ops.expected(plan.postops, spec.acc_type)
-    run = run_top(spec, cfg=plan.config_words(), weights=plan.weight_stream(ops.weight),
-                  acts=plan.act_stream(ops.act), params=plan.params_stream(ops.params),
-                  expect_beats=plan.out_beats, stall=stall, seed=seed)
-    check_beats(run.beats, plan.pack_outputs(want), decode=lane_decoder(spec), describe=plan.describe_output,
-                what=plan.problem.name)
-    assert np.array_equal(plan.unpack_outputs(run.beats), want)
-    assert len(run.cfg_cycles) == len(plan.tiles)
-    return run
 
 
 @pytest.mark.parametrize("name", SIM_PLANS)

@@ -166,3 +166,16 @@ def conv(name, C, M, H, W, R, S=None, stride=1, pad=0):
     return ConvProblem(name, "conv2d", C=C, H=H, W=W, M=M, E=(H + 2 * pad - R) // stride + 1,
                        F=(W + 2 * pad - S) // stride + 1, R=R, S=S, stride_h=stride, stride_w=stride,
                        pad_h=pad, pad_w=pad)
+
+
+def run_plan_on_top(plan, *, seed, stall=0.0):
+    """The plan's host streams through the top; the output beats must be the golden ones, bit for bit."""
+    spec = plan.spec
+    ops = random_operands(spec, plan.problem, seed)
+    want = ops.expected(plan.postops, spec.acc_type)
+    run = run_top(spec, cfg=plan.config_words(), weights=plan.weight_stream(ops.weight),
+                  acts=plan.act_stream(ops.act), params=plan.params_stream(ops.params),
+                  expect_beats=plan.out_beats, stall=stall, seed=seed)
+    check_beats(run.beats, plan.pack_outputs(want), decode=lane_decoder(spec), describe=plan.describe_output,
+                what=f"{plan.problem.name} with {plan.postops}")
+    return run
