@@ -89,6 +89,15 @@ class LayerSchedule:
                     f"weight_stationary accelerator")
             if self.keep_partials or not (self.acc_init and self.acc_emit):
                 raise MappingError(f"{p.name}: the matrix-vector engine reduces over all of K in one command")
+        if spec.dataflow == "output_stationary":
+            if not (p.R == p.S == p.stride_h == p.stride_w == 1 and p.pad_h == p.pad_w == 0):
+                raise MappingError(
+                    f"{p.name}: the output-stationary array takes host-unrolled (im2col) activations, so a command "
+                    f"is a 1x1 convolution; plan the {p.R}x{p.S} layer with hwgen.tiling.plan_layer, which "
+                    f"unrolls its windows")
+            if self.keep_partials or not (self.acc_init and self.acc_emit):
+                raise MappingError(f"{p.name}: the output-stationary array keeps each output in its PE for the "
+                                   f"whole reduction; a command cannot split it")
         worst = p.C * p.R * p.S * spec.max_abs_product()
         if worst > spec.acc_type.max:
             need = worst.bit_length() + 1
@@ -107,6 +116,9 @@ class LayerSchedule:
             ("accumulator", "acc_buffer_bytes", self.acc_words, spec.acc_depth, spec.acc_word_bits, 1,
              f"E*F = {p.E}*{p.F} output pixels" + (f" x {self.m_folds} m-folds" if self.keep_partials else "")),
         )
+        if spec.dataflow == "output_stationary":   # no accumulator buffer: the outputs live in the PEs
+            checks = ((checks[0][:6] + (f"K={p.C} reduction words for each of {self.pixel_tiles} tiles of "
+                                        f"{spec.rows} pixels, in one of its two banks",)),)
         for buffer, knob, words, depth, word_bits, banks, why in checks:
             if words > depth:
                 need = buffer_bytes_for(banks * words, word_bits)   # whole words for both banks
@@ -143,10 +155,30 @@ class LayerSchedule:
 
     @property
     def fold_period(self):
+        if self.spec.dataflow == "output_stationary":
+            # Slots per pixel tile: the K reduction slots, then bubbles up to `rows` (see hw.os_array).
+            return max(self.reduction, self.spec.rows)
         return fold_period(pixels=self.pixels, rows=self.spec.rows, cols=self.spec.cols)
 
     @property
+    def reduction(self):
+        """Output-stationary: the reduction length K (the command is a 1x1 convolution over unrolled windows)."""
+        return self.problem.C
+
+    @property
+    def pixel_tiles(self):
+        """Output-stationary: tiles of ``rows`` output pixels (row ``i`` of the array computes pixel ``i``)."""
+        return ceil(self.pixels / self.spec.rows)
+
+    @property
+    def os_slots(self):
+        """Output-stationary: issue slots of the command, bubbles included."""
+        return self.m_folds * self.pixel_tiles * self.fold_period
+
+    @property
     def act_words(self):
+        if self.spec.dataflow == "output_stationary":
+            return self.pixel_tiles * self.reduction
         return self.c_groups * self.problem.H * self.problem.W
 
     @property
@@ -158,6 +190,8 @@ class LayerSchedule:
     def weight_words(self):
         if self.spec.dataflow == "matrix_vector":
             return self.mv_slots
+        if self.spec.dataflow == "output_stationary":
+            return self.m_folds * self.pixel_tiles * self.reduction
         return self.folds * self.spec.rows
 
     @cached_property
@@ -171,7 +205,12 @@ class LayerSchedule:
         if not self.load_acts:
             return 0
         p = self.problem
-        lead = 3 if self.spec.dataflow != "matrix_vector" else 2
+        lead = 3 if self.spec.dataflow == "weight_stationary" else 2
+        if self.spec.dataflow == "output_stationary":
+            # The first m-fold reads word tile*K + t at slot tile*period + t: never ahead of the load.
+            tile, t = np.meshgrid(np.arange(self.pixel_tiles), np.arange(self.reduction), indexing="ij")
+            addr, tau = (tile * self.reduction + t).ravel(), (tile * self.fold_period + t).ravel()
+            return int(max(0, (addr - tau - lead).max()))
         if self.spec.dataflow == "matrix_vector":
             # Slots (n, kg) of the first m-fold read word kg*N + n; later m-folds re-read them.
             n, kg = np.meshgrid(np.arange(self.pixels), np.arange(self.c_groups), indexing="ij")
@@ -193,6 +232,8 @@ class LayerSchedule:
 
     @property
     def acc_words(self):
+        if self.spec.dataflow == "output_stationary":
+            return 0
         return self.pixels * (self.m_folds if self.keep_partials else 1)
 
     @property
@@ -236,7 +277,9 @@ class LayerSchedule:
             acc_stride=self.pixels if self.keep_partials else 0, act_bank=self.act_bank,
             load_acts=int(self.load_acts), release=int(self.release), acc_init=int(self.acc_init),
             acc_emit=int(self.acc_emit), param_words=self.param_words,
-            emit_words=self.m_folds * self.pixels if self.acc_emit else 0, param_bank=self.param_bank)
+            emit_words=self.m_folds * self.pixels if self.acc_emit else 0, param_bank=self.param_bank,
+            **(dict(reduction=self.reduction, pixel_tiles=self.pixel_tiles)
+               if self.spec.dataflow == "output_stationary" else dict(reduction=0, pixel_tiles=0)))
         chain = postops_config_values(self.postops, self.spec.acc_type, out_h=p.E, out_w=p.F,
                                       m_folds=self.m_folds)
         values.update(pp_bias=chain["bias"], pp_requant=chain["requant"], pp_relu=chain["relu"],
@@ -261,8 +304,16 @@ class LayerSchedule:
         return words
 
     def pack_acts(self, act_canonical):
-        """Canonical I[C,H,W] -> activation-stream words (channel groups zero-padded to ``rows``)."""
+        """Canonical I[C,H,W] -> activation-stream words (channel groups zero-padded to ``rows``).
+
+        Output-stationary: word ``tile*K + k`` holds input ``k`` of the tile's pixels (lane = pixel, raster
+        order, zero beyond the last pixel)."""
         p, rows = self.problem, self.spec.rows
+        if self.spec.dataflow == "output_stationary":
+            act = np.zeros((p.C, self.pixel_tiles * rows), dtype=np.int64)
+            act[:, :self.pixels] = np.asarray(act_canonical).reshape(p.C, self.pixels)
+            lanes = act.reshape(p.C, self.pixel_tiles, rows).transpose(1, 0, 2).reshape(-1, rows)
+            return self._lanes_to_words(lanes, self.spec.act_type)
         act = np.zeros((self.c_groups * rows, p.H, p.W), dtype=np.int64)
         act[:p.C] = act_canonical
         # (cg, lane, h, w) -> (cg, h, w, lane)
@@ -276,6 +327,11 @@ class LayerSchedule:
         p, rows, cols = self.problem, self.spec.rows, self.spec.cols
         w = np.zeros((self.m_folds * cols, self.c_groups * rows, p.R, p.S), dtype=np.int64)
         w[:p.M, :p.C] = weight_canonical
+        if self.spec.dataflow == "output_stationary":
+            # Slot order (mf, tile, k), lane = output channel: the m-fold's weights again for every tile.
+            w = w[:, :p.C, 0, 0].reshape(self.m_folds, cols, p.C).transpose(0, 2, 1)
+            w = np.broadcast_to(w[:, None], (self.m_folds, self.pixel_tiles, p.C, cols))
+            return self._lanes_to_words(w.reshape(-1, cols), self.spec.weight_type)
         if self.spec.dataflow == "matrix_vector":
             w = w[:, :, 0, 0].reshape(self.m_folds, cols, self.c_groups, rows).transpose(0, 2, 1, 3)
             w = np.broadcast_to(w[:, None], (self.m_folds, self.pixels, self.c_groups, cols, rows))
@@ -341,6 +397,16 @@ class LayerSchedule:
                            act_addr=(cg * p.H + h) * p.W + w, padded=padded,
                            first_k=(r, s, cg) == (0, 0, 0) and self.acc_init,
                            last_k=(r, s, cg) == last and self.acc_emit, bank=(start_bank + fold) % 2)
+
+    def os_slots_sequence(self):
+        """Output-stationary: (act_addr, valid lanes, first, last) of every reduction slot in issue order (bubbles
+        left out): the reference for `hw.os_sequencer`."""
+        rows, K = self.spec.rows, self.reduction
+        for _ in range(self.m_folds):
+            for tile in range(self.pixel_tiles):
+                lanes = min(rows, self.pixels - tile * rows)
+                for k in range(K):
+                    yield tile * K + k, (1 << lanes) - 1, k == 0, k == K - 1
 
     def manifest(self):
         return {"layer": self.problem.name, "kind": self.problem.kind, "problem": self.problem.to_dict(),

@@ -12,7 +12,7 @@ from .errors import MappingError, UnsupportedTypeError
 
 __all__ = ["AcceleratorSpec", "DATAFLOWS", "buffer_bytes_for", "buffer_granule_bytes"]
 
-DATAFLOWS = ("weight_stationary", "matrix_vector")
+DATAFLOWS = ("weight_stationary", "output_stationary", "matrix_vector")
 
 # Operand widths the PE multiplier is built and tested for.
 _OPERAND_BITS = range(2, 17)
@@ -41,6 +41,8 @@ class AcceleratorSpec:
     """A ``rows`` x ``cols`` processing-element array with its buffers.
 
     ``dataflow="weight_stationary"``: a systolic array, input channels on rows, output channels on columns.
+    ``dataflow="output_stationary"``: a systolic array, output pixels on rows, output channels on columns; every
+    PE keeps one output while the host-unrolled (im2col) activations and the weights stream through.
     ``dataflow="matrix_vector"``: ``cols`` dot-product lanes of ``rows`` multipliers (batch-1 fully connected
     layers), fed straight from the weight stream.
 

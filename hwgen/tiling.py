@@ -17,7 +17,7 @@ from math import ceil
 
 import numpy as np
 
-from .errors import BufferOverflowError
+from .errors import BufferOverflowError, MappingError
 from .postops import PostOps, pack_params
 from .problem import ConvProblem
 from .schedule import LayerSchedule
@@ -39,6 +39,12 @@ class Tile:
     e1: int
     h0: int          # first input row of the tile's window (global index)
     h1: int
+    p0: int = None   # output-stationary pixel-range tiles: output pixels [p0, p1) in raster order
+    p1: int = None
+
+    @property
+    def pixel_range(self):
+        return self.p0 is not None
 
 
 @dataclass(frozen=True)
@@ -97,7 +103,11 @@ class LayerPlan:
         words = []
         for tile in self.tiles:
             if tile.schedule.load_acts:
-                words += tile.schedule.pack_acts(act_canonical[tile.c0:tile.c1, tile.h0:tile.h1])
+                if tile.pixel_range:
+                    window = act_canonical[tile.c0:tile.c1].reshape(tile.c1 - tile.c0, -1)[:, tile.p0:tile.p1]
+                else:
+                    window = act_canonical[tile.c0:tile.c1, tile.h0:tile.h1]
+                words += tile.schedule.pack_acts(window)
         return words
 
     def _out_rows(self, tile):
@@ -114,8 +124,13 @@ class LayerPlan:
     def pack_outputs(self, out_canonical):
         """The layer's output after the post-ops, canonical ``[M, E', F']`` -> every beat on ``out``."""
         beats = []
+        out_canonical = np.asarray(out_canonical)
         for tile in self.tiles:
             if tile.schedule.acc_emit:
+                if tile.pixel_range:
+                    flat = out_canonical[tile.m0:tile.m1].reshape(tile.m1 - tile.m0, -1)
+                    beats += tile.schedule.pack_outputs(flat[:, None, tile.p0:tile.p1])
+                    continue
                 r0, r1 = self._out_rows(tile)
                 beats += tile.schedule.pack_outputs(out_canonical[tile.m0:tile.m1, r0:r1])
         return beats
@@ -129,8 +144,12 @@ class LayerPlan:
         for tile in self.tiles:
             n = tile.schedule.out_beats
             if n:
-                r0, r1 = self._out_rows(tile)
-                out[tile.m0:tile.m1, r0:r1] = tile.schedule.unpack_outputs(beats[at:at + n])
+                values = tile.schedule.unpack_outputs(beats[at:at + n])
+                if tile.pixel_range:
+                    out.reshape(p.M, -1)[tile.m0:tile.m1, tile.p0:tile.p1] = values.reshape(tile.m1 - tile.m0, -1)
+                else:
+                    r0, r1 = self._out_rows(tile)
+                    out[tile.m0:tile.m1, r0:r1] = values
                 at += n
         return out
 
@@ -140,7 +159,8 @@ class LayerPlan:
             n = tile.schedule.out_beats
             if beat < at + n:
                 local = tile.schedule.describe_output(beat - at, lane)
-                return f"tile m{tile.m0}:{tile.m1} e{tile.e0}:{tile.e1}: {local} (local)"
+                where = f"p{tile.p0}:{tile.p1}" if tile.pixel_range else f"e{tile.e0}:{tile.e1}"
+                return f"tile m{tile.m0}:{tile.m1} {where}: {local} (local)"
             at += n
         return "beyond the plan"
 
@@ -152,6 +172,7 @@ class LayerPlan:
                 "order": self.order, "commands": len(self.tiles), "im2col": self.im2col,
                 "bytes_moved": self.bytes_moved,
                 "tiles": [{"m": [t.m0, t.m1], "c": [t.c0, t.c1], "e": [t.e0, t.e1], "h": [t.h0, t.h1],
+                           **({"pixels": [t.p0, t.p1]} if t.pixel_range else {}),
                            "load_acts": t.schedule.load_acts, "act_bank": t.schedule.act_bank,
                            "acc_init": t.schedule.acc_init, "acc_emit": t.schedule.acc_emit}
                           for t in self.tiles]}
@@ -236,12 +257,16 @@ def _build(spec, problem, postops, *, cg_tile, e_tile, mf_tile, order):
                                  acc_init=c0 == 0, acc_emit=emit, keep_partials=keep_partials,
                                  postops=postops, param_bank=param_bank if emit and postops.needs_params else 0)
         tiles.append(Tile(schedule, m0, m1, c0, c1, e0, e1, h0, h1))
+    moved = _bytes_moved(spec, tiles)
+    return LayerPlan(spec, problem, tuple(tiles), order, moved, postops)
+
+
+def _bytes_moved(spec, tiles):
     act_bytes = sum(t.schedule.act_words for t in tiles if t.schedule.load_acts) * spec.act_word_bits // 8
     weight_bytes = sum(t.schedule.weight_words for t in tiles) * spec.weight_word_bits // 8
     out_bytes = sum(t.schedule.out_beats for t in tiles) * spec.acc_word_bits // 8
-    moved = {"activations": act_bytes, "weights": weight_bytes, "outputs": out_bytes,
-             "total": act_bytes + weight_bytes + out_bytes}
-    return LayerPlan(spec, problem, tuple(tiles), order, moved, postops)
+    return {"activations": act_bytes, "weights": weight_bytes, "outputs": out_bytes,
+            "total": act_bytes + weight_bytes + out_bytes}
 
 
 def _act_words(spec, problem, cg_tile, e_tile, rows_out=None):
@@ -264,6 +289,11 @@ def plan_layer(spec, problem, postops=PostOps(), *, im2col="auto"):
     row, one group of ``rows`` input channels, ``cols`` output channels) does not fit."""
     if im2col not in ("auto", True, False):
         raise ValueError(f"im2col must be 'auto', True or False, not {im2col!r}")
+    if spec.dataflow == "output_stationary":
+        if im2col is False:
+            raise MappingError(f"{problem.name}: the output-stationary array always takes host-unrolled (im2col) "
+                               f"activations; drop im2col=False or use a weight_stationary accelerator")
+        return _plan_output_stationary(spec, problem, postops)
     lowerable = problem.R * problem.S > 1
     if im2col is True and not lowerable:
         im2col = False
@@ -341,3 +371,54 @@ def _plan_tiles(spec, problem, postops):
             f"{p.name}: the matrix-vector engine keeps all K={p.C} inputs of the {p.F} samples in one activation "
             f"bank ({words} words, the bank holds {spec.act_bank_depth}); set act_buffer_bytes >= {need}")
     return min(candidates, key=lambda plan: (plan.bytes_moved["total"], len(plan.tiles), ORDERS.index(plan.order)))
+
+
+def _plan_output_stationary(spec, problem, postops):
+    """Output-stationary: the layer unrolled into a 1x1 convolution over ``K = C*R*S`` inputs, its output
+    pixels cut into commands of as many ``rows``-pixel tiles as one activation bank holds (``K`` words per
+    tile), each command running every m-fold over the tiles it loaded once. Without pooling a command is a
+    range of pixels in raster order (only the layer's last tile can be partial); with pooling it is a band of
+    an even number of output rows, so that every 2x2 window lies in one command."""
+    lowered = im2col_problem(problem)
+    p, rows, cols, K = problem, spec.rows, spec.cols, lowered.C
+    per_command = spec.act_bank_depth // K
+    if per_command < 1:
+        need = buffer_bytes_for(2 * K, spec.act_word_bits)
+        raise BufferOverflowError(
+            f"{p.name}: one tile of {rows} output pixels needs its K = C*R*S = {p.C}*{p.R}*{p.S} = {K} unrolled "
+            f"inputs in one activation bank ({K} words), which holds {spec.act_bank_depth}; set "
+            f"act_buffer_bytes >= {need} (two banks), or use a weight_stationary accelerator, which splits the "
+            f"reduction")
+    m_folds = ceil(p.M / cols)
+    mf_tile = min(m_folds, spec.max_param_folds) if postops.needs_params else m_folds
+    m_ranges = _ranges(p.M, mf_tile * cols)
+    pieces = []     # (height, width, e0, e1, p0, p1) of each command's output block
+    if postops.pool == "none":
+        for p0, p1 in _ranges(p.E * p.F, per_command * rows):
+            pieces.append((1, p1 - p0, p0 // p.F, -(-p1 // p.F), p0, p1))
+    else:
+        e_tile = max((e for e in range(2, _computed_rows(p, postops) + 1, 2)
+                      if ceil(e * p.F / rows) <= per_command), default=0)
+        if not e_tile:
+            need = buffer_bytes_for(2 * ceil(2 * p.F / rows) * K, spec.act_word_bits)
+            raise BufferOverflowError(
+                f"{p.name}: 2x2 pooling needs two output rows ({2 * p.F} pixels, {ceil(2 * p.F / rows)} tiles "
+                f"of {K} words) in one activation bank, which holds {spec.act_bank_depth} words; set "
+                f"act_buffer_bytes >= {need} (two banks)")
+        for e0, e1 in _ranges(_computed_rows(p, postops), e_tile):
+            pieces.append((e1 - e0, p.F, e0, e1, None, None))
+    tiles, bank, param_bank = [], 1, 1
+    for height, width, e0, e1, p0, p1 in pieces:
+        bank ^= 1
+        for index, (m0, m1) in enumerate(m_ranges):
+            if postops.needs_params:
+                param_bank ^= 1
+            sub = ConvProblem(p.name, p.kind, C=K, H=height, W=width, M=m1 - m0, E=height, F=width, R=1, S=1,
+                              act=p.act, weight=p.weight, out=p.out)
+            schedule = LayerSchedule(
+                spec, sub,
+                act_bank=bank, load_acts=index == 0, release=index + 1 == len(m_ranges), postops=postops,
+                param_bank=param_bank if postops.needs_params else 0)
+            tiles.append(Tile(schedule, m0, m1, 0, K, e0, e1, e0, e1, p0, p1))
+    moved = _bytes_moved(spec, tiles)
+    return LayerPlan(spec, problem, tuple(tiles), "e_outer", moved, postops, True, lowered)

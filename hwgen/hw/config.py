@@ -23,6 +23,8 @@ COUNT_FIELDS = (
     "acc_stride",      # accumulator words between m-folds: 0 when each m-fold is emitted before the next
     "param_words",     # post-op parameter beats to load with this command (one per m-fold, or 0)
     "emit_words",      # beats this command sends into the post-op chain: m_folds * pixels when it emits
+    "reduction",       # output-stationary: reduction length K = words per pixel tile (0 otherwise)
+    "pixel_tiles",     # output-stationary: tiles of `rows` pixels (0 otherwise)
 )
 # One-bit flags: how this command (one tile) uses the double-banked activations and the accumulators.
 FLAG_FIELDS = (

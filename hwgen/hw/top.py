@@ -23,6 +23,8 @@ from .accumulator import Accumulator
 from .addrgen import FoldSequencer
 from .mv import MatrixVectorEngine
 from .config import config_layout
+from .os_array import OutputStationaryArray, output_latency
+from .os_sequencer import OutputStationarySequencer
 from .postops import PostOpPipeline
 from .systolic import SystolicArray, array_latency
 
@@ -135,6 +137,8 @@ class AcceleratorTop(wiring.Component):
         compute_cmd = Signal(layout)
         if spec.dataflow == "matrix_vector":
             m.submodules.engine = engine = MatrixVectorEngine(spec)
+        elif spec.dataflow == "output_stationary":
+            m.submodules.engine = engine = OutputStationarySequencer(spec)
         else:
             m.submodules.engine = engine = FoldSequencer(spec)
         m.d.comb += engine.cfg.eq(compute_cmd)
@@ -159,7 +163,7 @@ class AcceleratorTop(wiring.Component):
         # The pipeline advances only while the output FIFO has room, the weight FIFO has the word needed, and
         # the activation it reads has been written (its command may still be loading).
         en = Signal()
-        if spec.dataflow == "matrix_vector":
+        if spec.dataflow in ("matrix_vector", "output_stationary"):
             pops, reads = engine.issue, engine.issue
         else:
             pops, reads = engine.load_en, engine.slot_valid & ~engine.padded
@@ -176,6 +180,8 @@ class AcceleratorTop(wiring.Component):
             m.d.comb += [engine.act_data.eq(act_read.data), engine.weight_data.eq(weight_fifo.r_data),
                          out_fifo.w_en.eq(engine.out_valid), out_fifo.w_data.eq(engine.out_data)]
             in_flight = engine.busy
+        elif spec.dataflow == "output_stationary":
+            in_flight = self._output_stationary(m, engine, en, act_read, weight_fifo, out_fifo)
         else:
             in_flight = self._systolic(m, engine, en, act_read, weight_fifo, out_fifo)
 
@@ -225,6 +231,34 @@ class AcceleratorTop(wiring.Component):
         ]
         in_flight = Signal()
         m.d.comb += in_flight.eq(sum(s[0] for s in stages[1:]) != 0)
+        return in_flight
+
+    def _output_stationary(self, m, seq, en, act_read, weight_fifo, out_fifo):
+        """Issue (cycle 0) -> buffer read / weight pop (1) -> array -> row i's beat ``1 + latency + i``."""
+        spec = self.spec
+        array = OutputStationaryArray(rows=spec.rows, cols=spec.cols, act_type=spec.act_type,
+                                      weight_type=spec.weight_type, acc_type=spec.acc_type)
+        m.submodules.array = EnableInserter(en)(array)
+        weights_d, valid_d, first_d, last_d = (Signal.like(weight_fifo.r_data), Signal.like(seq.valid),
+                                               Signal(), Signal())
+        with m.If(en):
+            m.d.sync += [weights_d.eq(weight_fifo.r_data), valid_d.eq(seq.valid), first_d.eq(seq.first),
+                         last_d.eq(seq.last)]
+        m.d.comb += [
+            array.acts.eq(act_read.data), array.weights.eq(weights_d), array.valid.eq(valid_d),
+            array.first.eq(first_d), array.last.eq(last_d),
+            out_fifo.w_en.eq(en & array.out_valid), out_fifo.w_data.eq(array.out_data),
+        ]
+        # In flight until the last row of the last issued slot has left the array.
+        drain = 1 + output_latency(cols=spec.cols) + spec.rows
+        since_issue = Signal(range(drain + 1), init=drain)
+        with m.If(en):
+            with m.If(seq.issue):
+                m.d.sync += since_issue.eq(0)
+            with m.Elif(since_issue != drain):
+                m.d.sync += since_issue.eq(since_issue + 1)
+        in_flight = Signal()
+        m.d.comb += in_flight.eq(since_issue != drain)
         return in_flight
 
     def _postops(self, m, layout, emit_queue, out_fifo, postops, clear_param_busy):
