@@ -26,7 +26,12 @@ __all__ = ["Mapping", "default_mapping", "recognize"]
 @dataclass(frozen=True)
 class Mapping:
     """Per-layer directives: which loop is unrolled onto the array rows and columns, which tensor stays in the
-    processing elements, and the dataflow."""
+    processing elements, and the dataflow.
+
+    Weight-stationary: rows = the input-channel loop, cols = the output-channel loop, resident = the weights.
+    Output-stationary: rows = an output spatial loop (the output pixels, flattened in raster order, one per
+    row), cols = the output-channel loop, resident = the output tensor.
+    Matrix-vector: like weight-stationary (rows = the reduction, cols = the outputs)."""
     rows: str
     cols: str
     resident: str
@@ -73,8 +78,8 @@ def _check_resident(nest, resident):
     if resident == nest.out.tensor:
         raise MappingError(
             f"{nest.name}: resident={resident!r} names the output; keeping outputs in the PEs is the "
-            f"output-stationary dataflow, which is not implemented - weight-stationary keeps one factor resident: "
-            f"set resident to {' or '.join(map(repr, _factors(nest)))}")
+            f"output-stationary dataflow: set dataflow='output_stationary' (rows = an output spatial loop), or "
+            f"keep a factor resident: set resident to {' or '.join(map(repr, _factors(nest)))}")
     raise MappingError(f"{nest.name}: resident={resident!r} is not a factor of '{nest.out} += {nest.lhs} * "
                        f"{nest.rhs}'; set it to the weight tensor, one of {' or '.join(map(repr, _factors(nest)))}")
 
@@ -198,15 +203,62 @@ def _analyze(nest, resident):
     return _Roles(act, weight, out, m_loops[0], channel[0], channel[1], tuple(spatial))
 
 
-def default_mapping(nest, *, resident=None, dataflow="weight_stationary"):
-    """The mapping of `nest`: input channels (the reduction) on rows, output channels on columns.
+def _default_weight(nest):
+    return "W" if "W" in _factors(nest) else nest.rhs.tensor
 
-    `resident` defaults to the factor named ``W`` (as `conv2d` and `linear` build), else the second factor.
+
+def _output_stationary_roles(nest):
+    """Roles for an output-stationary mapping: the weight is whichever factor analyses as one (``W`` first)."""
+    if not isinstance(nest, LoopNest):
+        raise MappingError(f"expected an hwgen LoopNest (from @loop_nest, conv2d or linear), not {nest!r}")
+    first = _default_weight(nest)
+    others = [t for t in _factors(nest) if t != first]
+    try:
+        return _analyze(nest, first)
+    except (MappingError, LoopNestError) as error:
+        for other in others:
+            try:
+                return _analyze(nest, other)
+            except (MappingError, LoopNestError):
+                pass
+        raise error
+
+
+def default_mapping(nest, *, resident=None, dataflow="weight_stationary"):
+    """The mapping of `nest`: output channels on columns; on rows the input channels (the reduction), or
+    for ``dataflow="output_stationary"`` the output pixels (named by the innermost output spatial loop).
+
+    `resident` defaults to the factor named ``W`` (as `conv2d` and `linear` build), else the second factor;
+    output-stationary keeps the output resident.
     """
+    if dataflow == "output_stationary":
+        roles = _output_stationary_roles(nest)
+        if not roles.spatial:
+            raise MappingError(f"{nest.name}: output-stationary puts output pixels on the rows, and this nest has "
+                               f"no output spatial loop; use dataflow='matrix_vector' or 'weight_stationary'")
+        return Mapping(rows=roles.spatial[-1].out_loop, cols=roles.m, resident=nest.out.tensor,
+                       dataflow=dataflow)
     if resident is None:
-        resident = "W" if "W" in _factors(nest) else nest.rhs.tensor
+        resident = _default_weight(nest)
     roles = _analyze(nest, resident)
     return Mapping(rows=roles.c, cols=roles.m, resident=resident, dataflow=dataflow)
+
+
+def _check_output_stationary(nest, mapping, roles):
+    if mapping.resident != nest.out.tensor:
+        raise MappingError(
+            f"{nest.name}: resident={mapping.resident!r}, but output-stationary keeps the outputs in the PEs; "
+            f"set resident={nest.out.tensor!r}")
+    pixel_loops = [sp.out_loop for sp in roles.spatial]
+    if mapping.rows not in pixel_loops:
+        raise MappingError(
+            f"{nest.name}: mapping.rows={mapping.rows!r}, but output-stationary unrolls the output pixels onto the "
+            f"rows (each row accumulates one output pixel); set rows to an output spatial loop: "
+            f"{' or '.join(map(repr, pixel_loops)) or '(none: this nest has none)'}")
+    if mapping.cols != roles.m:
+        raise MappingError(
+            f"{nest.name}: mapping.cols={mapping.cols!r}, but output-stationary unrolls the output-channel loop "
+            f"onto the columns; set cols={roles.m!r}")
 
 
 def _check_directives(nest, mapping, roles):
@@ -217,8 +269,9 @@ def _check_directives(nest, mapping, roles):
             raise MappingError(f"{nest.name}: mapping.{field_name}={loop!r} is not a loop of the nest "
                                f"(loops: {', '.join(loops)})")
     if mapping.rows == mapping.cols:
-        raise MappingError(f"{nest.name}: rows and cols both unroll loop '{mapping.rows}'; weight-stationary "
-                           f"puts the input-channel loop on the rows and the output-channel loop on the columns")
+        raise MappingError(f"{nest.name}: rows and cols both unroll loop '{mapping.rows}'; the columns take the "
+                           f"output-channel loop and the rows the input-channel loop (weight-stationary) or an "
+                           f"output spatial loop (output-stationary)")
     if roles is None:
         return
     role_of = {roles.m: "the output-channel loop", roles.c: "the input-channel loop"}
@@ -249,8 +302,12 @@ def recognize(nest, mapping):
     if not isinstance(nest, LoopNest):
         raise MappingError(f"expected an hwgen LoopNest (from @loop_nest, conv2d or linear), not {nest!r}")
     _check_directives(nest, mapping, None)   # names first: they are the cheapest mistakes to explain
-    roles = _analyze(nest, mapping.resident)
-    _check_directives(nest, mapping, roles)
+    if mapping.dataflow == "output_stationary":
+        roles = _output_stationary_roles(nest)
+        _check_output_stationary(nest, mapping, roles)
+    else:
+        roles = _analyze(nest, mapping.resident)
+        _check_directives(nest, mapping, roles)
     return _problem(nest, roles)
 
 

@@ -83,17 +83,16 @@ def predict_commands(schedules, *, name=None, macs=None):
             last_slot = first_slot + s.mv_slots - 1
             last_beat_in_chain = last_kept_in_chain = last_slot + MatrixVectorEngine.LATENCY + OUTPUT_FIFO
         elif spec.dataflow == "output_stationary":
-            # No pre-slot; tile after tile, `fold_period` slots each. Pixel p of m-fold mf is row p % rows of
-            # tile p // rows: its beat enters the output FIFO 1 + latency + row cycles after the tile's last
-            # reduction slot.
+            # No pre-slot; tile after tile, `fold_period` slots each, the reduction in the last K. Pixel p of
+            # m-fold mf is row p % rows of tile p // rows: its beat enters the output FIFO 1 + latency + row
+            # cycles after the tile's last slot.
             first_slot = take + TAKE_TO_FIRST_SLOT - 1
             last_slot = first_slot + s.os_slots - 1
             to_fifo = BUFFER_READ + output_latency(cols=spec.cols) + OUTPUT_FIFO
 
             def in_chain(pixel, mf=s.m_folds - 1):
                 tile, row = divmod(pixel, spec.rows)
-                return (first_slot + (mf * s.pixel_tiles + tile) * s.fold_period + s.reduction - 1 + row
-                        + to_fifo)
+                return first_slot + (mf * s.pixel_tiles + tile + 1) * s.fold_period - 1 + row + to_fifo
             last_beat_in_chain = in_chain(s.pixels - 1)
             last_kept_in_chain = in_chain(s.last_emit_pixel)
         else:

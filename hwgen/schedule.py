@@ -156,7 +156,7 @@ class LayerSchedule:
     @property
     def fold_period(self):
         if self.spec.dataflow == "output_stationary":
-            # Slots per pixel tile: the K reduction slots, then bubbles up to `rows` (see hw.os_array).
+            # Slots per pixel tile: bubbles up to `rows`, then the K reduction slots (see hw.os_sequencer).
             return max(self.reduction, self.spec.rows)
         return fold_period(pixels=self.pixels, rows=self.spec.rows, cols=self.spec.cols)
 
@@ -207,9 +207,11 @@ class LayerSchedule:
         p = self.problem
         lead = 3 if self.spec.dataflow == "weight_stationary" else 2
         if self.spec.dataflow == "output_stationary":
-            # The first m-fold reads word tile*K + t at slot tile*period + t: never ahead of the load.
-            tile, t = np.meshgrid(np.arange(self.pixel_tiles), np.arange(self.reduction), indexing="ij")
-            addr, tau = (tile * self.reduction + t).ravel(), (tile * self.fold_period + t).ravel()
+            # The first m-fold reads word tile*K + k at slot tile*period + (period - K) + k: never ahead of
+            # the load.
+            tile, k = np.meshgrid(np.arange(self.pixel_tiles), np.arange(self.reduction), indexing="ij")
+            lead_bubbles = self.fold_period - self.reduction
+            addr, tau = (tile * self.reduction + k).ravel(), (tile * self.fold_period + lead_bubbles + k).ravel()
             return int(max(0, (addr - tau - lead).max()))
         if self.spec.dataflow == "matrix_vector":
             # Slots (n, kg) of the first m-fold read word kg*N + n; later m-folds re-read them.

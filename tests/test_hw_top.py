@@ -130,3 +130,49 @@ def test_commands_with_different_postops_back_to_back_under_random_stalls():
     commands = sequence_commands(spec, act_banks=lambda n: n % 2, param_banks=lambda k: k % 2)
     run = run_sequence(spec, commands, seed=20, stall=0.35)
     assert run.cycles > predict_commands(commands).cycles
+
+
+# The output-stationary array -----------------------------------------------------------------------------------
+
+OS_UNTILED = (make_spec(4, 4, bank=256, acc=4, dataflow="output_stationary"),
+              conv("os_untiled", 3, 6, 6, 5, 3, pad=1))
+# A bank of 54 words holds two tiles of K = 27: pixel-range commands; parameters for one m-fold: m-tiles.
+OS_TILED = (make_spec(4, 4, bank=54, acc=4, dataflow="output_stationary", max_out_channels=4),
+            conv("os_tiled", 3, 6, 7, 7, 3, stride=2, pad=1))
+
+
+@pytest.mark.parametrize("tiled", [False, True], ids=["untiled", "tiled"])
+@pytest.mark.parametrize("chain", CHAINS)
+def test_output_stationary_every_chain_is_exact_and_meets_the_cycle_model(chain, tiled):
+    spec, problem = OS_TILED if tiled else OS_UNTILED
+    plan = plan_layer(spec, problem, CHAINS[chain])
+    assert plan.im2col
+    if tiled:
+        assert len({(t.e0, t.e1, t.p0) for t in plan.tiles}) > 1
+        if CHAINS[chain].needs_params:
+            assert len({(t.m0, t.m1) for t in plan.tiles}) > 1
+    else:
+        assert not plan.tiled
+    run = run_plan_on_top(plan, seed=len(chain))
+    assert run.cycles == predict_plan(plan).cycles
+
+
+def test_output_stationary_reductions_shorter_than_the_array_follow_long_ones():
+    # K = 36 then K = 1 < rows (bubbles lead the tile) then K = 9: the read-out must never see two finished
+    # rows of a column at once, across commands too.
+    spec = make_spec(4, 4, bank=128, acc=4, dataflow="output_stationary")
+    plans = [plan_layer(spec, problem, postops) for problem, postops in (
+        (conv("long", 4, 5, 5, 5, 3), PostOps()),
+        (conv("short", 1, 6, 5, 3, 1), PostOps(bias=True, requant=True)),
+        (conv("mid", 1, 3, 5, 5, 3, pad=1), PostOps(pool="max")))]
+    commands = [tile.schedule for plan in plans for tile in plan.tiles]
+    assert [c.reduction for c in commands] == [36, 1, 9]
+    run = run_sequence(spec, commands, seed=3)
+    assert run.cycles == predict_commands(commands).cycles
+
+
+def test_output_stationary_under_random_stalls():
+    spec, problem = OS_TILED
+    plan = plan_layer(spec, problem, CHAINS["requant_relu"])
+    run = run_plan_on_top(plan, seed=8, stall=0.3)
+    assert run.cycles >= predict_plan(plan).cycles

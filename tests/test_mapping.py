@@ -159,7 +159,7 @@ CONV = conv2d(name="l1", in_channels=3, out_channels=4, height=8, width=8, kerne
      r"cols='e' is an output spatial loop.*output-channel loop.*set cols='m'"),
     (Mapping(rows="c", cols="m", resident="B"), MappingError,
      r"resident='B' is not a factor of 'O\[m, e, f\] \+= I\[.*\]'; set it to the weight tensor, one of 'I' or 'W'"),
-    (Mapping(rows="c", cols="m", resident="O"), MappingError, "resident='O' names the output.*output-stationary"),
+    (Mapping(rows="c", cols="m", resident="O"), MappingError, "resident='O' names the output.*set dataflow='output_stationary'"),
     (Mapping(rows="c", cols="m", resident="I"), MappingError,
      r"axis 1 of the resident tensor I is indexed by 'e \+ r - 1'.*set resident='W'"),
 ])
@@ -169,8 +169,8 @@ def test_directive_errors(mapping, error, culprit):
 
 
 def test_mapping_validates_its_fields():
-    with pytest.raises(MappingError, match="dataflow 'output_stationary' is not implemented; choose one of"):
-        Mapping(rows="c", cols="m", resident="W", dataflow="output_stationary")
+    with pytest.raises(MappingError, match="dataflow 'row_stationary' is not implemented; choose one of"):
+        Mapping(rows="c", cols="m", resident="W", dataflow="row_stationary")
     with pytest.raises(MappingError, match="Mapping.rows must be a non-empty string naming a loop, not 3"):
         Mapping(rows=3, cols="m", resident="W")
     with pytest.raises(MappingError, match="expected an hwgen.mapping.Mapping"):
@@ -423,3 +423,43 @@ def test_undeclared_input_that_reads_only_padding():
                     O[m, e] += I[c, e - 1] * W[m, c]
     with pytest.raises(LoopNestError, match=r"index 'e - 1' of I reads only padding.*reduce the padding"):
         recognize(bad, WS)
+
+
+# Output-stationary ------------------------------------------------------------------------------------------
+
+OS = "output_stationary"
+
+
+def test_output_stationary_default_mapping_puts_pixels_on_rows():
+    mapping = default_mapping(CONV, dataflow=OS)
+    assert mapping == Mapping(rows="f", cols="m", resident="O", dataflow=OS)
+    problem = recognize(CONV, mapping)
+    assert problem == recognize(CONV, default_mapping(CONV))   # the same layer, whichever dataflow
+
+
+def test_output_stationary_finds_the_weight_factor_by_its_role():
+    # The kernel is the first factor and not named W: only it analyses as the weight of a convolution.
+    @loop_nest(name="kernel_first")
+    def kernel_first(K: tensor(4, 3, 3), X: tensor(3, 7), Y: tensor(4, 5)):
+        for m in range(4):
+            for c in range(3):
+                for f in range(5):
+                    for s in range(3):
+                        Y[m, f] += K[m, c, s] * X[c, f + s]
+    mapping = default_mapping(kernel_first, dataflow=OS)
+    assert (mapping.rows, mapping.cols, mapping.resident) == ("f", "m", "Y")
+    problem = recognize(kernel_first, mapping)
+    assert (problem.weight, problem.C, problem.M, problem.F, problem.S) == ("K", 3, 4, 5, 3)
+
+
+@pytest.mark.parametrize("mapping, culprit", [
+    (Mapping(rows="f", cols="m", resident="W", dataflow=OS),
+     "resident='W', but output-stationary keeps the outputs in the PEs; set resident='O'"),
+    (Mapping(rows="c", cols="m", resident="O", dataflow=OS),
+     "mapping.rows='c', but output-stationary unrolls the output pixels onto the rows.*'e' or 'f'"),
+    (Mapping(rows="f", cols="e", resident="O", dataflow=OS),
+     "cols='e', but output-stationary unrolls the output-channel loop onto the columns; set cols='m'"),
+])
+def test_output_stationary_directive_errors(mapping, culprit):
+    with pytest.raises(MappingError, match=culprit):
+        recognize(CONV, mapping)
