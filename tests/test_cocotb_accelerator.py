@@ -136,3 +136,30 @@ def test_matrix_vector_engine_exact_and_cycle_accurate(stall):
             assert layer["measured_cycles"] >= layer["model_cycles"]
         else:
             assert layer["measured_cycles"] == layer["model_cycles"], layer["layer"]
+
+
+# The output-stationary array -------------------------------------------------------------------------------------
+
+# Two tiles of K = 36 per bank: the larger layers run as several pixel-range commands; parameters for two
+# m-folds: m-tiles sharing their loaded activations.
+SPEC_OS = AcceleratorSpec(rows=4, cols=4, dataflow="output_stationary", act_buffer_bytes=2 * 80 * 4,
+                          weight_buffer_bytes=256, acc_buffer_bytes=256, max_out_channels=8, max_pool_width=16,
+                          name="os4x4")
+LAYERS_OS = [
+    (conv("os_s1_p1_requant_relu", C=4, M=10, H=7, W=7, R=3, pad=1), PostOps(bias=True, requant=True, relu=True)),
+    (conv("os_s2_p0", C=3, M=5, H=9, W=8, R=3, stride=2), PostOps()),
+    (conv("os_s2_p1_maxpool", C=2, M=6, H=10, W=10, R=3, stride=2, pad=1),
+     PostOps(bias=True, requant=True, pool="max")),
+    (conv("os_1x1_k_below_rows", C=2, M=3, H=5, W=6, R=1), PostOps(bias=True)),
+    (conv("os_uint8_avgpool", C=5, M=4, H=6, W=6, R=2, pad=1), PostOps(requant=True, pool="avg", out_type=uint8)),
+    (linear("os_matmul_batch6", K=13, M=9, N=6), PostOps(bias=True, requant=True)),
+]
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.3], ids=["no_stall", "random_stall"])
+def test_output_stationary_exact_and_cycle_accurate(stall):
+    result = run_layers(SPEC_OS, LAYERS_OS, simulator=SIM, stall=stall, seed=9, tag="os")
+    plans = _check(SPEC_OS, LAYERS_OS, result, stall=stall)
+    assert any(len({t.p0 for t in plan.tiles}) > 1 for plan in plans)             # pixel-range commands
+    assert any(len({(t.m0, t.m1) for t in plan.tiles}) > 1 for plan in plans)      # m-tiles
+    assert any(plan.tiled and plan.postops.pool != "none" for plan in plans)      # pooled bands
