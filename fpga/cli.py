@@ -19,6 +19,7 @@ import sys
 from .devices import DEVICES, get_device
 from .fit import FitError, estimate_fit
 from .tools import Progress, ToolError
+from hwgen.spec import DATAFLOWS
 
 __all__ = ["add_synth_parser", "run_synth", "spec_from_args", "main"]
 
@@ -55,7 +56,7 @@ def add_synth_parser(subparsers):
     spec = p.add_argument_group("spec (without DESIGN, or overriding its spec)")
     spec.add_argument("--rows", type=int)
     spec.add_argument("--cols", type=int)
-    spec.add_argument("--dataflow", choices=["weight_stationary", "matrix_vector"])
+    spec.add_argument("--dataflow", choices=list(DATAFLOWS))
     spec.add_argument("--act-type")
     spec.add_argument("--weight-type")
     spec.add_argument("--acc-type")
@@ -95,7 +96,8 @@ def spec_from_args(args):
         return dataclasses.replace(spec, **overrides) if overrides else spec
     if "rows" not in overrides or "cols" not in overrides:
         raise ValueError("give a DESIGN, or --rows and --cols")
-    overrides.setdefault("name", f"ws{overrides['rows']}x{overrides['cols']}")
+    prefix = {"output_stationary": "os", "matrix_vector": "mv"}.get(overrides.get("dataflow"), "ws")
+    overrides.setdefault("name", f"{prefix}{overrides['rows']}x{overrides['cols']}")
     # Buffers not given: the depths of the spec's defaults for an 8x8 int8 array (2048 act and weight words,
     # 256 accumulator words), so any array shape gets whole words.
     from hwgen.dtypes import parse_dtype

@@ -147,6 +147,9 @@ class LayerSchedule:
 
     @property
     def folds(self):
+        """Passes over the array: (m-fold, k-fold) pairs; output-stationary: (m-fold, pixel tile) pairs."""
+        if self.spec.dataflow == "output_stationary":
+            return self.m_folds * self.pixel_tiles
         return self.m_folds * self.k_folds
 
     @property
