@@ -22,7 +22,7 @@ from math import ceil
 import numpy as np
 import pytest
 
-from hwgen.errors import BufferOverflowError
+from hwgen.errors import BufferOverflowError, MappingError
 from hwgen.perf import predict_plan
 from hwgen.postops import PostOps, QuantParams, apply, params_lane_layout
 from hwgen.problem import ConvProblem
@@ -557,3 +557,88 @@ def test_run_streams_agrees_with_the_bench():
     assert theirs.out_beats == ours.beats == plan.pack_outputs(ops.expected(plan.postops, spec.acc_type))
     assert theirs.cycles == ours.cycles == predict_plan(plan).cycles
     assert theirs.cfg_cycles == ours.cfg_cycles
+
+
+# Output-stationary plans ---------------------------------------------------------------------------------------
+
+def os_spec(bank, **extra):
+    return make_spec(4, 4, bank=bank, acc=4, dataflow="output_stationary", **extra)
+
+
+def check_os_structure(plan):
+    """Every command fits one bank, and the emitting commands cover every (channel, output pixel) once."""
+    spec, p = plan.spec, plan.problem
+    covered = np.zeros((p.M, p.E * p.F), dtype=int)
+    for tile in plan.tiles:
+        s = tile.schedule
+        assert s.act_words <= spec.act_bank_depth and s.acc_words == 0 and s.reduction == p.C * p.R * p.S
+        p0, p1 = (tile.p0, tile.p1) if tile.pixel_range else (tile.e0 * p.F, tile.e1 * p.F)
+        assert s.pixels == p1 - p0
+        covered[tile.m0:tile.m1, p0:p1] += 1
+    rows_out = p.E - (p.E % 2 if plan.postops.pool != "none" else 0)
+    assert (covered[:, :rows_out * p.F] == 1).all() and (covered[:, rows_out * p.F:] == 0).all()
+
+
+def test_output_stationary_plan_cuts_pixels_into_commands_of_whole_tiles():
+    spec = os_spec(3 * 27)                                   # three tiles of K = 3*3*3 = 27 per bank
+    problem = conv("os", 3, 6, 7, 7, 3, pad=1)               # 49 pixels: 13 tiles
+    plan = plan_layer(spec, problem)
+    check_os_structure(plan)
+    assert plan.im2col and plan.lowered.C == 27
+    assert [(t.p0, t.p1) for t in plan.tiles] == [(0, 12), (12, 24), (24, 36), (36, 48), (48, 49)]
+    assert all(t.schedule.act_words <= spec.act_bank_depth for t in plan.tiles)
+    assert [t.schedule.act_bank for t in plan.tiles] == [0, 1, 0, 1, 0]
+    # Activations are loaded once (unrolled R*S times: 13 tiles x 27 words); the weights stream again for
+    # every tile of every m-fold; every output beat once.
+    assert plan.bytes_moved["activations"] == 13 * 27 * 4
+    assert plan.bytes_moved["weights"] == 2 * 13 * 27 * 4
+    assert plan.bytes_moved["outputs"] == 2 * 49 * 16
+    # Only the layer's last tile is partial: the array is busy on 48 of its 52 pixel slots.
+    assert sum(t.schedule.pixel_tiles for t in plan.tiles) == 13
+
+
+def test_output_stationary_m_tiles_share_their_loaded_pixels():
+    spec = os_spec(64, max_out_channels=4)                   # parameters for one m-fold per command
+    plan = plan_layer(spec, conv("os_m", 2, 10, 4, 4, 1), PostOps(bias=True))
+    check_os_structure(plan)
+    assert [(t.m0, t.m1) for t in plan.tiles] == [(0, 4), (4, 8), (8, 10)]
+    assert [t.schedule.load_acts for t in plan.tiles] == [True, False, False]
+    assert [t.schedule.release for t in plan.tiles] == [False, False, True]
+    assert [t.schedule.param_bank for t in plan.tiles] == [0, 1, 0]
+
+
+def test_output_stationary_pooling_plans_bands_of_even_rows():
+    spec = os_spec(4 * 18)                                   # four tiles of K = 18 per bank
+    plan = plan_layer(spec, conv("os_pool", 2, 3, 7, 5, 3, pad=1), PostOps(pool="max"))
+    check_os_structure(plan)
+    # Two rows of F=5 make 3 tiles (fits), four rows 5 tiles (does not); the odd last row is not computed.
+    assert [(t.e0, t.e1, t.p0) for t in plan.tiles] == [(0, 2, None), (2, 4, None), (4, 6, None)]
+
+
+def test_output_stationary_rejects_a_reduction_larger_than_a_bank_with_the_size_needed():
+    spec = os_spec(20)
+    problem = conv("deep", 3, 2, 5, 5, 3)                    # K = 27 words for one tile
+    with pytest.raises(BufferOverflowError) as info:
+        plan_layer(spec, problem)
+    message = str(info.value)
+    assert message.startswith("deep: one tile of 4 output pixels needs its K = C*R*S = 3*3*3 = 27 unrolled inputs "
+                              "in one activation bank (27 words), which holds 20")
+    fixed = replace(spec, act_buffer_bytes=needed_bytes(message, "act_buffer_bytes"))
+    assert fixed.act_bank_depth == 27
+    check_os_structure(plan_layer(fixed, problem))
+
+
+def test_output_stationary_rejects_pooling_without_two_rows_in_a_bank():
+    spec = os_spec(2 * 9)                                    # two tiles of K = 9; two rows of F=6 need three
+    with pytest.raises(BufferOverflowError, match=r"2x2 pooling needs two output rows \(12 pixels, 3 tiles of 9 "
+                                                  r"words\).*set act_buffer_bytes >= 216"):
+        plan_layer(spec, conv("pool_wide", 1, 2, 6, 6, 3, pad=1), PostOps(pool="avg"))
+
+
+def test_output_stationary_commands_are_unrolled_1x1_convolutions():
+    spec = os_spec(64)
+    with pytest.raises(MappingError, match=r"a command is a 1x1 convolution; plan the 3x3 layer with "
+                                           r"hwgen.tiling.plan_layer"):
+        LayerSchedule(spec, conv("direct", 2, 2, 5, 5, 3))
+    with pytest.raises(MappingError, match="always takes host-unrolled"):
+        plan_layer(spec, conv("no_im2col", 2, 2, 5, 5, 3), im2col=False)
