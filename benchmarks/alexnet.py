@@ -1,9 +1,11 @@
-"""AlexNet conv1-conv5 on a 16x16 array: our cycle model and ideal cycles per layer, beside SCALE-Sim's
-cycles for the same array and dataflow; optionally one layer measured on the RTL with Verilator.
+"""AlexNet conv1-conv5 on a 16x16 array, weight- and output-stationary: our cycle model and ideal cycles per
+layer, beside SCALE-Sim's cycles for the same array and dataflow; optionally layers measured on the RTL with
+Verilator.
 
     python benchmarks/alexnet.py                      # model + saved SCALE-Sim figures (benchmarks/results/)
     python benchmarks/alexnet.py --scalesim           # re-run SCALE-Sim side by side (minutes, own venv)
     python benchmarks/alexnet.py --rtl conv3          # also simulate conv3 on the RTL (Verilator)
+    python benchmarks/alexnet.py --rtl-os conv3       # the same on the output-stationary RTL
 
 Targets (issue 3): utilization >= 95 % on conv2-conv5 and fewer cycles than SCALE-Sim on every layer. Prints a
 table and one machine-readable `BENCH {...}` line.
@@ -27,6 +29,11 @@ from hwgen.tiling import plan_layer   # noqa: E402
 # accumulators: buffer sizes of the order of SCALE-Sim's default scratchpads.
 SPEC = AcceleratorSpec(rows=16, cols=16, act_buffer_bytes=256 * 1024, weight_buffer_bytes=16 * 1024,
                        acc_buffer_bytes=64 * 1024, max_out_channels=512, max_pool_width=64, name="alexnet_ws16")
+# The output-stationary array with the same activation budget (the accumulators live in the PEs; no
+# accumulator buffer is used).
+OS_SPEC = AcceleratorSpec(rows=16, cols=16, dataflow="output_stationary", act_buffer_bytes=256 * 1024,
+                          weight_buffer_bytes=16 * 1024, acc_buffer_bytes=1024, max_out_channels=512,
+                          max_pool_width=64, name="alexnet_os16")
 POSTOPS = PostOps(bias=True, requant=True, relu=True)   # int8 out, as the next layer consumes it
 
 
@@ -48,12 +55,13 @@ def fc_plans():
     return result
 
 
-def plans():
+def plans(spec=SPEC):
     result = []
     for layer in ALEXNET_CONV:
         nest = conv2d(name=layer.name, in_channels=layer.C, out_channels=layer.M, height=layer.H, width=layer.W,
                       kernel=(layer.R, layer.S), stride=layer.stride, padding=layer.pad)
-        result.append(plan_layer(SPEC, recognize(nest, default_mapping(nest)), POSTOPS))
+        mapping = default_mapping(nest, dataflow=spec.dataflow)
+        result.append(plan_layer(spec, recognize(nest, mapping), POSTOPS))
     return result
 
 
@@ -62,6 +70,8 @@ def main():
     parser.add_argument("--scalesim", action="store_true", help="re-run SCALE-Sim (else use the saved figures)")
     parser.add_argument("--rtl", nargs="*", default=[], metavar="LAYER",
                         help="layers to run on the RTL with Verilator (e.g. conv3)")
+    parser.add_argument("--rtl-os", nargs="*", default=[], metavar="LAYER",
+                        help="layers to run on the output-stationary RTL with Verilator")
     parser.add_argument("--sim", default="verilator", choices=["verilator", "icarus"])
     args = parser.parse_args()
 
@@ -76,26 +86,30 @@ def main():
     by_layer = {df: {layer["name"]: layer for layer in runs}
                 for df, runs in scalesim.get("dataflows", {}).items()}
 
-    print(f"AlexNet conv layers on {SPEC.rows}x{SPEC.cols} weight-stationary; int8 x int8 -> int32, "
-          f"post-ops bias+requant+ReLU")
-    print(f"{'layer':<7}{'MACs':>12}{'tiles':>6}{'ideal':>10}{'model':>10}{'util':>8}{'SCALE-Sim ws':>14}"
-          f"{'util':>8}{'ours/SS':>9}{'SCALE-Sim os':>14}{'util':>8}")
+    print(f"AlexNet conv layers on {SPEC.rows}x{SPEC.cols}, both dataflows; int8 x int8 -> int32, post-ops "
+          f"bias+requant+ReLU; SCALE-Sim 3.0.0 for the same array and dataflow")
+    print(f"{'':<7}{'':>12}{'':>10}{'-- weight-stationary ----------------':>38}"
+          f"{'-- output-stationary ----------------':>38}")
+    print(f"{'layer':<7}{'MACs':>12}{'ideal':>10}{'hwgen':>10}{'util':>7}{'SCALE-Sim':>11}{'ratio':>7}"
+          f"{'':>3}{'hwgen':>10}{'util':>7}{'SCALE-Sim':>11}{'ratio':>7}")
     records = []
-    for plan in plans():
-        name = plan.problem.name
-        est = predict_plan(plan)
-        ws, os_ = by_layer.get("ws", {}).get(name), by_layer.get("os", {}).get(name)
-        ws_cycles = ws["cycles"] if ws else None
-        os_cycles = os_["cycles"] if os_ else None
-        ratio = est.cycles / ws_cycles if ws_cycles else float("nan")
-        print(f"{name:<7}{est.macs:>12}{len(plan.tiles):>6}{est.ideal_cycles:>10}{est.cycles:>10}"
-              f"{est.utilization:>8.1%}{ws_cycles or '-':>14}"
-              f"{(ws['overall_util_pct'] / 100 if ws else float('nan')):>8.1%}{ratio:>9.3f}"
-              f"{os_cycles or '-':>14}{(os_['overall_util_pct'] / 100 if os_ else float('nan')):>8.1%}")
-        records.append({"layer": name, "macs": est.macs, "tiles": len(plan.tiles), "ideal_cycles": est.ideal_cycles,
-                        "model_cycles": est.cycles, "utilization": est.utilization,
-                        "bytes_moved": plan.bytes_moved, "scalesim_ws_cycles": ws_cycles,
-                        "scalesim_os_cycles": os_cycles})
+    for ws_plan, os_plan in zip(plans(SPEC), plans(OS_SPEC)):
+        name = ws_plan.problem.name
+        record = {"layer": name, "macs": ws_plan.macs}
+        cells = []
+        for key, plan in (("ws", ws_plan), ("os", os_plan)):
+            est = predict_plan(plan)
+            theirs = by_layer.get(key, {}).get(name)
+            their_cycles = theirs["cycles"] if theirs else None
+            ratio = est.cycles / their_cycles if their_cycles else float("nan")
+            record.update({"ideal_cycles": est.ideal_cycles, f"{key}_model_cycles": est.cycles,
+                           f"{key}_utilization": est.utilization, f"{key}_commands": len(plan.tiles),
+                           f"{key}_bytes_moved": plan.bytes_moved, f"scalesim_{key}_cycles": their_cycles,
+                           f"scalesim_{key}_utilization": theirs["overall_util_pct"] / 100 if theirs else None})
+            cells.append(f"{est.cycles:>10}{est.utilization:>7.1%}{their_cycles or '-':>11}{ratio:>7.3f}")
+        print(f"{name:<7}{ws_plan.macs:>12}{record['ideal_cycles']:>10}{cells[0]}{'':>3}{cells[1]}")
+        records.append(record)
+    print("ratio = hwgen cycles / SCALE-Sim cycles (below 1: fewer cycles)")
 
     print(f"\nAlexNet FC layers at batch 1 on the matrix-vector engine ({MV_SPEC.cols} lanes x {MV_SPEC.rows}, "
           f"{MV_SPEC.pes} MACs, weight port {MV_SPEC.weight_word_bits // 8} bytes/cycle)")
@@ -115,23 +129,25 @@ def main():
                            "systolic_ws_model_cycles": ws_cycles})
 
     rtl = []
-    if args.rtl:
-        from sim.runner import run_layers
-        for plan in plans():
-            if plan.problem.name not in args.rtl:
+    from sim.runner import run_layers
+    for spec, wanted in ((SPEC, args.rtl), (OS_SPEC, args.rtl_os)):
+        for plan in plans(spec) if wanted else ():
+            if plan.problem.name not in wanted:
                 continue
             started = time.perf_counter()
-            result = run_layers(SPEC, [plan], simulator=args.sim, tag="alexnet")
+            result = run_layers(spec, [plan], simulator=args.sim, tag=f"alexnet_{spec.dataflow}")
             (layer,) = result.layers
             rate = layer["measured_cycles"] / layer["wall_seconds"] if layer["measured_cycles"] else 0
-            print(f"RTL {plan.problem.name} on {args.sim}: {'exact' if layer['exact'] else 'WRONG'}, measured "
+            print(f"RTL {plan.problem.name} ({spec.dataflow}) on {args.sim}: {'exact' if layer['exact'] else 'WRONG'}, measured "
                   f"{layer['measured_cycles']} cycles (model {layer['model_cycles']}), build "
                   f"{result.build_seconds:.0f} s, simulation {layer['wall_seconds']:.0f} s = {rate:.0f} cycles/s")
-            rtl.append({"layer": plan.problem.name, "simulator": args.sim, "exact": layer["exact"],
+            rtl.append({"layer": plan.problem.name, "dataflow": spec.dataflow, "simulator": args.sim,
+                        "exact": layer["exact"],
                         "measured_cycles": layer["measured_cycles"], "model_cycles": layer["model_cycles"],
                         "build_seconds": result.build_seconds, "sim_seconds": layer["wall_seconds"],
                         "cycles_per_second": rate, "total_seconds": time.perf_counter() - started})
-    print("BENCH " + json.dumps({"benchmark": "alexnet_16x16", "spec": SPEC.to_dict(), "layers": records,
+    print("BENCH " + json.dumps({"benchmark": "alexnet_16x16", "spec": SPEC.to_dict(),
+                                 "os_spec": OS_SPEC.to_dict(), "layers": records,
                                  "fc_spec": MV_SPEC.to_dict(), "fc_layers": fc_records, "rtl": rtl}))
 
 
