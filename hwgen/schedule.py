@@ -9,6 +9,12 @@ Data layout in the buffers (the host packs it this way, see `pack_*`):
 - weight word ``fold*rows + i`` = the weights of PE row ``i`` for that fold (lane = output channel);
 - output beat ``mf*P + p`` = the ``cols`` output channels of m-fold ``mf`` at pixel ``p`` (lane = channel).
 Padding is never stored: the address generator reads zero for out-of-bounds positions (implicit im2col).
+
+Output-stationary schedule (`hw.os_sequencer`): a command is a 1x1 convolution over host-unrolled windows
+(`hwgen.tiling` lowers the layer), ``K = C`` of it is the reduction; its ``pixels`` are cut into tiles of
+``rows`` (row ``i`` = pixel ``tile*rows + i``), and slots run ``for mf: for tile: for k`` with
+``fold_period = max(K, rows)`` slots per tile. Activation word ``tile*K + k`` = input ``k`` of the tile's pixels
+(lane = pixel); weight word (slot order) = the m-fold's ``cols`` weights of input ``k``; output beats as above.
 """
 
 from dataclasses import dataclass

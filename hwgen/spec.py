@@ -48,7 +48,8 @@ class AcceleratorSpec:
 
     Buffer sizes are in bytes. Each buffer is one memory whose word is one array-wide vector:
     the activation buffer holds ``rows`` activations per word, the weight buffer ``cols`` weights per word,
-    the accumulator buffer ``cols`` accumulators per word.
+    the accumulator buffer ``cols`` accumulators per word (output-stationary keeps its sums in the PEs and
+    builds no accumulator buffer).
     """
     rows: int
     cols: int
