@@ -18,9 +18,11 @@ from hwgen.verilog import generate, port_map
 WAIVERS = Path(__file__).resolve().parent.parent / "hwgen" / "lint_waivers.vlt"
 
 
-def small_spec(rows, cols, name, *, act_type="int8", weight_type="int8", acc_type="int32", words=64):
+def small_spec(rows, cols, name, *, act_type="int8", weight_type="int8", acc_type="int32", words=64,
+               dataflow="weight_stationary"):
     a, w, acc = (parse_dtype(t, what="dtype") for t in (act_type, weight_type, acc_type))
     return AcceleratorSpec(rows=rows, cols=cols, act_type=a, weight_type=w, acc_type=acc, name=name,
+                           dataflow=dataflow,
                            act_buffer_bytes=words // 8 * rows * a.bits,
                            weight_buffer_bytes=words // 8 * cols * w.bits,
                            acc_buffer_bytes=words // 8 * cols * acc.bits)
@@ -31,6 +33,8 @@ SPECS = {
     "ws_1x1": small_spec(1, 1, "ws_1x1"),                              # zero-width row counter
     "ws_4x4_u8": small_spec(4, 4, "ws_4x4_u8", act_type="uint8"),
     "ws_3x5_i16": small_spec(3, 5, "ws_3x5_i16", act_type="int16", weight_type="int4", acc_type="int48"),
+    "os_3x4_u8": small_spec(3, 4, "os_3x4_u8", act_type="uint8", dataflow="output_stationary"),
+    "os_1x1": small_spec(1, 1, "os_1x1", dataflow="output_stationary"),
 }
 
 
@@ -146,7 +150,7 @@ def test_waivers_file_documents_every_waiver():
             assert previous.startswith("//") and len(previous) > 20, f"waiver without an explanation: {line}"
 
 
-@pytest.mark.parametrize("key", ["ws_1x1", "ws_4x4_u8"])
+@pytest.mark.parametrize("key", ["ws_1x1", "ws_4x4_u8", "os_3x4_u8"])
 def test_every_top_level_port_is_used_and_driven(key, tmp_path):
     """UNUSEDSIGNAL is waived for Amaranth's debug wires; the ports themselves must still matter."""
     spec = SPECS[key]
