@@ -63,7 +63,7 @@ def predict_commands(schedules, *, name=None, macs=None):
     bank_free = [0, 0]        # first cycle each activation bank may be loaded
     param_free = [0, 0]       # first cycle each post-op parameter bank may be loaded
     last_out = None
-    for s in schedules:
+    for index, s in enumerate(schedules):
         accept = max(accept + 1, loader_free, handoff_clear, bank_free[s.act_bank] if s.load_acts else 0,
                      param_free[s.param_bank] if s.param_words else 0)
         if s.load_acts or s.param_words:
@@ -110,7 +110,7 @@ def predict_commands(schedules, *, name=None, macs=None):
             if s.param_words:
                 param_free[s.param_bank] = last_beat_in_chain + 1
             last_out = last_kept_in_chain + POSTOPS
-        if s is schedules[0]:
+        if index == 0:   # not `s is schedules[0]`: a command may run twice
             first_accept = accept
     if last_out is None:
         raise ValueError("no command emits outputs")

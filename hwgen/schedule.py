@@ -132,7 +132,8 @@ class LayerSchedule:
                     f"{p.name}: the {buffer} buffer needs {words} words ({why}) but holds {depth}; set "
                     f"{knob} >= {need}")
         limit = 1 << field_bits(spec)
-        for name, value in self.config_values().items():
+        # start_words <= act_words, which the buffer check bounds: no need to compute it here.
+        for name, value in self.config_values(start_words=0).items():
             if name in COUNT_FIELDS and value >= limit:   # flags and post-op fields have their own widths
                 raise MappingError(f"{p.name}: {name}={value} exceeds the {field_bits(spec)}-bit configuration "
                                    f"field sized from the buffers; enlarge the buffers")
@@ -277,14 +278,14 @@ class LayerSchedule:
 
     # Configuration word -----------------------------------------------------------------------------------
 
-    def config_values(self):
+    def config_values(self, *, start_words=None):
         p = self.problem
         values = dict(
             in_h=p.H, in_w=p.W, out_h=p.E, out_w=p.F, k_h=p.R, k_w=p.S, c_groups=self.c_groups,
             m_folds=self.m_folds, stride_h=p.stride_h, stride_w=p.stride_w, pad_h=p.pad_h, pad_w=p.pad_w,
             plane=p.H * p.W, row_step=p.stride_h * p.W, pad_row_offset=p.pad_h * p.W,
             fold_period=self.fold_period, pixels=self.pixels, act_words=self.act_words,
-            start_words=self.start_words,
+            start_words=self.start_words if start_words is None else start_words,
             acc_stride=self.pixels if self.keep_partials else 0, act_bank=self.act_bank,
             load_acts=int(self.load_acts), release=int(self.release), acc_init=int(self.acc_init),
             acc_emit=int(self.acc_emit), param_words=self.param_words,

@@ -7,12 +7,13 @@ last input-channel tile has been added in (the accumulators keep the partial sum
 
 Tiles are ordered ``for e-band: for m-tile: for c-tile`` or ``for m-tile: for e-band: for c-tile``; an
 activation tile that the next command uses again stays in its bank (no reload). The candidates are, for every
-input-channel tile size, the tallest band of output rows that fits, with every m-tile size the buffers allow
-and both orders; the one that moves the fewest bytes wins (ties: fewer commands). That is a search over a
-useful family, not over every tiling: a shorter band can occasionally move a few bytes less.
+input-channel tile size, every band height that fits (one per number of bands, plus the tallest), with m-tiles
+as large as the buffers allow or of one m-fold, and both orders; the one that moves the fewest bytes wins (ties: fewer
+commands). The tests compare the choice with every tiling `_build` can make.
 """
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from math import ceil
 
 import numpy as np
@@ -221,6 +222,11 @@ def _sub_problem(problem, *, m0, m1, c0, c1, e0, e1):
     return sub, h0, h1
 
 
+def _even_ceil(total, count, band):
+    """The shortest band height (a multiple of `band`) that cuts `total` rows into `count` bands."""
+    return ceil(ceil(total / count) / band) * band
+
+
 def _ranges(total, step):
     return [(start, min(total, start + step)) for start in range(0, total, step)]
 
@@ -228,6 +234,12 @@ def _ranges(total, step):
 def _computed_rows(problem, postops):
     """Output rows worth computing: 2x2 pooling (floor) drops an odd last row, so it is not computed."""
     return problem.E - (problem.E % 2 if postops.pool != "none" else 0)
+
+
+@lru_cache(maxsize=8192)
+def _schedule(spec, problem, **flags):
+    """Candidate plans share most of their commands: build (and validate) each one once."""
+    return LayerSchedule(spec, problem, **flags)
 
 
 def _build(spec, problem, postops, *, cg_tile, e_tile, mf_tile, order):
@@ -253,9 +265,9 @@ def _build(spec, problem, postops, *, cg_tile, e_tile, mf_tile, order):
         emit = c1 == p.C
         if emit and postops.needs_params:
             param_bank ^= 1
-        schedule = LayerSchedule(spec, sub, act_bank=bank, load_acts=load, release=release,
-                                 acc_init=c0 == 0, acc_emit=emit, keep_partials=keep_partials,
-                                 postops=postops, param_bank=param_bank if emit and postops.needs_params else 0)
+        schedule = _schedule(spec, sub, act_bank=bank, load_acts=load, release=release, acc_init=c0 == 0,
+                             acc_emit=emit, keep_partials=keep_partials, postops=postops,
+                             param_bank=param_bank if emit and postops.needs_params else 0)
         tiles.append(Tile(schedule, m0, m1, c0, c1, e0, e1, h0, h1))
     moved = _bytes_moved(spec, tiles)
     return LayerPlan(spec, problem, tuple(tiles), order, moved, postops)
@@ -313,8 +325,9 @@ def plan_layer(spec, problem, postops=PostOps(), *, im2col="auto"):
 
 
 def _plan_tiles(spec, problem, postops):
-    """Candidates: for every input-channel tile size, the tallest band of output rows that fits (bands even
-    when pooling), every m-tile size the buffers allow, both loop orders; the fewest bytes moved wins."""
+    """Candidates: for every input-channel tile size, every band of output rows that fits (bands even when
+    pooling; one height per band count, plus the tallest), m-tiles as large as the buffers allow or of one
+    m-fold, both loop orders; the fewest bytes moved wins (ties: fewer commands, then the taller band)."""
     p = problem
     c_groups, m_folds = ceil(p.C / spec.rows), ceil(p.M / spec.cols)
     rows_out = _computed_rows(p, postops)
@@ -339,30 +352,27 @@ def _plan_tiles(spec, problem, postops):
     # more), down to one group.
     cg_sizes = sorted({ceil(c_groups / k) for k in range(1, 17)} | {1}, reverse=True)
     for cg_tile in [size for size in cg_sizes if size >= smallest_cg]:
-        # The largest band of output rows whose window fits one bank and whose pixels fit the accumulators.
-        e_tile = 0
-        for e in range(rows_out, 0, -1):
-            if e % band:
-                continue   # a pooling window must not straddle two bands
-            if _act_words(spec, p, cg_tile, e, rows_out) <= spec.act_bank_depth and e * p.F <= spec.acc_depth:
-                e_tile = e
-                break
-        if not e_tile:
-            continue
-        # A tile's post-op parameters must fit one bank of the parameter memory.
-        most = min(m_folds, spec.max_param_folds) if postops.needs_params else m_folds
-        if cg_tile == c_groups:
-            mf_tiles = [most]
-        else:   # partial sums of every m-fold in the tile stay in the accumulators between c-tiles
-            most = min(most, spec.acc_depth // (e_tile * p.F))
-            if most < 1:
-                continue
-            mf_tiles = sorted({most, 1})
-        for mf_tile in mf_tiles:
-            for order in ORDERS:
-                candidates.append(_build(spec, p, postops, cg_tile=cg_tile, e_tile=e_tile, mf_tile=mf_tile,
-                                         order=order))
-        if cg_tile == c_groups and e_tile == rows_out:
+        # Every band of output rows whose window fits one bank and whose pixels fit the accumulators: the
+        # tallest is not always the cheapest (a shorter one may keep every m-fold's partial sums, or with
+        # stride > R skip input rows no output reads). Band heights that give the same number of bands
+        # differ only in where the last one ends: the tallest and the shortest of each count stand for them.
+        fitting = [e for e in range(rows_out, 0, -1) if e % band == 0 and e * p.F <= spec.acc_depth
+                   and _act_words(spec, p, cg_tile, e, rows_out) <= spec.act_bank_depth]
+        e_tiles = sorted(({_even_ceil(rows_out, ceil(rows_out / e), band) for e in fitting} & set(fitting))
+                         | set(fitting[:1]), reverse=True)
+        for e_tile in e_tiles:
+            # A tile's post-op parameters must fit one bank of the parameter memory.
+            most = min(m_folds, spec.max_param_folds) if postops.needs_params else m_folds
+            if cg_tile != c_groups:   # partial sums of every m-fold in the tile stay in the accumulators
+                most = min(most, spec.acc_depth // (e_tile * p.F))
+                if most < 1:
+                    continue
+            # m-tiles: as large as the buffers allow (fewest weight and activation passes), or one m-fold.
+            for mf_tile in sorted({most, 1}):
+                for order in ORDERS:
+                    candidates.append(_build(spec, p, postops, cg_tile=cg_tile, e_tile=e_tile, mf_tile=mf_tile,
+                                             order=order))
+        if cg_tile == c_groups and e_tiles and e_tiles[0] == rows_out:
             break   # the whole reduction and every row fit: splitting the reduction only moves more bytes
     if not candidates:   # only the matrix-vector engine, which cannot split the reduction, gets here
         words = _act_words(spec, p, c_groups, band, rows_out)

@@ -277,3 +277,15 @@ def test_commands_streamed_back_to_back_meet_predict_commands(banks):
     assert run.cycles == predict_commands(schedules).cycles
     # Streaming beats running the layers one at a time (each on an idle accelerator).
     assert run.cycles < sum(predict(s).cycles for s in schedules)
+
+
+def test_a_command_object_repeated_counts_from_the_first_handshake():
+    # Plans share identical command objects (hwgen.tiling builds each distinct command once): the model must
+    # count from the first command, not from the last one that `is` the first.
+    spec = make_spec(2, 2)
+    problem = ConvProblem("twice", "conv2d", C=2, H=4, W=4, M=2, E=3, F=3, R=2, S=2)
+    first = LayerSchedule(spec, problem, act_bank=0)
+    second = LayerSchedule(spec, problem, act_bank=0)
+    assert first == second and first is not second
+    assert predict_commands([first, first]).cycles == predict_commands([first, second]).cycles
+    assert predict_commands([first, first]).cycles > predict(first).cycles
