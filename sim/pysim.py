@@ -2,11 +2,12 @@
 model and of the tiling. The cocotb testbench (`sim/tb_accelerator.py`) is the one that proves the Verilog.
 
 Streams are fed from Python lists, one beat per cycle when not stalled; cycles are counted from the first
-``cfg`` handshake to the last ``out`` handshake (the cycle model's definition).
+``cfg`` handshake to the last ``out`` handshake (the cycle model's definition). The tests drive the top through
+this too (`tests.top_bench.run_top`).
 """
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from amaranth.sim import Simulator
 
@@ -21,48 +22,73 @@ class StreamRun:
     cycles: int            # last out handshake - first cfg handshake
     cfg_cycles: list       # cycle index of each cfg handshake
     out_cycles: list
+    sent: dict = field(default_factory=dict)   # words taken from each input stream
+
+    @property
+    def beats(self):
+        return self.out_beats
 
 
-def run_streams(spec, *, cfg, weights, acts, expect_beats, params=(), stall=0.0, seed=0, max_cycles=2_000_000,
-                dut=None):
-    """Feed the three input streams, collect `expect_beats` output beats. `stall` is the per-cycle
-    probability that a source idles or the sink refuses (each stream independently)."""
+STREAMS = ("cfg", "weights", "acts", "params")
+
+
+def run_streams(spec, *, cfg, weights=(), acts=(), params=(), expect_beats, stall=0.0, sink_stall=None, seed=0,
+                tail=40, max_cycles=2_000_000, dut=None):
+    """Feed the input streams from lists, collect `expect_beats` output beats, then check what a run must leave
+    behind: for ``tail`` cycles no further output beat, every input word consumed, the accelerator idle with
+    ``cfg`` ready.
+
+    ``stall``: per-cycle probability that a source withholds its next word; ``sink_stall`` (default ``stall``):
+    probability that ``out`` is not ready. Each stream draws independently."""
     dut = dut if dut is not None else AcceleratorTop(spec)
     rng = random.Random(seed)
+    sink_stall = stall if sink_stall is None else sink_stall
     queues = {"cfg": list(cfg), "weights": list(weights), "acts": list(acts), "params": list(params)}
-    sent = {name: 0 for name in queues}
-    run = StreamRun(out_beats=[], cycles=0, cfg_cycles=[], out_cycles=[])
+    sent = dict.fromkeys(STREAMS, 0)
+    run = StreamRun(out_beats=[], cycles=0, cfg_cycles=[], out_cycles=[], sent=sent)
 
     async def testbench(ctx):
-        ports = {name: getattr(dut, name) for name in queues}
+        ports = [getattr(dut, name) for name in STREAMS]
         cycle = 0
         while len(run.out_beats) < expect_beats:
-            offer = {}
-            for name, port in ports.items():
-                index = sent[name]
-                offer[name] = index < len(queues[name]) and not (stall and rng.random() < stall)
-                ctx.set(port.valid, offer[name])
-                if index < len(queues[name]):
-                    ctx.set(port.payload, queues[name][index])
-            ready_out = not (stall and rng.random() < stall)
-            ctx.set(dut.out.ready, ready_out)
-            sampled = await ctx.tick().sample(*(p.ready for p in ports.values()), dut.out.valid, dut.out.payload)
-            *readies, out_valid, out_payload = sampled[2:]   # tick() yields (clk, rst), then the samples
-            for (name, port), ready in zip(ports.items(), readies):
-                if offer[name] and ready:
+            if cycle >= max_cycles:
+                raise RuntimeError(f"no progress: {len(run.out_beats)} of {expect_beats} beats after {cycle} "
+                                   f"cycles, sent {sent}")
+            offered = []
+            for name, port in zip(STREAMS, ports):
+                pending = sent[name] < len(queues[name])
+                offered.append(pending and not (stall and rng.random() < stall))
+                ctx.set(port.valid, offered[-1])
+                ctx.set(port.payload, queues[name][sent[name]] if pending else 0)
+            ready = not (sink_stall and rng.random() < sink_stall)
+            ctx.set(dut.out.ready, ready)
+            # tick() yields (clk, rst), then the samples
+            _, _, *readies, out_valid, out_payload = await ctx.tick().sample(
+                *(port.ready for port in ports), dut.out.valid, dut.out.payload)
+            for name, offer, port_ready in zip(STREAMS, offered, readies):
+                if offer and port_ready:
                     sent[name] += 1
                     if name == "cfg":
                         run.cfg_cycles.append(cycle)
-            if out_valid and ready_out:
+            if ready and out_valid:
                 run.out_beats.append(out_payload)
                 run.out_cycles.append(cycle)
             cycle += 1
-            if cycle > max_cycles:
-                raise RuntimeError(f"no progress: {len(run.out_beats)} of {expect_beats} beats after {cycle} cycles")
-        run.cycles = run.out_cycles[-1] - run.cfg_cycles[0] if run.out_cycles else 0
+        for port in ports:
+            ctx.set(port.valid, 0)
+        ctx.set(dut.out.ready, 1)
+        for _ in range(tail):
+            _, _, out_valid = await ctx.tick().sample(dut.out.valid)
+            assert not out_valid, f"an output beat beyond the expected {expect_beats}"
+        if tail:
+            assert not ctx.get(dut.busy), "the accelerator did not return to idle"
+            assert ctx.get(dut.cfg.ready), "cfg is not ready after the last command"
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(testbench)
     sim.run()
+    for name in STREAMS:
+        assert sent[name] == len(queues[name]), f"{name}: {sent[name]} of {len(queues[name])} words consumed"
+    run.cycles = run.out_cycles[-1] - run.cfg_cycles[0] if run.out_cycles else 0
     return run

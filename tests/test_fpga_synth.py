@@ -3,7 +3,6 @@ regression baselines of fpga/baselines/*.json."""
 
 import argparse
 import json
-from pathlib import Path
 
 import pytest
 

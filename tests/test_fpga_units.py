@@ -8,7 +8,7 @@ import pytest
 
 from fpga import baselines
 from fpga.cli import add_synth_parser, run_synth, spec_from_args
-from fpga.devices import DEVICES, get_device
+from fpga.devices import get_device
 from fpga.fit import FitError, estimate_fit, memory_blocks
 from fpga.flow import memory_check, nextpnr_args, yosys_script
 from fpga.reports import cell_summary, format_summary, parse_nextpnr_report, parse_yosys_stat

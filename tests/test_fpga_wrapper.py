@@ -61,7 +61,6 @@ class StandinTop(wiring.Component):
         with m.If(en):
             m.d.sync += valid.eq(Cat(act_fifo.r_rdy, valid[:-1]))
 
-        psum_out = []
         act_row = []
         for i in range(rows):
             a = act_fifo.r_data[i * ab:(i + 1) * ab].as_signed()

@@ -29,8 +29,7 @@ from hwgen.problem import ConvProblem
 from hwgen.schedule import LayerSchedule
 from hwgen.spec import buffer_granule_bytes
 from hwgen.tiling import ORDERS, _build, plan_layer
-from sim.pysim import run_streams
-from tests.top_bench import conv, make_spec, random_operands, run_plan_on_top, run_top
+from tests.top_bench import conv, make_spec, random_operands, run_plan_on_top
 
 
 
@@ -537,20 +536,6 @@ def test_tiled_layer_under_random_stalls_is_exact_and_only_slower(name, seed):
     plan = SIM_PLANS[name]()
     run = run_plan_on_top(plan, seed=seed, stall=0.3)
     assert run.cycles > predict_plan(plan).cycles
-
-
-def test_run_streams_agrees_with_the_bench():
-    """`sim.pysim.run_streams` (the project's stream driver) sees the same beats and cycles."""
-    plan = plan_of("c_tiles")
-    spec = plan.spec
-    ops = random_operands(spec, plan.problem, 7)
-    streams = dict(cfg=plan.config_words(), weights=plan.weight_stream(ops.weight), acts=plan.act_stream(ops.act),
-                   params=plan.params_stream(ops.params))
-    ours = run_top(spec, **streams, expect_beats=plan.out_beats)
-    theirs = run_streams(spec, **streams, expect_beats=plan.out_beats)
-    assert theirs.out_beats == ours.beats == plan.pack_outputs(ops.expected(plan.postops, spec.acc_type))
-    assert theirs.cycles == ours.cycles == predict_plan(plan).cycles
-    assert theirs.cfg_cycles == ours.cfg_cycles
 
 
 # Output-stationary plans ---------------------------------------------------------------------------------------

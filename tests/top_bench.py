@@ -1,95 +1,29 @@
 """Shared test bench for the whole accelerator (`hwgen.hw.top.AcceleratorTop`) in Amaranth's simulator, and the
 operands/golden results the end-to-end tests feed it. Not a test module.
 
-`run_top` drives the four input streams from lists of words (one beat per cycle unless a random stall says
-otherwise) and collects ``expect_beats`` output beats, like `sim.pysim.run_streams`, and then checks what a
-stream run must also leave behind: every input word consumed, no output beat beyond the expected ones, and the
-accelerator idle with ``cfg`` ready. Cycles are counted like the cycle model: from the first ``cfg`` handshake
-to the last ``out`` handshake.
+`run_top` is `sim.pysim.run_streams` (the project's stream driver): it drives the four input streams from
+lists of words, collects the output beats, and checks what a run must leave behind (every input word consumed,
+no extra output beat, the accelerator idle with ``cfg`` ready). Cycles are counted like the cycle model: from
+the first ``cfg`` handshake to the last ``out`` handshake.
 """
 
-import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
-from amaranth.sim import Simulator
 
 from hwgen import reference
-from hwgen.hw.top import AcceleratorTop
 from hwgen.postops import QuantParams, apply, quantize_multiplier
 from hwgen.problem import ConvProblem
 from hwgen.spec import AcceleratorSpec
+from sim.pysim import run_streams
 
-__all__ = ["TopRun", "run_top", "Operands", "random_operands", "check_beats"]
-
-STREAMS = ("cfg", "weights", "acts", "params")
-
-
-@dataclass
-class TopRun:
-    beats: list
-    cycles: int
-    cfg_cycles: list
-    out_cycles: list
-    sent: dict = field(default_factory=dict)
+__all__ = ["run_top", "Operands", "random_operands", "check_beats"]
 
 
-def run_top(spec, *, cfg, weights=(), acts=(), params=(), expect_beats, stall=0.0, sink_stall=None, seed=0,
-            tail=40, max_cycles=50_000):
-    """Run one stream of commands through a fresh accelerator; see the module docstring.
-
-    ``stall``: per-cycle probability that a source withholds its next word; ``sink_stall`` (default ``stall``):
-    probability that ``out`` is not ready. Each stream draws independently."""
-    dut = AcceleratorTop(spec)
-    rng = random.Random(seed)
-    sink_stall = stall if sink_stall is None else sink_stall
-    queues = {"cfg": list(cfg), "weights": list(weights), "acts": list(acts), "params": list(params)}
-    sent = dict.fromkeys(STREAMS, 0)
-    run = TopRun(beats=[], cycles=0, cfg_cycles=[], out_cycles=[], sent=sent)
-
-    async def testbench(ctx):
-        ports = [getattr(dut, name) for name in STREAMS]
-        cycle = 0
-        while len(run.beats) < expect_beats:
-            assert cycle < max_cycles, f"no progress: {len(run.beats)} of {expect_beats} beats, sent {sent}"
-            offered = []
-            for name, port in zip(STREAMS, ports):
-                index = sent[name]
-                pending = index < len(queues[name])
-                offered.append(pending and not (stall and rng.random() < stall))
-                ctx.set(port.valid, offered[-1])
-                ctx.set(port.payload, queues[name][index] if pending else 0)
-            ready = not (sink_stall and rng.random() < sink_stall)
-            ctx.set(dut.out.ready, ready)
-            _, _, *readies, out_valid, out_payload = await ctx.tick().sample(
-                *(port.ready for port in ports), dut.out.valid, dut.out.payload)
-            for name, offer, port_ready in zip(STREAMS, offered, readies):
-                if offer and port_ready:
-                    sent[name] += 1
-                    if name == "cfg":
-                        run.cfg_cycles.append(cycle)
-            if ready and out_valid:
-                run.beats.append(out_payload)
-                run.out_cycles.append(cycle)
-            cycle += 1
-        # Afterwards: nothing more comes out, and the accelerator goes idle with every word consumed.
-        for port in ports:
-            ctx.set(port.valid, 0)
-        ctx.set(dut.out.ready, 1)
-        for _ in range(tail):
-            _, _, out_valid = await ctx.tick().sample(dut.out.valid)
-            assert not out_valid, f"an output beat beyond the expected {expect_beats}"
-        assert not ctx.get(dut.busy), "the accelerator did not return to idle"
-        assert ctx.get(dut.cfg.ready), "cfg is not ready after the last command"
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
-    for name in STREAMS:
-        assert sent[name] == len(queues[name]), f"{name}: {sent[name]} of {len(queues[name])} words consumed"
-    run.cycles = run.out_cycles[-1] - run.cfg_cycles[0] if run.out_cycles else 0
-    return run
+def run_top(spec, **kwargs):
+    """`sim.pysim.run_streams` with the test defaults: a 50,000-cycle bound and the idle checks after the run."""
+    kwargs.setdefault("max_cycles", 50_000)
+    return run_streams(spec, **kwargs)
 
 
 # Operands and golden results ----------------------------------------------------------------------------------
