@@ -7,7 +7,8 @@ import hwgen.hw.top as top_module
 from hwgen.hw.addrgen import FoldSequencer
 from hwgen.verilog import generate
 from sim.runner import run_layers
-from tests.test_cocotb_accelerator import LAYERS_4X4, SIM, SPEC_4X4
+from hwgen.hw.os_array import OutputStationaryArray
+from tests.test_cocotb_accelerator import LAYERS_4X4, LAYERS_OS, SIM, SPEC_4X4, SPEC_OS
 
 pytestmark = pytest.mark.cocotb
 
@@ -27,9 +28,21 @@ class OffByOneSequencer(FoldSequencer):
         return m
 
 
-def test_flipped_weight_bit_is_caught():
-    layer = LAYERS_4X4[0]
-    result = run_layers(SPEC_4X4, [layer], simulator=SIM, flip_weight_bit=[0, 5, 3], tag="fault-weight")
+class LastRowDroppedArray(OutputStationaryArray):
+    """The output-stationary read-out never picks the bottom row (a one-hot select built one row short)."""
+
+    def elaborate(self, platform):
+        rows = self.rows
+        self.rows = rows - 1
+        try:
+            return super().elaborate(platform)
+        finally:
+            self.rows = rows
+
+
+@pytest.mark.parametrize("spec, layer", [(SPEC_4X4, LAYERS_4X4[0]), (SPEC_OS, LAYERS_OS[1])], ids=["ws", "os"])
+def test_flipped_weight_bit_is_caught(spec, layer):
+    result = run_layers(spec, [layer], simulator=SIM, flip_weight_bit=[0, 5, 3], tag=f"fault-weight-{spec.name}")
     (outcome,) = result.layers
     assert not outcome["exact"]
     assert "expected" in outcome["report"] and "O[m=" in outcome["report"]
@@ -41,5 +54,15 @@ def test_address_generator_off_by_one_is_caught(monkeypatch):
     monkeypatch.undo()
     assert faulty != generate(SPEC_4X4)
     result = run_layers(SPEC_4X4, [LAYERS_4X4[1]], simulator=SIM, verilog=faulty, tag="fault-addr")
+    (outcome,) = result.layers
+    assert not outcome["exact"]
+
+
+def test_output_stationary_read_out_fault_is_caught(monkeypatch):
+    monkeypatch.setattr(top_module, "OutputStationaryArray", LastRowDroppedArray)
+    faulty = generate(SPEC_OS)
+    monkeypatch.undo()
+    assert faulty != generate(SPEC_OS)
+    result = run_layers(SPEC_OS, [LAYERS_OS[3]], simulator=SIM, verilog=faulty, tag="fault-os-readout")
     (outcome,) = result.layers
     assert not outcome["exact"]
