@@ -48,21 +48,23 @@ def test_flipped_weight_bit_is_caught(spec, layer):
     assert "expected" in outcome["report"] and "O[m=" in outcome["report"]
 
 
-def test_address_generator_off_by_one_is_caught(monkeypatch):
-    monkeypatch.setattr(top_module, "FoldSequencer", OffByOneSequencer)
-    faulty = generate(SPEC_4X4)
+def run_with_faulty_block(monkeypatch, spec, layer, *, block, faulty_class, tag):
+    """Generate `spec` with `top.<block>` replaced by `faulty_class` and run `layer` on that Verilog."""
+    monkeypatch.setattr(top_module, block, faulty_class)
+    faulty = generate(spec)
     monkeypatch.undo()
-    assert faulty != generate(SPEC_4X4)
-    result = run_layers(SPEC_4X4, [LAYERS_4X4[1]], simulator=SIM, verilog=faulty, tag="fault-addr")
-    (outcome,) = result.layers
+    assert faulty != generate(spec)
+    (outcome,) = run_layers(spec, [layer], simulator=SIM, verilog=faulty, tag=tag).layers
+    return outcome
+
+
+def test_address_generator_off_by_one_is_caught(monkeypatch):
+    outcome = run_with_faulty_block(monkeypatch, SPEC_4X4, LAYERS_4X4[1], block="FoldSequencer",
+                                    faulty_class=OffByOneSequencer, tag="fault-addr")
     assert not outcome["exact"]
 
 
 def test_output_stationary_read_out_fault_is_caught(monkeypatch):
-    monkeypatch.setattr(top_module, "OutputStationaryArray", LastRowDroppedArray)
-    faulty = generate(SPEC_OS)
-    monkeypatch.undo()
-    assert faulty != generate(SPEC_OS)
-    result = run_layers(SPEC_OS, [LAYERS_OS[3]], simulator=SIM, verilog=faulty, tag="fault-os-readout")
-    (outcome,) = result.layers
+    outcome = run_with_faulty_block(monkeypatch, SPEC_OS, LAYERS_OS[3], block="OutputStationaryArray",
+                                    faulty_class=LastRowDroppedArray, tag="fault-os-readout")
     assert not outcome["exact"]
