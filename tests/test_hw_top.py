@@ -7,10 +7,13 @@ through the chain, and the parameters of the next command load into the other ba
 current one streams.
 """
 
+import dataclasses
+
 import pytest
 
 from hwgen.dtypes import uint8
-from hwgen.perf import predict_commands, predict_plan
+from hwgen.errors import MappingError
+from hwgen.perf import POSTOPS, predict_commands, predict_plan
 from hwgen.postops import PostOps, pack_params
 from hwgen.schedule import LayerSchedule
 from hwgen.tiling import plan_layer
@@ -130,3 +133,35 @@ def test_commands_with_different_postops_back_to_back_under_random_stalls():
     commands = sequence_commands(spec, act_banks=lambda n: n % 2, param_banks=lambda k: k % 2)
     run = run_sequence(spec, commands, seed=20, stall=0.35)
     assert run.cycles > predict_commands(commands).cycles
+
+
+# Built without the post-op chain (postops=False) ------------------------------------------------------------------
+
+@pytest.mark.parametrize("tiled", [False, True], ids=["untiled", "tiled"])
+def test_without_postop_chain_raw_accumulators_meet_the_cycle_model(tiled):
+    spec, problem = TILED if tiled else UNTILED
+    bare = dataclasses.replace(spec, postops=False)
+    plan = plan_layer(bare, problem, PostOps(), im2col=False)
+    assert plan.tiled == tiled
+    run = run_plan_on_top(plan, seed=3)
+    model = predict_plan(plan).cycles
+    assert run.cycles == model
+    # The same layer with the chain built (and unused) takes exactly the chain's latency longer.
+    assert predict_plan(plan_layer(spec, problem, PostOps(), im2col=False)).cycles == model + POSTOPS
+
+
+def test_without_postop_chain_under_random_stalls():
+    spec, problem = TILED
+    plan = plan_layer(dataclasses.replace(spec, postops=False), problem, PostOps(), im2col=False)
+    run = run_plan_on_top(plan, seed=8, stall=0.3)
+    assert run.cycles >= predict_plan(plan).cycles
+
+
+@pytest.mark.parametrize("chain", [c for c in CHAINS if c != "none"])
+def test_without_postop_chain_layers_with_postops_are_rejected(chain):
+    spec, problem = UNTILED
+    bare = dataclasses.replace(spec, postops=False)
+    with pytest.raises(MappingError, match=r"postops=False.*postops=True"):
+        plan_layer(bare, problem, CHAINS[chain])
+    with pytest.raises(MappingError, match="postops=True"):
+        LayerSchedule(bare, problem, postops=CHAINS[chain])

@@ -17,7 +17,7 @@ from amaranth.hdl import EnableInserter, Module, Mux, Signal, unsigned
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..postops import params_layout
+from ..postops import params_port_bits
 from ..spec import AcceleratorSpec
 from .accumulator import Accumulator
 from .addrgen import FoldSequencer
@@ -41,7 +41,7 @@ class AcceleratorTop(wiring.Component):
             "cfg": In(stream.Signature(unsigned(config_layout(spec).size))),
             "weights": In(stream.Signature(unsigned(spec.weight_word_bits))),
             "acts": In(stream.Signature(unsigned(spec.act_word_bits))),
-            "params": In(stream.Signature(unsigned(params_layout(spec.cols).size))),
+            "params": In(stream.Signature(unsigned(params_port_bits(spec)))),   # 1 bit, unused, without post-ops
             "out": Out(stream.Signature(unsigned(spec.acc_word_bits))),
             "busy": Out(1),
         })
@@ -61,9 +61,15 @@ class AcceleratorTop(wiring.Component):
 
         m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=spec.acc_word_bits,
                                                                  depth=OUTPUT_FIFO_DEPTH)
-        m.submodules.postops = postops = PostOpPipeline(spec, max_m_folds=spec.max_param_folds,
-                                                        max_out_w=spec.max_pool_width)
-        wiring.connect(m, postops.o, wiring.flipped(self.out))
+        if spec.postops:
+            m.submodules.postops = postops = PostOpPipeline(spec, max_m_folds=spec.max_param_folds,
+                                                            max_out_w=spec.max_pool_width)
+            wiring.connect(m, postops.o, wiring.flipped(self.out))
+        else:
+            # No post-op chain: the accumulators leave straight from the output FIFO; `params` never accepts
+            # (the host rejects layers with post-ops, so no command has parameter words).
+            postops = None
+            wiring.connect(m, out_fifo.r_stream, wiring.flipped(self.out))
         # Post-op parameter banks: busy from the load of a command's parameters until its last beat has
         # entered the chain.
         param_busy = Signal(2)
@@ -84,11 +90,14 @@ class AcceleratorTop(wiring.Component):
         act_addr = Signal(range(bank_depth))
         params_left = Signal(range(spec.max_param_folds + 1))
         param_addr = Signal(range(spec.max_param_folds))
-        m.d.comb += [
-            postops.params_addr.eq(param_addr + Mux(load_cmd.param_bank, spec.max_param_folds, 0)),
-            postops.params_data.eq(self.params.payload),
-            postops.params_en.eq(self.params.valid & self.params.ready),
-        ]
+        params_en = Signal()
+        m.d.comb += params_en.eq(self.params.valid & self.params.ready)
+        if postops is not None:
+            m.d.comb += [
+                postops.params_addr.eq(param_addr + Mux(load_cmd.param_bank, spec.max_param_folds, 0)),
+                postops.params_data.eq(self.params.payload),
+                postops.params_en.eq(params_en),
+            ]
         m.d.comb += [
             act_write.addr.eq(act_addr + Mux(load_cmd.act_bank, bank_depth, 0)),
             act_write.data.eq(self.acts.payload),
@@ -114,11 +123,12 @@ class AcceleratorTop(wiring.Component):
                     with m.Else():
                         m.d.sync += [handoff.eq(incoming), handoff_valid.eq(1)]
             with m.State("LOAD"):
-                m.d.comb += [self.acts.ready.eq(acts_left != 0), self.params.ready.eq(params_left != 0),
+                m.d.comb += [self.acts.ready.eq(acts_left != 0),
+                             self.params.ready.eq((params_left != 0) if postops is not None else 0),
                              loader_loading.eq(load_cmd.load_acts)]
                 with m.If(act_write.en):
                     m.d.sync += [act_addr.eq(act_addr + 1), acts_left.eq(acts_left - 1)]
-                with m.If(postops.params_en):
+                with m.If(params_en):
                     m.d.sync += [param_addr.eq(param_addr + 1), params_left.eq(params_left - 1)]
                 # Hand the command on once its first start_words are in: the rest load while it computes
                 # (the interlock below holds back any read that would overtake the write pointer).
@@ -139,11 +149,16 @@ class AcceleratorTop(wiring.Component):
             m.submodules.engine = engine = FoldSequencer(spec)
         m.d.comb += engine.cfg.eq(compute_cmd)
         # Emitting commands queue their post-op settings; the chain takes them in order, beat-count by count.
-        m.submodules.emit_queue = emit_queue = fifo.SyncFIFO(width=layout.size, depth=4)
-        m.d.comb += [emit_queue.w_data.eq(handoff.as_value()), emit_queue.w_en.eq(handoff_take & handoff.acc_emit)]
+        if postops is not None:
+            m.submodules.emit_queue = emit_queue = fifo.SyncFIFO(width=layout.size, depth=4)
+            m.d.comb += [emit_queue.w_data.eq(handoff.as_value()),
+                         emit_queue.w_en.eq(handoff_take & handoff.acc_emit)]
+            emit_room = ~handoff.acc_emit | emit_queue.w_rdy
+        else:
+            emit_room = 1
         with m.FSM(name="compute"):
             with m.State("IDLE"):
-                with m.If(handoff_valid & (~handoff.acc_emit | emit_queue.w_rdy)):
+                with m.If(handoff_valid & emit_room):
                     m.d.comb += handoff_take.eq(1)
                     m.d.sync += compute_cmd.eq(handoff)
                     m.next = "START"
@@ -179,10 +194,12 @@ class AcceleratorTop(wiring.Component):
         else:
             in_flight = self._systolic(m, engine, en, act_read, weight_fifo, out_fifo)
 
-        self._postops(m, layout, emit_queue, out_fifo, postops, clear_param_busy)
         loading = (acts_left != 0) | (params_left != 0)
-        m.d.comb += self.busy.eq(loading | handoff_valid | engine.busy | in_flight | (out_fifo.r_level != 0) |
-                                 emit_queue.r_rdy | postops.busy)
+        busy = loading | handoff_valid | engine.busy | in_flight | (out_fifo.r_level != 0)
+        if postops is not None:
+            self._postops(m, layout, emit_queue, out_fifo, postops, clear_param_busy)
+            busy = busy | emit_queue.r_rdy | postops.busy
+        m.d.comb += self.busy.eq(busy)
         return m
 
     def _systolic(self, m, seq, en, act_read, weight_fifo, out_fifo):
