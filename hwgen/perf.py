@@ -21,7 +21,7 @@ NO_LOAD_HANDOFF = 1       # a command that reuses its bank at c + 1
 # that only starts fold 0's weight load; the first pixel slot follows.
 TAKE_TO_FIRST_SLOT = 3
 DONE_TO_IDLE = 2          # after a command's last slot the engine is idle again (and its bank released) 2 later
-BUFFER_READ = 1           # activation buffer read latency
+BUFFER_READ = 2           # activation buffer read latency, and the register its read data goes into
 OUTPUT_FIFO = 2           # write into the buffered output FIFO -> into the post-op chain
 POSTOPS = PostOpPipeline.LATENCY   # the post-op chain -> handshake on `out` (0 when built without it)
 

@@ -203,28 +203,39 @@ class AcceleratorTop(wiring.Component):
         return m
 
     def _systolic(self, m, seq, en, act_read, weight_fifo, out_fifo):
-        """Issue (cycle 0) -> buffer read / weight pop (1) -> array (1 + latency) -> accumulate and emit."""
+        """Issue (cycle 0) -> buffer read / weight pop (1) -> activation register (2) -> array (2 + latency) ->
+        accumulate and emit.
+
+        The activation buffer's read data goes straight into a register (block RAM clock-to-out is slow, so
+        nothing else is in that path; padding zeroes it there), and the weight-load path gets the same extra
+        register, so weights and activations keep their relative timing (`schedule.fold_period`)."""
         spec = self.spec
         m.submodules.accumulator = acc = Accumulator(spec)
         array = SystolicArray(rows=spec.rows, cols=spec.cols, act_type=spec.act_type,
                               weight_type=spec.weight_type, psum_bits=spec.psum_bits)
         m.submodules.array = EnableInserter(en)(array)  # skew, PEs and de-skew freeze with the pipeline
-        padded_d, bank_d = Signal(), Signal()
+        padded_d, bank_d, bank_dd = Signal(), Signal(), Signal()
+        acts_dd = Signal.like(act_read.data)
         load_en_d, load_row_d, load_bank_d = Signal(), Signal.like(seq.load_row), Signal()
         load_data_d = Signal.like(weight_fifo.r_data)
+        load_en_dd, load_row_dd, load_bank_dd = Signal(), Signal.like(seq.load_row), Signal()
+        load_data_dd = Signal.like(weight_fifo.r_data)
         with m.If(en):
             m.d.sync += [padded_d.eq(seq.padded), bank_d.eq(seq.bank), load_en_d.eq(seq.load_en),
                          load_row_d.eq(seq.load_row), load_bank_d.eq(seq.load_bank),
-                         load_data_d.eq(weight_fifo.r_data)]
+                         load_data_d.eq(weight_fifo.r_data),
+                         acts_dd.eq(Mux(padded_d, 0, act_read.data)), bank_dd.eq(bank_d),
+                         load_en_dd.eq(load_en_d), load_row_dd.eq(load_row_d), load_bank_dd.eq(load_bank_d),
+                         load_data_dd.eq(load_data_d)]
         m.d.comb += [
-            array.acts.eq(Mux(padded_d, 0, act_read.data)), array.bank.eq(bank_d),
-            array.load_en.eq(load_en_d), array.load_row.eq(load_row_d), array.load_bank.eq(load_bank_d),
-            array.load_data.eq(load_data_d),
+            array.acts.eq(acts_dd), array.bank.eq(bank_dd),
+            array.load_en.eq(load_en_dd), array.load_row.eq(load_row_dd), array.load_bank.eq(load_bank_dd),
+            array.load_data.eq(load_data_dd),
         ]
 
-        # Slot control rides a delay line beside the data: `latency` stages to the accumulator read, one more
-        # to the sum.
-        latency = array_latency(rows=spec.rows, cols=spec.cols)
+        # Slot control rides a delay line beside the data: `latency` stages to the column sums (the
+        # accumulator's read is issued two stages before its sum, its read data registered), one more to the sum.
+        latency = array_latency(rows=spec.rows, cols=spec.cols) + 1
         control = [seq.slot_valid, seq.acc_addr, seq.first_k, seq.last_k]
         stages = [control]
         for stage in range(latency + 1):
@@ -232,7 +243,7 @@ class AcceleratorTop(wiring.Component):
             with m.If(en):
                 m.d.sync += [d.eq(s) for d, s in zip(delayed, stages[-1])]
             stages.append(delayed)
-        read_stage, sum_stage = stages[latency], stages[latency + 1]
+        read_stage, sum_stage = stages[latency - 1], stages[latency + 1]
         m.d.comb += [
             acc.en.eq(en), acc.psums.eq(array.psums),
             acc.read_valid.eq(read_stage[0]), acc.read_pixel.eq(read_stage[1]),
