@@ -58,14 +58,27 @@ class FoldSequencer(wiring.Component):
         r_wrap = r == cfg.k_h - 1
         first_k = (cg == 0) & (s == 0) & (r == 0)
         last_k = cg_wrap & s_wrap & r_wrap
-        last_fold = last_k & (mf == cfg.m_folds - 1)
-        fold_end = slot == cfg.fold_period - 1
-        in_pixels = slot < cfg.pixels
+        # Registered for Fmax (they feed the pipeline enable): the slot's address, padding, pixel and fold-end
+        # flags are computed with the next slot's counters, and `last_fold` one cycle after the fold counters
+        # change (a fold ends at least one enabled cycle after the fold counters last moved).
+        last_fold = Signal()
+        m.d.sync += last_fold.eq(last_k & (mf == cfg.m_folds - 1))
+        fold_end, in_pixels = Signal(), Signal()
+        act_addr, padded = Signal.like(self.act_addr), Signal()
+
+        def goto_slot(next_slot):
+            m.d.sync += [slot.eq(next_slot), fold_end.eq(next_slot == cfg.fold_period - 1),
+                         in_pixels.eq(next_slot < cfg.pixels)]
+
+        def goto_position(next_h, next_w, next_row_addr):
+            m.d.sync += [h.eq(next_h), w.eq(next_w), row_addr.eq(next_row_addr),
+                         act_addr.eq((next_row_addr + next_w)[:len(act_addr)]),
+                         padded.eq((next_h < 0) | (next_h >= cfg.in_h) | (next_w < 0) | (next_w >= cfg.in_w))]
 
         m.d.comb += [
             self.slot_valid.eq(self.busy & ~pre & in_pixels),
-            self.act_addr.eq((row_addr + w)[:len(self.act_addr)]),
-            self.padded.eq((h < 0) | (h >= cfg.in_h) | (w < 0) | (w >= cfg.in_w)),
+            self.act_addr.eq(act_addr),
+            self.padded.eq(padded),
             self.acc_addr.eq(acc_base + slot),
             # Across tiles of one reduction, only the first tile starts from zero and only the last emits.
             self.first_k.eq(first_k & cfg.acc_init), self.last_k.eq(last_k & cfg.acc_emit),
@@ -81,23 +94,25 @@ class FoldSequencer(wiring.Component):
 
         with m.If(self.start):
             m.d.sync += [
-                self.busy.eq(1), self.done.eq(0), pre.eq(1), slot.eq(0),
+                self.busy.eq(1), self.done.eq(0), pre.eq(1),
                 mf.eq(0), r.eq(0), s.eq(0), cg.eq(0), e.eq(0), f.eq(0), acc_base.eq(0),
                 cg_plane.eq(0), r_h0.eq(-cfg.pad_h), s_w0.eq(-cfg.pad_w), r_row.eq(-cfg.pad_row_offset),
-                h.eq(-cfg.pad_h), w.eq(-cfg.pad_w), row_addr.eq(-cfg.pad_row_offset),
             ]
+            goto_slot(0)
+            goto_position(-cfg.pad_h, -cfg.pad_w, -cfg.pad_row_offset)
         with m.Elif(self.en & self.busy):
             with m.If(pre):
                 m.d.sync += pre.eq(0)
             with m.Elif(fold_end):
-                m.d.sync += [slot.eq(0), e.eq(0), f.eq(0), bank.eq(~bank)]
+                m.d.sync += [e.eq(0), f.eq(0), bank.eq(~bank)]
+                goto_slot(0)
                 with m.If(last_fold):
                     m.d.sync += [self.busy.eq(0), self.done.eq(1)]
                 m.d.sync += [
                     cg.eq(Mux(cg_wrap, 0, cg + 1)), cg_plane.eq(next_cg_plane),
                     s_w0.eq(next_s_w0), r_h0.eq(next_r_h0), r_row.eq(next_r_row),
-                    h.eq(next_r_h0), w.eq(next_s_w0), row_addr.eq(next_cg_plane + next_r_row),
                 ]
+                goto_position(next_r_h0, next_s_w0, next_cg_plane + next_r_row)
                 with m.If(cg_wrap):
                     m.d.sync += s.eq(Mux(s_wrap, 0, s + 1))
                     with m.If(s_wrap):
@@ -105,12 +120,13 @@ class FoldSequencer(wiring.Component):
                         with m.If(r_wrap):
                             m.d.sync += [mf.eq(mf + 1), acc_base.eq(acc_base + cfg.acc_stride)]
             with m.Else():
-                m.d.sync += slot.eq(slot + 1)
+                goto_slot(slot + 1)
                 with m.If(f == cfg.out_w - 1):
-                    m.d.sync += [f.eq(0), e.eq(e + 1), w.eq(s_w0), h.eq(h + cfg.stride_h),
-                                 row_addr.eq(row_addr + cfg.row_step)]
+                    m.d.sync += [f.eq(0), e.eq(e + 1)]
+                    goto_position(h + cfg.stride_h, s_w0, row_addr + cfg.row_step)
                 with m.Else():
-                    m.d.sync += [f.eq(f + 1), w.eq(w + cfg.stride_w)]
+                    m.d.sync += f.eq(f + 1)
+                    goto_position(h, w + cfg.stride_w, row_addr)
 
         # Weight loader: triggered on the pre-slot and on the last slot of every fold but the last; then one
         # row per enabled cycle. fold_period >= rows, so a load ends before the next trigger.

@@ -10,10 +10,11 @@ A layer arrives as one or more *commands* (tiles), one ``cfg`` beat each. Two en
 
 Results leave on ``out``: ``m_folds * pixels`` beats of ``cols`` accumulators for every command that emits.
 The compute pipeline has one enable: it advances only while the output FIFO has room and the weight FIFO has
-the word the loader needs, so a stalled stream freezes the pipeline instead of losing data.
+the word the loader needs, so a stalled stream freezes the pipeline instead of losing data. (On the systolic
+array, everything after the issue stage takes that enable through a register, one cycle late; see `_systolic`.)
 """
 
-from amaranth.hdl import EnableInserter, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, EnableInserter, Module, Mux, Signal, unsigned
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -29,6 +30,9 @@ from .systolic import SystolicArray, array_latency
 __all__ = ["AcceleratorTop", "OUTPUT_FIFO_DEPTH"]
 
 OUTPUT_FIFO_DEPTH = 4
+# Weight-stationary: the datapath after the issue stage runs on a registered copy of the enable, one cycle
+# behind it, so the output FIFO must have room for a write one cycle after the enable was decided.
+WS_OUTPUT_FIFO_DEPTH = 6
 
 
 class AcceleratorTop(wiring.Component):
@@ -59,8 +63,8 @@ class AcceleratorTop(wiring.Component):
             width=spec.weight_word_bits, depth=spec.weight_depth)
         wiring.connect(m, wiring.flipped(self.weights), weight_fifo.w_stream)
 
-        m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=spec.acc_word_bits,
-                                                                 depth=OUTPUT_FIFO_DEPTH)
+        out_depth = OUTPUT_FIFO_DEPTH if spec.dataflow == "matrix_vector" else WS_OUTPUT_FIFO_DEPTH
+        m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=spec.acc_word_bits, depth=out_depth)
         if spec.postops:
             m.submodules.postops = postops = PostOpPipeline(spec, max_m_folds=spec.max_param_folds,
                                                             max_out_w=spec.max_pool_width)
@@ -180,8 +184,14 @@ class AcceleratorTop(wiring.Component):
             pops, reads = engine.load_en, engine.slot_valid & ~engine.padded
         unwritten = (loader_loading & (load_cmd.act_bank == compute_cmd.act_bank) & reads &
                      (engine.act_addr >= act_addr))
+        if spec.dataflow == "matrix_vector":
+            out_room = out_fifo.w_rdy
+        else:
+            # The datapath writes one cycle after `en` (see `_systolic`): room for one more beat then. r_level
+            # counts every beat held; at most one more is written in this cycle, none is needed to be read.
+            out_room = out_fifo.r_level <= out_depth - 3
         m.d.comb += [
-            en.eq(out_fifo.w_rdy & (~pops | weight_fifo.r_rdy) & ~unwritten),
+            en.eq(out_room & (~pops | weight_fifo.r_rdy) & ~unwritten),
             engine.en.eq(en),
             weight_fifo.r_en.eq(pops & en),
             act_read.addr.eq(engine.act_addr + Mux(compute_cmd.act_bank, bank_depth, 0)),
@@ -208,12 +218,22 @@ class AcceleratorTop(wiring.Component):
 
         The activation buffer's read data goes straight into a register (block RAM clock-to-out is slow, so
         nothing else is in that path; padding zeroes it there), and the weight-load path gets the same extra
-        register, so weights and activations keep their relative timing (`schedule.fold_period`)."""
+        register, so weights and activations keep their relative timing (`schedule.fold_period`).
+
+        Two enables: the issue stage (sequencer, buffer read, weight pop, and the first register of every path
+        out of it) advances with ``en``; everything after it (the second registers, the array, the control delay
+        line, the accumulator) with ``en_d``, ``en`` registered. A stage that moves one cycle after the one
+        feeding it sees the same sequence of values (the feeding register holds until the next ``en``, which
+        comes no earlier than that cycle), so results and no-stall timing are unchanged; the huge fan-out of the
+        pipeline enable starts at a flip-flop instead of at the end of the stall logic. Nothing flows back from
+        the ``en_d`` side except the output FIFO's fill level, which ``en`` reads with one beat of margin."""
         spec = self.spec
         m.submodules.accumulator = acc = Accumulator(spec)
         array = SystolicArray(rows=spec.rows, cols=spec.cols, act_type=spec.act_type,
                               weight_type=spec.weight_type, psum_bits=spec.psum_bits)
-        m.submodules.array = EnableInserter(en)(array)  # skew, PEs and de-skew freeze with the pipeline
+        en_d = Signal()
+        m.d.sync += en_d.eq(en)
+        m.submodules.array = EnableInserter(en_d)(array)  # skew, PEs and de-skew freeze with the pipeline
         padded_d, bank_d, bank_dd = Signal(), Signal(), Signal()
         acts_dd = Signal.like(act_read.data)
         load_en_d, load_row_d, load_bank_d = Signal(), Signal.like(seq.load_row), Signal()
@@ -223,8 +243,9 @@ class AcceleratorTop(wiring.Component):
         with m.If(en):
             m.d.sync += [padded_d.eq(seq.padded), bank_d.eq(seq.bank), load_en_d.eq(seq.load_en),
                          load_row_d.eq(seq.load_row), load_bank_d.eq(seq.load_bank),
-                         load_data_d.eq(weight_fifo.r_data),
-                         acts_dd.eq(Mux(padded_d, 0, act_read.data)), bank_dd.eq(bank_d),
+                         load_data_d.eq(weight_fifo.r_data)]
+        with m.If(en_d):
+            m.d.sync += [acts_dd.eq(Mux(padded_d, 0, act_read.data)), bank_dd.eq(bank_d),
                          load_en_dd.eq(load_en_d), load_row_dd.eq(load_row_d), load_bank_dd.eq(load_bank_d),
                          load_data_dd.eq(load_data_d)]
         m.d.comb += [
@@ -240,19 +261,19 @@ class AcceleratorTop(wiring.Component):
         stages = [control]
         for stage in range(latency + 1):
             delayed = [Signal.like(sig, name=f"ctl{stage}_{sig.name}") for sig in control]
-            with m.If(en):
+            with m.If(en if stage == 0 else en_d):
                 m.d.sync += [d.eq(s) for d, s in zip(delayed, stages[-1])]
             stages.append(delayed)
         read_stage, sum_stage = stages[latency - 1], stages[latency + 1]
         m.d.comb += [
-            acc.en.eq(en), acc.psums.eq(array.psums),
+            acc.en.eq(en_d), acc.psums.eq(array.psums),
             acc.read_valid.eq(read_stage[0]), acc.read_pixel.eq(read_stage[1]),
             acc.sum_valid.eq(sum_stage[0]), acc.sum_pixel.eq(sum_stage[1]),
             acc.sum_first.eq(sum_stage[2]), acc.sum_last.eq(sum_stage[3]),
             out_fifo.w_en.eq(acc.out_valid), out_fifo.w_data.eq(acc.out_data),
         ]
         in_flight = Signal()
-        m.d.comb += in_flight.eq(sum(s[0] for s in stages[1:]) != 0)
+        m.d.comb += in_flight.eq(Cat(*(s[0] for s in stages[1:])).any())
         return in_flight
 
     def _postops(self, m, layout, emit_queue, out_fifo, postops, clear_param_busy):
