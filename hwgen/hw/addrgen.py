@@ -91,11 +91,18 @@ class FoldSequencer(wiring.Component):
         rs_wrap = cg_wrap & s_wrap
         next_r_h0 = Mux(rs_wrap, Mux(r_wrap, -cfg.pad_h, r_h0 + 1), r_h0)
         next_r_row = Mux(rs_wrap, Mux(r_wrap, -cfg.pad_row_offset, r_row + cfg.in_w), r_row)
+        # ... registered every cycle (like `last_fold`: valid from the cycle after the fold counters move, and
+        # a fold ends no earlier than that), so a fold change does not chain compares, muxes and adders.
+        nf_cg_plane, nf_s_w0, nf_r_h0, nf_r_row = (pos(f"nf_{n}") for n in ("cg_plane", "s_w0", "r_h0", "r_row"))
+        m.d.sync += [nf_cg_plane.eq(next_cg_plane), nf_s_w0.eq(next_s_w0), nf_r_h0.eq(next_r_h0),
+                     nf_r_row.eq(next_r_row)]
+        # The last output column of the row, registered with the column counter.
+        f_last = Signal()
 
         with m.If(self.start):
             m.d.sync += [
                 self.busy.eq(1), self.done.eq(0), pre.eq(1),
-                mf.eq(0), r.eq(0), s.eq(0), cg.eq(0), e.eq(0), f.eq(0), acc_base.eq(0),
+                mf.eq(0), r.eq(0), s.eq(0), cg.eq(0), e.eq(0), f.eq(0), f_last.eq(cfg.out_w == 1), acc_base.eq(0),
                 cg_plane.eq(0), r_h0.eq(-cfg.pad_h), s_w0.eq(-cfg.pad_w), r_row.eq(-cfg.pad_row_offset),
             ]
             goto_slot(0)
@@ -104,15 +111,15 @@ class FoldSequencer(wiring.Component):
             with m.If(pre):
                 m.d.sync += pre.eq(0)
             with m.Elif(fold_end):
-                m.d.sync += [e.eq(0), f.eq(0), bank.eq(~bank)]
+                m.d.sync += [e.eq(0), f.eq(0), f_last.eq(cfg.out_w == 1), bank.eq(~bank)]
                 goto_slot(0)
                 with m.If(last_fold):
                     m.d.sync += [self.busy.eq(0), self.done.eq(1)]
                 m.d.sync += [
-                    cg.eq(Mux(cg_wrap, 0, cg + 1)), cg_plane.eq(next_cg_plane),
-                    s_w0.eq(next_s_w0), r_h0.eq(next_r_h0), r_row.eq(next_r_row),
+                    cg.eq(Mux(cg_wrap, 0, cg + 1)), cg_plane.eq(nf_cg_plane),
+                    s_w0.eq(nf_s_w0), r_h0.eq(nf_r_h0), r_row.eq(nf_r_row),
                 ]
-                goto_position(next_r_h0, next_s_w0, next_cg_plane + next_r_row)
+                goto_position(nf_r_h0, nf_s_w0, nf_cg_plane + nf_r_row)
                 with m.If(cg_wrap):
                     m.d.sync += s.eq(Mux(s_wrap, 0, s + 1))
                     with m.If(s_wrap):
@@ -121,11 +128,11 @@ class FoldSequencer(wiring.Component):
                             m.d.sync += [mf.eq(mf + 1), acc_base.eq(acc_base + cfg.acc_stride)]
             with m.Else():
                 goto_slot(slot + 1)
-                with m.If(f == cfg.out_w - 1):
-                    m.d.sync += [f.eq(0), e.eq(e + 1)]
+                with m.If(f_last):
+                    m.d.sync += [f.eq(0), f_last.eq(cfg.out_w == 1), e.eq(e + 1)]
                     goto_position(h + cfg.stride_h, s_w0, row_addr + cfg.row_step)
                 with m.Else():
-                    m.d.sync += f.eq(f + 1)
+                    m.d.sync += [f.eq(f + 1), f_last.eq(f + 2 == cfg.out_w)]
                     goto_position(h, w + cfg.stride_w, row_addr)
 
         # Weight loader: triggered on the pre-slot and on the last slot of every fold but the last; then one

@@ -14,7 +14,7 @@ the word the loader needs, so a stalled stream freezes the pipeline instead of l
 array, everything after the issue stage takes that enable through a register, one cycle late; see `_systolic`.)
 """
 
-from amaranth.hdl import Cat, EnableInserter, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -230,10 +230,13 @@ class AcceleratorTop(wiring.Component):
         spec = self.spec
         m.submodules.accumulator = acc = Accumulator(spec)
         array = SystolicArray(rows=spec.rows, cols=spec.cols, act_type=spec.act_type,
-                              weight_type=spec.weight_type, psum_bits=spec.psum_bits)
-        en_d = Signal()
-        m.d.sync += en_d.eq(en)
-        m.submodules.array = EnableInserter(en_d)(array)  # skew, PEs and de-skew freeze with the pipeline
+                              weight_type=spec.weight_type, psum_bits=spec.psum_bits, enable_copies=True)
+        # `en` registered: one copy for the second registers and the control delay line, one for the
+        # accumulator; the array registers its own copies (a few dozen registers per copy, see SystolicArray).
+        en_d, en_acc = Signal(name="en_copy_ctl"), Signal(name="en_copy_acc")
+        m.d.sync += [en_d.eq(en), en_acc.eq(en)]
+        m.submodules.array = array            # skew, PEs and de-skew freeze with the pipeline, on en_d's copies
+        m.d.comb += array.en.eq(en)
         padded_d, bank_d, bank_dd = Signal(), Signal(), Signal()
         acts_dd = Signal.like(act_read.data)
         load_en_d, load_row_d, load_bank_d = Signal(), Signal.like(seq.load_row), Signal()
@@ -266,7 +269,7 @@ class AcceleratorTop(wiring.Component):
             stages.append(delayed)
         read_stage, sum_stage = stages[latency - 1], stages[latency + 1]
         m.d.comb += [
-            acc.en.eq(en_d), acc.psums.eq(array.psums),
+            acc.en.eq(en_acc), acc.psums.eq(array.psums),
             acc.read_valid.eq(read_stage[0]), acc.read_pixel.eq(read_stage[1]),
             acc.sum_valid.eq(sum_stage[0]), acc.sum_pixel.eq(sum_stage[1]),
             acc.sum_first.eq(sum_stage[2]), acc.sum_last.eq(sum_stage[3]),
