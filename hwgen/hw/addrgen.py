@@ -36,6 +36,9 @@ class FoldSequencer(wiring.Component):
             "acc_addr": Out(range(max(spec.acc_depth, 2))), "first_k": Out(1), "last_k": Out(1), "bank": Out(1),
             # weight loader
             "load_en": Out(1), "load_row": Out(range(spec.rows)), "load_bank": Out(1),
+            # the slot after the next edge if this cycle is enabled (or starts): lets the top decide its
+            # read-after-write interlock a cycle ahead
+            "next_reads": Out(1), "next_act_addr": Out(range(max(spec.act_depth, 2))),
         })
 
     def elaborate(self, platform):
@@ -70,10 +73,20 @@ class FoldSequencer(wiring.Component):
             m.d.sync += [slot.eq(next_slot), fold_end.eq(next_slot == cfg.fold_period - 1),
                          in_pixels.eq(next_slot < cfg.pixels)]
 
+        # The slot's address and padding after the next edge, if the sequencer moves (start or an enabled
+        # cycle): combinational, so the top can look one slot ahead; the registers take them when it moves.
+        next_addr, next_padded, next_valid = Signal.like(act_addr), Signal(), Signal()
+        m.d.comb += [next_addr.eq(act_addr), next_padded.eq(padded), next_valid.eq(self.slot_valid)]
+        with m.If(self.start | (self.en & self.busy)):
+            m.d.sync += [act_addr.eq(next_addr), padded.eq(next_padded)]
+        m.d.comb += [self.next_act_addr.eq(next_addr), self.next_reads.eq(next_valid & ~next_padded)]
+
+        def move_position(next_h, next_w, next_row_addr):
+            m.d.sync += [h.eq(next_h), w.eq(next_w), row_addr.eq(next_row_addr)]
+
         def goto_position(next_h, next_w, next_row_addr):
-            m.d.sync += [h.eq(next_h), w.eq(next_w), row_addr.eq(next_row_addr),
-                         act_addr.eq((next_row_addr + next_w)[:len(act_addr)]),
-                         padded.eq((next_h < 0) | (next_h >= cfg.in_h) | (next_w < 0) | (next_w >= cfg.in_w))]
+            m.d.comb += [next_addr.eq((next_row_addr + next_w)[:len(act_addr)]),
+                         next_padded.eq((next_h < 0) | (next_h >= cfg.in_h) | (next_w < 0) | (next_w >= cfg.in_w))]
 
         m.d.comb += [
             self.slot_valid.eq(self.busy & ~pre & in_pixels),
@@ -106,8 +119,23 @@ class FoldSequencer(wiring.Component):
                 cg_plane.eq(0), r_h0.eq(-cfg.pad_h), s_w0.eq(-cfg.pad_w), r_row.eq(-cfg.pad_row_offset),
             ]
             goto_slot(0)
+            move_position(-cfg.pad_h, -cfg.pad_w, -cfg.pad_row_offset)
             goto_position(-cfg.pad_h, -cfg.pad_w, -cfg.pad_row_offset)
-        with m.Elif(self.en & self.busy):
+            m.d.comb += next_valid.eq(0)
+        with m.Elif(self.busy):
+            # The comb `next_*` values are what an enabled cycle would do; the registers move only with `en`.
+            with m.If(pre):
+                m.d.comb += next_valid.eq(in_pixels)
+            with m.Elif(fold_end):
+                m.d.comb += next_valid.eq(~last_fold)
+                goto_position(nf_r_h0, nf_s_w0, nf_cg_plane + nf_r_row)
+            with m.Else():
+                m.d.comb += next_valid.eq(slot + 1 < cfg.pixels)
+                with m.If(f_last):
+                    goto_position(h + cfg.stride_h, s_w0, row_addr + cfg.row_step)
+                with m.Else():
+                    goto_position(h, w + cfg.stride_w, row_addr)
+        with m.If(~self.start & self.en & self.busy):
             with m.If(pre):
                 m.d.sync += pre.eq(0)
             with m.Elif(fold_end):
@@ -119,7 +147,7 @@ class FoldSequencer(wiring.Component):
                     cg.eq(Mux(cg_wrap, 0, cg + 1)), cg_plane.eq(nf_cg_plane),
                     s_w0.eq(nf_s_w0), r_h0.eq(nf_r_h0), r_row.eq(nf_r_row),
                 ]
-                goto_position(nf_r_h0, nf_s_w0, nf_cg_plane + nf_r_row)
+                move_position(nf_r_h0, nf_s_w0, nf_cg_plane + nf_r_row)
                 with m.If(cg_wrap):
                     m.d.sync += s.eq(Mux(s_wrap, 0, s + 1))
                     with m.If(s_wrap):
@@ -130,10 +158,10 @@ class FoldSequencer(wiring.Component):
                 goto_slot(slot + 1)
                 with m.If(f_last):
                     m.d.sync += [f.eq(0), f_last.eq(cfg.out_w == 1), e.eq(e + 1)]
-                    goto_position(h + cfg.stride_h, s_w0, row_addr + cfg.row_step)
+                    move_position(h + cfg.stride_h, s_w0, row_addr + cfg.row_step)
                 with m.Else():
                     m.d.sync += [f.eq(f + 1), f_last.eq(f + 2 == cfg.out_w)]
-                    goto_position(h, w + cfg.stride_w, row_addr)
+                    move_position(h, w + cfg.stride_w, row_addr)
 
         # Weight loader: triggered on the pre-slot and on the last slot of every fold but the last; then one
         # row per enabled cycle. fold_period >= rows, so a load ends before the next trigger.

@@ -180,10 +180,12 @@ class AcceleratorTop(wiring.Component):
         en = Signal()
         if spec.dataflow == "matrix_vector":
             pops, reads = engine.issue, engine.issue
+            unwritten = (loader_loading & (load_cmd.act_bank == compute_cmd.act_bank) & reads &
+                         (engine.act_addr >= act_addr))
         else:
-            pops, reads = engine.load_en, engine.slot_valid & ~engine.padded
-        unwritten = (loader_loading & (load_cmd.act_bank == compute_cmd.act_bank) & reads &
-                     (engine.act_addr >= act_addr))
+            pops = engine.load_en
+            unwritten = self._unwritten_ahead(m, engine, en, loader_loading & (load_cmd.act_bank ==
+                                              compute_cmd.act_bank), act_addr, act_write.en)
         if spec.dataflow == "matrix_vector":
             out_room = out_fifo.w_rdy
         else:
@@ -211,6 +213,23 @@ class AcceleratorTop(wiring.Component):
             busy = busy | emit_queue.r_rdy | postops.busy
         m.d.comb += self.busy.eq(busy)
         return m
+
+    def _unwritten_ahead(self, m, seq, en, same_bank, written, writing):
+        """The read-after-write interlock (the slot reads an activation word not yet written), decided a cycle
+        ahead and registered, so that the pipeline enable is a gate or two after flip-flops.
+
+        In each cycle both possible next slots are checked against the loader's next write pointer: the same
+        slot (if this cycle is stalled) and the sequencer's next one (``seq.next_*``, if it moves); the
+        registered ``en | start`` picks one. The loader state is this cycle's: a load that ends leaves every word
+        written, and one that starts cannot target the bank being read (it is full until released)."""
+        hold, ahead, moved = Signal(), Signal(), Signal()
+
+        def beyond(addr):          # addr >= written + writing, without the adder in series
+            return Mux(writing, addr > written, addr >= written)
+        m.d.sync += [hold.eq(same_bank & seq.slot_valid & ~seq.padded & beyond(seq.act_addr)),
+                     ahead.eq(same_bank & seq.next_reads & beyond(seq.next_act_addr)),
+                     moved.eq(en | seq.start)]
+        return Mux(moved, ahead, hold)
 
     def _systolic(self, m, seq, en, act_read, weight_fifo, out_fifo):
         """Issue (cycle 0) -> buffer read / weight pop (1) -> activation register (2) -> array (2 + latency) ->
