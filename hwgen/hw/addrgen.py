@@ -38,7 +38,7 @@ class FoldSequencer(wiring.Component):
             "load_en": Out(1), "load_row": Out(range(spec.rows)), "load_bank": Out(1),
             # the slot after the next edge if this cycle is enabled (or starts): lets the top decide its
             # read-after-write interlock a cycle ahead
-            "next_reads": Out(1), "next_act_addr": Out(range(max(spec.act_depth, 2))),
+            "next_reads": Out(1), "next_act_addr": Out(range(max(spec.act_depth, 2))), "next_load_en": Out(1),
         })
 
     def elaborate(self, platform):
@@ -180,4 +180,17 @@ class FoldSequencer(wiring.Component):
             m.d.sync += load_count.eq(Mux(load_count == spec.rows - 1, 0, load_count + 1))
             with m.If(trigger):
                 m.d.sync += load_bank.eq(trigger_bank)
+
+        # `load_en` after the next edge if this cycle is enabled (or starts). A pre-slot or a fold end is
+        # followed by slot 0 (no trigger: fold_period >= 2); another slot by slot + 1, in the same fold.
+        next_count_busy = Mux(self.load_en, Mux(load_count == spec.rows - 1, 0, load_count + 1), load_count) != 0
+        next_trigger = (slot + 1 == cfg.fold_period - 1) & ~(last_k & (mf == cfg.m_folds - 1))
+        with m.If(self.start):
+            m.d.comb += self.next_load_en.eq(1)
+        with m.Elif(self.busy & (pre | fold_end)):
+            m.d.comb += self.next_load_en.eq(next_count_busy)
+        with m.Elif(self.busy):
+            m.d.comb += self.next_load_en.eq(next_trigger | next_count_busy)
+        with m.Else():
+            m.d.comb += self.next_load_en.eq(self.load_en)
         return m

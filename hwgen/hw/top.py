@@ -31,8 +31,9 @@ __all__ = ["AcceleratorTop", "OUTPUT_FIFO_DEPTH"]
 
 OUTPUT_FIFO_DEPTH = 4
 # Weight-stationary: the datapath after the issue stage runs on a registered copy of the enable, one cycle
-# behind it, so the output FIFO must have room for a write one cycle after the enable was decided.
-WS_OUTPUT_FIFO_DEPTH = 6
+# behind it, so the output FIFO must have room for a write one cycle after the enable was decided; and that
+# room is itself decided a cycle ahead (registered), with one more beat of margin.
+WS_OUTPUT_FIFO_DEPTH = 7
 
 
 class AcceleratorTop(wiring.Component):
@@ -183,15 +184,16 @@ class AcceleratorTop(wiring.Component):
             unwritten = (loader_loading & (load_cmd.act_bank == compute_cmd.act_bank) & reads &
                          (engine.act_addr >= act_addr))
         else:
-            pops = engine.load_en
-            unwritten = self._unwritten_ahead(m, engine, en, loader_loading & (load_cmd.act_bank ==
-                                              compute_cmd.act_bank), act_addr, act_write.en)
+            pops, unwritten = self._decided_ahead(m, engine, en, loader_loading & (load_cmd.act_bank ==
+                                                  compute_cmd.act_bank), act_addr, act_write.en)
         if spec.dataflow == "matrix_vector":
             out_room = out_fifo.w_rdy
         else:
             # The datapath writes one cycle after `en` (see `_systolic`): room for one more beat then. r_level
-            # counts every beat held; at most one more is written in this cycle, none is needed to be read.
-            out_room = out_fifo.r_level <= out_depth - 3
+            # counts every beat held and grows by at most one per cycle; registered, so decided from the level
+            # of the cycle before: at most depth - 4 then leaves room for the write.
+            out_room = Signal()
+            m.d.sync += out_room.eq(out_fifo.r_level <= out_depth - 4)
         m.d.comb += [
             en.eq(out_room & (~pops | weight_fifo.r_rdy) & ~unwritten),
             engine.en.eq(en),
@@ -214,22 +216,25 @@ class AcceleratorTop(wiring.Component):
         m.d.comb += self.busy.eq(busy)
         return m
 
-    def _unwritten_ahead(self, m, seq, en, same_bank, written, writing):
-        """The read-after-write interlock (the slot reads an activation word not yet written), decided a cycle
-        ahead and registered, so that the pipeline enable is a gate or two after flip-flops.
+    def _decided_ahead(self, m, seq, en, same_bank, written, writing):
+        """``(pops, unwritten)``: whether the slot pops a weight word, and the read-after-write interlock (the
+        slot reads an activation word not yet written), both decided a cycle ahead and registered, so that the
+        pipeline enable is a gate or two after flip-flops.
 
-        In each cycle both possible next slots are checked against the loader's next write pointer: the same
-        slot (if this cycle is stalled) and the sequencer's next one (``seq.next_*``, if it moves); the
-        registered ``en | start`` picks one. The loader state is this cycle's: a load that ends leaves every word
-        written, and one that starts cannot target the bank being read (it is full until released)."""
-        hold, ahead, moved = Signal(), Signal(), Signal()
+        In each cycle both possible next slots are evaluated: the same slot (if this cycle is stalled) and the
+        sequencer's next one (``seq.next_*``, if it moves); the registered ``en | start`` picks one. The
+        interlock compares with the loader's next write pointer; the loader state is this cycle's: a load that
+        ends leaves every word written, and one that starts cannot target the bank being read (it is full
+        until released)."""
+        hold, ahead, pops_hold, pops_ahead, moved = Signal(), Signal(), Signal(), Signal(), Signal()
 
         def beyond(addr):          # addr >= written + writing, without the adder in series
             return Mux(writing, addr > written, addr >= written)
         m.d.sync += [hold.eq(same_bank & seq.slot_valid & ~seq.padded & beyond(seq.act_addr)),
                      ahead.eq(same_bank & seq.next_reads & beyond(seq.next_act_addr)),
+                     pops_hold.eq(seq.load_en), pops_ahead.eq(seq.next_load_en),
                      moved.eq(en | seq.start)]
-        return Mux(moved, ahead, hold)
+        return Mux(moved, pops_ahead, pops_hold), Mux(moved, ahead, hold)
 
     def _systolic(self, m, seq, en, act_read, weight_fifo, out_fifo):
         """Issue (cycle 0) -> buffer read / weight pop (1) -> activation register (2) -> array (2 + latency) ->
