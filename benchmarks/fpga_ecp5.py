@@ -2,6 +2,7 @@
 
     python benchmarks/fpga_ecp5.py                       # 8x8 and the largest array that fits (12x12)
     python benchmarks/fpga_ecp5.py --sizes 4x4,8x8 --freq 150
+    python benchmarks/fpga_ecp5.py --no-postops          # built without the post-op chain (raw accumulators)
     python benchmarks/fpga_ecp5.py --packing             # two int8 MACs per MULT18X18D: what Yosys infers
 
 Prints a table, and one machine-readable JSON line per design (prefixed ``BENCH ``). GOPS = 2 * MACs * Fmax.
@@ -29,20 +30,20 @@ from hwgen.spec import AcceleratorSpec  # noqa: E402
 DEPTHS = {"act": 2048, "weight": 2048, "acc": 256}   # the spec defaults of an 8x8 int8 array
 
 
-def array_spec(rows, cols):
+def array_spec(rows, cols, postops=True):
     return AcceleratorSpec(rows=rows, cols=cols, act_buffer_bytes=DEPTHS["act"] * rows,
                            weight_buffer_bytes=DEPTHS["weight"] * cols, acc_buffer_bytes=DEPTHS["acc"] * cols * 4,
-                           name=f"ws{rows}x{cols}")
+                           postops=postops, name=f"ws{rows}x{cols}" + ("" if postops else "_nopost"))
 
 
-def largest_square(device):
+def largest_square(device, postops=True):
     """The largest n x n array whose elaborated top (PE and post-op multipliers, memories) fits the device."""
     from amaranth.back import rtlil
     from fpga.fit import design_resources, estimate_fit
     from fpga.flow import default_component
     from fpga.wrapper import PinLightTop
     for n in range(math.isqrt(device.dsps), 0, -1):
-        spec = array_spec(n, n)
+        spec = array_spec(n, n, postops)
         if estimate_fit(spec, device, check=False).problems:
             continue
         text = rtlil.convert(PinLightTop(default_component(spec)), name=spec.name)
@@ -290,6 +291,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="ecp5-85f")
     parser.add_argument("--sizes", help="comma-separated RxC list (default: 8x8 and the largest that fits)")
+    parser.add_argument("--no-postops", action="store_true",
+                        help="accelerators built without the post-op chain (postops=False)")
     parser.add_argument("--freq", type=float, default=150.0, help="target MHz (150)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--router", choices=["router1", "router2"], help="nextpnr router")
@@ -307,13 +310,18 @@ def main(argv=None):
         dsp_register_experiment(args, progress)
         return 0
     device = get_device(args.device)
-    n = largest_square(device)
-    sizes = args.sizes.split(",") if args.sizes else ["8x8", f"{n}x{n}"]
+    postops = not args.no_postops
+    if args.sizes:
+        sizes = args.sizes.split(",")
+    else:
+        n = largest_square(device, postops)
+        sizes = ["8x8", f"{n}x{n}"]
     rows = []
     for size in sizes:
         r, c = (int(x) for x in size.lower().split("x"))
-        summary = synthesize(array_spec(r, c), device, freq_mhz=args.freq, seed=args.seed,
-                             build_dir=Path(args.out) / f"ws{r}x{c}-{device.key}", progress=progress,
+        spec = array_spec(r, c, postops)
+        summary = synthesize(spec, device, freq_mhz=args.freq, seed=args.seed,
+                             build_dir=Path(args.out) / f"{spec.name}-{device.key}", progress=progress,
                              nextpnr_extra=["--router", args.router] if args.router else [])
         rows.append(row(summary))
         print("BENCH " + json.dumps(rows[-1]), flush=True)

@@ -63,6 +63,8 @@ def add_synth_parser(subparsers):
     spec.add_argument("--act-buffer-bytes", type=int)
     spec.add_argument("--weight-buffer-bytes", type=int)
     spec.add_argument("--acc-buffer-bytes", type=int)
+    spec.add_argument("--no-postops", dest="postops", action="store_const", const=False,
+                      help="build without the post-op chain (postops=False: raw int32 accumulators on out)")
     spec.add_argument("--name", help="top module / file name")
     out = p.add_argument_group("output")
     out.add_argument("-o", "--out", metavar="DIR", help="build directory (default build/fpga/<name>-<target>)")
@@ -82,7 +84,7 @@ DEFAULT_DEPTHS = {"act": 2048, "weight": 2048, "acc": 256}
 _SPEC_FIELDS = {"dataflow": "dataflow", "rows": "rows", "cols": "cols", "act_type": "act_type", "weight_type": "weight_type",
                 "acc_type": "acc_type", "act_buffer_bytes": "act_buffer_bytes",
                 "weight_buffer_bytes": "weight_buffer_bytes", "acc_buffer_bytes": "acc_buffer_bytes",
-                "name": "name"}
+                "postops": "postops", "name": "name"}
 
 
 def spec_from_args(args):
@@ -97,7 +99,8 @@ def spec_from_args(args):
     if "rows" not in overrides or "cols" not in overrides:
         raise ValueError("give a DESIGN, or --rows and --cols")
     prefix = {"output_stationary": "os", "matrix_vector": "mv"}.get(overrides.get("dataflow"), "ws")
-    overrides.setdefault("name", f"{prefix}{overrides['rows']}x{overrides['cols']}")
+    overrides.setdefault("name", f"{prefix}{overrides['rows']}x{overrides['cols']}"
+                                 + ("_nopost" if overrides.get("postops") is False else ""))
     # Buffers not given: the depths of the spec's defaults for an 8x8 int8 array (2048 act and weight words,
     # 256 accumulator words), so any array shape gets whole words.
     from hwgen.dtypes import parse_dtype

@@ -1,6 +1,7 @@
 """Will this accelerator fit that FPGA? Estimates from the spec alone, before any synthesis.
 
-* Multipliers: the weight-stationary array has one multiplier per PE (``spec.pes``). Each maps to one hard
+* Multipliers: the weight-stationary array has one multiplier per PE (``spec.pes``), and the post-op chain one
+  33x32 requantization multiply per column (4 MULT18X18D; none with ``postops=False``). Each PE multiply maps to one hard
   multiplier (MULT18X18D on ECP5, SB_MAC16 on iCE40 UltraPlus) when both operands fit it. A design that needs
   more than the device has is rejected with the fix spelled out, unless the caller allows the LUT fallback
   (``lut_multipliers=True``): then every multiplier is built from LUTs (Yosys ``-nodsp``) and a warning says so.
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 
 from .devices import get_device
 
-__all__ = ["FitError", "FitEstimate", "estimate_fit", "memory_blocks", "lut_mult_cost", "design_resources",
+__all__ = ["FitError", "FitEstimate", "estimate_fit", "memory_blocks", "lut_mult_cost", "design_resources", "postop_multipliers",
            "spec_resources", "dsp_tiles"]
 
 def lut_mult_cost(a_bits, b_bits):
@@ -101,9 +102,18 @@ def dsp_tiles(a_bits, b_bits, device):
     return _chunks(a_bits, device) * _chunks(b_bits, device)
 
 
+def postop_multipliers(spec):
+    """The post-op chain's multipliers: one ``(acc + bias) x multiplier`` per column, ``max(acc_bits, 32) + 1``
+    by 32 bits (4 MULT18X18D each on ECP5); none when the spec is built without post-ops."""
+    if not spec.postops:
+        return []
+    return [(max(spec.acc_type.bits, 32) + 1, 32)] * spec.cols
+
+
 def spec_resources(spec):
-    """The resources the spec alone implies: one multiplier per PE and the three buffers."""
-    return {"multipliers": [(spec.act_type.bits, spec.weight_type.bits)] * spec.pes,
+    """The resources the spec alone implies: one multiplier per PE, the post-op chain's multipliers (unless
+    ``postops=False``) and the three buffers."""
+    return {"multipliers": [(spec.act_type.bits, spec.weight_type.bits)] * spec.pes + postop_multipliers(spec),
             "memories": [(name, width, depth) for name, (depth, width) in _buffers(spec).items()]}
 
 
@@ -119,8 +129,8 @@ def estimate_fit(spec, device, *, lut_multipliers=False, io_bits=8, check=True, 
     """Estimate what ``spec`` needs on ``device``; raise :class:`FitError` (if ``check``) when it cannot fit.
 
     ``resources``: the multipliers and memories of the elaborated design (:func:`design_resources` of its
-    RTLIL); without it, only what the spec implies (:func:`spec_resources`: PE multipliers and the three
-    buffers), which misses the multipliers and memories of the rest of the top (e.g. post-ops).
+    RTLIL); without it, only what the spec implies (:func:`spec_resources`: PE and post-op multipliers and the
+    three buffers), which misses the other memories of the top (e.g. the post-op parameter memory).
     ``lut_multipliers``: allow building the multipliers from LUTs when there are too few DSPs (warning),
     instead of rejecting the design.
     """
@@ -164,6 +174,11 @@ def estimate_fit(spec, device, *, lut_multipliers=False, io_bits=8, check=True, 
                 small = max((r for r in range(1, 65) if fits(r, 1)), default=0)
                 fix = (f"use a single column (at most --rows {small} --cols 1)" if small else
                        "no array of this top fits the DSPs")
+            if other_dsps > 0 and spec.postops:
+                bare = max((n for n in range(1, 65) if n * n * per_pe <= device.dsps), default=0)
+                if bare:
+                    fix += (f", or build without the post-op chain (postops=False, --no-postops: "
+                            f"up to {bare}x{bare})")
             problems.append(f"{reason}. Fix: {fix}, or allow LUT multipliers with --lut-multipliers")
 
     primary = device.brams[0]

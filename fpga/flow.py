@@ -33,11 +33,17 @@ def default_component(spec):
     return AcceleratorTop(spec)
 
 
+# Registered copies of one enable (hwgen.hw.systolic: flip-flops named en_copy_*), each driving a part of the
+# array's clock enables: keep them, or synthesis merges the identical flip-flops back into one huge-fan-out net.
+KEEP_ENABLE_COPIES = "setattr -set keep 1 w:en_copy_* %ci1:+$dff[Q] t:$dff %i"
+
+
 def yosys_script(name, device, *, use_dsp=True, mount=None, extra=()):
     f = lambda suffix: file_arg(f"{name}{suffix}", mount)  # noqa: E731
     synth = device.synth_cmd if use_dsp else device.synth_cmd_nodsp
     return "\n".join([
         f"read_rtlil {f('.il')}",
+        KEEP_ENABLE_COPIES,
         *extra,
         f"{synth} -top {name}",
         f"tee -q -o {f('.stat.json')} stat -json",

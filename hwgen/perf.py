@@ -22,9 +22,15 @@ NO_LOAD_HANDOFF = 1       # a command that reuses its bank at c + 1
 # that only starts fold 0's weight load; the first pixel slot follows.
 TAKE_TO_FIRST_SLOT = 3
 DONE_TO_IDLE = 2          # after a command's last slot the engine is idle again (and its bank released) 2 later
-BUFFER_READ = 1           # activation buffer read latency
+BUFFER_READ = 2           # activation buffer read latency, and the register its read data goes into
 OUTPUT_FIFO = 2           # write into the buffered output FIFO -> into the post-op chain
-POSTOPS = PostOpPipeline.LATENCY   # the post-op chain (always in the path) -> handshake on `out`
+POSTOPS = PostOpPipeline.LATENCY   # the post-op chain -> handshake on `out` (0 when built without it)
+
+
+def postops_latency(spec):
+    """Cycles from a beat entering the post-op chain to its handshake on `out`: none without the chain (the
+    output FIFO drives `out` itself)."""
+    return POSTOPS if spec.postops else 0
 
 
 @dataclass(frozen=True)
@@ -109,7 +115,7 @@ def predict_commands(schedules, *, name=None, macs=None):
             # The chain frees the parameter bank when the command's last beat enters it.
             if s.param_words:
                 param_free[s.param_bank] = last_beat_in_chain + 1
-            last_out = last_kept_in_chain + POSTOPS
+            last_out = last_kept_in_chain + postops_latency(spec)
         if index == 0:   # not `s is schedules[0]`: a command may run twice
             first_accept = accept
     if last_out is None:
@@ -129,7 +135,7 @@ def predict_plan(plan):
     return predict_commands(plan.commands, name=plan.problem.name, macs=plan.macs)
 
 
-def single_command_cycles(*, start_words, folds, fold_period, pixels, rows, cols):
+def single_command_cycles(*, start_words, folds, fold_period, pixels, rows, cols, postops=True):
     """The closed form of `predict` for one command without pooling (documented in the README)."""
     return (start_words + LOAD_HANDOFF + TAKE_TO_FIRST_SLOT + (folds - 1) * fold_period + pixels - 1
-            + BUFFER_READ + array_latency(rows=rows, cols=cols) + OUTPUT_FIFO + POSTOPS)
+            + BUFFER_READ + array_latency(rows=rows, cols=cols) + OUTPUT_FIFO + (POSTOPS if postops else 0))

@@ -47,7 +47,7 @@ __all__ = [
     "POOL_MODES", "PostOps", "QuantParams", "quantize_multiplier",
     "round_shift", "add_bias", "requantize", "relu", "max_pool2x2", "avg_pool2x2", "pool_out_size", "apply",
     "PARAM_FIELDS", "params_lane_layout", "params_layout", "pack_params",
-    "config_layout", "config_values", "pack_config", "check_layer",
+    "config_layout", "config_values", "pack_config", "check_layer", "check_supported", "params_port_bits",
     "pack_stream", "unpack_stream",
 ]
 
@@ -332,6 +332,12 @@ def params_lane_layout():
     return data.StructLayout(dict(PARAM_FIELDS))
 
 
+def params_port_bits(spec):
+    """Width of the accelerator's ``params`` stream: one `params_layout` beat, or 1 (an unused port that never
+    accepts) when the spec builds no post-op chain (``postops=False``)."""
+    return params_layout(spec.cols).size if spec.postops else 1
+
+
 def params_layout(cols):
     """One parameter beat: ``cols`` lanes of `params_lane_layout`, lane ``j`` (channel ``mf*cols + j``) at bit
     ``70*j``."""
@@ -412,6 +418,17 @@ def check_layer(postops, *, out_h, out_w, m_folds, max_out_w, max_m_folds, layer
     if postops.needs_params and m_folds > max_m_folds:
         raise MappingError(f"{layer}: {m_folds} m-folds of parameters do not fit the post-op parameter memory "
                            f"of {max_m_folds} entries; build it with max_m_folds >= {m_folds}")
+
+
+def check_supported(spec, postops, layer="layer"):
+    """Raise `MappingError` if ``postops`` asks for a chain that ``spec`` was built without."""
+    if not spec.postops and not postops.is_identity:
+        asked = [name for name in ("bias", "requant", "relu") if getattr(postops, name)]
+        asked += [f"pool={postops.pool!r}"] if postops.pool != "none" else []
+        raise MappingError(f"{layer}: the layer asks for post-ops ({', '.join(asked)}) but accelerator "
+                           f"{spec.name!r} is built without the post-op chain (postops=False); build it with "
+                           f"AcceleratorSpec(..., postops=True), or drop the post-ops from the layer and apply "
+                           f"them on the host (hwgen.postops.apply)")
 
 
 # Host side: beats <-> arrays ------------------------------------------------------------------------------

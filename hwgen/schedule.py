@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import AccumulatorOverflowError, BufferOverflowError, MappingError
 from .hw.config import CONFIG_FIELDS, COUNT_FIELDS, field_bits, pack_config
-from .postops import PostOps, check_layer
+from .postops import PostOps, check_layer, check_supported
 from .postops import config_values as postops_config_values
 from .problem import ConvProblem
 from .spec import AcceleratorSpec, buffer_bytes_for
@@ -84,6 +84,7 @@ class LayerSchedule:
         if not isinstance(self.postops, PostOps):
             raise TypeError(f"{p.name}: postops must be a hwgen.postops.PostOps, not {self.postops!r}")
         self.postops.output_type(spec.acc_type)
+        check_supported(spec, self.postops, p.name)
         if self.acc_emit:
             check_layer(self.postops, out_h=p.E, out_w=p.F, m_folds=self.m_folds, max_out_w=spec.max_pool_width,
                         max_m_folds=spec.max_param_folds, layer=p.name)

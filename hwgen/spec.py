@@ -50,6 +50,9 @@ class AcceleratorSpec:
     the activation buffer holds ``rows`` activations per word, the weight buffer ``cols`` weights per word,
     the accumulator buffer ``cols`` accumulators per word (output-stationary keeps its sums in the PEs and
     builds no accumulator buffer).
+
+    ``postops=False`` builds no post-op chain (no parameter memory, no requantization multipliers, no pooling
+    line buffer): the int32 accumulators go straight to ``out``, and layers that ask for post-ops are rejected.
     """
     rows: int
     cols: int
@@ -62,6 +65,7 @@ class AcceleratorSpec:
     acc_buffer_bytes: int = 8 * 1024
     max_out_channels: int = 512   # post-op parameter memory: one bias/multiplier/shift per output channel
     max_pool_width: int = 64      # widest output row the 2x2 pooling line buffer holds
+    postops: bool = True          # build the post-op chain (bias, requant, ReLU, pooling); False: raw accumulators
     name: str = "hwgen_accel"
 
     def __post_init__(self):
@@ -102,6 +106,9 @@ class AcceleratorSpec:
                 f"act_buffer_bytes={self.act_buffer_bytes} holds {self.act_depth} words; the activation buffer "
                 f"is two equal banks (one loads while the other computes), so it needs an even number of "
                 f"{self.act_word_bits}-bit words, at least 2")
+        if not isinstance(self.postops, bool):
+            raise MappingError(f"postops must be True (build the post-op chain) or False (raw accumulators on "
+                               f"`out`, no post-op hardware), not {self.postops!r}")
         _positive_int(self.max_out_channels, "max_out_channels", fix="give the most output channels a layer with "
                       "bias or requantization may have")
         if not isinstance(self.max_pool_width, int) or self.max_pool_width < 2:

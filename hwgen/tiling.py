@@ -19,7 +19,7 @@ from math import ceil
 import numpy as np
 
 from .errors import BufferOverflowError, MappingError
-from .postops import PostOps, pack_params
+from .postops import PostOps, check_supported, pack_params
 from .problem import ConvProblem
 from .schedule import LayerSchedule
 from .spec import AcceleratorSpec, buffer_bytes_for
@@ -301,6 +301,7 @@ def plan_layer(spec, problem, postops=PostOps(), *, im2col="auto"):
     row, one group of ``rows`` input channels, ``cols`` output channels) does not fit."""
     if im2col not in ("auto", True, False):
         raise ValueError(f"im2col must be 'auto', True or False, not {im2col!r}")
+    check_supported(spec, postops, problem.name)
     if spec.dataflow == "output_stationary":
         if im2col is False:
             raise MappingError(f"{problem.name}: the output-stationary array always takes host-unrolled (im2col) "

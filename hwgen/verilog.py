@@ -6,7 +6,7 @@ from pathlib import Path
 from amaranth.back import verilog as amaranth_verilog
 
 from .hw.config import config_layout
-from .postops import params_layout
+from .postops import params_port_bits
 from .hw.top import AcceleratorTop
 
 __all__ = ["generate", "port_map", "write_design"]
@@ -27,8 +27,9 @@ def port_map(spec):
     streams = (("cfg", "input", cfg_bits, "layer configuration word (fields: manifest 'config_fields')"),
                ("weights", "input", spec.weight_word_bits, f"{spec.cols} x {spec.weight_type} weights, lane 0 in LSBs"),
                ("acts", "input", spec.act_word_bits, f"{spec.rows} x {spec.act_type} activations, lane 0 in LSBs"),
-               ("params", "input", params_layout(spec.cols).size,
-                f"{spec.cols} x (bias int32, multiplier int32, shift uint6) post-op parameters, lane 0 in LSBs"),
+               ("params", "input", params_port_bits(spec),
+                f"{spec.cols} x (bias int32, multiplier int32, shift uint6) post-op parameters, lane 0 in LSBs"
+                if spec.postops else "unused: built without post-ops (never ready)"),
                ("out", "output", spec.acc_word_bits, f"{spec.cols} x {spec.acc_type} results, lane 0 in LSBs"))
     for name, direction, width, meaning in streams:
         back = "output" if direction == "input" else "input"

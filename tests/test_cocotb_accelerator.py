@@ -3,6 +3,7 @@ against the cycle model, random valid/ready stalls on every stream. Layers run a
 (`hwgen.tiling.plan_layer`): whole, or tiled when a small spec forces bands of rows, input-channel tiles and
 output-channel tiles; with post-op chains (bias, requantization, ReLU, pooling) on the output."""
 
+import dataclasses
 import os
 
 import pytest
@@ -113,6 +114,17 @@ def test_one_accelerator_runs_layers_back_to_back_with_heavy_stalls():
     layers = [LAYERS_4X4[0], LAYERS_4X4[5], LAYERS_4X4[1]]
     result = run_layers(SPEC_4X4, layers, simulator=SIM, stall=0.6, seed=11)
     _check(SPEC_4X4, layers, result, stall=True)
+
+
+# Built without the post-op chain (postops=False): raw accumulators straight from the output FIFO -------------------
+
+SPEC_4X4_BARE = dataclasses.replace(SPEC_4X4, postops=False, name="ws4x4_bare")
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.3], ids=["no_stall", "random_stall"])
+def test_layers_without_postop_chain_exact_and_cycle_accurate(stall):
+    result = run_layers(SPEC_4X4_BARE, LAYERS_4X4, simulator=SIM, stall=stall, seed=9, tag="bare")
+    _check(SPEC_4X4_BARE, LAYERS_4X4, result, stall=stall)
 
 
 # The matrix-vector engine ------------------------------------------------------------------------------------------

@@ -99,13 +99,13 @@ def test_16x16_int8_does_not_fit_ecp5_dsps():
 
 def test_lut_multiplier_fallback_warns():
     estimate = estimate_fit(spec(16, 16), "ecp5-85f", lut_multipliers=True)
-    assert estimate.dsps == 0 and estimate.lut_multipliers == 256
+    assert estimate.dsps == 0 and estimate.lut_multipliers == 256 + 16     # PEs + one post-op multiply per column
     assert any("LUTs" in w for w in estimate.warnings)
 
 
 def test_12x12_fits_ecp5_with_one_dsp_per_mac():
     estimate = estimate_fit(spec(12, 12, act_buffer_bytes=24576, weight_buffer_bytes=24576,
-                                 acc_buffer_bytes=12288), "ecp5-85f")
+                                 acc_buffer_bytes=12288, postops=False), "ecp5-85f")
     assert estimate.dsps == 144 and estimate.lut_multipliers == 0 and not estimate.problems
 
 
@@ -117,8 +117,8 @@ def test_default_buffers_do_not_fit_up5k_block_ram():
 
 
 def test_small_buffers_fit_up5k():
-    estimate = estimate_fit(spec(2, 4, act_buffer_bytes=256, weight_buffer_bytes=256, acc_buffer_bytes=512),
-                            "ice40-up5k")
+    estimate = estimate_fit(spec(2, 4, act_buffer_bytes=256, weight_buffer_bytes=256, acc_buffer_bytes=512,
+                                 postops=False), "ice40-up5k")
     assert estimate.dsps == 8 and estimate.brams <= 30
 
 
@@ -144,6 +144,15 @@ def test_yosys_script_uses_ice40_dsps():
     assert "synth_ecp5 -nodsp" in yosys_script("top", ECP5, use_dsp=False)
     script = yosys_script("top", ECP5)
     assert "read_rtlil top.il" in script and "stat -json" in script and "write_json top.json" in script
+
+
+def test_yosys_script_keeps_the_enable_copies_apart():
+    """The array's registered enable copies (en_copy_*) are identical flip-flops: without `keep`, opt_merge
+    folds them back into one net that drives every clock enable of the array."""
+    script = yosys_script("top", ECP5).splitlines()
+    keep = [n for n, line in enumerate(script) if line.startswith("setattr -set keep 1 w:en_copy_*")]
+    synth = [n for n, line in enumerate(script) if line.startswith("synth_ecp5")]
+    assert keep and synth and keep[0] < synth[0]
 
 
 def test_nextpnr_args_allow_timing_failure_and_write_report():
@@ -311,3 +320,21 @@ def test_run_tool_failure_carries_the_log_tail(tmp_path):
     with pytest.raises(ToolError) as info:
         run_tool(fake_tool(tmp_path, "nextpnr-ecp5"), ["1"], build_dir=tmp_path, log_name="pnr.log")
     assert "exit 1" in str(info.value) and "Info: Routing" in info.value.log_tail
+
+
+def test_postop_chain_counts_four_dsps_per_column_and_can_be_left_out():
+    big = dict(act_buffer_bytes=24576, weight_buffer_bytes=24576, acc_buffer_bytes=12288)
+    with pytest.raises(FitError) as info:
+        estimate_fit(spec(12, 12, **big), "ecp5-85f")
+    message = str(info.value)
+    assert "+ 48 MULT18X18D" in message and "192" in message and "10x10" in message
+    assert "--no-postops" in message and "12x12" in message
+    estimate = estimate_fit(spec(12, 12, postops=False, **big), "ecp5-85f")
+    assert estimate.dsps == 144 and not estimate.problems
+
+
+def test_cli_no_postops_builds_no_postop_multipliers(capsys):
+    assert run_synth(parse("--rows", "4", "--cols", "4", "--no-postops", "--estimate")) == 0
+    estimate = json.loads(capsys.readouterr().out)
+    assert estimate["source"] == "rtlil" and estimate["dsps_needed"] == 16
+    assert run_synth(parse("--rows", "12", "--cols", "12", "--no-postops", "--estimate")) == 0

@@ -234,12 +234,12 @@ def test_a_bank_shared_by_consecutive_layers_waits_for_their_beats():
 
 
 def test_latency_is_documented_value():
-    """A beat accepted in cycle t is on ``o`` in cycle t + LATENCY; a pooled window 6 cycles after its last
+    """A beat accepted in cycle t is on ``o`` in cycle t + LATENCY; a pooled window 7 cycles after its last
     input; ``i.ready`` stays high while ``o`` is ready; a stalled ``o`` holds everything, and ready is
     combinational from ``o.ready``."""
     spec = make_spec(cols=2)
     dut = PostOpPipeline(spec, max_m_folds=2, max_out_w=4)
-    assert dut.latency == PostOpPipeline.LATENCY == 6
+    assert dut.latency == PostOpPipeline.LATENCY == 7
     seen = {}
 
     async def testbench(ctx):

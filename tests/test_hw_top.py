@@ -7,10 +7,13 @@ through the chain, and the parameters of the next command load into the other ba
 current one streams.
 """
 
+import dataclasses
+
 import pytest
 
 from hwgen.dtypes import uint8
-from hwgen.perf import predict_commands, predict_plan
+from hwgen.errors import MappingError
+from hwgen.perf import POSTOPS, predict_commands, predict_plan
 from hwgen.postops import PostOps, pack_params
 from hwgen.schedule import LayerSchedule
 from hwgen.tiling import plan_layer
@@ -176,3 +179,49 @@ def test_output_stationary_under_random_stalls():
     plan = plan_layer(spec, problem, CHAINS["requant_relu"])
     run = run_plan_on_top(plan, seed=8, stall=0.3)
     assert run.cycles >= predict_plan(plan).cycles
+
+
+# Built without the post-op chain (postops=False) ------------------------------------------------------------------
+
+@pytest.mark.parametrize("tiled", [False, True], ids=["untiled", "tiled"])
+def test_without_postop_chain_raw_accumulators_meet_the_cycle_model(tiled):
+    spec, problem = TILED if tiled else UNTILED
+    bare = dataclasses.replace(spec, postops=False)
+    plan = plan_layer(bare, problem, PostOps(), im2col=False)
+    assert plan.tiled == tiled
+    run = run_plan_on_top(plan, seed=3)
+    model = predict_plan(plan).cycles
+    assert run.cycles == model
+    # The same layer with the chain built (and unused) takes exactly the chain's latency longer.
+    assert predict_plan(plan_layer(spec, problem, PostOps(), im2col=False)).cycles == model + POSTOPS
+
+
+def test_without_postop_chain_under_random_stalls():
+    spec, problem = TILED
+    plan = plan_layer(dataclasses.replace(spec, postops=False), problem, PostOps(), im2col=False)
+    run = run_plan_on_top(plan, seed=8, stall=0.3)
+    assert run.cycles >= predict_plan(plan).cycles
+
+
+@pytest.mark.parametrize("chain", [c for c in CHAINS if c != "none"])
+def test_without_postop_chain_layers_with_postops_are_rejected(chain):
+    spec, problem = UNTILED
+    bare = dataclasses.replace(spec, postops=False)
+    with pytest.raises(MappingError, match=r"postops=False.*postops=True"):
+        plan_layer(bare, problem, CHAINS[chain])
+    with pytest.raises(MappingError, match="postops=True"):
+        LayerSchedule(bare, problem, postops=CHAINS[chain])
+
+
+@pytest.mark.parametrize("problem", [conv("two_pixels", 4, 3, 1, 3, 1, 2), conv("one_pixel", 5, 2, 2, 2, 2)],
+                         ids=["two_pixels", "one_pixel"])
+@pytest.mark.parametrize("stall", [0.0, 0.3], ids=["no_stall", "random_stall"])
+def test_pixels_recurring_every_two_slots_use_the_forwarded_accumulator(problem, stall):
+    # fold_period 2: a pixel's next read is issued in the cycle its previous sum is written, so the
+    # accumulator must forward that sum (its block RAM read misses it).
+    spec = make_spec(2, 2, bank=64, acc=64)
+    plan = plan_layer(spec, problem, PostOps(), im2col=False)
+    assert all(t.schedule.fold_period == 2 and t.schedule.k_folds > 1 for t in plan.tiles)
+    run = run_plan_on_top(plan, seed=5, stall=stall)
+    model = predict_plan(plan).cycles
+    assert run.cycles == model if not stall else run.cycles >= model

@@ -18,14 +18,12 @@ from hwgen.verilog import generate, port_map
 WAIVERS = Path(__file__).resolve().parent.parent / "hwgen" / "lint_waivers.vlt"
 
 
-def small_spec(rows, cols, name, *, act_type="int8", weight_type="int8", acc_type="int32", words=64,
-               dataflow="weight_stationary"):
+def small_spec(rows, cols, name, *, act_type="int8", weight_type="int8", acc_type="int32", words=64, **extra):
     a, w, acc = (parse_dtype(t, what="dtype") for t in (act_type, weight_type, acc_type))
     return AcceleratorSpec(rows=rows, cols=cols, act_type=a, weight_type=w, acc_type=acc, name=name,
-                           dataflow=dataflow,
                            act_buffer_bytes=words // 8 * rows * a.bits,
                            weight_buffer_bytes=words // 8 * cols * w.bits,
-                           acc_buffer_bytes=words // 8 * cols * acc.bits)
+                           acc_buffer_bytes=words // 8 * cols * acc.bits, **extra)
 
 
 SPECS = {
@@ -35,6 +33,7 @@ SPECS = {
     "ws_3x5_i16": small_spec(3, 5, "ws_3x5_i16", act_type="int16", weight_type="int4", acc_type="int48"),
     "os_3x4_u8": small_spec(3, 4, "os_3x4_u8", act_type="uint8", dataflow="output_stationary"),
     "os_1x1": small_spec(1, 1, "os_1x1", dataflow="output_stationary"),
+    "ws_2x3_nopost": small_spec(2, 3, "ws_2x3_nopost", postops=False),   # no post-op chain
 }
 
 
@@ -107,6 +106,15 @@ def test_port_map_widths_follow_the_spec():
     assert ports["params__valid"][:2] == ("input", 1) and ports["params__ready"][:2] == ("output", 1)
     assert ports["cfg__payload"][:2] == ("input", config_layout(spec).size)
     assert ports["out__ready"][:2] == ("input", 1) and ports["cfg__ready"][:2] == ("output", 1)
+
+
+def test_without_postop_chain_the_params_port_is_one_unused_bit():
+    ports = port_map(SPECS["ws_2x3_nopost"])
+    assert ports["params__payload"][:2] == ("input", 1) and "unused" in ports["params__payload"][2]
+    assert SPECS["ws_2x3_nopost"].to_dict()["postops"] is False
+    assert AcceleratorSpec.from_dict(SPECS["ws_2x3_nopost"].to_dict()) == SPECS["ws_2x3_nopost"]
+    with pytest.raises(ValueError, match="postops must be True"):
+        AcceleratorSpec(rows=2, cols=2, postops="no")
 
 
 # Lint -------------------------------------------------------------------------------------------------------

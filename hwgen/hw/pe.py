@@ -9,12 +9,17 @@ __all__ = ["WeightStationaryPE"]
 
 class WeightStationaryPE(wiring.Component):
     """Holds two weights (one in use, one being loaded); multiplies the passing activation by the weight its
-    ``bank`` tag selects, registers the product (so the multiplier is not in series with the adder), and adds it
-    to the partial sum coming from above.
+    ``bank`` tag selects, and adds the product to the partial sum coming from above. Every step is registered
+    for Fmax: the selected weight (so the bank mux is not in front of the multiplier), the product (so the
+    multiplier is not in series with the adder) and the sum; the multiplier's operands are then two registers
+    (``act_out`` and the selected weight).
 
-    Per cycle: ``act_out``/``bank_out`` = ``act_in``/``bank_in`` delayed 1; ``product`` = ``act_in * w[bank_in]``
-    delayed 1; ``psum_out`` = ``psum_in + product`` delayed 1.
+    Per cycle: ``act_out``/``bank_out`` = ``act_in``/``bank_in`` delayed 1; ``weight`` = ``w[bank_in]`` delayed 1
+    (the banks as they are in the cycle ``act_in`` arrives); ``product`` = ``act_out * weight`` delayed 1, i.e.
+    ``act_in * w[bank_in]`` delayed 2; ``psum_out`` = ``psum_in + product`` delayed 1.
     """
+
+    LATENCY = 2      # act_in -> product register; psum_in -> psum_out is 1
 
     def __init__(self, *, act_shape, weight_shape, psum_shape):
         self.act_shape, self.weight_shape, self.psum_shape = act_shape, weight_shape, psum_shape
@@ -29,6 +34,7 @@ class WeightStationaryPE(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         weights = [Signal(self.weight_shape, name=f"w{bank}") for bank in range(2)]
+        selected = Signal(self.weight_shape, name="weight")
         product = Signal(self.psum_shape)
         for bank, weight in enumerate(weights):
             with m.If(self.load_en & (self.load_bank == bank)):
@@ -36,7 +42,8 @@ class WeightStationaryPE(wiring.Component):
         m.d.sync += [
             self.act_out.eq(self.act_in),
             self.bank_out.eq(self.bank_in),
-            product.eq(self.act_in * Mux(self.bank_in, weights[1], weights[0])),
+            selected.eq(Mux(self.bank_in, weights[1], weights[0])),
+            product.eq(self.act_out * selected),
             self.psum_out.eq(self.psum_in + product),
         ]
         return m

@@ -6,24 +6,25 @@ One pass: every output beat goes through the chain once, on its way out; nothing
 Stages (one register each; lane ``j`` of every stage is channel ``mf*cols + j``)::
 
     i ─► S1 beat + params ─► S2 x = acc + bias ─► S3 p = x * multiplier ─► S4 r = round_shift(p, shift)
-      ─► S5 y = clamp(r) (saturation and ReLU in one clamp) ─► O pooled / passed beat ─► o
+      ─► S5 y = clamp(r) (saturation and ReLU in one clamp) ─► S6 horizontal pair ─► O pooled / passed beat ─► o
 
 - S1 registers the beat while the params memory (indexed by the beat's m-fold) is read; S2 adds the bias (or
   0), widening to ``max(acc_bits, 32) + 1``; S3 is the registered multiply (registered operands, registered
   product: DSP-friendly); S4 is the barrel shifter with rounding, ``((2p >> s) + 1) >> 1`` (equal to
   ``round_shift``); S5 clamps to the output type's range, raised to 0 by ReLU.
 - Pooling in one pass: a register holds the even column's value; on the odd column the horizontal pair
-  (max, or sum) is formed; on even rows it is written to a line buffer (``max_out_w // 2`` entries of ``cols``
+  (max, or sum) is formed and registered (S6; a stage of its own so that the pair's and the window's adders
+  are not in series); on even rows it is written to a line buffer (``max_out_w // 2`` entries of ``cols``
   lanes, `lib.memory`), on odd rows it is combined with the entry of the row above and emitted (average:
-  ``(sum4 + 2) >> 2``). The line buffer read is issued one stage ahead, when the beat enters S5.
+  ``(sum4 + 2) >> 2``). The line buffer read is issued one stage ahead, when the beat enters S6.
 - Without requantization the multiplier is forced to 1 and the shift to 0, and the configuration sets the
   clamp to the accumulator range, so one datapath serves every combination.
 
-Timing: `LATENCY` = 6. A beat accepted on ``i`` in cycle ``t`` (``i.valid & i.ready``) is presented on ``o`` in
-cycle ``t + 6`` when no stall intervenes; with pooling, the window's output appears 6 cycles after its
+Timing: `LATENCY` = 7. A beat accepted on ``i`` in cycle ``t`` (``i.valid & i.ready``) is presented on ``o`` in
+cycle ``t + 7`` when no stall intervenes; with pooling, the window's output appears 7 cycles after its
 bottom-right input. Throughput is one beat per cycle while ``o`` is ready (pooling emits one beat per 2x2
 window, i.e. per four kept inputs). The pipeline stalls as a whole: ``i.ready = ~o.valid | o.ready``
-(combinational from ``o.ready``, independent of ``i.valid``), so it holds up to 6 beats and never drops one.
+(combinational from ``o.ready``, independent of ``i.valid``), so it holds up to 7 beats and never drops one.
 
 Position in the layer comes from counters over accepted beats (``f``, then ``e``, then m-fold, wrapping back to
 zero after ``m_folds * out_h * out_w`` beats). ``cfg`` and ``bank`` describe the command whose beats arrive on
@@ -57,7 +58,7 @@ class PostOpPipeline(wiring.Component):
     flight).
     """
 
-    LATENCY = 6
+    LATENCY = 7
 
     def __init__(self, spec, *, max_m_folds, max_out_w=None, dims_bits=None):
         if not isinstance(spec, AcceleratorSpec):
@@ -134,12 +135,12 @@ class PostOpPipeline(wiring.Component):
         def stage(name, shape):
             return Signal(shape, name=name)
 
-        valid = [stage(f"s{k}_valid", 1) for k in range(1, 6)]
-        tags = [stage(f"s{k}_tag", tag_layout) for k in range(1, 6)]
+        valid = [stage(f"s{k}_valid", 1) for k in range(1, 7)]
+        tags = [stage(f"s{k}_tag", tag_layout) for k in range(1, 7)]
         with m.If(advance):
             m.d.sync += [valid[0].eq(self.i.valid), tags[0].eq(tag)]
-            m.d.sync += [valid[k].eq(valid[k - 1]) for k in range(1, 5)]
-            m.d.sync += [tags[k].eq(tags[k - 1]) for k in range(1, 5)]
+            m.d.sync += [valid[k].eq(valid[k - 1]) for k in range(1, 6)]
+            m.d.sync += [tags[k].eq(tags[k - 1]) for k in range(1, 6)]
         m.d.comb += self.busy.eq(Cat(*valid, self.o.valid).any())
 
         # S1: the beat; the params memory answers in the same cycle.
@@ -158,18 +159,19 @@ class PostOpPipeline(wiring.Component):
                      hi.eq(Mux(s4.out_signed, out_umax >> 1, out_umax)),
                      lo.eq(Mux(s4.relu, 0, Mux(s4.out_signed, -(out_umax >> 1) - 1, 0)))]
 
-        pool_on = tags[4].pool != POOL_CODES["none"]
-        is_avg = tags[4].pool == POOL_CODES["avg"]
+        s5, s6 = tags[4], tags[5]
+        pair_avg = s5.pool == POOL_CODES["avg"]          # the pair is formed in S5
+        pool_on = s6.pool != POOL_CODES["none"]          # the window and the output in S6
+        is_avg = s6.pool == POOL_CODES["avg"]
         s1 = tags[0]
 
-        # Line buffer of horizontal pairs from even rows; read issued as a beat enters S5.
+        # Line buffer of horizontal pairs from even rows; read issued as a beat enters S6.
         m.submodules.line_buffer = line_buffer = memory.Memory(
             shape=unsigned(cols * lb_bits), depth=lb_depth, init=[])
         lb_write, lb_read = line_buffer.write_port(), line_buffer.read_port()
-        m.d.comb += [lb_read.addr.eq(tags[3].pair), lb_read.en.eq(advance)]
-        s5 = tags[4]
-        m.d.comb += [lb_write.addr.eq(s5.pair),
-                     lb_write.en.eq(advance & valid[4] & pool_on & s5.col_odd & ~s5.row_odd)]
+        m.d.comb += [lb_read.addr.eq(s5.pair), lb_read.en.eq(advance)]
+        m.d.comb += [lb_write.addr.eq(s6.pair),
+                     lb_write.en.eq(advance & valid[5] & pool_on & s6.col_odd & ~s6.row_odd)]
 
         out_lanes, lb_lanes = [], []
         for j in range(cols):
@@ -195,21 +197,24 @@ class PostOpPipeline(wiring.Component):
             with m.If(advance):
                 m.d.sync += y.eq(Mux(r < lo, lo, Mux(r > hi, hi, r)))
 
-            # Pooling, combinational in the S5 cycle; registered into O.
+            # Pooling: the horizontal pair formed in the S5 cycle, registered into S6 (beside the value itself);
+            # the window formed in the S6 cycle, registered into O.
             held = stage(f"pool_held_{j}", signed(acc_bits))      # the even column's value
             with m.If(advance & valid[4] & ~s5.col_odd):
                 m.d.sync += held.eq(y)
-            pair = Signal(signed(lb_bits), name=f"pool_pair_{j}")
-            m.d.comb += pair.eq(Mux(is_avg, held + y, Mux(held > y, held, y)))
+            y6 = stage(f"s6_y_{j}", signed(acc_bits))
+            pair = stage(f"s6_pair_{j}", signed(lb_bits))
+            with m.If(advance):
+                m.d.sync += [y6.eq(y), pair.eq(Mux(pair_avg, held + y, Mux(held > y, held, y)))]
             above = lb_read.data[j * lb_bits:(j + 1) * lb_bits].as_signed()
             window = Signal(signed(lb_bits + 1), name=f"pool_window_{j}")
             m.d.comb += window.eq(Mux(is_avg, above + pair, Mux(above > pair, above, pair)))
             pooled = Mux(is_avg, (window + 2) >> 2, window)
-            out_lanes.append(Mux(pool_on, pooled, y)[:acc_bits])
+            out_lanes.append(Mux(pool_on, pooled, y6)[:acc_bits])
             lb_lanes.append(pair)
         m.d.comb += lb_write.data.eq(Cat(*lb_lanes))
 
-        emit = ~pool_on | (s5.col_odd & s5.row_odd)
+        emit = ~pool_on | (s6.col_odd & s6.row_odd)
         with m.If(advance):
-            m.d.sync += [self.o.valid.eq(valid[4] & emit), self.o.payload.eq(Cat(*out_lanes))]
+            m.d.sync += [self.o.valid.eq(valid[5] & emit), self.o.payload.eq(Cat(*out_lanes))]
         return m

@@ -7,9 +7,14 @@ sums travel down one PE per cycle, and column ``j`` is delayed ``cols-1-j`` cycl
 
 Weight rows are written with no skew: writing row ``i`` at cycle ``t + i`` is the same as skewing a
 simultaneous write, so a fold's weights can be streamed in one row per cycle just ahead of its activations.
+
+``enable_copies=True`` adds an ``en`` input: the array then advances in the cycle after each cycle with ``en``
+high (``en`` registered), and every PE, skew row and de-skew column takes its own registered copy of ``en``
+(flip-flops named ``en_copy_*``), so no single net drives the clock enable of every register of the array. The
+FPGA flow marks those flip-flops ``keep`` so that synthesis does not merge the copies back into one.
 """
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import EnableInserter, Module, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -20,14 +25,15 @@ __all__ = ["SystolicArray", "array_latency"]
 
 def array_latency(*, rows, cols):
     """Cycles from an activation vector at the input to its aligned column sums at the output."""
-    # Row rows-1 is skewed rows-1 cycles, then its product and psum registers (2), then column j's sum
-    # leaves the bottom after j more hops and is de-skewed to cols-1 hops.
-    return (rows - 1) + 2 + (cols - 1)
+    # Row rows-1 is skewed rows-1 cycles, then its selected-weight/activation, product and psum registers (3),
+    # then column j's sum leaves the bottom after j more hops and is de-skewed to cols-1 hops.
+    return (rows - 1) + WeightStationaryPE.LATENCY + 1 + (cols - 1)
 
 
 class SystolicArray(wiring.Component):
-    def __init__(self, *, rows, cols, act_type, weight_type, psum_bits):
+    def __init__(self, *, rows, cols, act_type, weight_type, psum_bits, enable_copies=False):
         self.rows, self.cols = rows, cols
+        self.enable_copies = enable_copies
         self.act_type, self.weight_type = act_type, weight_type
         is_signed = act_type.signed or weight_type.signed
         self.psum_shape = signed(psum_bits) if is_signed else unsigned(psum_bits)
@@ -37,6 +43,7 @@ class SystolicArray(wiring.Component):
             "load_en": In(1), "load_row": In(range(rows)), "load_bank": In(1),
             "load_data": In(unsigned(cols * weight_type.bits)),
             "psums": Out(unsigned(cols * psum_bits)),
+            **({"en": In(1)} if enable_copies else {}),
         })
 
     @property
@@ -49,21 +56,32 @@ class SystolicArray(wiring.Component):
         abits, wbits = self.act_type.bits, self.weight_type.bits
         act_shape, weight_shape = self.act_type.amaranth_shape(), self.weight_type.amaranth_shape()
 
+        def enable(name):
+            """A registered copy of `en` for one group of registers (1 when the array is always enabled)."""
+            if not self.enable_copies:
+                return 1
+            copy = Signal(name=f"en_copy_{name}")
+            m.d.sync += copy.eq(self.en)
+            return copy
+
         pes = [[WeightStationaryPE(act_shape=act_shape, weight_shape=weight_shape, psum_shape=self.psum_shape)
                 for _ in range(cols)] for _ in range(rows)]
         for i in range(rows):
             for j in range(cols):
-                m.submodules[f"pe_{i}_{j}"] = pes[i][j]
+                m.submodules[f"pe_{i}_{j}"] = (EnableInserter(enable(f"pe_{i}_{j}"))(pes[i][j])
+                                               if self.enable_copies else pes[i][j])
 
         # Input skew: row i sees the vector i cycles late (a chain of i registers for act and bank).
         for i in range(rows):
             act = self.acts[i * abits:(i + 1) * abits].as_signed() if self.act_type.signed \
                 else self.acts[i * abits:(i + 1) * abits]
             bank = self.bank
+            skew_en = enable(f"skew_{i}") if i else 1
             for stage in range(i):
                 act_d = Signal(act_shape, name=f"skew_act_{i}_{stage}")
                 bank_d = Signal(name=f"skew_bank_{i}_{stage}")
-                m.d.sync += [act_d.eq(act), bank_d.eq(bank)]
+                with m.If(skew_en):
+                    m.d.sync += [act_d.eq(act), bank_d.eq(bank)]
                 act, bank = act_d, bank_d
             m.d.comb += [pes[i][0].act_in.eq(act), pes[i][0].bank_in.eq(bank)]
             for j in range(1, cols):
@@ -88,9 +106,11 @@ class SystolicArray(wiring.Component):
         pbits = self.psum_shape.width
         for j in range(cols):
             psum = pes[rows - 1][j].psum_out
+            deskew_en = enable(f"deskew_{j}") if j < cols - 1 else 1
             for stage in range(cols - 1 - j):
                 psum_d = Signal(self.psum_shape, name=f"deskew_{j}_{stage}")
-                m.d.sync += psum_d.eq(psum)
+                with m.If(deskew_en):
+                    m.d.sync += psum_d.eq(psum)
                 psum = psum_d
             m.d.comb += self.psums[j * pbits:(j + 1) * pbits].eq(psum)
         return m

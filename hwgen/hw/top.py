@@ -10,14 +10,15 @@ A layer arrives as one or more *commands* (tiles), one ``cfg`` beat each. Two en
 
 Results leave on ``out``: ``m_folds * pixels`` beats of ``cols`` accumulators for every command that emits.
 The compute pipeline has one enable: it advances only while the output FIFO has room and the weight FIFO has
-the word the loader needs, so a stalled stream freezes the pipeline instead of losing data.
+the word the loader needs, so a stalled stream freezes the pipeline instead of losing data. (On the systolic
+array, everything after the issue stage takes that enable through a register, one cycle late; see `_systolic`.)
 """
 
-from amaranth.hdl import EnableInserter, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, EnableInserter, Module, Mux, Signal, unsigned
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..postops import params_layout
+from ..postops import params_port_bits
 from ..spec import AcceleratorSpec
 from .accumulator import Accumulator
 from .addrgen import FoldSequencer
@@ -31,6 +32,10 @@ from .systolic import SystolicArray, array_latency
 __all__ = ["AcceleratorTop", "OUTPUT_FIFO_DEPTH"]
 
 OUTPUT_FIFO_DEPTH = 4
+# Systolic arrays (both dataflows): the datapath after the issue stage runs on a registered copy of the enable, one cycle
+# behind it, so the output FIFO must have room for a write one cycle after the enable was decided; and that
+# room is itself decided a cycle ahead (registered), with one more beat of margin.
+WS_OUTPUT_FIFO_DEPTH = 7
 
 
 class AcceleratorTop(wiring.Component):
@@ -43,7 +48,7 @@ class AcceleratorTop(wiring.Component):
             "cfg": In(stream.Signature(unsigned(config_layout(spec).size))),
             "weights": In(stream.Signature(unsigned(spec.weight_word_bits))),
             "acts": In(stream.Signature(unsigned(spec.act_word_bits))),
-            "params": In(stream.Signature(unsigned(params_layout(spec.cols).size))),
+            "params": In(stream.Signature(unsigned(params_port_bits(spec)))),   # 1 bit, unused, without post-ops
             "out": Out(stream.Signature(unsigned(spec.acc_word_bits))),
             "busy": Out(1),
         })
@@ -61,11 +66,17 @@ class AcceleratorTop(wiring.Component):
             width=spec.weight_word_bits, depth=spec.weight_depth)
         wiring.connect(m, wiring.flipped(self.weights), weight_fifo.w_stream)
 
-        m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=spec.acc_word_bits,
-                                                                 depth=OUTPUT_FIFO_DEPTH)
-        m.submodules.postops = postops = PostOpPipeline(spec, max_m_folds=spec.max_param_folds,
-                                                        max_out_w=spec.max_pool_width)
-        wiring.connect(m, postops.o, wiring.flipped(self.out))
+        out_depth = OUTPUT_FIFO_DEPTH if spec.dataflow == "matrix_vector" else WS_OUTPUT_FIFO_DEPTH
+        m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=spec.acc_word_bits, depth=out_depth)
+        if spec.postops:
+            m.submodules.postops = postops = PostOpPipeline(spec, max_m_folds=spec.max_param_folds,
+                                                            max_out_w=spec.max_pool_width)
+            wiring.connect(m, postops.o, wiring.flipped(self.out))
+        else:
+            # No post-op chain: the accumulators leave straight from the output FIFO; `params` never accepts
+            # (the host rejects layers with post-ops, so no command has parameter words).
+            postops = None
+            wiring.connect(m, out_fifo.r_stream, wiring.flipped(self.out))
         # Post-op parameter banks: busy from the load of a command's parameters until its last beat has
         # entered the chain.
         param_busy = Signal(2)
@@ -86,11 +97,14 @@ class AcceleratorTop(wiring.Component):
         act_addr = Signal(range(bank_depth))
         params_left = Signal(range(spec.max_param_folds + 1))
         param_addr = Signal(range(spec.max_param_folds))
-        m.d.comb += [
-            postops.params_addr.eq(param_addr + Mux(load_cmd.param_bank, spec.max_param_folds, 0)),
-            postops.params_data.eq(self.params.payload),
-            postops.params_en.eq(self.params.valid & self.params.ready),
-        ]
+        params_en = Signal()
+        m.d.comb += params_en.eq(self.params.valid & self.params.ready)
+        if postops is not None:
+            m.d.comb += [
+                postops.params_addr.eq(param_addr + Mux(load_cmd.param_bank, spec.max_param_folds, 0)),
+                postops.params_data.eq(self.params.payload),
+                postops.params_en.eq(params_en),
+            ]
         m.d.comb += [
             act_write.addr.eq(act_addr + Mux(load_cmd.act_bank, bank_depth, 0)),
             act_write.data.eq(self.acts.payload),
@@ -116,11 +130,12 @@ class AcceleratorTop(wiring.Component):
                     with m.Else():
                         m.d.sync += [handoff.eq(incoming), handoff_valid.eq(1)]
             with m.State("LOAD"):
-                m.d.comb += [self.acts.ready.eq(acts_left != 0), self.params.ready.eq(params_left != 0),
+                m.d.comb += [self.acts.ready.eq(acts_left != 0),
+                             self.params.ready.eq((params_left != 0) if postops is not None else 0),
                              loader_loading.eq(load_cmd.load_acts)]
                 with m.If(act_write.en):
                     m.d.sync += [act_addr.eq(act_addr + 1), acts_left.eq(acts_left - 1)]
-                with m.If(postops.params_en):
+                with m.If(params_en):
                     m.d.sync += [param_addr.eq(param_addr + 1), params_left.eq(params_left - 1)]
                 # Hand the command on once its first start_words are in: the rest load while it computes
                 # (the interlock below holds back any read that would overtake the write pointer).
@@ -143,11 +158,16 @@ class AcceleratorTop(wiring.Component):
             m.submodules.engine = engine = FoldSequencer(spec)
         m.d.comb += engine.cfg.eq(compute_cmd)
         # Emitting commands queue their post-op settings; the chain takes them in order, beat-count by count.
-        m.submodules.emit_queue = emit_queue = fifo.SyncFIFO(width=layout.size, depth=4)
-        m.d.comb += [emit_queue.w_data.eq(handoff.as_value()), emit_queue.w_en.eq(handoff_take & handoff.acc_emit)]
+        if postops is not None:
+            m.submodules.emit_queue = emit_queue = fifo.SyncFIFO(width=layout.size, depth=4)
+            m.d.comb += [emit_queue.w_data.eq(handoff.as_value()),
+                         emit_queue.w_en.eq(handoff_take & handoff.acc_emit)]
+            emit_room = ~handoff.acc_emit | emit_queue.w_rdy
+        else:
+            emit_room = 1
         with m.FSM(name="compute"):
             with m.State("IDLE"):
-                with m.If(handoff_valid & (~handoff.acc_emit | emit_queue.w_rdy)):
+                with m.If(handoff_valid & emit_room):
                     m.d.comb += handoff_take.eq(1)
                     m.d.sync += compute_cmd.eq(handoff)
                     m.next = "START"
@@ -165,12 +185,21 @@ class AcceleratorTop(wiring.Component):
         en = Signal()
         if spec.dataflow in ("matrix_vector", "output_stationary"):
             pops, reads = engine.issue, engine.issue
+            unwritten = (loader_loading & (load_cmd.act_bank == compute_cmd.act_bank) & reads &
+                         (engine.act_addr >= act_addr))
         else:
-            pops, reads = engine.load_en, engine.slot_valid & ~engine.padded
-        unwritten = (loader_loading & (load_cmd.act_bank == compute_cmd.act_bank) & reads &
-                     (engine.act_addr >= act_addr))
+            pops, unwritten = self._decided_ahead(m, engine, en, loader_loading & (load_cmd.act_bank ==
+                                                  compute_cmd.act_bank), act_addr, act_write.en)
+        if spec.dataflow == "matrix_vector":
+            out_room = out_fifo.w_rdy
+        else:
+            # The datapath writes one cycle after `en` (see `_systolic`): room for one more beat then. r_level
+            # counts every beat held and grows by at most one per cycle; registered, so decided from the level
+            # of the cycle before: at most depth - 4 then leaves room for the write.
+            out_room = Signal()
+            m.d.sync += out_room.eq(out_fifo.r_level <= out_depth - 4)
         m.d.comb += [
-            en.eq(out_fifo.w_rdy & (~pops | weight_fifo.r_rdy) & ~unwritten),
+            en.eq(out_room & (~pops | weight_fifo.r_rdy) & ~unwritten),
             engine.en.eq(en),
             weight_fifo.r_en.eq(pops & en),
             act_read.addr.eq(engine.act_addr + Mux(compute_cmd.act_bank, bank_depth, 0)),
@@ -185,78 +214,136 @@ class AcceleratorTop(wiring.Component):
         else:
             in_flight = self._systolic(m, engine, en, act_read, weight_fifo, out_fifo)
 
-        self._postops(m, layout, emit_queue, out_fifo, postops, clear_param_busy)
         loading = (acts_left != 0) | (params_left != 0)
-        m.d.comb += self.busy.eq(loading | handoff_valid | engine.busy | in_flight | (out_fifo.r_level != 0) |
-                                 emit_queue.r_rdy | postops.busy)
+        busy = loading | handoff_valid | engine.busy | in_flight | (out_fifo.r_level != 0)
+        if postops is not None:
+            self._postops(m, layout, emit_queue, out_fifo, postops, clear_param_busy)
+            busy = busy | emit_queue.r_rdy | postops.busy
+        m.d.comb += self.busy.eq(busy)
         return m
 
+    def _decided_ahead(self, m, seq, en, same_bank, written, writing):
+        """``(pops, unwritten)``: whether the slot pops a weight word, and the read-after-write interlock (the
+        slot reads an activation word not yet written), both decided a cycle ahead and registered, so that the
+        pipeline enable is a gate or two after flip-flops.
+
+        In each cycle both possible next slots are evaluated: the same slot (if this cycle is stalled) and the
+        sequencer's next one (``seq.next_*``, if it moves); the registered ``en | start`` picks one. The
+        interlock compares with the loader's next write pointer; the loader state is this cycle's: a load that
+        ends leaves every word written, and one that starts cannot target the bank being read (it is full
+        until released)."""
+        hold, ahead, pops_hold, pops_ahead, moved = Signal(), Signal(), Signal(), Signal(), Signal()
+
+        def beyond(addr):          # addr >= written + writing, without the adder in series
+            return Mux(writing, addr > written, addr >= written)
+        m.d.sync += [hold.eq(same_bank & seq.slot_valid & ~seq.padded & beyond(seq.act_addr)),
+                     ahead.eq(same_bank & seq.next_reads & beyond(seq.next_act_addr)),
+                     pops_hold.eq(seq.load_en), pops_ahead.eq(seq.next_load_en),
+                     moved.eq(en | seq.start)]
+        return Mux(moved, pops_ahead, pops_hold), Mux(moved, ahead, hold)
+
     def _systolic(self, m, seq, en, act_read, weight_fifo, out_fifo):
-        """Issue (cycle 0) -> buffer read / weight pop (1) -> array (1 + latency) -> accumulate and emit."""
+        """Issue (cycle 0) -> buffer read / weight pop (1) -> activation register (2) -> array (2 + latency) ->
+        accumulate and emit.
+
+        The activation buffer's read data goes straight into a register (block RAM clock-to-out is slow, so
+        nothing else is in that path; padding zeroes it there), and the weight-load path gets the same extra
+        register, so weights and activations keep their relative timing (`schedule.fold_period`).
+
+        Two enables: the issue stage (sequencer, buffer read, weight pop, and the first register of every path
+        out of it) advances with ``en``; everything after it (the second registers, the array, the control delay
+        line, the accumulator) with ``en_d``, ``en`` registered. A stage that moves one cycle after the one
+        feeding it sees the same sequence of values (the feeding register holds until the next ``en``, which
+        comes no earlier than that cycle), so results and no-stall timing are unchanged; the huge fan-out of the
+        pipeline enable starts at a flip-flop instead of at the end of the stall logic. Nothing flows back from
+        the ``en_d`` side except the output FIFO's fill level, which ``en`` reads with one beat of margin."""
         spec = self.spec
         m.submodules.accumulator = acc = Accumulator(spec)
         array = SystolicArray(rows=spec.rows, cols=spec.cols, act_type=spec.act_type,
-                              weight_type=spec.weight_type, psum_bits=spec.psum_bits)
-        m.submodules.array = EnableInserter(en)(array)  # skew, PEs and de-skew freeze with the pipeline
-        padded_d, bank_d = Signal(), Signal()
+                              weight_type=spec.weight_type, psum_bits=spec.psum_bits, enable_copies=True)
+        # `en` registered: one copy for the second registers and the control delay line, one for the
+        # accumulator; the array registers its own copies (a few dozen registers per copy, see SystolicArray).
+        en_d, en_acc = Signal(name="en_copy_ctl"), Signal(name="en_copy_acc")
+        m.d.sync += [en_d.eq(en), en_acc.eq(en)]
+        m.submodules.array = array            # skew, PEs and de-skew freeze with the pipeline, on en_d's copies
+        m.d.comb += array.en.eq(en)
+        padded_d, bank_d, bank_dd = Signal(), Signal(), Signal()
+        acts_dd = Signal.like(act_read.data)
         load_en_d, load_row_d, load_bank_d = Signal(), Signal.like(seq.load_row), Signal()
         load_data_d = Signal.like(weight_fifo.r_data)
+        load_en_dd, load_row_dd, load_bank_dd = Signal(), Signal.like(seq.load_row), Signal()
+        load_data_dd = Signal.like(weight_fifo.r_data)
         with m.If(en):
             m.d.sync += [padded_d.eq(seq.padded), bank_d.eq(seq.bank), load_en_d.eq(seq.load_en),
                          load_row_d.eq(seq.load_row), load_bank_d.eq(seq.load_bank),
                          load_data_d.eq(weight_fifo.r_data)]
+        with m.If(en_d):
+            m.d.sync += [acts_dd.eq(Mux(padded_d, 0, act_read.data)), bank_dd.eq(bank_d),
+                         load_en_dd.eq(load_en_d), load_row_dd.eq(load_row_d), load_bank_dd.eq(load_bank_d),
+                         load_data_dd.eq(load_data_d)]
         m.d.comb += [
-            array.acts.eq(Mux(padded_d, 0, act_read.data)), array.bank.eq(bank_d),
-            array.load_en.eq(load_en_d), array.load_row.eq(load_row_d), array.load_bank.eq(load_bank_d),
-            array.load_data.eq(load_data_d),
+            array.acts.eq(acts_dd), array.bank.eq(bank_dd),
+            array.load_en.eq(load_en_dd), array.load_row.eq(load_row_dd), array.load_bank.eq(load_bank_dd),
+            array.load_data.eq(load_data_dd),
         ]
 
-        # Slot control rides a delay line beside the data: `latency` stages to the accumulator read, one more
-        # to the sum.
-        latency = array_latency(rows=spec.rows, cols=spec.cols)
+        # Slot control rides a delay line beside the data: `latency` stages to the column sums (the
+        # accumulator's read is issued two stages before its sum, its read data registered), one more to the sum.
+        latency = array_latency(rows=spec.rows, cols=spec.cols) + 1
         control = [seq.slot_valid, seq.acc_addr, seq.first_k, seq.last_k]
         stages = [control]
         for stage in range(latency + 1):
             delayed = [Signal.like(sig, name=f"ctl{stage}_{sig.name}") for sig in control]
-            with m.If(en):
+            with m.If(en if stage == 0 else en_d):
                 m.d.sync += [d.eq(s) for d, s in zip(delayed, stages[-1])]
             stages.append(delayed)
-        read_stage, sum_stage = stages[latency], stages[latency + 1]
+        read_stage, sum_stage = stages[latency - 1], stages[latency + 1]
         m.d.comb += [
-            acc.en.eq(en), acc.psums.eq(array.psums),
+            acc.en.eq(en_acc), acc.psums.eq(array.psums),
             acc.read_valid.eq(read_stage[0]), acc.read_pixel.eq(read_stage[1]),
             acc.sum_valid.eq(sum_stage[0]), acc.sum_pixel.eq(sum_stage[1]),
             acc.sum_first.eq(sum_stage[2]), acc.sum_last.eq(sum_stage[3]),
             out_fifo.w_en.eq(acc.out_valid), out_fifo.w_data.eq(acc.out_data),
         ]
         in_flight = Signal()
-        m.d.comb += in_flight.eq(sum(s[0] for s in stages[1:]) != 0)
+        m.d.comb += in_flight.eq(Cat(*(s[0] for s in stages[1:])).any())
         return in_flight
 
     def _output_stationary(self, m, seq, en, act_read, weight_fifo, out_fifo):
-        """Issue (cycle 0) -> buffer read / weight pop (1) -> array -> row i's beat ``1 + latency + i``."""
+        """Issue (cycle 0) -> buffer read / weight pop (1) -> activation register (2) -> array -> row i's beat
+        ``2 + latency + i``.
+
+        The same two enables as `_systolic`: the issue stage and the first register of every path out of it on
+        ``en``; the second registers and the array on ``en_d`` (``en`` registered), so the enable's fan-out
+        starts at a flip-flop and the block RAM's read data goes straight into a register."""
         spec = self.spec
         array = OutputStationaryArray(rows=spec.rows, cols=spec.cols, act_type=spec.act_type,
                                       weight_type=spec.weight_type, acc_type=spec.acc_type)
-        m.submodules.array = EnableInserter(en)(array)
-        weights_d, valid_d, first_d, last_d = (Signal.like(weight_fifo.r_data), Signal.like(seq.valid),
-                                               Signal(), Signal())
+        en_d = Signal(name="en_copy_os")
+        m.d.sync += en_d.eq(en)
+        m.submodules.array = EnableInserter(en_d)(array)
+        issued = [weight_fifo.r_data, seq.valid, seq.first, seq.last]
+        first_regs = [Signal.like(sig, name=f"os_d_{n}") for n, sig in enumerate(issued)]
+        second_regs = [Signal.like(sig, name=f"os_dd_{n}") for n, sig in enumerate(issued)]
+        acts_dd = Signal.like(act_read.data)
         with m.If(en):
-            m.d.sync += [weights_d.eq(weight_fifo.r_data), valid_d.eq(seq.valid), first_d.eq(seq.first),
-                         last_d.eq(seq.last)]
+            m.d.sync += [d.eq(sig) for d, sig in zip(first_regs, issued)]
+        with m.If(en_d):
+            m.d.sync += [d.eq(sig) for d, sig in zip(second_regs, first_regs)]
+            m.d.sync += acts_dd.eq(act_read.data)
+        weights_dd, valid_dd, first_dd, last_dd = second_regs
         m.d.comb += [
-            array.acts.eq(act_read.data), array.weights.eq(weights_d), array.valid.eq(valid_d),
-            array.first.eq(first_d), array.last.eq(last_d),
-            out_fifo.w_en.eq(en & array.out_valid), out_fifo.w_data.eq(array.out_data),
+            array.acts.eq(acts_dd), array.weights.eq(weights_dd), array.valid.eq(valid_dd),
+            array.first.eq(first_dd), array.last.eq(last_dd),
+            out_fifo.w_en.eq(en_d & array.out_valid), out_fifo.w_data.eq(array.out_data),
         ]
         # In flight until the last row of the last issued slot has left the array.
-        drain = 1 + output_latency(cols=spec.cols) + spec.rows
+        drain = 2 + output_latency(cols=spec.cols) + spec.rows
         since_issue = Signal(range(drain + 1), init=drain)
-        with m.If(en):
-            with m.If(seq.issue):
-                m.d.sync += since_issue.eq(0)
-            with m.Elif(since_issue != drain):
-                m.d.sync += since_issue.eq(since_issue + 1)
+        with m.If(en & seq.issue):
+            m.d.sync += since_issue.eq(0)
+        with m.Elif(en_d & (since_issue != drain)):
+            m.d.sync += since_issue.eq(since_issue + 1)
         in_flight = Signal()
         m.d.comb += in_flight.eq(since_issue != drain)
         return in_flight
