@@ -38,16 +38,15 @@ def array_spec(rows, cols, postops=True):
 
 def largest_square(device, postops=True):
     """The largest n x n array whose elaborated top (PE and post-op multipliers, memories) fits the device."""
-    from amaranth.back import rtlil
-    from fpga.fit import design_resources, estimate_fit
-    from fpga.flow import default_component
-    from fpga.wrapper import PinLightTop
+    from fpga.fit import estimate_fit
+    from fpga.flow import default_component, elaborate_fitted
     for n in range(math.isqrt(device.dsps), 0, -1):
         spec = array_spec(n, n, postops)
         if estimate_fit(spec, device, check=False).problems:
             continue
-        text = rtlil.convert(PinLightTop(default_component(spec)), name=spec.name)
-        if not estimate_fit(spec, device, check=False, resources=design_resources(text)).problems:
+        _, estimate = elaborate_fitted(spec, default_component(spec), device, io_bits=8, name=spec.name,
+                                       check_fit=False)
+        if not estimate.problems:
             return n
     return 0
 

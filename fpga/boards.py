@@ -29,8 +29,8 @@ from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import io
 
 from .devices import get_device
-from .fit import design_resources, estimate_fit
-from .flow import default_component, memory_check, share
+from .fit import estimate_fit
+from .flow import default_component, elaborate_fitted, memory_check, share
 from .reports import cell_summary, format_summary, parse_nextpnr_report, parse_yosys_stat
 from .tools import Progress, file_arg, find_tool, run_tool
 from .wrapper import PinLightTop
@@ -116,6 +116,7 @@ def prepare_board(spec, board, *, component=None, name=None, use_dsp=True, seed=
     name = name or spec.name
     wrapped = PinLightTop(component if component is not None else default_component(spec), io_bits=board.io_bits)
     platform = board.platform()
+    platform.multiplier_cells = use_dsp     # `hwgen.hw.target`: no MULT18X18D cells with LUT multipliers
     platform.add_resources(board.resources(wrapped.status_bits))
     platform.default_rst = "hwgen_rst"
     synth_opts = []
@@ -160,10 +161,8 @@ def build_board(spec, board, *, component=None, build_dir=None, name=None, lut_m
 
     component = component if component is not None else default_component(spec)
     # Exact fit check on the elaborated design (post-op multipliers and every memory count too).
-    from amaranth.back import rtlil
-    estimate = estimate_fit(spec, device, lut_multipliers=lut_multipliers, io_bits=board.io_bits,
-                            check=check_fit, resources=design_resources(rtlil.convert(
-                                PinLightTop(component, io_bits=board.io_bits), name=name)))
+    _, estimate = elaborate_fitted(spec, component, device, io_bits=board.io_bits, name=name,
+                                   lut_multipliers=lut_multipliers, check_fit=check_fit)
     for warning in estimate.warnings:
         progress.say(f"warning: {warning}")
     use_dsp = estimate.lut_multipliers == 0

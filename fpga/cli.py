@@ -137,13 +137,10 @@ def run_synth(args):
                                     check=False)
             if not estimate.problems:
                 # The spec fits on its own: count every multiplier and memory of the elaborated top.
-                from amaranth.back import rtlil
-                from .flow import default_component
-                from .fit import design_resources
-                from .wrapper import PinLightTop
-                text = rtlil.convert(PinLightTop(default_component(spec), io_bits=io_bits), name=spec.name)
-                estimate = estimate_fit(spec, device, lut_multipliers=args.lut_multipliers, io_bits=io_bits,
-                                        check=False, resources=design_resources(text))
+                from .flow import default_component, elaborate_fitted
+                _, estimate = elaborate_fitted(spec, default_component(spec), get_device(device), io_bits=io_bits,
+                                               name=spec.name, lut_multipliers=args.lut_multipliers,
+                                               check_fit=False)
             print(json.dumps(estimate.to_dict(), indent=2))
             return 2 if estimate.problems else 0
         if args.board:

@@ -7,13 +7,17 @@
   (``lut_multipliers=True``): then every multiplier is built from LUTs (Yosys ``-nodsp``) and a warning says so.
 * Block RAM: every buffer is one memory of ``depth`` words of one array-wide vector. Its block count is the best
   tiling of the device's block shapes (e.g. DP16KD: 512x36, 1024x18, 2048x9, 4096x4, ...). SPRAM (iCE40) is only
-  counted as a hint: Yosys maps only single-port memories to it.
+  counted as a hint: Yosys maps only single-port memories to it. On ECP5 the buffers are DP16KD instances
+  (`hwgen.hw.bram`, tiled with at most 18-bit blocks) and the PE multipliers MULT18X18D instances: the RTLIL
+  count takes those cells as they are.
 * Pins: the pin-light top needs about 2 * io_bits + 8 pins whatever the array size.
 """
 
 import math
 import re
 from dataclasses import dataclass, field
+
+from hwgen.hw.bram import ecp5_tiling
 
 from .devices import get_device
 
@@ -64,6 +68,7 @@ def memory_blocks(depth, width, block):
 
 
 _MEMORY_RE = re.compile(r"^\s*memory width (\d+) size (\d+) \\?(\S+)", re.M)
+_INSTANCE_RE = re.compile(r"^\s*cell \\(MULT18X18D|DP16KD) ", re.M)
 _CELL_RE = re.compile(r"^\s*cell \$(mul|mem_v2) \S+\n(.*?)^\s*end", re.M | re.S)
 _PARAM_RE = re.compile(r"parameter \\(\w+) (\S+)")
 
@@ -75,9 +80,12 @@ DISTRIBUTED_MAX_DEPTH = {"ecp5": 32, "ice40": 4}
 def design_resources(rtlil_text):
     """Multipliers and memories of an elaborated design, read from its RTLIL (before any synthesis).
 
-    Returns ``{"multipliers": [(a_bits, b_bits), ...], "memories": [(name, width, depth), ...]}``.
+    Returns ``{"multipliers": [(a_bits, b_bits), ...], "memories": [(name, width, depth), ...],
+    "bram_cells": n}``: instanced MULT18X18D count as 18x18 multipliers, instanced DP16KD as ``bram_cells``.
     """
     multipliers, memories = [], []
+    cells = [match.group(1) for match in _INSTANCE_RE.finditer(rtlil_text)]
+    multipliers += [(18, 18)] * cells.count("MULT18X18D")
     for match in _MEMORY_RE.finditer(rtlil_text):
         memories.append((match.group(3), int(match.group(1)), int(match.group(2))))
     for match in _CELL_RE.finditer(rtlil_text):
@@ -86,7 +94,7 @@ def design_resources(rtlil_text):
             multipliers.append((int(params["A_WIDTH"]), int(params["B_WIDTH"])))
         else:
             memories.append(("$mem_v2", int(params["WIDTH"]), int(params["SIZE"])))
-    return {"multipliers": multipliers, "memories": memories}
+    return {"multipliers": multipliers, "memories": memories, "bram_cells": cells.count("DP16KD")}
 
 
 def _chunks(bits, device):
@@ -110,11 +118,18 @@ def postop_multipliers(spec):
     return [(max(spec.acc_type.bits, 32) + 1, 32)] * spec.cols
 
 
-def spec_resources(spec):
+def spec_resources(spec, device):
     """The resources the spec alone implies: one multiplier per PE, the post-op chain's multipliers (unless
-    ``postops=False``) and the three buffers."""
-    return {"multipliers": [(spec.act_type.bits, spec.weight_type.bits)] * spec.pes + postop_multipliers(spec),
-            "memories": [(name, width, depth) for name, (depth, width) in _buffers(spec).items()]}
+    ``postops=False``) and the three buffers (on ECP5 as the DP16KD cells `hwgen.hw.bram` instantiates)."""
+    resources = {"multipliers": [(spec.act_type.bits, spec.weight_type.bits)] * spec.pes
+                 + postop_multipliers(spec), "memories": [], "bram_cells": 0}
+    for name, (depth, width) in _buffers(spec).items():
+        if device.family == "ecp5":
+            banks, columns, _ = ecp5_tiling(max(depth, 2), width)
+            resources["bram_cells"] += banks * columns
+        else:
+            resources["memories"].append((name, width, depth))
+    return resources
 
 
 def _buffers(spec):
@@ -136,7 +151,7 @@ def estimate_fit(spec, device, *, lut_multipliers=False, io_bits=8, check=True, 
     """
     device = get_device(device) if isinstance(device, str) else device
     source = "spec" if resources is None else "rtlil"
-    resources = resources or spec_resources(spec)
+    resources = resources or spec_resources(spec, device)
     a_bits, w_bits = spec.act_type.bits, spec.weight_type.bits
     muls = len(resources["multipliers"])
     dsp_need = sum(dsp_tiles(a, b, device) for a, b in resources["multipliers"])
@@ -192,6 +207,12 @@ def estimate_fit(spec, device, *, lut_multipliers=False, io_bits=8, check=True, 
                         "block_shape": list(shape)}
         blocks_total += count
         bits_total += depth * width
+    if resources.get("bram_cells"):
+        cells = resources["bram_cells"]
+        buffers[f"{primary.cell} cells"] = {"depth": None, "width": None, "bits": cells * primary.bits,
+                                            "blocks": cells, "block_shape": None}
+        blocks_total += cells
+        bits_total += sum(depth * width for _, (depth, width) in _buffers(spec).items())
     if blocks_total > primary.count:
         extra = [b for b in device.brams[1:]]
         hint = ""
@@ -200,7 +221,8 @@ def estimate_fit(spec, device, *, lut_multipliers=False, io_bits=8, check=True, 
                     f"single-port memories to them and the buffers are dual-port)")
         problems.append(
             f"the memories need {blocks_total} {primary.cell} ({bits_total // 8} bytes: "
-            + ", ".join(f"{n} {b['depth']}x{b['width']} -> {b['blocks']}" for n, b in buffers.items())
+            + ", ".join(f"{n} {b['depth']}x{b['width']} -> {b['blocks']}" if b["depth"] else f"{n}: {b['blocks']}"
+                        for n, b in buffers.items())
             + f") but the {device.part} has {primary.count}{hint}. Fix: shrink the buffers, e.g. "
             f"--act-buffer-bytes/--weight-buffer-bytes/--acc-buffer-bytes (a design's spec fields "
             f"act_buffer_bytes, weight_buffer_bytes, acc_buffer_bytes)")

@@ -15,13 +15,16 @@ from pathlib import Path
 
 from amaranth.back import rtlil
 
+from hwgen.hw.target import FAMILIES, Target
+
 from .devices import get_device
 from .fit import design_resources, estimate_fit
 from .reports import cell_summary, format_summary, parse_nextpnr_report, parse_yosys_stat
 from .tools import Progress, ToolError, file_arg, find_tool, run_tool
 from .wrapper import PinLightTop
 
-__all__ = ["synthesize", "default_component", "yosys_script", "nextpnr_args", "memory_check", "share"]
+__all__ = ["synthesize", "default_component", "elaborate_fitted", "yosys_script", "nextpnr_args", "memory_check",
+           "share"]
 
 
 def default_component(spec):
@@ -31,6 +34,21 @@ def default_component(spec):
     except ImportError as error:
         raise RuntimeError(f"hwgen.hw.top.AcceleratorTop is not available ({error})") from error
     return AcceleratorTop(spec)
+
+
+def elaborate_fitted(spec, component, device, *, io_bits, name, lut_multipliers=False, check_fit=True):
+    """``(rtlil_text, estimate)``: ``component`` behind the pin-light top, elaborated for ``device`` (its cells,
+    e.g. DP16KD and MULT18X18D on ECP5, see `hwgen.hw.target`), with the exact fit check of the result. When
+    the multipliers only fit as LUTs (``lut_multipliers``), it is elaborated again without multiplier cells."""
+    def elaborate(multiplier_cells):
+        platform = Target(device.family, multiplier_cells) if device.family in FAMILIES else None
+        return rtlil.convert(PinLightTop(component, io_bits=io_bits), name=name, platform=platform)
+    text = elaborate(True)
+    estimate = estimate_fit(spec, device, lut_multipliers=lut_multipliers, io_bits=io_bits, check=check_fit,
+                            resources=design_resources(text))
+    if estimate.lut_multipliers and device.family in FAMILIES:
+        text = elaborate(False)
+    return text, estimate
 
 
 # Registered copies of one enable (hwgen.hw.systolic: flip-flops named en_copy_*), each driving a part of the
@@ -121,12 +139,11 @@ def synthesize(spec, device, *, component=None, freq_mhz=None, build_dir=None, n
 
     started = time.monotonic()
     progress.say(f"elaborating {name} ({spec.rows}x{spec.cols}) with a {io_bits}-bit pin-light top")
-    top = PinLightTop(component if component is not None else default_component(spec), io_bits=io_bits)
-    rtlil_text = rtlil.convert(top, name=name)
-    (build_dir / f"{name}.il").write_text(rtlil_text)
     # Exact fit check on the elaborated design: every multiplier (PEs, post-ops) and memory, before Yosys.
-    estimate = estimate_fit(spec, device, lut_multipliers=lut_multipliers, io_bits=io_bits, check=check_fit,
-                            resources=design_resources(rtlil_text))
+    rtlil_text, estimate = elaborate_fitted(spec, component if component is not None else default_component(spec),
+                                            device, io_bits=io_bits, name=name, lut_multipliers=lut_multipliers,
+                                            check_fit=check_fit)
+    (build_dir / f"{name}.il").write_text(rtlil_text)
     for warning in estimate.warnings:
         progress.say(f"warning: {warning}")
     use_dsp = estimate.lut_multipliers == 0

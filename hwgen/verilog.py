@@ -6,16 +6,25 @@ from pathlib import Path
 from amaranth.back import verilog as amaranth_verilog
 
 from .hw.config import config_layout
+from .hw.target import Target
 from .postops import params_port_bits
 from .hw.top import AcceleratorTop
 
-__all__ = ["generate", "port_map", "write_design"]
+__all__ = ["generate", "port_map", "write_design", "CELL_MODELS"]
+
+# Simulation models of the device cells that `generate(spec, family=...)` instantiates.
+CELL_MODELS = {"ecp5": Path(__file__).resolve().parent.parent / "sim" / "models" / "ecp5_cells.v"}
 
 
-def generate(spec):
-    """Elaborate the accelerator and return its Verilog text (top module named ``spec.name``)."""
+def generate(spec, *, family=None):
+    """Elaborate the accelerator and return its Verilog text (top module named ``spec.name``).
+
+    ``family="ecp5"``: the form an ECP5 build gets, with DP16KD and MULT18X18D instances (simulate it with
+    `CELL_MODELS` ``[family]``); default: the generic form, plain Verilog for any tool.
+    """
     top = AcceleratorTop(spec)
-    text = amaranth_verilog.convert(top, name=spec.name, emit_src=False)
+    platform = Target(family) if family is not None else None
+    text = amaranth_verilog.convert(top, name=spec.name, emit_src=False, platform=platform)
     return text
 
 

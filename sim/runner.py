@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hwgen.verilog import generate
+from hwgen.verilog import CELL_MODELS, generate
 from sim.job import SimJob
 
 __all__ = ["SIMULATORS", "SimulationError", "run_layers", "simulator_environment", "default_build_root"]
@@ -75,9 +75,12 @@ class SimulationResult:
 
 
 def run_layers(spec, layers, *, simulator="icarus", stall=0.0, seed=1, verilog=None, build_root=None,
-               flip_weight_bit=None, tag="run"):
+               flip_weight_bit=None, tag="run", family=None):
     """Simulate `layers` one after another on the accelerator of `spec`: each a canonical `ConvProblem`, a
     ``(ConvProblem, PostOps)`` pair, or a `hwgen.tiling.LayerPlan`.
+
+    ``family="ecp5"``: simulate the form an ECP5 build gets (block RAM and multiplier cells, with the models
+    of `hwgen.verilog.CELL_MODELS`) instead of the generic one.
 
     Returns a `SimulationResult`; raises `SimulationError` only when the simulation could not run at all
     (a failing comparison is reported in the result, so callers can print it).
@@ -90,8 +93,10 @@ def run_layers(spec, layers, *, simulator="icarus", stall=0.0, seed=1, verilog=N
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)  # the runner's build step reads the process environment
     try:
-        verilog = verilog if verilog is not None else generate(spec)
-        digest = hashlib.sha256((simulator + verilog).encode()).hexdigest()[:16]
+        verilog = verilog if verilog is not None else generate(spec, family=family)
+        models = [CELL_MODELS[family]] if family is not None else []
+        digest = hashlib.sha256("".join([simulator, verilog, *(m.read_text() for m in models)]).encode()
+                                ).hexdigest()[:16]
         build_root = Path(build_root or default_build_root())
         build_dir = build_root / simulator / f"{spec.name}-{digest}"
         build_dir.mkdir(parents=True, exist_ok=True)
@@ -109,7 +114,7 @@ def run_layers(spec, layers, *, simulator="icarus", stall=0.0, seed=1, verilog=N
         # Parallel test workers may want the same build: one builds, the others wait and reuse it.
         with open(build_dir / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            runner.build(sources=[source], hdl_toplevel=spec.name, build_dir=build_dir, build_args=build_args,
+            runner.build(sources=[source, *models], hdl_toplevel=spec.name, build_dir=build_dir, build_args=build_args,
                          timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
         build_seconds = time.perf_counter() - started
 

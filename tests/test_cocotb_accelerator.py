@@ -175,3 +175,14 @@ def test_output_stationary_exact_and_cycle_accurate(stall):
     assert any(len({t.p0 for t in plan.tiles}) > 1 for plan in plans)             # pixel-range commands
     assert any(len({(t.m0, t.m1) for t in plan.tiles}) > 1 for plan in plans)      # m-tiles
     assert any(plan.tiled and plan.postops.pool != "none" for plan in plans)      # pooled bands
+
+
+# The ECP5 form: block RAMs and PE multipliers as device cells (DP16KD with its output register, MULT18X18D with
+# its input and output registers), simulated with sim/models/ecp5_cells.v: the same values and cycles -----------
+
+@pytest.mark.parametrize("stall", [0.0, 0.3], ids=["no_stall", "random_stall"])
+@pytest.mark.parametrize("spec,layers", [(SPEC_4X4, LAYERS_4X4), (SPEC_TILED, LAYERS_TILED), (SPEC_OS, LAYERS_OS),
+                                         (SPEC_MV, LAYERS_MV)], ids=["4x4", "tiled", "os", "mv"])
+def test_ecp5_cells_form_is_exact_and_cycle_accurate(spec, layers, stall):
+    result = run_layers(spec, layers, simulator=SIM, stall=stall, seed=3, tag="ecp5", family="ecp5")
+    _check(spec, layers, result, stall=stall)

@@ -231,10 +231,18 @@ module \\top
     parameter \\A_WIDTH 8
     parameter \\B_WIDTH 8
   end
+  cell \\MULT18X18D \\mult
+    parameter \\REG_OUTPUT_CLK "CLK0"
+  end
+  cell \\DP16KD \\ram0_0
+  end
+  cell \\DP16KD \\ram0_1
+  end
 end
 """
     resources = design_resources(text)
-    assert resources == {"multipliers": [(33, 32), (8, 8)], "memories": [("act_buffer", 16, 128)]}
+    assert resources == {"multipliers": [(18, 18), (33, 32), (8, 8)], "memories": [("act_buffer", 16, 128)],
+                         "bram_cells": 2}
     assert dsp_tiles(8, 8, ECP5) == 1 and dsp_tiles(33, 32, ECP5) == 4     # measured with Yosys 0.70
     assert dsp_tiles(33, 32, ICE40) == 4                                   # 16+16+1: the 1-bit piece in LUTs
     assert dsp_tiles(1, 8, ECP5) == 0

@@ -535,7 +535,7 @@ def test_tiled_layer_is_exact_and_meets_the_cycle_model(name):
 def test_tiled_layer_under_random_stalls_is_exact_and_only_slower(name, seed):
     plan = SIM_PLANS[name]()
     run = run_plan_on_top(plan, seed=seed, stall=0.3)
-    assert run.cycles > predict_plan(plan).cycles
+    assert run.cycles >= predict_plan(plan).cycles      # the model is a lower bound under stalls
 
 
 # Output-stationary plans ---------------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """The accumulator buffer: adds each fold's column sums into per-pixel accumulators, and on the last k-fold
 sends the finished vector to the output instead of writing it back.
 
-Three-stage read-modify-write on an `amaranth.lib.memory` buffer of ``cols`` accumulators per word: the read
-is issued two cycles before the column sums arrive (``read_*`` inputs), its data is registered (block RAM
-clock-to-out is slow, so nothing else is in that path), and the sum is formed and written (or emitted) in the
+Three-stage read-modify-write on a `bram.PipelinedMemory` of ``cols`` accumulators per word: the read is
+issued two cycles before the column sums arrive (``read_*`` inputs), its word comes from the memory's output
+register (block RAM clock-to-out is slow, so nothing else is in that path), and the sum is formed and written (or emitted) in the
 cycle the column sums arrive (``sum_*``). Every step happens only with ``en`` (so cycles below are enabled
 cycles). Pixels of one fold are distinct addresses and one pixel recurs only every ``fold_period >= 2`` slots:
 a read misses at most the write of the cycle it is issued in (a recurrence exactly 2 slots apart); that word is
@@ -11,8 +11,10 @@ forwarded from a register instead, so the sum never uses a stale word.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
-from amaranth.lib import memory, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+
+from .bram import PipelinedMemory
 
 __all__ = ["Accumulator"]
 
@@ -33,27 +35,25 @@ class Accumulator(wiring.Component):
         m = Module()
         spec = self.spec
         acc_bits, psum_bits = spec.acc_type.bits, spec.psum_bits
-        m.submodules.buffer = buffer = memory.Memory(shape=unsigned(spec.acc_word_bits),
-                                                     depth=max(spec.acc_depth, 2), init=[])
-        read = buffer.read_port()
-        write = buffer.write_port()
-        m.d.comb += [read.addr.eq(self.read_pixel), read.en.eq(self.en & self.read_valid)]
+        m.submodules.buffer = buffer = PipelinedMemory(width=spec.acc_word_bits, depth=max(spec.acc_depth, 2))
+        m.d.comb += [buffer.read_addr.eq(self.read_pixel), buffer.read_en.eq(self.en & self.read_valid),
+                     buffer.data_en.eq(self.en)]
 
-        # The read data, registered; and the words written 1 and 2 cycles ago. A read issued in cycle t sees the
-        # writes of cycles before t; the one of cycle t (2 before its sum) is forwarded when it is the same pixel.
-        read_data = Signal.like(read.data)
+        # The words written 1 and 2 cycles ago. A read issued in cycle t sees the writes of cycles before t; the
+        # one of cycle t (2 before its sum) is forwarded when it is the same pixel.
         written = [Signal(1 + len(self.sum_pixel), name=f"written{k}") for k in (1, 2)]   # valid, pixel
         written_word = [Signal(spec.acc_word_bits, name=f"written_word{k}") for k in (1, 2)]
+        write_addr, write_data, write_en = buffer.write_addr, buffer.write_data, buffer.write_en
         forward = Signal()
         read_pixel_d = Signal.like(self.read_pixel)       # the pixel whose read data is being registered
         with m.If(self.en):
-            m.d.sync += [read_data.eq(read.data), read_pixel_d.eq(self.read_pixel),
+            m.d.sync += [read_pixel_d.eq(self.read_pixel),
                          written[1].eq(written[0]), written_word[1].eq(written_word[0]),
-                         written[0].eq(Cat(write.addr, write.en)), written_word[0].eq(write.data),
+                         written[0].eq(Cat(write_addr, write_en)), written_word[0].eq(write_data),
                          # decided a cycle ahead: the pixel read 1 cycle ago sums next cycle, and then the
                          # write 2 cycles before its sum (the one its read missed) is in written[1]
                          forward.eq(written[0][-1] & (written[0][:-1] == read_pixel_d))]
-        previous_word = Mux(forward, written_word[1], read_data)
+        previous_word = Mux(forward, written_word[1], buffer.read_data)
 
         lanes = []
         for j in range(spec.cols):
@@ -65,8 +65,8 @@ class Accumulator(wiring.Component):
             lanes.append(total)
         word = Cat(*lanes)
         m.d.comb += [
-            write.addr.eq(self.sum_pixel), write.data.eq(word),
-            write.en.eq(self.en & self.sum_valid & ~self.sum_last),
+            write_addr.eq(self.sum_pixel), write_data.eq(word),
+            write_en.eq(self.en & self.sum_valid & ~self.sum_last),
             self.out_valid.eq(self.en & self.sum_valid & self.sum_last),
             self.out_data.eq(word),
         ]

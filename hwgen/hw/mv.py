@@ -8,8 +8,8 @@ of the reduction; after the last one the ``cols`` sums leave as one beat. It is 
 stream: one word per cycle, so a layer takes ``m_folds * N * c_groups`` cycles plus the pipeline.
 
 Loop order ``for mf: for n: for kg`` keeps the output beat order of the systolic schedule (beat ``mf*N + n``).
-Pipeline: issue (0) -> operands (1: buffer read, popped weight registered) -> products (2) -> tree and
-accumulate/emit (`LATENCY` = 3 after issue).
+Pipeline: issue (0) -> operands (2: the buffer's two-step read, the popped weight registered twice) ->
+products (3) -> tree and accumulate/emit (`LATENCY` = 4 after issue).
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
@@ -22,7 +22,7 @@ __all__ = ["MatrixVectorEngine"]
 
 
 class MatrixVectorEngine(wiring.Component):
-    LATENCY = 3
+    LATENCY = 4
 
     def __init__(self, spec):
         self.spec = spec
@@ -32,7 +32,7 @@ class MatrixVectorEngine(wiring.Component):
             "busy": Out(1), "done": Out(1),
             "issue": Out(1),                                   # a slot is issued this cycle (pops a weight)
             "act_addr": Out(range(max(spec.act_depth, 2))),
-            "act_data": In(unsigned(spec.act_word_bits)),      # the buffer's answer, one cycle after act_addr
+            "act_data": In(unsigned(spec.act_word_bits)),      # the buffer's answer, two cycles after act_addr
             "weight_data": In(unsigned(spec.weight_word_bits)),  # the FIFO head, taken when issue & en
             "out_valid": Out(1), "out_data": Out(unsigned(spec.acc_word_bits)),
         })
@@ -76,9 +76,9 @@ class MatrixVectorEngine(wiring.Component):
                 m.d.sync += [d.eq(s) for d, s in zip(delayed, stages[-1])]
             stages.append(delayed)
 
-        weights = Signal.like(self.weight_data)
+        popped, weights = Signal.like(self.weight_data), Signal.like(self.weight_data)
         with m.If(en):
-            m.d.sync += weights.eq(self.weight_data)
+            m.d.sync += [popped.eq(self.weight_data), weights.eq(popped)]
 
         lanes = []
         for lane in range(cols):
@@ -98,9 +98,9 @@ class MatrixVectorEngine(wiring.Component):
             acc = Signal(spec.acc_type.amaranth_shape(), name=f"mv_acc{lane}")
             # The schedule proved the reduction fits acc_type: nothing is lost in the truncation.
             total = Signal(spec.acc_type.amaranth_shape(), name=f"mv_sum{lane}")
-            m.d.comb += total.eq(Mux(stages[3][1], 0, acc) + tree)
-            with m.If(en & stages[3][0]):
+            m.d.comb += total.eq(Mux(stages[self.LATENCY][1], 0, acc) + tree)
+            with m.If(en & stages[self.LATENCY][0]):
                 m.d.sync += acc.eq(total)
             lanes.append(total)
-        m.d.comb += [self.out_valid.eq(en & stages[3][0] & stages[3][2]), self.out_data.eq(Cat(*lanes))]
+        m.d.comb += [self.out_valid.eq(en & stages[self.LATENCY][0] & stages[self.LATENCY][2]), self.out_data.eq(Cat(*lanes))]
         return m

@@ -4,6 +4,8 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .multiplier import PipelinedMultiplier
+
 __all__ = ["WeightStationaryPE"]
 
 
@@ -12,7 +14,10 @@ class WeightStationaryPE(wiring.Component):
     ``bank`` tag selects, and adds the product to the partial sum coming from above. Every step is registered
     for Fmax: the selected weight (so the bank mux is not in front of the multiplier), the product (so the
     multiplier is not in series with the adder) and the sum; the multiplier's operands are then two registers
-    (``act_out`` and the selected weight).
+    (``act_out`` and the selected weight). The multiplier with its two register stages is a
+    `PipelinedMultiplier` (on ECP5 a MULT18X18D using its own input and output registers).
+
+    Everything advances only in cycles with ``en`` (1 when left unconnected).
 
     Per cycle: ``act_out``/``bank_out`` = ``act_in``/``bank_in`` delayed 1; ``weight`` = ``w[bank_in]`` delayed 1
     (the banks as they are in the cycle ``act_in`` arrives); ``product`` = ``act_out * weight`` delayed 1, i.e.
@@ -29,21 +34,25 @@ class WeightStationaryPE(wiring.Component):
             "psum_in": In(psum_shape), "psum_out": Out(psum_shape),
             # weight load: when load_en, bank load_bank takes load_data
             "load_en": In(1), "load_bank": In(1), "load_data": In(weight_shape),
+            "en": In(1, init=1),
         })
 
     def elaborate(self, platform):
         m = Module()
         weights = [Signal(self.weight_shape, name=f"w{bank}") for bank in range(2)]
-        selected = Signal(self.weight_shape, name="weight")
-        product = Signal(self.psum_shape)
-        for bank, weight in enumerate(weights):
-            with m.If(self.load_en & (self.load_bank == bank)):
-                m.d.sync += weight.eq(self.load_data)
-        m.d.sync += [
-            self.act_out.eq(self.act_in),
-            self.bank_out.eq(self.bank_in),
-            selected.eq(Mux(self.bank_in, weights[1], weights[0])),
-            product.eq(self.act_out * selected),
-            self.psum_out.eq(self.psum_in + product),
-        ]
+        # act_in * w[bank_in] two cycles later: the operand registers are `act_out`'s twin and the selected
+        # weight, the product register follows.
+        m.submodules.multiplier = multiplier = PipelinedMultiplier(a_shape=self.act_shape,
+                                                                   b_shape=self.weight_shape)
+        m.d.comb += [multiplier.a.eq(self.act_in), multiplier.b.eq(Mux(self.bank_in, weights[1], weights[0])),
+                     multiplier.en.eq(self.en)]
+        with m.If(self.en):
+            for bank, weight in enumerate(weights):
+                with m.If(self.load_en & (self.load_bank == bank)):
+                    m.d.sync += weight.eq(self.load_data)
+            m.d.sync += [
+                self.act_out.eq(self.act_in),
+                self.bank_out.eq(self.bank_in),
+                self.psum_out.eq(self.psum_in + multiplier.p),
+            ]
         return m

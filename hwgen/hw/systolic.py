@@ -14,7 +14,7 @@ high (``en`` registered), and every PE, skew row and de-skew column takes its ow
 FPGA flow marks those flip-flops ``keep`` so that synthesis does not merge the copies back into one.
 """
 
-from amaranth.hdl import EnableInserter, Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -68,8 +68,9 @@ class SystolicArray(wiring.Component):
                 for _ in range(cols)] for _ in range(rows)]
         for i in range(rows):
             for j in range(cols):
-                m.submodules[f"pe_{i}_{j}"] = (EnableInserter(enable(f"pe_{i}_{j}"))(pes[i][j])
-                                               if self.enable_copies else pes[i][j])
+                m.submodules[f"pe_{i}_{j}"] = pes[i][j]
+                if self.enable_copies:     # an explicit port: the PE's multiplier may be a device cell
+                    m.d.comb += pes[i][j].en.eq(enable(f"pe_{i}_{j}"))
 
         # Input skew: row i sees the vector i cycles late (a chain of i registers for act and bank).
         for i in range(rows):

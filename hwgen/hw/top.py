@@ -15,13 +15,15 @@ array, everything after the issue stage takes that enable through a register, on
 """
 
 from amaranth.hdl import Cat, EnableInserter, Module, Mux, Signal, unsigned
-from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..postops import params_port_bits
 from ..spec import AcceleratorSpec
 from .accumulator import Accumulator
 from .addrgen import FoldSequencer
+from .bram import PipelinedMemory
+from .fifo import BlockRAMFIFO
 from .mv import MatrixVectorEngine
 from .config import config_layout
 from .os_array import OutputStationaryArray, output_latency
@@ -59,11 +61,10 @@ class AcceleratorTop(wiring.Component):
         layout = config_layout(spec)
         bank_depth = spec.act_bank_depth
 
-        m.submodules.act_buffer = act_buffer = memory.Memory(
-            shape=unsigned(spec.act_word_bits), depth=2 * bank_depth, init=[])
-        act_write, act_read = act_buffer.write_port(), act_buffer.read_port()
-        m.submodules.weight_fifo = weight_fifo = fifo.SyncFIFOBuffered(
-            width=spec.weight_word_bits, depth=spec.weight_depth)
+        # Both read in the issue stage and answer from a register two enabled steps later (`bram`).
+        m.submodules.act_buffer = act_buffer = PipelinedMemory(width=spec.act_word_bits, depth=2 * bank_depth)
+        m.submodules.weight_fifo = weight_fifo = BlockRAMFIFO(width=spec.weight_word_bits,
+                                                              depth=spec.weight_depth)
         wiring.connect(m, wiring.flipped(self.weights), weight_fifo.w_stream)
 
         out_depth = OUTPUT_FIFO_DEPTH if spec.dataflow == "matrix_vector" else WS_OUTPUT_FIFO_DEPTH
@@ -106,9 +107,9 @@ class AcceleratorTop(wiring.Component):
                 postops.params_en.eq(params_en),
             ]
         m.d.comb += [
-            act_write.addr.eq(act_addr + Mux(load_cmd.act_bank, bank_depth, 0)),
-            act_write.data.eq(self.acts.payload),
-            act_write.en.eq(self.acts.valid & self.acts.ready),
+            act_buffer.write_addr.eq(act_addr + Mux(load_cmd.act_bank, bank_depth, 0)),
+            act_buffer.write_data.eq(self.acts.payload),
+            act_buffer.write_en.eq(self.acts.valid & self.acts.ready),
         ]
         with m.If(handoff_take):
             m.d.sync += handoff_valid.eq(0)
@@ -133,7 +134,7 @@ class AcceleratorTop(wiring.Component):
                 m.d.comb += [self.acts.ready.eq(acts_left != 0),
                              self.params.ready.eq((params_left != 0) if postops is not None else 0),
                              loader_loading.eq(load_cmd.load_acts)]
-                with m.If(act_write.en):
+                with m.If(act_buffer.write_en):
                     m.d.sync += [act_addr.eq(act_addr + 1), acts_left.eq(acts_left - 1)]
                 with m.If(params_en):
                     m.d.sync += [param_addr.eq(param_addr + 1), params_left.eq(params_left - 1)]
@@ -189,7 +190,7 @@ class AcceleratorTop(wiring.Component):
                          (engine.act_addr >= act_addr))
         else:
             pops, unwritten = self._decided_ahead(m, engine, en, loader_loading & (load_cmd.act_bank ==
-                                                  compute_cmd.act_bank), act_addr, act_write.en)
+                                                  compute_cmd.act_bank), act_addr, act_buffer.write_en)
         if spec.dataflow == "matrix_vector":
             out_room = out_fifo.w_rdy
         else:
@@ -202,17 +203,18 @@ class AcceleratorTop(wiring.Component):
             en.eq(out_room & (~pops | weight_fifo.r_rdy) & ~unwritten),
             engine.en.eq(en),
             weight_fifo.r_en.eq(pops & en),
-            act_read.addr.eq(engine.act_addr + Mux(compute_cmd.act_bank, bank_depth, 0)),
-            act_read.en.eq(en),
+            act_buffer.read_addr.eq(engine.act_addr + Mux(compute_cmd.act_bank, bank_depth, 0)),
+            act_buffer.read_en.eq(en),
         ]
         if spec.dataflow == "matrix_vector":
-            m.d.comb += [engine.act_data.eq(act_read.data), engine.weight_data.eq(weight_fifo.r_data),
+            m.d.comb += [act_buffer.data_en.eq(en),
+                         engine.act_data.eq(act_buffer.read_data), engine.weight_data.eq(weight_fifo.r_data),
                          out_fifo.w_en.eq(engine.out_valid), out_fifo.w_data.eq(engine.out_data)]
             in_flight = engine.busy
         elif spec.dataflow == "output_stationary":
-            in_flight = self._output_stationary(m, engine, en, act_read, weight_fifo, out_fifo)
+            in_flight = self._output_stationary(m, engine, en, act_buffer, weight_fifo, out_fifo)
         else:
-            in_flight = self._systolic(m, engine, en, act_read, weight_fifo, out_fifo)
+            in_flight = self._systolic(m, engine, en, act_buffer, weight_fifo, out_fifo)
 
         loading = (acts_left != 0) | (params_left != 0)
         busy = loading | handoff_valid | engine.busy | in_flight | (out_fifo.r_level != 0)
@@ -242,13 +244,13 @@ class AcceleratorTop(wiring.Component):
                      moved.eq(en | seq.start)]
         return Mux(moved, pops_ahead, pops_hold), Mux(moved, ahead, hold)
 
-    def _systolic(self, m, seq, en, act_read, weight_fifo, out_fifo):
+    def _systolic(self, m, seq, en, act_buffer, weight_fifo, out_fifo):
         """Issue (cycle 0) -> buffer read / weight pop (1) -> activation register (2) -> array (2 + latency) ->
         accumulate and emit.
 
-        The activation buffer's read data goes straight into a register (block RAM clock-to-out is slow, so
-        nothing else is in that path; padding zeroes it there), and the weight-load path gets the same extra
-        register, so weights and activations keep their relative timing (`schedule.fold_period`).
+        The activation buffer answers from its output register (block RAM clock-to-out is slow; padding
+        zeroes the word after it), and the weight-load path gets the same extra register, so weights and
+        activations keep their relative timing (`schedule.fold_period`).
 
         Two enables: the issue stage (sequencer, buffer read, weight pop, and the first register of every path
         out of it) advances with ``en``; everything after it (the second registers, the array, the control delay
@@ -267,8 +269,7 @@ class AcceleratorTop(wiring.Component):
         m.d.sync += [en_d.eq(en), en_acc.eq(en)]
         m.submodules.array = array            # skew, PEs and de-skew freeze with the pipeline, on en_d's copies
         m.d.comb += array.en.eq(en)
-        padded_d, bank_d, bank_dd = Signal(), Signal(), Signal()
-        acts_dd = Signal.like(act_read.data)
+        padded_d, padded_dd, bank_d, bank_dd = Signal(), Signal(), Signal(), Signal()
         load_en_d, load_row_d, load_bank_d = Signal(), Signal.like(seq.load_row), Signal()
         load_data_d = Signal.like(weight_fifo.r_data)
         load_en_dd, load_row_dd, load_bank_dd = Signal(), Signal.like(seq.load_row), Signal()
@@ -278,11 +279,12 @@ class AcceleratorTop(wiring.Component):
                          load_row_d.eq(seq.load_row), load_bank_d.eq(seq.load_bank),
                          load_data_d.eq(weight_fifo.r_data)]
         with m.If(en_d):
-            m.d.sync += [acts_dd.eq(Mux(padded_d, 0, act_read.data)), bank_dd.eq(bank_d),
+            m.d.sync += [padded_dd.eq(padded_d), bank_dd.eq(bank_d),
                          load_en_dd.eq(load_en_d), load_row_dd.eq(load_row_d), load_bank_dd.eq(load_bank_d),
                          load_data_dd.eq(load_data_d)]
         m.d.comb += [
-            array.acts.eq(acts_dd), array.bank.eq(bank_dd),
+            act_buffer.data_en.eq(en_d),
+            array.acts.eq(Mux(padded_dd, 0, act_buffer.read_data)), array.bank.eq(bank_dd),
             array.load_en.eq(load_en_dd), array.load_row.eq(load_row_dd), array.load_bank.eq(load_bank_dd),
             array.load_data.eq(load_data_dd),
         ]
@@ -309,13 +311,13 @@ class AcceleratorTop(wiring.Component):
         m.d.comb += in_flight.eq(Cat(*(s[0] for s in stages[1:])).any())
         return in_flight
 
-    def _output_stationary(self, m, seq, en, act_read, weight_fifo, out_fifo):
+    def _output_stationary(self, m, seq, en, act_buffer, weight_fifo, out_fifo):
         """Issue (cycle 0) -> buffer read / weight pop (1) -> activation register (2) -> array -> row i's beat
         ``2 + latency + i``.
 
         The same two enables as `_systolic`: the issue stage and the first register of every path out of it on
-        ``en``; the second registers and the array on ``en_d`` (``en`` registered), so the enable's fan-out
-        starts at a flip-flop and the block RAM's read data goes straight into a register."""
+        ``en``; the second registers, the activation buffer's output register and the array on ``en_d``
+        (``en`` registered), so the enable's fan-out starts at a flip-flop."""
         spec = self.spec
         array = OutputStationaryArray(rows=spec.rows, cols=spec.cols, act_type=spec.act_type,
                                       weight_type=spec.weight_type, acc_type=spec.acc_type)
@@ -325,15 +327,14 @@ class AcceleratorTop(wiring.Component):
         issued = [weight_fifo.r_data, seq.valid, seq.first, seq.last]
         first_regs = [Signal.like(sig, name=f"os_d_{n}") for n, sig in enumerate(issued)]
         second_regs = [Signal.like(sig, name=f"os_dd_{n}") for n, sig in enumerate(issued)]
-        acts_dd = Signal.like(act_read.data)
         with m.If(en):
             m.d.sync += [d.eq(sig) for d, sig in zip(first_regs, issued)]
         with m.If(en_d):
             m.d.sync += [d.eq(sig) for d, sig in zip(second_regs, first_regs)]
-            m.d.sync += acts_dd.eq(act_read.data)
         weights_dd, valid_dd, first_dd, last_dd = second_regs
         m.d.comb += [
-            array.acts.eq(acts_dd), array.weights.eq(weights_dd), array.valid.eq(valid_dd),
+            act_buffer.data_en.eq(en_d),
+            array.acts.eq(act_buffer.read_data), array.weights.eq(weights_dd), array.valid.eq(valid_dd),
             array.first.eq(first_dd), array.last.eq(last_dd),
             out_fifo.w_en.eq(en_d & array.out_valid), out_fifo.w_data.eq(array.out_data),
         ]

@@ -1,0 +1,84 @@
+"""A deep FIFO in block RAM whose read side is flip-flops: the head word, ``r_rdy`` and the pop logic are all
+a gate or two from registers, so a pipeline enable may pop it without a block-RAM path in series.
+
+Words are written into a `PipelinedMemory` of ``depth`` words and prefetched into a ``QUEUE``-word register
+queue as soon as the queue has room for them. The block RAM's two-step read means two reads in flight, so the
+queue holds ``READ_LATENCY + 2`` words: then a read can be issued every cycle from registered counts alone
+(not looking at this cycle's pop) and the FIFO still delivers a word per cycle.
+
+Timing: a word written in cycle ``t`` is the head (``r_rdy``) from cycle ``t + WRITE_TO_READ`` at the
+earliest; the capacity is ``depth + QUEUE`` words. Golden model: `FIFOModel` in ``tests/test_hw_fifo.py``.
+"""
+
+from amaranth.hdl import Array, Module, Mux, Signal, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .bram import READ_LATENCY, PipelinedMemory
+
+__all__ = ["BlockRAMFIFO"]
+
+
+class BlockRAMFIFO(wiring.Component):
+    QUEUE = READ_LATENCY + 2
+    # write -> counted in storage (1) -> read issued (1) -> two read steps -> into the queue (1)
+    WRITE_TO_READ = 2 + READ_LATENCY
+
+    def __init__(self, *, width, depth):
+        if not isinstance(width, int) or width < 1:
+            raise ValueError(f"width must be a positive integer, not {width!r}")
+        if not isinstance(depth, int) or depth < 2:
+            raise ValueError(f"depth must be an integer of at least 2, not {depth!r}")
+        self.width, self.depth = width, depth
+        super().__init__({
+            "w_stream": In(stream.Signature(unsigned(width))),
+            "r_data": Out(unsigned(width)), "r_rdy": Out(1), "r_en": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        depth, queue_size = self.depth, self.QUEUE
+        m.submodules.ram = storage = PipelinedMemory(width=self.width, depth=depth)
+
+        # Storage side: words written and not yet read out of the block RAM.
+        produce, consume = Signal(range(depth)), Signal(range(depth))
+        stored = Signal(range(depth + 1))
+        write = Signal()
+        m.d.comb += [self.w_stream.ready.eq(stored != depth),
+                     write.eq(self.w_stream.valid & self.w_stream.ready),
+                     storage.write_addr.eq(produce), storage.write_data.eq(self.w_stream.payload),
+                     storage.write_en.eq(write)]
+        with m.If(write):
+            m.d.sync += produce.eq(_advance(produce, depth))
+
+        # Queue side: `queued` words held, `in_flight` reads whose word arrives 1 or 2 cycles later.
+        queued = Signal(range(queue_size + 1))
+        in_flight = Signal(READ_LATENCY)            # bit k: a word arrives k cycles from now
+        issue, arrive, pop = Signal(), Signal(), Signal()
+        m.d.comb += [
+            # From registers only: reads already reserved plus the queue, not counting this cycle's pop.
+            issue.eq((stored != 0) & (queued + in_flight[0] + in_flight[1] < queue_size)),
+            arrive.eq(in_flight[0]),
+            pop.eq(self.r_en & self.r_rdy),
+            storage.read_addr.eq(consume), storage.read_en.eq(issue), storage.data_en.eq(1),
+        ]
+        m.d.sync += in_flight.eq((in_flight >> 1) | (issue << (READ_LATENCY - 1)))
+        with m.If(issue):
+            m.d.sync += consume.eq(_advance(consume, depth))
+        m.d.sync += stored.eq(stored + write - issue)
+
+        words = Array(Signal(self.width, name=f"queue{k}", reset_less=True) for k in range(queue_size))
+        head, tail = Signal(range(queue_size)), Signal(range(queue_size))
+        with m.If(arrive):
+            m.d.sync += [words[tail].eq(storage.read_data), tail.eq(_advance(tail, queue_size))]
+        with m.If(pop):
+            m.d.sync += head.eq(_advance(head, queue_size))
+        next_queued = queued + arrive - pop
+        m.d.sync += [queued.eq(next_queued), self.r_rdy.eq(next_queued != 0)]
+        m.d.comb += self.r_data.eq(words[head])
+        return m
+
+
+def _advance(pointer, size):
+    """``pointer + 1`` modulo ``size``."""
+    return Mux(pointer == size - 1, 0, pointer + 1)

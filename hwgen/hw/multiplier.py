@@ -1,0 +1,80 @@
+"""A multiplier with registered operands and a registered product, both stages advancing with ``en``.
+
+In every cycle with ``en``: the operand registers take ``a`` and ``b``, the product register takes their
+product; so ``p`` is ``a * b`` of two enabled cycles before (`LATENCY`). The product is exact (``p_shape``
+holds any product of the operand shapes).
+
+Generic form: Amaranth registers around a ``*`` (Yosys infers the hard multiplier, but never folds fabric
+flip-flops into it, so the DSP sits combinationally between two routes). ECP5 form
+(`target.family(platform) == "ecp5"`, unless the platform asks for no multiplier cells): a MULT18X18D instance with its input and output registers on
+(``REG_INPUTA/B``, ``REG_OUTPUT`` on CLK0, clock-enabled by CE0 = ``en``). The two forms behave the same cycle
+for cycle; no register here is reset (nothing consumes a product before operands have passed through).
+"""
+
+from amaranth.hdl import ClockSignal, Const, Instance, Module, Shape, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from . import target
+
+__all__ = ["PipelinedMultiplier", "product_shape"]
+
+_MULT18_BITS = 18
+
+
+def product_shape(a_shape, b_shape):
+    """The shape that holds every product of ``a_shape`` and ``b_shape`` values."""
+    a_shape, b_shape = Shape.cast(a_shape), Shape.cast(b_shape)
+    return Shape(a_shape.width + b_shape.width, a_shape.signed or b_shape.signed)
+
+
+class PipelinedMultiplier(wiring.Component):
+    LATENCY = 2
+
+    def __init__(self, *, a_shape, b_shape):
+        self.a_shape, self.b_shape = Shape.cast(a_shape), Shape.cast(b_shape)
+        self.p_shape = product_shape(self.a_shape, self.b_shape)
+        super().__init__({"a": In(self.a_shape), "b": In(self.b_shape), "en": In(1, init=1),
+                          "p": Out(self.p_shape)})
+
+    @staticmethod
+    def _fits_mult18(shape):
+        """As a signed 18-bit operand (unsigned values are zero-extended)."""
+        return shape.width + (0 if shape.signed else 1) <= _MULT18_BITS
+
+    def elaborate(self, platform):
+        if (target.multiplier_cells(platform) and target.family(platform) == "ecp5"
+                and self._fits_mult18(self.a_shape)
+                and self._fits_mult18(self.b_shape)):
+            return self._elaborate_ecp5()
+        m = Module()
+        a, b = Signal(self.a_shape, reset_less=True), Signal(self.b_shape, reset_less=True)
+        p = Signal(self.p_shape, reset_less=True)
+        with m.If(self.en):
+            m.d.sync += [a.eq(self.a), b.eq(self.b), p.eq(a * b)]
+        m.d.comb += self.p.eq(p)
+        return m
+
+    def _elaborate_ecp5(self):
+        m = Module()
+        # Both operands as signed 18-bit values (unsigned ones zero-extended): the 36-bit product is exact.
+        a18, b18 = Signal(signed(_MULT18_BITS)), Signal(signed(_MULT18_BITS))
+        p36 = Signal(signed(2 * _MULT18_BITS))
+        m.d.comb += [a18.eq(self.a), b18.eq(self.b), self.p.eq(p36[:self.p_shape.width])]
+        ports = {}
+        for k in range(_MULT18_BITS):
+            ports[f"i_A{k}"], ports[f"i_B{k}"], ports[f"i_C{k}"] = a18[k], b18[k], Const(0)
+        for k in range(2 * _MULT18_BITS):
+            ports[f"o_P{k}"] = p36[k]
+        m.submodules.mult = Instance(
+            "MULT18X18D",
+            p_REG_INPUTA_CLK="CLK0", p_REG_INPUTA_CE="CE0", p_REG_INPUTA_RST="RST0",
+            p_REG_INPUTB_CLK="CLK0", p_REG_INPUTB_CE="CE0", p_REG_INPUTB_RST="RST0",
+            p_REG_INPUTC_CLK="NONE", p_REG_PIPELINE_CLK="NONE",
+            p_REG_OUTPUT_CLK="CLK0", p_REG_OUTPUT_CE="CE0", p_REG_OUTPUT_RST="RST0",
+            p_GSR="DISABLED", p_RESETMODE="SYNC", p_SOURCEB_MODE="B_SHIFT", p_MULT_BYPASS="DISABLED",
+            i_CLK0=ClockSignal(), i_CLK1=0, i_CLK2=0, i_CLK3=0,
+            i_CE0=self.en, i_CE1=0, i_CE2=0, i_CE3=0, i_RST0=0, i_RST1=0, i_RST2=0, i_RST3=0,
+            i_SIGNEDA=1, i_SIGNEDB=1, i_SOURCEA=0, i_SOURCEB=0,
+            **ports)
+        return m

@@ -1,0 +1,39 @@
+"""Which FPGA family the hardware is elaborated for: the few blocks that have a device primitive ask here.
+
+Elaboration is target-independent except for leaf primitives whose inferred form costs Fmax on a device (see
+`multiplier` and `bram`): they instantiate the device cell when `family(platform)` names its family and an
+equivalent Amaranth description otherwise (simulation, Verilog for any tool, iCE40, where Yosys infers the
+cells). Both forms have the same ports and the same cycle behaviour, so the cycle model holds for both.
+
+An Amaranth vendor platform (e.g. amaranth-boards' ULX3S, a ``LatticePlatform``) carries its family; for
+out-of-context synthesis and for simulating the device form, pass ``Target("ecp5")`` as the platform. A
+platform with ``multiplier_cells = False`` gets no multiplier cells (the FPGA flow's LUT-multiplier fallback).
+"""
+
+from dataclasses import dataclass
+
+__all__ = ["FAMILIES", "Target", "family", "multiplier_cells"]
+
+FAMILIES = ("ecp5",)       # families with device primitives here
+
+
+@dataclass(frozen=True)
+class Target:
+    """Stands in for a vendor platform when elaborating for ``family`` outside a board build."""
+    family: str
+    multiplier_cells: bool = True
+
+    def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise ValueError(f"no device primitives for FPGA family {self.family!r}; choose one of {FAMILIES}")
+
+
+def family(platform):
+    """The family whose primitives to instantiate under ``platform``, or ``None`` for the generic form."""
+    name = getattr(platform, "family", None)
+    return name if name in FAMILIES else None
+
+
+def multiplier_cells(platform):
+    """Whether multipliers become the device's hard multiplier cells under ``platform``."""
+    return family(platform) is not None and bool(getattr(platform, "multiplier_cells", True))
