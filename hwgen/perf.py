@@ -11,6 +11,7 @@ from dataclasses import dataclass, asdict
 from .hw.mv import MatrixVectorEngine
 from .hw.os_array import output_latency
 from .hw.postops import PostOpPipeline
+from .hw.slot_queue import SlotQueue
 from .hw.systolic import array_latency
 
 __all__ = ["CycleEstimate", "predict", "predict_commands", "predict_plan", "single_command_cycles"]
@@ -21,6 +22,8 @@ NO_LOAD_HANDOFF = 1       # a command that reuses its bank at c + 1
 # Compute engine: takes the hand-off (IDLE), starts the sequencer (START), whose first cycle is the pre-slot
 # that only starts fold 0's weight load; the first pixel slot follows.
 TAKE_TO_FIRST_SLOT = 3
+# Weight-stationary: the sequencer's slots reach the issue stage through the slot queue.
+QUEUED_SLOT = SlotQueue.PUSH_TO_ISSUE
 DONE_TO_IDLE = 2          # after a command's last slot the engine is idle again (and its bank released) 2 later
 BUFFER_READ = 2           # activation buffer read latency, and the register its read data goes into
 OUTPUT_FIFO = 2           # write into the buffered output FIFO -> into the post-op chain
@@ -102,7 +105,7 @@ def predict_commands(schedules, *, name=None, macs=None):
             last_beat_in_chain = in_chain(s.pixels - 1)
             last_kept_in_chain = in_chain(s.last_emit_pixel)
         else:
-            first_slot = take + TAKE_TO_FIRST_SLOT
+            first_slot = take + TAKE_TO_FIRST_SLOT + QUEUED_SLOT
             last_slot = first_slot + s.folds * s.fold_period - 1          # bubbles of the last fold included
             last_fold = first_slot + (s.folds - 1) * s.fold_period
             last_beat_in_chain = last_fold + s.pixels - 1 + to_chain
@@ -137,5 +140,5 @@ def predict_plan(plan):
 
 def single_command_cycles(*, start_words, folds, fold_period, pixels, rows, cols, postops=True):
     """The closed form of `predict` for one command without pooling (documented in the README)."""
-    return (start_words + LOAD_HANDOFF + TAKE_TO_FIRST_SLOT + (folds - 1) * fold_period + pixels - 1
+    return (start_words + LOAD_HANDOFF + TAKE_TO_FIRST_SLOT + QUEUED_SLOT + (folds - 1) * fold_period + pixels - 1
             + BUFFER_READ + array_latency(rows=rows, cols=cols) + OUTPUT_FIFO + (POSTOPS if postops else 0))

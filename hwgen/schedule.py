@@ -25,6 +25,7 @@ import numpy as np
 
 from .errors import AccumulatorOverflowError, BufferOverflowError, MappingError
 from .hw.config import CONFIG_FIELDS, COUNT_FIELDS, field_bits, pack_config
+from .hw.slot_queue import SlotQueue
 from .postops import PostOps, check_layer, check_supported
 from .postops import config_values as postops_config_values
 from .problem import ConvProblem
@@ -211,12 +212,13 @@ class LayerSchedule:
         loaded per cycle no read overtakes the load (the hardware interlock would otherwise stall it).
 
         Word ``a`` is written ``1 + a`` cycles after the cfg handshake and the slot issued ``tau`` slots after
-        the first reads it at least ``start + 5 + tau`` cycles after (``start + 4 + tau`` on the
-        matrix-vector engine, which has no pre-slot); a read sees a write of an earlier cycle."""
+        the first reads it at least ``start + 7 + tau`` cycles after on the weight-stationary array (its
+        slots pass the slot queue, `hw.slot_queue`), ``start + 4 + tau`` on the others, which have no
+        pre-slot; a read sees a write of an earlier cycle."""
         if not self.load_acts:
             return 0
         p = self.problem
-        lead = 3 if self.spec.dataflow == "weight_stationary" else 2
+        lead = 3 + SlotQueue.PUSH_TO_ISSUE if self.spec.dataflow == "weight_stationary" else 2
         if self.spec.dataflow == "output_stationary":
             # The first m-fold reads word tile*K + k at slot tile*period + (period - K) + k: never ahead of
             # the load.

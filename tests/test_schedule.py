@@ -445,6 +445,7 @@ def test_start_words_never_lets_a_read_overtake_the_load():
     """With word a written 1 + a cycles after the cfg handshake and the command started after `start_words`,
     every read of the golden slot sequence lands after its write: the property the cycle model relies on (the
     hardware interlock would otherwise stall and the model would be wrong)."""
+    from hwgen.perf import LOAD_HANDOFF, QUEUED_SLOT, TAKE_TO_FIRST_SLOT
     from hwgen.problem import ConvProblem
     spec = make_spec(4, 4, act_words=512)
     cases = [ConvProblem("s1", "conv2d", C=6, H=6, W=7, M=5, E=6, F=7, R=3, S=3, pad_h=1, pad_w=1),
@@ -454,7 +455,8 @@ def test_start_words_never_lets_a_read_overtake_the_load():
         schedule = LayerSchedule(spec, problem)
         start = schedule.start_words
         assert 0 <= start <= schedule.act_words
-        first_slot = start + 5          # handoff at start + 2, the first slot 3 cycles later (perf.py)
+        # handoff at start + 2, the first slot 3 cycles later and 2 more through the slot queue (perf.py)
+        first_slot = start + LOAD_HANDOFF + TAKE_TO_FIRST_SLOT + QUEUED_SLOT
         for tau, slot in enumerate(schedule.slots()):
             if slot.valid and not slot.padded:
                 assert 1 + slot.act_addr < first_slot + tau, (problem.name, tau, slot)

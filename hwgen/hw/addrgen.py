@@ -5,6 +5,12 @@ slot computes the activation-buffer address of ``I[cg*rows.., e*sh + r - ph, f*s
 (no multipliers), flagging out-of-bounds positions as padding instead of storing zeros. It also runs the weight
 loader: one weight row per cycle (popped from the weight FIFO in stream order), starting one slot before each
 fold. Golden model: `LayerSchedule.slots`.
+
+Built for Fmax: every output is a register or one adder after registers, and every next-state value is one
+adder or one compare (against constants registered from ``cfg``) and a multiplexer away from registers. The
+address moves incrementally (``+ stride_w`` along a row; the next row's first address is kept beside it), the
+padding flags are decided from the current position against precomputed bounds, and the next fold's start
+position is registered ahead (a fold lasts at least two slots).
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed
@@ -17,7 +23,8 @@ __all__ = ["FoldSequencer"]
 
 
 class FoldSequencer(wiring.Component):
-    """``start`` (one cycle, with ``cfg`` valid) begins a layer; then every cycle with ``en`` issues one slot.
+    """``start`` (one cycle, with ``cfg`` valid; ``cfg`` stays valid until ``done``) begins a layer; then every
+    cycle with ``en`` issues one slot.
 
     The first cycle is a pre-slot that only starts loading fold 0's weights. ``done`` rises after the last
     slot has been issued and stays until the next ``start``.
@@ -36,61 +43,64 @@ class FoldSequencer(wiring.Component):
             "acc_addr": Out(range(max(spec.acc_depth, 2))), "first_k": Out(1), "last_k": Out(1), "bank": Out(1),
             # weight loader
             "load_en": Out(1), "load_row": Out(range(spec.rows)), "load_bank": Out(1),
-            # the slot after the next edge if this cycle is enabled (or starts): lets the top decide its
-            # read-after-write interlock a cycle ahead
-            "next_reads": Out(1), "next_act_addr": Out(range(max(spec.act_depth, 2))), "next_load_en": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
         cfg, spec = self.cfg, self.spec
         sbits = self.addr_bits
-        pos = lambda name: Signal(signed(sbits), name=name)
+        pos = lambda name: Signal(signed(sbits), name=name)  # noqa: E731
+        count = lambda name: Signal(range(1 << field_bits(spec)), name=name)  # noqa: E731
+
+        # Constants of the command, registered from cfg (valid from the cycle after `start`, before the first
+        # slot moves on): the bounds the next position is compared with, and the last indices.
+        w_lo, w_hi, h_lo, h_hi = pos("w_lo"), pos("w_hi"), pos("h_lo"), pos("h_hi")
+        period_m2, pixels_m1, out_w_m2 = pos("period_m2"), pos("pixels_m1"), pos("out_w_m2")
+        m.d.sync += [w_lo.eq(-cfg.stride_w), w_hi.eq(cfg.in_w - cfg.stride_w),
+                     h_lo.eq(-cfg.stride_h), h_hi.eq(cfg.in_h - cfg.stride_h),
+                     period_m2.eq(cfg.fold_period - 2), pixels_m1.eq(cfg.pixels - 1), out_w_m2.eq(cfg.out_w - 2)]
+
+        def outside(value, size):
+            return (value < 0) | (value >= size)
 
         pre = Signal()
-        slot = Signal(range(1 << field_bits(spec)))
-        mf, r, s, cg = (Signal(range(1 << field_bits(spec)), name=n) for n in ("mf", "r", "s", "cg"))
-        e, f = Signal.like(slot, name="e"), Signal.like(slot, name="f")
+        slot = count("slot")
+        mf, r, s, cg = (count(n) for n in ("mf", "r", "s", "cg"))
+        f = count("f")
         bank = Signal()      # kept across commands: a fold always loads the bank the previous fold did not use
         acc_base = Signal.like(self.acc_addr)
+        # The fold's start position (cg_plane + r_row is the address of its first row before the w offset).
         cg_plane, r_row, r_h0, s_w0 = pos("cg_plane"), pos("r_row"), pos("r_h0"), pos("s_w0")
-        h, w, row_addr = pos("h"), pos("w"), pos("row_addr")
+        # The current position, its address, the address of its row's first pixel, and the padding of the
+        # current row (h) and of the fold's first column (s_w0).
+        h, w, addr, row_first = pos("h"), pos("w"), pos("addr"), pos("row_first")
+        h_padded, s_w0_padded, padded = Signal(), Signal(), Signal()
+        fold_end, in_pixels, f_last = Signal(), Signal(), Signal()
 
         cg_wrap = cg == cfg.c_groups - 1
         s_wrap = s == cfg.k_w - 1
         r_wrap = r == cfg.k_h - 1
         first_k = (cg == 0) & (s == 0) & (r == 0)
         last_k = cg_wrap & s_wrap & r_wrap
-        # Registered for Fmax (they feed the pipeline enable): the slot's address, padding, pixel and fold-end
-        # flags are computed with the next slot's counters, and `last_fold` one cycle after the fold counters
-        # change (a fold ends at least one enabled cycle after the fold counters last moved).
+        # Registered one cycle after the fold counters change (a fold ends at least one enabled cycle later).
         last_fold = Signal()
         m.d.sync += last_fold.eq(last_k & (mf == cfg.m_folds - 1))
-        fold_end, in_pixels = Signal(), Signal()
-        act_addr, padded = Signal.like(self.act_addr), Signal()
 
-        def goto_slot(next_slot):
-            m.d.sync += [slot.eq(next_slot), fold_end.eq(next_slot == cfg.fold_period - 1),
-                         in_pixels.eq(next_slot < cfg.pixels)]
-
-        # The slot's address and padding after the next edge, if the sequencer moves (start or an enabled
-        # cycle): combinational, so the top can look one slot ahead; the registers take them when it moves.
-        next_addr, next_padded, next_valid = Signal.like(act_addr), Signal(), Signal()
-        m.d.comb += [next_addr.eq(act_addr), next_padded.eq(padded), next_valid.eq(self.slot_valid)]
-        with m.If(self.start | (self.en & self.busy)):
-            m.d.sync += [act_addr.eq(next_addr), padded.eq(next_padded)]
-        m.d.comb += [self.next_act_addr.eq(next_addr), self.next_reads.eq(next_valid & ~next_padded)]
-
-        def move_position(next_h, next_w, next_row_addr):
-            m.d.sync += [h.eq(next_h), w.eq(next_w), row_addr.eq(next_row_addr)]
-
-        def goto_position(next_h, next_w, next_row_addr):
-            m.d.comb += [next_addr.eq((next_row_addr + next_w)[:len(act_addr)]),
-                         next_padded.eq((next_h < 0) | (next_h >= cfg.in_h) | (next_w < 0) | (next_w >= cfg.in_w))]
+        # The next fold's start, registered every cycle from the fold counters (valid a cycle after they move).
+        nf_cg_plane, nf_s_w0, nf_r_h0, nf_r_row = (pos(f"nf_{n}") for n in ("cg_plane", "s_w0", "r_h0", "r_row"))
+        rs_wrap = cg_wrap & s_wrap
+        m.d.sync += [
+            nf_cg_plane.eq(Mux(cg_wrap, 0, cg_plane + cfg.plane)),
+            nf_s_w0.eq(Mux(cg_wrap, Mux(s_wrap, -cfg.pad_w, s_w0 + 1), s_w0)),
+            nf_r_h0.eq(Mux(rs_wrap, Mux(r_wrap, -cfg.pad_h, r_h0 + 1), r_h0)),
+            nf_r_row.eq(Mux(rs_wrap, Mux(r_wrap, -cfg.pad_row_offset, r_row + cfg.in_w), r_row)),
+        ]
+        nf_row_first = Signal.like(addr)
+        m.d.comb += nf_row_first.eq(nf_cg_plane + nf_r_row + nf_s_w0)
 
         m.d.comb += [
             self.slot_valid.eq(self.busy & ~pre & in_pixels),
-            self.act_addr.eq(act_addr),
+            self.act_addr.eq(addr[:len(self.act_addr)]),
             self.padded.eq(padded),
             self.acc_addr.eq(acc_base + slot),
             # Across tiles of one reduction, only the first tile starts from zero and only the last emits.
@@ -98,56 +108,32 @@ class FoldSequencer(wiring.Component):
             self.bank.eq(bank),
         ]
 
-        # Values for the next fold's first pixel, chosen by which fold counters wrap.
-        next_cg_plane = Mux(cg_wrap, 0, cg_plane + cfg.plane)
-        next_s_w0 = Mux(cg_wrap, Mux(s_wrap, -cfg.pad_w, s_w0 + 1), s_w0)
-        rs_wrap = cg_wrap & s_wrap
-        next_r_h0 = Mux(rs_wrap, Mux(r_wrap, -cfg.pad_h, r_h0 + 1), r_h0)
-        next_r_row = Mux(rs_wrap, Mux(r_wrap, -cfg.pad_row_offset, r_row + cfg.in_w), r_row)
-        # ... registered every cycle (like `last_fold`: valid from the cycle after the fold counters move, and
-        # a fold ends no earlier than that), so a fold change does not chain compares, muxes and adders.
-        nf_cg_plane, nf_s_w0, nf_r_h0, nf_r_row = (pos(f"nf_{n}") for n in ("cg_plane", "s_w0", "r_h0", "r_row"))
-        m.d.sync += [nf_cg_plane.eq(next_cg_plane), nf_s_w0.eq(next_s_w0), nf_r_h0.eq(next_r_h0),
-                     nf_r_row.eq(next_r_row)]
-        # The last output column of the row, registered with the column counter.
-        f_last = Signal()
+        def start_fold(h0, w0, first, h0_padded, w0_padded):
+            m.d.sync += [slot.eq(0), f.eq(0), h.eq(h0), w.eq(w0), addr.eq(first), row_first.eq(first),
+                         h_padded.eq(h0_padded), s_w0_padded.eq(w0_padded), padded.eq(h0_padded | w0_padded)]
 
         with m.If(self.start):
+            first = -cfg.pad_row_offset - cfg.pad_w
             m.d.sync += [
                 self.busy.eq(1), self.done.eq(0), pre.eq(1),
-                mf.eq(0), r.eq(0), s.eq(0), cg.eq(0), e.eq(0), f.eq(0), f_last.eq(cfg.out_w == 1), acc_base.eq(0),
+                mf.eq(0), r.eq(0), s.eq(0), cg.eq(0), acc_base.eq(0),
                 cg_plane.eq(0), r_h0.eq(-cfg.pad_h), s_w0.eq(-cfg.pad_w), r_row.eq(-cfg.pad_row_offset),
+                # slot 0 of fold 0: fold_period >= 2, so it does not end the fold
+                fold_end.eq(0), in_pixels.eq(cfg.pixels != 0), f_last.eq(cfg.out_w == 1),
             ]
-            goto_slot(0)
-            move_position(-cfg.pad_h, -cfg.pad_w, -cfg.pad_row_offset)
-            goto_position(-cfg.pad_h, -cfg.pad_w, -cfg.pad_row_offset)
-            m.d.comb += next_valid.eq(0)
-        with m.Elif(self.busy):
-            # The comb `next_*` values are what an enabled cycle would do; the registers move only with `en`.
-            with m.If(pre):
-                m.d.comb += next_valid.eq(in_pixels)
-            with m.Elif(fold_end):
-                m.d.comb += next_valid.eq(~last_fold)
-                goto_position(nf_r_h0, nf_s_w0, nf_cg_plane + nf_r_row)
-            with m.Else():
-                m.d.comb += next_valid.eq(slot + 1 < cfg.pixels)
-                with m.If(f_last):
-                    goto_position(h + cfg.stride_h, s_w0, row_addr + cfg.row_step)
-                with m.Else():
-                    goto_position(h, w + cfg.stride_w, row_addr)
-        with m.If(~self.start & self.en & self.busy):
+            start_fold(-cfg.pad_h, -cfg.pad_w, first, cfg.pad_h != 0, cfg.pad_w != 0)
+        with m.Elif(self.en & self.busy):
             with m.If(pre):
                 m.d.sync += pre.eq(0)
             with m.Elif(fold_end):
-                m.d.sync += [e.eq(0), f.eq(0), f_last.eq(cfg.out_w == 1), bank.eq(~bank)]
-                goto_slot(0)
+                m.d.sync += [f_last.eq(cfg.out_w == 1), bank.eq(~bank), fold_end.eq(0), in_pixels.eq(1)]
+                start_fold(nf_r_h0, nf_s_w0, nf_row_first, outside(nf_r_h0, cfg.in_h), outside(nf_s_w0, cfg.in_w))
                 with m.If(last_fold):
                     m.d.sync += [self.busy.eq(0), self.done.eq(1)]
                 m.d.sync += [
                     cg.eq(Mux(cg_wrap, 0, cg + 1)), cg_plane.eq(nf_cg_plane),
                     s_w0.eq(nf_s_w0), r_h0.eq(nf_r_h0), r_row.eq(nf_r_row),
                 ]
-                move_position(nf_r_h0, nf_s_w0, nf_cg_plane + nf_r_row)
                 with m.If(cg_wrap):
                     m.d.sync += s.eq(Mux(s_wrap, 0, s + 1))
                     with m.If(s_wrap):
@@ -155,13 +141,17 @@ class FoldSequencer(wiring.Component):
                         with m.If(r_wrap):
                             m.d.sync += [mf.eq(mf + 1), acc_base.eq(acc_base + cfg.acc_stride)]
             with m.Else():
-                goto_slot(slot + 1)
+                m.d.sync += [slot.eq(slot + 1), fold_end.eq(slot == period_m2), in_pixels.eq(slot < pixels_m1)]
                 with m.If(f_last):
-                    m.d.sync += [f.eq(0), f_last.eq(cfg.out_w == 1), e.eq(e + 1)]
-                    move_position(h + cfg.stride_h, s_w0, row_addr + cfg.row_step)
+                    # Next row: h moves down a stride, w back to the fold's first column.
+                    next_h_padded = (h < h_lo) | (h >= h_hi)
+                    m.d.sync += [f.eq(0), f_last.eq(cfg.out_w == 1), h.eq(h + cfg.stride_h), w.eq(s_w0),
+                                 addr.eq(row_first + cfg.row_step), row_first.eq(row_first + cfg.row_step),
+                                 h_padded.eq(next_h_padded), padded.eq(next_h_padded | s_w0_padded)]
                 with m.Else():
-                    m.d.sync += [f.eq(f + 1), f_last.eq(f + 2 == cfg.out_w)]
-                    move_position(h, w + cfg.stride_w, row_addr)
+                    m.d.sync += [f.eq(f + 1), f_last.eq(f == out_w_m2), w.eq(w + cfg.stride_w),
+                                 addr.eq(addr + cfg.stride_w),
+                                 padded.eq(h_padded | (w < w_lo) | (w >= w_hi))]
 
         # Weight loader: triggered on the pre-slot and on the last slot of every fold but the last; then one
         # row per enabled cycle. fold_period >= rows, so a load ends before the next trigger.
@@ -180,17 +170,4 @@ class FoldSequencer(wiring.Component):
             m.d.sync += load_count.eq(Mux(load_count == spec.rows - 1, 0, load_count + 1))
             with m.If(trigger):
                 m.d.sync += load_bank.eq(trigger_bank)
-
-        # `load_en` after the next edge if this cycle is enabled (or starts). A pre-slot or a fold end is
-        # followed by slot 0 (no trigger: fold_period >= 2); another slot by slot + 1, in the same fold.
-        next_count_busy = Mux(self.load_en, Mux(load_count == spec.rows - 1, 0, load_count + 1), load_count) != 0
-        next_trigger = (slot + 1 == cfg.fold_period - 1) & ~(last_k & (mf == cfg.m_folds - 1))
-        with m.If(self.start):
-            m.d.comb += self.next_load_en.eq(1)
-        with m.Elif(self.busy & (pre | fold_end)):
-            m.d.comb += self.next_load_en.eq(next_count_busy)
-        with m.Elif(self.busy):
-            m.d.comb += self.next_load_en.eq(next_trigger | next_count_busy)
-        with m.Else():
-            m.d.comb += self.next_load_en.eq(self.load_en)
         return m

@@ -24,6 +24,7 @@ from .accumulator import Accumulator
 from .addrgen import FoldSequencer
 from .bram import PipelinedMemory
 from .fifo import BlockRAMFIFO
+from .slot_queue import SlotQueue
 from .mv import MatrixVectorEngine
 from .config import config_layout
 from .os_array import OutputStationaryArray, output_latency
@@ -157,6 +158,7 @@ class AcceleratorTop(wiring.Component):
             m.submodules.engine = engine = OutputStationarySequencer(spec)
         else:
             m.submodules.engine = engine = FoldSequencer(spec)
+            m.submodules.slots = slots = SlotQueue(spec)
         m.d.comb += engine.cfg.eq(compute_cmd)
         # Emitting commands queue their post-op settings; the chain takes them in order, beat-count by count.
         if postops is not None:
@@ -176,7 +178,8 @@ class AcceleratorTop(wiring.Component):
                 m.d.comb += engine.start.eq(1)
                 m.next = "RUN"
             with m.State("RUN"):
-                with m.If(engine.done):
+                # The systolic sequencer is done when it has queued its last slot; the command when that issued.
+                with m.If(engine.done if spec.dataflow != "weight_stationary" else engine.done & slots.empty):
                     with m.If(compute_cmd.release):
                         m.d.comb += clear_full.eq(Mux(compute_cmd.act_bank, 0b10, 0b01))
                     m.next = "IDLE"
@@ -184,13 +187,30 @@ class AcceleratorTop(wiring.Component):
         # The pipeline advances only while the output FIFO has room, the weight FIFO has the word needed, and
         # the activation it reads has been written (its command may still be loading).
         en = Signal()
+        same_bank = loader_loading & (load_cmd.act_bank == compute_cmd.act_bank)
+        bank_base = Mux(compute_cmd.act_bank, bank_depth, 0)
         if spec.dataflow in ("matrix_vector", "output_stationary"):
             pops, reads = engine.issue, engine.issue
-            unwritten = (loader_loading & (load_cmd.act_bank == compute_cmd.act_bank) & reads &
-                         (engine.act_addr >= act_addr))
+            ready = ~(same_bank & reads & (engine.act_addr >= act_addr))
+            m.d.comb += [engine.en.eq(en), act_buffer.read_addr.eq(engine.act_addr + bank_base)]
         else:
-            pops, unwritten = self._decided_ahead(m, engine, en, loader_loading & (load_cmd.act_bank ==
-                                                  compute_cmd.act_bank), act_addr, act_buffer.write_en)
+            # The sequencer fills the slot queue on its own enable; the pipeline issues the queue's head.
+            issue = slots.head
+            pops, ready = issue.load_en, slots.advance
+            m.d.comb += [
+                engine.en.eq(slots.room),
+                slots.push.eq(engine.busy & slots.room),
+                slots.push_data.reads.eq(engine.slot_valid & ~engine.padded),
+                slots.push_data.act_addr.eq(engine.act_addr), slots.push_data.read_addr.eq(engine.act_addr + bank_base),
+                slots.push_data.slot_valid.eq(engine.slot_valid), slots.push_data.padded.eq(engine.padded),
+                slots.push_data.acc_addr.eq(engine.acc_addr), slots.push_data.first_k.eq(engine.first_k),
+                slots.push_data.last_k.eq(engine.last_k), slots.push_data.bank.eq(engine.bank),
+                slots.push_data.load_en.eq(engine.load_en), slots.push_data.load_row.eq(engine.load_row),
+                slots.push_data.load_bank.eq(engine.load_bank),
+                slots.written.eq(act_addr), slots.writing.eq(act_buffer.write_en), slots.same_bank.eq(same_bank),
+                slots.pop.eq(en),
+                act_buffer.read_addr.eq(issue.read_addr),
+            ]
         if spec.dataflow == "matrix_vector":
             out_room = out_fifo.w_rdy
         else:
@@ -200,10 +220,8 @@ class AcceleratorTop(wiring.Component):
             out_room = Signal()
             m.d.sync += out_room.eq(out_fifo.r_level <= out_depth - 4)
         m.d.comb += [
-            en.eq(out_room & (~pops | weight_fifo.r_rdy) & ~unwritten),
-            engine.en.eq(en),
+            en.eq(out_room & ready & (~pops | weight_fifo.r_rdy)),
             weight_fifo.r_en.eq(pops & en),
-            act_buffer.read_addr.eq(engine.act_addr + Mux(compute_cmd.act_bank, bank_depth, 0)),
             act_buffer.read_en.eq(en),
         ]
         if spec.dataflow == "matrix_vector":
@@ -214,7 +232,7 @@ class AcceleratorTop(wiring.Component):
         elif spec.dataflow == "output_stationary":
             in_flight = self._output_stationary(m, engine, en, act_buffer, weight_fifo, out_fifo)
         else:
-            in_flight = self._systolic(m, engine, en, act_buffer, weight_fifo, out_fifo)
+            in_flight = self._systolic(m, slots.head, en, act_buffer, weight_fifo, out_fifo) | ~slots.empty
 
         loading = (acts_left != 0) | (params_left != 0)
         busy = loading | handoff_valid | engine.busy | in_flight | (out_fifo.r_level != 0)
@@ -223,26 +241,6 @@ class AcceleratorTop(wiring.Component):
             busy = busy | emit_queue.r_rdy | postops.busy
         m.d.comb += self.busy.eq(busy)
         return m
-
-    def _decided_ahead(self, m, seq, en, same_bank, written, writing):
-        """``(pops, unwritten)``: whether the slot pops a weight word, and the read-after-write interlock (the
-        slot reads an activation word not yet written), both decided a cycle ahead and registered, so that the
-        pipeline enable is a gate or two after flip-flops.
-
-        In each cycle both possible next slots are evaluated: the same slot (if this cycle is stalled) and the
-        sequencer's next one (``seq.next_*``, if it moves); the registered ``en | start`` picks one. The
-        interlock compares with the loader's next write pointer; the loader state is this cycle's: a load that
-        ends leaves every word written, and one that starts cannot target the bank being read (it is full
-        until released)."""
-        hold, ahead, pops_hold, pops_ahead, moved = Signal(), Signal(), Signal(), Signal(), Signal()
-
-        def beyond(addr):          # addr >= written + writing, without the adder in series
-            return Mux(writing, addr > written, addr >= written)
-        m.d.sync += [hold.eq(same_bank & seq.slot_valid & ~seq.padded & beyond(seq.act_addr)),
-                     ahead.eq(same_bank & seq.next_reads & beyond(seq.next_act_addr)),
-                     pops_hold.eq(seq.load_en), pops_ahead.eq(seq.next_load_en),
-                     moved.eq(en | seq.start)]
-        return Mux(moved, pops_ahead, pops_hold), Mux(moved, ahead, hold)
 
     def _systolic(self, m, seq, en, act_buffer, weight_fifo, out_fifo):
         """Issue (cycle 0) -> buffer read / weight pop (1) -> activation register (2) -> array (2 + latency) ->
@@ -270,9 +268,10 @@ class AcceleratorTop(wiring.Component):
         m.submodules.array = array            # skew, PEs and de-skew freeze with the pipeline, on en_d's copies
         m.d.comb += array.en.eq(en)
         padded_d, padded_dd, bank_d, bank_dd = Signal(), Signal(), Signal(), Signal()
-        load_en_d, load_row_d, load_bank_d = Signal(), Signal.like(seq.load_row), Signal()
+        row_shape = range(spec.rows)
+        load_en_d, load_row_d, load_bank_d = Signal(), Signal(row_shape), Signal()
         load_data_d = Signal.like(weight_fifo.r_data)
-        load_en_dd, load_row_dd, load_bank_dd = Signal(), Signal.like(seq.load_row), Signal()
+        load_en_dd, load_row_dd, load_bank_dd = Signal(), Signal(row_shape), Signal()
         load_data_dd = Signal.like(weight_fifo.r_data)
         with m.If(en):
             m.d.sync += [padded_d.eq(seq.padded), bank_d.eq(seq.bank), load_en_d.eq(seq.load_en),
@@ -293,9 +292,10 @@ class AcceleratorTop(wiring.Component):
         # accumulator's read is issued two stages before its sum, its read data registered), one more to the sum.
         latency = array_latency(rows=spec.rows, cols=spec.cols) + 1
         control = [seq.slot_valid, seq.acc_addr, seq.first_k, seq.last_k]
+        names = ["slot_valid", "acc_addr", "first_k", "last_k"]
         stages = [control]
         for stage in range(latency + 1):
-            delayed = [Signal.like(sig, name=f"ctl{stage}_{sig.name}") for sig in control]
+            delayed = [Signal(len(sig), name=f"ctl{stage}_{name}") for sig, name in zip(control, names)]
             with m.If(en if stage == 0 else en_d):
                 m.d.sync += [d.eq(s) for d, s in zip(delayed, stages[-1])]
             stages.append(delayed)
