@@ -51,9 +51,9 @@ def elaborate_fitted(spec, component, device, *, io_bits, name, lut_multipliers=
     return text, estimate
 
 
-# Registered copies of one enable (hwgen.hw.systolic: flip-flops named en_copy_*), each driving a part of the
-# array's clock enables: keep them, or synthesis merges the identical flip-flops back into one huge-fan-out net.
-KEEP_ENABLE_COPIES = "setattr -set keep 1 w:en_copy_* %ci1:+$dff[Q] t:$dff %i"
+# Registered copies of one signal (hwgen.hw.fanout, and the array's enable copies en_copy_*), each driving a
+# part of a huge fan-out: keep them, or synthesis merges the identical flip-flops back into one net.
+KEEP_COPIES = "setattr -set keep 1 w:*_copy_* %ci1:+$dff[Q] t:$dff %i"
 
 
 def yosys_script(name, device, *, use_dsp=True, mount=None, extra=()):
@@ -61,7 +61,7 @@ def yosys_script(name, device, *, use_dsp=True, mount=None, extra=()):
     synth = device.synth_cmd if use_dsp else device.synth_cmd_nodsp
     return "\n".join([
         f"read_rtlil {f('.il')}",
-        KEEP_ENABLE_COPIES,
+        KEEP_COPIES,
         *extra,
         f"{synth} -top {name}",
         f"tee -q -o {f('.stat.json')} stat -json",

@@ -106,15 +106,16 @@ class PinLightTop(wiring.Component):
         # Read-out path: capture a beat into a register, shift it out chunk by chunk.
         outreg = Signal(self.out_chunks * n)
         left = Signal(range(self.out_chunks + 1))
-        m.d.comb += [self.dout.eq(outreg[:n]), self.dout_valid.eq(left != 0)]
+        empty = Signal(init=1)                  # left == 0, as a register: it is the streams' ready
+        m.d.comb += [self.dout.eq(outreg[:n]), self.dout_valid.eq(~empty)]
         for index, (name, width) in enumerate(self.outputs):
             port = getattr(core, name)
             take = Signal(name=f"take_{name}")
-            m.d.comb += [take.eq((left == 0) & (self.dout_sel == index)), port.ready.eq(take)]
+            m.d.comb += [take.eq(empty & (self.dout_sel == index)), port.ready.eq(take)]
             with m.If(take & port.valid):
-                m.d.sync += [outreg.eq(port.payload), left.eq(_ceil_div(width, n))]
+                m.d.sync += [outreg.eq(port.payload), left.eq(_ceil_div(width, n)), empty.eq(0)]
         with m.If(self.dout_valid & self.dout_next):
-            m.d.sync += [outreg.eq(outreg[n:]), left.eq(left - 1)]
+            m.d.sync += [outreg.eq(outreg[n:]), left.eq(left - 1), empty.eq(left == 1)]
 
         if self.status_bits:
             bits = Cat(*[getattr(core, name) for name, _ in self.status_ports])

@@ -8,6 +8,7 @@ regression and the Amaranth-simulator tests assert equality on every no-stall ru
 
 from dataclasses import dataclass, asdict
 
+from .hw.accumulator import Accumulator
 from .hw.mv import MatrixVectorEngine
 from .hw.os_array import output_latency
 from .hw.postops import PostOpPipeline
@@ -16,7 +17,10 @@ from .hw.systolic import array_latency
 
 __all__ = ["CycleEstimate", "predict", "predict_commands", "predict_plan", "single_command_cycles"]
 
-# Loader: the cfg handshake cycle, then one activation beat per cycle, then one cycle to hand the command on.
+# Loader: a command is taken (the cfg handshake) whenever the loader is idle, and decided on in the next cycle
+# at the earliest (c, once its bank, its parameter bank and the hand-off slot are free); then one activation
+# beat per cycle, then one cycle to hand it on.
+TAKE_TO_DECIDE = 1
 LOAD_HANDOFF = 2          # a loading command is handed to the compute engine at c + act_words + 2
 NO_LOAD_HANDOFF = 1       # a command that reuses its bank at c + 1
 # Compute engine: takes the hand-off (IDLE), starts the sequencer (START), whose first cycle is the pre-slot
@@ -64,7 +68,7 @@ def predict_commands(schedules, *, name=None, macs=None):
     if not schedules:
         raise ValueError("no commands")
     spec = schedules[0].spec
-    to_chain = BUFFER_READ + array_latency(rows=spec.rows, cols=spec.cols) + OUTPUT_FIFO
+    to_chain = BUFFER_READ + array_latency(rows=spec.rows, cols=spec.cols) + Accumulator.LATENCY + OUTPUT_FIFO
     accept = -1               # cfg handshake of the previous command
     loader_free = 0           # first cycle the loader is idle again
     handoff_clear = 0         # first cycle the hand-off register is empty
@@ -73,16 +77,17 @@ def predict_commands(schedules, *, name=None, macs=None):
     param_free = [0, 0]       # first cycle each post-op parameter bank may be loaded
     last_out = None
     for index, s in enumerate(schedules):
-        accept = max(accept + 1, loader_free, handoff_clear, bank_free[s.act_bank] if s.load_acts else 0,
+        accept = max(accept + 1, loader_free)
+        decide = max(accept + TAKE_TO_DECIDE, handoff_clear, bank_free[s.act_bank] if s.load_acts else 0,
                      param_free[s.param_bank] if s.param_words else 0)
         if s.load_acts or s.param_words:
             # Activations and parameters load side by side; the command is handed on once its parameters and
             # its first start_words activations are in, and the loader is free when all are.
-            handoff = accept + max(s.start_words, s.param_words) + LOAD_HANDOFF
-            loader_free = accept + max(s.act_words if s.load_acts else 0, s.param_words) + LOAD_HANDOFF
+            handoff = decide + max(s.start_words, s.param_words) + LOAD_HANDOFF
+            loader_free = decide + max(s.act_words if s.load_acts else 0, s.param_words) + LOAD_HANDOFF
         else:
-            handoff = accept + NO_LOAD_HANDOFF
-            loader_free = accept + 1
+            handoff = decide + NO_LOAD_HANDOFF
+            loader_free = decide + 1
         take = max(handoff, compute_idle)
         handoff_clear = take + 1
         if spec.dataflow == "matrix_vector":
@@ -140,5 +145,6 @@ def predict_plan(plan):
 
 def single_command_cycles(*, start_words, folds, fold_period, pixels, rows, cols, postops=True):
     """The closed form of `predict` for one command without pooling (documented in the README)."""
-    return (start_words + LOAD_HANDOFF + TAKE_TO_FIRST_SLOT + QUEUED_SLOT + (folds - 1) * fold_period + pixels - 1
-            + BUFFER_READ + array_latency(rows=rows, cols=cols) + OUTPUT_FIFO + (POSTOPS if postops else 0))
+    return (start_words + TAKE_TO_DECIDE + LOAD_HANDOFF + TAKE_TO_FIRST_SLOT + QUEUED_SLOT + (folds - 1) * fold_period + pixels - 1
+            + BUFFER_READ + array_latency(rows=rows, cols=cols) + Accumulator.LATENCY + OUTPUT_FIFO
+            + (POSTOPS if postops else 0))

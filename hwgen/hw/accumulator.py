@@ -1,13 +1,13 @@
 """The accumulator buffer: adds each fold's column sums into per-pixel accumulators, and on the last k-fold
 sends the finished vector to the output instead of writing it back.
 
-Three-stage read-modify-write on a `bram.PipelinedMemory` of ``cols`` accumulators per word: the read is
-issued two cycles before the column sums arrive (``read_*`` inputs), its word comes from the memory's output
-register (block RAM clock-to-out is slow, so nothing else is in that path), and the sum is formed and written (or emitted) in the
-cycle the column sums arrive (``sum_*``). Every step happens only with ``en`` (so cycles below are enabled
-cycles). Pixels of one fold are distinct addresses and one pixel recurs only every ``fold_period >= 2`` slots:
-a read misses at most the write of the cycle it is issued in (a recurrence exactly 2 slots apart); that word is
-forwarded from a register instead, so the sum never uses a stale word.
+Read-modify-write on a `bram.PipelinedMemory` of ``cols`` accumulators per word, in enabled cycles (every step
+happens only with ``en``): the read is issued two cycles before the column sums arrive (``read_*`` inputs) and
+its word comes from the memory's output register; in the cycle the column sums arrive (``sum_*``) the sum is
+formed into a register, and in the next one it is written back (or emitted on ``out_*``: `LATENCY` = 1 after
+``sum_*``). Pixels of one fold are distinct addresses and one pixel recurs only every ``fold_period >= 2``
+slots, so a read misses at most the writes of the two cycles before its sum (recurrences 2 and 3 slots
+apart): those words are forwarded from registers, and the sum never uses a stale word.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
@@ -15,11 +15,13 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .bram import PipelinedMemory
+from .fanout import registered_copies
 
 __all__ = ["Accumulator"]
 
 
 class Accumulator(wiring.Component):
+    LATENCY = 1           # sum_* -> out_*
     def __init__(self, spec):
         self.spec = spec
         depth = max(spec.acc_depth, 2)
@@ -39,35 +41,42 @@ class Accumulator(wiring.Component):
         m.d.comb += [buffer.read_addr.eq(self.read_pixel), buffer.read_en.eq(self.en & self.read_valid),
                      buffer.data_en.eq(self.en)]
 
-        # The words written 1 and 2 cycles ago. A read issued in cycle t sees the writes of cycles before t; the
-        # one of cycle t (2 before its sum) is forwarded when it is the same pixel.
-        written = [Signal(1 + len(self.sum_pixel), name=f"written{k}") for k in (1, 2)]   # valid, pixel
-        written_word = [Signal(spec.acc_word_bits, name=f"written_word{k}") for k in (1, 2)]
-        write_addr, write_data, write_en = buffer.write_addr, buffer.write_data, buffer.write_en
-        forward = Signal()
-        read_pixel_d = Signal.like(self.read_pixel)       # the pixel whose read data is being registered
+        # Stage T: the sum, registered. Stage T + 1: it is written back (or emitted). A read issued in cycle t
+        # sees the writes of cycles before t; a pixel recurs every fold_period >= 2 slots, so its read (issued
+        # two cycles before its sum) can miss the write of the cycle before its sum or of two cycles before:
+        # those words are forwarded from registers, the more recent one first.
+        sum_word = Signal(spec.acc_word_bits, reset_less=True)
+        sum_valid, sum_last, sum_pixel = Signal(name="sum_reg_valid"), Signal(name="sum_reg_last"), \
+            Signal.like(self.sum_pixel, name="sum_reg_pixel")
+        writes = sum_valid & ~sum_last
+        w1_valid, w1_pixel, w1_word = Signal(), Signal.like(self.sum_pixel), Signal(spec.acc_word_bits)
+        w2_word = Signal(spec.acc_word_bits)
+        read_pixel_d = Signal.like(self.read_pixel)       # the pixel whose read data is on its way
         with m.If(self.en):
             m.d.sync += [read_pixel_d.eq(self.read_pixel),
-                         written[1].eq(written[0]), written_word[1].eq(written_word[0]),
-                         written[0].eq(Cat(write_addr, write_en)), written_word[0].eq(write_data),
-                         # decided a cycle ahead: the pixel read 1 cycle ago sums next cycle, and then the
-                         # write 2 cycles before its sum (the one its read missed) is in written[1]
-                         forward.eq(written[0][-1] & (written[0][:-1] == read_pixel_d))]
-        previous_word = Mux(forward, written_word[1], buffer.read_data)
+                         w1_valid.eq(writes), w1_pixel.eq(sum_pixel), w1_word.eq(sum_word), w2_word.eq(w1_word)]
+        # Decided a cycle ahead (the pixel read one cycle ago sums next cycle), one copy per lane.
+        forward1 = registered_copies(m, writes & (sum_pixel == read_pixel_d), name="forward1", count=spec.cols,
+                                     enable=self.en)
+        forward2 = registered_copies(m, w1_valid & (w1_pixel == read_pixel_d), name="forward2",
+                                     count=spec.cols, enable=self.en)
 
         lanes = []
         for j in range(spec.cols):
+            lane = slice(j * acc_bits, (j + 1) * acc_bits)
             psum = self.psums[j * psum_bits:(j + 1) * psum_bits].as_signed()
-            previous = previous_word[j * acc_bits:(j + 1) * acc_bits].as_signed()
+            previous = Mux(forward1[j], w1_word[lane], Mux(forward2[j], w2_word[lane], buffer.read_data[lane]))
             total = Signal(spec.acc_type.amaranth_shape(), name=f"sum_{j}")
             # The schedule proved |sum| fits acc_type, so truncating the adder's carry loses nothing.
-            m.d.comb += total.eq(Mux(self.sum_first, 0, previous) + psum)
+            m.d.comb += total.eq(Mux(self.sum_first, 0, previous.as_signed()) + psum)
             lanes.append(total)
-        word = Cat(*lanes)
+        with m.If(self.en):
+            m.d.sync += [sum_word.eq(Cat(*lanes)), sum_valid.eq(self.sum_valid), sum_last.eq(self.sum_last),
+                         sum_pixel.eq(self.sum_pixel)]
         m.d.comb += [
-            write_addr.eq(self.sum_pixel), write_data.eq(word),
-            write_en.eq(self.en & self.sum_valid & ~self.sum_last),
-            self.out_valid.eq(self.en & self.sum_valid & self.sum_last),
-            self.out_data.eq(word),
+            buffer.write_addr.eq(sum_pixel), buffer.write_data.eq(sum_word),
+            buffer.write_en.eq(self.en & writes),
+            self.out_valid.eq(self.en & sum_valid & sum_last),
+            self.out_data.eq(sum_word),
         ]
         return m

@@ -9,8 +9,9 @@ fold. Golden model: `LayerSchedule.slots`.
 Built for Fmax: every output is a register or one adder after registers, and every next-state value is one
 adder or one compare (against constants registered from ``cfg``) and a multiplexer away from registers. The
 address moves incrementally (``+ stride_w`` along a row; the next row's first address is kept beside it), the
-padding flags are decided from the current position against precomputed bounds, and the next fold's start
-position is registered ahead (a fold lasts at least two slots).
+fold counters carry their wrap flags, and the next fold's start position is registered ahead (a fold lasts at
+least two slots). ``padded`` is the one output that is logic after registers: the bounds check of the
+registered position (the slot queue registers it).
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed
@@ -54,11 +55,11 @@ class FoldSequencer(wiring.Component):
 
         # Constants of the command, registered from cfg (valid from the cycle after `start`, before the first
         # slot moves on): the bounds the next position is compared with, and the last indices.
-        w_lo, w_hi, h_lo, h_hi = pos("w_lo"), pos("w_hi"), pos("h_lo"), pos("h_hi")
         period_m2, pixels_m1, out_w_m2 = pos("period_m2"), pos("pixels_m1"), pos("out_w_m2")
-        m.d.sync += [w_lo.eq(-cfg.stride_w), w_hi.eq(cfg.in_w - cfg.stride_w),
-                     h_lo.eq(-cfg.stride_h), h_hi.eq(cfg.in_h - cfg.stride_h),
-                     period_m2.eq(cfg.fold_period - 2), pixels_m1.eq(cfg.pixels - 1), out_w_m2.eq(cfg.out_w - 2)]
+        cg_m2, s_m2, r_m2, mf_m2 = pos("cg_m2"), pos("s_m2"), pos("r_m2"), pos("mf_m2")
+        m.d.sync += [period_m2.eq(cfg.fold_period - 2), pixels_m1.eq(cfg.pixels - 1), out_w_m2.eq(cfg.out_w - 2),
+                     cg_m2.eq(cfg.c_groups - 2), s_m2.eq(cfg.k_w - 2), r_m2.eq(cfg.k_h - 2),
+                     mf_m2.eq(cfg.m_folds - 2)]
 
         def outside(value, size):
             return (value < 0) | (value >= size)
@@ -71,20 +72,17 @@ class FoldSequencer(wiring.Component):
         acc_base = Signal.like(self.acc_addr)
         # The fold's start position (cg_plane + r_row is the address of its first row before the w offset).
         cg_plane, r_row, r_h0, s_w0 = pos("cg_plane"), pos("r_row"), pos("r_h0"), pos("s_w0")
-        # The current position, its address, the address of its row's first pixel, and the padding of the
-        # current row (h) and of the fold's first column (s_w0).
+        # The current position, its address and the address of its row's first pixel.
         h, w, addr, row_first = pos("h"), pos("w"), pos("addr"), pos("row_first")
-        h_padded, s_w0_padded, padded = Signal(), Signal(), Signal()
-        fold_end, in_pixels, f_last = Signal(), Signal(), Signal()
+        fold_end, in_pixels, f_last = Signal(name="fold_end"), Signal(name="in_pixels"), Signal(name="f_last")
 
-        cg_wrap = cg == cfg.c_groups - 1
-        s_wrap = s == cfg.k_w - 1
-        r_wrap = r == cfg.k_h - 1
-        first_k = (cg == 0) & (s == 0) & (r == 0)
+        # Each fold counter's "last value" and "first value" flags, registered with it (see `count_folds`).
+        cg_wrap, s_wrap, r_wrap = Signal(name="cg_wrap"), Signal(name="s_wrap"), Signal(name="r_wrap")
+        cg_first, s_first, r_first = Signal(name="cg_first"), Signal(name="s_first"), Signal(name="r_first")
+        mf_last = Signal(name="mf_last")
+        first_k = cg_first & s_first & r_first
         last_k = cg_wrap & s_wrap & r_wrap
-        # Registered one cycle after the fold counters change (a fold ends at least one enabled cycle later).
-        last_fold = Signal()
-        m.d.sync += last_fold.eq(last_k & (mf == cfg.m_folds - 1))
+        last_fold = last_k & mf_last
 
         # The next fold's start, registered every cycle from the fold counters (valid a cycle after they move).
         nf_cg_plane, nf_s_w0, nf_r_h0, nf_r_row = (pos(f"nf_{n}") for n in ("cg_plane", "s_w0", "r_h0", "r_row"))
@@ -101,57 +99,61 @@ class FoldSequencer(wiring.Component):
         m.d.comb += [
             self.slot_valid.eq(self.busy & ~pre & in_pixels),
             self.act_addr.eq(addr[:len(self.act_addr)]),
-            self.padded.eq(padded),
+            self.padded.eq(outside(h, cfg.in_h) | outside(w, cfg.in_w)),
             self.acc_addr.eq(acc_base + slot),
             # Across tiles of one reduction, only the first tile starts from zero and only the last emits.
             self.first_k.eq(first_k & cfg.acc_init), self.last_k.eq(last_k & cfg.acc_emit),
             self.bank.eq(bank),
         ]
 
-        def start_fold(h0, w0, first, h0_padded, w0_padded):
-            m.d.sync += [slot.eq(0), f.eq(0), h.eq(h0), w.eq(w0), addr.eq(first), row_first.eq(first),
-                         h_padded.eq(h0_padded), s_w0_padded.eq(w0_padded), padded.eq(h0_padded | w0_padded)]
+        def start_fold(h0, w0, first):
+            m.d.sync += [slot.eq(0), f.eq(0), h.eq(h0), w.eq(w0), addr.eq(first), row_first.eq(first)]
 
         with m.If(self.start):
             first = -cfg.pad_row_offset - cfg.pad_w
             m.d.sync += [
                 self.busy.eq(1), self.done.eq(0), pre.eq(1),
                 mf.eq(0), r.eq(0), s.eq(0), cg.eq(0), acc_base.eq(0),
+                cg_wrap.eq(cfg.c_groups == 1), s_wrap.eq(cfg.k_w == 1), r_wrap.eq(cfg.k_h == 1),
+                mf_last.eq(cfg.m_folds == 1), cg_first.eq(1), s_first.eq(1), r_first.eq(1),
                 cg_plane.eq(0), r_h0.eq(-cfg.pad_h), s_w0.eq(-cfg.pad_w), r_row.eq(-cfg.pad_row_offset),
                 # slot 0 of fold 0: fold_period >= 2, so it does not end the fold
                 fold_end.eq(0), in_pixels.eq(cfg.pixels != 0), f_last.eq(cfg.out_w == 1),
             ]
-            start_fold(-cfg.pad_h, -cfg.pad_w, first, cfg.pad_h != 0, cfg.pad_w != 0)
+            start_fold(-cfg.pad_h, -cfg.pad_w, first)
         with m.Elif(self.en & self.busy):
             with m.If(pre):
                 m.d.sync += pre.eq(0)
             with m.Elif(fold_end):
                 m.d.sync += [f_last.eq(cfg.out_w == 1), bank.eq(~bank), fold_end.eq(0), in_pixels.eq(1)]
-                start_fold(nf_r_h0, nf_s_w0, nf_row_first, outside(nf_r_h0, cfg.in_h), outside(nf_s_w0, cfg.in_w))
+                start_fold(nf_r_h0, nf_s_w0, nf_row_first)
                 with m.If(last_fold):
                     m.d.sync += [self.busy.eq(0), self.done.eq(1)]
-                m.d.sync += [
-                    cg.eq(Mux(cg_wrap, 0, cg + 1)), cg_plane.eq(nf_cg_plane),
-                    s_w0.eq(nf_s_w0), r_h0.eq(nf_r_h0), r_row.eq(nf_r_row),
-                ]
+                m.d.sync += [cg_plane.eq(nf_cg_plane), s_w0.eq(nf_s_w0), r_h0.eq(nf_r_h0), r_row.eq(nf_r_row)]
+
+                def count_fold(counter, wrap, first, before_last, size_is_1):
+                    """counter + 1 (or 0 after its last value), with its flags decided from the old value."""
+                    m.d.sync += [counter.eq(Mux(wrap, 0, counter + 1)),
+                                 wrap.eq(Mux(wrap, size_is_1, counter == before_last))]
+                    if first is not None:
+                        m.d.sync += first.eq(wrap)
+                count_fold(cg, cg_wrap, cg_first, cg_m2, cfg.c_groups == 1)
                 with m.If(cg_wrap):
-                    m.d.sync += s.eq(Mux(s_wrap, 0, s + 1))
+                    count_fold(s, s_wrap, s_first, s_m2, cfg.k_w == 1)
                     with m.If(s_wrap):
-                        m.d.sync += r.eq(Mux(r_wrap, 0, r + 1))
+                        count_fold(r, r_wrap, r_first, r_m2, cfg.k_h == 1)
                         with m.If(r_wrap):
-                            m.d.sync += [mf.eq(mf + 1), acc_base.eq(acc_base + cfg.acc_stride)]
+                            m.d.sync += [mf.eq(mf + 1), mf_last.eq(mf == mf_m2),
+                                         acc_base.eq(acc_base + cfg.acc_stride)]
             with m.Else():
                 m.d.sync += [slot.eq(slot + 1), fold_end.eq(slot == period_m2), in_pixels.eq(slot < pixels_m1)]
                 with m.If(f_last):
                     # Next row: h moves down a stride, w back to the fold's first column.
-                    next_h_padded = (h < h_lo) | (h >= h_hi)
                     m.d.sync += [f.eq(0), f_last.eq(cfg.out_w == 1), h.eq(h + cfg.stride_h), w.eq(s_w0),
-                                 addr.eq(row_first + cfg.row_step), row_first.eq(row_first + cfg.row_step),
-                                 h_padded.eq(next_h_padded), padded.eq(next_h_padded | s_w0_padded)]
+                                 addr.eq(row_first + cfg.row_step), row_first.eq(row_first + cfg.row_step)]
                 with m.Else():
                     m.d.sync += [f.eq(f + 1), f_last.eq(f == out_w_m2), w.eq(w + cfg.stride_w),
-                                 addr.eq(addr + cfg.stride_w),
-                                 padded.eq(h_padded | (w < w_lo) | (w >= w_hi))]
+                                 addr.eq(addr + cfg.stride_w)]
 
         # Weight loader: triggered on the pre-slot and on the last slot of every fold but the last; then one
         # row per enabled cycle. fold_period >= rows, so a load ends before the next trigger.

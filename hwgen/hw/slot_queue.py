@@ -56,22 +56,30 @@ class SlotQueue(wiring.Component):
         oks = [Signal(name=f"ok{k}") for k in range(depth)]
         count = Signal(range(depth + 1))
 
+        # Registered (exact: the loader state it follows changes only at a load's start, into a bank that is not
+        # being read, or at its end, when every word is in; and the command's bank is set before its first push).
+        same_bank = Signal()
+        m.d.sync += same_bank.eq(self.same_bank)
+
         def written_now(entry):
             """The entry's word is in by the end of this cycle (or it reads none of this loading bank)."""
             beyond = Mux(self.writing, entry.act_addr > self.written, entry.act_addr >= self.written)
-            return ~entry.reads | ~self.same_bank | ~beyond
+            return ~entry.reads | ~same_bank | ~beyond
 
         next_count, pop = Signal.like(count), Signal()
         m.d.comb += [pop.eq(self.pop & ~self.empty), next_count.eq(count + self.push - pop)]
-        slot_of_push = count - pop
+        # count as a one-hot register too: where a push lands (count - pop) is then a multiplexer, not a sum
+        count_is = Signal(depth + 1, init=1)
+        m.d.sync += count_is.eq(1 << next_count)
         for k in range(depth):
+            lands_here = Mux(pop, count_is[k + 1], count_is[k])
             # A pop moves every entry one place towards the head; each one's check is kept as it moves.
             with m.If(pop):
                 if k + 1 < depth:
                     m.d.sync += [entries[k].eq(entries[k + 1]), oks[k].eq(oks[k + 1] | written_now(entries[k + 1]))]
             with m.Else():
                 m.d.sync += oks[k].eq(oks[k] | written_now(entries[k]))
-            with m.If(self.push & (slot_of_push == k)):
+            with m.If(self.push & lands_here):
                 m.d.sync += [entries[k].eq(self.push_data), oks[k].eq(0)]
         m.d.sync += [count.eq(next_count), self.room.eq(next_count <= depth - 2),
                      self.empty.eq(next_count == 0)]

@@ -92,11 +92,25 @@ class AcceleratorTop(wiring.Component):
 
         # Loader ----------------------------------------------------------------------------------------------
         incoming = data.View(layout, self.cfg.payload)
-        load_cmd = Signal(layout)
+        # The command registers (load_cmd, handoff, compute_cmd) follow their source while their stage is
+        # free and hold from the cycle it takes a command: their clock enables are flip-flops, not the
+        # handshake logic (hundreds of bits each).
+        load_cmd, loader_idle = Signal(layout), Signal(init=1)
         handoff, handoff_valid, handoff_take = Signal(layout), Signal(), Signal()
+        has_params = Signal()          # load_cmd.param_words != 0, registered with it
+        with m.If(loader_idle):
+            m.d.sync += [load_cmd.eq(incoming), has_params.eq(incoming.param_words != 0)]
+        with m.If(~handoff_valid):
+            m.d.sync += handoff.eq(load_cmd)
         handed, hand_now, loader_loading = Signal(), Signal(), Signal()
         acts_left = Signal(range(bank_depth + 1))
+        # acts_left != 0 and params_left != 0, kept as registers (they gate the streams' ready)
+        acts_more, params_more = Signal(), Signal()
         act_addr = Signal(range(bank_depth))
+        # Two more counters that move with act_addr: the write address in the buffer (from the bank's base),
+        # and the write pointer the slot queue's interlock compares with (its own flip-flops: a wide fan-out).
+        write_addr = Signal(range(2 * bank_depth))
+        written = Signal(range(bank_depth + 1), name="written_copy_0")
         params_left = Signal(range(spec.max_param_folds + 1))
         param_addr = Signal(range(spec.max_param_folds))
         params_en = Signal()
@@ -108,50 +122,62 @@ class AcceleratorTop(wiring.Component):
                 postops.params_en.eq(params_en),
             ]
         m.d.comb += [
-            act_buffer.write_addr.eq(act_addr + Mux(load_cmd.act_bank, bank_depth, 0)),
+            act_buffer.write_addr.eq(write_addr),
             act_buffer.write_data.eq(self.acts.payload),
             act_buffer.write_en.eq(self.acts.valid & self.acts.ready),
         ]
         with m.If(handoff_take):
             m.d.sync += handoff_valid.eq(0)
+        # IDLE takes any command into load_cmd (ready is a register); CHECK waits for the banks it loads and for
+        # the hand-off slot, then hands a command without loads straight on, or starts LOAD.
+        m.d.comb += self.cfg.ready.eq(loader_idle)
         with m.FSM(name="loader"):
             with m.State("IDLE"):
-                bank_free = ~Mux(incoming.act_bank, full[1], full[0])
-                param_free = ~Mux(incoming.param_bank, param_busy[1], param_busy[0])
-                has_params = incoming.param_words != 0
-                # A command waits for the banks it loads and for the hand-off slot.
-                m.d.comb += self.cfg.ready.eq(~handoff_valid & (~incoming.load_acts | bank_free) &
-                                              (~has_params | param_free))
-                with m.If(self.cfg.valid & self.cfg.ready):
-                    with m.If(incoming.load_acts | has_params):
-                        m.d.sync += [load_cmd.eq(incoming), act_addr.eq(0), param_addr.eq(0), handed.eq(0),
-                                     acts_left.eq(Mux(incoming.load_acts, incoming.act_words, 0)),
-                                     params_left.eq(incoming.param_words)]
-                        m.d.comb += set_param_busy.eq(Mux(has_params, Mux(incoming.param_bank, 0b10, 0b01), 0))
+                with m.If(self.cfg.valid):
+                    m.d.sync += loader_idle.eq(0)
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                bank_free = ~Mux(load_cmd.act_bank, full[1], full[0])
+                param_free = ~Mux(load_cmd.param_bank, param_busy[1], param_busy[0])
+                with m.If(~handoff_valid & (~load_cmd.load_acts | bank_free) & (~has_params | param_free)):
+                    with m.If(load_cmd.load_acts | has_params):
+                        m.d.sync += [act_addr.eq(0), param_addr.eq(0), handed.eq(0),
+                                     write_addr.eq(Mux(load_cmd.act_bank, bank_depth, 0)), written.eq(0),
+                                     acts_left.eq(Mux(load_cmd.load_acts, load_cmd.act_words, 0)),
+                                     acts_more.eq(load_cmd.load_acts & (load_cmd.act_words != 0)),
+                                     params_left.eq(load_cmd.param_words), params_more.eq(has_params)]
+                        m.d.comb += set_param_busy.eq(Mux(has_params, Mux(load_cmd.param_bank, 0b10, 0b01), 0))
                         m.next = "LOAD"
                     with m.Else():
-                        m.d.sync += [handoff.eq(incoming), handoff_valid.eq(1)]
+                        m.d.sync += [handoff_valid.eq(1), loader_idle.eq(1)]
+                        m.next = "IDLE"
             with m.State("LOAD"):
-                m.d.comb += [self.acts.ready.eq(acts_left != 0),
-                             self.params.ready.eq((params_left != 0) if postops is not None else 0),
+                m.d.comb += [self.acts.ready.eq(acts_more),
+                             self.params.ready.eq(params_more if postops is not None else 0),
                              loader_loading.eq(load_cmd.load_acts)]
                 with m.If(act_buffer.write_en):
-                    m.d.sync += [act_addr.eq(act_addr + 1), acts_left.eq(acts_left - 1)]
+                    m.d.sync += [act_addr.eq(act_addr + 1), write_addr.eq(write_addr + 1), written.eq(written + 1),
+                                 acts_left.eq(acts_left - 1),
+                                 acts_more.eq(acts_left != 1)]
                 with m.If(params_en):
-                    m.d.sync += [param_addr.eq(param_addr + 1), params_left.eq(params_left - 1)]
+                    m.d.sync += [param_addr.eq(param_addr + 1), params_left.eq(params_left - 1),
+                                 params_more.eq(params_left != 1)]
                 # Hand the command on once its first start_words are in: the rest load while it computes
                 # (the interlock below holds back any read that would overtake the write pointer).
                 started = ~load_cmd.load_acts | (act_addr >= load_cmd.start_words)
-                m.d.comb += hand_now.eq(~handed & started & (params_left == 0) & ~handoff_valid)
+                m.d.comb += hand_now.eq(~handed & started & ~params_more & ~handoff_valid)
                 with m.If(hand_now):
-                    m.d.sync += [handoff.eq(load_cmd), handoff_valid.eq(1), handed.eq(1)]
+                    m.d.sync += [handoff_valid.eq(1), handed.eq(1)]
                     with m.If(load_cmd.load_acts):
                         m.d.comb += set_full.eq(Mux(load_cmd.act_bank, 0b10, 0b01))
-                with m.If((acts_left == 0) & (params_left == 0) & (handed | hand_now)):
+                with m.If(~acts_more & ~params_more & (handed | hand_now)):
+                    m.d.sync += loader_idle.eq(1)
                     m.next = "IDLE"
 
         # Compute engine --------------------------------------------------------------------------------------
-        compute_cmd = Signal(layout)
+        compute_cmd, compute_idle = Signal(layout), Signal(init=1)
+        with m.If(compute_idle):
+            m.d.sync += compute_cmd.eq(handoff)
         if spec.dataflow == "matrix_vector":
             m.submodules.engine = engine = MatrixVectorEngine(spec)
         elif spec.dataflow == "output_stationary":
@@ -172,7 +198,7 @@ class AcceleratorTop(wiring.Component):
             with m.State("IDLE"):
                 with m.If(handoff_valid & emit_room):
                     m.d.comb += handoff_take.eq(1)
-                    m.d.sync += compute_cmd.eq(handoff)
+                    m.d.sync += compute_idle.eq(0)
                     m.next = "START"
             with m.State("START"):
                 m.d.comb += engine.start.eq(1)
@@ -182,6 +208,7 @@ class AcceleratorTop(wiring.Component):
                 with m.If(engine.done if spec.dataflow != "weight_stationary" else engine.done & slots.empty):
                     with m.If(compute_cmd.release):
                         m.d.comb += clear_full.eq(Mux(compute_cmd.act_bank, 0b10, 0b01))
+                    m.d.sync += compute_idle.eq(1)
                     m.next = "IDLE"
 
         # The pipeline advances only while the output FIFO has room, the weight FIFO has the word needed, and
@@ -207,7 +234,7 @@ class AcceleratorTop(wiring.Component):
                 slots.push_data.last_k.eq(engine.last_k), slots.push_data.bank.eq(engine.bank),
                 slots.push_data.load_en.eq(engine.load_en), slots.push_data.load_row.eq(engine.load_row),
                 slots.push_data.load_bank.eq(engine.load_bank),
-                slots.written.eq(act_addr), slots.writing.eq(act_buffer.write_en), slots.same_bank.eq(same_bank),
+                slots.written.eq(written), slots.writing.eq(act_buffer.write_en), slots.same_bank.eq(same_bank),
                 slots.pop.eq(en),
                 act_buffer.read_addr.eq(issue.read_addr),
             ]
@@ -234,7 +261,7 @@ class AcceleratorTop(wiring.Component):
         else:
             in_flight = self._systolic(m, slots.head, en, act_buffer, weight_fifo, out_fifo) | ~slots.empty
 
-        loading = (acts_left != 0) | (params_left != 0)
+        loading = acts_more | params_more
         busy = loading | handoff_valid | engine.busy | in_flight | (out_fifo.r_level != 0)
         if postops is not None:
             self._postops(m, layout, emit_queue, out_fifo, postops, clear_param_busy)
