@@ -89,19 +89,29 @@ class PinLightTop(wiring.Component):
         m.submodules.core = core = self.component
         n = self.io_bits
 
-        # Load path: one shift register shared by all input streams.
+        # Load path: one shift register shared by all input streams. `din_busy` (any beat pending) is a
+        # register, and so are its copies that gate the shift, one per 64 bits of the shift register (a clock
+        # enable for hundreds of flip-flops is otherwise one huge net).
         shreg = Signal(self.in_chunks * n)
-        with m.If(self.din_valid & ~self.din_busy):
-            m.d.sync += shreg.eq(Cat(shreg[n:], self.din))
-        pending = Signal(len(self.inputs))
-        m.d.comb += self.din_busy.eq(pending.any())
+        pending, next_pending = Signal(len(self.inputs)), Signal(len(self.inputs))
+        pieces = _ceil_div(self.in_chunks, max(1, 64 // n))
+        busy_copies = [Signal(name=f"din_busy_copy_{k}") for k in range(pieces)]
+        m.d.sync += [pending.eq(next_pending), self.din_busy.eq(next_pending.any()),
+                     *(copy.eq(next_pending.any()) for copy in busy_copies)]
+        chunk_bits = _ceil_div(self.in_chunks, pieces) * n
+        shifted = Cat(shreg[n:], self.din)
+        for k, busy in enumerate(busy_copies):
+            part = slice(k * chunk_bits, min((k + 1) * chunk_bits, len(shreg)))
+            with m.If(self.din_valid & ~busy):
+                m.d.sync += shreg[part].eq(shifted[part])
+        m.d.comb += next_pending.eq(pending)
         for index, (name, width) in enumerate(self.inputs):
             port = getattr(core, name)
             m.d.comb += [port.valid.eq(pending[index]), port.payload.eq(shreg[:width])]
             with m.If(port.valid & port.ready):
-                m.d.sync += pending[index].eq(0)
+                m.d.comb += next_pending[index].eq(0)
             with m.If(self.din_push & ~self.din_busy & (self.din_sel == index)):
-                m.d.sync += pending[index].eq(1)
+                m.d.comb += next_pending[index].eq(1)
 
         # Read-out path: capture a beat into a register, shift it out chunk by chunk.
         outreg = Signal(self.out_chunks * n)

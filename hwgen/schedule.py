@@ -212,13 +212,15 @@ class LayerSchedule:
         loaded per cycle no read overtakes the load (the hardware interlock would otherwise stall it).
 
         Word ``a`` is written ``1 + a`` cycles after the cfg handshake and the slot issued ``tau`` slots after
-        the first reads it at least ``start + 7 + tau`` cycles after on the weight-stationary array (its
-        slots pass the slot queue, `hw.slot_queue`), ``start + 4 + tau`` on the others, which have no
-        pre-slot; a read sees a write of an earlier cycle."""
+        the first reads it at least ``start + 8 + tau`` cycles after on the weight-stationary array (its
+        slots pass the slot queue, `hw.slot_queue`, which lets a slot issue two cycles after its word is
+        written), ``start + 4 + tau`` on the others, which have no pre-slot and read a word written in an
+        earlier cycle."""
         if not self.load_acts:
             return 0
         p = self.problem
-        lead = 3 + SlotQueue.PUSH_TO_ISSUE if self.spec.dataflow == "weight_stationary" else 2
+        lead = (3 + SlotQueue.PUSH_TO_ISSUE - (SlotQueue.CHECK_LAG - 1)
+                if self.spec.dataflow == "weight_stationary" else 2)
         if self.spec.dataflow == "output_stationary":
             # The first m-fold reads word tile*K + k at slot tile*period + (period - K) + k: never ahead of
             # the load.

@@ -50,22 +50,24 @@ class Accumulator(wiring.Component):
             Signal.like(self.sum_pixel, name="sum_reg_pixel")
         writes = sum_valid & ~sum_last
         w1_valid, w1_pixel, w1_word = Signal(), Signal.like(self.sum_pixel), Signal(spec.acc_word_bits)
-        w2_word = Signal(spec.acc_word_bits)
         read_pixel_d = Signal.like(self.read_pixel)       # the pixel whose read data is on its way
         with m.If(self.en):
             m.d.sync += [read_pixel_d.eq(self.read_pixel),
-                         w1_valid.eq(writes), w1_pixel.eq(sum_pixel), w1_word.eq(sum_word), w2_word.eq(w1_word)]
-        # Decided a cycle ahead (the pixel read one cycle ago sums next cycle), one copy per lane.
-        forward1 = registered_copies(m, writes & (sum_pixel == read_pixel_d), name="forward1", count=spec.cols,
-                                     enable=self.en)
-        forward2 = registered_copies(m, w1_valid & (w1_pixel == read_pixel_d), name="forward2",
-                                     count=spec.cols, enable=self.en)
+                         w1_valid.eq(writes), w1_pixel.eq(sum_pixel), w1_word.eq(sum_word)]
+        # Decided a cycle ahead (the pixel read one cycle ago sums next cycle): whether to forward (one copy
+        # per lane) and the word, the one written in this cycle (w1 next cycle) before the one of the last.
+        forward1 = writes & (sum_pixel == read_pixel_d)
+        forward = registered_copies(m, forward1 | (w1_valid & (w1_pixel == read_pixel_d)), name="forward",
+                                    count=spec.cols, enable=self.en)
+        forward_word = Signal(spec.acc_word_bits, reset_less=True)
+        with m.If(self.en):
+            m.d.sync += forward_word.eq(Mux(forward1, sum_word, w1_word))
 
         lanes = []
         for j in range(spec.cols):
             lane = slice(j * acc_bits, (j + 1) * acc_bits)
             psum = self.psums[j * psum_bits:(j + 1) * psum_bits].as_signed()
-            previous = Mux(forward1[j], w1_word[lane], Mux(forward2[j], w2_word[lane], buffer.read_data[lane]))
+            previous = Mux(forward[j], forward_word[lane], buffer.read_data[lane])
             total = Signal(spec.acc_type.amaranth_shape(), name=f"sum_{j}")
             # The schedule proved |sum| fits acc_type, so truncating the adder's carry loses nothing.
             m.d.comb += total.eq(Mux(self.sum_first, 0, previous.as_signed()) + psum)

@@ -57,9 +57,11 @@ class FoldSequencer(wiring.Component):
         # slot moves on): the bounds the next position is compared with, and the last indices.
         period_m2, pixels_m1, out_w_m2 = pos("period_m2"), pos("pixels_m1"), pos("out_w_m2")
         cg_m2, s_m2, r_m2, mf_m2 = pos("cg_m2"), pos("s_m2"), pos("r_m2"), pos("mf_m2")
+        first_h, first_w, first_addr = pos("first_h"), pos("first_w"), pos("first_addr")   # fold 0, slot 0
         m.d.sync += [period_m2.eq(cfg.fold_period - 2), pixels_m1.eq(cfg.pixels - 1), out_w_m2.eq(cfg.out_w - 2),
                      cg_m2.eq(cfg.c_groups - 2), s_m2.eq(cfg.k_w - 2), r_m2.eq(cfg.k_h - 2),
-                     mf_m2.eq(cfg.m_folds - 2)]
+                     mf_m2.eq(cfg.m_folds - 2), first_h.eq(-cfg.pad_h), first_w.eq(-cfg.pad_w),
+                     first_addr.eq(-cfg.pad_row_offset - cfg.pad_w)]
 
         def outside(value, size):
             return (value < 0) | (value >= size)
@@ -110,7 +112,6 @@ class FoldSequencer(wiring.Component):
             m.d.sync += [slot.eq(0), f.eq(0), h.eq(h0), w.eq(w0), addr.eq(first), row_first.eq(first)]
 
         with m.If(self.start):
-            first = -cfg.pad_row_offset - cfg.pad_w
             m.d.sync += [
                 self.busy.eq(1), self.done.eq(0), pre.eq(1),
                 mf.eq(0), r.eq(0), s.eq(0), cg.eq(0), acc_base.eq(0),
@@ -120,10 +121,11 @@ class FoldSequencer(wiring.Component):
                 # slot 0 of fold 0: fold_period >= 2, so it does not end the fold
                 fold_end.eq(0), in_pixels.eq(cfg.pixels != 0), f_last.eq(cfg.out_w == 1),
             ]
-            start_fold(-cfg.pad_h, -cfg.pad_w, first)
         with m.Elif(self.en & self.busy):
             with m.If(pre):
+                # slot 0 of fold 0 follows (from the registered constants: valid from the cycle after start)
                 m.d.sync += pre.eq(0)
+                start_fold(first_h, first_w, first_addr)
             with m.Elif(fold_end):
                 m.d.sync += [f_last.eq(cfg.out_w == 1), bank.eq(~bank), fold_end.eq(0), in_pixels.eq(1)]
                 start_fold(nf_r_h0, nf_s_w0, nf_row_first)

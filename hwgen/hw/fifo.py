@@ -33,6 +33,7 @@ class BlockRAMFIFO(wiring.Component):
         super().__init__({
             "w_stream": In(stream.Signature(unsigned(width))),
             "r_data": Out(unsigned(width)), "r_rdy": Out(1), "r_en": In(1),
+            "next_r_rdy": Out(1),        # r_rdy after this cycle's write and pop (it is registered from it)
         })
 
     def elaborate(self, platform):
@@ -42,30 +43,35 @@ class BlockRAMFIFO(wiring.Component):
 
         # Storage side: words written and not yet read out of the block RAM.
         produce, consume = Signal(range(depth)), Signal(range(depth))
-        stored = Signal(range(depth + 1))
+        stored, next_stored = Signal(range(depth + 1)), Signal(range(depth + 1))
         write = Signal()
-        m.d.comb += [self.w_stream.ready.eq(stored != depth),
+        not_full = Signal(init=1)                   # stored != depth, registered
+        m.d.comb += [self.w_stream.ready.eq(not_full),
                      write.eq(self.w_stream.valid & self.w_stream.ready),
                      storage.write_addr.eq(produce), storage.write_data.eq(self.w_stream.payload),
                      storage.write_en.eq(write)]
         with m.If(write):
             m.d.sync += produce.eq(_advance(produce, depth))
 
-        # Queue side: `queued` words held, `in_flight` reads whose word arrives 1 or 2 cycles later.
+        # Queue side: `queued` words held, `in_flight` reads whose word arrives now or in the next cycle, and
+        # `reserved` = queued + reads in flight.
         queued = Signal(range(queue_size + 1))
+        reserved, next_reserved = Signal(range(queue_size + 1)), Signal(range(queue_size + 1))
         in_flight = Signal(READ_LATENCY)            # bit k: a word arrives k cycles from now
         issue, arrive, pop = Signal(), Signal(), Signal()
         m.d.comb += [
-            # From registers only: reads already reserved plus the queue, not counting this cycle's pop.
-            issue.eq((stored != 0) & (queued + in_flight[0] + in_flight[1] < queue_size)),
             arrive.eq(in_flight[0]),
             pop.eq(self.r_en & self.r_rdy),
             storage.read_addr.eq(consume), storage.read_en.eq(issue), storage.data_en.eq(1),
+            next_stored.eq(stored + write - issue), next_reserved.eq(reserved + issue - pop),
         ]
+        # A read is issued while words are stored and the queue has room for them, not counting this cycle's
+        # pop; decided from the next counts and registered, so the block RAM's enable is a flip-flop.
+        m.d.sync += [issue.eq((next_stored != 0) & (next_reserved < queue_size)),
+                     stored.eq(next_stored), reserved.eq(next_reserved), not_full.eq(next_stored != depth)]
         m.d.sync += in_flight.eq((in_flight >> 1) | (issue << (READ_LATENCY - 1)))
         with m.If(issue):
             m.d.sync += consume.eq(_advance(consume, depth))
-        m.d.sync += stored.eq(stored + write - issue)
 
         words = Array(Signal(self.width, name=f"queue{k}", reset_less=True) for k in range(queue_size))
         head, tail = Signal(range(queue_size)), Signal(range(queue_size))
@@ -74,7 +80,8 @@ class BlockRAMFIFO(wiring.Component):
         with m.If(pop):
             m.d.sync += head.eq(_advance(head, queue_size))
         next_queued = queued + arrive - pop
-        m.d.sync += [queued.eq(next_queued), self.r_rdy.eq(next_queued != 0)]
+        m.d.comb += self.next_r_rdy.eq(next_queued != 0)
+        m.d.sync += [queued.eq(next_queued), self.r_rdy.eq(self.next_r_rdy)]
         m.d.comb += self.r_data.eq(words[head])
         return m
 

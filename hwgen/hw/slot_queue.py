@@ -1,6 +1,7 @@
 """The slot queue between the fold sequencer and the weight-stationary pipeline's issue stage.
 
-The sequencer pushes one slot per cycle while the queue has ``room``; the issue stage pops the head with the
+The sequencer pushes one slot per cycle while the queue has ``room``, into an input register (so the bounds
+check and the address sum the sequencer leaves as logic end there); the issue stage pops the head with the
 pipeline enable. So the sequencer's logic runs on its own registered enable and never sees the pipeline's,
 and the enable itself is an AND of flip-flops: ``advance`` (a head whose read may happen, or an empty queue,
 which issues a bubble), the head's ``load_en`` (it pops a weight word), the weight FIFO's and the output
@@ -8,12 +9,14 @@ FIFO's registered flags.
 
 Read-after-write interlock: a slot may issue only once the activation word it reads has been written (its
 command may still be loading, see `AcceleratorTop`). Every entry carries an ``ok`` flag, set in the cycle after
-its word is written (or at once when it reads nothing) and never cleared: the loader's write pointer only
-grows while the bank is read. A pushed entry starts with ``ok`` clear, so it waits at least one cycle; in that
-cycle it is checked against the write pointer of the cycle before its issue, as a decision one cycle ahead.
+its word is written (or after its first cycle in the queue when it reads nothing) and never cleared: the
+loader's write pointer only grows while the bank is read. The pipeline enable is decided a cycle ahead from
+the flags as they are (not from this cycle's checks, which would put the pointer compare in its path): a slot
+issues at ``t`` only if its word was written by the end of ``t - CHECK_LAG``.
 
-Timing: an entry pushed in cycle ``t`` can issue (the head with ``advance``) from cycle ``t + 2``. ``room`` is
-registered (from the count after this cycle's push and pop), so the queue holds two entries of margin.
+Timing: a slot pushed in cycle ``t`` is in the queue from ``t + 2`` and can issue (the head with ``advance``)
+from cycle ``t + 4``. ``room`` is registered (from the count after this cycle's push and pop, with the input
+register), so the queue holds two entries of margin.
 """
 
 from amaranth.hdl import Module, Mux, Signal
@@ -36,15 +39,22 @@ def slot_layout(spec):
 
 
 class SlotQueue(wiring.Component):
-    DEPTH = 4
-    PUSH_TO_ISSUE = 2     # pushed in cycle t: issued from cycle t + 2
+    DEPTH = 5
+    PUSH_TO_ISSUE = 4     # pushed in cycle t: issued from cycle t + 4
+    CHECK_LAG = 2         # a word written in cycle t: a slot reading it issues from t + 2
 
     def __init__(self, spec):
         self.spec = spec
         self.layout = slot_layout(spec)
         super().__init__({
             "push": In(1), "push_data": In(self.layout), "room": Out(1),
-            "head": Out(self.layout), "advance": Out(1), "pop": In(1), "empty": Out(1, init=1),
+            "head": Out(self.layout), "advance": Out(1),
+            "drained": Out(1, init=1),       # nothing queued, nothing in the input register
+            # `pop` for the control, `pop_entries` (the same signal, its own flip-flop) to move the entries
+            "pop": In(1), "pop_entries": In(1),
+            # `advance` and `head.load_en` as they will be after this cycle's push and pop (without this
+            # cycle's checks): the pipeline enable is decided from them a cycle ahead and registered
+            "next_advance": Out(1), "next_load_en": Out(1),
             # the loader: words [0, written) of the bank are in; `writing` writes word `written` now
             "written": In(range(max(spec.act_depth, 2) + 1)), "writing": In(1), "same_bank": In(1),
         })
@@ -52,6 +62,10 @@ class SlotQueue(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         depth = self.DEPTH
+        staged, staged_valid = Signal(self.layout, name="staged"), Signal()
+        m.d.sync += [staged.eq(self.push_data), staged_valid.eq(self.push)]
+        push, push_data = staged_valid, staged
+        empty = Signal(init=1)
         entries = [Signal(self.layout, name=f"entry{k}") for k in range(depth)]
         oks = [Signal(name=f"ok{k}") for k in range(depth)]
         count = Signal(range(depth + 1))
@@ -63,29 +77,48 @@ class SlotQueue(wiring.Component):
 
         def written_now(entry):
             """The entry's word is in by the end of this cycle (or it reads none of this loading bank)."""
-            beyond = Mux(self.writing, entry.act_addr > self.written, entry.act_addr >= self.written)
-            return ~entry.reads | ~same_bank | ~beyond
+            # `writing` comes last: it is the one input that is logic (the loader's handshake), not a register
+            before = entry.act_addr < self.written
+            return ~entry.reads | ~same_bank | before | (self.writing & (entry.act_addr == self.written))
 
-        next_count, pop = Signal.like(count), Signal()
-        m.d.comb += [pop.eq(self.pop & ~self.empty), next_count.eq(count + self.push - pop)]
+        next_count, pop, pop_entries = Signal.like(count), Signal(), Signal()
+        m.d.comb += [pop.eq(self.pop & ~empty), pop_entries.eq(self.pop_entries & ~empty),
+                     next_count.eq(count + push - pop)]
         # count as a one-hot register too: where a push lands (count - pop) is then a multiplexer, not a sum
         count_is = Signal(depth + 1, init=1)
         m.d.sync += count_is.eq(1 << next_count)
+        next_entries = [Signal(self.layout, name=f"next_entry{k}") for k in range(depth)]
+        next_oks = [Signal(name=f"next_ok{k}") for k in range(depth)]
         for k in range(depth):
-            lands_here = Mux(pop, count_is[k + 1], count_is[k])
             # A pop moves every entry one place towards the head; each one's check is kept as it moves.
-            with m.If(pop):
-                if k + 1 < depth:
-                    m.d.sync += [entries[k].eq(entries[k + 1]), oks[k].eq(oks[k + 1] | written_now(entries[k + 1]))]
+            moved, moved_ok = (entries[k + 1], oks[k + 1]) if k + 1 < depth else (entries[k], oks[k])
+            with m.If(push & Mux(pop, count_is[k + 1], count_is[k])):
+                m.d.comb += next_oks[k].eq(0)
+            with m.Elif(pop):
+                m.d.comb += next_oks[k].eq(moved_ok | written_now(moved))
             with m.Else():
-                m.d.sync += oks[k].eq(oks[k] | written_now(entries[k]))
-            with m.If(self.push & lands_here):
-                m.d.sync += [entries[k].eq(self.push_data), oks[k].eq(0)]
-        m.d.sync += [count.eq(next_count), self.room.eq(next_count <= depth - 2),
-                     self.empty.eq(next_count == 0)]
+                m.d.comb += next_oks[k].eq(oks[k] | written_now(entries[k]))
+            with m.If(push & Mux(pop_entries, count_is[k + 1], count_is[k])):
+                m.d.comb += next_entries[k].eq(push_data)
+            with m.Elif(pop_entries):
+                m.d.comb += next_entries[k].eq(moved)
+            with m.Else():
+                m.d.comb += next_entries[k].eq(entries[k])
+        next_empty = next_count == 0
+        m.d.sync += [count.eq(next_count), self.room.eq(next_count + self.push <= depth - 1),
+                     empty.eq(next_empty), self.drained.eq(next_empty & ~self.push),
+                     *(entry.eq(next_entry) for entry, next_entry in zip(entries, next_entries)),
+                     *(ok.eq(next_ok) for ok, next_ok in zip(oks, next_oks))]
+        # The head's flag after this cycle's moves, from the flags alone (a slot checked in this cycle issues
+        # one cycle later than it could: CHECK_LAG).
+        head_ok = Mux(push & Mux(pop, count_is[1], count_is[0]), 0, Mux(pop, oks[1], oks[0]))
+        m.d.comb += [self.next_advance.eq(next_empty | head_ok),
+                     self.next_load_en.eq(~next_empty & next_entries[0].load_en)]
         # An empty queue issues a bubble (the sequencer is between commands or has not pushed yet: never in the
         # middle of a command, where it pushes a slot every cycle the queue has room).
-        m.d.comb += [self.head.eq(entries[0]), self.advance.eq(self.empty | oks[0])]
-        with m.If(self.empty):
+        advance = Signal()
+        m.d.sync += advance.eq(self.next_advance)
+        m.d.comb += [self.head.eq(entries[0]), self.advance.eq(advance)]
+        with m.If(empty):
             m.d.comb += [self.head.slot_valid.eq(0), self.head.reads.eq(0), self.head.load_en.eq(0)]
         return m

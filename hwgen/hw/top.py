@@ -23,6 +23,7 @@ from ..spec import AcceleratorSpec
 from .accumulator import Accumulator
 from .addrgen import FoldSequencer
 from .bram import PipelinedMemory
+from .fanout import registered_copies
 from .fifo import BlockRAMFIFO
 from .slot_queue import SlotQueue
 from .mv import MatrixVectorEngine
@@ -130,7 +131,9 @@ class AcceleratorTop(wiring.Component):
             m.d.sync += handoff_valid.eq(0)
         # IDLE takes any command into load_cmd (ready is a register); CHECK waits for the banks it loads and for
         # the hand-off slot, then hands a command without loads straight on, or starts LOAD.
-        m.d.comb += self.cfg.ready.eq(loader_idle)
+        # The streams' ready signals are flip-flops (acts_more and params_more are only set in LOAD).
+        m.d.comb += [self.cfg.ready.eq(loader_idle), self.acts.ready.eq(acts_more),
+                     self.params.ready.eq(params_more if postops is not None else 0)]
         with m.FSM(name="loader"):
             with m.State("IDLE"):
                 with m.If(self.cfg.valid):
@@ -152,9 +155,7 @@ class AcceleratorTop(wiring.Component):
                         m.d.sync += [handoff_valid.eq(1), loader_idle.eq(1)]
                         m.next = "IDLE"
             with m.State("LOAD"):
-                m.d.comb += [self.acts.ready.eq(acts_more),
-                             self.params.ready.eq(params_more if postops is not None else 0),
-                             loader_loading.eq(load_cmd.load_acts)]
+                m.d.comb += loader_loading.eq(load_cmd.load_acts)
                 with m.If(act_buffer.write_en):
                     m.d.sync += [act_addr.eq(act_addr + 1), write_addr.eq(write_addr + 1), written.eq(written + 1),
                                  acts_left.eq(acts_left - 1),
@@ -176,6 +177,7 @@ class AcceleratorTop(wiring.Component):
 
         # Compute engine --------------------------------------------------------------------------------------
         compute_cmd, compute_idle = Signal(layout), Signal(init=1)
+        starting = Signal()          # the START state, as its own flip-flop: the engine's start
         with m.If(compute_idle):
             m.d.sync += compute_cmd.eq(handoff)
         if spec.dataflow == "matrix_vector":
@@ -185,7 +187,7 @@ class AcceleratorTop(wiring.Component):
         else:
             m.submodules.engine = engine = FoldSequencer(spec)
             m.submodules.slots = slots = SlotQueue(spec)
-        m.d.comb += engine.cfg.eq(compute_cmd)
+        m.d.comb += [engine.cfg.eq(compute_cmd), engine.start.eq(starting)]
         # Emitting commands queue their post-op settings; the chain takes them in order, beat-count by count.
         if postops is not None:
             m.submodules.emit_queue = emit_queue = fifo.SyncFIFO(width=layout.size, depth=4)
@@ -198,14 +200,14 @@ class AcceleratorTop(wiring.Component):
             with m.State("IDLE"):
                 with m.If(handoff_valid & emit_room):
                     m.d.comb += handoff_take.eq(1)
-                    m.d.sync += compute_idle.eq(0)
+                    m.d.sync += [compute_idle.eq(0), starting.eq(1)]
                     m.next = "START"
             with m.State("START"):
-                m.d.comb += engine.start.eq(1)
+                m.d.sync += starting.eq(0)
                 m.next = "RUN"
             with m.State("RUN"):
                 # The systolic sequencer is done when it has queued its last slot; the command when that issued.
-                with m.If(engine.done if spec.dataflow != "weight_stationary" else engine.done & slots.empty):
+                with m.If(engine.done if spec.dataflow != "weight_stationary" else engine.done & slots.drained):
                     with m.If(compute_cmd.release):
                         m.d.comb += clear_full.eq(Mux(compute_cmd.act_bank, 0b10, 0b01))
                     m.d.sync += compute_idle.eq(1)
@@ -235,7 +237,6 @@ class AcceleratorTop(wiring.Component):
                 slots.push_data.load_en.eq(engine.load_en), slots.push_data.load_row.eq(engine.load_row),
                 slots.push_data.load_bank.eq(engine.load_bank),
                 slots.written.eq(written), slots.writing.eq(act_buffer.write_en), slots.same_bank.eq(same_bank),
-                slots.pop.eq(en),
                 act_buffer.read_addr.eq(issue.read_addr),
             ]
         if spec.dataflow == "matrix_vector":
@@ -244,13 +245,20 @@ class AcceleratorTop(wiring.Component):
             # The datapath writes one cycle after `en` (see `_systolic`): room for one more beat then. r_level
             # counts every beat held and grows by at most one per cycle; registered, so decided from the level
             # of the cycle before: at most depth - 4 then leaves room for the write.
-            out_room = Signal()
-            m.d.sync += out_room.eq(out_fifo.r_level <= out_depth - 4)
-        m.d.comb += [
-            en.eq(out_room & ready & (~pops | weight_fifo.r_rdy)),
-            weight_fifo.r_en.eq(pops & en),
-            act_buffer.read_en.eq(en),
-        ]
+            out_room, next_out_room = Signal(), Signal()
+            m.d.comb += next_out_room.eq(out_fifo.r_level <= out_depth - 4)
+            m.d.sync += out_room.eq(next_out_room)
+        if spec.dataflow == "weight_stationary":
+            # The enable is decided a cycle ahead from the next values of the registers it is made of (exact:
+            # it is the same function of the same registers) and registered as a few copies, each driving a
+            # part of its fan-out: the queue's control, the queue's entries, the weight FIFO, the issue stage.
+            next_en = next_out_room & slots.next_advance & (~slots.next_load_en | weight_fifo.next_r_rdy)
+            en_queue, en_entries, en_weights, en_issue = registered_copies(m, next_en, name="en", count=4)
+            m.d.comb += [en.eq(en_issue), slots.pop.eq(en_queue), slots.pop_entries.eq(en_entries),
+                         weight_fifo.r_en.eq(pops & en_weights)]
+        else:
+            m.d.comb += [en.eq(out_room & ready & (~pops | weight_fifo.r_rdy)), weight_fifo.r_en.eq(pops & en)]
+        m.d.comb += act_buffer.read_en.eq(en)
         if spec.dataflow == "matrix_vector":
             m.d.comb += [act_buffer.data_en.eq(en),
                          engine.act_data.eq(act_buffer.read_data), engine.weight_data.eq(weight_fifo.r_data),
@@ -259,7 +267,7 @@ class AcceleratorTop(wiring.Component):
         elif spec.dataflow == "output_stationary":
             in_flight = self._output_stationary(m, engine, en, act_buffer, weight_fifo, out_fifo)
         else:
-            in_flight = self._systolic(m, slots.head, en, act_buffer, weight_fifo, out_fifo) | ~slots.empty
+            in_flight = self._systolic(m, slots.head, en, act_buffer, weight_fifo, out_fifo) | ~slots.drained
 
         loading = acts_more | params_more
         busy = loading | handoff_valid | engine.busy | in_flight | (out_fifo.r_level != 0)
