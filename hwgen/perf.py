@@ -17,10 +17,11 @@ from .hw.systolic import array_latency
 
 __all__ = ["CycleEstimate", "predict", "predict_commands", "predict_plan", "single_command_cycles"]
 
-# Loader: a command is taken (the cfg handshake) whenever the loader is idle, and decided on in the next cycle
-# at the earliest (c, once its bank, its parameter bank and the hand-off slot are free); then one activation
-# beat per cycle, then one cycle to hand it on.
+# Loader: a command is taken (the cfg handshake) whenever the loader is idle, and checked from the next cycle
+# on until its bank, its parameter bank and the hand-off slot are free; acted on (c) a cycle after that; then
+# one activation beat per cycle, then one cycle to hand it on.
 TAKE_TO_DECIDE = 1
+DECIDE = 1                # the decision is registered and acted on a cycle later
 LOAD_HANDOFF = 2          # a loading command is handed to the compute engine at c + act_words + 2
 NO_LOAD_HANDOFF = 1       # a command that reuses its bank at c + 1
 # Compute engine: takes the hand-off (IDLE), starts the sequencer (START), whose first cycle is the pre-slot
@@ -78,8 +79,8 @@ def predict_commands(schedules, *, name=None, macs=None):
     last_out = None
     for index, s in enumerate(schedules):
         accept = max(accept + 1, loader_free)
-        decide = max(accept + TAKE_TO_DECIDE, handoff_clear, bank_free[s.act_bank] if s.load_acts else 0,
-                     param_free[s.param_bank] if s.param_words else 0)
+        decide = DECIDE + max(accept + TAKE_TO_DECIDE, handoff_clear, bank_free[s.act_bank] if s.load_acts else 0,
+                              param_free[s.param_bank] if s.param_words else 0)
         if s.load_acts or s.param_words:
             # Activations and parameters load side by side; the command is handed on once its parameters and
             # its first start_words activations are in, and the loader is free when all are.
@@ -145,6 +146,6 @@ def predict_plan(plan):
 
 def single_command_cycles(*, start_words, folds, fold_period, pixels, rows, cols, postops=True):
     """The closed form of `predict` for one command without pooling (documented in the README)."""
-    return (start_words + TAKE_TO_DECIDE + LOAD_HANDOFF + TAKE_TO_FIRST_SLOT + QUEUED_SLOT + (folds - 1) * fold_period + pixels - 1
+    return (start_words + TAKE_TO_DECIDE + DECIDE + LOAD_HANDOFF + TAKE_TO_FIRST_SLOT + QUEUED_SLOT + (folds - 1) * fold_period + pixels - 1
             + BUFFER_READ + array_latency(rows=rows, cols=cols) + Accumulator.LATENCY + OUTPUT_FIFO
             + (POSTOPS if postops else 0))

@@ -213,15 +213,18 @@ def test_without_postop_chain_layers_with_postops_are_rejected(chain):
         LayerSchedule(bare, problem, postops=CHAINS[chain])
 
 
-@pytest.mark.parametrize("problem", [conv("two_pixels", 4, 3, 1, 3, 1, 2), conv("one_pixel", 5, 2, 2, 2, 2)],
-                         ids=["two_pixels", "one_pixel"])
+@pytest.mark.parametrize("problem, period", [(conv("two_pixels", 4, 3, 1, 3, 1, 2), 2),
+                                             (conv("one_pixel", 5, 2, 2, 2, 2), 2),
+                                             (conv("three_pixels", 4, 3, 1, 3, 1, 1), 3)],
+                         ids=["two_pixels", "one_pixel", "three_pixels"])
 @pytest.mark.parametrize("stall", [0.0, 0.3], ids=["no_stall", "random_stall"])
-def test_pixels_recurring_every_two_slots_use_the_forwarded_accumulator(problem, stall):
-    # fold_period 2: a pixel's next read is issued in the cycle its previous sum is written, so the
-    # accumulator must forward that sum (its block RAM read misses it).
+def test_pixels_recurring_every_two_or_three_slots_use_the_forwarded_accumulator(problem, period, stall):
+    # fold_period 2 or 3: a pixel's next read is issued before its previous sum has been written back (the
+    # sum is registered, then written), so the accumulator must forward that sum (its block RAM read misses
+    # it): from the write of the cycle before the sum (period 2) or of two cycles before (period 3).
     spec = make_spec(2, 2, bank=64, acc=64)
     plan = plan_layer(spec, problem, PostOps(), im2col=False)
-    assert all(t.schedule.fold_period == 2 and t.schedule.k_folds > 1 for t in plan.tiles)
+    assert all(t.schedule.fold_period == period and t.schedule.k_folds > 1 for t in plan.tiles)
     run = run_plan_on_top(plan, seed=5, stall=stall)
     model = predict_plan(plan).cycles
     assert run.cycles == model if not stall else run.cycles >= model

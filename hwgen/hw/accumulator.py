@@ -49,16 +49,18 @@ class Accumulator(wiring.Component):
         sum_valid, sum_last, sum_pixel = Signal(name="sum_reg_valid"), Signal(name="sum_reg_last"), \
             Signal.like(self.sum_pixel, name="sum_reg_pixel")
         writes = sum_valid & ~sum_last
-        w1_valid, w1_pixel, w1_word = Signal(), Signal.like(self.sum_pixel), Signal(spec.acc_word_bits)
-        read_pixel_d = Signal.like(self.read_pixel)       # the pixel whose read data is on its way
+        w1_word = Signal(spec.acc_word_bits)          # the word written in the cycle before
         with m.If(self.en):
-            m.d.sync += [read_pixel_d.eq(self.read_pixel),
-                         w1_valid.eq(writes), w1_pixel.eq(sum_pixel), w1_word.eq(sum_word)]
+            m.d.sync += w1_word.eq(sum_word)
         # Decided a cycle ahead (the pixel read one cycle ago sums next cycle): whether to forward (one copy
         # per lane) and the word, the one written in this cycle (w1 next cycle) before the one of the last.
-        forward1 = writes & (sum_pixel == read_pixel_d)
-        forward = registered_copies(m, forward1 | (w1_valid & (w1_pixel == read_pixel_d)), name="forward",
-                                    count=spec.cols, enable=self.en)
+        # The pixel compares are a cycle earlier still, on the registers' inputs, so that the word's
+        # multiplexer select is a flip-flop.
+        forward1, forward2 = Signal(), Signal()
+        with m.If(self.en):
+            m.d.sync += [forward1.eq(self.sum_valid & ~self.sum_last & (self.sum_pixel == self.read_pixel)),
+                         forward2.eq(writes & (sum_pixel == self.read_pixel))]
+        forward = registered_copies(m, forward1 | forward2, name="forward", count=spec.cols, enable=self.en)
         forward_word = Signal(spec.acc_word_bits, reset_less=True)
         with m.If(self.en):
             m.d.sync += forward_word.eq(Mux(forward1, sum_word, w1_word))

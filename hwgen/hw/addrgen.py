@@ -78,17 +78,16 @@ class FoldSequencer(wiring.Component):
         h, w, addr, row_first = pos("h"), pos("w"), pos("addr"), pos("row_first")
         fold_end, in_pixels, f_last = Signal(name="fold_end"), Signal(name="in_pixels"), Signal(name="f_last")
 
-        # Each fold counter's "last value" and "first value" flags, registered with it (see `count_folds`).
-        cg_wrap, s_wrap, r_wrap = Signal(name="cg_wrap"), Signal(name="s_wrap"), Signal(name="r_wrap")
-        cg_first, s_first, r_first = Signal(name="cg_first"), Signal(name="s_first"), Signal(name="r_first")
-        mf_last = Signal(name="mf_last")
-        first_k = cg_first & s_first & r_first
-        last_k = cg_wrap & s_wrap & r_wrap
-        last_fold = last_k & mf_last
+        # Each fold counter's "last value" and "first value" flags, and their products, registered with the
+        # counters: a fold change is one clock enable and multiplexers of flags.
+        flag_names = ("cg_wrap", "s_wrap", "r_wrap", "mf_last", "cg_first", "s_first", "r_first",
+                      "rs_wrap", "last_k", "last_fold", "first_k")
+        flags = {name: Signal(name=name) for name in flag_names}
+        cg_wrap, s_wrap, r_wrap, mf_last = (flags[n] for n in ("cg_wrap", "s_wrap", "r_wrap", "mf_last"))
+        rs_wrap, last_k, last_fold, first_k = (flags[n] for n in ("rs_wrap", "last_k", "last_fold", "first_k"))
 
         # The next fold's start, registered every cycle from the fold counters (valid a cycle after they move).
         nf_cg_plane, nf_s_w0, nf_r_h0, nf_r_row = (pos(f"nf_{n}") for n in ("cg_plane", "s_w0", "r_h0", "r_row"))
-        rs_wrap = cg_wrap & s_wrap
         m.d.sync += [
             nf_cg_plane.eq(Mux(cg_wrap, 0, cg_plane + cfg.plane)),
             nf_s_w0.eq(Mux(cg_wrap, Mux(s_wrap, -cfg.pad_w, s_w0 + 1), s_w0)),
@@ -108,6 +107,13 @@ class FoldSequencer(wiring.Component):
             self.bank.eq(bank),
         ]
 
+        def set_flags(cg_wrap_, s_wrap_, r_wrap_, mf_last_, cg_first_, s_first_, r_first_):
+            rs_wrap_ = cg_wrap_ & s_wrap_
+            last_k_ = rs_wrap_ & r_wrap_
+            m.d.sync += [flags[name].eq(value) for name, value in zip(flag_names, (
+                cg_wrap_, s_wrap_, r_wrap_, mf_last_, cg_first_, s_first_, r_first_, rs_wrap_, last_k_,
+                last_k_ & mf_last_, cg_first_ & s_first_ & r_first_))]
+
         def start_fold(h0, w0, first):
             m.d.sync += [slot.eq(0), f.eq(0), h.eq(h0), w.eq(w0), addr.eq(first), row_first.eq(first)]
 
@@ -115,12 +121,11 @@ class FoldSequencer(wiring.Component):
             m.d.sync += [
                 self.busy.eq(1), self.done.eq(0), pre.eq(1),
                 mf.eq(0), r.eq(0), s.eq(0), cg.eq(0), acc_base.eq(0),
-                cg_wrap.eq(cfg.c_groups == 1), s_wrap.eq(cfg.k_w == 1), r_wrap.eq(cfg.k_h == 1),
-                mf_last.eq(cfg.m_folds == 1), cg_first.eq(1), s_first.eq(1), r_first.eq(1),
                 cg_plane.eq(0), r_h0.eq(-cfg.pad_h), s_w0.eq(-cfg.pad_w), r_row.eq(-cfg.pad_row_offset),
                 # slot 0 of fold 0: fold_period >= 2, so it does not end the fold
                 fold_end.eq(0), in_pixels.eq(cfg.pixels != 0), f_last.eq(cfg.out_w == 1),
             ]
+            set_flags(cfg.c_groups == 1, cfg.k_w == 1, cfg.k_h == 1, cfg.m_folds == 1, 1, 1, 1)
         with m.Elif(self.en & self.busy):
             with m.If(pre):
                 # slot 0 of fold 0 follows (from the registered constants: valid from the cycle after start)
@@ -132,21 +137,18 @@ class FoldSequencer(wiring.Component):
                 with m.If(last_fold):
                     m.d.sync += [self.busy.eq(0), self.done.eq(1)]
                 m.d.sync += [cg_plane.eq(nf_cg_plane), s_w0.eq(nf_s_w0), r_h0.eq(nf_r_h0), r_row.eq(nf_r_row)]
-
-                def count_fold(counter, wrap, first, before_last, size_is_1):
-                    """counter + 1 (or 0 after its last value), with its flags decided from the old value."""
-                    m.d.sync += [counter.eq(Mux(wrap, 0, counter + 1)),
-                                 wrap.eq(Mux(wrap, size_is_1, counter == before_last))]
-                    if first is not None:
-                        m.d.sync += first.eq(wrap)
-                count_fold(cg, cg_wrap, cg_first, cg_m2, cfg.c_groups == 1)
-                with m.If(cg_wrap):
-                    count_fold(s, s_wrap, s_first, s_m2, cfg.k_w == 1)
-                    with m.If(s_wrap):
-                        count_fold(r, r_wrap, r_first, r_m2, cfg.k_h == 1)
-                        with m.If(r_wrap):
-                            m.d.sync += [mf.eq(mf + 1), mf_last.eq(mf == mf_m2),
-                                         acc_base.eq(acc_base + cfg.acc_stride)]
+                # cg counts every fold, s when cg wraps, r when both do, mf when all three do; each wrap flag
+                # is decided from the counter's old value (== last - 1), or from the size after a wrap.
+                m.d.sync += [cg.eq(Mux(cg_wrap, 0, cg + 1)),
+                             s.eq(Mux(cg_wrap, Mux(s_wrap, 0, s + 1), s)),
+                             r.eq(Mux(rs_wrap, Mux(r_wrap, 0, r + 1), r)),
+                             mf.eq(Mux(last_k, mf + 1, mf)),
+                             acc_base.eq(Mux(last_k, acc_base + cfg.acc_stride, acc_base))]
+                set_flags(Mux(cg_wrap, cfg.c_groups == 1, cg == cg_m2),
+                          Mux(cg_wrap, Mux(s_wrap, cfg.k_w == 1, s == s_m2), s_wrap),
+                          Mux(rs_wrap, Mux(r_wrap, cfg.k_h == 1, r == r_m2), r_wrap),
+                          Mux(last_k, mf == mf_m2, mf_last),
+                          cg_wrap, Mux(cg_wrap, s_wrap, flags["s_first"]), Mux(rs_wrap, r_wrap, flags["r_first"]))
             with m.Else():
                 m.d.sync += [slot.eq(slot + 1), fold_end.eq(slot == period_m2), in_pixels.eq(slot < pixels_m1)]
                 with m.If(f_last):

@@ -134,21 +134,29 @@ class AcceleratorTop(wiring.Component):
         # The streams' ready signals are flip-flops (acts_more and params_more are only set in LOAD).
         m.d.comb += [self.cfg.ready.eq(loader_idle), self.acts.ready.eq(acts_more),
                      self.params.ready.eq(params_more if postops is not None else 0)]
+        # A command's load starts on `go` (see CHECK): its counters' clock enable is that flip-flop.
+        go = Signal()
+        with m.If(go):
+            m.d.sync += [act_addr.eq(0), param_addr.eq(0), handed.eq(0),
+                         write_addr.eq(Mux(load_cmd.act_bank, bank_depth, 0)), written.eq(0),
+                         acts_left.eq(Mux(load_cmd.load_acts, load_cmd.act_words, 0)),
+                         acts_more.eq(load_cmd.load_acts & (load_cmd.act_words != 0)),
+                         params_left.eq(load_cmd.param_words), params_more.eq(has_params)]
         with m.FSM(name="loader"):
             with m.State("IDLE"):
                 with m.If(self.cfg.valid):
                     m.d.sync += loader_idle.eq(0)
                     m.next = "CHECK"
             with m.State("CHECK"):
+                # The conditions only ever become true while a command waits here (only this loader sets
+                # `full`, `param_busy` and `handoff_valid`): decided into `go`, acted on in the next cycle,
+                # so the clock enables of the counters below are a flip-flop.
                 bank_free = ~Mux(load_cmd.act_bank, full[1], full[0])
                 param_free = ~Mux(load_cmd.param_bank, param_busy[1], param_busy[0])
-                with m.If(~handoff_valid & (~load_cmd.load_acts | bank_free) & (~has_params | param_free)):
+                m.d.sync += go.eq(~go & ~handoff_valid & (~load_cmd.load_acts | bank_free) &
+                                  (~has_params | param_free))
+                with m.If(go):
                     with m.If(load_cmd.load_acts | has_params):
-                        m.d.sync += [act_addr.eq(0), param_addr.eq(0), handed.eq(0),
-                                     write_addr.eq(Mux(load_cmd.act_bank, bank_depth, 0)), written.eq(0),
-                                     acts_left.eq(Mux(load_cmd.load_acts, load_cmd.act_words, 0)),
-                                     acts_more.eq(load_cmd.load_acts & (load_cmd.act_words != 0)),
-                                     params_left.eq(load_cmd.param_words), params_more.eq(has_params)]
                         m.d.comb += set_param_busy.eq(Mux(has_params, Mux(load_cmd.param_bank, 0b10, 0b01), 0))
                         m.next = "LOAD"
                     with m.Else():
