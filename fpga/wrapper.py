@@ -26,7 +26,7 @@ so synthesis can neither constant-fold nor prune the array; the wrapper costs ab
 widest input and output payload.
 """
 
-from amaranth.hdl import Cat, Module, Shape, Signal
+from amaranth.hdl import Cat, Module, Shape, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -114,18 +114,32 @@ class PinLightTop(wiring.Component):
                 m.d.comb += next_pending[index].eq(1)
 
         # Read-out path: capture a beat into a register, shift it out chunk by chunk.
+        # `empty` (left == 0) is a register, the streams' ready; its copies gate the read-out register in parts
+        # of 64 bits, each copy one clock-enable net.
         outreg = Signal(self.out_chunks * n)
         left = Signal(range(self.out_chunks + 1))
-        empty = Signal(init=1)                  # left == 0, as a register: it is the streams' ready
+        out_pieces = _ceil_div(len(outreg), 64)
+        empties = [Signal(init=1, name=f"dout_empty_copy_{k}") for k in range(out_pieces)]
+        empty = empties[0]
         m.d.comb += [self.dout.eq(outreg[:n]), self.dout_valid.eq(~empty)]
+        piece_bits = _ceil_div(len(outreg), out_pieces)
+        pieces = [slice(k * piece_bits, min((k + 1) * piece_bits, len(outreg))) for k in range(out_pieces)]
+        shifted = outreg[n:]
         for index, (name, width) in enumerate(self.outputs):
             port = getattr(core, name)
             take = Signal(name=f"take_{name}")
             m.d.comb += [take.eq(empty & (self.dout_sel == index)), port.ready.eq(take)]
+            payload = Value.cast(port.payload)
             with m.If(take & port.valid):
-                m.d.sync += [outreg.eq(port.payload), left.eq(_ceil_div(width, n)), empty.eq(0)]
+                m.d.sync += [left.eq(_ceil_div(width, n)), *(e.eq(0) for e in empties)]
+            for piece, copy in zip(pieces, empties):
+                with m.If(copy & (self.dout_sel == index) & port.valid):
+                    m.d.sync += outreg[piece].eq(payload[piece] if piece.start < len(payload) else 0)
         with m.If(self.dout_valid & self.dout_next):
-            m.d.sync += [outreg.eq(outreg[n:]), left.eq(left - 1), empty.eq(left == 1)]
+            m.d.sync += [left.eq(left - 1), *(e.eq(left == 1) for e in empties)]
+        for piece, copy in zip(pieces, empties):
+            with m.If(~copy & self.dout_next):
+                m.d.sync += outreg[piece].eq(shifted[piece] if piece.start < len(shifted) else 0)
 
         if self.status_bits:
             bits = Cat(*[getattr(core, name) for name, _ in self.status_ports])

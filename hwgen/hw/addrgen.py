@@ -72,8 +72,11 @@ class FoldSequencer(wiring.Component):
         f = count("f")
         bank = Signal()      # kept across commands: a fold always loads the bank the previous fold did not use
         acc_base = Signal.like(self.acc_addr)
-        # The fold's start position (cg_plane + r_row is the address of its first row before the w offset).
-        cg_plane, r_row, r_h0, s_w0 = pos("cg_plane"), pos("r_row"), pos("r_h0"), pos("s_w0")
+        # The fold's start position, and its first address kept three ways: for this fold (cg*plane + r*in_w
+        # + s, all less the padding offsets), for cg = 0 (rs_first) and for cg = s = 0 (r_first_addr), so
+        # that the next fold's first address is one adder from registers whichever counters wrap.
+        r_h0, s_w0 = pos("r_h0"), pos("s_w0")
+        fold_first, rs_first, r_first_addr = pos("fold_first"), pos("rs_first"), pos("r_first_addr")
         # The current position, its address and the address of its row's first pixel.
         h, w, addr, row_first = pos("h"), pos("w"), pos("addr"), pos("row_first")
         fold_end, in_pixels, f_last = Signal(name="fold_end"), Signal(name="in_pixels"), Signal(name="f_last")
@@ -87,15 +90,24 @@ class FoldSequencer(wiring.Component):
         rs_wrap, last_k, last_fold, first_k = (flags[n] for n in ("rs_wrap", "last_k", "last_fold", "first_k"))
 
         # The next fold's start, registered every cycle from the fold counters (valid a cycle after they move).
-        nf_cg_plane, nf_s_w0, nf_r_h0, nf_r_row = (pos(f"nf_{n}") for n in ("cg_plane", "s_w0", "r_h0", "r_row"))
+        # Each counter at its last value but one, and each size 1, registered (valid like the nf_* values).
+        before_last = [Signal(name=f"{n}_before_last") for n in ("cg", "s", "r", "mf")]
+        sizes_1 = [Signal(name=f"{n}_size_1") for n in ("cg", "s", "r")]
+        m.d.sync += [before_last[0].eq(cg == cg_m2), before_last[1].eq(s == s_m2), before_last[2].eq(r == r_m2),
+                     before_last[3].eq(mf == mf_m2), sizes_1[0].eq(cfg.c_groups == 1), sizes_1[1].eq(cfg.k_w == 1),
+                     sizes_1[2].eq(cfg.k_h == 1)]
+        nf_s_w0, nf_r_h0 = pos("nf_s_w0"), pos("nf_r_h0")
+        nf_first, nf_rs_first, nf_r_first_addr = pos("nf_first"), pos("nf_rs_first"), pos("nf_r_first_addr")
+        next_row = r_first_addr + cfg.in_w      # r + 1, s = 0, cg = 0
         m.d.sync += [
-            nf_cg_plane.eq(Mux(cg_wrap, 0, cg_plane + cfg.plane)),
             nf_s_w0.eq(Mux(cg_wrap, Mux(s_wrap, -cfg.pad_w, s_w0 + 1), s_w0)),
             nf_r_h0.eq(Mux(rs_wrap, Mux(r_wrap, -cfg.pad_h, r_h0 + 1), r_h0)),
-            nf_r_row.eq(Mux(rs_wrap, Mux(r_wrap, -cfg.pad_row_offset, r_row + cfg.in_w), r_row)),
+            nf_first.eq(Mux(~cg_wrap, fold_first + cfg.plane, Mux(~s_wrap, rs_first + 1,
+                                                                   Mux(~r_wrap, next_row, first_addr)))),
+            nf_rs_first.eq(Mux(~cg_wrap, rs_first, Mux(~s_wrap, rs_first + 1,
+                                                       Mux(~r_wrap, next_row, first_addr)))),
+            nf_r_first_addr.eq(Mux(~rs_wrap, r_first_addr, Mux(~r_wrap, next_row, first_addr))),
         ]
-        nf_row_first = Signal.like(addr)
-        m.d.comb += nf_row_first.eq(nf_cg_plane + nf_r_row + nf_s_w0)
 
         m.d.comb += [
             self.slot_valid.eq(self.busy & ~pre & in_pixels),
@@ -121,7 +133,7 @@ class FoldSequencer(wiring.Component):
             m.d.sync += [
                 self.busy.eq(1), self.done.eq(0), pre.eq(1),
                 mf.eq(0), r.eq(0), s.eq(0), cg.eq(0), acc_base.eq(0),
-                cg_plane.eq(0), r_h0.eq(-cfg.pad_h), s_w0.eq(-cfg.pad_w), r_row.eq(-cfg.pad_row_offset),
+                r_h0.eq(-cfg.pad_h), s_w0.eq(-cfg.pad_w),
                 # slot 0 of fold 0: fold_period >= 2, so it does not end the fold
                 fold_end.eq(0), in_pixels.eq(cfg.pixels != 0), f_last.eq(cfg.out_w == 1),
             ]
@@ -131,12 +143,14 @@ class FoldSequencer(wiring.Component):
                 # slot 0 of fold 0 follows (from the registered constants: valid from the cycle after start)
                 m.d.sync += pre.eq(0)
                 start_fold(first_h, first_w, first_addr)
+                m.d.sync += [fold_first.eq(first_addr), rs_first.eq(first_addr), r_first_addr.eq(first_addr)]
             with m.Elif(fold_end):
                 m.d.sync += [f_last.eq(cfg.out_w == 1), bank.eq(~bank), fold_end.eq(0), in_pixels.eq(1)]
-                start_fold(nf_r_h0, nf_s_w0, nf_row_first)
+                start_fold(nf_r_h0, nf_s_w0, nf_first)
                 with m.If(last_fold):
                     m.d.sync += [self.busy.eq(0), self.done.eq(1)]
-                m.d.sync += [cg_plane.eq(nf_cg_plane), s_w0.eq(nf_s_w0), r_h0.eq(nf_r_h0), r_row.eq(nf_r_row)]
+                m.d.sync += [s_w0.eq(nf_s_w0), r_h0.eq(nf_r_h0), fold_first.eq(nf_first), rs_first.eq(nf_rs_first),
+                             r_first_addr.eq(nf_r_first_addr)]
                 # cg counts every fold, s when cg wraps, r when both do, mf when all three do; each wrap flag
                 # is decided from the counter's old value (== last - 1), or from the size after a wrap.
                 m.d.sync += [cg.eq(Mux(cg_wrap, 0, cg + 1)),
@@ -144,10 +158,10 @@ class FoldSequencer(wiring.Component):
                              r.eq(Mux(rs_wrap, Mux(r_wrap, 0, r + 1), r)),
                              mf.eq(Mux(last_k, mf + 1, mf)),
                              acc_base.eq(Mux(last_k, acc_base + cfg.acc_stride, acc_base))]
-                set_flags(Mux(cg_wrap, cfg.c_groups == 1, cg == cg_m2),
-                          Mux(cg_wrap, Mux(s_wrap, cfg.k_w == 1, s == s_m2), s_wrap),
-                          Mux(rs_wrap, Mux(r_wrap, cfg.k_h == 1, r == r_m2), r_wrap),
-                          Mux(last_k, mf == mf_m2, mf_last),
+                set_flags(Mux(cg_wrap, sizes_1[0], before_last[0]),
+                          Mux(cg_wrap, Mux(s_wrap, sizes_1[1], before_last[1]), s_wrap),
+                          Mux(rs_wrap, Mux(r_wrap, sizes_1[2], before_last[2]), r_wrap),
+                          Mux(last_k, before_last[3], mf_last),
                           cg_wrap, Mux(cg_wrap, s_wrap, flags["s_first"]), Mux(rs_wrap, r_wrap, flags["r_first"]))
             with m.Else():
                 m.d.sync += [slot.eq(slot + 1), fold_end.eq(slot == period_m2), in_pixels.eq(slot < pixels_m1)]

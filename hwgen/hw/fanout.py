@@ -19,3 +19,24 @@ def registered_copies(m, value, *, name, count, enable=None):
         with m.If(enable):
             m.d.sync += assignments
     return copies
+
+
+def flag_copies(name, count, *, init=0):
+    """``count`` flip-flops meant to be assigned together (see `assign_all`): one flag, several drivers."""
+    return [Signal(init=init, name=f"{name}_copy_{k}") for k in range(count)]
+
+
+def assign_all(copies, value):
+    """The statements that give every copy of a flag the same next value."""
+    return [copy.eq(value) for copy in copies]
+
+
+def follow_unless(m, target, source, holds):
+    """``target`` takes ``source`` in every cycle its hold flag is low: the bits of part ``k`` follow the
+    flag copy ``holds[k]``, so each copy enables ``len(target) / len(holds)`` flip-flops."""
+    target, source = target.as_value(), source.as_value()
+    step = -(-len(target) // len(holds))
+    for k, hold in enumerate(holds):
+        part = slice(k * step, min((k + 1) * step, len(target)))
+        with m.If(~hold):
+            m.d.sync += target[part].eq(source[part])

@@ -104,7 +104,8 @@ class SlotQueue(wiring.Component):
                 m.d.comb += next_entries[k].eq(moved)
             with m.Else():
                 m.d.comb += next_entries[k].eq(entries[k])
-        next_empty = next_count == 0
+        # From the one-hot count: no adder in the pipeline enable's lookahead.
+        next_empty = ~push & (count_is[0] | (pop & count_is[1]))
         m.d.sync += [count.eq(next_count), self.room.eq(next_count + self.push <= depth - 1),
                      empty.eq(next_empty), self.drained.eq(next_empty & ~self.push),
                      *(entry.eq(next_entry) for entry, next_entry in zip(entries, next_entries)),

@@ -23,7 +23,7 @@ from ..spec import AcceleratorSpec
 from .accumulator import Accumulator
 from .addrgen import FoldSequencer
 from .bram import PipelinedMemory
-from .fanout import registered_copies
+from .fanout import assign_all, flag_copies, follow_unless, registered_copies
 from .fifo import BlockRAMFIFO
 from .slot_queue import SlotQueue
 from .mv import MatrixVectorEngine
@@ -96,13 +96,20 @@ class AcceleratorTop(wiring.Component):
         # The command registers (load_cmd, handoff, compute_cmd) follow their source while their stage is
         # free and hold from the cycle it takes a command: their clock enables are flip-flops, not the
         # handshake logic (hundreds of bits each).
-        load_cmd, loader_idle = Signal(layout), Signal(init=1)
-        handoff, handoff_valid, handoff_take = Signal(layout), Signal(), Signal()
+        # Each stage's "busy" flag has several identical flip-flops, one per part of its command register.
+        pieces = -(-layout.size // 48)
+        load_cmd, handoff, compute_cmd = Signal(layout), Signal(layout), Signal(layout)
+        loader_busy = flag_copies("loader_busy", pieces)
+        handoff_valids = flag_copies("handoff_valid", pieces)
+        compute_busy = flag_copies("compute_busy", pieces)
+        loader_idle, handoff_valid, compute_idle = ~loader_busy[0], handoff_valids[0], ~compute_busy[0]
+        handoff_take = Signal()
         has_params = Signal()          # load_cmd.param_words != 0, registered with it
+        follow_unless(m, load_cmd, incoming, loader_busy)
         with m.If(loader_idle):
-            m.d.sync += [load_cmd.eq(incoming), has_params.eq(incoming.param_words != 0)]
-        with m.If(~handoff_valid):
-            m.d.sync += handoff.eq(load_cmd)
+            m.d.sync += has_params.eq(incoming.param_words != 0)
+        follow_unless(m, handoff, load_cmd, handoff_valids)
+        follow_unless(m, compute_cmd, handoff, compute_busy)
         handed, hand_now, loader_loading = Signal(), Signal(), Signal()
         acts_left = Signal(range(bank_depth + 1))
         # acts_left != 0 and params_left != 0, kept as registers (they gate the streams' ready)
@@ -128,7 +135,7 @@ class AcceleratorTop(wiring.Component):
             act_buffer.write_en.eq(self.acts.valid & self.acts.ready),
         ]
         with m.If(handoff_take):
-            m.d.sync += handoff_valid.eq(0)
+            m.d.sync += assign_all(handoff_valids, 0)
         # IDLE takes any command into load_cmd (ready is a register); CHECK waits for the banks it loads and for
         # the hand-off slot, then hands a command without loads straight on, or starts LOAD.
         # The streams' ready signals are flip-flops (acts_more and params_more are only set in LOAD).
@@ -145,7 +152,7 @@ class AcceleratorTop(wiring.Component):
         with m.FSM(name="loader"):
             with m.State("IDLE"):
                 with m.If(self.cfg.valid):
-                    m.d.sync += loader_idle.eq(0)
+                    m.d.sync += assign_all(loader_busy, 1)
                     m.next = "CHECK"
             with m.State("CHECK"):
                 # The conditions only ever become true while a command waits here (only this loader sets
@@ -160,7 +167,7 @@ class AcceleratorTop(wiring.Component):
                         m.d.comb += set_param_busy.eq(Mux(has_params, Mux(load_cmd.param_bank, 0b10, 0b01), 0))
                         m.next = "LOAD"
                     with m.Else():
-                        m.d.sync += [handoff_valid.eq(1), loader_idle.eq(1)]
+                        m.d.sync += [*assign_all(handoff_valids, 1), *assign_all(loader_busy, 0)]
                         m.next = "IDLE"
             with m.State("LOAD"):
                 m.d.comb += loader_loading.eq(load_cmd.load_acts)
@@ -176,18 +183,15 @@ class AcceleratorTop(wiring.Component):
                 started = ~load_cmd.load_acts | (act_addr >= load_cmd.start_words)
                 m.d.comb += hand_now.eq(~handed & started & ~params_more & ~handoff_valid)
                 with m.If(hand_now):
-                    m.d.sync += [handoff_valid.eq(1), handed.eq(1)]
+                    m.d.sync += [*assign_all(handoff_valids, 1), handed.eq(1)]
                     with m.If(load_cmd.load_acts):
                         m.d.comb += set_full.eq(Mux(load_cmd.act_bank, 0b10, 0b01))
                 with m.If(~acts_more & ~params_more & (handed | hand_now)):
-                    m.d.sync += loader_idle.eq(1)
+                    m.d.sync += assign_all(loader_busy, 0)
                     m.next = "IDLE"
 
         # Compute engine --------------------------------------------------------------------------------------
-        compute_cmd, compute_idle = Signal(layout), Signal(init=1)
         starting = Signal()          # the START state, as its own flip-flop: the engine's start
-        with m.If(compute_idle):
-            m.d.sync += compute_cmd.eq(handoff)
         if spec.dataflow == "matrix_vector":
             m.submodules.engine = engine = MatrixVectorEngine(spec)
         elif spec.dataflow == "output_stationary":
@@ -208,7 +212,7 @@ class AcceleratorTop(wiring.Component):
             with m.State("IDLE"):
                 with m.If(handoff_valid & emit_room):
                     m.d.comb += handoff_take.eq(1)
-                    m.d.sync += [compute_idle.eq(0), starting.eq(1)]
+                    m.d.sync += [*assign_all(compute_busy, 1), starting.eq(1)]
                     m.next = "START"
             with m.State("START"):
                 m.d.sync += starting.eq(0)
@@ -218,7 +222,7 @@ class AcceleratorTop(wiring.Component):
                 with m.If(engine.done if spec.dataflow != "weight_stationary" else engine.done & slots.drained):
                     with m.If(compute_cmd.release):
                         m.d.comb += clear_full.eq(Mux(compute_cmd.act_bank, 0b10, 0b01))
-                    m.d.sync += compute_idle.eq(1)
+                    m.d.sync += assign_all(compute_busy, 0)
                     m.next = "IDLE"
 
         # The pipeline advances only while the output FIFO has room, the weight FIFO has the word needed, and
