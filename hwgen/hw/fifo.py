@@ -67,8 +67,18 @@ class BlockRAMFIFO(wiring.Component):
         ]
         # A read is issued while words are stored and the queue has room for them, not counting this cycle's
         # pop; decided from the next counts and registered, so the block RAM's enable is a flip-flop.
-        m.d.sync += [issue.eq((next_stored != 0) & (next_reserved < queue_size)),
-                     stored.eq(next_stored), reserved.eq(next_reserved), not_full.eq(next_stored != depth)]
+        # The comparisons of the next counts are made on the counts themselves, one per outcome of this
+        # cycle's write, issue and pop, which come last (the write is the weight stream's handshake and the
+        # pop the pipeline enable's).
+        def next_is(count, value, up, down):
+            """``count + up - down == value``."""
+            return Mux(up, Mux(down, count == value, count == value - 1), Mux(down, count == value + 1,
+                                                                              count == value))
+        m.d.sync += [issue.eq(~next_is(stored, 0, write, issue) &
+                              Mux(issue & ~pop, reserved < queue_size - 1,
+                                  Mux(~issue & pop, 1, reserved < queue_size))),
+                     stored.eq(next_stored), reserved.eq(next_reserved),
+                     not_full.eq(~next_is(stored, depth, write, issue))]
         m.d.sync += in_flight.eq((in_flight >> 1) | (issue << (READ_LATENCY - 1)))
         with m.If(issue):
             m.d.sync += consume.eq(_advance(consume, depth))
@@ -80,7 +90,10 @@ class BlockRAMFIFO(wiring.Component):
         with m.If(pop):
             m.d.sync += head.eq(_advance(head, queue_size))
         next_queued = queued + arrive - pop
-        m.d.comb += self.next_r_rdy.eq(next_queued != 0)
+        # next_queued != 0 from one-hot flags of `queued`: the pop (the pipeline enable) is one gate from it
+        queued_1, queued_2up = Signal(), Signal()
+        m.d.sync += [queued_1.eq(next_queued == 1), queued_2up.eq(next_queued >= 2)]
+        m.d.comb += self.next_r_rdy.eq(arrive | queued_2up | (queued_1 & ~pop))
         m.d.sync += [queued.eq(next_queued), self.r_rdy.eq(self.next_r_rdy)]
         m.d.comb += self.r_data.eq(words[head])
         return m

@@ -15,16 +15,19 @@ class WeightStationaryPE(wiring.Component):
     for Fmax: the selected weight (so the bank mux is not in front of the multiplier), the product (so the
     multiplier is not in series with the adder) and the sum; the multiplier's operands are then two registers
     (``act_out`` and the selected weight). The multiplier with its two register stages is a
-    `PipelinedMultiplier` (on ECP5 a MULT18X18D using its own input and output registers).
+    `PipelinedMultiplier` (on ECP5 a MULT18X18D using its own input and output registers); its product is
+    registered once more in the fabric (``product_d``), so the route from the hard multiplier's site to the
+    adder has a cycle of its own (on a large array the placer cannot keep every DSP next to its PE).
 
     Everything advances only in cycles with ``en`` (1 when left unconnected).
 
     Per cycle: ``act_out``/``bank_out`` = ``act_in``/``bank_in`` delayed 1; ``weight`` = ``w[bank_in]`` delayed 1
     (the banks as they are in the cycle ``act_in`` arrives); ``product`` = ``act_out * weight`` delayed 1, i.e.
-    ``act_in * w[bank_in]`` delayed 2; ``psum_out`` = ``psum_in + product`` delayed 1.
+    ``act_in * w[bank_in]`` delayed 2; ``product_d`` = ``product`` delayed 1; ``psum_out`` = ``psum_in +
+    product_d`` delayed 1.
     """
 
-    LATENCY = 2      # act_in -> product register; psum_in -> psum_out is 1
+    LATENCY = 3      # act_in -> product_d register; psum_in -> psum_out is 1
 
     def __init__(self, *, act_shape, weight_shape, psum_shape):
         self.act_shape, self.weight_shape, self.psum_shape = act_shape, weight_shape, psum_shape
@@ -46,13 +49,15 @@ class WeightStationaryPE(wiring.Component):
                                                                    b_shape=self.weight_shape)
         m.d.comb += [multiplier.a.eq(self.act_in), multiplier.b.eq(Mux(self.bank_in, weights[1], weights[0])),
                      multiplier.en.eq(self.en)]
+        product_d = Signal(multiplier.p_shape, reset_less=True)
         with m.If(self.en):
+            m.d.sync += product_d.eq(multiplier.p)
             for bank, weight in enumerate(weights):
                 with m.If(self.load_en & (self.load_bank == bank)):
                     m.d.sync += weight.eq(self.load_data)
             m.d.sync += [
                 self.act_out.eq(self.act_in),
                 self.bank_out.eq(self.bank_in),
-                self.psum_out.eq(self.psum_in + multiplier.p),
+                self.psum_out.eq(self.psum_in + product_d),
             ]
         return m

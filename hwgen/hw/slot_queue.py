@@ -8,14 +8,14 @@ which issues a bubble), the head's ``load_en`` (it pops a weight word), the weig
 FIFO's registered flags.
 
 Read-after-write interlock: a slot may issue only once the activation word it reads has been written (its
-command may still be loading, see `AcceleratorTop`). Every entry carries an ``ok`` flag, set in the cycle after
-its word is written (or after its first cycle in the queue when it reads nothing) and never cleared: the
-loader's write pointer only grows while the bank is read. The pipeline enable is decided a cycle ahead from
+command may still be loading, see `AcceleratorTop`). Every entry carries an ``ok`` flag, set from the cycle
+after its word is written (or from the start when it reads nothing) and never cleared: the loader's write
+pointer only grows while the bank is read. The pipeline enable is decided a cycle ahead from
 the flags as they are (not from this cycle's checks, which would put the pointer compare in its path): a slot
 issues at ``t`` only if its word was written by the end of ``t - CHECK_LAG``.
 
 Timing: a slot pushed in cycle ``t`` is in the queue from ``t + 2`` and can issue (the head with ``advance``)
-from cycle ``t + 4``. ``room`` is registered (from the count after this cycle's push and pop, with the input
+from cycle ``t + 3``. ``room`` is registered (from the count after this cycle's push and pop, with the input
 register), so the queue holds two entries of margin.
 """
 
@@ -40,7 +40,7 @@ def slot_layout(spec):
 
 class SlotQueue(wiring.Component):
     DEPTH = 5
-    PUSH_TO_ISSUE = 4     # pushed in cycle t: issued from cycle t + 4
+    PUSH_TO_ISSUE = 3     # pushed in cycle t: issued from cycle t + 3
     CHECK_LAG = 2         # a word written in cycle t: a slot reading it issues from t + 2
 
     def __init__(self, spec):
@@ -75,11 +75,16 @@ class SlotQueue(wiring.Component):
         same_bank = Signal()
         m.d.sync += same_bank.eq(self.same_bank)
 
-        def written_now(entry):
-            """The entry's word is in by the end of this cycle (or it reads none of this loading bank)."""
-            # `writing` comes last: it is the one input that is logic (the loader's handshake), not a register
-            before = entry.act_addr < self.written
-            return ~entry.reads | ~same_bank | before | (self.writing & (entry.act_addr == self.written))
+        # An entry's flag: its word is in by the end of the cycle before (or it reads none of a loading bank).
+        # The staged slot is compared with the write pointer in full; an entry in the queue was, a cycle ago,
+        # and the pointer moves by at most one word a cycle: it only needs to see whether that word is its own.
+        # `writing` is the one input that is logic (the loader's handshake), so it comes last, in one gate.
+        staged_ok = (~staged.reads | ~same_bank | (staged.act_addr < self.written) |
+                     (self.writing & (staged.act_addr == self.written)))
+
+        def checked(entry, ok):
+            """``(settled, if_writing)``: the flag after this cycle is ``settled | (writing & if_writing)``."""
+            return ok, entry.act_addr == self.written
 
         next_count, pop, pop_entries = Signal.like(count), Signal(), Signal()
         m.d.comb += [pop.eq(self.pop & ~empty), pop_entries.eq(self.pop_entries & ~empty),
@@ -92,12 +97,15 @@ class SlotQueue(wiring.Component):
         for k in range(depth):
             # A pop moves every entry one place towards the head; each one's check is kept as it moves.
             moved, moved_ok = (entries[k + 1], oks[k + 1]) if k + 1 < depth else (entries[k], oks[k])
+            settled, if_writing = Signal(name=f"settled{k}"), Signal(name=f"if_writing{k}")
             with m.If(push & Mux(pop, count_is[k + 1], count_is[k])):
-                m.d.comb += next_oks[k].eq(0)
+                m.d.comb += [settled.eq(staged_ok), if_writing.eq(0)]
             with m.Elif(pop):
-                m.d.comb += next_oks[k].eq(moved_ok | written_now(moved))
+                m.d.comb += [settled.eq(checked(moved, moved_ok)[0]), if_writing.eq(checked(moved, moved_ok)[1])]
             with m.Else():
-                m.d.comb += next_oks[k].eq(oks[k] | written_now(entries[k]))
+                m.d.comb += [settled.eq(checked(entries[k], oks[k])[0]),
+                             if_writing.eq(checked(entries[k], oks[k])[1])]
+            m.d.comb += next_oks[k].eq(settled | (self.writing & if_writing))
             with m.If(push & Mux(pop_entries, count_is[k + 1], count_is[k])):
                 m.d.comb += next_entries[k].eq(push_data)
             with m.Elif(pop_entries):

@@ -113,7 +113,12 @@ class AcceleratorTop(wiring.Component):
         handed, hand_now, loader_loading = Signal(), Signal(), Signal()
         acts_left = Signal(range(bank_depth + 1))
         # acts_left != 0 and params_left != 0, kept as registers (they gate the streams' ready)
-        acts_more, params_more = Signal(), Signal()
+        # acts_more has three flip-flops, each gating one group of the writes' fan-out: the loader's own
+        # counters, the block RAM's write port, and the interlock's write pointer.
+        acts_mores, params_more = flag_copies("acts_more", 3), Signal()
+        acts_more = acts_mores[0]
+        writes = [Signal(name=f"writes_{k}") for k in range(3)]
+        m.d.comb += [write.eq(self.acts.valid & copy) for write, copy in zip(writes, acts_mores)]
         act_addr = Signal(range(bank_depth))
         # Two more counters that move with act_addr: the write address in the buffer (from the bank's base),
         # and the write pointer the slot queue's interlock compares with (its own flip-flops: a wide fan-out).
@@ -132,22 +137,35 @@ class AcceleratorTop(wiring.Component):
         m.d.comb += [
             act_buffer.write_addr.eq(write_addr),
             act_buffer.write_data.eq(self.acts.payload),
-            act_buffer.write_en.eq(self.acts.valid & self.acts.ready),
+            act_buffer.write_en.eq(writes[1]),
         ]
         with m.If(handoff_take):
             m.d.sync += assign_all(handoff_valids, 0)
         # IDLE takes any command into load_cmd (ready is a register); CHECK waits for the banks it loads and for
         # the hand-off slot, then hands a command without loads straight on, or starts LOAD.
         # The streams' ready signals are flip-flops (acts_more and params_more are only set in LOAD).
+        with m.If(writes[0]):
+            m.d.sync += [act_addr.eq(act_addr + 1), acts_left.eq(acts_left - 1),
+                         *assign_all(acts_mores, acts_left != 1)]
+        with m.If(writes[1]):
+            m.d.sync += write_addr.eq(write_addr + 1)
+        with m.If(writes[2]):
+            m.d.sync += written.eq(written + 1)
         m.d.comb += [self.cfg.ready.eq(loader_idle), self.acts.ready.eq(acts_more),
                      self.params.ready.eq(params_more if postops is not None else 0)]
         # A command's load starts on `go` (see CHECK): its counters' clock enable is that flip-flop.
-        go = Signal()
+        # `started`: its first start_words activations are in (act_addr >= start_words), as a register.
+        go, started, start_m1 = Signal(), Signal(), Signal(range(-1, bank_depth + 1))
+        m.d.sync += start_m1.eq(load_cmd.start_words - 1)
+        with m.If(writes[0] & (act_addr >= start_m1)):
+            m.d.sync += started.eq(1)
+        with m.If(go):
+            m.d.sync += started.eq(~load_cmd.load_acts | (load_cmd.start_words == 0))
         with m.If(go):
             m.d.sync += [act_addr.eq(0), param_addr.eq(0), handed.eq(0),
                          write_addr.eq(Mux(load_cmd.act_bank, bank_depth, 0)), written.eq(0),
                          acts_left.eq(Mux(load_cmd.load_acts, load_cmd.act_words, 0)),
-                         acts_more.eq(load_cmd.load_acts & (load_cmd.act_words != 0)),
+                         *assign_all(acts_mores, load_cmd.load_acts & (load_cmd.act_words != 0)),
                          params_left.eq(load_cmd.param_words), params_more.eq(has_params)]
         with m.FSM(name="loader"):
             with m.State("IDLE"):
@@ -171,16 +189,11 @@ class AcceleratorTop(wiring.Component):
                         m.next = "IDLE"
             with m.State("LOAD"):
                 m.d.comb += loader_loading.eq(load_cmd.load_acts)
-                with m.If(act_buffer.write_en):
-                    m.d.sync += [act_addr.eq(act_addr + 1), write_addr.eq(write_addr + 1), written.eq(written + 1),
-                                 acts_left.eq(acts_left - 1),
-                                 acts_more.eq(acts_left != 1)]
                 with m.If(params_en):
                     m.d.sync += [param_addr.eq(param_addr + 1), params_left.eq(params_left - 1),
                                  params_more.eq(params_left != 1)]
                 # Hand the command on once its first start_words are in: the rest load while it computes
                 # (the interlock below holds back any read that would overtake the write pointer).
-                started = ~load_cmd.load_acts | (act_addr >= load_cmd.start_words)
                 m.d.comb += hand_now.eq(~handed & started & ~params_more & ~handoff_valid)
                 with m.If(hand_now):
                     m.d.sync += [*assign_all(handoff_valids, 1), handed.eq(1)]
@@ -248,7 +261,7 @@ class AcceleratorTop(wiring.Component):
                 slots.push_data.last_k.eq(engine.last_k), slots.push_data.bank.eq(engine.bank),
                 slots.push_data.load_en.eq(engine.load_en), slots.push_data.load_row.eq(engine.load_row),
                 slots.push_data.load_bank.eq(engine.load_bank),
-                slots.written.eq(written), slots.writing.eq(act_buffer.write_en), slots.same_bank.eq(same_bank),
+                slots.written.eq(written), slots.writing.eq(writes[2]), slots.same_bank.eq(same_bank),
                 act_buffer.read_addr.eq(issue.read_addr),
             ]
         if spec.dataflow == "matrix_vector":
