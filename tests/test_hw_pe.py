@@ -11,17 +11,18 @@ from hwgen.spec import AcceleratorSpec
 
 
 class PEModel:
-    """The ideal PE: two weight banks, a selected-weight register, two product registers, a psum register.
-    `step` is one clock edge.
+    """The ideal PE: two weight banks, a selected-weight register, the multiplier's operand and product
+    registers, one more product register, a psum register. `step` is one clock edge.
 
     ``act_out``/``bank_out`` = inputs delayed 1; ``weight`` = ``w[bank_in]`` delayed 1 (weights as they were
-    before the edge); ``product`` = ``act_out * weight`` delayed 1; ``product_d`` = ``product`` delayed 1;
+    before the edge); ``product`` = ``act_out * weight`` delayed 2; ``product_d`` = ``product`` delayed 1;
     ``psum_out`` = ``psum_in + product_d`` delayed 1. A load lands at the edge.
     """
 
     def __init__(self, psum_type):
         self.psum_type = psum_type
         self.weights = [0, 0]
+        self.operands = (0, 0)
         self.product = self.product_d = self.weight = 0
         self.act_out = self.bank_out = self.psum_out = 0
 
@@ -33,7 +34,8 @@ class PEModel:
         assert self.psum_type.contains(psum), "stimulus must keep the partial sum in range"
         self.psum_out = psum
         self.product_d = self.product
-        self.product = self.act_out * self.weight
+        self.product = self.operands[0] * self.operands[1]
+        self.operands = (self.act_out, self.weight)
         self.weight = self.weights[bank_in]
         self.act_out, self.bank_out = act_in, bank_in
         if load_en:
@@ -106,29 +108,30 @@ def test_loads_both_banks_and_each_activation_selects_its_bank():
         dict(act_in=7, bank_in=1),
         dict(act_in=-2, bank_in=0),
         dict(act_in=-2, bank_in=1),
-        {}, {}, {}, {},
+        {}, {}, {}, {}, {},
     ])
-    # An activation at cycle t selects its weight at the edge into t+1, is multiplied at the edge into t+2,
-    # registered again at the edge into t+3 and summed into psum_out at the edge into t+4.
-    assert [s["psum_out"] for s in seen[6:10]] == [21, -35, -6, 10]
+    # An activation at cycle t selects its weight at the edge into t+1, enters the multiplier at the edge into
+    # t+2, is multiplied at the edge into t+3, registered again into t+4 and summed into psum_out into t+5.
+    assert [s["psum_out"] for s in seen[7:11]] == [21, -35, -6, 10]
     assert [s["act_out"] for s in seen[3:7]] == [7, 7, -2, -2]
     assert [s["bank_out"] for s in seen[3:7]] == [0, 1, 0, 1]
 
 
-def test_product_is_registered_twice_before_the_psum_adder():
-    """``psum_in`` joins the product three cycles after its activation: that is what the row above provides
+def test_product_is_registered_on_both_sides_of_the_multiplier():
+    """``psum_in`` joins the product four cycles after its activation: that is what the row above provides
     (its psum leaves one cycle after its product, and this row's activation arrives one cycle after it)."""
     pe, _, _ = make_pe("int8", "int8")
     seen = run_cycles(pe, [
         dict(load_en=1, load_bank=0, load_data=4),
         dict(act_in=3),                 # the weight 4 is selected at this edge
+        {},                             # the operands enter the multiplier at this edge
         {},                             # product 12 is registered at this edge
         {},                             # ... and again (product_d)
         dict(psum_in=100),              # ... and added to this cycle's psum_in
         dict(psum_in=-1000),            # a psum with no product behind it passes through unchanged
         {}, {},
     ])
-    assert [s["psum_out"] for s in seen] == [0, 0, 0, 0, 0, 112, -1000, 0]
+    assert [s["psum_out"] for s in seen] == [0, 0, 0, 0, 0, 0, 112, -1000, 0]
 
 
 def test_a_load_is_seen_from_the_next_cycle_and_spares_the_other_bank():
@@ -139,9 +142,9 @@ def test_a_load_is_seen_from_the_next_cycle_and_spares_the_other_bank():
         dict(act_in=10, bank_in=0, load_en=1, load_bank=1, load_data=-7),  # bank 0 keeps 5
         dict(act_in=10, bank_in=0),
         dict(act_in=10, bank_in=1),
-        {}, {}, {}, {},
+        {}, {}, {}, {}, {},
     ])
-    assert [s["psum_out"] for s in seen[5:9]] == [20, 50, 50, -70]
+    assert [s["psum_out"] for s in seen[6:10]] == [20, 50, 50, -70]
 
 
 @pytest.mark.parametrize("act, weight", [(-128, -128), (-128, 127), (127, -128), (127, 127), (-1, -128),
@@ -150,9 +153,9 @@ def test_signed_int8_extremes_are_exact(act, weight):
     pe, spec, psum_type = make_pe("int8", "int8")
     # psum_in at the far end of its range, in the direction of the product: the adder must not wrap.
     column_of_extremes = (spec.rows - 1) * spec.max_abs_product() * (1 if act * weight >= 0 else -1)
-    seen = run_cycles(pe, [dict(load_en=1, load_bank=1, load_data=weight), dict(act_in=act, bank_in=1), {}, {},
+    seen = run_cycles(pe, [dict(load_en=1, load_bank=1, load_data=weight), dict(act_in=act, bank_in=1), {}, {}, {},
                            dict(psum_in=column_of_extremes), {}])
-    assert seen[5]["psum_out"] == act * weight + column_of_extremes
+    assert seen[6]["psum_out"] == act * weight + column_of_extremes
     assert psum_type.contains(act * weight + column_of_extremes)
 
 
@@ -162,6 +165,6 @@ def test_unsigned_activations_are_not_sign_extended(act, weight):
     pe, spec, psum_type = make_pe("uint8", "int8")
     assert psum_type.signed
     assert pe.act_shape == unsigned(8) and pe.weight_shape == signed(8)
-    seen = run_cycles(pe, [dict(load_en=1, load_bank=0, load_data=weight), dict(act_in=act), {}, {}, {}, {}])
-    assert seen[5]["psum_out"] == act * weight
+    seen = run_cycles(pe, [dict(load_en=1, load_bank=0, load_data=weight), dict(act_in=act), {}, {}, {}, {}, {}])
+    assert seen[6]["psum_out"] == act * weight
     assert seen[2]["act_out"] == act

@@ -99,7 +99,7 @@ SHAPES = [(1, 1), (1, 4), (4, 1), (3, 5), (4, 4), (5, 2)]
 @pytest.mark.parametrize("rows, cols", SHAPES)
 def test_latency_equals_array_latency(rows, cols):
     bench = ArrayBench(rows, cols)
-    assert bench.dut.latency == array_latency(rows=rows, cols=cols) == rows + cols + 2
+    assert bench.dut.latency == array_latency(rows=rows, cols=cols) == rows + cols + 3
     bench.load_set(0, 0, np.ones((rows, cols), dtype=np.int64))
     start = rows + 3
     bench.vector(start, [1] * rows, 0)

@@ -11,23 +11,23 @@ __all__ = ["WeightStationaryPE"]
 
 class WeightStationaryPE(wiring.Component):
     """Holds two weights (one in use, one being loaded); multiplies the passing activation by the weight its
-    ``bank`` tag selects, and adds the product to the partial sum coming from above. Every step is registered
-    for Fmax: the selected weight (so the bank mux is not in front of the multiplier), the product (so the
-    multiplier is not in series with the adder) and the sum; the multiplier's operands are then two registers
-    (``act_out`` and the selected weight). The multiplier with its two register stages is a
-    `PipelinedMultiplier` (on ECP5 a MULT18X18D using its own input and output registers); its product is
-    registered once more in the fabric (``product_d``), so the route from the hard multiplier's site to the
-    adder has a cycle of its own (on a large array the placer cannot keep every DSP next to its PE).
+    ``bank`` tag selects, and adds the product to the partial sum coming from above.
+
+    Every step is registered for Fmax, and every crossing between the fabric and the hard multiplier has a
+    cycle of its own (on a large array the placer cannot keep every DSP next to its PE): the activation
+    (``act_out``) and the bank-selected weight (``weight``) are registered in the fabric, then enter the
+    `PipelinedMultiplier` (on ECP5 a MULT18X18D with its own input and output registers), whose product is
+    registered once more in the fabric (``product_d``) before the adder.
 
     Everything advances only in cycles with ``en`` (1 when left unconnected).
 
     Per cycle: ``act_out``/``bank_out`` = ``act_in``/``bank_in`` delayed 1; ``weight`` = ``w[bank_in]`` delayed 1
-    (the banks as they are in the cycle ``act_in`` arrives); ``product`` = ``act_out * weight`` delayed 1, i.e.
-    ``act_in * w[bank_in]`` delayed 2; ``product_d`` = ``product`` delayed 1; ``psum_out`` = ``psum_in +
-    product_d`` delayed 1.
+    (the banks as they are in the cycle ``act_in`` arrives); ``product`` = ``act_out * weight`` delayed 2 (the
+    multiplier), i.e. ``act_in * w[bank_in]`` delayed 3; ``product_d`` = ``product`` delayed 1; ``psum_out`` =
+    ``psum_in + product_d`` delayed 1.
     """
 
-    LATENCY = 3      # act_in -> product_d register; psum_in -> psum_out is 1
+    LATENCY = 4      # act_in -> product_d register; psum_in -> psum_out is 1
 
     def __init__(self, *, act_shape, weight_shape, psum_shape):
         self.act_shape, self.weight_shape, self.psum_shape = act_shape, weight_shape, psum_shape
@@ -43,21 +43,20 @@ class WeightStationaryPE(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         weights = [Signal(self.weight_shape, name=f"w{bank}") for bank in range(2)]
-        # act_in * w[bank_in] two cycles later: the operand registers are `act_out`'s twin and the selected
-        # weight, the product register follows.
+        selected = Signal(self.weight_shape, name="weight")
         m.submodules.multiplier = multiplier = PipelinedMultiplier(a_shape=self.act_shape,
                                                                    b_shape=self.weight_shape)
-        m.d.comb += [multiplier.a.eq(self.act_in), multiplier.b.eq(Mux(self.bank_in, weights[1], weights[0])),
-                     multiplier.en.eq(self.en)]
+        m.d.comb += [multiplier.a.eq(self.act_out), multiplier.b.eq(selected), multiplier.en.eq(self.en)]
         product_d = Signal(multiplier.p_shape, reset_less=True)
         with m.If(self.en):
-            m.d.sync += product_d.eq(multiplier.p)
             for bank, weight in enumerate(weights):
                 with m.If(self.load_en & (self.load_bank == bank)):
                     m.d.sync += weight.eq(self.load_data)
             m.d.sync += [
                 self.act_out.eq(self.act_in),
                 self.bank_out.eq(self.bank_in),
+                selected.eq(Mux(self.bank_in, weights[1], weights[0])),
+                product_d.eq(multiplier.p),
                 self.psum_out.eq(self.psum_in + product_d),
             ]
         return m

@@ -25,7 +25,7 @@ __all__ = ["SystolicArray", "array_latency"]
 
 def array_latency(*, rows, cols):
     """Cycles from an activation vector at the input to its aligned column sums at the output."""
-    # Row rows-1 is skewed rows-1 cycles, then its selected-weight/activation, two product and psum registers (4),
+    # Row rows-1 is skewed rows-1 cycles, then its operand, multiplier (2), product and psum registers (5),
     # then column j's sum leaves the bottom after j more hops and is de-skewed to cols-1 hops.
     return (rows - 1) + WeightStationaryPE.LATENCY + 1 + (cols - 1)
 

@@ -144,9 +144,11 @@ class AcceleratorTop(wiring.Component):
         # IDLE takes any command into load_cmd (ready is a register); CHECK waits for the banks it loads and for
         # the hand-off slot, then hands a command without loads straight on, or starts LOAD.
         # The streams' ready signals are flip-flops (acts_more and params_more are only set in LOAD).
+        # acts_left == 1 and == 2, registered: the last write clears acts_more a gate after the handshake.
+        left_1, left_2 = Signal(), Signal()
         with m.If(writes[0]):
-            m.d.sync += [act_addr.eq(act_addr + 1), acts_left.eq(acts_left - 1),
-                         *assign_all(acts_mores, acts_left != 1)]
+            m.d.sync += [act_addr.eq(act_addr + 1), acts_left.eq(acts_left - 1), left_1.eq(left_2),
+                         left_2.eq(acts_left == 3), *assign_all(acts_mores, ~left_1)]
         with m.If(writes[1]):
             m.d.sync += write_addr.eq(write_addr + 1)
         with m.If(writes[2]):
@@ -166,6 +168,7 @@ class AcceleratorTop(wiring.Component):
                          write_addr.eq(Mux(load_cmd.act_bank, bank_depth, 0)), written.eq(0),
                          acts_left.eq(Mux(load_cmd.load_acts, load_cmd.act_words, 0)),
                          *assign_all(acts_mores, load_cmd.load_acts & (load_cmd.act_words != 0)),
+                         left_1.eq(load_cmd.act_words == 1), left_2.eq(load_cmd.act_words == 2),
                          params_left.eq(load_cmd.param_words), params_more.eq(has_params)]
         with m.FSM(name="loader"):
             with m.State("IDLE"):
