@@ -234,12 +234,13 @@ def test_a_bank_shared_by_consecutive_layers_waits_for_their_beats():
 
 
 def test_latency_is_documented_value():
-    """A beat accepted in cycle t is on ``o`` in cycle t + LATENCY; a pooled window 7 cycles after its last
-    input; ``i.ready`` stays high while ``o`` is ready; a stalled ``o`` holds everything, and ready is
+    """A beat accepted in cycle t is on ``o`` in cycle t + LATENCY; a pooled window LATENCY cycles after its
+    last input; ``i.ready`` stays high while ``o`` is ready; a stalled ``o`` holds everything, and ready is
     combinational from ``o.ready``."""
     spec = make_spec(cols=2)
     dut = PostOpPipeline(spec, max_m_folds=2, max_out_w=4)
-    assert dut.latency == PostOpPipeline.LATENCY == 7
+    assert dut.latency == PostOpPipeline.LATENCY == 12
+    latency = PostOpPipeline.LATENCY
     seen = {}
 
     async def testbench(ctx):
@@ -248,7 +249,7 @@ def test_latency_is_documented_value():
         ctx.set(dut.cfg, config_values(PostOps(), spec.acc_type, out_h=2, out_w=2, m_folds=1))
         ctx.set(dut.i.valid, 1)
         ctx.set(dut.i.payload, 5)
-        for cycle in range(12):
+        for cycle in range(latency + 2):
             assert ctx.get(dut.i.ready)
             if ctx.get(dut.o.valid):
                 seen.setdefault("plain", cycle)
@@ -260,11 +261,11 @@ def test_latency_is_documented_value():
         for _ in range(3):
             await ctx.tick()
         ctx.set(dut.i.valid, 0)
-        for _ in range(8):
+        for _ in range(latency + 1):
             await ctx.tick()
         ctx.set(dut.cfg, config_values(PostOps(pool="max"), spec.acc_type, out_h=2, out_w=2, m_folds=1))
         ctx.set(dut.i.valid, 1)
-        for cycle in range(16):
+        for cycle in range(latency + 9):
             ctx.set(dut.i.payload, cycle + 1)
             ctx.set(dut.i.valid, cycle < 4)
             if ctx.get(dut.o.valid):
@@ -277,7 +278,7 @@ def test_latency_is_documented_value():
         ctx.set(dut.o.ready, 0)
         ctx.set(dut.i.valid, 1)
         accepted = 0
-        for _ in range(10):
+        for _ in range(latency + 3):
             accepted += ctx.get(dut.i.ready)
             await ctx.tick()
         assert accepted == PostOpPipeline.LATENCY

@@ -289,3 +289,14 @@ def test_a_command_object_repeated_counts_from_the_first_handshake():
     assert first == second and first is not second
     assert predict_commands([first, first]).cycles == predict_commands([first, second]).cycles
     assert predict_commands([first, first]).cycles > predict(first).cycles
+
+
+@pytest.mark.parametrize("postops", [True, False])
+def test_closed_form_is_the_readme_formula(postops):
+    """The README prints the closed form with its constants: keep the two the same."""
+    for start_words, folds, period, pixels, rows, cols in [(1, 1, 4, 4, 4, 4), (9, 3, 16, 16, 8, 8),
+                                                           (0, 2, 12, 10, 12, 3)]:
+        readme = (start_words + 10 + (folds - 1) * period + pixels - 1
+                  + (2 + (rows + cols + 3) + 1 + 2 + (12 if postops else 0)))
+        assert single_command_cycles(start_words=start_words, folds=folds, fold_period=period, pixels=pixels,
+                                     rows=rows, cols=cols, postops=postops) == readme

@@ -5,26 +5,29 @@ One pass: every output beat goes through the chain once, on its way out; nothing
 
 Stages (one register each; lane ``j`` of every stage is channel ``mf*cols + j``)::
 
-    i ─► S1 beat + params ─► S2 x = acc + bias ─► S3 p = x * multiplier ─► S4 r = round_shift(p, shift)
-      ─► S5 y = clamp(r) (saturation and ReLU in one clamp) ─► S6 horizontal pair ─► O pooled / passed beat ─► o
+    i ─► S1 beat + params ─► S2 x = acc + bias ─► S3-S6 p = x * multiplier ─► S7 sh = 2p >> shift
+      ─► S8 r = (sh + 1) >> 1, under/over ─► S9 y = clamp(r) ─► S10 horizontal pair ─► S11 window ─► O ─► o
 
 - S1 registers the beat while the params memory (indexed by the beat's m-fold) is read; S2 adds the bias (or
-  0), widening to ``max(acc_bits, 32) + 1``; S3 is the registered multiply (registered operands, registered
-  product: DSP-friendly); S4 is the barrel shifter with rounding, ``((2p >> s) + 1) >> 1`` (equal to
-  ``round_shift``); S5 clamps to the output type's range, raised to 0 by ReLU.
+  0), widening to ``max(acc_bits, 32) + 1``; S3-S6 is the multiply, a `WideMultiplier` (18-bit tiles on hard
+  multipliers with their own registers, then two registered levels of partial sums); S7 is the barrel
+  shifter and S8 the rounding of ``round_shift(p, s) = ((2p >> s) + 1) >> 1``, beside the saturation tests
+  made on the shifted value (``(sh + 1) >> 1 < lo`` exactly when ``sh < 2 lo - 1``, ``> hi`` when
+  ``sh > 2 hi``), so S9's clamp is a multiplexer; the bounds (from the output type, raised to 0 by ReLU) are
+  registered as the beat enters S7.
 - Pooling in one pass: a register holds the even column's value; on the odd column the horizontal pair
-  (max, or sum) is formed and registered (S6; a stage of its own so that the pair's and the window's adders
-  are not in series); on even rows it is written to a line buffer (``max_out_w // 2`` entries of ``cols``
-  lanes, `lib.memory`), on odd rows it is combined with the entry of the row above and emitted (average:
-  ``(sum4 + 2) >> 2``). The line buffer read is issued one stage ahead, when the beat enters S6.
+  (max, or sum) is formed and registered (S10); on even rows it is written to a line buffer (``max_out_w // 2``
+  entries of ``cols`` lanes, `lib.memory`), on odd rows it is combined with the entry of the row above into
+  the window (S11, read issued as the beat enters S10) and emitted (average: ``(sum4 + 2) >> 2`` on the way
+  out). Every adder and compare has a cycle of its own: the chain is built for the array's clock.
 - Without requantization the multiplier is forced to 1 and the shift to 0, and the configuration sets the
   clamp to the accumulator range, so one datapath serves every combination.
 
-Timing: `LATENCY` = 7. A beat accepted on ``i`` in cycle ``t`` (``i.valid & i.ready``) is presented on ``o`` in
-cycle ``t + 7`` when no stall intervenes; with pooling, the window's output appears 7 cycles after its
+Timing: `LATENCY` = 12. A beat accepted on ``i`` in cycle ``t`` (``i.valid & i.ready``) is presented on ``o``
+in cycle ``t + 12`` when no stall intervenes; with pooling, the window's output appears 12 cycles after its
 bottom-right input. Throughput is one beat per cycle while ``o`` is ready (pooling emits one beat per 2x2
 window, i.e. per four kept inputs). The pipeline stalls as a whole: ``i.ready = ~o.valid | o.ready``
-(combinational from ``o.ready``, independent of ``i.valid``), so it holds up to 7 beats and never drops one.
+(combinational from ``o.ready``, independent of ``i.valid``), so it holds up to 12 beats and never drops one.
 
 Position in the layer comes from counters over accepted beats (``f``, then ``e``, then m-fold, wrapping back to
 zero after ``m_folds * out_h * out_w`` beats). ``cfg`` and ``bank`` describe the command whose beats arrive on
@@ -41,6 +44,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..postops import POOL_CODES, config_layout, params_layout
 from ..spec import AcceleratorSpec
+from .wide_multiplier import WideMultiplier
 
 __all__ = ["PostOpPipeline"]
 
@@ -58,7 +62,7 @@ class PostOpPipeline(wiring.Component):
     flight).
     """
 
-    LATENCY = 7
+    LATENCY = 12
 
     def __init__(self, spec, *, max_m_folds, max_out_w=None, dims_bits=None):
         if not isinstance(spec, AcceleratorSpec):
@@ -135,43 +139,63 @@ class PostOpPipeline(wiring.Component):
         def stage(name, shape):
             return Signal(shape, name=name)
 
-        valid = [stage(f"s{k}_valid", 1) for k in range(1, 7)]
-        tags = [stage(f"s{k}_tag", tag_layout) for k in range(1, 7)]
+        # Stage k (1-based) of the beat: its valid flag and tags are valid[k - 1], tags[k - 1].
+        stages = self.LATENCY - 1
+        valid = [stage(f"s{k}_valid", 1) for k in range(1, stages + 1)]
+        tags = [stage(f"s{k}_tag", tag_layout) for k in range(1, stages + 1)]
         with m.If(advance):
             m.d.sync += [valid[0].eq(self.i.valid), tags[0].eq(tag)]
-            m.d.sync += [valid[k].eq(valid[k - 1]) for k in range(1, 6)]
-            m.d.sync += [tags[k].eq(tags[k - 1]) for k in range(1, 6)]
+            m.d.sync += [valid[k].eq(valid[k - 1]) for k in range(1, stages)]
+            m.d.sync += [tags[k].eq(tags[k - 1]) for k in range(1, stages)]
         m.d.comb += self.busy.eq(Cat(*valid, self.o.valid).any())
+
+        def delayed(name, value, cycles):
+            """``value`` through ``cycles`` registers that advance with the pipe."""
+            for k in range(cycles):
+                reg = stage(f"{name}_{k}", value.shape())
+                with m.If(advance):
+                    m.d.sync += reg.eq(value)
+                value = reg
+            return value
 
         # S1: the beat; the params memory answers in the same cycle.
         s1_beat = stage("s1_beat", unsigned(spec.acc_word_bits))
         with m.If(advance):
             m.d.sync += s1_beat.eq(self.i.payload)
         params = data.View(self.params_layout, params_read.data)
-
-        # Saturation bounds from the output type of the beat in S4 (they are used entering S5).
-        s4 = tags[3]
-        unused_bits = Signal(range(acc_bits))          # acc_bits - out_bits (host checks 1 <= out_bits <= acc_bits)
-        out_umax = Signal(unsigned(acc_bits))           # (1 << out_bits) - 1
-        lo, hi = Signal(signed(acc_bits + 1)), Signal(signed(acc_bits + 1))
-        m.d.comb += [unused_bits.eq(acc_bits - s4.out_bits),
-                     out_umax.eq(Const((1 << acc_bits) - 1, acc_bits) >> unused_bits),
-                     hi.eq(Mux(s4.out_signed, out_umax >> 1, out_umax)),
-                     lo.eq(Mux(s4.relu, 0, Mux(s4.out_signed, -(out_umax >> 1) - 1, 0)))]
-
-        s5, s6 = tags[4], tags[5]
-        pair_avg = s5.pool == POOL_CODES["avg"]          # the pair is formed in S5
-        pool_on = s6.pool != POOL_CODES["none"]          # the window and the output in S6
-        is_avg = s6.pool == POOL_CODES["avg"]
         s1 = tags[0]
 
-        # Line buffer of horizontal pairs from even rows; read issued as a beat enters S6.
+        # Saturation bounds of the beat entering S7 (one set for all lanes), registered with it: lo and hi,
+        # and the bounds on the shifted value S8 compares (see there).
+        s6 = tags[5]
+        unused_bits = Signal(range(acc_bits))          # acc_bits - out_bits (host checks 1 <= out_bits <= acc_bits)
+        out_umax = Signal(unsigned(acc_bits))           # (1 << out_bits) - 1
+        lo_now, hi_now = Signal(signed(acc_bits + 1)), Signal(signed(acc_bits + 1))
+        m.d.comb += [unused_bits.eq(acc_bits - s6.out_bits),
+                     out_umax.eq(Const((1 << acc_bits) - 1, acc_bits) >> unused_bits),
+                     hi_now.eq(Mux(s6.out_signed, out_umax >> 1, out_umax)),
+                     lo_now.eq(Mux(s6.relu, 0, Mux(s6.out_signed, -(out_umax >> 1) - 1, 0)))]
+        lo7, hi7 = stage("s7_lo", signed(acc_bits + 1)), stage("s7_hi", signed(acc_bits + 1))
+        below7, above7 = stage("s7_below", signed(acc_bits + 3)), stage("s7_above", signed(acc_bits + 3))
+        with m.If(advance):
+            m.d.sync += [lo7.eq(lo_now), hi7.eq(hi_now), below7.eq(2 * lo_now - 1), above7.eq(2 * hi_now)]
+        lo8, hi8 = delayed("s8_lo", lo7, 1), delayed("s8_hi", hi7, 1)
+
+        s9, s10 = tags[8], tags[9]
+        pair_avg = s9.pool == POOL_CODES["avg"]          # the pair is formed entering S10
+        pool_on = s10.pool != POOL_CODES["none"]
+        is_avg = s10.pool == POOL_CODES["avg"]            # the window is formed entering S11
+        s11 = tags[10]
+        out_pool_on = s11.pool != POOL_CODES["none"]      # and divided on the way out
+        out_is_avg = s11.pool == POOL_CODES["avg"]
+
+        # Line buffer of horizontal pairs from even rows; read issued as a beat enters S10.
         m.submodules.line_buffer = line_buffer = memory.Memory(
             shape=unsigned(cols * lb_bits), depth=lb_depth, init=[])
         lb_write, lb_read = line_buffer.write_port(), line_buffer.read_port()
-        m.d.comb += [lb_read.addr.eq(s5.pair), lb_read.en.eq(advance)]
-        m.d.comb += [lb_write.addr.eq(s6.pair),
-                     lb_write.en.eq(advance & valid[5] & pool_on & s6.col_odd & ~s6.row_odd)]
+        m.d.comb += [lb_read.addr.eq(s9.pair), lb_read.en.eq(advance)]
+        m.d.comb += [lb_write.addr.eq(s10.pair),
+                     lb_write.en.eq(advance & valid[9] & pool_on & s10.col_odd & ~s10.row_odd)]
 
         out_lanes, lb_lanes = [], []
         for j in range(cols):
@@ -179,42 +203,54 @@ class PostOpPipeline(wiring.Component):
             lane = params[j]
             acc = s1_beat[j * acc_bits:(j + 1) * acc_bits].as_signed()
             x, mult = stage(f"s2_x_{j}", signed(x_bits)), stage(f"s2_mult_{j}", signed(32))
-            shift2, shift3 = stage(f"s2_shift_{j}", unsigned(6)), stage(f"s3_shift_{j}", unsigned(6))
+            shift2 = stage(f"s2_shift_{j}", unsigned(6))
             with m.If(advance):
                 m.d.sync += [x.eq(acc + Mux(s1.bias, lane.bias, 0)),
                              mult.eq(Mux(s1.requant, lane.multiplier, 1)),
                              shift2.eq(Mux(s1.requant, lane.shift, 0))]
-            # S3: the registered multiply.
-            p = stage(f"s3_p_{j}", signed(p_bits))
+            # S3-S6: the multiply, tiled over hard multipliers with its partial sums registered.
+            multiplier = WideMultiplier(a_shape=x.shape(), b_shape=mult.shape())
+            m.submodules[f"requant_multiplier_{j}"] = multiplier
+            m.d.comb += [multiplier.a.eq(x), multiplier.b.eq(mult), multiplier.en.eq(advance)]
+            p = multiplier.p
+            assert len(p) <= p_bits
+            shift6 = delayed(f"shift_{j}", shift2, WideMultiplier.LATENCY)
+            # S7: sh = (2p) >> s (arithmetic), so that round_shift(p, s) = (sh + 1) >> 1.
+            sh = stage(f"s7_sh_{j}", signed(p_bits + 1))
             with m.If(advance):
-                m.d.sync += [p.eq(x * mult), shift3.eq(shift2)]
-            # S4: round_shift(p, s) = ((2p >> s) + 1) >> 1 (arithmetic shifts): no special case for s == 0.
-            r = stage(f"s4_r_{j}", signed(p_bits + 1))
+                m.d.sync += sh.eq((p << 1) >> shift6)
+            # S8: the rounded value's low bits (all a value in range has), and the saturation tests made on
+            # sh itself: (sh + 1) >> 1 < lo  <=>  sh < 2 lo - 1, and  > hi  <=>  sh > 2 hi.
+            r = stage(f"s8_r_{j}", signed(acc_bits))
+            under, over = stage(f"s8_under_{j}", 1), stage(f"s8_over_{j}", 1)
             with m.If(advance):
-                m.d.sync += r.eq((((p << 1) >> shift3) + 1) >> 1)
-            # S5: saturate to the output type; ReLU raises the lower bound to 0.
-            y = stage(f"s5_y_{j}", signed(acc_bits))
+                m.d.sync += [r.eq(((sh[:acc_bits + 1] + 1) >> 1)[:acc_bits]),
+                             under.eq(sh < below7), over.eq(sh > above7)]
+            # S9: saturate to the output type; ReLU raised the lower bound to 0.
+            y = stage(f"s9_y_{j}", signed(acc_bits))
             with m.If(advance):
-                m.d.sync += y.eq(Mux(r < lo, lo, Mux(r > hi, hi, r)))
+                m.d.sync += y.eq(Mux(under, lo8, Mux(over, hi8, r)))
 
-            # Pooling: the horizontal pair formed in the S5 cycle, registered into S6 (beside the value itself);
-            # the window formed in the S6 cycle, registered into O.
+            # Pooling: the horizontal pair registered into S10 (beside the value itself); the window, from the
+            # pair and the line buffer's entry of the row above, into S11; averaged on the way out.
             held = stage(f"pool_held_{j}", signed(acc_bits))      # the even column's value
-            with m.If(advance & valid[4] & ~s5.col_odd):
+            with m.If(advance & valid[8] & ~s9.col_odd):
                 m.d.sync += held.eq(y)
-            y6 = stage(f"s6_y_{j}", signed(acc_bits))
-            pair = stage(f"s6_pair_{j}", signed(lb_bits))
+            y10 = stage(f"s10_y_{j}", signed(acc_bits))
+            pair = stage(f"s10_pair_{j}", signed(lb_bits))
             with m.If(advance):
-                m.d.sync += [y6.eq(y), pair.eq(Mux(pair_avg, held + y, Mux(held > y, held, y)))]
+                m.d.sync += [y10.eq(y), pair.eq(Mux(pair_avg, held + y, Mux(held > y, held, y)))]
             above = lb_read.data[j * lb_bits:(j + 1) * lb_bits].as_signed()
-            window = Signal(signed(lb_bits + 1), name=f"pool_window_{j}")
-            m.d.comb += window.eq(Mux(is_avg, above + pair, Mux(above > pair, above, pair)))
-            pooled = Mux(is_avg, (window + 2) >> 2, window)
-            out_lanes.append(Mux(pool_on, pooled, y6)[:acc_bits])
+            y11 = stage(f"s11_y_{j}", signed(acc_bits))
+            window = stage(f"s11_window_{j}", signed(lb_bits + 1))
+            with m.If(advance):
+                m.d.sync += [y11.eq(y10), window.eq(Mux(is_avg, above + pair, Mux(above > pair, above, pair)))]
+            pooled = Mux(out_is_avg, (window + 2) >> 2, window)
+            out_lanes.append(Mux(out_pool_on, pooled, y11)[:acc_bits])
             lb_lanes.append(pair)
         m.d.comb += lb_write.data.eq(Cat(*lb_lanes))
 
-        emit = ~pool_on | (s6.col_odd & s6.row_odd)
+        emit = ~out_pool_on | (s11.col_odd & s11.row_odd)
         with m.If(advance):
-            m.d.sync += [self.o.valid.eq(valid[5] & emit), self.o.payload.eq(Cat(*out_lanes))]
+            m.d.sync += [self.o.valid.eq(valid[10] & emit), self.o.payload.eq(Cat(*out_lanes))]
         return m

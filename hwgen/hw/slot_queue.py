@@ -64,6 +64,17 @@ class SlotQueue(wiring.Component):
         depth = self.DEPTH
         staged, staged_valid = Signal(self.layout, name="staged"), Signal()
         m.d.sync += [staged.eq(self.push_data), staged_valid.eq(self.push)]
+        # The staged slot's check is made as it is staged, against the write pointer of that cycle, and brought
+        # up to date with the one write that may happen then: the pointer moves by at most one word a cycle
+        # (its reset to 0 at a load's start comes with same_bank still 0). Two flip-flops: its word is in
+        # (`staged_settled`, or it reads none of a loading bank), and its word is the one at the pointer.
+        staged_settled, staged_at = Signal(), Signal()
+        addr = self.push_data.act_addr
+        m.d.sync += [
+            staged_settled.eq(~self.push_data.reads | ~self.same_bank | (addr < self.written) |
+                              (self.writing & (addr == self.written))),
+            staged_at.eq(Mux(self.writing, addr == self.written + 1, addr == self.written)),
+        ]
         push, push_data = staged_valid, staged
         empty = Signal(init=1)
         entries = [Signal(self.layout, name=f"entry{k}") for k in range(depth)]
@@ -76,15 +87,9 @@ class SlotQueue(wiring.Component):
         m.d.sync += same_bank.eq(self.same_bank)
 
         # An entry's flag: its word is in by the end of the cycle before (or it reads none of a loading bank).
-        # The staged slot is compared with the write pointer in full; an entry in the queue was, a cycle ago,
-        # and the pointer moves by at most one word a cycle: it only needs to see whether that word is its own.
-        # `writing` is the one input that is logic (the loader's handshake), so it comes last, in one gate.
-        staged_ok = (~staged.reads | ~same_bank | (staged.act_addr < self.written) |
-                     (self.writing & (staged.act_addr == self.written)))
-
-        def checked(entry, ok):
-            """``(settled, if_writing)``: the flag after this cycle is ``settled | (writing & if_writing)``."""
-            return ok, entry.act_addr == self.written
+        # An entry in the queue was checked a cycle ago, and the pointer moves by at most one word a cycle: it
+        # only needs to see whether that word is its own.
+        at_pointer = [entry.act_addr == self.written for entry in entries]
 
         next_count, pop, pop_entries = Signal.like(count), Signal(), Signal()
         m.d.comb += [pop.eq(self.pop & ~empty), pop_entries.eq(self.pop_entries & ~empty),
@@ -95,17 +100,19 @@ class SlotQueue(wiring.Component):
         next_entries = [Signal(self.layout, name=f"next_entry{k}") for k in range(depth)]
         next_oks = [Signal(name=f"next_ok{k}") for k in range(depth)]
         for k in range(depth):
-            # A pop moves every entry one place towards the head; each one's check is kept as it moves.
-            moved, moved_ok = (entries[k + 1], oks[k + 1]) if k + 1 < depth else (entries[k], oks[k])
-            settled, if_writing = Signal(name=f"settled{k}"), Signal(name=f"if_writing{k}")
-            with m.If(push & Mux(pop, count_is[k + 1], count_is[k])):
-                m.d.comb += [settled.eq(staged_ok), if_writing.eq(0)]
-            with m.Elif(pop):
-                m.d.comb += [settled.eq(checked(moved, moved_ok)[0]), if_writing.eq(checked(moved, moved_ok)[1])]
-            with m.Else():
-                m.d.comb += [settled.eq(checked(entries[k], oks[k])[0]),
-                             if_writing.eq(checked(entries[k], oks[k])[1])]
+            # A pop moves every entry one place towards the head; each one's check is kept as it moves. The
+            # flag's two inputs (settled; at the pointer) are chosen for both cases from flip-flops, then by
+            # `pop`, and `writing` (the one input that is logic, the loader's handshake) comes last.
+            above = min(k + 1, depth - 1)
+            choices = {}
+            for popped, source in ((True, above), (False, k)):
+                takes_staged = push & count_is[k + 1 if popped else k]
+                choices[popped] = (Mux(takes_staged, staged_settled, oks[source]),
+                                   Mux(takes_staged, staged_at, at_pointer[source]))
+            settled = Mux(pop, choices[True][0], choices[False][0])
+            if_writing = Mux(pop, choices[True][1], choices[False][1])
             m.d.comb += next_oks[k].eq(settled | (self.writing & if_writing))
+            moved = entries[above]
             with m.If(push & Mux(pop_entries, count_is[k + 1], count_is[k])):
                 m.d.comb += next_entries[k].eq(push_data)
             with m.Elif(pop_entries):
