@@ -178,7 +178,7 @@ class PostOpPipeline(wiring.Component):
         lo7, hi7 = stage("s7_lo", signed(acc_bits + 1)), stage("s7_hi", signed(acc_bits + 1))
         below7, above7 = stage("s7_below", signed(acc_bits + 3)), stage("s7_above", signed(acc_bits + 3))
         with m.If(advance):
-            m.d.sync += [lo7.eq(lo_now), hi7.eq(hi_now), below7.eq(2 * lo_now - 1), above7.eq(2 * hi_now)]
+            m.d.sync += [lo7.eq(lo_now), hi7.eq(hi_now), below7.eq((lo_now << 1) - 1), above7.eq(hi_now << 1)]
         lo8, hi8 = delayed("s8_lo", lo7, 1), delayed("s8_hi", hi7, 1)
 
         s9, s10 = tags[8], tags[9]

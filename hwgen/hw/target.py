@@ -4,9 +4,12 @@ Elaboration is target-independent except for leaf primitives whose inferred form
 `multiplier` and `bram`): they instantiate the device cell when `family(platform)` names its family and an
 equivalent Amaranth description otherwise (simulation, Verilog for any tool, iCE40, where Yosys infers the
 cells). Both forms have the same ports and the same cycle behaviour, so the cycle model holds for both.
+iCE40 has no primitives here, but a block may choose its form by it (`wide_multiplier`: one ``*`` that Yosys
+tiles over SB_MAC16, instead of 18-bit tiles).
 
 An Amaranth vendor platform (e.g. amaranth-boards' ULX3S, a ``LatticePlatform``) carries its family; for
-out-of-context synthesis and for simulating the device form, pass ``Target("ecp5")`` as the platform. A
+out-of-context synthesis and for simulating the device form, pass ``Target("ecp5")`` (or ``Target("ice40")``)
+as the platform. A
 platform with ``multiplier_cells = False`` gets no multiplier cells (the FPGA flow's LUT-multiplier fallback).
 """
 
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 
 __all__ = ["FAMILIES", "Target", "family", "multiplier_cells"]
 
-FAMILIES = ("ecp5",)       # families with device primitives here
+FAMILIES = ("ecp5", "ice40")     # families the hardware knows (names lower-case: Amaranth says "iCE40")
 
 
 @dataclass(frozen=True)
@@ -25,12 +28,13 @@ class Target:
 
     def __post_init__(self):
         if self.family not in FAMILIES:
-            raise ValueError(f"no device primitives for FPGA family {self.family!r}; choose one of {FAMILIES}")
+            raise ValueError(f"no hardware forms for FPGA family {self.family!r}; choose one of {FAMILIES}")
 
 
 def family(platform):
-    """The family whose primitives to instantiate under ``platform``, or ``None`` for the generic form."""
+    """The family of ``platform`` if the hardware knows it (see `FAMILIES`), or ``None`` for the generic form."""
     name = getattr(platform, "family", None)
+    name = name.lower() if isinstance(name, str) else None
     return name if name in FAMILIES else None
 
 
