@@ -222,6 +222,19 @@ def test_full_throughput_without_stalls():
     assert bench.accepted == list(range(bench.accepted[0], bench.accepted[0] + total))
 
 
+@pytest.mark.parametrize("p_valid, p_ready", [(1.0, 1.0), (0.9, 0.9)], ids=["full_rate", "stalls"])
+def test_pooling_rows_of_two_and_three_outputs(p_valid, p_ready):
+    """With out_w = 2 the row above's pair is written at the very edge its reader is issued (two beats
+    behind): the line buffer forwards that write. out_w = 3 is one beat further."""
+    spec = make_spec(cols=4)
+    rng = np.random.default_rng(11)
+    layers = [random_layer(spec, CHAINS[name], shape, rng)
+              for name, shape in [("avgpool", (4, 4, 2)), ("requant_relu_maxpool", (6, 6, 2)),
+                                  ("avgpool", (3, 4, 3)), ("requant_uint8_avgpool", (5, 2, 2))]]
+    bench = StreamBench(spec)
+    bench.check(layers, bench.run(layers, p_valid=p_valid, p_ready=p_ready, seed=11))
+
+
 def test_a_bank_shared_by_consecutive_layers_waits_for_their_beats():
     """Parameters for a bank still in use are written only once its last beat is in: same results."""
     spec = make_spec(cols=2)
@@ -239,7 +252,7 @@ def test_latency_is_documented_value():
     combinational from ``o.ready``."""
     spec = make_spec(cols=2)
     dut = PostOpPipeline(spec, max_m_folds=2, max_out_w=4)
-    assert dut.latency == PostOpPipeline.LATENCY == 12
+    assert dut.latency == PostOpPipeline.LATENCY == 13
     latency = PostOpPipeline.LATENCY
     seen = {}
 

@@ -297,6 +297,6 @@ def test_closed_form_is_the_readme_formula(postops):
     for start_words, folds, period, pixels, rows, cols in [(1, 1, 4, 4, 4, 4), (9, 3, 16, 16, 8, 8),
                                                            (0, 2, 12, 10, 12, 3)]:
         readme = (start_words + 10 + (folds - 1) * period + pixels - 1
-                  + (2 + (rows + cols + 3) + 1 + 2 + (12 if postops else 0)))
+                  + (2 + (rows + cols + 3) + 1 + 2 + (13 if postops else 0)))
         assert single_command_cycles(start_words=start_words, folds=folds, fold_period=period, pixels=pixels,
                                      rows=rows, cols=cols, postops=postops) == readme

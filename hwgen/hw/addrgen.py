@@ -98,16 +98,34 @@ class FoldSequencer(wiring.Component):
                      sizes_1[2].eq(cfg.k_h == 1)]
         nf_s_w0, nf_r_h0 = pos("nf_s_w0"), pos("nf_r_h0")
         nf_first, nf_rs_first, nf_r_first_addr = pos("nf_first"), pos("nf_rs_first"), pos("nf_r_first_addr")
-        next_row = r_first_addr + cfg.in_w      # r + 1, s = 0, cg = 0
         m.d.sync += [
             nf_s_w0.eq(Mux(cg_wrap, Mux(s_wrap, -cfg.pad_w, s_w0 + 1), s_w0)),
             nf_r_h0.eq(Mux(rs_wrap, Mux(r_wrap, -cfg.pad_h, r_h0 + 1), r_h0)),
-            nf_first.eq(Mux(~cg_wrap, fold_first + cfg.plane, Mux(~s_wrap, rs_first + 1,
-                                                                   Mux(~r_wrap, next_row, first_addr)))),
-            nf_rs_first.eq(Mux(~cg_wrap, rs_first, Mux(~s_wrap, rs_first + 1,
-                                                       Mux(~r_wrap, next_row, first_addr)))),
-            nf_r_first_addr.eq(Mux(~rs_wrap, r_first_addr, Mux(~r_wrap, next_row, first_addr))),
         ]
+        # The next fold's first addresses, each a base and an increment chosen by the wrap flags, then one
+        # adder. With fold_period >= 3 (any array with 3 or more rows or columns) a fold change is at least 3
+        # cycles after the last one, so base and increment get a register of their own (the multiplexers and
+        # the adder are then in different cycles); with fold_period 2 they are one cycle.
+        staged_next = max(spec.rows, spec.cols) >= 3
+
+        def next_address(target, choices, default):
+            """``target`` = base + increment of the first ``(condition, base, increment)`` that holds."""
+            base, increment = default
+            for condition, choice_base, choice_increment in reversed(choices):
+                base, increment = Mux(condition, choice_base, base), Mux(condition, choice_increment, increment)
+            if staged_next:
+                base_reg, increment_reg = pos(f"{target.name}_base"), pos(f"{target.name}_increment")
+                m.d.sync += [base_reg.eq(base), increment_reg.eq(increment)]
+                base, increment = base_reg, increment_reg
+            m.d.sync += target.eq(base + increment)
+
+        # cg + 1 (the next channel group's plane), else s + 1 (cg = 0), else r + 1 (s = cg = 0), else fold 0.
+        next_address(nf_first, [(~cg_wrap, fold_first, cfg.plane), (~s_wrap, rs_first, 1),
+                                (~r_wrap, r_first_addr, cfg.in_w)], (first_addr, 0))
+        next_address(nf_rs_first, [(~cg_wrap, rs_first, 0), (~s_wrap, rs_first, 1),
+                                   (~r_wrap, r_first_addr, cfg.in_w)], (first_addr, 0))
+        next_address(nf_r_first_addr, [(~rs_wrap, r_first_addr, 0), (~r_wrap, r_first_addr, cfg.in_w)],
+                     (first_addr, 0))
 
         m.d.comb += [
             self.slot_valid.eq(self.busy & ~pre & in_pixels),

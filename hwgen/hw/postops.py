@@ -5,29 +5,31 @@ One pass: every output beat goes through the chain once, on its way out; nothing
 
 Stages (one register each; lane ``j`` of every stage is channel ``mf*cols + j``)::
 
-    i ─► S1 beat + params ─► S2 x = acc + bias ─► S3-S6 p = x * multiplier ─► S7 sh = 2p >> shift
-      ─► S8 r = (sh + 1) >> 1, under/over ─► S9 y = clamp(r) ─► S10 horizontal pair ─► S11 window ─► O ─► o
+    i ─► S1 beat ─► S2 beat + params ─► S3 x = acc + bias ─► S4-S7 p = x * multiplier ─► S8 sh = 2p >> shift
+      ─► S9 r = (sh + 1) >> 1, under/over ─► S10 y = clamp(r) ─► S11 horizontal pair ─► S12 window ─► O ─► o
 
-- S1 registers the beat while the params memory (indexed by the beat's m-fold) is read; S2 adds the bias (or
-  0), widening to ``max(acc_bits, 32) + 1``; S3-S6 is the multiply, a `WideMultiplier` (18-bit tiles on hard
-  multipliers with their own registers, then two registered levels of partial sums); S7 is the barrel
-  shifter and S8 the rounding of ``round_shift(p, s) = ((2p >> s) + 1) >> 1``, beside the saturation tests
+- The params memory (indexed by the beat's m-fold) is read as the beat is accepted and answers from a
+  register in S2 (a `PipelinedMemory`: no block RAM clock-to-out in front of an adder); S3 adds the bias (or
+  0), widening to ``max(acc_bits, 32) + 1``; S4-S7 is the multiply, a `WideMultiplier` (18-bit tiles on hard
+  multipliers with their own registers, then two registered levels of partial sums); S8 is the barrel
+  shifter and S9 the rounding of ``round_shift(p, s) = ((2p >> s) + 1) >> 1``, beside the saturation tests
   made on the shifted value (``(sh + 1) >> 1 < lo`` exactly when ``sh < 2 lo - 1``, ``> hi`` when
-  ``sh > 2 hi``), so S9's clamp is a multiplexer; the bounds (from the output type, raised to 0 by ReLU) are
-  registered as the beat enters S7.
+  ``sh > 2 hi``), so S10's clamp is a multiplexer; the bounds (from the output type, raised to 0 by ReLU) are
+  registered as the beat enters S8.
 - Pooling in one pass: a register holds the even column's value; on the odd column the horizontal pair
-  (max, or sum) is formed and registered (S10); on even rows it is written to a line buffer (``max_out_w // 2``
-  entries of ``cols`` lanes, `lib.memory`), on odd rows it is combined with the entry of the row above into
-  the window (S11, read issued as the beat enters S10) and emitted (average: ``(sum4 + 2) >> 2`` on the way
-  out). Every adder and compare has a cycle of its own: the chain is built for the array's clock.
+  (max, or sum) is formed and registered (S11); on even rows it is written to a line buffer (``max_out_w // 2``
+  entries of ``cols`` lanes, a `PipelinedMemory` read as the beat enters S10, with the one write that can
+  land at the edge of that read forwarded), on odd rows it is combined with the entry of the row above into
+  the window (S12) and emitted (average: ``(sum4 + 2) >> 2`` on the way out). Every adder and compare has a
+  cycle of its own: the chain is built for the array's clock.
 - Without requantization the multiplier is forced to 1 and the shift to 0, and the configuration sets the
   clamp to the accumulator range, so one datapath serves every combination.
 
-Timing: `LATENCY` = 12. A beat accepted on ``i`` in cycle ``t`` (``i.valid & i.ready``) is presented on ``o``
-in cycle ``t + 12`` when no stall intervenes; with pooling, the window's output appears 12 cycles after its
+Timing: `LATENCY` = 13. A beat accepted on ``i`` in cycle ``t`` (``i.valid & i.ready``) is presented on ``o``
+in cycle ``t + 13`` when no stall intervenes; with pooling, the window's output appears 13 cycles after its
 bottom-right input. Throughput is one beat per cycle while ``o`` is ready (pooling emits one beat per 2x2
 window, i.e. per four kept inputs). The pipeline stalls as a whole: ``i.ready = ~o.valid | o.ready``
-(combinational from ``o.ready``, independent of ``i.valid``), so it holds up to 12 beats and never drops one.
+(combinational from ``o.ready``, independent of ``i.valid``), so it holds up to 13 beats and never drops one.
 
 Position in the layer comes from counters over accepted beats (``f``, then ``e``, then m-fold, wrapping back to
 zero after ``m_folds * out_h * out_w`` beats). ``cfg`` and ``bank`` describe the command whose beats arrive on
@@ -39,11 +41,12 @@ still read the other bank.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..postops import POOL_CODES, config_layout, params_layout
 from ..spec import AcceleratorSpec
+from .bram import PipelinedMemory
 from .wide_multiplier import WideMultiplier
 
 __all__ = ["PostOpPipeline"]
@@ -62,7 +65,7 @@ class PostOpPipeline(wiring.Component):
     flight).
     """
 
-    LATENCY = 12
+    LATENCY = 13
 
     def __init__(self, spec, *, max_m_folds, max_out_w=None, dims_bits=None):
         if not isinstance(spec, AcceleratorSpec):
@@ -106,11 +109,12 @@ class PostOpPipeline(wiring.Component):
 
         # Parameter memory: two banks of one word per m-fold, so the next command's parameters load while
         # this command's beats still use the other bank.
-        m.submodules.params_mem = params_mem = memory.Memory(
-            shape=unsigned(self.params_layout.size), depth=2 * self.max_m_folds, init=[])
-        params_write, params_read = params_mem.write_port(), params_mem.read_port()
-        m.d.comb += [params_write.addr.eq(self.params_addr), params_write.data.eq(self.params_data),
-                     params_write.en.eq(self.params_en)]
+        # A `PipelinedMemory`: its read data leaves from a register (on ECP5 the block RAM's own), so the bias
+        # adder does not follow a block RAM's clock-to-out.
+        m.submodules.params_mem = params_mem = PipelinedMemory(width=self.params_layout.size,
+                                                               depth=2 * self.max_m_folds)
+        m.d.comb += [params_mem.write_addr.eq(self.params_addr), params_mem.write_data.eq(self.params_data),
+                     params_mem.write_en.eq(self.params_en)]
 
         # Position of the next input beat.
         f, e, mf = Signal.like(cfg.out_w), Signal.like(cfg.out_h), Signal.like(cfg.m_folds)
@@ -121,7 +125,8 @@ class PostOpPipeline(wiring.Component):
                 m.d.sync += e.eq(Mux(last_e, 0, e + 1))
                 with m.If(last_e):
                     m.d.sync += mf.eq(Mux(mf + 1 >= cfg.m_folds, 0, mf + 1))
-        m.d.comb += [params_read.addr.eq(mf + Mux(self.bank, self.max_m_folds, 0)), params_read.en.eq(advance)]
+        m.d.comb += [params_mem.read_addr.eq(mf + Mux(self.bank, self.max_m_folds, 0)),
+                     params_mem.read_en.eq(advance), params_mem.data_en.eq(advance)]
 
         # Pooling tags ride beside the data: odd row/column and the line-buffer entry (the column pair). Floor
         # semantics need no tag: an odd E's last row and an odd F's last column have even indices, so they only
@@ -158,99 +163,107 @@ class PostOpPipeline(wiring.Component):
                 value = reg
             return value
 
-        # S1: the beat; the params memory answers in the same cycle.
-        s1_beat = stage("s1_beat", unsigned(spec.acc_word_bits))
-        with m.If(advance):
-            m.d.sync += s1_beat.eq(self.i.payload)
-        params = data.View(self.params_layout, params_read.data)
-        s1 = tags[0]
+        # S1, S2: the beat, while the params memory (read as it is accepted) answers in S2.
+        s2_beat = delayed("beat", self.i.payload, 2)
+        params = data.View(self.params_layout, params_mem.read_data)
+        s2 = tags[1]
 
-        # Saturation bounds of the beat entering S7 (one set for all lanes), registered with it: lo and hi,
-        # and the bounds on the shifted value S8 compares (see there).
-        s6 = tags[5]
+        # Saturation bounds of the beat entering S8 (one set for all lanes), registered with it: lo and hi,
+        # and the bounds on the shifted value S9 compares (see there).
+        s7 = tags[6]
         unused_bits = Signal(range(acc_bits))          # acc_bits - out_bits (host checks 1 <= out_bits <= acc_bits)
         out_umax = Signal(unsigned(acc_bits))           # (1 << out_bits) - 1
         lo_now, hi_now = Signal(signed(acc_bits + 1)), Signal(signed(acc_bits + 1))
-        m.d.comb += [unused_bits.eq(acc_bits - s6.out_bits),
+        m.d.comb += [unused_bits.eq(acc_bits - s7.out_bits),
                      out_umax.eq(Const((1 << acc_bits) - 1, acc_bits) >> unused_bits),
-                     hi_now.eq(Mux(s6.out_signed, out_umax >> 1, out_umax)),
-                     lo_now.eq(Mux(s6.relu, 0, Mux(s6.out_signed, -(out_umax >> 1) - 1, 0)))]
-        lo7, hi7 = stage("s7_lo", signed(acc_bits + 1)), stage("s7_hi", signed(acc_bits + 1))
-        below7, above7 = stage("s7_below", signed(acc_bits + 3)), stage("s7_above", signed(acc_bits + 3))
+                     hi_now.eq(Mux(s7.out_signed, out_umax >> 1, out_umax)),
+                     lo_now.eq(Mux(s7.relu, 0, Mux(s7.out_signed, -(out_umax >> 1) - 1, 0)))]
+        lo8, hi8 = stage("s8_lo", signed(acc_bits + 1)), stage("s8_hi", signed(acc_bits + 1))
+        below8, above8 = stage("s8_below", signed(acc_bits + 3)), stage("s8_above", signed(acc_bits + 3))
         with m.If(advance):
-            m.d.sync += [lo7.eq(lo_now), hi7.eq(hi_now), below7.eq((lo_now << 1) - 1), above7.eq(hi_now << 1)]
-        lo8, hi8 = delayed("s8_lo", lo7, 1), delayed("s8_hi", hi7, 1)
+            m.d.sync += [lo8.eq(lo_now), hi8.eq(hi_now), below8.eq((lo_now << 1) - 1), above8.eq(hi_now << 1)]
+        lo9, hi9 = delayed("s9_lo", lo8, 1), delayed("s9_hi", hi8, 1)
 
-        s9, s10 = tags[8], tags[9]
-        pair_avg = s9.pool == POOL_CODES["avg"]          # the pair is formed entering S10
-        pool_on = s10.pool != POOL_CODES["none"]
-        is_avg = s10.pool == POOL_CODES["avg"]            # the window is formed entering S11
-        s11 = tags[10]
-        out_pool_on = s11.pool != POOL_CODES["none"]      # and divided on the way out
-        out_is_avg = s11.pool == POOL_CODES["avg"]
+        s9, s10, s11 = tags[8], tags[9], tags[10]
+        pair_avg = s10.pool == POOL_CODES["avg"]          # the pair is formed entering S11
+        pool_on = s11.pool != POOL_CODES["none"]
+        is_avg = s11.pool == POOL_CODES["avg"]            # the window is formed entering S12
+        s12 = tags[11]
+        out_pool_on = s12.pool != POOL_CODES["none"]      # and divided on the way out
+        out_is_avg = s12.pool == POOL_CODES["avg"]
 
-        # Line buffer of horizontal pairs from even rows; read issued as a beat enters S10.
-        m.submodules.line_buffer = line_buffer = memory.Memory(
-            shape=unsigned(cols * lb_bits), depth=lb_depth, init=[])
-        lb_write, lb_read = line_buffer.write_port(), line_buffer.read_port()
-        m.d.comb += [lb_read.addr.eq(s9.pair), lb_read.en.eq(advance)]
-        m.d.comb += [lb_write.addr.eq(s10.pair),
-                     lb_write.en.eq(advance & valid[9] & pool_on & s10.col_odd & ~s10.row_odd)]
+        # Line buffer of horizontal pairs from even rows, a `PipelinedMemory` (no block RAM clock-to-out in
+        # front of the window's adder): read issued as a beat enters S10, its word in S11. Only the pair of the
+        # row above can be written at the edge the read is issued (2 beats ahead, when out_w is 2): that write
+        # is forwarded.
+        m.submodules.line_buffer = line_buffer = PipelinedMemory(width=cols * lb_bits, depth=lb_depth)
+        lb_write_en = advance & valid[10] & pool_on & s11.col_odd & ~s11.row_odd
+        lb_data = Signal(cols * lb_bits)
+        m.d.comb += [line_buffer.read_addr.eq(s9.pair), line_buffer.read_en.eq(advance),
+                     line_buffer.data_en.eq(advance),
+                     line_buffer.write_addr.eq(s11.pair), line_buffer.write_data.eq(lb_data),
+                     line_buffer.write_en.eq(lb_write_en)]
+        forward10, forward_data10 = stage("s10_forward", 1), stage("s10_forward_data", cols * lb_bits)
+        with m.If(advance):
+            m.d.sync += [forward10.eq(lb_write_en & (s11.pair == s9.pair)), forward_data10.eq(lb_data)]
+        forward11 = delayed("s11_forward", forward10, 1)
+        forward_data11 = delayed("s11_forward_data", forward_data10, 1)
+        row_above = Mux(forward11, forward_data11, line_buffer.read_data)
 
         out_lanes, lb_lanes = [], []
         for j in range(cols):
-            # S2: bias add, and the multiplier operands (bypassed to *1 >> 0 without requantization).
+            # S3: bias add, and the multiplier operands (bypassed to *1 >> 0 without requantization).
             lane = params[j]
-            acc = s1_beat[j * acc_bits:(j + 1) * acc_bits].as_signed()
-            x, mult = stage(f"s2_x_{j}", signed(x_bits)), stage(f"s2_mult_{j}", signed(32))
-            shift2 = stage(f"s2_shift_{j}", unsigned(6))
+            acc = s2_beat[j * acc_bits:(j + 1) * acc_bits].as_signed()
+            x, mult = stage(f"s3_x_{j}", signed(x_bits)), stage(f"s3_mult_{j}", signed(32))
+            shift3 = stage(f"s3_shift_{j}", unsigned(6))
             with m.If(advance):
-                m.d.sync += [x.eq(acc + Mux(s1.bias, lane.bias, 0)),
-                             mult.eq(Mux(s1.requant, lane.multiplier, 1)),
-                             shift2.eq(Mux(s1.requant, lane.shift, 0))]
-            # S3-S6: the multiply, tiled over hard multipliers with its partial sums registered.
+                m.d.sync += [x.eq(acc + Mux(s2.bias, lane.bias, 0)),
+                             mult.eq(Mux(s2.requant, lane.multiplier, 1)),
+                             shift3.eq(Mux(s2.requant, lane.shift, 0))]
+            # S4-S7: the multiply, tiled over hard multipliers with its partial sums registered.
             multiplier = WideMultiplier(a_shape=x.shape(), b_shape=mult.shape())
             m.submodules[f"requant_multiplier_{j}"] = multiplier
             m.d.comb += [multiplier.a.eq(x), multiplier.b.eq(mult), multiplier.en.eq(advance)]
             p = multiplier.p
             assert len(p) <= p_bits
-            shift6 = delayed(f"shift_{j}", shift2, WideMultiplier.LATENCY)
-            # S7: sh = (2p) >> s (arithmetic), so that round_shift(p, s) = (sh + 1) >> 1.
-            sh = stage(f"s7_sh_{j}", signed(p_bits + 1))
+            shift7 = delayed(f"shift_{j}", shift3, WideMultiplier.LATENCY)
+            # S8: sh = (2p) >> s (arithmetic), so that round_shift(p, s) = (sh + 1) >> 1.
+            sh = stage(f"s8_sh_{j}", signed(p_bits + 1))
             with m.If(advance):
-                m.d.sync += sh.eq((p << 1) >> shift6)
-            # S8: the rounded value's low bits (all a value in range has), and the saturation tests made on
+                m.d.sync += sh.eq((p << 1) >> shift7)
+            # S9: the rounded value's low bits (all a value in range has), and the saturation tests made on
             # sh itself: (sh + 1) >> 1 < lo  <=>  sh < 2 lo - 1, and  > hi  <=>  sh > 2 hi.
-            r = stage(f"s8_r_{j}", signed(acc_bits))
-            under, over = stage(f"s8_under_{j}", 1), stage(f"s8_over_{j}", 1)
+            r = stage(f"s9_r_{j}", signed(acc_bits))
+            under, over = stage(f"s9_under_{j}", 1), stage(f"s9_over_{j}", 1)
             with m.If(advance):
                 m.d.sync += [r.eq(((sh[:acc_bits + 1] + 1) >> 1)[:acc_bits]),
-                             under.eq(sh < below7), over.eq(sh > above7)]
-            # S9: saturate to the output type; ReLU raised the lower bound to 0.
-            y = stage(f"s9_y_{j}", signed(acc_bits))
+                             under.eq(sh < below8), over.eq(sh > above8)]
+            # S10: saturate to the output type; ReLU raised the lower bound to 0.
+            y = stage(f"s10_y_{j}", signed(acc_bits))
             with m.If(advance):
-                m.d.sync += y.eq(Mux(under, lo8, Mux(over, hi8, r)))
+                m.d.sync += y.eq(Mux(under, lo9, Mux(over, hi9, r)))
 
-            # Pooling: the horizontal pair registered into S10 (beside the value itself); the window, from the
-            # pair and the line buffer's entry of the row above, into S11; averaged on the way out.
+            # Pooling: the horizontal pair registered into S11 (beside the value itself); the window, from the
+            # pair and the line buffer's entry of the row above, into S12; averaged on the way out.
             held = stage(f"pool_held_{j}", signed(acc_bits))      # the even column's value
-            with m.If(advance & valid[8] & ~s9.col_odd):
+            with m.If(advance & valid[9] & ~s10.col_odd):
                 m.d.sync += held.eq(y)
-            y10 = stage(f"s10_y_{j}", signed(acc_bits))
-            pair = stage(f"s10_pair_{j}", signed(lb_bits))
-            with m.If(advance):
-                m.d.sync += [y10.eq(y), pair.eq(Mux(pair_avg, held + y, Mux(held > y, held, y)))]
-            above = lb_read.data[j * lb_bits:(j + 1) * lb_bits].as_signed()
             y11 = stage(f"s11_y_{j}", signed(acc_bits))
-            window = stage(f"s11_window_{j}", signed(lb_bits + 1))
+            pair = stage(f"s11_pair_{j}", signed(lb_bits))
             with m.If(advance):
-                m.d.sync += [y11.eq(y10), window.eq(Mux(is_avg, above + pair, Mux(above > pair, above, pair)))]
+                m.d.sync += [y11.eq(y), pair.eq(Mux(pair_avg, held + y, Mux(held > y, held, y)))]
+            above = row_above[j * lb_bits:(j + 1) * lb_bits].as_signed()
+            y12 = stage(f"s12_y_{j}", signed(acc_bits))
+            window = stage(f"s12_window_{j}", signed(lb_bits + 1))
+            with m.If(advance):
+                m.d.sync += [y12.eq(y11), window.eq(Mux(is_avg, above + pair, Mux(above > pair, above, pair)))]
             pooled = Mux(out_is_avg, (window + 2) >> 2, window)
-            out_lanes.append(Mux(out_pool_on, pooled, y11)[:acc_bits])
+            out_lanes.append(Mux(out_pool_on, pooled, y12)[:acc_bits])
             lb_lanes.append(pair)
-        m.d.comb += lb_write.data.eq(Cat(*lb_lanes))
+        m.d.comb += lb_data.eq(Cat(*lb_lanes))
 
-        emit = ~out_pool_on | (s11.col_odd & s11.row_odd)
+        emit = ~out_pool_on | (s12.col_odd & s12.row_odd)
         with m.If(advance):
-            m.d.sync += [self.o.valid.eq(valid[10] & emit), self.o.payload.eq(Cat(*out_lanes))]
+            m.d.sync += [self.o.valid.eq(valid[11] & emit), self.o.payload.eq(Cat(*out_lanes))]
         return m
