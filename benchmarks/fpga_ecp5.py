@@ -3,6 +3,7 @@
     python benchmarks/fpga_ecp5.py                       # 8x8 and the largest array that fits (12x12)
     python benchmarks/fpga_ecp5.py --sizes 4x4,8x8 --freq 150
     python benchmarks/fpga_ecp5.py --no-postops          # built without the post-op chain (raw accumulators)
+    python benchmarks/fpga_ecp5.py --seeds 1,2,3         # one place and route per seed (Fmax spread)
     python benchmarks/fpga_ecp5.py --packing             # two int8 MACs per MULT18X18D: what Yosys infers
 
 Prints a table, and one machine-readable JSON line per design (prefixed ``BENCH ``). GOPS = 2 * MACs * Fmax.
@@ -22,6 +23,7 @@ from amaranth.hdl import Module, Signal, signed, unsigned  # noqa: E402
 from amaranth.lib import stream, wiring  # noqa: E402
 from amaranth.lib.wiring import In, Out  # noqa: E402
 
+from fpga.cli import nextpnr_options  # noqa: E402
 from fpga.devices import get_device  # noqa: E402
 from fpga.flow import synthesize  # noqa: E402
 from fpga.tools import Progress  # noqa: E402
@@ -64,17 +66,17 @@ def row(summary):
         "share_pct": {"lut": summary["share"].get("lut4"), "ff": summary["share"].get("ff"),
                       "dsp": summary["share"].get("dsp"), "ebr": summary["share"].get("bram")},
         "critical_path": summary.get("critical_path"),
-        "seconds": summary.get("seconds"),
+        "seconds": summary.get("seconds"), "seed": summary.get("seed"),
     }
 
 
 def print_table(rows):
-    head = ("design", "MACs", "LUT4", "carry", "FF", "DSP", "EBR", "Fmax MHz", "GOPS", "LUT%", "FF%", "DSP%",
+    head = ("design", "seed", "MACs", "LUT4", "carry", "FF", "DSP", "EBR", "Fmax MHz", "GOPS", "LUT%", "FF%", "DSP%",
             "EBR%")
     lines = [head]
     for r in rows:
         s = r["share_pct"]
-        lines.append((r["design"], str(r["macs"]), str(r["lut4"]), str(r["carry"]), str(r["ff"]), str(r["dsp"]),
+        lines.append((r["design"], str(r["seed"]), str(r["macs"]), str(r["lut4"]), str(r["carry"]), str(r["ff"]), str(r["dsp"]),
                       str(r["ebr"]), f"{r['fmax_mhz']:.1f}" if r["fmax_mhz"] else "-",
                       f"{r['gops']:.1f}" if r["gops"] else "-",
                       *[f"{s[k]:.1f}" if s[k] is not None else "-" for k in ("lut", "ff", "dsp", "ebr")]))
@@ -86,7 +88,7 @@ def print_table(rows):
     for r in rows:
         path = r["critical_path"]
         if path:
-            print(f"{r['design']}: critical path {path['from']} -> {path['to']} ({path['delay_ns']:.2f} ns: "
+            print(f"{r['design']} (seed {r['seed']}): critical path {path['from']} -> {path['to']} ({path['delay_ns']:.2f} ns: "
                   f"{path['logic_ns']:.2f} logic + {path['routing_ns']:.2f} routing)")
 
 
@@ -294,7 +296,10 @@ def main(argv=None):
                         help="accelerators built without the post-op chain (postops=False)")
     parser.add_argument("--freq", type=float, default=150.0, help="target MHz (150)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seeds", help="comma-separated nextpnr seeds: one run per seed and size (Fmax moves a "
+                                        "few MHz from seed to seed; the table shows every run)")
     parser.add_argument("--router", choices=["router1", "router2"], help="nextpnr router")
+    parser.add_argument("--placer", choices=["heap", "static", "sa"], help="nextpnr placer")
     parser.add_argument("--out", default="build/fpga/bench")
     parser.add_argument("--packing", action="store_true", help="run the two-int8-per-DSP experiment only")
     parser.add_argument("--dsp-registers", metavar="N",
@@ -315,15 +320,17 @@ def main(argv=None):
     else:
         n = largest_square(device, postops)
         sizes = ["8x8", f"{n}x{n}"]
+    seeds = [int(seed) for seed in args.seeds.split(",")] if args.seeds else [args.seed]
     rows = []
     for size in sizes:
         r, c = (int(x) for x in size.lower().split("x"))
         spec = array_spec(r, c, postops)
-        summary = synthesize(spec, device, freq_mhz=args.freq, seed=args.seed,
-                             build_dir=Path(args.out) / f"{spec.name}-{device.key}", progress=progress,
-                             nextpnr_extra=["--router", args.router] if args.router else [])
-        rows.append(row(summary))
-        print("BENCH " + json.dumps(rows[-1]), flush=True)
+        for seed in seeds:
+            build = Path(args.out) / (f"{spec.name}-{device.key}" + (f"-seed{seed}" if len(seeds) > 1 else ""))
+            summary = synthesize(spec, device, freq_mhz=args.freq, seed=seed, build_dir=build, progress=progress,
+                                 nextpnr_extra=nextpnr_options(args))
+            rows.append(row(summary))
+            print("BENCH " + json.dumps(rows[-1]), flush=True)
     print()
     print_table(rows)
     return 0

@@ -52,7 +52,10 @@ def add_synth_parser(subparsers):
     target.add_argument("--io-bits", type=int, default=8, help="width of the pin-light top's data pins (8)")
     target.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (1)")
     target.add_argument("--router", choices=["router1", "router2"],
-                        help="nextpnr router (default: nextpnr's, router1; router2 is often faster on big arrays)")
+                        help="nextpnr router (default: nextpnr's, router1; router2 finishes sooner on big arrays "
+                             "but placed these designs slower)")
+    target.add_argument("--placer", choices=["heap", "static", "sa"],
+                        help="nextpnr placer (default: nextpnr's, heap)")
     spec = p.add_argument_group("spec (without DESIGN, or overriding its spec)")
     spec.add_argument("--rows", type=int)
     spec.add_argument("--cols", type=int)
@@ -152,7 +155,7 @@ def run_synth(args):
             summary = synthesize(spec, args.device or "ecp5-85f", freq_mhz=args.freq, build_dir=args.out,
                                  lut_multipliers=args.lut_multipliers, io_bits=args.io_bits, seed=args.seed,
                                  pnr=not args.no_pnr, progress=progress, timeout_s=args.timeout,
-                                 nextpnr_extra=["--router", args.router] if args.router else [])
+                                 nextpnr_extra=nextpnr_options(args))
     except FitError as error:
         print(f"hwgen synth: {error}", file=err)
         return 2
@@ -172,6 +175,15 @@ def run_synth(args):
     if args.require_timing and summary.get("timing_met") is False:
         return 3
     return 0
+
+
+def nextpnr_options(args):
+    """The nextpnr options the command line chose (router, placer)."""
+    options = []
+    for name in ("router", "placer"):
+        if getattr(args, name, None):
+            options += [f"--{name}", getattr(args, name)]
+    return options
 
 
 def main(argv=None):

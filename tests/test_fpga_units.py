@@ -346,3 +346,12 @@ def test_cli_no_postops_builds_no_postop_multipliers(capsys):
     estimate = json.loads(capsys.readouterr().out)
     assert estimate["source"] == "rtlil" and estimate["dsps_needed"] == 16
     assert run_synth(parse("--rows", "12", "--cols", "12", "--no-postops", "--estimate")) == 0
+
+
+def test_nextpnr_options_from_the_command_line():
+    from argparse import Namespace
+
+    from fpga.cli import nextpnr_options
+    assert nextpnr_options(Namespace(router=None, placer=None)) == []
+    assert nextpnr_options(Namespace(router="router2", placer="static")) == ["--router", "router2",
+                                                                            "--placer", "static"]
