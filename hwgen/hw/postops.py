@@ -19,8 +19,9 @@ Stages (one register each; lane ``j`` of every stage is channel ``mf*cols + j``)
 - Pooling in one pass: a register holds the even column's value; on the odd column the horizontal pair
   (max, or sum) is formed and registered (S11); on even rows it is written to a line buffer (``max_out_w // 2``
   entries of ``cols`` lanes, a `PipelinedMemory` read as the beat enters S10, with the one write that can
-  land at the edge of that read forwarded), on odd rows it is combined with the entry of the row above into
-  the window (S12) and emitted (average: ``(sum4 + 2) >> 2`` on the way out). Every adder and compare has a
+  land at the edge of that read forwarded), on odd rows it is combined with the entry of the row above: the
+  window's sum and compare are registered side by side (S12), and the way out picks the maximum or divides
+  (average: ``(sum4 + 2) >> 2``). Every adder and compare has a
   cycle of its own: the chain is built for the array's clock.
 - Without requantization the multiplier is forced to 1 and the shift to 0, and the configuration sets the
   clamp to the accumulator range, so one datapath serves every combination.
@@ -187,7 +188,6 @@ class PostOpPipeline(wiring.Component):
         s9, s10, s11 = tags[8], tags[9], tags[10]
         pair_avg = s10.pool == POOL_CODES["avg"]          # the pair is formed entering S11
         pool_on = s11.pool != POOL_CODES["none"]
-        is_avg = s11.pool == POOL_CODES["avg"]            # the window is formed entering S12
         s12 = tags[11]
         out_pool_on = s12.pool != POOL_CODES["none"]      # and divided on the way out
         out_is_avg = s12.pool == POOL_CODES["avg"]
@@ -254,11 +254,16 @@ class PostOpPipeline(wiring.Component):
             with m.If(advance):
                 m.d.sync += [y11.eq(y), pair.eq(Mux(pair_avg, held + y, Mux(held > y, held, y)))]
             above = row_above[j * lb_bits:(j + 1) * lb_bits].as_signed()
+            # The window's sum and compare side by side (registered with both operands); the output stage
+            # picks the maximum, or divides the sum.
             y12 = stage(f"s12_y_{j}", signed(acc_bits))
-            window = stage(f"s12_window_{j}", signed(lb_bits + 1))
+            window_sum = stage(f"s12_window_sum_{j}", signed(lb_bits + 1))
+            above_greater = stage(f"s12_above_greater_{j}", 1)
+            above12, pair12 = stage(f"s12_above_{j}", signed(lb_bits)), stage(f"s12_pair_{j}", signed(lb_bits))
             with m.If(advance):
-                m.d.sync += [y12.eq(y11), window.eq(Mux(is_avg, above + pair, Mux(above > pair, above, pair)))]
-            pooled = Mux(out_is_avg, (window + 2) >> 2, window)
+                m.d.sync += [y12.eq(y11), window_sum.eq(above + pair), above_greater.eq(above > pair),
+                             above12.eq(above), pair12.eq(pair)]
+            pooled = Mux(out_is_avg, (window_sum + 2) >> 2, Mux(above_greater, above12, pair12))
             out_lanes.append(Mux(out_pool_on, pooled, y12)[:acc_bits])
             lb_lanes.append(pair)
         m.d.comb += lb_data.eq(Cat(*lb_lanes))
