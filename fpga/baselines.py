@@ -32,10 +32,10 @@ BASELINE_DESIGNS = {
     "ws4x4-ecp5-85f": ("ecp5-85f", {"rows": 4, "cols": 4, **_SMALL_BUFFERS}, 150.0),
     # Without the post-op chain (postops=False): what the Fmax work on the weight-stationary path tracks.
     "ws4x4nopost-ecp5-85f": ("ecp5-85f", {"rows": 4, "cols": 4, **_SMALL_BUFFERS, "postops": False}, 150.0),
-    # The UP5K's 8 SB_MAC16: each column's post-op requantization multiply (33 x 32 bits) takes 4 of them,
-    # so one column (at most 4 rows) is all that fits with one DSP per MAC.
-    "ws1x1-ice40-up5k": ("ice40-up5k", {"rows": 1, "cols": 1, **_SMALL_BUFFERS}, 24.0),
-    "ws2x1-ice40-up5k": ("ice40-up5k", {"rows": 2, "cols": 1, **_SMALL_BUFFERS}, 24.0),
+    # The UP5K (5280 logic cells) holds the array without the post-op chain: with it, even 1x1 needs about
+    # 5960 cells (the chain is pipelined for the ECP5's clock).
+    "ws2x1nopost-ice40-up5k": ("ice40-up5k", {"rows": 2, "cols": 1, **_SMALL_BUFFERS, "postops": False}, 24.0),
+    "ws2x2nopost-ice40-up5k": ("ice40-up5k", {"rows": 2, "cols": 2, **_SMALL_BUFFERS, "postops": False}, 24.0),
 }
 
 

@@ -232,16 +232,23 @@ def estimate_fit(spec, device, *, lut_multipliers=False, io_bits=8, check=True, 
         problems.append(f"the pin-light top needs {pins} pins, the {device.package} has {device.io}; "
                         f"use a smaller --io-bits")
 
-    # Rough logic estimate (LUT4 + carry halves = nextpnr TRELLIS_COMB / iCE40 logic cells), calibrated on the
-    # measured hwgen top: ~1200 for control, ~36 per PE (psum adder, weight banks), ~116 per column
-    # (accumulator, post-ops, output FIFO); iCE40 logic cells pack less per LUT (x1.5).
-    luts = 1200 + 36 * spec.pes + 116 * spec.cols
+    # Rough logic estimate (LUT4 + carry halves = nextpnr TRELLIS_COMB), calibrated on the measured hwgen top
+    # (2x2, 4x4 and 8x8 on the ECP5-85F): ~1000 for control, ~50 per PE (operand and psum registers, weight
+    # banks), ~100 per column (accumulator, output FIFO) and ~1600 per column for the post-op chain (its
+    # 66-bit shifter, adders and stage registers). iCE40 logic cells hold a LUT and a flip-flop together and
+    # this top has about as many flip-flops as LUTs: x2.2 there (1x1 with post-ops measured 5959 cells).
+    postop_luts = 1600 * spec.cols if spec.postops else 0
+    luts = 1000 + 50 * spec.pes + 100 * spec.cols + postop_luts
     if device.family == "ice40":
-        luts = int(luts * 1.5)
+        luts = int(luts * 2.2)
     lut_muls = 0 if use_dsp else muls
     luts += lut_muls * lut_mult_cost(a_bits, w_bits)
-    if luts > 1.25 * device.luts:
-        problems.append(f"about {luts} LUT4 needed (rough estimate), the {device.part} has {device.luts}")
+    if luts > 1.1 * device.luts:
+        fix = "a smaller array"
+        if postop_luts:
+            fix = "build without the post-op chain (postops=False, --no-postops), or " + fix
+        problems.append(f"about {luts} LUT4 needed (rough estimate), the {device.part} has {device.luts}. "
+                        f"Fix: {fix}")
     elif luts > 0.8 * device.luts:
         warnings.append(f"about {luts} LUT4 needed (rough estimate) of {device.luts}: placement may fail")
 

@@ -355,3 +355,13 @@ def test_nextpnr_options_from_the_command_line():
     assert nextpnr_options(Namespace(router=None, placer=None)) == []
     assert nextpnr_options(Namespace(router="router2", placer="static")) == ["--router", "router2",
                                                                             "--placer", "static"]
+
+
+def test_up5k_rejects_the_post_op_chain_by_logic_cells_and_names_the_fix():
+    from fpga.fit import FitError, estimate_fit
+    from hwgen.spec import AcceleratorSpec
+    small = {"act_buffer_bytes": 256, "weight_buffer_bytes": 256, "acc_buffer_bytes": 512}
+    with pytest.raises(FitError, match="LUT4 needed.*--no-postops"):
+        estimate_fit(AcceleratorSpec(rows=1, cols=1, **small), "ice40-up5k")
+    assert not estimate_fit(AcceleratorSpec(rows=2, cols=2, postops=False, **small), "ice40-up5k",
+                            check=False).problems
