@@ -66,6 +66,9 @@ class PipelinedMultiplier(wiring.Component):
             ports[f"i_A{k}"], ports[f"i_B{k}"], ports[f"i_C{k}"] = a18[k], b18[k], Const(0)
         for k in range(2 * _MULT18_BITS):
             ports[f"o_P{k}"] = p36[k]
+        # nextpnr allows four distinct CLK/CE/RST nets per DSP block of four MULT18X18D, and a CE pin tied to 0
+        # is one more net: the unused CE1-3 carry the same enable, so four multipliers with their own enables
+        # share a block (with them tied low, at most three could, and a 12x12 array never legalised).
         m.submodules.mult = Instance(
             "MULT18X18D",
             p_REG_INPUTA_CLK="CLK0", p_REG_INPUTA_CE="CE0", p_REG_INPUTA_RST="RST0",
@@ -74,7 +77,8 @@ class PipelinedMultiplier(wiring.Component):
             p_REG_OUTPUT_CLK="CLK0", p_REG_OUTPUT_CE="CE0", p_REG_OUTPUT_RST="RST0",
             p_GSR="DISABLED", p_RESETMODE="SYNC", p_SOURCEB_MODE="B_SHIFT", p_MULT_BYPASS="DISABLED",
             i_CLK0=ClockSignal(), i_CLK1=0, i_CLK2=0, i_CLK3=0,
-            i_CE0=self.en, i_CE1=0, i_CE2=0, i_CE3=0, i_RST0=0, i_RST1=0, i_RST2=0, i_RST3=0,
+            i_CE0=self.en, i_CE1=self.en, i_CE2=self.en, i_CE3=self.en,
+            i_RST0=0, i_RST1=0, i_RST2=0, i_RST3=0,
             i_SIGNEDA=1, i_SIGNEDB=1, i_SOURCEA=0, i_SOURCEB=0,
             **ports)
         return m
