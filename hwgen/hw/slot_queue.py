@@ -68,6 +68,9 @@ class SlotQueue(wiring.Component):
         # up to date with the one write that may happen then: the pointer moves by at most one word a cycle
         # (its reset to 0 at a load's start comes with same_bank still 0). Two flip-flops: its word is in
         # (`staged_settled`, or it reads none of a loading bank), and its word is the one at the pointer.
+        # same_bank a cycle early is exact: the loader state it follows changes only at a load's start, into a
+        # bank that is not being read, or at its end, when every word is in; and the command's bank is set
+        # before its first push.
         staged_settled, staged_at = Signal(), Signal()
         addr = self.push_data.act_addr
         m.d.sync += [
@@ -80,11 +83,6 @@ class SlotQueue(wiring.Component):
         entries = [Signal(self.layout, name=f"entry{k}") for k in range(depth)]
         oks = [Signal(name=f"ok{k}") for k in range(depth)]
         count = Signal(range(depth + 1))
-
-        # Registered (exact: the loader state it follows changes only at a load's start, into a bank that is not
-        # being read, or at its end, when every word is in; and the command's bank is set before its first push).
-        same_bank = Signal()
-        m.d.sync += same_bank.eq(self.same_bank)
 
         # An entry's flag: its word is in by the end of the cycle before (or it reads none of a loading bank).
         # An entry in the queue was checked a cycle ago, and the pointer moves by at most one word a cycle: it
