@@ -1,7 +1,7 @@
 """Every error hwgen raises on purpose. Each message names what is at fault and how to fix it."""
 
 __all__ = ["HwgenError", "LoopNestError", "NonAffineIndexError", "MappingError",
-           "BufferOverflowError", "AccumulatorOverflowError", "UnsupportedTypeError"]
+           "BufferOverflowError", "AccumulatorOverflowError", "ConfigFieldError", "UnsupportedTypeError"]
 
 
 class HwgenError(Exception):
@@ -22,6 +22,15 @@ class MappingError(HwgenError, ValueError):
 
 class BufferOverflowError(MappingError):
     """A layer's working set does not fit an on-chip buffer."""
+
+
+class ConfigFieldError(MappingError):
+    """A command's count does not fit its field of the configuration word (the planner splits the layer so
+    that every count fits; a single hand-made command may not)."""
+
+    def __init__(self, message, *, field=None, value=None):
+        super().__init__(message)
+        self.field, self.value = field, value
 
 
 class AccumulatorOverflowError(MappingError):

@@ -413,11 +413,13 @@ def check_layer(postops, *, out_h, out_w, m_folds, max_out_w, max_m_folds, layer
                                f"drop the pooling or enlarge the layer")
         if out_w > max_out_w:
             raise MappingError(f"{layer}: pooling an output {out_w} pixels wide needs a line buffer of "
-                               f"{out_w // 2} entries but the post-op pipeline holds {max_out_w // 2}; build it "
-                               f"with max_out_w >= {out_w}")
+                               f"{out_w // 2} entries but the post-op pipeline holds {max_out_w // 2}; set "
+                               f"AcceleratorSpec(max_pool_width=...) >= {out_w}")
     if postops.needs_params and m_folds > max_m_folds:
         raise MappingError(f"{layer}: {m_folds} m-folds of parameters do not fit the post-op parameter memory "
-                           f"of {max_m_folds} entries; build it with max_m_folds >= {m_folds}")
+                           f"of {max_m_folds} m-folds per bank; set AcceleratorSpec(max_out_channels=...) to at "
+                           f"least {m_folds} x cols, or plan the layer with hwgen.tiling.plan_layer, which splits "
+                           f"its output channels")
 
 
 def check_supported(spec, postops, layer="layer"):

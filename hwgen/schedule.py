@@ -23,7 +23,7 @@ from math import ceil
 
 import numpy as np
 
-from .errors import AccumulatorOverflowError, BufferOverflowError, MappingError
+from .errors import AccumulatorOverflowError, BufferOverflowError, ConfigFieldError, MappingError
 from .hw.config import CONFIG_FIELDS, COUNT_FIELDS, field_bits, pack_config
 from .hw.slot_queue import SlotQueue
 from .postops import PostOps, check_layer, check_supported
@@ -133,12 +133,19 @@ class LayerSchedule:
                 raise BufferOverflowError(
                     f"{p.name}: the {buffer} buffer needs {words} words ({why}) but holds {depth}; set "
                     f"{knob} >= {need}")
-        limit = 1 << field_bits(spec)
+        bits = field_bits(spec)
         # start_words <= act_words, which the buffer check bounds: no need to compute it here.
         for name, value in self.config_values(start_words=0).items():
-            if name in COUNT_FIELDS and value >= limit:   # flags and post-op fields have their own widths
-                raise MappingError(f"{p.name}: {name}={value} exceeds the {field_bits(spec)}-bit configuration "
-                                   f"field sized from the buffers; enlarge the buffers")
+            if name in COUNT_FIELDS and value >= 1 << bits:   # flags and post-op fields have their own widths
+                # The field width follows the deepest buffer (`hw.config.field_bits`): the weight FIFO depth
+                # that widens it enough.
+                words = (1 << max(value.bit_length() - 2, 0)) - 1
+                need = buffer_bytes_for(max(words, spec.weight_depth + 1), spec.weight_word_bits)
+                raise ConfigFieldError(
+                    f"{p.name}: {name}={value} does not fit its {bits}-bit field of the configuration word (at "
+                    f"most {(1 << bits) - 1}; the width follows the deepest buffer); plan the layer with "
+                    f"hwgen.tiling.plan_layer, which splits it into commands whose counts fit, or set "
+                    f"weight_buffer_bytes >= {need} to widen the fields", field=name, value=value)
 
     # Fold structure ---------------------------------------------------------------------------------------
 

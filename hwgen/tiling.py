@@ -18,7 +18,8 @@ from math import ceil
 
 import numpy as np
 
-from .errors import BufferOverflowError, MappingError
+from .errors import BufferOverflowError, ConfigFieldError, MappingError
+from .hw.config import field_bits
 from .postops import PostOps, check_supported, pack_params
 from .problem import ConvProblem
 from .schedule import LayerSchedule
@@ -281,6 +282,13 @@ def _bytes_moved(spec, tiles):
             "total": act_bytes + weight_bytes + out_bytes}
 
 
+def _max_m_folds_per_command(spec, pixels):
+    """The most m-folds one command of `pixels` output pixels may hold: its ``m_folds`` and ``emit_words =
+    m_folds * pixels`` must fit their fields of the configuration word (`hw.config.field_bits`)."""
+    limit = (1 << field_bits(spec)) - 1
+    return min(limit, limit // max(pixels, 1))
+
+
 def _act_words(spec, problem, cg_tile, e_tile, rows_out=None):
     """Words of the largest activation window among the bands of `e_tile` output rows (clipped windows:
     border bands read padding instead of rows)."""
@@ -302,6 +310,10 @@ def plan_layer(spec, problem, postops=PostOps(), *, im2col="auto"):
     if im2col not in ("auto", True, False):
         raise ValueError(f"im2col must be 'auto', True or False, not {im2col!r}")
     check_supported(spec, postops, problem.name)
+    if postops.pool != "none" and (problem.E < 2 or problem.F < 2):
+        # Checked on the layer as written (tiles and the unrolled form would report a part of it).
+        raise MappingError(f"{problem.name}: 2x2 pooling needs an output of at least 2x2, not "
+                           f"{problem.E}x{problem.F}; drop the pooling or enlarge the layer")
     if spec.dataflow == "output_stationary":
         if im2col is False:
             raise MappingError(f"{problem.name}: the output-stationary array always takes host-unrolled (im2col) "
@@ -312,7 +324,16 @@ def plan_layer(spec, problem, postops=PostOps(), *, im2col="auto"):
         im2col = False
     if im2col is False or (im2col == "auto" and (problem.C >= spec.rows or not lowerable)):
         return _plan_tiles(spec, problem, postops)
-    lowered = _plan_tiles(spec, im2col_problem(problem), postops)
+    try:
+        lowered = _plan_tiles(spec, im2col_problem(problem), postops)
+    except BufferOverflowError as error:
+        if im2col is True:
+            # Say which layer the sizes are of: the unrolled one, not the one the user wrote.
+            raise BufferOverflowError(
+                f"{problem.name} unrolled on the host (im2col=True: a 1x1 convolution over K = C*R*S = "
+                f"{problem.C}*{problem.R}*{problem.S} = {problem.C * problem.R * problem.S} channels at each of "
+                f"the E*F = {problem.E}*{problem.F} output pixels) does not fit: {error}") from None
+        return _plan_tiles(spec, problem, postops)   # its error, if any, speaks of the layer as written
     lowered = LayerPlan(spec, problem, lowered.tiles, lowered.order, lowered.bytes_moved, postops, True,
                         lowered.problem)
     if im2col is True:
@@ -346,7 +367,7 @@ def _plan_tiles(spec, problem, postops):
         raise BufferOverflowError(
             f"{p.name}: {what} of F={p.F} pixels need {band * p.F} accumulator words but the accumulator "
             f"buffer holds {spec.acc_depth}; set acc_buffer_bytes >= {need}")
-    candidates = []
+    candidates, field_errors = [], []
     # The matrix-vector engine reduces over all of K in one command: only whole channel ranges.
     smallest_cg = c_groups if spec.dataflow == "matrix_vector" else 1
     # Input-channel tile sizes: the whole reduction, then c_groups/k for small k (a finer split only reloads
@@ -362,19 +383,26 @@ def _plan_tiles(spec, problem, postops):
         e_tiles = sorted(({_even_ceil(rows_out, ceil(rows_out / e), band) for e in fitting} & set(fitting))
                          | set(fitting[:1]), reverse=True)
         for e_tile in e_tiles:
-            # A tile's post-op parameters must fit one bank of the parameter memory.
+            # A tile's post-op parameters must fit one bank of the parameter memory, and its counts
+            # (m_folds, emit_words = m_folds * pixels) their fields of the configuration word.
             most = min(m_folds, spec.max_param_folds) if postops.needs_params else m_folds
+            most = min(most, _max_m_folds_per_command(spec, e_tile * p.F))
             if cg_tile != c_groups:   # partial sums of every m-fold in the tile stay in the accumulators
                 most = min(most, spec.acc_depth // (e_tile * p.F))
-                if most < 1:
-                    continue
+            if most < 1:
+                continue
             # m-tiles: as large as the buffers allow (fewest weight and activation passes), or one m-fold.
             for mf_tile in sorted({most, 1}):
                 for order in ORDERS:
-                    candidates.append(_build(spec, p, postops, cg_tile=cg_tile, e_tile=e_tile, mf_tile=mf_tile,
-                                             order=order))
+                    try:
+                        candidates.append(_build(spec, p, postops, cg_tile=cg_tile, e_tile=e_tile,
+                                                 mf_tile=mf_tile, order=order))
+                    except ConfigFieldError as error:   # another count too large: a smaller tile may fit
+                        field_errors.append(error)
         if cg_tile == c_groups and e_tiles and e_tiles[0] == rows_out:
             break   # the whole reduction and every row fit: splitting the reduction only moves more bytes
+    if not candidates and field_errors:
+        raise field_errors[0]
     if not candidates:   # only the matrix-vector engine, which cannot split the reduction, gets here
         words = _act_words(spec, p, c_groups, band, rows_out)
         need = buffer_bytes_for(2 * words, spec.act_word_bits)
@@ -393,7 +421,7 @@ def _plan_output_stationary(spec, problem, postops):
     lowered = im2col_problem(problem)
     p, rows, cols, K = problem, spec.rows, spec.cols, lowered.C
     per_command = spec.act_bank_depth // K
-    if per_command < 1:
+    if per_command < 1 and postops.pool == "none":   # with pooling: the check below asks for enough
         need = buffer_bytes_for(2 * K, spec.act_word_bits)
         raise BufferOverflowError(
             f"{p.name}: one tile of {rows} output pixels needs its K = C*R*S = {p.C}*{p.R}*{p.S} = {K} unrolled "
@@ -402,7 +430,6 @@ def _plan_output_stationary(spec, problem, postops):
             f"reduction")
     m_folds = ceil(p.M / cols)
     mf_tile = min(m_folds, spec.max_param_folds) if postops.needs_params else m_folds
-    m_ranges = _ranges(p.M, mf_tile * cols)
     pieces = []     # (height, width, e0, e1, p0, p1) of each command's output block
     if postops.pool == "none":
         for p0, p1 in _ranges(p.E * p.F, per_command * rows):
@@ -418,6 +445,9 @@ def _plan_output_stationary(spec, problem, postops):
                 f"act_buffer_bytes >= {need} (two banks)")
         for e0, e1 in _ranges(_computed_rows(p, postops), e_tile):
             pieces.append((e1 - e0, p.F, e0, e1, None, None))
+    # Each command's m_folds and emit_words = m_folds * pixels must fit their configuration fields.
+    mf_tile = max(1, min(mf_tile, _max_m_folds_per_command(spec, max(h * w for h, w, *_ in pieces))))
+    m_ranges = _ranges(p.M, mf_tile * cols)
     tiles, bank, param_bank = [], 1, 1
     for height, width, e0, e1, p0, p1 in pieces:
         bank ^= 1

@@ -186,3 +186,28 @@ def test_output_stationary_exact_and_cycle_accurate(stall):
 def test_ecp5_cells_form_is_exact_and_cycle_accurate(spec, layers, stall):
     result = run_layers(spec, layers, simulator=SIM, stall=stall, seed=3, tag="ecp5", family="ecp5")
     _check(spec, layers, result, stall=stall)
+
+
+# Issue 18's family on the Verilog: short commands that each load post-op parameters (the slot queue froze the
+# pipeline when a command's first slot reached an empty queue), and a bank loaded full while it is read (the
+# loader's write address wrapped) -------------------------------------------------------------------------------
+
+SPEC_SHORT = AcceleratorSpec(rows=3, cols=5, act_buffer_bytes=12288, weight_buffer_bytes=4000, acc_buffer_bytes=8000,
+                             max_out_channels=5, name="ws35_short")
+LAYERS_SHORT = [
+    (conv("c258_one_row_commands_bias", C=3, M=2, H=18, W=7, R=1, stride=3, pad=3), PostOps(bias=True)),
+    (linear("k1_m_tiles_bias", K=1, M=12, N=1), PostOps(bias=True)),
+    (conv("rows_bands_requant_relu", C=4, M=7, H=9, W=5, R=3, pad=1), PostOps(bias=True, requant=True, relu=True)),
+]
+SPEC_OS_FULL_BANK = AcceleratorSpec(rows=4, cols=5, dataflow="output_stationary", act_buffer_bytes=256,
+                                    weight_buffer_bytes=40, acc_buffer_bytes=1280, max_out_channels=5,
+                                    name="os45_full_bank")
+LAYERS_OS_FULL_BANK = [(conv("full_bank", C=4, M=6, H=11, W=2, R=1, stride=2, pad=3), PostOps())]
+
+
+@pytest.mark.parametrize("spec,layers", [(SPEC_SHORT, LAYERS_SHORT), (SPEC_OS_FULL_BANK, LAYERS_OS_FULL_BANK)],
+                         ids=["ws_short_commands", "os_full_bank"])
+def test_short_commands_with_parameters_meet_the_model_on_the_rtl(spec, layers):
+    result = run_layers(spec, layers, simulator=SIM, seed=4, tag="short")
+    plans = _check(spec, layers, result, stall=False)
+    assert all(len(plan.tiles) >= 2 for plan in plans)

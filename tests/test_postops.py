@@ -301,9 +301,9 @@ def test_config_and_layer_checks():
     for name, fld in config_layout(spec):
         assert (word >> fld.offset) & ((1 << fld.width) - 1) == values[name]
     assert config_values(PostOps(), int32, out_h=1, out_w=1, m_folds=1)["out_bits"] == 32
-    with pytest.raises(MappingError, match="max_out_w >= 40"):
+    with pytest.raises(MappingError, match=r"max_pool_width=\.\.\.\) >= 40"):
         check_layer(PostOps(pool="max"), out_h=4, out_w=40, m_folds=1, max_out_w=32, max_m_folds=4)
-    with pytest.raises(MappingError, match="max_m_folds >= 5"):
+    with pytest.raises(MappingError, match=r"max_out_channels=\.\.\.\) to at least 5 x cols"):
         check_layer(PostOps(bias=True), out_h=4, out_w=4, m_folds=5, max_out_w=32, max_m_folds=4)
     with pytest.raises(MappingError, match="at least 2x2"):
         check_layer(PostOps(pool="avg"), out_h=1, out_w=4, m_folds=1, max_out_w=32, max_m_folds=4)

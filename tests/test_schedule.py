@@ -413,7 +413,7 @@ def test_accumulator_bound_is_exact_at_the_edge():
 def test_a_value_beyond_its_config_field_is_rejected():
     spec = make_spec(2, 2, act_words=64, weight_words=64, acc_words=64)
     problem = ConvProblem(name="far", kind="conv2d", C=1, H=2, W=4, M=1, E=1, F=4, R=1, S=1, stride_h=100)
-    with pytest.raises(MappingError, match=r"far: row_step=400 exceeds the \d+-bit configuration field"):
+    with pytest.raises(MappingError, match=r"far: row_step=400 does not fit its \d+-bit field of the configuration word"):
         LayerSchedule(spec, problem)
 
 

@@ -117,15 +117,19 @@ class SlotQueue(wiring.Component):
                 m.d.comb += next_entries[k].eq(moved)
             with m.Else():
                 m.d.comb += next_entries[k].eq(entries[k])
-        # From the one-hot count: no adder in the pipeline enable's lookahead.
-        next_empty = ~push & (count_is[0] | (pop & count_is[1]))
+        # From the one-hot count: no adder in the pipeline enable's lookahead. A slot that lands in an empty
+        # queue stays hidden for its first cycle there (`empty` holds, the head reads as a bubble and is not
+        # popped): its flag is not known in time to decide the enable, and a bubble then keeps the pipeline
+        # moving, where freezing it would delay the previous command's slots still in flight.
+        nothing_left = count_is[0] | (pop & count_is[1])
+        next_empty = nothing_left
         m.d.sync += [count.eq(next_count), self.room.eq(next_count + self.push <= depth - 1),
-                     empty.eq(next_empty), self.drained.eq(next_empty & ~self.push),
+                     empty.eq(next_empty), self.drained.eq(nothing_left & ~push & ~self.push),
                      *(entry.eq(next_entry) for entry, next_entry in zip(entries, next_entries)),
                      *(ok.eq(next_ok) for ok, next_ok in zip(oks, next_oks))]
         # The head's flag after this cycle's moves, from the flags alone (a slot checked in this cycle issues
-        # one cycle later than it could: CHECK_LAG).
-        head_ok = Mux(push & Mux(pop, count_is[1], count_is[0]), 0, Mux(pop, oks[1], oks[0]))
+        # one cycle later than it could: CHECK_LAG). A slot pushed into an empty queue is hidden (above).
+        head_ok = Mux(pop, oks[1], oks[0])
         m.d.comb += [self.next_advance.eq(next_empty | head_ok),
                      self.next_load_en.eq(~next_empty & next_entries[0].load_en)]
         # An empty queue issues a bubble (the sequencer is between commands or has not pushed yet: never in the

@@ -119,7 +119,7 @@ class AcceleratorTop(wiring.Component):
         acts_more = acts_mores[0]
         writes = [Signal(name=f"writes_{k}") for k in range(3)]
         m.d.comb += [write.eq(self.acts.valid & copy) for write, copy in zip(writes, acts_mores)]
-        act_addr = Signal(range(bank_depth))
+        act_addr = Signal(range(bank_depth + 1))   # reaches bank_depth after a full bank: no wrap to 0
         # Two more counters that move with act_addr: the write address in the buffer (from the bank's base),
         # and the write pointer the slot queue's interlock compares with (its own flip-flops: a wide fan-out).
         write_addr = Signal(range(2 * bank_depth))
