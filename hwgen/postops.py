@@ -7,9 +7,13 @@ configuration words with the layouts defined here.
 The chain, per output channel ``m`` (all steps optional, always in this order)::
 
     x = acc + bias[m]                                         bias add, exact
-    y = saturate(round_shift(x * multiplier[m], shift[m]))    requantization to ``out_type``
-    y = max(y, 0)                                             ReLU
+    y = saturate(round_shift(x * multiplier[m], shift[m]) + z)   requantization to ``out_type``
+    y = max(y, z)                                             ReLU
     out = pool2x2(y)                                          max, or average = round_shift(sum of 4, 2)
+
+``z`` is the output's zero point (``PostOps.zero_point``, 0 unless the layer's output is an asymmetric
+quantized tensor: ``real = scale * (y - z)``). ReLU clamps at ``z``, the encoding of a real 0; both poolings
+commute with it (``round_shift(sum - 4z, 2) + z == round_shift(sum, 2)``), so pooling needs no zero point.
 
 Rounding, defined once (`round_shift`) and used by requantization and average pooling::
 
@@ -73,6 +77,7 @@ class PostOps:
     relu: bool = False
     pool: str = "none"
     out_type: IntType | None = None
+    zero_point: int = 0     # the output's zero point (requantized outputs only), in out_type's range
 
     def __post_init__(self):
         for name in ("bias", "requant", "relu"):
@@ -88,6 +93,17 @@ class PostOps:
                 raise ValueError(f"PostOps.out_type={self.out_type} needs requant=True: only requantization "
                                  f"narrows the accumulators; leave out_type unset to output the accumulator type")
             object.__setattr__(self, "out_type", parse_dtype(self.out_type, what="PostOps.out_type"))
+        zero_point = self.zero_point
+        if not isinstance(zero_point, (int, np.integer)) or isinstance(zero_point, bool):
+            raise TypeError(f"PostOps.zero_point must be an integer, not {zero_point!r}")
+        object.__setattr__(self, "zero_point", int(zero_point))
+        if zero_point:
+            if not self.requant:
+                raise ValueError(f"PostOps.zero_point={zero_point} needs requant=True: the zero point is added "
+                                 f"to the requantized output")
+            if not self.out_type.min <= zero_point <= self.out_type.max:
+                raise ValueError(f"PostOps.zero_point={zero_point} is outside out_type {self.out_type} "
+                                 f"({self.out_type.min}..{self.out_type.max})")
 
     @property
     def needs_params(self):
@@ -237,19 +253,21 @@ def add_bias(acc, bias):
     return acc + _per_channel(acc, np.asarray(bias, dtype=np.int64).astype(acc.dtype))
 
 
-def requantize(x, multiplier, shift, out_type):
-    """``saturate_out(round_shift(x * multiplier[m], shift[m]))`` -> int64, exact for any integer ``x``."""
+def requantize(x, multiplier, shift, out_type, zero_point=0):
+    """``saturate_out(round_shift(x * multiplier[m], shift[m]) + zero_point)`` -> int64, exact for any integer
+    ``x``."""
     out_type = parse_dtype(out_type, what="out_type")
     x = np.asarray(x)
     if x.dtype != object and x.size and int(np.abs(x).max()) >= 1 << 31:
         x = x.astype(object)    # |x * multiplier| could pass 2**62: compute with Python ints
     multiplier = _per_channel(x, np.asarray(multiplier, dtype=np.int64).astype(x.dtype))
-    rounded = round_shift(x * multiplier, _per_channel(x, np.asarray(shift, dtype=np.int64)))
+    rounded = round_shift(x * multiplier, _per_channel(x, np.asarray(shift, dtype=np.int64))) + int(zero_point)
     return np.minimum(np.maximum(rounded, out_type.min), out_type.max).astype(np.int64)
 
 
-def relu(y):
-    return np.maximum(np.asarray(y), 0)
+def relu(y, zero_point=0):
+    """ReLU on quantized values: ``max(y, zero_point)`` (the zero point encodes a real 0)."""
+    return np.maximum(np.asarray(y), int(zero_point))
 
 
 def pool_out_size(E, F):
@@ -308,13 +326,13 @@ def apply(acc, params, postops, acc_type=int32):
 
     y = add_bias(acc, params.bias) if postops.bias else acc
     if postops.requant:
-        y = requantize(y, params.multiplier, params.shift, out_type)
+        y = requantize(y, params.multiplier, params.shift, out_type, postops.zero_point)
     elif y.size and (y.min() < acc_type.min or y.max() > acc_type.max):
         worst = int(y.max()) if y.max() > acc_type.max else int(y.min())
         raise OverflowError(f"accumulator + bias reaches {worst}, outside {acc_type}; without requantization the "
                             f"output lanes carry it - requantize, or use smaller biases or a wider acc_type")
     if postops.relu:
-        y = relu(y)
+        y = relu(y, postops.zero_point)
     if postops.pool == "max":
         y = max_pool2x2(y)
     elif postops.pool == "avg":
@@ -424,6 +442,9 @@ def check_layer(postops, *, out_h, out_w, m_folds, max_out_w, max_m_folds, layer
 
 def check_supported(spec, postops, layer="layer"):
     """Raise `MappingError` if ``postops`` asks for a chain that ``spec`` was built without."""
+    if postops.zero_point:
+        raise MappingError(f"{layer}: an output zero point ({postops.zero_point}) is not implemented by the "
+                           f"post-op hardware yet; quantize the layer's output symmetrically (zero point 0)")
     if not spec.postops and not postops.is_identity:
         asked = [name for name in ("bias", "requant", "relu") if getattr(postops, name)]
         asked += [f"pool={postops.pool!r}"] if postops.pool != "none" else []

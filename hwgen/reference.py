@@ -51,8 +51,9 @@ def _fit(result, acc_type):
     return result
 
 
-def conv2d(I, W, *, stride=(1, 1), padding=(0, 0), acc_type=int32, out_size=None):
-    """``O[m,e,f] = sum_{c,r,s} I[c, e*sh + r - ph, f*sw + s - pw] * W[m,c,r,s]``, reads outside ``I`` zero.
+def conv2d(I, W, *, stride=(1, 1), padding=(0, 0), acc_type=int32, out_size=None, pad_value=0):
+    """``O[m,e,f] = sum_{c,r,s} I[c, e*sh + r - ph, f*sw + s - pw] * W[m,c,r,s]``, reads outside ``I`` give
+    ``pad_value`` (0; a quantized input with zero point ``z`` pads with ``z``, the encoding of a real 0).
 
     Canonical layouts ``I[C,H,W]``, ``W[M,C,R,S]`` -> ``O[M,E,F]`` (int64). `out_size` ``(E, F)`` defaults to
     ``((H + 2*ph - R)//sh + 1, ...)``; a nest may compute fewer rows than that (its input is larger than it
@@ -71,8 +72,10 @@ def conv2d(I, W, *, stride=(1, 1), padding=(0, 0), acc_type=int32, out_size=None
     if E < 1 or F < 1 or (E - 1) * sh + R > H + 2 * ph or (F - 1) * sw + S > Wd + 2 * pw:
         raise ValueError(f"an {E}x{F} output of a {R}x{S} kernel with stride ({sh}, {sw}) does not fit an "
                          f"{H}x{Wd} input padded by ({ph}, {pw})")
-    _check_exact(I, W, C * R * S)
-    padded = np.pad(I, ((0, 0), (ph, ph), (pw, pw)))
+    if int(pad_value) != pad_value:
+        raise ValueError(f"pad_value must be an integer, not {pad_value!r}")
+    _check_exact(np.concatenate([I.ravel(), [int(pad_value)]]), W, C * R * S)
+    padded = np.pad(I, ((0, 0), (ph, ph), (pw, pw)), constant_values=int(pad_value))
     out = np.zeros((M, E, F), dtype=np.int64)
     # One (r, s) tap at a time: the strided window of every output is a view, and the channel sum a tensordot.
     for r in range(R):

@@ -14,7 +14,7 @@ from hwgen.tiling import plan_layer
 __all__ = ["SimJob", "LayerData", "make_layer_data"]
 
 _CANONICAL = ("name", "kind", "C", "H", "W", "M", "E", "F", "R", "S", "stride_h", "stride_w", "pad_h", "pad_w")
-_POSTOPS = ("bias", "requant", "relu", "pool")
+_POSTOPS = ("bias", "requant", "relu", "pool", "zero_point")
 
 
 @dataclass
