@@ -31,6 +31,7 @@ holds a layer's weights between inputs.
 
 import dataclasses
 from dataclasses import dataclass, field
+from functools import lru_cache
 from math import ceil
 
 import numpy as np
@@ -43,8 +44,8 @@ from ..problem import ConvProblem
 from ..spec import AcceleratorSpec
 from ..tiling import LayerPlan, plan_layer
 
-__all__ = ["IntLayer", "ProgramLayer", "Program", "compile_program", "reference_network",
-           "storage_order_weights"]
+__all__ = ["IntLayer", "MappedLayer", "ProgramLayer", "Program", "check_network", "compile_program",
+           "link_layers", "map_layers", "reference_network", "storage_order_weights", "tile_layers"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,7 +56,9 @@ class IntLayer:
     ``problem`` is the canonical layer for one input (a fully connected layer: ``C=K, H=W=E=F=1``); ``weight``
     is ``[M, C, R, S]``; ``pad_value`` is what padding reads (the input's zero point). ``flatten`` marks a fully
     connected layer whose input is the previous layer's ``[C, H, W]`` output flattened in that order (as
-    ``torch.flatten`` and ONNX ``Flatten`` do)."""
+    ``torch.flatten`` and ONNX ``Flatten`` do). ``host_pool = (k, stride)``: a ``k x k`` max pooling the
+    hardware does not have (its post-op chain pools 2x2 only), applied by the host to this layer's output on its
+    way to the next layer (the boundary then goes through ``out``; say so in any report)."""
     name: str
     problem: ConvProblem
     weight: np.ndarray
@@ -63,6 +66,7 @@ class IntLayer:
     params: QuantParams = None
     pad_value: int = 0
     flatten: bool = False
+    host_pool: tuple = None
 
     def __post_init__(self):
         if not isinstance(self.problem, ConvProblem):
@@ -88,8 +92,23 @@ class IntLayer:
 
     @property
     def out_shape(self):
+        """The shape the next layer receives (after any host pooling)."""
         p = self.problem
-        return (p.M, *self.postops.out_size(p.E, p.F))
+        E, F = self.postops.out_size(p.E, p.F)
+        if self.host_pool:
+            k, stride = self.host_pool
+            E, F = (E - k) // stride + 1, (F - k) // stride + 1
+        return (p.M, E, F)
+
+    def host_pooled(self, y):
+        """The host's pooling of this layer's output (identity without ``host_pool``)."""
+        if not self.host_pool:
+            return y
+        k, stride = self.host_pool
+        _, E, F = self.out_shape
+        windows = [y[:, r:r + (E - 1) * stride + 1:stride, c:c + (F - 1) * stride + 1:stride]
+                   for r in range(k) for c in range(k)]
+        return np.max(windows, axis=0)
 
     def forward(self, x, acc_type):
         """The layer on one input ``x[C, H, W]`` (int) -> its output ``[M, E', F']``."""
@@ -106,7 +125,7 @@ def reference_network(layers, x, acc_type):
         if layer.flatten:
             x = np.asarray(x).reshape(-1, 1, 1)
         outputs.append(layer.forward(x, acc_type))
-        x = outputs[-1]
+        x = layer.host_pooled(outputs[-1])
     return outputs
 
 
@@ -271,7 +290,7 @@ class Program:
                     words["acts"] += plan.act_stream(pl.hardware_input(previous), pad_value=pl.layer.pad_value)
                 if pl.dest == "out":
                     expected += plan.pack_outputs(out)
-                previous = out
+                previous = pl.layer.host_pooled(out)
         return words, expected, goldens
 
     def summary_rows(self):
@@ -322,35 +341,69 @@ def _emission_is_storage_order(plan):
     return order == list(range(len(order)))
 
 
-def choose_engine(spec, layer, problem, postops, *, im2col):
-    """The plan of `problem` on the engine where the cycle model says it runs fastest (the array, or the
-    matrix-vector engine beside it for a fully connected layer)."""
-    candidates = [plan_layer(spec, problem, postops, im2col=im2col)]
-    if spec.mv_engine and problem.kind == "linear" and problem.E == problem.H == 1:
-        try:
-            candidates.append(plan_layer(spec, problem, postops, engine="matrix_vector"))
-        except HwgenError:
-            pass
-    return min(candidates, key=lambda plan: predict_plan(plan).cycles)
-
-
-def compile_program(spec, layers, *, batch=1, chain=True):
-    """Map, tile and link `layers` (`IntLayer`s, in order) on the accelerator of `spec` (see the module
-    docstring). ``chain=False`` sends every layer's output to ``out`` (the host packs the next input)."""
-    if not isinstance(spec, AcceleratorSpec):
-        raise TypeError(f"spec must be an AcceleratorSpec, not {spec!r}")
+def check_network(layers):
+    """Raise `MappingError` unless every layer takes the shape the one before it gives."""
     layers = list(layers)
     if not layers:
         raise MappingError("the network has no layers")
-    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-        raise MappingError(f"batch must be a positive integer, not {batch!r}")
-    notes = []
+    for layer in layers:
+        if not isinstance(layer, IntLayer):
+            raise TypeError(f"a network is a list of hwgen.compiler.IntLayer, not {layer!r}")
     for before, after in zip(layers, layers[1:]):
         expected = (before.out_shape if not after.flatten else (int(np.prod(before.out_shape)), 1, 1))
         if after.in_shape != tuple(expected):
             raise MappingError(f"{after.name}: takes an input of shape {after.in_shape} but {before.name} gives "
                                f"{before.out_shape}" + (" (flattened)" if after.flatten else ""))
-    program_layers = []
+    return layers
+
+
+@dataclass(frozen=True, eq=False)
+class MappedLayer:
+    """The map step's decision for one layer: the engine, and the problem and weights the hardware sees."""
+    layer: IntLayer
+    engine: str
+    problem: ConvProblem
+    weight: np.ndarray
+    im2col: object          # what the tile step may use: "auto", or False for a layer meant to be fed on chip
+
+    def to_dict(self):
+        return {"layer": self.layer.name, "engine": self.engine, "problem": self.problem.to_dict(),
+                "im2col": self.im2col, "flatten": self.layer.flatten, "pad_value": self.layer.pad_value}
+
+
+@lru_cache(maxsize=256)
+def _engine_plans(spec, problem, postops, *, im2col):
+    """The plan on every engine that can run the layer (errors of the ones that cannot); cached, as the map
+    and tile steps both ask."""
+    plans, errors = {}, []
+    attempts = [(spec.dataflow, im2col)]
+    if im2col is False:
+        attempts.append((spec.dataflow, "auto"))      # fed through the host then, it may unroll windows
+    if spec.mv_engine and problem.kind == "linear" and problem.E == problem.H == 1:
+        attempts.append(("matrix_vector", "auto"))
+    for engine, unroll in attempts:
+        if engine in plans:
+            continue
+        try:
+            if engine == "matrix_vector" and spec.dataflow != "matrix_vector":
+                plans[engine] = plan_layer(spec, problem, postops, engine=engine)
+            else:
+                plans[engine] = plan_layer(spec, problem, postops, im2col=unroll)
+        except HwgenError as error:
+            errors.append(error)
+    if not plans:
+        raise errors[0]
+    return plans
+
+
+def map_layers(spec, layers, *, chain=True):
+    """The map step: each layer's engine (where the cycle model says it runs fastest: the array, or for a fully
+    connected layer the matrix-vector engine beside it), and the problem and weights the hardware sees (a
+    flattening layer's weight columns in storage order, `storage_order_weights`)."""
+    if not isinstance(spec, AcceleratorSpec):
+        raise TypeError(f"spec must be an AcceleratorSpec, not {spec!r}")
+    layers = check_network(layers)
+    mapped = []
     for index, layer in enumerate(layers):
         problem, weight = layer.problem, layer.weight
         if layer.flatten:
@@ -359,13 +412,34 @@ def compile_program(spec, layers, *, batch=1, chain=True):
             weight = storage_order_weights(weight, channels=channels, pixels=pixels, cols=spec.cols)
             problem = ConvProblem(problem.name, "linear", C=weight.shape[1], H=1, W=1, M=problem.M, E=1, F=1,
                                   R=1, S=1)
-        # A layer fed on chip takes its input as it is laid out: no host-unrolled windows after the first.
-        want_chain = chain and spec.chaining and index > 0
-        plan = choose_engine(spec, layer, problem, layer.postops, im2col=False if want_chain else "auto")
-        if layer.pad_value:
-            plan = _retag(plan, pad_value=layer.pad_value) if plan.engine == "weight_stationary" else plan
-        program_layers.append(ProgramLayer(layer=layer, plan=plan, weight=weight))
-    # Link: chain every boundary that can be.
+        # A layer meant to be fed on chip takes its input as it is laid out: no host-unrolled windows.
+        im2col = False if chain and spec.chaining and index > 0 and not layers[index - 1].host_pool else "auto"
+        plans = _engine_plans(spec, problem, layer.postops, im2col=im2col)
+        engine = min(plans, key=lambda name: predict_plan(plans[name]).cycles)
+        mapped.append(MappedLayer(layer, engine, problem, weight, im2col))
+    return mapped
+
+
+def tile_layers(spec, mapped):
+    """The tile step: each layer's commands on its engine (`hwgen.tiling.plan_layer`), with its padding
+    value. A layer meant to be fed on chip that only fits with host-unrolled windows gets them (it will be
+    fed through the host)."""
+    program_layers = []
+    for m in mapped:
+        plan = _engine_plans(spec, m.problem, m.layer.postops, im2col=m.im2col)[m.engine]
+        if m.layer.pad_value and plan.engine == "weight_stationary" and not plan.im2col:
+            plan = _retag(plan, pad_value=m.layer.pad_value)
+        program_layers.append(ProgramLayer(layer=m.layer, plan=plan, weight=m.weight))
+    return program_layers
+
+
+def link_layers(spec, program_layers, *, batch=1, chain=True):
+    """The schedule step: where every layer's output goes (on chip when the next layer can take it whole, else
+    through ``out`` and the host), banks alternating across layers (`Program`), and the cycle model of the
+    whole run - which refuses a plan it could not predict (`FeedbackOverflowError`)."""
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise MappingError(f"batch must be a positive integer, not {batch!r}")
+    notes = []
     for producer, consumer in zip(program_layers, program_layers[1:]):
         reason = _chain_blocker(spec, producer, consumer) if chain else "chaining not asked for"
         if reason is None:
@@ -382,6 +456,13 @@ def compile_program(spec, layers, *, batch=1, chain=True):
     return program
 
 
+def compile_program(spec, layers, *, batch=1, chain=True):
+    """Map, tile and link `layers` (`IntLayer`s, in order) on the accelerator of `spec` (see the module
+    docstring). ``chain=False`` sends every layer's output to ``out`` (the host packs the next input)."""
+    mapped = map_layers(spec, layers, chain=chain)
+    return link_layers(spec, tile_layers(spec, mapped), batch=batch, chain=chain)
+
+
 def _retag_emitting(plan, **changes):
     return dataclasses.replace(plan, tiles=tuple(
         dataclasses.replace(t, schedule=dataclasses.replace(t.schedule, **changes)) if t.schedule.acc_emit else t
@@ -396,6 +477,8 @@ def _retag_loading(plan, **changes):
 
 def _chain_blocker(spec, producer, consumer):
     """Why the boundary cannot stay on chip, or None."""
+    if producer.layer.host_pool:
+        return f"the host pools {producer.name}'s output {producer.layer.host_pool[0]}x{producer.layer.host_pool[0]}"
     if not spec.chaining:
         return "the accelerator is built without chaining"
     out_type = producer.layer.postops.output_type(spec.acc_type)
