@@ -686,8 +686,9 @@ def _build_float(name, layers, layout, input_name, output_name, model):
                                  in_shape=layer["in_shape"], stride=layer["stride"], pad=layer["pad"],
                                  relu=layer["relu"], pool=layer["pool"], flatten_from=layer["flatten_from"],
                                  source=tuple(op.node.name for op in layer["ops"])))
+    outputs = {layer["name"]: layer["ops"][-1].node.output[0] for layer in layers}
     return FloatNetwork(name=name, layers=tuple(result), input_layout=layout, input_name=input_name,
-                        output_name=output_name)
+                        output_name=output_name, metadata={"source": "onnx", "onnx_outputs": outputs})
 
 
 def _qdq_weight(layer, model):
@@ -737,7 +738,7 @@ def _qdq_bias(value, in_scale, w_scale, node, model, what="bias"):
     return np.broadcast_to(q, (M,)).astype(np.int64)
 
 
-def _build_qdq(name, layers, layout, input_q, model):
+def _build_qdq(name, layers, layout, input_q, input_name, model):
     result = []
     for layer in layers:
         node = layer["ops"][0].node
@@ -759,8 +760,12 @@ def _build_qdq(name, layers, layout, input_q, model):
                 flatten_from=layer["flatten_from"], source=tuple(op.node.name for op in layer["ops"])))
         except ValueError as error:
             model.reject(node, str(error))
+    # The integer tensor each layer's output is (its last QuantizeLinear), for comparing with onnxruntime.
+    outputs = {layer["name"]: [op for op in layer["ops"] if op.kind == "quant"][-1].node.output[0]
+               for layer in layers}
     return QuantizedNetwork(name=name, layers=tuple(result), input_layout=layout, in_scale=input_q[0],
-                            in_zero_point=input_q[1], metadata={"source": "onnx-qdq"})
+                            in_zero_point=input_q[1], metadata={"source": "onnx-qdq", "onnx_input": input_name,
+                                                                "onnx_outputs": outputs})
 
 
 def is_qdq(model):
@@ -825,5 +830,5 @@ def import_onnx(model, *, name=None):
     layers = builder.run(ops)
     output_name = proto.graph.output[0].name
     if qdq:
-        return _build_qdq(name, layers, layout, builder.input_q, m)
+        return _build_qdq(name, layers, layout, builder.input_q, input_name, m)
     return _build_float(name, layers, layout, input_name, output_name, m)
