@@ -39,8 +39,27 @@ def _plan_rows(design):
     return rows
 
 
+def _is_network(design):
+    from .compiler.design import NetworkDesign
+    return isinstance(design, NetworkDesign)
+
+
 def cmd_plan(args):
     design = _design(args.design)
+    if _is_network(design):
+        from .compiler.build import program_document
+        program = design.program
+        timeline = []
+        model = program.predict(timeline=timeline)
+        if args.json:
+            doc = program_document(program, model, timeline)
+            print(json.dumps({"design": design.name, **{k: v for k, v in doc.items() if k != "commands"}},
+                             indent=2))
+            return 0
+        from .compiler.build import Build, BuildConfig, report_text
+        b = Build(BuildConfig(model=None), network=design.network, spec=design.spec, program=program)
+        print(report_text(b))
+        return 0
     rows = _plan_rows(design)
     if args.json:
         print(json.dumps({"design": design.name, "spec": design.spec.to_dict(), "layers": rows}, indent=2))
@@ -58,6 +77,8 @@ def cmd_plan(args):
 def cmd_sim(args):
     from sim.runner import run_layers
     design = _design(args.design)
+    if _is_network(design):
+        raise HwgenError(f"{args.design} is a compiled network: run it with `hwgen run {args.design} --inputs X.npy`")
     plans = design.plans()
     if args.layers:
         plans = [design.plan(name) for name in args.layers.split(",")]
@@ -130,6 +151,9 @@ def build_parser():
 
     p = sub.add_parser("doctor", help="list the simulation and FPGA tools and how to install missing ones")
     p.set_defaults(func=cmd_doctor)
+
+    from .compiler.cli import add_compile_parsers
+    add_compile_parsers(sub)
 
     try:
         from fpga.cli import add_synth_parser
