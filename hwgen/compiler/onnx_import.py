@@ -116,10 +116,14 @@ class _Model:
         self.producer = {out: node for node in self.nodes for out in node.output if out}
         self.consumers = {}
         for node in self.nodes:
-            for name in node.input:
+            for name in dict.fromkeys(node.input):
                 if name:
                     self.consumers.setdefault(name, []).append(node)
         self.shapes = {}
+        self.add_shapes(graph)
+
+    def add_shapes(self, graph):
+        """Record the tensor shapes ``graph`` declares (after ONNX shape inference: all it could infer)."""
         for info in list(graph.value_info) + list(graph.input) + list(graph.output):
             if info.type.HasField("tensor_type") and info.type.tensor_type.HasField("shape"):
                 self.shapes[info.name] = tuple(d.dim_value if d.HasField("dim_value") else None
@@ -808,17 +812,19 @@ def import_onnx(model, *, name=None):
                           f"with quant_format=QuantFormat.QDQ); supported: {SUPPORTED}", i)
         if node.op_type not in SUPPORTED_OPS:
             _reject(node, f"op {node.op_type} is not supported; supported: {SUPPORTED}", i)
-    # 2. Shapes (ONNX shape inference; a malformed graph stops here).
+    # 2. Attributes, node by node.
+    m = _Model(proto)
+    for node in m.nodes:
+        _check_attributes(node, m)
+    input_name, layout = _input_layout(m)
+    # 3. Shapes (ONNX shape inference; a malformed graph stops here).
     try:
         inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
     except Exception as error:     # onnx raises InferenceError / ValidationError / RuntimeError by version
-        raise UnsupportedModelError(f"ONNX shape inference failed on this model: {error}") from None
-    m = _Model(inferred)
-    # 3. Attributes, node by node.
-    for node in m.nodes:
-        _check_attributes(node, m)
+        raise UnsupportedModelError(f"ONNX shape inference failed on this model (it is malformed): "
+                                    f"{error}") from None
+    m.add_shapes(inferred.graph)
     # 4. The chain and the layers.
-    input_name, layout = _input_layout(m)
     ops = _walk(m)
     qdq = any(op.kind == "quant" for op in ops)
     if qdq:
