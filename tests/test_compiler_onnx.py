@@ -340,3 +340,15 @@ def test_non_model_argument():
         import_onnx(42)
     with pytest.raises(FileNotFoundError):
         import_onnx("/nonexistent/model.onnx")
+
+
+def test_weight_only_dequantize_is_a_float_model():
+    # DequantizeLinear on the weights only (activations stay float): a float model with the dequantized weights.
+    w = np.random.default_rng(0).integers(-127, 128, (3, 2, 3, 3)).astype(np.int8)
+    nodes = [helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["w"], name="dq_w", axis=0),
+             helper.make_node("Conv", ["x", "w"], ["y"], name="c")]
+    proto = model(nodes, ["N", 2, 5, 5], [const("wq", w, np.int8), const("ws", [0.1, 0.2, 0.3]),
+                                          const("wz", [0, 0, 0], np.int8)])
+    net = check_against_ort(proto)
+    np.testing.assert_allclose(net.layers[0].weight, w * np.float32([0.1, 0.2, 0.3])[:, None, None, None],
+                               rtol=1e-6)

@@ -321,6 +321,10 @@ def _walk(model):
             _reject_graph(f"tensor {tensor!r} is not used by any node and is not the graph output {output!r}; "
                           f"hwgen imports a single chain from the input to the output")
         if len(users) > 1:
+            for user in users:
+                if user.op_type == "Add" and sum(1 for i in user.input if i and not model.is_constant(i)) > 1:
+                    model.reject(user, "it adds two computed tensors (a residual connection); hwgen supports Add "
+                                       "only of a constant bias right after a Conv, Gemm or MatMul")
             names = ", ".join(f"{model.label(n)} ({n.op_type})" for n in users)
             raise UnsupportedModelError(
                 f"tensor {tensor!r} feeds {len(users)} nodes ({names}); branching graphs (residual "
@@ -663,8 +667,14 @@ class _Builder:
                             f"{', '.join(map(str, ours))}]")
 
 
+def _real(value):
+    """A float constant, or the dequantized value of a `_QConst` (a float model may hold DequantizeLinear'd
+    constants: weight-only quantization is still a float model)."""
+    return value.real if isinstance(value, _QConst) else np.asarray(value, dtype=np.float64)
+
+
 def _float_weight(layer):
-    w = np.asarray(layer["weight"], dtype=np.float64)
+    w = _real(layer["weight"])
     if layer["kind"] == "linear":
         w = w if layer["transposed"] else w.T
         w = w.reshape(w.shape + (1, 1))
@@ -678,13 +688,13 @@ def _build_float(name, layers, layout, input_name, output_name, model):
         M = weight.shape[0]
         bias = np.zeros(M)
         if layer["bias"] is not None:
-            b = np.asarray(layer["bias"], dtype=np.float64)
+            b = _real(layer["bias"])
             if b.size not in (1, M):
                 model.reject(layer["ops"][0].node, f"its bias of shape {b.shape} does not give one value per "
                                                    f"output ({M})")
             bias = bias + np.broadcast_to(b.ravel(), (M,))
         for value, _ in layer.get("extra_bias", []):
-            bias = bias + np.asarray(value, dtype=np.float64)
+            bias = bias + _real(value).reshape(M)
         result.append(FloatLayer(name=layer["name"], kind=layer["kind"], weight=weight, bias=bias,
                                  in_shape=layer["in_shape"], stride=layer["stride"], pad=layer["pad"],
                                  relu=layer["relu"], pool=layer["pool"], flatten_from=layer["flatten_from"],
