@@ -144,9 +144,11 @@ class Agreement:
         lines = [f"hwgen integer network vs onnxruntime (QDQ) on {self.inputs} inputs: same top-1 on "
                  f"{self.same_top1}/{self.inputs}"]
         width = max(len(r[0]) for r in self.layers)
+        digits = max(len(str(r[1])) for r in self.layers)
         for name, total, equal, within, worst in self.layers:
-            lines.append(f"  {name:<{width}}  {total:8d} int8 values  equal {100 * equal / total:7.3f} %  "
-                         f"within 1 LSB {100 * within / total:7.3f} %  max |diff| {worst}")
+            lines.append(f"  {name:<{width}}  equal {equal:>{digits}}/{total:<{digits}} ({100 * equal / total:8.4f} %)"
+                         f"  within 1 LSB {within:>{digits}}/{total:<{digits}} ({100 * within / total:8.4f} %)"
+                         f"  max |diff| {worst}")
         return "\n".join(lines)
 
 
