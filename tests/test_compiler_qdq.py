@@ -29,6 +29,8 @@ def images(n, seed):
 def assert_agrees(network, qdq, x):
     agreement = compare_with_onnxruntime(network, qdq, x)
     assert agreement.all_same_top1, agreement
+    name, total, equal, _, _ = agreement.layers[0]
+    assert name == "input" and equal == total, agreement      # the same QuantizeLinear of the input
     for name, total, equal, within, worst in agreement.layers:
         assert within >= 0.99 * total, agreement
     return agreement
@@ -66,7 +68,8 @@ def test_the_oracle_bites():
                            + network.layers[1:], input_layout=network.input_layout, in_scale=network.in_scale,
                            in_zero_point=network.in_zero_point, metadata=network.metadata)
     agreement = compare_with_onnxruntime(bad, qdq, images(10, 3))
-    assert agreement.layers[0][2] < agreement.layers[0][1]       # conv1 values differ now
+    assert agreement.layers[0][0] == "input" and agreement.layers[0][2] == agreement.layers[0][1]
+    assert agreement.layers[1][0] == "conv1" and agreement.layers[1][2] < agreement.layers[1][1]  # differs now
 
 
 # Hand-built QDQ graphs ------------------------------------------------------------------------------------

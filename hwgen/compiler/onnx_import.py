@@ -469,6 +469,7 @@ class _Builder:
         self.counts = {"conv2d": 0, "linear": 0}
         self.cur_q = None         # QDQ: the quantization of the current tensor (None: float)
         self.input_q = None
+        self.input_tensor = None  # QDQ: the integer tensor of the quantized input
 
     @property
     def layer(self):
@@ -643,6 +644,7 @@ class _Builder:
                 self.reject(op, f"it requantizes the network input from {self.input_q} to {q}; the input is "
                                 f"quantized once")
             self.input_q = self.cur_q = q
+            self.input_tensor = op.node.output[0]
         elif layer["stage"] == "compute":
             layer["out_q"] = self.cur_q = q
             layer["stage"] = "quantized"
@@ -751,7 +753,7 @@ def _qdq_bias(value, in_scale, w_scale, node, model, what="bias"):
     return np.broadcast_to(q, (M,)).astype(np.int64)
 
 
-def _build_qdq(name, layers, layout, input_q, input_name, model):
+def _build_qdq(name, layers, layout, input_q, input_name, input_tensor, model):
     result = []
     for layer in layers:
         node = layer["ops"][0].node
@@ -778,6 +780,7 @@ def _build_qdq(name, layers, layout, input_q, input_name, model):
                for layer in layers}
     return QuantizedNetwork(name=name, layers=tuple(result), input_layout=layout, in_scale=input_q[0],
                             in_zero_point=input_q[1], metadata={"source": "onnx-qdq", "onnx_input": input_name,
+                                                                "onnx_input_int": input_tensor,
                                                                 "onnx_outputs": outputs})
 
 
@@ -845,5 +848,5 @@ def import_onnx(model, *, name=None):
     layers = builder.run(ops)
     output_name = proto.graph.output[0].name
     if qdq:
-        return _build_qdq(name, layers, layout, builder.input_q, input_name, m)
+        return _build_qdq(name, layers, layout, builder.input_q, input_name, builder.input_tensor, m)
     return _build_float(name, layers, layout, input_name, output_name, m)

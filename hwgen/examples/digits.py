@@ -152,7 +152,7 @@ def quantize_digits(onnx_model, x_calibration, **options):
     return quantize(import_onnx(onnx_model, name="lenet_digits"), x_calibration, **options)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DigitsRun:
     """Everything `run_digits` made: the split, the trained module, its ONNX export, hwgen's quantized network,
     the held-out predictions and accuracies, and (with ``onnxruntime=True``) the QDQ model, the network imported
