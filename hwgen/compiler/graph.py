@@ -62,7 +62,7 @@ def _shape(value, what, layer):
     return shape
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class FloatLayer:
     """One float layer: ``out = pool(relu(conv(x, weight) + bias))``.
 
@@ -191,7 +191,7 @@ def _dims(shape):
     return "x".join(str(d) for d in shape)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class FloatNetwork:
     """A chain of `FloatLayer`s, the output of `hwgen.compiler.import_onnx` on a float model.
 

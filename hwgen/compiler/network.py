@@ -70,7 +70,7 @@ def quantize_tensor(x, scale, zero_point, *, dtype=ACT_TYPE):
     return np.clip(q, dtype.min, dtype.max)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class QLayer:
     """One integer layer: the canonical ``problem`` (batch 1), int8 ``weight[M, C, R, S]`` (linear
     ``[M, K, 1, 1]``), the post-op ``params``/``postops``, and the quantization of its input and output.
@@ -256,7 +256,7 @@ class QLayer:
                 "source": list(self.source)}
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class QuantizedNetwork:
     """A chain of `QLayer`s with the quantization of its input: the integer reference network.
 

@@ -30,8 +30,12 @@ integers and scales: `QLayer.from_quantized` folds the input zero point into the
 multiplier/shift from ``quantize_multiplier(in_scale * weight_scale[m] / out_scale)``. A ReLU between the layer
 and its QuantizeLinear, or a Relu/MaxPool/Flatten between a QDQ pair and another pair with the same scale and
 zero point, is exact in the integer semantics. A model that needs more - a pooling or ReLU whose output is
-requantized to another scale, an AveragePool computed before its layer's QuantizeLinear, a float bias, asymmetric
-or uint8 weights, a per-channel activation scale - is rejected, naming the node.
+requantized to another scale, a float bias, asymmetric or uint8 weights, a per-channel activation scale - is
+rejected, naming the node. So is AveragePool: the QDQ model rounds the average half to even (QuantizeLinear) where
+hwgen's pooling rounds half up (``round_shift(sum, 2)``); one pooled value in eight differs and the difference
+grows downstream (measured on a small CNN: 8 % of the next layer's values off by more than one), so such a model
+cannot run bit for bit. (onnxruntime also drops a Relu before a QuantizeLinear whose range starts at 0: the
+saturation at the zero point is then the ReLU, and the layer's ``relu`` flag stays False.)
 """
 
 from dataclasses import dataclass
@@ -116,10 +120,14 @@ class _Model:
         self.producer = {out: node for node in self.nodes for out in node.output if out}
         self.consumers = {}
         for node in self.nodes:
-            for name in node.input:
+            for name in dict.fromkeys(node.input):
                 if name:
                     self.consumers.setdefault(name, []).append(node)
         self.shapes = {}
+        self.add_shapes(graph)
+
+    def add_shapes(self, graph):
+        """Record the tensor shapes ``graph`` declares (after ONNX shape inference: all it could infer)."""
         for info in list(graph.value_info) + list(graph.input) + list(graph.output):
             if info.type.HasField("tensor_type") and info.type.tensor_type.HasField("shape"):
                 self.shapes[info.name] = tuple(d.dim_value if d.HasField("dim_value") else None
@@ -313,6 +321,10 @@ def _walk(model):
             _reject_graph(f"tensor {tensor!r} is not used by any node and is not the graph output {output!r}; "
                           f"hwgen imports a single chain from the input to the output")
         if len(users) > 1:
+            for user in users:
+                if user.op_type == "Add" and sum(1 for i in user.input if i and not model.is_constant(i)) > 1:
+                    model.reject(user, "it adds two computed tensors (a residual connection); hwgen supports Add "
+                                       "only of a constant bias right after a Conv, Gemm or MatMul")
             names = ", ".join(f"{model.label(n)} ({n.op_type})" for n in users)
             raise UnsupportedModelError(
                 f"tensor {tensor!r} feeds {len(users)} nodes ({names}); branching graphs (residual "
@@ -457,7 +469,7 @@ class _Builder:
         self.counts = {"conv2d": 0, "linear": 0}
         self.cur_q = None         # QDQ: the quantization of the current tensor (None: float)
         self.input_q = None
-        self.needs_requant = None  # QDQ: the op whose float output must be requantized before the next layer
+        self.input_tensor = None  # QDQ: the integer tensor of the quantized input
 
     @property
     def layer(self):
@@ -476,20 +488,14 @@ class _Builder:
             if last["out_q"] is None:
                 self.reject(last["ops"][0], "the output of this layer is not quantized (no QuantizeLinear after "
                                             "it); a QDQ model must quantize every layer's output")
-            if self.needs_requant is not None:
-                self.reject(self.needs_requant, "its float output is not quantized again (no QuantizeLinear after "
-                                                "it)")
         return self.layers
 
     def _start(self, op, kind):
         if self.layer is not None and self.qdq and self.layer["out_q"] is None:
-            self.reject(op, f"its input, the output of {self.model.label(self.layer['ops'][0])}, is not quantized "
+            self.reject(op, f"its input, the output of {self.model.label(self.layer['ops'][0].node)}, is not quantized "
                             f"(no QuantizeLinear/DequantizeLinear pair between them)")
         if self.qdq and self.cur_q is None:
             self.reject(op, "its input is not quantized (no QuantizeLinear/DequantizeLinear pair before it)")
-        if self.needs_requant is not None:
-            self.reject(self.needs_requant, f"its float output reaches {self.model.label(op.node)} without being "
-                                            f"quantized again; add a QuantizeLinear/DequantizeLinear pair")
         self.counts[kind] += 1
         layer = {"kind": kind, "name": f"{'conv' if kind == 'conv2d' else 'fc'}{self.counts[kind]}",
                  "ops": [op], "stage": "compute", "relu": False, "pool": "none", "in_q": self.cur_q,
@@ -593,12 +599,15 @@ class _Builder:
         M, E, F = self.shape
         if E < 2 or F < 2:
             self.reject(op, f"2x2 pooling needs at least a 2x2 input, got {E}x{F}")
-        if self.qdq:
-            if self.cur_q is None and mode == "avg":
+        if self.qdq and mode == "avg":
+            if self.cur_q is None:
                 self.reject(op, "an AveragePool before its layer's QuantizeLinear is not supported: hwgen averages "
-                                "the requantized int8 values; quantize the Conv output first (QDQ around the pool)")
-            if self.cur_q is not None and mode == "avg":
-                self.needs_requant = op     # the average is off the grid: a QuantizeLinear must follow
+                                "the requantized int8 values")
+            self.reject(op, "average pooling in a QDQ model rounds the average half to even (its QuantizeLinear), "
+                            "hwgen's pooling rounds it half up (round_shift(sum, 2)): one value in eight differs "
+                            "by one and the difference grows in the layers after it, so hwgen cannot run this "
+                            "model bit for bit; use MaxPool, or import the float model and quantize it with "
+                            "hwgen.compiler.quantize")
         layer["pool"] = mode
         layer["pool_node"] = op.node
         layer["ops"].append(op)
@@ -635,6 +644,7 @@ class _Builder:
                 self.reject(op, f"it requantizes the network input from {self.input_q} to {q}; the input is "
                                 f"quantized once")
             self.input_q = self.cur_q = q
+            self.input_tensor = op.node.output[0]
         elif layer["stage"] == "compute":
             layer["out_q"] = self.cur_q = q
             layer["stage"] = "quantized"
@@ -646,7 +656,6 @@ class _Builder:
                                 f"zero point {self.cur_q[1]} to scale {q[0]}, zero point {q[1]} after "
                                 f"{after} ({layer['ops'][-1].node.op_type}); hwgen requantizes once per layer, so "
                                 f"the ops after a layer's QuantizeLinear must keep its scale and zero point")
-            self.needs_requant = None
             layer["ops"].append(op)
 
     def check_shape(self, op):
@@ -660,8 +669,14 @@ class _Builder:
                             f"{', '.join(map(str, ours))}]")
 
 
+def _real(value):
+    """A float constant, or the dequantized value of a `_QConst` (a float model may hold DequantizeLinear'd
+    constants: weight-only quantization is still a float model)."""
+    return value.real if isinstance(value, _QConst) else np.asarray(value, dtype=np.float64)
+
+
 def _float_weight(layer):
-    w = np.asarray(layer["weight"], dtype=np.float64)
+    w = _real(layer["weight"])
     if layer["kind"] == "linear":
         w = w if layer["transposed"] else w.T
         w = w.reshape(w.shape + (1, 1))
@@ -675,13 +690,13 @@ def _build_float(name, layers, layout, input_name, output_name, model):
         M = weight.shape[0]
         bias = np.zeros(M)
         if layer["bias"] is not None:
-            b = np.asarray(layer["bias"], dtype=np.float64)
+            b = _real(layer["bias"])
             if b.size not in (1, M):
                 model.reject(layer["ops"][0].node, f"its bias of shape {b.shape} does not give one value per "
                                                    f"output ({M})")
             bias = bias + np.broadcast_to(b.ravel(), (M,))
         for value, _ in layer.get("extra_bias", []):
-            bias = bias + np.asarray(value, dtype=np.float64)
+            bias = bias + _real(value).reshape(M)
         result.append(FloatLayer(name=layer["name"], kind=layer["kind"], weight=weight, bias=bias,
                                  in_shape=layer["in_shape"], stride=layer["stride"], pad=layer["pad"],
                                  relu=layer["relu"], pool=layer["pool"], flatten_from=layer["flatten_from"],
@@ -738,7 +753,7 @@ def _qdq_bias(value, in_scale, w_scale, node, model, what="bias"):
     return np.broadcast_to(q, (M,)).astype(np.int64)
 
 
-def _build_qdq(name, layers, layout, input_q, input_name, model):
+def _build_qdq(name, layers, layout, input_q, input_name, input_tensor, model):
     result = []
     for layer in layers:
         node = layer["ops"][0].node
@@ -765,6 +780,7 @@ def _build_qdq(name, layers, layout, input_q, input_name, model):
                for layer in layers}
     return QuantizedNetwork(name=name, layers=tuple(result), input_layout=layout, in_scale=input_q[0],
                             in_zero_point=input_q[1], metadata={"source": "onnx-qdq", "onnx_input": input_name,
+                                                                "onnx_input_int": input_tensor,
                                                                 "onnx_outputs": outputs})
 
 
@@ -808,17 +824,19 @@ def import_onnx(model, *, name=None):
                           f"with quant_format=QuantFormat.QDQ); supported: {SUPPORTED}", i)
         if node.op_type not in SUPPORTED_OPS:
             _reject(node, f"op {node.op_type} is not supported; supported: {SUPPORTED}", i)
-    # 2. Shapes (ONNX shape inference; a malformed graph stops here).
+    # 2. Attributes, node by node.
+    m = _Model(proto)
+    for node in m.nodes:
+        _check_attributes(node, m)
+    input_name, layout = _input_layout(m)
+    # 3. Shapes (ONNX shape inference; a malformed graph stops here).
     try:
         inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
     except Exception as error:     # onnx raises InferenceError / ValidationError / RuntimeError by version
-        raise UnsupportedModelError(f"ONNX shape inference failed on this model: {error}") from None
-    m = _Model(inferred)
-    # 3. Attributes, node by node.
-    for node in m.nodes:
-        _check_attributes(node, m)
+        raise UnsupportedModelError(f"ONNX shape inference failed on this model (it is malformed): "
+                                    f"{error}") from None
+    m.add_shapes(inferred.graph)
     # 4. The chain and the layers.
-    input_name, layout = _input_layout(m)
     ops = _walk(m)
     qdq = any(op.kind == "quant" for op in ops)
     if qdq:
@@ -830,5 +848,5 @@ def import_onnx(model, *, name=None):
     layers = builder.run(ops)
     output_name = proto.graph.output[0].name
     if qdq:
-        return _build_qdq(name, layers, layout, builder.input_q, input_name, m)
+        return _build_qdq(name, layers, layout, builder.input_q, input_name, builder.input_tensor, m)
     return _build_float(name, layers, layout, input_name, output_name, m)

@@ -13,8 +13,9 @@ Where the two round differently, and why they may differ by one LSB:
   rounds half toward +infinity. onnxruntime (QLinearConv / QGemm after its QDQ fusion, or float Conv followed by
   QuantizeLinear) scales in float32 (``acc * scale``, 24-bit mantissa) and rounds half to even. A value within
   float32 rounding of a half-way point, or exactly on one, can come out one apart.
-* **Average pooling.** hwgen averages the int8 values with ``round_shift(sum, 2)`` (half up); onnxruntime
-  averages the dequantized floats and re-quantizes with round-half-to-even: sums ``4k + 2`` can differ by one.
+* **Average pooling** would differ often (hwgen's ``round_shift(sum, 2)`` rounds half up, a QDQ model's
+  QuantizeLinear half to even, and a quarter of all sums are ties), so `import_onnx` rejects AveragePool in QDQ
+  models; MaxPool commutes with quantization and is exact.
 * **Input.** Both quantize the input the same way (float32 ``x / scale``, round half to even), so the input
   tensors are equal.
 
@@ -107,6 +108,7 @@ def run_onnxruntime(model, x, outputs=None):
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
+    options.log_severity_level = 3      # errors only (not the advice about unused initializers)
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     names = outputs or [o.name for o in session.get_outputs()]
     values = session.run(names, {session.get_inputs()[0].name: np.ascontiguousarray(x, dtype=np.float32)})
@@ -115,8 +117,9 @@ def run_onnxruntime(model, x, outputs=None):
 
 @dataclass
 class Agreement:
-    """hwgen's integer network vs onnxruntime on the same inputs: per layer, how many int8 values are equal and
-    how many within one LSB, the largest difference; and the top-1 of each."""
+    """hwgen's integer network vs onnxruntime on the same inputs: per tensor (the quantized input, then each
+    layer's output), how many int8 values are equal and how many within one LSB, the largest difference; and the
+    top-1 of each."""
     layers: list = field(default_factory=list)    # (name, total, equal, within_1, max_diff)
     hwgen_predictions: np.ndarray = None
     ort_predictions: np.ndarray = None
@@ -142,35 +145,40 @@ class Agreement:
         lines = [f"hwgen integer network vs onnxruntime (QDQ) on {self.inputs} inputs: same top-1 on "
                  f"{self.same_top1}/{self.inputs}"]
         width = max(len(r[0]) for r in self.layers)
+        digits = max(len(str(r[1])) for r in self.layers)
         for name, total, equal, within, worst in self.layers:
-            lines.append(f"  {name:<{width}}  {total:8d} int8 values  equal {100 * equal / total:7.3f} %  "
-                         f"within 1 LSB {100 * within / total:7.3f} %  max |diff| {worst}")
+            lines.append(f"  {name:<{width}}  equal {equal:>{digits}}/{total:<{digits}} ({100 * equal / total:8.4f} %)"
+                         f"  within 1 LSB {within:>{digits}}/{total:<{digits}} ({100 * within / total:8.4f} %)"
+                         f"  max |diff| {worst}")
         return "\n".join(lines)
 
 
 def compare_with_onnxruntime(network, qdq_model, x):
     """Run ``qdq_model`` in onnxruntime and ``network`` (imported from it by `import_onnx`) on float inputs
-    ``x[N, ...]``; compare every layer's int8 output (uint8 tensors shifted by -128) and the top-1."""
+    ``x[N, ...]``; compare the quantized input, every layer's int8 output (uint8 tensors shifted by -128) and the
+    top-1."""
     if not isinstance(network, QuantizedNetwork) or "onnx_outputs" not in network.metadata:
         raise TypeError("compare_with_onnxruntime takes the QuantizedNetwork import_onnx made from the QDQ model")
     x = np.asarray(x, dtype=np.float32)
     tensors = network.metadata["onnx_outputs"]
-    names = [tensors[layer.name] for layer in network.layers]
+    names = [network.metadata["onnx_input_int"]] + [tensors[layer.name] for layer in network.layers]
     ort_out = run_onnxruntime(expose_layer_outputs(qdq_model, names), x, outputs=names)
+    shapes = [network.input_layout] + [layer.out_shape for layer in network.layers]
     ort_layers = []
-    for layer, tensor in zip(network.layers, names):
+    for shape, tensor in zip(shapes, names):
         value = ort_out[tensor].astype(np.int64)
         if ort_out[tensor].dtype == np.uint8:
             value = value - 128
-        ort_layers.append(value.reshape((len(x),) + layer.out_shape))
-    hw_layers = [[] for _ in network.layers]
-    for sample in network.quantize_input(x):
+        ort_layers.append(value.reshape((len(x),) + tuple(shape)))
+    x_int = network.quantize_input(x)
+    hw_layers = [list(x_int)] + [[] for _ in network.layers]
+    for sample in x_int:
         for i, out in enumerate(network.forward_int(sample)):
-            hw_layers[i].append(out)
+            hw_layers[i + 1].append(out)
     agreement = Agreement()
-    for layer, ours, theirs in zip(network.layers, hw_layers, ort_layers):
+    for name, ours, theirs in zip(["input"] + [layer.name for layer in network.layers], hw_layers, ort_layers):
         diff = np.abs(np.stack(ours) - theirs)
-        agreement.layers.append((layer.name, int(diff.size), int(np.sum(diff == 0)), int(np.sum(diff <= 1)),
+        agreement.layers.append((name, int(diff.size), int(np.sum(diff == 0)), int(np.sum(diff <= 1)),
                                  int(diff.max(initial=0))))
     agreement.hwgen_predictions = np.argmax(np.stack(hw_layers[-1]).reshape(len(x), -1), axis=1)
     agreement.ort_predictions = np.argmax(ort_layers[-1].reshape(len(x), -1), axis=1)

@@ -20,11 +20,13 @@ NumPy. The split is fixed: per class, a seeded permutation (``numpy.random.defau
 import argparse
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 __all__ = ["load_digits_split", "upscale", "lenet5", "train_lenet_digits", "accuracy", "float_predict",
-           "export_onnx", "quantize_digits", "main"]
+           "export_onnx", "quantize_digits", "run_digits", "DigitsRun", "main"]
 
 IMAGE_SIZE = 28
 
@@ -150,6 +152,86 @@ def quantize_digits(onnx_model, x_calibration, **options):
     return quantize(import_onnx(onnx_model, name="lenet_digits"), x_calibration, **options)
 
 
+@dataclass(kw_only=True)
+class DigitsRun:
+    """Everything `run_digits` made: the split, the trained module, its ONNX export, hwgen's quantized network,
+    the held-out predictions and accuracies, and (with ``onnxruntime=True``) the QDQ model, the network imported
+    from it and its `Agreement` with onnxruntime."""
+    split: tuple
+    model: object
+    onnx_model: object
+    network: object
+    float_predictions: np.ndarray
+    int8_predictions: np.ndarray
+    train_seconds: float
+    options: dict
+    qdq_model: object = None
+    qdq_network: object = None
+    agreement: object = None
+
+    @property
+    def labels(self):
+        return self.split[3]
+
+    @property
+    def float_accuracy(self):
+        return accuracy(self.float_predictions, self.labels)
+
+    @property
+    def int8_accuracy(self):
+        return accuracy(self.int8_predictions, self.labels)
+
+    def report(self):
+        """The accuracy table (and the onnxruntime agreement) as text."""
+        y, n = self.labels, len(self.labels)
+        o = self.options
+        rows = [("float (PyTorch)", self.float_predictions),
+                (f"int8 hwgen network ({o['activations']}, {o['method']})", self.int8_predictions)]
+        if self.agreement is not None:
+            rows += [("int8 onnxruntime QDQ", self.agreement.ort_predictions),
+                     ("int8 hwgen network from the QDQ model", self.agreement.hwgen_predictions)]
+        width = max(len(label) for label, _ in rows)
+        lines = [f"digits: {len(self.split[1])} training / {n} held-out images, LeNet-5 trained in "
+                 f"{self.train_seconds:.1f} s (seed {o['seed']}, {o['epochs']} epochs)"]
+        for label, pred in rows:
+            right = int(np.sum(pred == y))
+            lines.append(f"{label:<{width}}  {right:4d}/{n}  {100 * right / n:6.2f} %")
+        lines.append(f"float vs int8 hwgen: top-1 agrees on "
+                     f"{int(np.sum(self.float_predictions == self.int8_predictions))}/{n} images")
+        if self.agreement is not None:
+            lines.append(str(self.agreement))
+        return "\n".join(lines)
+
+
+def run_digits(*, seed=0, epochs=15, activations="symmetric", method="minmax", percentile=99.99,
+               onnxruntime=False):
+    """Train, export, quantize (calibrated on the training images) and predict the held-out split -> `DigitsRun`.
+
+    ``onnxruntime=True`` also quantizes the exported model with onnxruntime (QDQ, uint8 activations, per-channel
+    weights, calibrated on every 4th training image) and compares hwgen's network imported from it with
+    onnxruntime on every held-out image.
+    """
+    split = load_digits_split()
+    x_train, _, x_test, _ = split
+    started = time.perf_counter()
+    model = train_lenet_digits(seed=seed, epochs=epochs, split=split)
+    train_seconds = time.perf_counter() - started
+    proto = export_onnx(model)
+    network = quantize_digits(proto, x_train, activations=activations, method=method, percentile=percentile)
+    result = DigitsRun(split=split, model=model, onnx_model=proto, network=network,
+                       float_predictions=float_predict(model, x_test), int8_predictions=network.predict(x_test),
+                       train_seconds=train_seconds,
+                       options={"seed": seed, "epochs": epochs, "activations": activations, "method": method,
+                                "percentile": percentile})
+    if onnxruntime:
+        from ..compiler import import_onnx
+        from ..compiler.oracle import compare_with_onnxruntime, quantize_static_qdq
+        result.qdq_model = quantize_static_qdq(proto, x_train[::4])
+        result.qdq_network = import_onnx(result.qdq_model, name="lenet_digits_qdq")
+        result.agreement = compare_with_onnxruntime(result.qdq_network, result.qdq_model, x_test)
+    return result
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m hwgen.examples.digits", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
@@ -161,44 +243,19 @@ def main(argv=None):
                         help="also quantize with onnxruntime (QDQ) and compare hwgen's network imported from it")
     parser.add_argument("--save", metavar="DIR", help="save digits.onnx and the quantized network here")
     args = parser.parse_args(argv)
-
     started = time.perf_counter()
-    split = load_digits_split()
-    x_train, y_train, x_test, y_test = split
-    model = train_lenet_digits(seed=args.seed, epochs=args.epochs, split=split)
-    trained = time.perf_counter()
-    proto = export_onnx(model)
-    qnet = quantize_digits(proto, x_train, activations=args.activations, method=args.method,
-                           percentile=args.percentile)
-    float_pred = float_predict(model, x_test)
-    int_pred = qnet.predict(x_test)
-    n = len(y_test)
-    print(f"digits: {len(y_train)} training / {n} held-out images, LeNet-5 trained in {trained - started:.1f} s "
-          f"(seed {args.seed}, {args.epochs} epochs)")
-    print(qnet)
-    rows = [("float (PyTorch)", float_pred), (f"int8 hwgen network ({args.activations}, {args.method})", int_pred)]
-    if args.onnxruntime:
-        from ..compiler import import_onnx
-        from ..compiler.oracle import compare_with_onnxruntime, quantize_static_qdq
-        qdq = quantize_static_qdq(proto, x_train)
-        imported = import_onnx(qdq, name="lenet_digits_qdq")
-        agreement = compare_with_onnxruntime(imported, qdq, x_test)
-        rows.append(("int8 onnxruntime QDQ", agreement.ort_predictions))
-        rows.append(("int8 hwgen network from the QDQ model", agreement.hwgen_predictions))
-    width = max(len(label) for label, _ in rows)
-    for label, pred in rows:
-        right = int(np.sum(pred == y_test))
-        print(f"{label:<{width}}  {right:4d}/{n}  {100 * right / n:6.2f} %")
-    print(f"float vs int8 hwgen: top-1 agrees on {int(np.sum(float_pred == int_pred))}/{n} images")
-    if args.onnxruntime:
-        print(agreement)
+    result = run_digits(seed=args.seed, epochs=args.epochs, activations=args.activations, method=args.method,
+                        percentile=args.percentile, onnxruntime=args.onnxruntime)
+    print(result.network)
+    print(result.report())
     if args.save:
         import onnx
-        from pathlib import Path
         out = Path(args.save)
         out.mkdir(parents=True, exist_ok=True)
-        onnx.save(proto, str(out / "digits.onnx"))
-        qnet.save(out / "quantized")
+        onnx.save(result.onnx_model, str(out / "digits.onnx"))
+        result.network.save(out / "quantized")
+        if result.qdq_model is not None:
+            onnx.save(result.qdq_model, str(out / "digits_qdq.onnx"))
         print(f"saved {out / 'digits.onnx'} and {out / 'quantized'}/")
     print(f"total {time.perf_counter() - started:.1f} s")
     return 0
