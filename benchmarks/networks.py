@@ -125,7 +125,7 @@ def report(name, spec, layers, *, batch, rtl_layers, simulator):
           f"ideal; MACs/PEs alone {program.ideal_cycles()})")
     measured = {}
     if rtl_layers:
-        from sim.runner import run_program
+        from hwgen.sim.runner import run_program
         rng = np.random.default_rng(1)
         for wanted in rtl_layers:
             if wanted == "all":

@@ -75,7 +75,7 @@ def cmd_plan(args):
 
 
 def cmd_sim(args):
-    from sim.runner import run_layers
+    from .sim.runner import run_layers
     design = _design(args.design)
     if _is_network(design):
         raise HwgenError(f"{args.design} is a compiled network: run it with `hwgen run {args.design} --inputs X.npy`")
@@ -85,7 +85,8 @@ def cmd_sim(args):
     if not args.json:
         print(f"{design.name}: simulating {len(plans)} layers on {args.sim} "
               f"({'random stalls p=' + str(args.stall) if args.stall else 'no stalls'}) ...", flush=True)
-    result = run_layers(design.spec, plans, simulator=args.sim, stall=args.stall, seed=args.seed, tag="cli")
+    result = run_layers(design.spec, plans, simulator=args.sim, stall=args.stall, seed=args.seed, tag="cli",
+                        build_root=args.cache_dir)
     ok = True
     rows = []
     for layer in result.layers:
@@ -126,7 +127,9 @@ def cmd_doctor(args):
 
 
 def build_parser():
+    from . import __version__
     parser = argparse.ArgumentParser(prog="hwgen", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"hwgen {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("generate", help="write the Verilog and the JSON manifest of a design")
@@ -146,6 +149,8 @@ def build_parser():
                    help="probability of a random valid/ready stall per stream and cycle (default 0)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--layers", help="comma-separated layer names (default: all)")
+    p.add_argument("--cache-dir", metavar="DIR",
+                   help="simulator build cache (default: $HWGEN_SIM_BUILD, else ~/.cache/hwgen/sim)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_sim)
 
@@ -156,7 +161,7 @@ def build_parser():
     add_compile_parsers(sub)
 
     try:
-        from fpga.cli import add_synth_parser
+        from .fpga.cli import add_synth_parser
     except ImportError:
         pass
     else:

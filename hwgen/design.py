@@ -1,5 +1,6 @@
 """A design: one accelerator spec and the layers it must run. Everything is checked when it is built."""
 
+import importlib.resources
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,8 @@ class Layer:
         if not isinstance(self.postops, PostOps):
             raise TypeError(f"{self.nest.name}: postops must be a hwgen.PostOps, not {self.postops!r}")
 
-DESIGNS_DIR = Path(__file__).resolve().parent.parent / "designs"
+# The built-in designs: the package hwgen.designs (designs/ in the repository), wherever hwgen is installed.
+DESIGNS_DIR = Path(str(importlib.resources.files("hwgen.designs")))
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Verilog back end: one `AcceleratorSpec` -> one Verilog module, byte-identical for identical input."""
 
+import importlib.resources
 import json
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from .hw.top import AcceleratorTop
 __all__ = ["generate", "port_map", "write_design", "CELL_MODELS"]
 
 # Simulation models of the device cells that `generate(spec, family=...)` instantiates.
-CELL_MODELS = {"ecp5": Path(__file__).resolve().parent.parent / "sim" / "models" / "ecp5_cells.v"}
+CELL_MODELS = {"ecp5": Path(str(importlib.resources.files("hwgen.sim") / "models" / "ecp5_cells.v"))}
 
 
 def generate(spec, *, family=None):

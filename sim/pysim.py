@@ -1,5 +1,5 @@
 """Drive `AcceleratorTop` in Amaranth's own simulator: fast, no HDL toolchain, for unit tests of the cycle
-model and of the tiling. The cocotb testbench (`sim/tb_accelerator.py`) is the one that proves the Verilog.
+model and of the tiling. The cocotb testbench (`hwgen.sim.tb_accelerator`) is the one that proves the Verilog.
 
 Streams are fed from Python lists, one beat per cycle when not stalled; cycles are counted from the first
 ``cfg`` handshake to the last ``out`` handshake (the cycle model's definition). The tests drive the top through

@@ -18,9 +18,9 @@ from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
 from cocotb.utils import get_sim_steps, get_sim_time
 from cocotbext.axi import AxiStreamFrame
 
-from sim import streams
-from sim.job import NetworkJob
-from sim.scoreboard import Scoreboard
+from hwgen.sim import streams
+from hwgen.sim.job import NetworkJob
+from hwgen.sim.scoreboard import Scoreboard
 
 CLOCK_NS = 10
 INPUTS = ("cfg", "weights", "mv_weights", "acts", "params")

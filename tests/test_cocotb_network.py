@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hwgen.compiler.program import compile_program
-from sim.runner import run_program
+from hwgen.sim.runner import run_program
 from tests.test_network_program import SPEC, random_accelerator, random_network, small_cnn
 
 pytestmark = pytest.mark.cocotb

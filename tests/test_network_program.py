@@ -16,7 +16,7 @@ from hwgen.perf import FeedbackOverflowError
 from hwgen.postops import PostOps, QuantParams, quantize_multiplier
 from hwgen.problem import ConvProblem
 from hwgen.spec import AcceleratorSpec
-from sim.pysim import run_streams
+from hwgen.sim.pysim import run_streams
 
 
 def conv(name, C, M, H, W, R, stride=1, pad=0):

@@ -63,7 +63,7 @@ def cmd_run(args):
     from ..design import load_design
     from .build import check_inputs
     from .design import NetworkDesign
-    from sim.runner import run_program
+    from hwgen.sim.runner import run_program
     design = load_design(args.design)
     if not isinstance(design, NetworkDesign):
         raise MappingError(f"{args.design} is a layer design; `hwgen run` runs compiled networks (hwgen compile), "

@@ -43,7 +43,7 @@ def main(argv=None):
     from ..compiler.cli import _array
     from ..compiler.design import NetworkDesign
     from . import digits
-    from sim.runner import run_program
+    from hwgen.sim.runner import run_program
 
     started = time.perf_counter()
     split = digits.load_digits_split()
