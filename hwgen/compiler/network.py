@@ -360,7 +360,6 @@ class QuantizedNetwork:
 
     def __str__(self):
         rows = []
-        zero_point, scale = self.in_zero_point, self.in_scale
         for layer in self.layers:
             p = layer.problem
             rows.append([layer.name, layer.kind, _dims(layer.in_shape), _dims(layer.out_shape),
@@ -372,7 +371,6 @@ class QuantizedNetwork:
                          f"{layer.in_scale:.4g}", layer.in_zero_point,
                          f"{layer.weight_scale.min():.3g}..{layer.weight_scale.max():.3g}",
                          f"{layer.out_scale:.4g}", layer.out_zero_point, p.macs])
-            zero_point, scale = layer.out_zero_point, layer.out_scale
         table = format_table(["layer", "kind", "in", "out", "kernel", "stride", "pad", "relu", "pool", "flatten",
                               "in scale", "in zp", "weight scales", "out scale", "out zp", "MACs"], rows)
         source = self.metadata.get("source", "")

@@ -45,7 +45,7 @@ import numpy as np
 
 from ..errors import UnsupportedModelError
 from .graph import FloatLayer, FloatNetwork, conv_out_size
-from .network import ACT_TYPE, QLayer, QuantizedNetwork
+from .network import QLayer, QuantizedNetwork
 
 __all__ = ["import_onnx", "SUPPORTED_OPS", "is_qdq"]
 
@@ -636,8 +636,6 @@ class _Builder:
 
     def op_quant(self, op):
         q = (op.data["scale"], op.data["zero_point"])
-        if not self.qdq:
-            raise AssertionError("unreachable")
         layer = self.layer
         if layer is None:
             if self.input_q is not None and self.input_q != q:
