@@ -72,6 +72,11 @@ class Build:
     seconds: dict = field(default_factory=dict)
     done: list = field(default_factory=list)
 
+    def program_for(self, batch):
+        """The compiled network as a program for a batch of ``batch`` inputs (after the map step)."""
+        from .program import compile_program
+        return compile_program(self.spec, self.layers, batch=batch, chain=self.config.chaining)
+
     def save_json(self, name, doc):
         if self.config.output is None:
             return None
