@@ -44,9 +44,40 @@ def _is_network(design):
     return isinstance(design, NetworkDesign)
 
 
+def _print_roofline(program, bandwidth, as_json):
+    from .roofline import roofline
+    if bandwidth is None:
+        return None
+    if not bandwidth > 0:
+        raise HwgenError(f"--dram-bw must be a positive number of bytes per cycle, not {bandwidth}")
+    rows = roofline(program, bandwidth)
+    if as_json:
+        return rows
+    pes = program.spec.pes
+    print(f"\nroofline at {bandwidth:g} DRAM bytes/cycle (ridge: {pes / bandwidth:.1f} MACs/byte):")
+    print(f"{'layer':<12}{'DRAM bytes':>12}{'MACs/byte':>11}{'compute cyc':>13}{'memory cyc':>12}  bound")
+    for row in rows:
+        print(f"{row['layer']:<12}{row['dram_bytes']:>12}{row['intensity']:>11.1f}{row['compute_cycles']:>13}"
+              f"{row['memory_cycles']:>12}  {row['bound']}")
+    return rows
+
+
+def _layer_program(design):
+    """A layer design as a program of independent layers (each from `acts`, to `out`) for the roofline."""
+    from types import SimpleNamespace
+    layers = [SimpleNamespace(plan=plan, source="stream", dest="out") for plan in design.plans()]
+    return SimpleNamespace(layers=layers, spec=design.spec)
+
+
 def cmd_plan(args):
     design = _design(args.design)
     if _is_network(design):
+        if args.dram_bw is not None and not args.json:
+            from .compiler.build import Build, BuildConfig, report_text
+            print(report_text(Build(BuildConfig(model=None), network=design.network, spec=design.spec,
+                                    program=design.program)))
+            _print_roofline(design.program, args.dram_bw, False)
+            return 0
         from .compiler.build import program_document
         program = design.program
         timeline = []
@@ -62,7 +93,10 @@ def cmd_plan(args):
         return 0
     rows = _plan_rows(design)
     if args.json:
-        print(json.dumps({"design": design.name, "spec": design.spec.to_dict(), "layers": rows}, indent=2))
+        doc = {"design": design.name, "spec": design.spec.to_dict(), "layers": rows}
+        if args.dram_bw is not None:
+            doc["roofline"] = _print_roofline(_layer_program(design), args.dram_bw, True)
+        print(json.dumps(doc, indent=2))
         return 0
     print(f"{design.name}: {design.spec.rows}x{design.spec.cols} {design.spec.dataflow}")
     print(f"{'layer':<16}{'kind':<8}{'tiles':>6}{'folds':>7}{'KiB moved':>11}{'MACs':>12}{'model cyc':>11}"
@@ -71,6 +105,7 @@ def cmd_plan(args):
         print(f"{row['layer']:<16}{row['kind']:<8}{row['tiles']:>6}{row['folds']:>7}"
               f"{row['bytes_moved']['total'] / 1024:>11.1f}{row['macs']:>12}{row['cycles']:>11}"
               f"{row['ideal_cycles']:>10}{row['utilization']:>8.1%}")
+    _print_roofline(_layer_program(design), args.dram_bw, False)
     return 0
 
 
@@ -140,6 +175,8 @@ def build_parser():
     p = sub.add_parser("plan", help="print each layer's folds and the cycle model's prediction")
     p.add_argument("design")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--dram-bw", type=float, metavar="BYTES_PER_CYCLE",
+                   help="also show each layer's DRAM traffic, intensity and bound (roofline) at this bandwidth")
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("sim", help="run the design's layers on the RTL against the NumPy reference")
