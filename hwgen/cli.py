@@ -120,8 +120,12 @@ def cmd_sim(args):
     if not args.json:
         print(f"{design.name}: simulating {len(plans)} layers on {args.sim} "
               f"({'random stalls p=' + str(args.stall) if args.stall else 'no stalls'}) ...", flush=True)
-    result = run_layers(design.spec, plans, simulator=args.sim, stall=args.stall, seed=args.seed, tag="cli",
-                        build_root=args.cache_dir)
+    from .explore.progress import progress
+    waves = args.waves if args.waves != "auto" else os.path.join("build", "waves", f"{design.name}.fst")
+    with progress(False if args.json else None) as bars:
+        bar = bars.task(f"{design.name}: layers", len(plans))
+        result = run_layers(design.spec, plans, simulator=args.sim, stall=args.stall, seed=args.seed, tag="cli",
+                            build_root=args.cache_dir, waves=waves, on_layer=lambda name: bar.advance())
     ok = True
     rows = []
     for layer in result.layers:
@@ -132,6 +136,7 @@ def cmd_sim(args):
         ok = False
     if args.json:
         print(json.dumps({"design": design.name, "simulator": args.sim, "stall": args.stall, "ok": ok,
+                          "waves": result.waves,
                           "build_seconds": result.build_seconds, "sim_seconds": result.wall_seconds,
                           "layers": rows}, indent=2))
         return 0 if ok else 1
@@ -143,7 +148,8 @@ def cmd_sim(args):
               f"{row['model_cycles']:>10}{row['macs']:>12}{util:>8}{rate:>10.0f}")
         if row["report"]:
             print("    " + row["report"].replace("\n", "\n    "))
-    print(f"build {result.build_seconds:.1f} s, simulation {result.wall_seconds:.1f} s")
+    print(f"build {result.build_seconds:.1f} s, simulation {result.wall_seconds:.1f} s"
+          + (f"; waveform {result.waves}" if result.waves else ""))
     verdict = "all layers bit-exact" + ("" if args.stall else ", cycles equal to the model")
     print(verdict if ok else "FAILED: see the rows above")
     return 0 if ok else 1
@@ -188,6 +194,9 @@ def build_parser():
     p.add_argument("--layers", help="comma-separated layer names (default: all)")
     p.add_argument("--cache-dir", metavar="DIR",
                    help="simulator build cache (default: $HWGEN_SIM_BUILD, else ~/.cache/hwgen/sim)")
+    p.add_argument("--waves", nargs="?", const="auto", metavar="FILE",
+                   help="record the run's waveform: FILE.fst (Icarus, Verilator) or FILE.vcd (Verilator); "
+                        "default build/waves/DESIGN.fst")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_sim)
 

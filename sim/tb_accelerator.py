@@ -12,7 +12,7 @@ import time
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
-from cocotb.utils import get_sim_steps, get_sim_time
+from cocotb.utils import get_sim_steps, get_sim_time, get_time_from_sim_steps
 from cocotbext.axi import AxiStreamFrame
 
 from hwgen.perf import predict_plan
@@ -68,7 +68,7 @@ class AcceleratorTestbench:
         budget_cycles = int(model.cycles * job.max_cycles_factor / (1 - job.stall) ** 2) + 1000
         budget = budget_cycles * self.period_steps
         started = get_sim_time("step")
-        beats, last_time, cfg_beat, timeout = [], None, None, None
+        beats, stamps, last_time, cfg_beat, timeout = [], [], None, None, None
 
         async def collect():
             nonlocal last_time, cfg_beat
@@ -76,6 +76,7 @@ class AcceleratorTestbench:
             while len(beats) < plan.out_beats:
                 frame = await self.out.recv()
                 beats.extend(frame.tdata)
+                stamps.extend([frame.sim_time_end] * len(frame.tdata))
                 last_time = frame.sim_time_end
 
         try:
@@ -94,18 +95,23 @@ class AcceleratorTestbench:
         # A hang or an extra beat both show up here: wait a little and look for surplus output.
         await ClockCycles(self.dut.clk, 8)
         while not self.out.empty():
-            beats.extend((self.out.recv_nowait()).tdata)
+            frame = self.out.recv_nowait()
+            beats.extend(frame.tdata)
+            stamps.extend([frame.sim_time_end] * len(frame.tdata))
         while not self.cfg_monitor.empty():
             self.cfg_monitor.recv_nowait()
         board = Scoreboard(expected=data.expected_beats, lane_bits=plan.spec.acc_type.bits,
                            lanes=plan.spec.cols, describe=plan.describe_output)
-        board.check(beats)
+        origin = cfg_beat.sim_time_start if cfg_beat is not None else started
+        board.check(beats, times=[((t - origin) // self.period_steps, get_time_from_sim_steps(t, "ns"))
+                                  for t in stamps])
         measured = None if hung or last_time is None else (last_time - cfg_beat.sim_time_start) // self.period_steps
         return {
             "layer": plan.problem.name, "exact": board.exact and not hung, "hung": hung, "timeout": timeout,
             "commands": len(plan.tiles), "postops": str(plan.postops),
             "report": "\n".join(filter(None, (timeout, board.report()))), "beats": len(beats), "expected_beats": len(data.expected_beats),
             "measured_cycles": measured, "model_cycles": model.cycles, "macs": plan.macs,
+            "first_wrong_cycle": board.first_wrong.cycle if board.first_wrong else None,
             "pes": plan.spec.pes, "stall": job.stall,
             "utilization": (plan.macs / (plan.spec.pes * measured)) if measured else None,
         }

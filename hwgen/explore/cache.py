@@ -72,12 +72,12 @@ def tool_versions(kind):
 
 
 class Cache:
-    """``get(kind, inputs)`` / ``put(kind, inputs, result)``; ``enabled=False`` makes every lookup miss (and
-    still writes, so a ``--no-cache`` run refreshes the entries)."""
+    """``get(kind, inputs)`` / ``put(kind, inputs, result)``; a kind in ``recompute`` always misses (and is
+    still written, so a ``--no-cache`` run refreshes its entries)."""
 
-    def __init__(self, directory=None, *, enabled=True):
+    def __init__(self, directory=None, *, recompute=()):
         self.directory = Path(directory or default_cache_dir())
-        self.enabled = enabled
+        self.recompute = tuple(recompute)
         self.hits = self.misses = 0
 
     def key(self, kind, inputs):
@@ -89,14 +89,14 @@ class Cache:
 
     def get(self, kind, inputs):
         path = self._path(kind, self.key(kind, inputs))
-        if self.enabled and path.is_file():
+        if kind not in self.recompute and path.is_file():
             try:
                 value = json.loads(path.read_text())
             except (OSError, ValueError):
                 value = None
-            if value is not None:
+            if isinstance(value, dict) and "result" in value:
                 self.hits += 1
-                return value
+                return value["result"]
         self.misses += 1
         return None
 
@@ -105,6 +105,19 @@ class Cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
         with os.fdopen(fd, "w") as f:
-            json.dump(result, f)
+            json.dump({"kind": kind, "inputs": inputs, "versions": tool_versions(kind), "result": result}, f,
+                      default=str)
         os.replace(tmp, path)
         return path
+
+    def entries(self, kind):
+        """Every ``(inputs, result)`` of ``kind`` made by the current versions (e.g. every synthesized
+        accelerator, which the calibration of any sweep on the same device can learn from)."""
+        versions = json.loads(json.dumps(tool_versions(kind), default=str))
+        for path in sorted((self.directory / kind).glob("*/*.json")):
+            try:
+                doc = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(doc, dict) and doc.get("versions") == versions and "result" in doc:
+                yield doc["inputs"], doc["result"]

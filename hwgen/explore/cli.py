@@ -46,7 +46,7 @@ def cmd_explore(args):
     from .sweep import SweepConfig, run_sweep
     config = SweepConfig(network=args.network, space=_space(args), device=args.device, synth=args.synth,
                          pnr=args.pnr, synth_max_pes=args.synth_max_pes, workers=args.workers, cluster=args.cluster,
-                         cache_dir=args.cache_dir, use_cache=not args.no_cache, elaborate=args.elaborate,
+                         cache_dir=args.cache_dir, recompute=_recompute(args.no_cache), elaborate=args.elaborate,
                          objectives=tuple(_list(args.objectives)), show_progress=False if args.quiet else None,
                          timeout_s=args.timeout,
                          synth_build_root=str(args.output / "synth") if args.output else "build/explore/synth")
@@ -144,7 +144,9 @@ def add_explore_parsers(sub):
     o.add_argument("--json", action="store_true", help="print the sweep as JSON")
     o.add_argument("--cache-dir", metavar="DIR", help="result cache (default $HWGEN_EXPLORE_CACHE or "
                                                       "~/.cache/hwgen/explore)")
-    o.add_argument("--no-cache", action="store_true", help="recompute everything (and refresh the cache)")
+    o.add_argument("--no-cache", nargs="?", const="all", metavar="KINDS",
+                   help="recompute (and refresh in the cache) everything, or only these kinds: model, resources, "
+                        "synth (e.g. --no-cache model,resources)")
     _pool_options(p)
     p.set_defaults(func=cmd_explore)
 
@@ -165,6 +167,16 @@ def add_explore_parsers(sub):
     p.add_argument("--junit", metavar="FILE", help="write a JUnit XML of the results")
     _pool_options(p)
     p.set_defaults(func=cmd_sweep_tests)
+
+
+def _recompute(value):
+    if value is None:
+        return ()
+    kinds = ("model", "resources", "synth") if value == "all" else tuple(_list(value))
+    for kind in kinds:
+        if kind not in ("model", "resources", "synth"):
+            raise HwgenError(f"--no-cache takes model, resources or synth, not {kind!r}")
+    return kinds
 
 
 def _path(text):

@@ -12,6 +12,7 @@ arrives (`hwgen.explore.cache`), so an interrupted or repeated sweep computes on
 4. calibration (`hwgen.explore.calibrate`), device shares, the frontier (`hwgen.explore.frontier`).
 """
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,13 +41,14 @@ class SweepConfig:
     workers: int = None            # local process pool (default: the cores); 0 runs in this process
     cluster: str = None            # a Dask scheduler address, or "local" for a LocalCluster of `workers`
     cache_dir: str = None
-    use_cache: bool = True
+    recompute: tuple = ()          # kinds ("model", "resources", "synth") computed again even when cached
     elaborate: bool = False        # count DSP / block RAM in the elaborated design (seconds per spec) instead of the spec
     objectives: tuple = DEFAULT_OBJECTIVES
     retries: int = 2
     delay_s: float = 0.0           # each model task takes at least this long (tests, benchmarks)
     show_progress: bool = None     # None: on a terminal only
     timeout_s: float = None        # per synthesis tool run
+    calibrate_from_cache: bool = True   # also learn from accelerators other sweeps synthesized (same device, tools)
 
 
 @dataclass
@@ -171,7 +173,7 @@ def run_sweep(config, *, pool=None, on_result=None):
     points = config.space.points()
     if not points:
         raise HwgenError("the space has no points")
-    cache = Cache(config.cache_dir, enabled=config.use_cache)
+    cache = Cache(config.cache_dir, recompute=config.recompute)
     own_pool = pool is None
     pool = pool or open_pool(workers=config.workers, cluster=config.cluster)
     stats = {"points": len(points)}
@@ -262,6 +264,17 @@ def run_sweep(config, *, pool=None, on_result=None):
                         samples.append((spec_key_dict_of(record["spec"]), resources[record["spec_key"]], measured))
 
             # 4. calibration, shares, frontier
+            if config.calibrate_from_cache:
+                mine = {json.dumps(spec, sort_keys=True, default=str) for spec, _, _ in samples}
+                for inputs, measured in cache.entries("synth"):
+                    spec = inputs["spec"]
+                    signature = json.dumps(spec, sort_keys=True, default=str)
+                    if inputs.get("device") != config.device or measured.get("status") != "ok" or signature in mine:
+                        continue
+                    mine.add(signature)
+                    samples.append((spec, estimate_resources({**spec, "name": "acc_" + _digest(spec)}, config.device,
+                                                             elaborate=config.elaborate), measured))
+                stats["calibration_samples"] = {"this sweep": len(synthesized), "all": len(samples)}
             model = ResourceModel.fit(samples)
             rows, errors = ResourceModel.table(samples) if samples else ([], {})
             for record in records:
@@ -291,7 +304,6 @@ def run_sweep(config, *, pool=None, on_result=None):
 
 
 def _digest(doc):
-    import json
     from hashlib import sha256
     return sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
