@@ -54,11 +54,16 @@ def run_test(nodeid, cwd, marker=None, timeout_s=None):
         outcome, message = "error", (done.stdout + done.stderr)[-3000:]
         if xml.exists():
             cases = ET.parse(xml).getroot().iter("testcase")
-            outcomes = []
+            outcomes, failures = [], []
             for case in cases:
                 kinds = [child.tag for child in case]
                 outcomes.append("failed" if "failure" in kinds else "error" if "error" in kinds
                                 else "skipped" if "skipped" in kinds else "passed")
+                for child in case:
+                    if child.tag in ("failure", "error"):
+                        failures.append((child.text or child.get("message") or "").strip())
+            if failures:
+                message = "\n".join(failures)[-3000:]
             if outcomes:
                 outcome = ("failed" if "failed" in outcomes else "error" if "error" in outcomes
                            else "passed" if "passed" in outcomes else "skipped")
