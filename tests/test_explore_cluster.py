@@ -85,6 +85,7 @@ def test_test_sweep_runs_each_test_on_a_worker_and_reports_outcomes(tmp_path):
     outcomes = {r["nodeid"].split("::")[1]: r["outcome"] for r in result.results}
     assert outcomes == {"test_slow_passes": "passed", "test_slow_fails": "failed", "test_slow_param[1]": "passed",
                         "test_slow_param[2]": "passed", "test_slow_skips": "skipped"}
-    assert not result.ok and "1 failed" in result.summary() and "assert 2 == 3" in result.summary()
+    assert not result.ok and "3 passed, 1 failed, 1 skipped" in result.summary()
+    assert "AssertionError" in result.summary() and "assert 1 + 1 == 3" in result.results[1]["message"]
     assert len({r["worker"] for r in result.results}) >= 1
     assert (tmp_path / "junit.xml").read_text().count("<testcase") == 5
