@@ -26,7 +26,7 @@ from .frontier import DEFAULT_OBJECTIVES, pareto
 from .progress import progress
 from .space import Point, Space
 
-__all__ = ["SweepConfig", "SweepResult", "run_sweep", "select_sample"]
+__all__ = ["SweepConfig", "SweepResult", "predicted_seconds", "run_sweep", "select_sample"]
 
 
 @dataclass
@@ -77,8 +77,8 @@ class SweepResult:
 
 def _run_phase(pool, cache, kind, items, fn, make_call, bar, *, retries, on_result=None):
     """Look every item up in the cache; run the misses on the pool; store each result as it arrives. Returns
-    {item key: result} and how many were computed."""
-    results, misses = {}, []
+    {item key: result}, how many were computed and their task seconds (as the worker measured them)."""
+    results, misses, seconds = {}, [], []
     for key, inputs in items:
         hit = cache.get(kind, inputs)
         if hit is not None:
@@ -93,11 +93,13 @@ def _run_phase(pool, cache, kind, items, fn, make_call, bar, *, retries, on_resu
             value = {"status": "failed", "reason": f"{type(error).__name__}: {error}"}
         else:
             cache.put(kind, inputs, value)
+            if isinstance(value, dict) and value.get("seconds") is not None:
+                seconds.append(value["seconds"])
         results[key] = value
         bar.advance()
         if on_result:
             on_result(kind, key, value)
-    return results, len(misses)
+    return results, len(misses), seconds
 
 
 def select_sample(records, n, *, max_pes=None):
@@ -187,14 +189,14 @@ def run_sweep(config, *, pool=None, on_result=None):
             items = [(p.key, {"network": target.fingerprint, "ref": config.network, "point": p.to_dict()})
                      for p in points]
             t0 = time.perf_counter()
-            model_results, computed = _run_phase(
+            model_results, computed, task_s = _run_phase(
                 pool, cache, "model", items, evaluate_point,
                 lambda inputs: ((config.network, Point(**{**inputs["point"],
                                                            "extra": tuple(sorted(inputs["point"]["extra"].items()))})),
                                 {"delay_s": config.delay_s}),
                 bar, retries=config.retries, on_result=on_result)
             stats["model"] = {"computed": computed, "cached": len(points) - computed,
-                              "seconds": round(time.perf_counter() - t0, 2)}
+                              "seconds": round(time.perf_counter() - t0, 2), "task_seconds": task_s}
             records = []
             for p in points:
                 record = dict(model_results[p.key])
@@ -216,13 +218,13 @@ def run_sweep(config, *, pool=None, on_result=None):
             items = [(key, {"spec": spec_key_dict_of(spec), "device": config.device, "elaborate": config.elaborate})
                      for key, spec in specs.items()]
             t0 = time.perf_counter()
-            resources, computed = _run_phase(
+            resources, computed, task_s = _run_phase(
                 pool, cache, "resources", items, estimate_resources,
                 lambda inputs: (({**inputs["spec"], "name": "acc_" + _digest(inputs["spec"])}, inputs["device"]),
                                 {"elaborate": inputs["elaborate"]}),
                 bar, retries=config.retries, on_result=on_result)
             stats["resources"] = {"computed": computed, "cached": len(specs) - computed,
-                                  "seconds": round(time.perf_counter() - t0, 2)}
+                                  "seconds": round(time.perf_counter() - t0, 2), "task_seconds": task_s}
             prior = ResourceModel()
             from ..fpga.devices import get_device
             device = get_device(config.device)
@@ -246,14 +248,14 @@ def run_sweep(config, *, pool=None, on_result=None):
                                                        "pnr": record["spec_key"] in routed}))
                 root = Path(config.synth_build_root)
                 t0 = time.perf_counter()
-                synth_results, computed = _run_phase(
+                synth_results, computed, task_s = _run_phase(
                     pool, cache, "synth", items, synthesize_spec,
                     lambda inputs: (({**inputs["spec"], "name": "acc_" + _digest(inputs["spec"])}, inputs["device"]),
                                     {"pnr": inputs["pnr"], "timeout_s": config.timeout_s,
                                      "build_dir": str(root / f"{_digest(inputs)}")}),
                     bar, retries=0, on_result=on_result)
                 stats["synth"] = {"computed": computed, "cached": len(sample) - computed,
-                                  "seconds": round(time.perf_counter() - t0, 2)}
+                                  "seconds": round(time.perf_counter() - t0, 2), "task_seconds": task_s}
                 for record in sample:
                     measured = synth_results[record["spec_key"]]
                     entry = {"spec_key": record["spec_key"], "key": record["key"], "label": record["label"],
@@ -301,6 +303,22 @@ def run_sweep(config, *, pool=None, on_result=None):
     return SweepResult(config=config, points=records, frontier=[r["key"] for r in front], objectives=objectives,
                        calibration=model.to_dict(), calibration_rows=rows, calibration_errors=errors,
                        synthesized=synthesized, stats=stats)
+
+
+def predicted_seconds(stats, workers):
+    """The wall time the sweep of ``stats`` (a `SweepResult.stats` whose tasks were computed, not cached) would
+    take on ``workers`` workers: the phases run one after another, each phase's tasks scheduled longest first
+    on the workers (LPT list scheduling), plus the driver's own time (everything outside the phases)."""
+    import heapq
+    phases = [stats[name] for name in ("model", "resources", "synth") if name in stats]
+    driver = stats["seconds"] - sum(p["seconds"] for p in phases)
+    total = max(0.0, driver)
+    for phase in phases:
+        loads = [0.0] * workers
+        for t in sorted(phase.get("task_seconds") or [], reverse=True):
+            heapq.heapreplace(loads, loads[0] + t)
+        total += max(loads) if loads else 0.0
+    return total
 
 
 def _digest(doc):
