@@ -37,8 +37,10 @@ demo-layers: setup
 test: setup
 	$(PY) -m pytest -n 2 -q
 
+# The long sweep, one test per worker: the local cores by default, or a Dask cluster (CLUSTER=tcp://host:8786, or
+# CLUSTER=local WORKERS=2 to start one here); see hwgen sweep-tests.
 test-slow: setup
-	$(PY) -m pytest -n 2 -q -m slow
+	$(VENV)/bin/hwgen sweep-tests -m slow $(if $(CLUSTER),--cluster $(CLUSTER)) $(if $(WORKERS),--workers $(WORKERS))
 
 test-fpga: setup
 	$(PY) -m pytest -q -m fpga
