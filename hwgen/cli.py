@@ -62,6 +62,30 @@ def _print_roofline(program, bandwidth, as_json):
     return rows
 
 
+def _print_energy(program, table_arg, as_json):
+    from .energy import DEFAULT_TABLE, EnergyTable, layer_energy
+    if table_arg is None:
+        return None
+    path = DEFAULT_TABLE if table_arg == "default" else table_arg
+    try:
+        table = EnergyTable.load(path)
+    except (OSError, KeyError, ValueError) as error:
+        raise HwgenError(f"--energy: cannot read the energy table {path} ({error}); give a JSON file like "
+                         f"{DEFAULT_TABLE}") from None
+    rows = [layer_energy(pl.plan, table, source=pl.source, dest=pl.dest) for pl in program.layers]
+    if as_json:
+        return rows
+    total = sum(r["total_pj"] for r in rows)
+    macs = sum(r["macs"] for r in rows)
+    print(f"\nenergy ({table.source.split(',')[0]}): nJ per layer")
+    print(f"{'layer':<12}{'DRAM':>10}{'SRAM':>10}{'compute':>10}{'total':>10}{'pJ/MAC':>9}")
+    for r in rows:
+        print(f"{r['layer']:<12}{r['dram_pj'] / 1e3:>10.1f}{r['sram_pj'] / 1e3:>10.1f}{r['compute_pj'] / 1e3:>10.1f}"
+              f"{r['total_pj'] / 1e3:>10.1f}{r['pj_per_mac']:>9.2f}")
+    print(f"whole: {total / 1e3:.1f} nJ per input, {total / macs:.2f} pJ/MAC, {1e12 / total:,.0f} inferences per joule")
+    return rows
+
+
 def _layer_program(design):
     """A layer design as a program of independent layers (each from `acts`, to `out`) for the roofline."""
     from types import SimpleNamespace
@@ -72,11 +96,12 @@ def _layer_program(design):
 def cmd_plan(args):
     design = _design(args.design)
     if _is_network(design):
-        if args.dram_bw is not None and not args.json:
+        if (args.dram_bw is not None or args.energy is not None) and not args.json:
             from .compiler.build import Build, BuildConfig, report_text
             print(report_text(Build(BuildConfig(model=None), network=design.network, spec=design.spec,
                                     program=design.program)))
             _print_roofline(design.program, args.dram_bw, False)
+            _print_energy(design.program, args.energy, False)
             return 0
         from .compiler.build import program_document
         program = design.program
@@ -96,6 +121,8 @@ def cmd_plan(args):
         doc = {"design": design.name, "spec": design.spec.to_dict(), "layers": rows}
         if args.dram_bw is not None:
             doc["roofline"] = _print_roofline(_layer_program(design), args.dram_bw, True)
+        if args.energy is not None:
+            doc["energy"] = _print_energy(_layer_program(design), args.energy, True)
         print(json.dumps(doc, indent=2))
         return 0
     print(f"{design.name}: {design.spec.rows}x{design.spec.cols} {design.spec.dataflow}")
@@ -106,6 +133,7 @@ def cmd_plan(args):
               f"{row['bytes_moved']['total'] / 1024:>11.1f}{row['macs']:>12}{row['cycles']:>11}"
               f"{row['ideal_cycles']:>10}{row['utilization']:>8.1%}")
     _print_roofline(_layer_program(design), args.dram_bw, False)
+    _print_energy(_layer_program(design), args.energy, False)
     return 0
 
 
@@ -177,6 +205,9 @@ def build_parser():
     p.add_argument("--json", action="store_true")
     p.add_argument("--dram-bw", type=float, metavar="BYTES_PER_CYCLE",
                    help="also show each layer's DRAM traffic, intensity and bound (roofline) at this bandwidth")
+    p.add_argument("--energy", nargs="?", const="default", metavar="TABLE.json",
+                   help="also show each layer's energy split by DRAM, SRAM and compute (default table: Horowitz, "
+                        "ISSCC 2014, 45 nm; or a JSON table of your own)")
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("sim", help="run the design's layers on the RTL against the NumPy reference")
