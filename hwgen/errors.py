@@ -8,11 +8,15 @@ hwgen. The `hwgen` command prints an `HwgenError` as one line and exits with sta
 
 __all__ = ["HwgenError", "LoopNestError", "NonAffineIndexError", "MappingError", "BufferOverflowError",
            "AccumulatorOverflowError", "ConfigFieldError", "PlanTooLargeError", "UnsupportedTypeError", "DesignError",
-           "DesignTypeError", "DesignFileError", "DataError", "DataTypeError", "DataOverflowError", "OutputPathError"]
+           "DesignTypeError", "DesignFileError", "DataError", "DataTypeError", "DataOverflowError", "ArgumentError",
+           "ToolFailure", "OutputPathError"]
 
 
 class HwgenError(Exception):
-    """Base class: a description or mapping hwgen cannot turn into hardware."""
+    """Base class: a description or mapping hwgen cannot turn into hardware.
+
+    ``exit_status`` is the `hwgen` command's exit status for it: 2, bad input (`hwgen.cli`)."""
+    exit_status = 2
 
 
 class LoopNestError(HwgenError, ValueError):
@@ -79,6 +83,17 @@ class DataTypeError(DataError, TypeError):
 
 class DataOverflowError(DataError, OverflowError):
     """A value the data produces does not fit its type (an accumulator, int64 in the reference)."""
+
+
+class ArgumentError(HwgenError, ValueError):
+    """A bad argument to a command or run function: a stall probability outside [0, 1), an empty layer list, an
+    unknown simulator."""
+
+
+class ToolFailure(HwgenError, RuntimeError):
+    """A tool hwgen runs could not do its work (a simulator missing, a build that failed): the `hwgen` command
+    exits with status 1 for it, like for a failed check."""
+    exit_status = 1
 
 
 class OutputPathError(HwgenError):
