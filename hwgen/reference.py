@@ -6,12 +6,15 @@ error here, not a value to wrap. `evaluate_loop_nest` is a slow, literal interpr
 use it to prove the fast reference computes what the user wrote.
 """
 
+from __future__ import annotations
+
 import itertools
 
 import numpy as np
 
-from .dtypes import int32, parse_dtype
+from .dtypes import IntType, int32, parse_dtype
 from .errors import DataError, DataOverflowError, UnsupportedTypeError
+from .ir import LoopNest
 
 __all__ = ["conv2d", "linear", "run_problem", "evaluate_loop_nest"]
 
@@ -51,7 +54,9 @@ def _fit(result, acc_type):
     return result
 
 
-def conv2d(I, W, *, stride=(1, 1), padding=(0, 0), acc_type=int32, out_size=None, pad_value=0):
+def conv2d(I: np.ndarray, W: np.ndarray, *, stride: int | tuple[int, int] = (1, 1),
+           padding: int | tuple[int, int] = (0, 0), acc_type: IntType | str = int32,
+           out_size: tuple[int, int] | None = None, pad_value: int = 0) -> np.ndarray:
     """``O[m,e,f] = sum_{c,r,s} I[c, e*sh + r - ph, f*sw + s - pw] * W[m,c,r,s]``, reads outside ``I`` give
     ``pad_value`` (0; a quantized input with zero point ``z`` pads with ``z``, the encoding of a real 0).
 
@@ -85,7 +90,7 @@ def conv2d(I, W, *, stride=(1, 1), padding=(0, 0), acc_type=int32, out_size=None
     return _fit(out, acc_type)
 
 
-def linear(X, W, *, acc_type=int32):
+def linear(X: np.ndarray, W: np.ndarray, *, acc_type: IntType | str = int32) -> np.ndarray:
     """``O[n,m] = sum_k X[n,k] * W[m,k]`` for ``X[N,K]``, ``W[M,K]`` -> ``O[N,M]`` (int64)."""
     X = _int_array(X, "X", 2)
     W = _int_array(W, "W", 2)
@@ -104,7 +109,8 @@ def run_problem(problem, act_user_array, weight_user_array, acc_type=int32):
     return problem.user_out(out)
 
 
-def evaluate_loop_nest(nest, tensors, shapes=None):
+def evaluate_loop_nest(nest: LoopNest, tensors: dict[str, np.ndarray],
+                       shapes: dict[str, tuple[int, ...]] | None = None) -> np.ndarray:
     """Run `nest` literally: every loop iteration, reads outside a tensor (negative included) give 0.
 
     `tensors` maps the two factor names to arrays. The output shape is ``shapes[out]``, else the nest's

@@ -12,6 +12,8 @@ as large as the buffers allow or of one m-fold, and both orders; the one that mo
 commands). The tests compare the choice with every tiling `_build` can make.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass, field
 from functools import lru_cache
 from math import ceil
@@ -298,7 +300,8 @@ def _max_m_folds_per_command(spec, pixels):
     return min(limit, limit // max(pixels, 1))
 
 
-def plan_layer(spec, problem, postops=PostOps(), *, im2col="auto"):
+def plan_layer(spec: AcceleratorSpec, problem: ConvProblem, postops: PostOps = PostOps(), *,
+               im2col: bool | str = "auto") -> LayerPlan:
     """The plan whose every command fits the buffers and that moves the fewest bytes.
 
     With few input channels (C < rows) most array rows idle, as the implicit im2col puts only channels on
