@@ -85,6 +85,14 @@ def _campaign_cases():
 def test_fuzz_campaign(shard, tmp_path_factory):
     per_shard = -(-_campaign_cases() // SHARDS)
     counts, details, failures, seen = Counter(), Counter(), [], set()
+    path = Path(os.environ.get("HWGEN_FUZZ_REPORT", tmp_path_factory.mktemp("fuzz") / "report"))
+    path = path.with_name(f"{path.name}-{shard}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def report():
+        return {"shard": shard, "cases": sum(counts.values()), "accepted": counts["accepted"],
+                "rejected": counts["rejected"], "failed": counts["failed"], "details": dict(details),
+                "failures": failures}
 
     @seed(20261204 + shard)
     @settings(max_examples=per_shard, deadline=None, database=None, phases=(Phase.generate,),
@@ -100,20 +108,18 @@ def test_fuzz_campaign(shard, tmp_path_factory):
             counts["failed"] += 1
             failures.append({"case": str(case), "error": f"{type(error).__name__}: {error}",
                              "traceback": traceback.format_exc(limit=8)})
-            return
-        counts[outcome.status] += 1
-        details[f"{outcome.status}:{outcome.detail}"] += 1
+        else:
+            counts[outcome.status] += 1
+            details[f"{outcome.status}:{outcome.detail}"] += 1
+        if sum(counts.values()) % 50 == 0:      # the counts so far, for a campaign watched from outside
+            path.write_text(json.dumps(report(), indent=1))
 
     campaign()
-    report = {"shard": shard, "cases": sum(counts.values()), "accepted": counts["accepted"],
-              "rejected": counts["rejected"], "failed": counts["failed"], "details": dict(details),
-              "failures": failures}
-    path = Path(os.environ.get("HWGEN_FUZZ_REPORT", tmp_path_factory.mktemp("fuzz") / "report"))
-    path = path.with_name(f"{path.name}-{shard}.json")
-    path.write_text(json.dumps(report, indent=1))
-    print(f"\nfuzz shard {shard}: {report['cases']} cases, {report['accepted']} accepted, {report['rejected']} "
-          f"rejected, {report['failed']} failed ({path})")
-    assert report["cases"] >= per_shard
+    final = report()
+    path.write_text(json.dumps(final, indent=1))
+    print(f"\nfuzz shard {shard}: {final['cases']} cases, {final['accepted']} accepted, {final['rejected']} "
+          f"rejected, {final['failed']} failed ({path})")
+    assert final["cases"] >= per_shard
     assert not failures, "\n\n".join(f"{f['case']}\n{f['traceback']}" for f in failures[:5])
 
 
