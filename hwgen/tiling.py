@@ -10,6 +10,12 @@ activation tile that the next command uses again stays in its bank (no reload). 
 input-channel tile size, every band height that fits (one per number of bands, plus the tallest), with m-tiles
 as large as the buffers allow or of one m-fold, and both orders; the one that moves the fewest bytes wins (ties: fewer
 commands). The tests compare the choice with every tiling `_build` can make.
+
+Planning is bounded: each candidate is evaluated in closed form (`_Candidate`: bytes moved, commands, the largest
+value of each configuration field) and only the winner is built, so its cost does not grow with the number of
+tiles; a layer of more than `MAX_COMMANDS` commands is rejected up front (`PlanTooLargeError`).
+`tests/reference_planner.py` keeps the planner that built every candidate, and the tests check that both choose
+the same plan.
 """
 
 from __future__ import annotations

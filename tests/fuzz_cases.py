@@ -7,9 +7,10 @@ builds the `Design` and then:
 
 - rejected: the only allowed outcome is an `HwgenError` (anything else fails the case);
 - accepted: planning took less than `PLAN_CPU_SECONDS` of CPU, the plan's commands are at most
-  `hwgen.tiling.MAX_COMMANDS`; "small" cases then run on the Python-level simulator (`hwgen.sim.pysim` through
-  `tests.top_bench.run_plan_on_top`) with random operands: the output beats must be the NumPy reference's bit for
-  bit and the cycles `hwgen.perf.predict_plan`'s exactly. "large" cases (huge sizes, to stress the planner
+  `hwgen.tiling.MAX_COMMANDS`; "small" cases (shrunk to about `SMALL_MACS_PER_PE` MACs per PE) then run on the
+  Python-level simulator (`hwgen.sim.pysim` through `tests.top_bench.run_top`) with random operands: the output
+  beats must be the NumPy reference's bit for bit and the cycles `hwgen.perf.predict_plan`'s exactly (a run
+  that goes on past four times the model's count is stopped as a hang). "large" cases (huge sizes, to stress the planner
   and the limits) are not simulated.
 
 A case is drawn from its seed (`RandomDraw(seed)`, uniform choices): hypothesis picks the seeds
@@ -31,7 +32,7 @@ from tests.nests import hwc_conv
 __all__ = ["Case", "RandomDraw", "make_case", "run_case", "build_design", "PLAN_CPU_SECONDS", "Outcome"]
 
 PLAN_CPU_SECONDS = 1.0       # a design of one layer is checked, mapped and planned within this much CPU time
-SIM_MAX_CYCLES = 60_000      # the Python-level simulation of a small case may not take longer than this
+SMALL_MACS_PER_PE = 3000      # small cases are shrunk to about this much work per PE (a few seconds to simulate)
 
 
 class RandomDraw:
@@ -116,6 +117,18 @@ def _dims(d, profile):
                 S=d.choice([1, 3, 11]), stride=d.choice([1, 2, 4]), pad=d.choice([0, 1, 5]))
 
 
+def shrink_small(x, spec):
+    """Halve the largest of C, M, H, W until the layer is about `SMALL_MACS_PER_PE` MACs per PE, so that an
+    accepted small case simulates in seconds."""
+    pes = spec["rows"] * spec["cols"]
+    while True:
+        out = [max(1, (x[size] + 2 * x["pad"] - x[k]) // x["stride"] + 1) for size, k in (("H", "R"), ("W", "S"))]
+        if x["C"] * x["M"] * out[0] * out[1] * x["R"] * x["S"] <= SMALL_MACS_PER_PE * pes:
+            return
+        largest = max(("C", "M", "H", "W"), key=lambda key: x[key])
+        x[largest] = max(1, x[largest] // 2)
+
+
 _SOURCE_TEMPLATE = '''
 @loop_nest(name="nest")
 def nest({params}):
@@ -178,6 +191,8 @@ def make_case(d, seed=0):
         kind = d.choice(["conv2d", "conv2d", "linear", "linear", "hwc_conv", "source"])
     if profile == "small" and not d.chance(0.05):   # a kernel that fits the padded input
         x["R"], x["S"] = min(x["R"], x["H"] + 2 * x["pad"]), min(x["S"], x["W"] + 2 * x["pad"])
+    if profile == "small":
+        shrink_small(x, spec)
     if kind == "conv2d":
         layer = ("conv2d", dict(name="conv", in_channels=x["C"], out_channels=x["M"], height=x["H"], width=x["W"],
                                 kernel=(x["R"], x["S"]), stride=x["stride"], padding=x["pad"]))
@@ -256,8 +271,15 @@ def run_case(case, *, simulate=True):
     model = predict_plan(plan).cycles
     if case.profile != "small" or not simulate:
         return Outcome("accepted", "planned", model, spent)
-    from tests.top_bench import run_plan_on_top
-    assert model <= SIM_MAX_CYCLES, f"a small case should simulate quickly, the model says {model} cycles: {case}"
-    run = run_plan_on_top(plan, seed=case.seed)       # asserts the output beats, bit for bit
+    from tests.top_bench import check_beats, lane_decoder, random_operands, run_top
+    spec = plan.spec
+    ops = random_operands(spec, plan.problem, case.seed)
+    want = ops.expected(plan.postops, spec.acc_type)
+    # A run that makes no progress for long past the model's count is a hang (run_streams raises).
+    run = run_top(spec, cfg=plan.config_words(), weights=plan.weight_stream(ops.weight),
+                  acts=plan.act_stream(ops.act), params=plan.params_stream(ops.params), expect_beats=plan.out_beats,
+                  seed=case.seed, max_cycles=4 * model + 2000)
+    check_beats(run.beats, plan.pack_outputs(want), decode=lane_decoder(spec), describe=plan.describe_output,
+                what=f"{case}")
     assert run.cycles == model, f"measured {run.cycles} cycles, model {model}: {case}"
     return Outcome("accepted", "simulated", model, spent)
