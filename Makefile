@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 DESIGN ?= lenet_ws4
 SIM ?= icarus
 
-.PHONY: setup demo test test-slow test-fpga bench lint clean
+.PHONY: setup demo test test-slow fuzz test-fpga bench lint clean
 
 setup: $(VENV)/.installed
 
@@ -36,6 +36,9 @@ test: setup
 test-slow: setup
 	$(PY) -m pytest -n 2 -q -m slow
 
+fuzz: setup
+	HWGEN_FUZZ_REPORT=$(CURDIR)/fuzz-report $(PY) -m pytest -n 2 -q -m slow tests/test_fuzz.py -k campaign
+
 test-fpga: setup
 	$(PY) -m pytest -q -m fpga
 
@@ -48,4 +51,4 @@ lint: setup
 	$(PY) -m pytest -q tests/test_verilog.py -k lint
 
 clean:
-	rm -rf build sim_build .pytest_cache
+	rm -rf build sim_build .pytest_cache fuzz-report-*.json
