@@ -316,7 +316,9 @@ def plan_layer(spec: AcceleratorSpec, problem: ConvProblem, postops: PostOps = P
     the cycle model says is faster. ``im2col=True``/``False`` forces the choice.
 
     Raises `BufferOverflowError` naming the buffer and the size needed when even the smallest tile (one output
-    row, one group of ``rows`` input channels, ``cols`` output channels) does not fit."""
+    row, one group of ``rows`` input channels, ``cols`` output channels) does not fit, `PlanTooLargeError` when
+    every tiling takes more than `MAX_COMMANDS` commands, and the errors of `_check_layer` for what no tiling
+    changes (the accumulator type, the pooling line buffer, the engine's kind of layer)."""
     if im2col not in ("auto", True, False):
         raise DesignError(f"im2col must be 'auto', True or False, not {im2col!r}")
     if not isinstance(spec, AcceleratorSpec):
@@ -341,9 +343,14 @@ def plan_layer(spec: AcceleratorSpec, problem: ConvProblem, postops: PostOps = P
         im2col = False
     if im2col is False or (im2col == "auto" and (problem.C >= spec.rows or not lowerable)):
         return _plan_tiles(spec, problem, postops)
+    # A form that cannot be planned (its tiles overflow a buffer or a configuration field, or too many of them)
+    # leaves the other.
+    unplannable = (BufferOverflowError, ConfigFieldError, PlanTooLargeError)
     try:
         lowered = _plan_tiles(spec, im2col_problem(problem), postops)
-    except BufferOverflowError as error:
+    except unplannable as error:
+        if im2col is True and not isinstance(error, BufferOverflowError):
+            raise
         if im2col is True:
             # Say which layer the sizes are of: the unrolled one, not the one the user wrote.
             raise BufferOverflowError(
@@ -358,7 +365,7 @@ def plan_layer(spec: AcceleratorSpec, problem: ConvProblem, postops: PostOps = P
     from .perf import predict_plan
     try:
         direct = _plan_tiles(spec, problem, postops)
-    except BufferOverflowError:
+    except unplannable:
         return lowered
     return lowered if predict_plan(lowered).cycles < predict_plan(direct).cycles else direct
 
