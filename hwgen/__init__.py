@@ -13,7 +13,7 @@ from .dsl import conv2d, linear, loop_nest, tensor
 from .dtypes import IntType, int4, int8, int16, int32, int48, uint8
 from .errors import (AccumulatorOverflowError, BufferOverflowError, ConfigFieldError, DataError, DesignError,
                      DesignFileError, DesignTypeError, HwgenError, LoopNestError, MappingError, NonAffineIndexError,
-                     PlanTooLargeError, UnsupportedTypeError)
+                     PlanTooLargeError, UnsupportedModelError, UnsupportedTypeError)
 from .mapping import Mapping, default_mapping, recognize
 from .postops import PostOps, QuantParams
 from .spec import AcceleratorSpec
@@ -24,5 +24,5 @@ __all__ = [
     "int32", "int48", "uint8", "Mapping", "default_mapping", "recognize", "AcceleratorSpec", "HwgenError",
     "LoopNestError", "NonAffineIndexError", "MappingError", "BufferOverflowError", "AccumulatorOverflowError",
     "UnsupportedTypeError", "ConfigFieldError", "PlanTooLargeError", "DesignError", "DesignTypeError", "DesignFileError",
-    "DataError",
+    "DataError", "UnsupportedModelError",
 ]

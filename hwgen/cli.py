@@ -31,8 +31,9 @@ __all__ = ["main", "build_parser", "guarded", "EXIT_OK", "EXIT_CHECK_FAILED", "E
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 70
 
-DESIGN_HELP = ("a built-in design (lenet_ws4, lenet_os4, conv_ws8, fc_mv, mlp_mv) or the path of a Python file "
-               "that defines `design = hwgen.Design(...)` (it runs as Python, with your rights)")
+DESIGN_HELP = ("a built-in design (lenet_ws4, lenet_os4, conv_ws8, fc_mv, mlp_mv), the path of a Python file "
+               "that defines `design = hwgen.Design(...)` (it runs as Python, with your rights), or a folder "
+               "`hwgen compile` wrote")
 
 
 def format_error(error: BaseException, prog: str = "hwgen") -> str:
@@ -122,11 +123,64 @@ def _plan_rows(design):
     return rows
 
 
+def _is_network(design):
+    from .compiler.design import NetworkDesign
+    return isinstance(design, NetworkDesign)
+
+
+def _print_roofline(program, bandwidth, as_json):
+    from .roofline import roofline
+    if bandwidth is None:
+        return None
+    if not bandwidth > 0:
+        raise ArgumentError(f"--dram-bw must be a positive number of bytes per cycle, not {bandwidth}")
+    rows = roofline(program, bandwidth)
+    if as_json:
+        return rows
+    pes = program.spec.pes
+    print(f"\nroofline at {bandwidth:g} DRAM bytes/cycle (ridge: {pes / bandwidth:.1f} MACs/byte):")
+    print(f"{'layer':<12}{'DRAM bytes':>12}{'MACs/byte':>11}{'compute cyc':>13}{'memory cyc':>12}  bound")
+    for row in rows:
+        print(f"{row['layer']:<12}{row['dram_bytes']:>12}{row['intensity']:>11.1f}{row['compute_cycles']:>13}"
+              f"{row['memory_cycles']:>12}  {row['bound']}")
+    return rows
+
+
+def _layer_program(design):
+    """A layer design as a program of independent layers (each from `acts`, to `out`) for the roofline."""
+    from types import SimpleNamespace
+    layers = [SimpleNamespace(plan=plan, source="stream", dest="out") for plan in design.plans()]
+    return SimpleNamespace(layers=layers, spec=design.spec)
+
+
 def cmd_plan(args):
     design = _design(args.design)
+    if _is_network(design):
+        if args.dram_bw is not None and not args.json:
+            from .compiler.build import Build, BuildConfig, report_text
+            print(report_text(Build(BuildConfig(model=None), network=design.network, spec=design.spec,
+                                    program=design.program)))
+            _print_roofline(design.program, args.dram_bw, False)
+            return EXIT_OK
+        from .compiler.build import program_document
+        program = design.program
+        timeline = []
+        model = program.predict(timeline=timeline)
+        if args.json:
+            doc = program_document(program, model, timeline)
+            print(json.dumps({"design": design.name, **{k: v for k, v in doc.items() if k != "commands"}},
+                             indent=2))
+            return EXIT_OK
+        from .compiler.build import Build, BuildConfig, report_text
+        b = Build(BuildConfig(model=None), network=design.network, spec=design.spec, program=program)
+        print(report_text(b))
+        return EXIT_OK
     rows = _plan_rows(design)
     if args.json:
-        print(json.dumps({"design": design.name, "spec": design.spec.to_dict(), "layers": rows}, indent=2))
+        doc = {"design": design.name, "spec": design.spec.to_dict(), "layers": rows}
+        if args.dram_bw is not None:
+            doc["roofline"] = _print_roofline(_layer_program(design), args.dram_bw, True)
+        print(json.dumps(doc, indent=2))
         return EXIT_OK
     print(f"{design.name}: {design.spec.rows}x{design.spec.cols} {design.spec.dataflow}")
     print(f"{'layer':<16}{'kind':<8}{'tiles':>6}{'folds':>7}{'KiB moved':>11}{'MACs':>12}{'model cyc':>11}"
@@ -135,6 +189,7 @@ def cmd_plan(args):
         print(f"{row['layer']:<16}{row['kind']:<8}{row['tiles']:>6}{row['folds']:>7}"
               f"{row['bytes_moved']['total'] / 1024:>11.1f}{row['macs']:>12}{row['cycles']:>11}"
               f"{row['ideal_cycles']:>10}{row['utilization']:>8.1%}")
+    _print_roofline(_layer_program(design), args.dram_bw, False)
     return EXIT_OK
 
 
@@ -149,6 +204,9 @@ def _layer_names(text):
 def cmd_sim(args):
     from .sim.runner import run_layers
     design = _design(args.design)
+    if _is_network(design):
+        raise ArgumentError(f"{args.design} is a compiled network: run it with `hwgen run {args.design} --inputs "
+                            f"X.npy`")
     plans = list(design.plans())
     if args.layers is not None:
         plans = [design.plan(name) for name in _layer_names(args.layers)]
@@ -227,10 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="print each layer's tiles, bytes moved and the cycle model's prediction",
                        description="Plan every layer of DESIGN on its accelerator and print commands (tiles), folds, "
-                                   "bytes moved, MACs and the cycle model's prediction; nothing is generated.")
+                                   "bytes moved, MACs and the cycle model's prediction; nothing is generated. A "
+                                   "compiled network (a `hwgen compile` folder) prints its program's report.")
     p.add_argument("design", metavar="DESIGN", help=DESIGN_HELP)
     p.add_argument("--json", action="store_true",
                    help="print the spec and every layer's figures (bytes moved per tensor too) as JSON")
+    p.add_argument("--dram-bw", type=float, metavar="BYTES_PER_CYCLE",
+                   help="also show each layer's DRAM traffic, intensity and bound (roofline) at this bandwidth")
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("sim", help="run the design's layers on the RTL against the NumPy reference",
@@ -255,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("doctor", help="list the simulation and FPGA tools and how to install missing ones")
     p.set_defaults(func=cmd_doctor)
+
+    from .compiler.cli import add_compile_parsers
+    add_compile_parsers(sub)
 
     try:
         from .fpga.cli import add_synth_parser

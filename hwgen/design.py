@@ -10,6 +10,7 @@ import traceback
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import DesignError, DesignFileError, DesignTypeError, HwgenError
 from .ir import LoopNest
@@ -17,6 +18,9 @@ from .mapping import Mapping, default_mapping, recognize
 from .postops import PostOps
 from .spec import AcceleratorSpec, check_name
 from .tiling import LayerPlan, plan_layer
+
+if TYPE_CHECKING:
+    from .compiler.design import NetworkDesign
 
 __all__ = ["Design", "Layer", "load_design", "DESIGNS_DIR", "builtin_designs"]
 
@@ -122,9 +126,10 @@ def _user_frame(error, path):
     return found.lineno, (found.line or linecache.getline(str(path), found.lineno)).strip()
 
 
-def load_design(name_or_path: str | PathLike) -> Design:
-    """A design by name (``designs/<name>.py``, see `builtin_designs`) or by the path of a Python file that
-    defines ``design = hwgen.Design(...)``.
+def load_design(name_or_path: str | PathLike) -> Design | NetworkDesign:
+    """A design by name (``designs/<name>.py``, see `builtin_designs`), by the path of a Python file that
+    defines ``design``, or by a folder holding such a ``design.py`` (what ``hwgen compile`` writes). ``design``
+    is a `Design` or a `hwgen.compiler.design.NetworkDesign`.
 
     The file is Python and runs with the caller's rights, like a build script. A file that does not parse or
     raises while it runs is reported as a `DesignFileError` naming the file and line; an `HwgenError` raised by
@@ -133,7 +138,9 @@ def load_design(name_or_path: str | PathLike) -> Design:
         raise DesignError(f"expected a design name (one of {builtin_designs()}) or the path of a design file, "
                           f"not {name_or_path!r}")
     path = Path(name_or_path)
-    if not path.suffix and path.name == str(name_or_path):
+    if path.is_dir() and (path / "design.py").is_file():
+        path = path / "design.py"
+    elif not path.suffix and path.name == str(name_or_path):
         path = DESIGNS_DIR / f"{name_or_path}.py"
     if not path.is_file():
         hint = "" if path.suffix in ("", ".py") else "; a design file is a Python file ending in .py"
@@ -161,7 +168,9 @@ def load_design(name_or_path: str | PathLike) -> Design:
     finally:
         sys.modules.pop(module_name, None)
     design = getattr(module, "design", None)
-    if not isinstance(design, Design):
+    from .compiler.design import NetworkDesign
+    if not isinstance(design, (Design, NetworkDesign)):
         got = "nothing" if design is None else f"a {type(design).__name__}"
-        raise DesignFileError(f"{path} must define `design = hwgen.Design(...)`; its `design` is {got}")
+        raise DesignFileError(f"{path} must define `design = hwgen.Design(...)` (or a hwgen.compiler "
+                              f"NetworkDesign); its `design` is {got}")
     return design

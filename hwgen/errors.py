@@ -1,15 +1,16 @@
 """Every error hwgen raises on purpose. Each message names what is at fault and how to fix it.
 
-The contract: whatever a user gets wrong - a loop nest, a mapping, a spec, a design file, host data, a command
-line - is rejected with a subclass of `HwgenError` (which also derives from the built-in class a Python
+The contract: whatever a user gets wrong - a loop nest, a mapping, a spec, a design file, a model, host data, a
+command line - is rejected with a subclass of `HwgenError` (which also derives from the built-in class a Python
 programmer would expect: `ValueError`, `TypeError`, `OverflowError`). Anything else escaping hwgen is a bug in
-hwgen. The `hwgen` command prints an `HwgenError` as one line and exits with status 2 (`hwgen.cli`).
+hwgen. The `hwgen` command prints an `HwgenError` as one line and exits with its ``exit_status``, 2 unless the
+class says otherwise (`hwgen.cli`).
 """
 
 __all__ = ["HwgenError", "LoopNestError", "NonAffineIndexError", "MappingError", "BufferOverflowError",
            "AccumulatorOverflowError", "ConfigFieldError", "PlanTooLargeError", "UnsupportedTypeError", "DesignError",
            "DesignTypeError", "DesignFileError", "DataError", "DataTypeError", "DataOverflowError", "ArgumentError",
-           "ToolFailure", "OutputPathError"]
+           "ToolFailure", "OutputPathError", "UnsupportedModelError"]
 
 
 class HwgenError(Exception):
@@ -99,3 +100,13 @@ class ToolFailure(HwgenError, RuntimeError):
 class OutputPathError(HwgenError):
     """An output path hwgen cannot write: an existing file where a directory is needed, no permission, an empty
     name."""
+class UnsupportedModelError(HwgenError, ValueError):
+    """A model (ONNX graph, PyTorch module) holds an op, attribute or shape hwgen cannot map exactly.
+
+    ``node`` and ``op_type`` name the culprit (None when the fault is the graph as a whole, e.g. two inputs);
+    the message names them too, and says what is supported.
+    """
+
+    def __init__(self, message, *, node=None, op_type=None):
+        super().__init__(message)
+        self.node, self.op_type = node, op_type

@@ -112,9 +112,16 @@ class LayerPlan:
                 words += pack_params(params.channels_slice(tile.m0, tile.m1), cols=self.spec.cols)
         return words
 
-    def act_stream(self, act_canonical):
+    @property
+    def engine(self):
+        """The dataflow of the engine the plan's commands run on."""
+        return self.tiles[0].schedule.engine
+
+    def act_stream(self, act_canonical, *, pad_value=0):
+        """The words of every activation load, in command order. ``pad_value`` (the input's zero point) is what
+        the host unrolls into the padding when the plan takes host-unrolled windows."""
         if self.im2col:
-            act_canonical = im2col_acts(self.problem, act_canonical)
+            act_canonical = im2col_acts(self.problem, act_canonical, pad_value=pad_value)
         words = []
         for tile in self.tiles:
             if tile.schedule.load_acts:
@@ -201,9 +208,10 @@ def im2col_problem(problem):
                        act=p.act, weight=p.weight, out=p.out)
 
 
-def im2col_acts(problem, act_canonical):
+def im2col_acts(problem, act_canonical, *, pad_value=0):
     p = problem
-    padded = np.pad(np.asarray(act_canonical), ((0, 0), (p.pad_h, p.pad_h), (p.pad_w, p.pad_w)))
+    padded = np.pad(np.asarray(act_canonical), ((0, 0), (p.pad_h, p.pad_h), (p.pad_w, p.pad_w)),
+                    constant_values=pad_value)
     taps = [padded[:, r:r + (p.E - 1) * p.stride_h + 1:p.stride_h, s:s + (p.F - 1) * p.stride_w + 1:p.stride_w]
             for r in range(p.R) for s in range(p.S)]
     return np.concatenate(taps, axis=0)     # [(r, s, c), E, F]
@@ -256,7 +264,7 @@ def _schedule(spec, problem, **flags):
     return LayerSchedule(spec, problem, **flags)
 
 
-def _build(spec, problem, postops, *, cg_tile, e_tile, mf_tile, order):
+def _build(spec, problem, postops, *, cg_tile, e_tile, mf_tile, order, engine=None):
     p, rows, cols = problem, spec.rows, spec.cols
     c_ranges = _ranges(p.C, cg_tile * rows)
     e_ranges = _ranges(_computed_rows(p, postops), e_tile)
@@ -283,7 +291,8 @@ def _build(spec, problem, postops, *, cg_tile, e_tile, mf_tile, order):
         emit = c1 == p.C
         if emit and postops.needs_params:
             param_bank ^= 1
-        schedule = _schedule(spec, sub, act_bank=bank, load_acts=load, release=release, acc_init=c0 == 0,
+        schedule = _schedule(spec, sub, engine=engine, act_bank=bank, load_acts=load, release=release,
+                             acc_init=c0 == 0,
                              acc_emit=emit, keep_partials=keep_partials, postops=postops,
                              param_bank=param_bank if emit and postops.needs_params else 0)
         tiles.append(Tile(schedule, m0, m1, c0, c1, e0, e1, h0, h1))
@@ -293,7 +302,7 @@ def _build(spec, problem, postops, *, cg_tile, e_tile, mf_tile, order):
 
 def _bytes_moved(spec, tiles):
     act_bytes = sum(t.schedule.act_words for t in tiles if t.schedule.load_acts) * spec.act_word_bits // 8
-    weight_bytes = sum(t.schedule.weight_words for t in tiles) * spec.weight_word_bits // 8
+    weight_bytes = sum(t.schedule.weight_words * t.schedule.weight_word_bits for t in tiles) // 8
     out_bytes = sum(t.schedule.out_beats for t in tiles) * spec.acc_word_bits // 8
     return {"activations": act_bytes, "weights": weight_bytes, "outputs": out_bytes,
             "total": act_bytes + weight_bytes + out_bytes}
@@ -307,7 +316,7 @@ def _max_m_folds_per_command(spec, pixels):
 
 
 def plan_layer(spec: AcceleratorSpec, problem: ConvProblem, postops: PostOps = PostOps(), *,
-               im2col: bool | str = "auto") -> LayerPlan:
+               im2col: bool | str = "auto", engine: str | None = None) -> LayerPlan:
     """The plan whose every command fits the buffers and that moves the fewest bytes.
 
     With few input channels (C < rows) most array rows idle, as the implicit im2col puts only channels on
@@ -328,11 +337,17 @@ def plan_layer(spec: AcceleratorSpec, problem: ConvProblem, postops: PostOps = P
     if not isinstance(postops, PostOps):
         raise DesignTypeError(f"{problem.name}: postops must be a hwgen.PostOps, not {postops!r}")
     check_supported(spec, postops, problem.name)
-    _check_layer(spec, problem, postops)
+    if engine is not None and engine not in spec.engines:
+        raise MappingError(f"{problem.name}: accelerator {spec.name!r} has no {engine} engine (it has "
+                           f"{', '.join(spec.engines)})")
+    _check_layer(spec, problem, postops, engine)
     if postops.pool != "none" and (problem.E < 2 or problem.F < 2):
         # Checked on the layer as written (tiles and the unrolled form would report a part of it).
         raise MappingError(f"{problem.name}: 2x2 pooling needs an output of at least 2x2, not "
                            f"{problem.E}x{problem.F}; drop the pooling or enlarge the layer")
+    if engine == "matrix_vector" and spec.dataflow != "matrix_vector":
+        # The matrix-vector engine beside an array: fully connected layers only, planned as on their own.
+        return _plan_tiles(spec, problem, postops, engine=engine)
     if spec.dataflow == "output_stationary":
         if im2col is False:
             raise MappingError(f"{problem.name}: the output-stationary array always takes host-unrolled (im2col) "
@@ -370,7 +385,7 @@ def plan_layer(spec: AcceleratorSpec, problem: ConvProblem, postops: PostOps = P
     return lowered if predict_plan(lowered).cycles < predict_plan(direct).cycles else direct
 
 
-def _check_layer(spec, problem, postops):
+def _check_layer(spec, problem, postops, engine=None):
     """What holds for every command of the layer, checked once on the layer as the user wrote it (the
     commands would report a part of it)."""
     p = problem
@@ -390,14 +405,14 @@ def _check_layer(spec, problem, postops):
         raise MappingError(f"{p.name}: pooling an output {p.F} pixels wide needs a line buffer of {p.F // 2} "
                            f"entries but the post-op pipeline holds {spec.max_pool_width // 2}; set "
                            f"AcceleratorSpec(max_pool_width=...) >= {p.F}")
-    if spec.dataflow == "matrix_vector" and not (p.R == p.S == p.H == p.E == 1):
+    if (engine or spec.dataflow) == "matrix_vector" and not (p.R == p.S == p.H == p.E == 1):
         raise MappingError(
             f"{p.name}: the matrix-vector engine runs fully connected layers (a matrix times vectors); a "
             f"{p.R}x{p.S} convolution would stream its weights once per output pixel - map it to a "
             f"weight_stationary accelerator")
 
 
-def _plan_tiles(spec, problem, postops, *, widest=False):
+def _plan_tiles(spec, problem, postops, engine=None, *, widest=False):
     """Candidates: for every input-channel tile size, every band of output rows that fits (bands even when
     pooling; one height per band count, plus the tallest), m-tiles as large as the buffers allow or of one
     m-fold, both loop orders; the fewest bytes moved wins (ties: fewer commands, then the first candidate).
@@ -433,7 +448,7 @@ def _plan_tiles(spec, problem, postops, *, widest=False):
     best, field_failure, too_many = None, None, None
     bands = {}                                       # e_tile -> its bands' windows (`_BandStats`)
     # The matrix-vector engine reduces over all of K in one command: only whole channel ranges.
-    smallest_cg = c_groups if spec.dataflow == "matrix_vector" else 1
+    smallest_cg = c_groups if (engine or spec.dataflow) == "matrix_vector" else 1
     # Input-channel tile sizes: the whole reduction, then c_groups/k for small k (a finer split only reloads
     # more), down to one group.
     cg_sizes = {ceil(c_groups / k) for k in range(1, 17)} | {1}
@@ -466,7 +481,7 @@ def _plan_tiles(spec, problem, postops, *, widest=False):
             for mf_tile in sorted({most, 1}):
                 for order in ORDERS:
                     candidate = _Candidate(spec, p, postops, cg_tile=cg_tile, e_tile=e_tile, mf_tile=mf_tile,
-                                           order=order, rows_out=rows_out, bands=bands[e_tile])
+                                           order=order, rows_out=rows_out, bands=bands[e_tile], engine=engine)
                     if candidate.field_error is not None:   # another count too large: a smaller tile may fit
                         field_failure = field_failure or candidate
                     elif candidate.commands > MAX_COMMANDS:
@@ -478,10 +493,10 @@ def _plan_tiles(spec, problem, postops, *, widest=False):
             break   # the whole reduction and every row fit: splitting the reduction only moves more bytes
     if best is not None:
         return _build(spec, p, postops, cg_tile=best.cg_tile, e_tile=best.e_tile, mf_tile=best.mf_tile,
-                      order=best.order)
+                      order=best.order, engine=engine)
     if too_many is not None or (lowest > band and field_failure is None):
         if not widest:
-            return _plan_tiles(spec, p, postops, widest=True)
+            return _plan_tiles(spec, p, postops, engine, widest=True)
         raise _too_many_commands(spec, p, too_many, rows_out, band)
     if field_failure is not None:
         raise field_failure.field_error
@@ -547,7 +562,7 @@ class _Candidate:
     ``field_error`` the `ConfigFieldError` of the first configuration field whose largest value over the
     tiles does not fit (None when all fit). The tests compare it with the plan `_build` makes."""
 
-    def __init__(self, spec, problem, postops, *, cg_tile, e_tile, mf_tile, order, rows_out, bands):
+    def __init__(self, spec, problem, postops, *, cg_tile, e_tile, mf_tile, order, rows_out, bands, engine=None):
         p, rows, cols = problem, spec.rows, spec.cols
         self.cg_tile, self.e_tile, self.mf_tile, self.order = cg_tile, e_tile, mf_tile, order
         c_groups, m_folds = ceil(p.C / rows), ceil(p.M / cols)
@@ -557,13 +572,15 @@ class _Candidate:
         # reduction in one tile, each band once (e outer, or a single band); otherwise once per m-tile.
         loads = 1 if n_c == 1 and (order == "e_outer" or n_e == 1) else n_m
         act_words = loads * c_groups * p.W * bands.rows_loaded
-        if spec.dataflow == "matrix_vector":
+        engine = engine or spec.dataflow
+        if engine == "matrix_vector":
             weight_words = m_folds * rows_out * p.F * c_groups
         else:
             weight_words = n_e * m_folds * p.R * p.S * c_groups * rows
         out_rows, out_cols = (rows_out // 2, p.F // 2) if postops.pool != "none" else (rows_out, p.F)
         out_beats = m_folds * out_rows * out_cols
-        self.bytes_moved = (act_words * spec.act_word_bits // 8 + weight_words * spec.weight_word_bits // 8
+        self.bytes_moved = (act_words * spec.act_word_bits // 8
+                            + weight_words * spec.engine_weight_word_bits(engine) // 8
                             + out_beats * spec.acc_word_bits // 8)
         self.key = (self.bytes_moved, self.commands, ORDERS.index(order))
         self.field_error = self._fields(spec, p, postops, n_c=n_c, bands=bands)

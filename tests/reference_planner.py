@@ -17,7 +17,7 @@ def _act_words(spec, problem, cg_tile, e_tile, rows_out):
     return cg_tile * tallest * problem.W
 
 
-def reference_plan_tiles(spec, problem, postops):
+def reference_plan_tiles(spec, problem, postops, engine=None):
     p = problem
     c_groups, m_folds = ceil(p.C / spec.rows), ceil(p.M / spec.cols)
     rows_out = _computed_rows(p, postops)
@@ -25,7 +25,7 @@ def reference_plan_tiles(spec, problem, postops):
     if _act_words(spec, p, 1, band, rows_out) > spec.act_bank_depth or band * p.F > spec.acc_depth:
         raise BufferOverflowError(f"{p.name}: the smallest tile does not fit")
     candidates, field_errors = [], []
-    smallest_cg = c_groups if spec.dataflow == "matrix_vector" else 1
+    smallest_cg = c_groups if (engine or spec.dataflow) == "matrix_vector" else 1
     cg_sizes = sorted({ceil(c_groups / k) for k in range(1, 17)} | {1}, reverse=True)
     for cg_tile in [size for size in cg_sizes if size >= smallest_cg]:
         fitting = [e for e in range(rows_out, 0, -1) if e % band == 0 and e * p.F <= spec.acc_depth
@@ -43,7 +43,7 @@ def reference_plan_tiles(spec, problem, postops):
                 for order in ORDERS:
                     try:
                         candidates.append(_build(spec, p, postops, cg_tile=cg_tile, e_tile=e_tile,
-                                                 mf_tile=mf_tile, order=order))
+                                                 mf_tile=mf_tile, order=order, engine=engine))
                     except ConfigFieldError as error:
                         field_errors.append(error)
         if cg_tile == c_groups and e_tiles and e_tiles[0] == rows_out:

@@ -77,8 +77,8 @@ def test_an_hwgen_error_in_a_design_file_keeps_its_message_and_names_the_line(tm
 def test_a_file_without_a_design(tmp_path, capsys):
     path = design_file(tmp_path, "x = 1\n")
     status, _, err = hwgen(capsys, "plan", path)
-    assert (status, err) == (2, f"hwgen: error: {path} must define `design = hwgen.Design(...)`; its `design` is "
-                                f"nothing\n")
+    assert (status, err) == (2, f"hwgen: error: {path} must define `design = hwgen.Design(...)` (or a "
+                                f"hwgen.compiler NetworkDesign); its `design` is nothing\n")
     with pytest.raises(DesignFileError):
         load_design(path)
 
