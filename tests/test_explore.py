@@ -79,14 +79,40 @@ def test_sweep_gives_exact_cycles_and_lists_invalid_points_with_reasons(swept):
 def test_frontier_is_the_non_dominated_set(swept):
     _, result = swept
     valid = result.valid
+    objectives = result.objectives
+    assert objectives == ["cycles", "area", "energy_pj"]       # energy is a default objective, every point has it
     front = [p for p in valid if p.get("frontier")]
     assert front and {p["key"] for p in front} == set(result.frontier)
+
+    def dominates(q, p):
+        return all(q[o] <= p[o] for o in objectives) and any(q[o] < p[o] for o in objectives)
     for p in front:
-        assert not any(q["cycles"] <= p["cycles"] and q["area"] <= p["area"] and
-                       (q["cycles"] < p["cycles"] or q["area"] < p["area"]) for q in valid)
+        assert not any(dominates(q, p) for q in valid)
     for p in valid:
         if not p.get("frontier"):
-            assert any(q["cycles"] <= p["cycles"] and q["area"] <= p["area"] for q in front)
+            assert any(all(q[o] <= p[o] for o in objectives) for q in front)
+
+
+def test_energy_is_the_energy_model_of_the_whole_batch(swept):
+    _, result = swept
+    from hwgen.compiler.program import compile_program
+    from hwgen.compiler.zoo import lenet
+    from hwgen.energy import network_energy
+    from hwgen.explore.evaluate import evaluate_point, point_spec
+    from hwgen.explore.networks import load
+    record = next(p for p in result.points if p["label"] == "4x4 ws+mv chain")
+    spec = point_spec(load("lenet"), Point(rows=4, cols=4, engines="ws+mv"))
+    energy = network_energy(compile_program(spec, lenet(random=False)))
+    assert record["energy_pj"] == pytest.approx(energy["total_pj"])
+    assert record["energy_dram_pj"] + record["energy_sram_pj"] + record["energy_compute_pj"] == \
+        pytest.approx(record["energy_pj"])
+    assert [row["energy_pj"] for row in record["layers"]] == pytest.approx([r["total_pj"] for r in energy["layers"]])
+    # A batch of 3 costs 3 inputs' energy and MACs (the per-layer rows stay the first input's).
+    batched = evaluate_point("lenet", Point(rows=4, cols=4, engines="ws+mv", batch=3))
+    assert batched["energy_pj"] == pytest.approx(3 * record["energy_pj"])
+    assert batched["energy_per_input_pj"] == pytest.approx(record["energy_pj"])
+    assert batched["macs"] == 3 * record["macs"] and batched["pj_per_mac"] == pytest.approx(record["pj_per_mac"])
+    assert batched["utilization"] == pytest.approx(batched["macs"] / (16 * batched["cycles"]))
 
 
 def test_pareto_skips_an_objective_no_point_has():
@@ -171,6 +197,58 @@ def test_cli_explore_and_report(tmp_path, capsys):
     assert "Pareto frontier" in (tmp_path / "again.html").read_text()
     assert main(["explore", "lenet", "--array", "8by8", "--workers", "0"]) == 2
     assert "ROWSxCOLS" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["explore", "lenet", "--workers", "-1"], "argument --workers: must be a whole number >= 0, not '-1'"),
+    (["explore", "lenet", "--synth", "-2"], "argument --synth: must be a whole number >= 0"),
+    (["explore", "lenet", "--synth", "1", "--pnr", "2"], "give --synth >= --pnr (now 1)"),
+    (["explore", "lenet", "--timeout", "0"], "argument --timeout: must be a positive number of seconds"),
+    (["explore", "lenet", "--objectives", "cycles,speed"], "--objectives 'cycles,speed': no column speed"),
+    (["explore", "lenet", "--engines", "zz"], "engines 'zz' is not one of ws, ws+mv, os"),
+    (["explore", "nosuch"], "'nosuch' is not a built-in network (lenet, alexnet) nor a design"),
+    (["explore", "lenet", "--no-cache", "everything"], "--no-cache takes model, resources or synth"),
+    (["explore", "lenet", "--set", "feedback_depth"], "--set takes FIELD=V1,V2"),
+    (["explore", "lenet", "--space", "{tmp}/space.json"], "space.json: not JSON"),
+    (["explore", "lenet", "-o", "{tmp}/space.json"], "exists and is not a directory"),
+    (["report", "{tmp}/nowhere"], "no folder"),
+    (["report", "{tmp}", "--dram-bw", "0"], "--dram-bw must be a positive number"),
+    (["sweep-tests", "tests/test_sim_job.py", "-k", "no_such_test"], "no test in tests/test_sim_job.py matches"),
+])
+def test_cli_bad_input_is_one_line_and_status_2(args, message, tmp_path, capsys):
+    """The exit-status contract of `hwgen.cli` holds for explore, report and sweep-tests: bad input is status 2
+    and one line on stderr, no traceback, before any work is done."""
+    from hwgen.cli import main
+    (tmp_path / "space.json").write_text("{array: 2x2")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    try:
+        status = main([*args, "--cache-dir", str(tmp_path / "cache")] if args[0] == "explore" else args)
+    except SystemExit as exit:      # argparse's own errors
+        status = exit.code
+    assert status == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and "Traceback" not in captured.err and captured.out == ""
+
+
+def test_cli_explore_fails_with_status_1_when_points_could_not_be_computed(tmp_path, capsys, monkeypatch):
+    """A point whose task failed (not an invalid point: that is a result) makes the sweep exit 1, its outputs
+    still written."""
+    import hwgen.explore.evaluate as evaluate
+    from hwgen.cli import main
+    real = evaluate.evaluate_point
+
+    def broken(ref, point, **kwargs):
+        if point.rows == 4:
+            raise RuntimeError("the worker lost its disk")
+        return real(ref, point, **kwargs)
+    monkeypatch.setattr(evaluate, "evaluate_point", broken)
+    import hwgen.explore.sweep as sweep
+    monkeypatch.setattr(sweep, "evaluate_point", broken)
+    status = main(["explore", "lenet", "--array", "2x2,4x4", "--engines", "ws+mv", "--workers", "0", "-q",
+                   "--cache-dir", str(tmp_path / "cache"), "-o", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert status == 1 and "FAILED: 1 points and 0 syntheses" in out and "the worker lost its disk" in out
+    assert (tmp_path / "out" / "points.csv").exists()
 
 
 def test_report_of_a_design_folder(tmp_path):

@@ -22,6 +22,7 @@ __all__ = ["Cache", "default_cache_dir", "tool_versions", "source_digest"]
 # The sources each kind of result depends on (globs under the hwgen package, and its fpga/ folder).
 _SOURCES = {
     "model": ["perf.py", "tiling.py", "schedule.py", "spec.py", "problem.py", "postops.py", "roofline.py",
+              "energy.py", "data/energy_45nm.json",
               "compiler/program.py", "compiler/build.py", "compiler/zoo.py", "explore/evaluate.py",
               "explore/networks.py"],
     "resources": ["spec.py", "hw/*.py", "fpga/fit.py", "fpga/flow.py", "fpga/wrapper.py", "fpga/devices.py",

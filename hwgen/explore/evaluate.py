@@ -5,6 +5,8 @@ or a Dask cluster can run them):
   (`hwgen.compiler.program.compile_program` and `Program.predict`), per-layer spans and utilization, bytes moved
   (`LayerPlan.bytes_moved`: every word the commands stream) and DRAM bytes (`hwgen.roofline.layer_traffic`:
   only what crosses the chip boundary; on-chip boundaries move none);
+  and energy (`hwgen.energy`: the accesses the commands perform, priced by the default table, Horowitz ISSCC
+  2014 45 nm - the whole batch, split into DRAM, SRAM and compute);
 - `estimate_resources(spec, device)`: the fast resource estimate of the accelerator - the generator's design
   elaborated (no synthesis) and its DSP and block-RAM cells counted (`hwgen.fpga.fit`), with fit.py's logic
   estimate as the prior that `hwgen.explore.calibrate` corrects against real synthesis;
@@ -16,11 +18,14 @@ raises for a bad point; an exception means the infrastructure failed (the sweep 
 
 import dataclasses
 import time
+from functools import lru_cache
 
 from ..errors import HwgenError
 from .space import ENGINES
 
-__all__ = ["evaluate_point", "estimate_resources", "synthesize_spec", "point_spec", "spec_key_dict"]
+ENERGY_COLUMNS = ("energy_pj", "energy_dram_pj", "energy_sram_pj", "energy_compute_pj")
+
+__all__ = ["ENERGY_COLUMNS", "evaluate_point", "estimate_resources", "synthesize_spec", "point_spec", "spec_key_dict"]
 
 
 def point_spec(target, point):
@@ -79,6 +84,7 @@ def spec_key_dict(spec):
 
 
 def _layer_rows(program):
+    from ..energy import layer_energy
     from ..roofline import layer_traffic
     rows, previous_end = [], 0
     spans = program.layer_cycles()
@@ -91,12 +97,26 @@ def _layer_rows(program):
                      "output": pl.dest, "start": span["start"], "end": span["end"], "cycles": cycles,
                      "macs": span["macs"], "utilization": span["macs"] / (pes * cycles) if cycles else 0.0,
                      "bytes_moved": pl.plan.bytes_moved["total"], "dram_bytes": traffic.dram_bytes,
-                     "im2col": bool(pl.plan.im2col), "tiles": len(pl.plan.tiles)})
+                     "im2col": bool(pl.plan.im2col), "tiles": len(pl.plan.tiles),
+                     **_energy_columns(layer_energy(pl.plan, _energy_table(), source=pl.source, dest=pl.dest), 1)})
     return rows
+
+
+@lru_cache(maxsize=1)
+def _energy_table():
+    from ..energy import EnergyTable
+    return EnergyTable.load()
+
+
+def _energy_columns(energy, batch):
+    """A layer's energy (`hwgen.energy.layer_energy`, one input) for a batch, in pJ."""
+    return {"energy_pj": energy["total_pj"] * batch, "energy_dram_pj": energy["dram_pj"] * batch,
+            "energy_sram_pj": energy["sram_pj"] * batch, "energy_compute_pj": energy["compute_pj"] * batch}
 
 
 def _evaluate_layers(target, spec, point):
     """A layer design: each layer planned on its own (from `acts`, to `out`) on the fastest engine it has."""
+    from ..energy import layer_energy
     from ..perf import predict_plan
     from ..roofline import layer_traffic
     from ..tiling import plan_layer
@@ -118,7 +138,7 @@ def _evaluate_layers(target, spec, point):
                      "utilization": problem.macs * point.batch / (spec.pes * cycles),
                      "bytes_moved": plan.bytes_moved["total"] * point.batch,
                      "dram_bytes": traffic.dram_bytes * point.batch, "im2col": bool(plan.im2col),
-                     "tiles": len(plan.tiles)})
+                     "tiles": len(plan.tiles), **_energy_columns(layer_energy(plan, _energy_table()), point.batch)})
         total += cycles
     return total, rows, [f"{target.name}: layers run one after another (a layer design)"]
 
@@ -139,17 +159,22 @@ def evaluate_point(ref, point, *, delay_s=0.0):
             program = compile_program(spec, target.layers, batch=point.batch, chain=point.chaining)
             model = program.predict()
             cycles, layers, notes = model.cycles, _layer_rows(program), list(program.notes)
+            per_run = point.batch       # the rows are the first input's; the program runs the batch
         else:
             cycles, layers, notes = _evaluate_layers(target, spec, point)
+            per_run = 1                 # the rows are whole batches already
     except (HwgenError, FeedbackOverflowError, ValueError) as error:
         result.update(status="invalid", reason=_first_line(error), stage="model")
     else:
-        macs = sum(row["macs"] for row in layers)
+        macs = per_run * sum(row["macs"] for row in layers)
         ideal = -(-macs // spec.pes)
         result.update(status="ok", cycles=cycles, ideal_cycles=ideal, macs=macs,
                       utilization=macs / (spec.pes * cycles) if cycles else 0.0,
-                      bytes_moved=sum(row["bytes_moved"] for row in layers),
-                      dram_bytes=sum(row["dram_bytes"] for row in layers), layers=layers, notes=notes)
+                      bytes_moved=per_run * sum(row["bytes_moved"] for row in layers),
+                      dram_bytes=per_run * sum(row["dram_bytes"] for row in layers), layers=layers, notes=notes,
+                      **{k: per_run * sum(row[k] for row in layers) for k in ENERGY_COLUMNS})
+        result["energy_per_input_pj"] = result["energy_pj"] / point.batch
+        result["pj_per_mac"] = result["energy_pj"] / macs if macs else None
     if delay_s:
         time.sleep(max(0.0, delay_s - (time.perf_counter() - started)))
     result["seconds"] = round(time.perf_counter() - started, 3)

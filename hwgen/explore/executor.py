@@ -22,7 +22,7 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 
-from ..errors import HwgenError
+from ..errors import ArgumentError, ToolFailure
 
 __all__ = ["open_pool", "LocalPool", "DaskPool", "SerialPool"]
 
@@ -106,7 +106,7 @@ class LocalPool:
                     attempts[index] += 1
                     if attempts[index] > retries:
                         del pending[index]
-                        yield index, None, HwgenError(f"its worker process died {attempts[index]} times")
+                        yield index, None, ToolFailure(f"its worker process died {attempts[index]} times")
                 self._start()
 
 
@@ -122,7 +122,7 @@ class DaskPool:
         try:
             from distributed import Client, LocalCluster
         except ImportError:
-            raise HwgenError("--cluster needs Dask: pip install 'hwgen[explore]' (dask[distributed])") from None
+            raise ToolFailure("--cluster needs Dask: pip install 'hwgen[explore]' (dask[distributed])") from None
         if self.address == "local":
             # One single-threaded worker process per core asked for: the tasks are CPU-bound Python and tools.
             self._cluster = LocalCluster(n_workers=self.requested_workers or os.cpu_count() or 1,
@@ -132,7 +132,7 @@ class DaskPool:
             try:
                 self.client = Client(self.address, timeout="20s")
             except OSError as error:
-                raise HwgenError(f"cannot reach the Dask scheduler at {self.address} ({error}); start one with "
+                raise ArgumentError(f"cannot reach the Dask scheduler at {self.address} ({error}); start one with "
                                  f"`dask scheduler` and `dask worker {self.address}`, or use --cluster local") from None
         return self
 

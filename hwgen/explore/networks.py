@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from hashlib import sha256
 
-from ..errors import HwgenError
+from ..errors import DesignError, HwgenError
 
 __all__ = ["Target", "load"]
 
@@ -59,7 +59,7 @@ def load(ref):
     try:
         design = load_design(ref)
     except HwgenError as error:
-        raise HwgenError(f"{ref!r} is not a built-in network ({', '.join(NETWORKS)}) nor a design: {error}") from None
+        raise DesignError(f"{ref!r} is not a built-in network ({', '.join(NETWORKS)}) nor a design: {error}") from None
     if isinstance(design, NetworkDesign):
         return Target(ref=ref, name=design.name, kind="network", layers=int_layers(design.network),
                       base_spec=design.spec)

@@ -2,8 +2,9 @@
 
 - ``points.json``: everything - the sweep's configuration and space, every point (valid or not, with the reason),
   per-layer rows, resources, the frontier, the synthesized sample and the calibration;
-- ``points.csv``: one flat row per point (`CSV_COLUMNS`; columns a later model adds - ``energy_pj``,
-  bandwidth-bound latency - are in the schema already and empty until a point carries them);
+- ``points.csv``: one flat row per point (`CSV_COLUMNS`): the spec's axes, cycles, utilization, bytes, the
+  calibrated resources and device share, what synthesis measured, and energy (`hwgen.energy`, the whole batch,
+  per input, per MAC, and split into DRAM, SRAM and compute);
 - ``calibration.csv``: estimate vs measured per synthesized point;
 - ``frontier.png``, ``layers.png`` (`hwgen.explore.plots`) and ``report.html`` (`hwgen.explore.report`).
 """
@@ -18,7 +19,8 @@ CSV_COLUMNS = ("key", "network", "label", "status", "reason", "frontier", "rows"
                "chaining", "batch", "act_buffer_bytes", "weight_buffer_bytes", "acc_buffer_bytes", "cycles",
                "ideal_cycles", "utilization", "macs", "bytes_moved", "dram_bytes", "lut4", "carry", "ff", "dsp",
                "bram", "area", "binding", "measured_lut4", "measured_ff", "measured_dsp", "measured_bram",
-               "fmax_mhz", "latency_us", "energy_pj")
+               "fmax_mhz", "latency_us", "energy_pj", "energy_per_input_pj", "pj_per_mac", "energy_dram_pj",
+               "energy_sram_pj", "energy_compute_pj")
 
 
 def _flat(record):
@@ -34,7 +36,8 @@ def _flat(record):
            "acc_buffer_bytes": spec.get("acc_buffer_bytes"),
            "fmax_mhz": measured.get("fmax_mhz")}
     for name in ("cycles", "ideal_cycles", "utilization", "macs", "bytes_moved", "dram_bytes", "lut4", "carry",
-                 "ff", "dsp", "bram", "area", "binding", "latency_us", "energy_pj"):
+                 "ff", "dsp", "bram", "area", "binding", "latency_us", "energy_pj", "energy_per_input_pj", "pj_per_mac",
+                 "energy_dram_pj", "energy_sram_pj", "energy_compute_pj"):
         row[name] = record.get(name)
     for name in ("lut4", "ff", "dsp", "bram"):
         row[f"measured_{name}"] = measured.get(name)
@@ -100,13 +103,14 @@ def frontier_table(doc, limit=None):
     points = {p["key"]: p for p in doc["points"]}
     lines = [f"Pareto frontier ({' vs '.join(doc['objectives'])}; {len(doc['frontier'])} of "
              f"{sum(p['status'] == 'ok' for p in doc['points'])} valid points):",
-             f"{'point':<34}{'cycles':>12}{'util':>7}{'KiB moved':>11}{'LUT4':>8}{'FF':>8}{'DSP':>5}{'BRAM':>6}"
-             f"{'area':>7}{'Fmax':>8}"]
+             f"{'point':<34}{'cycles':>12}{'util':>7}{'KiB moved':>11}{'uJ':>8}{'LUT4':>8}{'FF':>8}{'DSP':>5}"
+             f"{'BRAM':>6}{'area':>7}{'Fmax':>8}"]
     for key in doc["frontier"][:limit]:
         p = points[key]
         measured = p.get("measured") or {}
+        energy = p.get("energy_pj")
         lines.append(f"{p['label'][:33]:<34}{p['cycles']:>12,}{p['utilization']:>7.1%}{p['bytes_moved'] / 1024:>11.1f}"
-                     f"{_fmt(p.get('lut4')):>8}{_fmt(p.get('ff')):>8}{_fmt(p.get('dsp')):>5}{_fmt(p.get('bram')):>6}"
+                     f"{_fmt(energy and energy / 1e6, '{:.1f}'):>8}{_fmt(p.get('lut4')):>8}{_fmt(p.get('ff')):>8}{_fmt(p.get('dsp')):>5}{_fmt(p.get('bram')):>6}"
                      f"{_fmt(p.get('area'), '{:.1%}'):>7}{_fmt(measured.get('fmax_mhz'), '{:.1f}'):>8}")
     return "\n".join(lines)
 

@@ -18,38 +18,59 @@ def _engines(point):
     return point.get("point", {}).get("engines", "ws+mv")
 
 
+def _staircase(points, x):
+    """The 2-D Pareto staircase of ``points`` in (``x``, cycles), sorted by ``x``."""
+    front, best = [], None
+    for p in sorted(points, key=lambda p: (p[x], p["cycles"])):
+        if best is None or p["cycles"] < best:
+            front.append(p)
+            best = p["cycles"]
+    return front
+
+
 def frontier_plot(doc, path):
+    """Cycles against the device share (and, where the points carry energy, against energy): every valid point
+    by engine, the points on the sweep's frontier (all its objectives at once) circled, each panel's own 2-D
+    staircase drawn, the synthesized sample crossed."""
     plt = _pyplot()
     valid = [p for p in doc["points"] if p["status"] == "ok" and p.get("area") is not None]
     if not valid:
         return None
-    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
-    for engines, (marker, color) in ENGINE_STYLE.items():
-        group = [p for p in valid if _engines(p) == engines]
-        if group:
-            ax.scatter([100 * p["area"] for p in group], [p["cycles"] for p in group], marker=marker, color=color,
-                       alpha=0.45, s=28, label=f"{engines} ({len(group)})")
+    panels = [("area", 100, f"device share of the binding resource (%), {doc['device']} (calibrated estimate)")]
+    if all(p.get("energy_pj") is not None for p in valid):
+        panels.append(("energy_pj", 1e-6, "energy per run (µJ, hwgen.energy: Horowitz 45 nm)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 5.5), dpi=110, squeeze=False)
     keys = set(doc["frontier"])
-    front = sorted((p for p in valid if p["key"] in keys), key=lambda p: p["area"])
-    if front:
-        ax.step([100 * p["area"] for p in front], [p["cycles"] for p in front], where="post", color="black",
-                linewidth=1.2, label=f"Pareto frontier ({len(front)})")
-        ax.scatter([100 * p["area"] for p in front], [p["cycles"] for p in front], facecolors="none",
-                   edgecolors="black", s=70)
-        for p in front[:12]:
-            ax.annotate(p["point"]["rows"] and f"{p['point']['rows']}x{p['point']['cols']}",
-                        (100 * p["area"], p["cycles"]), textcoords="offset points", xytext=(5, 4), fontsize=7)
-    synthesized = [p for p in valid if p.get("measured")]
-    if synthesized:
-        ax.scatter([100 * p["area"] for p in synthesized], [p["cycles"] for p in synthesized], marker="x",
-                   color="red", s=40, label=f"synthesized ({len(synthesized)})")
-    ax.set_yscale("log")
-    ax.set_xlabel(f"device share of the binding resource (%), {doc['device']} (calibrated estimate)")
-    ax.set_ylabel("whole-network cycles (exact model, log)")
+    for ax, (x, scale, label) in zip(axes[0], panels):
+        for engines, (marker, color) in ENGINE_STYLE.items():
+            group = [p for p in valid if _engines(p) == engines]
+            if group:
+                ax.scatter([scale * p[x] for p in group], [p["cycles"] for p in group], marker=marker, color=color,
+                           alpha=0.45, s=28, label=f"{engines} ({len(group)})")
+        stairs = _staircase(valid, x)
+        ax.step([scale * p[x] for p in stairs], [p["cycles"] for p in stairs], where="post", color="grey",
+                linewidth=1.0, linestyle="--", label=f"staircase of this plane ({len(stairs)})")
+        front = [p for p in valid if p["key"] in keys]
+        if front:
+            ax.scatter([scale * p[x] for p in front], [p["cycles"] for p in front], facecolors="none",
+                       edgecolors="black", s=70, label=f"Pareto frontier, {' / '.join(doc['objectives'])} "
+                                                       f"({len(front)})")
+        for p in stairs[:14]:
+            ax.annotate(f"{p['point']['rows']}x{p['point']['cols']}", (scale * p[x], p["cycles"]),
+                        textcoords="offset points", xytext=(5, 4), fontsize=7)
+        synthesized = [p for p in valid if p.get("measured")]
+        if synthesized:
+            ax.scatter([scale * p[x] for p in synthesized], [p["cycles"] for p in synthesized], marker="x",
+                       color="red", s=40, label=f"synthesized ({len(synthesized)})")
+        ax.set_yscale("log")
+        if x == "energy_pj":
+            ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("whole-network cycles (exact model, log)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
     invalid = sum(p["status"] != "ok" for p in doc["points"])
-    ax.set_title(f"{doc['network']}: {len(doc['points'])} points, {len(valid)} valid, {invalid} invalid")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    fig.suptitle(f"{doc['network']}: {len(doc['points'])} points, {len(valid)} valid, {invalid} invalid")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -6,7 +6,7 @@ a folder holds:
 - a design (``design.py``: a folder `hwgen compile` wrote, or any design file's folder) or the output of `hwgen
   generate` (``<name>.json`` manifest): the spec, a per-layer table (cycles, model vs measured when a
   ``sim.json``/``run.json`` of `hwgen sim --json`/`hwgen run --json` is there, utilization, bytes moved, DRAM
-  bytes, and with a DRAM bandwidth the bound: compute or memory), a utilization plot and the roofline;
+  bytes, energy (`hwgen.energy`), and with a DRAM bandwidth the bound: compute or memory), a utilization plot and the roofline;
 - synthesis summaries (``*.summary.json`` of `hwgen synth`, in the folder or below it): resources and Fmax.
 """
 
@@ -16,7 +16,7 @@ import io
 import json
 from pathlib import Path
 
-from ..errors import HwgenError
+from ..errors import ArgumentError, HwgenError
 
 __all__ = ["write_report", "render_report"]
 
@@ -72,6 +72,10 @@ def _fig_png(fig):
 
 # A sweep ---------------------------------------------------------------------------------------------------
 
+def _uj(pj):
+    return None if pj is None else pj / 1e6
+
+
 def _sweep_sections(directory, doc):
     from .outputs import _engines
     from .plots import frontier_plot, layers_plot
@@ -95,9 +99,11 @@ def _sweep_sections(directory, doc):
                      _num(p["bytes_moved"]), _num(p["dram_bytes"]), _num(p.get("lut4")), _num(p.get("ff")),
                      _num(p.get("dsp")), _num(p.get("bram")), _num(p.get("area"), "{:.1%}"),
                      _e(p.get("binding") or "-"), _num(m.get("fmax_mhz"), "{:.1f}"),
-                     _num(p.get("energy_pj"))])
+                     _num(_uj(p.get("energy_pj")), "{:,.2f}"), _num(p.get("pj_per_mac"), "{:.1f}")])
     parts.append(_table(["point", "cycles", "util", "bytes moved", "DRAM bytes", "LUT4", "FF", "DSP", "BRAM",
-                         "area", "binding", "Fmax MHz", "energy pJ"], rows))
+                         "area", "binding", "Fmax MHz", "energy µJ", "pJ/MAC"], rows))
+    parts.append("<p class='note'>Energy: `hwgen.energy` (the accesses the commands perform, priced by Horowitz, "
+                 "ISSCC 2014, 45 nm; the whole batch), DRAM + SRAM + compute.</p>")
     png = directory / "layers.png"
     parts.append("<h2>Per-layer utilization of chosen frontier points</h2>"
                  + (_img(png) if png.exists() else _img(layers_plot(doc, png))))
@@ -128,10 +134,11 @@ def _sweep_sections(directory, doc):
     rows, classes = [], []
     for p in sorted(valid, key=lambda p: p["cycles"]):
         rows.append([_e(p["label"]), _num(p["cycles"]), _num(p["utilization"], "{:.1%}"), _num(p["bytes_moved"]),
-                     _num(p.get("lut4")), _num(p.get("dsp")), _num(p.get("bram")), _num(p.get("area"), "{:.1%}")])
+                     _num(_uj(p.get("energy_pj")), "{:,.2f}"), _num(p.get("lut4")), _num(p.get("dsp")),
+                     _num(p.get("bram")), _num(p.get("area"), "{:.1%}")])
         classes.append("front" if p.get("frontier") else "")
     parts.append(f"<h2>All valid points ({len(valid)}; frontier shaded)</h2>")
-    parts.append(_table(["point", "cycles", "util", "bytes moved", "LUT4", "DSP", "BRAM", "area"], rows,
+    parts.append(_table(["point", "cycles", "util", "bytes moved", "energy µJ", "LUT4", "DSP", "BRAM", "area"], rows,
                         row_classes=classes))
     parts.append("<p class='note'>Every point, with per-layer rows: points.json; flat: points.csv.</p>")
     return f"Design-space exploration: {doc['network']}", parts
@@ -141,8 +148,9 @@ def _sweep_sections(directory, doc):
 
 def _design_rows(design, dram_bw):
     from ..compiler.design import NetworkDesign
+    from ..energy import layer_energy
     from ..roofline import layer_traffic
-    from .evaluate import _layer_rows
+    from .evaluate import _energy_columns, _energy_table, _layer_rows
     if isinstance(design, NetworkDesign):
         program = design.program
         rows = _layer_rows(program)
@@ -157,7 +165,8 @@ def _design_rows(design, dram_bw):
             rows.append({"layer": plan.problem.name, "engine": plan.engine, "commands": len(plan.tiles),
                          "input": "stream", "output": "out", "start": at, "end": at + cycles, "cycles": cycles,
                          "macs": plan.macs, "utilization": plan.macs / (plan.spec.pes * cycles),
-                         "bytes_moved": plan.bytes_moved["total"], "dram_bytes": traffic.dram_bytes})
+                         "bytes_moved": plan.bytes_moved["total"], "dram_bytes": traffic.dram_bytes,
+                         **_energy_columns(layer_energy(plan, _energy_table()), 1)})
             plans.append((plan, "stream", "out"))
             at += cycles
         total = at
@@ -191,7 +200,7 @@ def _design_sections(directory, design, dram_bw):
     rows, total = _design_rows(design, dram_bw)
     source, measured = _measured(directory)
     headers = ["layer", "engine", "cmds", "in", "out", "cycles (model)", "measured" if measured else None,
-               "MACs", "util", "bytes moved", "DRAM bytes"]
+               "MACs", "util", "bytes moved", "DRAM bytes", "energy nJ", "pJ/MAC"]
     if dram_bw:
         headers += ["MACs/byte", "memory cyc", "bound"]
     headers = [h for h in headers if h]
@@ -205,11 +214,14 @@ def _design_sections(directory, design, dram_bw):
             want = row["end"] if source == "run.json" else row["cycles"]
             line.append(_num(m) + ("" if m is None or m == want else f" <span class='bad'>(model {want:,})</span>"))
         line += [_num(row["macs"]), _num(row["utilization"], "{:.1%}"), _num(row["bytes_moved"]),
-                 _num(row["dram_bytes"])]
+                 _num(row["dram_bytes"]), _num(row["energy_pj"] / 1e3, "{:,.1f}"),
+                 _num(row["energy_pj"] / row["macs"] if row["macs"] else None, "{:.1f}")]
         if dram_bw:
             line += [_num(row["intensity"], "{:.1f}"), _num(row["memory_cycles"]), _e(row["bound"])]
         table.append(line)
-    parts.append(f"<h2>Layers</h2><p>Whole run: {total:,} cycles (model)"
+    energy = sum(row["energy_pj"] for row in rows)
+    parts.append(f"<h2>Layers</h2><p>Whole run: {total:,} cycles (model), {energy / 1e3:,.1f} nJ per input "
+                 f"(hwgen.energy: Horowitz, ISSCC 2014, 45 nm; DRAM + SRAM + compute)"
                  + (f"; measured per layer from {source}" if measured else "; no measurement here (hwgen sim "
                     "--json > DIR/sim.json, or hwgen run --json > DIR/run.json, adds it)")
                  + (f"; bound at {dram_bw:g} DRAM bytes/cycle" if dram_bw else "; give --dram-bw for the bound")
@@ -252,7 +264,12 @@ def _synth_sections(directory):
         return []
     rows = []
     for path in summaries:
-        s = json.loads(path.read_text())
+        try:
+            s = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue            # a summary being written, or not one of hwgen synth's
+        if not isinstance(s, dict):
+            continue
         spec = s.get("spec", {})
         rows.append([_e(s.get("design")), _e(s.get("device")), _e(f"{spec.get('rows')}x{spec.get('cols')}"),
                      _num(s.get("lut4")), _num(s.get("carry")), _num(s.get("ff")), _num(s.get("dsp")),
@@ -266,10 +283,15 @@ def _synth_sections(directory):
 def render_report(directory, *, dram_bw=None):
     directory = Path(directory)
     if not directory.is_dir():
-        raise HwgenError(f"no folder {directory}: give a folder hwgen explore, compile, generate or synth wrote")
+        raise ArgumentError(f"no folder {directory}: give a folder hwgen explore, compile, generate or synth wrote")
     title, parts = None, []
     if (directory / "points.json").is_file():
-        title, parts = _sweep_sections(directory, json.loads((directory / "points.json").read_text()))
+        try:
+            sweep = json.loads((directory / "points.json").read_text())
+        except ValueError as error:
+            raise ArgumentError(f"{directory / 'points.json'} is not a sweep's JSON ({error}); run hwgen explore "
+                                f"-o {directory} again") from None
+        title, parts = _sweep_sections(directory, sweep)
     else:
         design = None
         if (directory / "design.py").is_file():
@@ -277,7 +299,10 @@ def render_report(directory, *, dram_bw=None):
             design = load_design(directory)
         else:
             for manifest in sorted(directory.glob("*.json")):
-                doc = json.loads(manifest.read_text())
+                try:
+                    doc = json.loads(manifest.read_text())
+                except (OSError, ValueError):
+                    continue
                 if isinstance(doc, dict) and "design" in doc and "config_fields" in doc:
                     from ..design import load_design
                     try:
@@ -292,7 +317,7 @@ def render_report(directory, *, dram_bw=None):
     if title is None and synth:
         title = f"Synthesis: {directory.name}"
     if title is None:
-        raise HwgenError(f"{directory} holds nothing to report: no points.json (hwgen explore), design.py "
+        raise ArgumentError(f"{directory} holds nothing to report: no points.json (hwgen explore), design.py "
                          f"(hwgen compile), manifest (hwgen generate) or *.summary.json (hwgen synth)")
     parts += synth
     import hwgen
@@ -305,5 +330,9 @@ def write_report(directory, *, dram_bw=None, output=None):
     directory = Path(directory)
     text = render_report(directory, dram_bw=dram_bw)
     path = Path(output) if output else directory / "report.html"
-    path.write_text(text)
+    try:
+        path.write_text(text)
+    except OSError as error:
+        from ..errors import OutputPathError
+        raise OutputPathError(f"cannot write the report to {path} ({error.strerror})") from None
     return path

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from hashlib import sha256
 from pathlib import Path
 
-from ..errors import HwgenError
+from ..errors import ArgumentError
 
 __all__ = ["ENGINES", "Point", "Space", "parse_bytes", "parse_array"]
 
@@ -40,9 +40,9 @@ def parse_array(text):
     try:
         rows, cols = (int(v) for v in str(text).lower().split("x"))
     except ValueError:
-        raise HwgenError(f"an array is ROWSxCOLS, e.g. 8x8, not {text!r}") from None
+        raise ArgumentError(f"an array is ROWSxCOLS, e.g. 8x8, not {text!r}") from None
     if rows < 1 or cols < 1:
-        raise HwgenError(f"an array needs at least one row and one column, not {text!r}")
+        raise ArgumentError(f"an array needs at least one row and one column, not {text!r}")
     return rows, cols
 
 
@@ -58,9 +58,9 @@ def parse_bytes(text):
         try:
             value = int(float(s[:-1] if scale > 1 else s) * scale)
         except ValueError:
-            raise HwgenError(f"a buffer size is 'auto' or bytes such as 16K, 256K or 4M, not {text!r}") from None
+            raise ArgumentError(f"a buffer size is 'auto' or bytes such as 16K, 256K or 4M, not {text!r}") from None
     if value <= 0:
-        raise HwgenError(f"a buffer size must be positive, not {text!r}")
+        raise ArgumentError(f"a buffer size must be positive, not {text!r}")
     return value
 
 
@@ -72,7 +72,7 @@ def _bool(value):
         return True
     if s in ("off", "false", "no", "0"):
         return False
-    raise HwgenError(f"chaining is on or off, not {value!r}")
+    raise ArgumentError(f"chaining is on or off, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -138,19 +138,19 @@ class Space:
             if not isinstance(values, (list, tuple)):
                 values = [values]
             if not values:
-                raise HwgenError(f"the space's axis {axis!r} has no values")
+                raise ArgumentError(f"the space's axis {axis!r} has no values")
             setattr(self, axis, list(values))
         self.array = [parse_array(a) if not isinstance(a, tuple) else a for a in self.array]
         for engine in self.engines:
             if engine not in ENGINES:
-                raise HwgenError(f"engines {engine!r} is not one of {', '.join(ENGINES)} (ws: weight-stationary "
+                raise ArgumentError(f"engines {engine!r} is not one of {', '.join(ENGINES)} (ws: weight-stationary "
                                  f"array, ws+mv: with the matrix-vector engine beside it, os: output-stationary)")
         for axis in ("act_buffer", "weight_buffer", "acc_buffer"):
             setattr(self, axis, [parse_bytes(v) for v in getattr(self, axis)])
         self.chaining = [_bool(v) for v in self.chaining]
         for b in self.batch:
             if not isinstance(b, int) or isinstance(b, bool) or b < 1:
-                raise HwgenError(f"batch is a positive integer, not {b!r}")
+                raise ArgumentError(f"batch is a positive integer, not {b!r}")
         from ..spec import AcceleratorSpec
         fields = set(AcceleratorSpec.__dataclass_fields__) - {"rows", "cols", "dataflow", "mv_engine", "chaining",
                                                              "act_buffer_bytes", "weight_buffer_bytes",
@@ -158,26 +158,31 @@ class Space:
         self.set = {k: (list(v) if isinstance(v, (list, tuple)) else [v]) for k, v in (self.set or {}).items()}
         for name in self.set:
             if name not in fields:
-                raise HwgenError(f"--set {name}: not an AcceleratorSpec field the space can vary; one of "
+                raise ArgumentError(f"--set {name}: not an AcceleratorSpec field the space can vary; one of "
                                  f"{sorted(fields)}")
 
     @classmethod
     def from_file(cls, path):
         path = Path(path)
         if not path.is_file():
-            raise HwgenError(f"no space file {path}")
+            raise ArgumentError(f"no space file {path}")
         text = path.read_text()
         if path.suffix.lower() == ".json":
-            data = json.loads(text)
+            try:
+                data = json.loads(text)
+            except ValueError as error:
+                raise ArgumentError(f"{path}: not JSON ({error}); give a .toml or .json space file") from None
         else:
             import tomllib
             try:
                 data = tomllib.loads(text)
             except tomllib.TOMLDecodeError as error:
-                raise HwgenError(f"{path}: not TOML ({error}); give a .toml or .json space file") from None
+                raise ArgumentError(f"{path}: not TOML ({error}); give a .toml or .json space file") from None
+        if not isinstance(data, dict):
+            raise ArgumentError(f"{path}: a space file holds a table of axes ({', '.join(AXES)}, [set])")
         unknown = set(data) - set(AXES) - {"set"}
         if unknown:
-            raise HwgenError(f"{path}: unknown axes {sorted(unknown)}; a space has {', '.join(AXES)} and [set]")
+            raise ArgumentError(f"{path}: unknown axes {sorted(unknown)}; a space has {', '.join(AXES)} and [set]")
         return cls(**data)
 
     def points(self):

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import HwgenError
+from ..errors import ArgumentError
 from .cache import Cache
 from .calibrate import ResourceModel
 from .evaluate import estimate_resources, evaluate_point, spec_key_dict, synthesize_spec
@@ -174,7 +174,7 @@ def run_sweep(config, *, pool=None, on_result=None):
     target = load(config.network)          # fail here, in the driver, on a bad reference
     points = config.space.points()
     if not points:
-        raise HwgenError("the space has no points")
+        raise ArgumentError("the space has no points")
     cache = Cache(config.cache_dir, recompute=config.recompute)
     own_pool = pool is None
     pool = pool or open_pool(workers=config.workers, cluster=config.cluster)

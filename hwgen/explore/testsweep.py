@@ -19,7 +19,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import HwgenError
+from ..errors import ArgumentError
 from .executor import open_pool
 from .progress import progress
 
@@ -34,7 +34,7 @@ def collect(paths, marker=None, keyword=None, cwd=None):
         command += ["-k", keyword]
     done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
     if done.returncode not in (0, 5):
-        raise HwgenError(f"pytest could not collect {paths}: {done.stdout[-2000:]}{done.stderr[-2000:]}")
+        raise ArgumentError(f"pytest could not collect {paths}: {done.stdout[-2000:]}{done.stderr[-2000:]}")
     return [line.strip() for line in done.stdout.splitlines() if "::" in line and not line.startswith(" ")]
 
 
@@ -119,6 +119,9 @@ def run_test_sweep(*, marker="slow", paths=("tests",), keyword=None, workers=Non
                    timeout_s=None, show_progress=None, junit=None, cwd=None):
     cwd = str(Path(cwd or os.getcwd()).resolve())
     nodeids = collect(list(paths), marker, keyword, cwd=cwd)
+    if not nodeids:
+        raise ArgumentError(f"no test in {' '.join(paths)} matches" + (f" -m {marker!r}" if marker else "")
+                            + (f" -k {keyword!r}" if keyword else ""))
     result = TestSweepResult()
     started = time.perf_counter()
     with open_pool(workers=workers, cluster=cluster) as pool, progress(show_progress) as bars:
