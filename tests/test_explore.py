@@ -251,6 +251,35 @@ def test_cli_explore_fails_with_status_1_when_points_could_not_be_computed(tmp_p
     assert (tmp_path / "out" / "points.csv").exists()
 
 
+def test_synthesis_results_survive_edits_of_the_model_code():
+    """The synth cache key hashes `synthesize_spec`'s own source, not its whole module (the cycle model's task
+    lives beside it); a missing function is a loud error, not a silently constant key."""
+    from pathlib import Path
+    import hwgen.explore.evaluate as evaluate
+    from hwgen.explore.cache import _SOURCES, _function_source
+    assert "explore/evaluate.py::synthesize_spec" in _SOURCES["synth"]
+    assert "explore/evaluate.py" not in _SOURCES["synth"] + _SOURCES["resources"]
+    text = _function_source(Path(evaluate.__file__), "synthesize_spec")
+    assert text.startswith("def synthesize_spec(") and "def evaluate_point" not in text
+    with pytest.raises(LookupError):
+        _function_source(Path(evaluate.__file__), "no_such_function")
+
+
+def test_alexnet_points_are_shape_only_and_capped():
+    """AlexNet's auto buffers are capped at the deepest buffer hwgen builds (the planner tiles the rest), and its
+    zero weights stay a broadcast view through the flattening layer (no 300 MB copy per point)."""
+    import numpy as np
+    from hwgen.compiler.program import map_layers
+    from hwgen.explore.evaluate import point_spec
+    from hwgen.explore.networks import load
+    from hwgen.spec import MAX_BUFFER_WORDS
+    target = load("alexnet")
+    spec = point_spec(target, Point(rows=16, cols=16, engines="ws+mv"))
+    assert spec.act_buffer_bytes * 8 // spec.act_word_bits == MAX_BUFFER_WORDS
+    fc6 = map_layers(spec, target.layers)[5]
+    assert fc6.weight.shape == (4096, 9216, 1, 1) and not any(fc6.weight.strides) and not np.any(fc6.weight[:2])
+
+
 def test_report_of_a_design_folder(tmp_path):
     from hwgen.cli import main
     assert main(["generate", "lenet_ws4", "-o", str(tmp_path)]) == 0

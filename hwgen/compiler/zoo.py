@@ -29,7 +29,8 @@ def _layer(rng, problem, postops, *, random=True, **extra):
     params = QuantParams(bias=rng.integers(-1000, 1000, p.M), multiplier=np.array([a for a, _ in pairs]),
                          shift=np.array([b for _, b in pairs]))
     shape = p.weight_canonical_shape
-    weight = rng.integers(-128, 128, shape) if random else np.zeros(shape, dtype=np.int8)
+    # random=False: one zero broadcast to the shape (no memory; planning and the models read shapes only)
+    weight = rng.integers(-128, 128, shape) if random else np.broadcast_to(np.int64(0), shape)
     return IntLayer(p.name, p, weight, postops, params, **extra)
 
 

@@ -30,9 +30,10 @@ __all__ = ["ENERGY_COLUMNS", "evaluate_point", "estimate_resources", "synthesize
 
 def point_spec(target, point):
     """The `AcceleratorSpec` of ``point`` for ``target``: "auto" buffers as `size_spec` sizes them for the
-    network (or the design's own), every other axis as the point says. Raises `HwgenError` (invalid point)."""
+    network, at most as deep as hwgen builds a buffer (or the design's own), every other axis as the point
+    says. Raises `HwgenError` (invalid point)."""
     from ..compiler.build import size_spec
-    from ..spec import AcceleratorSpec
+    from ..spec import MAX_BUFFER_WORDS, AcceleratorSpec
     dataflow, mv_engine = ENGINES[point.engines]
     name = f"x{point.key}"
     if target.kind == "network":
@@ -40,7 +41,7 @@ def point_spec(target, point):
         if target.base_spec is not None:
             types = {k: getattr(target.base_spec, k).name for k in ("act_type", "weight_type", "acc_type")}
         base = size_spec(target.layers, rows=point.rows, cols=point.cols, name=name, mv_engine=False,
-                         chaining=False, **types)
+                         chaining=False, max_words=MAX_BUFFER_WORDS, **types)
     else:       # a layer design: its own buffers, in whole words of the point's array
         own = target.base_spec
         base = AcceleratorSpec(**{**{k: getattr(own, k) for k in AcceleratorSpec.__dataclass_fields__},
@@ -83,11 +84,23 @@ def spec_key_dict(spec):
     return data
 
 
-def _layer_rows(program):
+def _layer_spans(program, timeline):
+    """`Program.layer_cycles` from the timeline a `Program.predict` already made (AlexNet's takes seconds)."""
+    rows, at = [], 0
+    for pl in program.layers:
+        events = timeline[at:at + len(pl.plan.commands)]
+        at += len(pl.plan.commands)
+        rows.append({"layer": pl.name, "commands": len(events), "start": min(e["take"] for e in events),
+                     "end": max(e["last_beat"] for e in events if e["last_beat"] is not None),
+                     "macs": pl.layer.problem.macs})
+    return rows
+
+
+def _layer_rows(program, timeline=None):
     from ..energy import layer_energy
     from ..roofline import layer_traffic
     rows, previous_end = [], 0
-    spans = program.layer_cycles()
+    spans = program.layer_cycles() if timeline is None else _layer_spans(program, timeline)
     for span, pl in zip(spans, program.layers):
         traffic = layer_traffic(pl.plan, source=pl.source, dest=pl.dest)
         cycles = span["end"] - previous_end       # this layer's share of the run
@@ -157,8 +170,9 @@ def evaluate_point(ref, point, *, delay_s=0.0):
         if target.kind == "network":
             from ..compiler.program import compile_program
             program = compile_program(spec, target.layers, batch=point.batch, chain=point.chaining)
-            model = program.predict()
-            cycles, layers, notes = model.cycles, _layer_rows(program), list(program.notes)
+            timeline = []
+            model = program.predict(timeline=timeline)
+            cycles, layers, notes = model.cycles, _layer_rows(program, timeline), list(program.notes)
             per_run = point.batch       # the rows are the first input's; the program runs the batch
         else:
             cycles, layers, notes = _evaluate_layers(target, spec, point)
