@@ -251,6 +251,22 @@ def test_cli_explore_fails_with_status_1_when_points_could_not_be_computed(tmp_p
     assert (tmp_path / "out" / "points.csv").exists()
 
 
+def test_a_failed_tool_run_is_not_cached(tmp_path):
+    """A synthesis that failed (killed, timed out: `synthesize_spec` returns status "failed") is tried again by
+    the next sweep, not served from the cache; a result is."""
+    from hwgen.explore.executor import SerialPool
+    from hwgen.explore.progress import progress
+    from hwgen.explore.sweep import _run_phase
+    cache = Cache(tmp_path)
+    items = [("a", {"n": 1}), ("b", {"n": 2})]
+    fn = lambda n: {"status": "failed" if n == 1 else "ok", "seconds": 0.1}      # noqa: E731
+    with progress(False) as bars:
+        results, computed, _ = _run_phase(SerialPool(), cache, "synth", items, fn, lambda i: ((i["n"],), {}),
+                                          bars.task("t", 2), retries=0)
+    assert computed == 2 and results["a"]["status"] == "failed"
+    assert cache.get("synth", {"n": 1}) is None and cache.get("synth", {"n": 2})["status"] == "ok"
+
+
 def test_synthesis_results_survive_edits_of_the_model_code():
     """The synth cache key hashes `synthesize_spec`'s own source, not its whole module (the cycle model's task
     lives beside it); a missing function is a loud error, not a silently constant key."""

@@ -103,14 +103,14 @@ def frontier_table(doc, limit=None):
     points = {p["key"]: p for p in doc["points"]}
     lines = [f"Pareto frontier ({' vs '.join(doc['objectives'])}; {len(doc['frontier'])} of "
              f"{sum(p['status'] == 'ok' for p in doc['points'])} valid points):",
-             f"{'point':<34}{'cycles':>12}{'util':>7}{'KiB moved':>11}{'uJ':>8}{'LUT4':>8}{'FF':>8}{'DSP':>5}"
+             f"{'point':<34}{'cycles':>12}{'util':>7}{'KiB moved':>11}{'uJ':>10}{'LUT4':>8}{'FF':>8}{'DSP':>5}"
              f"{'BRAM':>6}{'area':>7}{'Fmax':>8}"]
     for key in doc["frontier"][:limit]:
         p = points[key]
         measured = p.get("measured") or {}
         energy = p.get("energy_pj")
         lines.append(f"{p['label'][:33]:<34}{p['cycles']:>12,}{p['utilization']:>7.1%}{p['bytes_moved'] / 1024:>11.1f}"
-                     f"{_fmt(energy and energy / 1e6, '{:.1f}'):>8}{_fmt(p.get('lut4')):>8}{_fmt(p.get('ff')):>8}{_fmt(p.get('dsp')):>5}{_fmt(p.get('bram')):>6}"
+                     f"{_fmt(energy and energy / 1e6, '{:,.1f}'):>10}{_fmt(p.get('lut4')):>8}{_fmt(p.get('ff')):>8}{_fmt(p.get('dsp')):>5}{_fmt(p.get('bram')):>6}"
                      f"{_fmt(p.get('area'), '{:.1%}'):>7}{_fmt(measured.get('fmax_mhz'), '{:.1f}'):>8}")
     return "\n".join(lines)
 

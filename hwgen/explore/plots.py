@@ -36,7 +36,8 @@ def frontier_plot(doc, path):
     valid = [p for p in doc["points"] if p["status"] == "ok" and p.get("area") is not None]
     if not valid:
         return None
-    panels = [("area", 100, f"device share of the binding resource (%), {doc['device']} (calibrated estimate)")]
+    basis = "calibrated" if (doc.get("calibration") or {}).get("coefficients") else "prior"
+    panels = [("area", 100, f"device share of the binding resource (%), {doc['device']} ({basis} estimate)")]
     if all(p.get("energy_pj") is not None for p in valid):
         panels.append(("energy_pj", 1e-6, "energy per run (µJ, hwgen.energy: Horowitz 45 nm)"))
     fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 5.5), dpi=110, squeeze=False)
@@ -61,7 +62,7 @@ def frontier_plot(doc, path):
         synthesized = [p for p in valid if p.get("measured")]
         if synthesized:
             ax.scatter([scale * p[x] for p in synthesized], [p["cycles"] for p in synthesized], marker="x",
-                       color="red", s=40, label=f"synthesized ({len(synthesized)})")
+                       color="red", s=40, label=f"accelerator synthesized ({len(synthesized)} points)")
         ax.set_yscale("log")
         if x == "energy_pj":
             ax.set_xscale("log")

@@ -92,7 +92,8 @@ def _run_phase(pool, cache, kind, items, fn, make_call, bar, *, retries, on_resu
         if error is not None:
             value = {"status": "failed", "reason": f"{type(error).__name__}: {error}"}
         else:
-            cache.put(kind, inputs, value)
+            if not (isinstance(value, dict) and value.get("status") == "failed"):
+                cache.put(kind, inputs, value)      # a tool that failed (killed, timed out) is tried again next time
             if isinstance(value, dict) and value.get("seconds") is not None:
                 seconds.append(value["seconds"])
         results[key] = value
