@@ -367,7 +367,7 @@ class WriteDMA(wiring.Component):
         # Aborting, the beats still owed to issued bursts go out with no strobe (and no data is taken for them).
         m.d.comb += [
             bus.w.valid.eq(w_bursts.r_rdy & (stopping | beats.r_rdy)),
-            bus.w.data.eq(head.data), bus.w.strb.eq(Mux(stopping, 0, head.strb)), bus.w.last.eq(final_beat),
+            bus.w.data.eq(Mux(stopping, 0, head.data)), bus.w.strb.eq(Mux(stopping, 0, head.strb)), bus.w.last.eq(final_beat),
         ]
         w_sent = Signal()
         m.d.comb += [w_sent.eq(bus.w.valid & bus.w.ready),
