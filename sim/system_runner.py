@@ -7,6 +7,7 @@ import shutil
 import tempfile
 import types
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from hwgen.errors import ArgumentError
@@ -17,7 +18,13 @@ __all__ = ["system_verilog", "run_system", "SystemRun"]
 
 
 def system_verilog(spec, **kwargs):
-    """The system top's Verilog (module ``<spec.name>_system``)."""
+    """The system top's Verilog (module ``<spec.name>_system``); cached per process."""
+    return _system_verilog(spec, tuple(sorted(kwargs.items())))
+
+
+@lru_cache(maxsize=8)
+def _system_verilog(spec, kwargs):
+    kwargs = dict(kwargs)
     from amaranth.back import verilog
     from hwgen.hw.system import SystemPorts
     return verilog.convert(SystemPorts(spec, **kwargs), name=f"{spec.name}_system", emit_src=False)
@@ -36,7 +43,8 @@ class SystemRun:
 def run_system(image, spec, *, scenarios=({},), pause=0.0, interval=1, seed=1, simulator="icarus",
                build_root=None, timeout_cycles=200_000, tag="sys", **system_kwargs):
     """Run `image` (`hwgen.system.image.SystemImage`) on the system top of `spec`, once per scenario:
-    ``{"fault": (start, end)}`` makes every read touching those bytes answer SLVERR; ``{"watchdog": n}``."""
+    ``{"fault": (start, end)}`` makes every read touching those bytes answer SLVERR; ``{"watchdog": n}`` sets
+    the watchdog; ``{"program": (addr, count)}`` runs another program of the image."""
     if simulator not in SIMULATORS:
         raise ArgumentError(f"unknown simulator {simulator!r}; choose one of {SIMULATORS}")
     env = simulator_environment(simulator)
@@ -50,7 +58,8 @@ def run_system(image, spec, *, scenarios=({},), pause=0.0, interval=1, seed=1, s
         results_path = run_dir / "results.json"
         runs = []
         for scenario in scenarios:
-            runs.append({"program_addr": image.program_addr, "count": image.count,
+            program_addr, count = scenario.get("program", (image.program_addr, image.count))
+            runs.append({"program_addr": program_addr, "count": count,
                          "outputs": [(a, e.hex(), n) for a, e, n in image.outputs],
                          "clear": [(a, len(e)) for a, e, _ in image.outputs],
                          "fault": list(scenario["fault"]) if scenario.get("fault") else None,

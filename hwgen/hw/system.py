@@ -232,8 +232,10 @@ class SystemTop(wiring.Component):
         m.d.comb += dma_error.eq(Cat(*(d.error for d in all_dmas)).any())
         quiet = Signal()
         m.d.comb += quiet.eq(Cat(*(d.quiet for d in all_dmas)).all())
+        # Between runs every channel stays stopped: a run ended by the watchdog or a malformed command leaves
+        # channels with work they must not resume (no sticky error holds them), and the next start resets them.
         for dma in all_dmas:
-            m.d.comb += dma.abort.eq(aborting)
+            m.d.comb += dma.abort.eq(aborting | ~busy)
         with m.If(write.completed):
             m.d.sync += completed.eq(completed + 1)
 
@@ -333,7 +335,7 @@ class SystemTop(wiring.Component):
                 with m.Elif(watchdog):
                     m.d.sync += fail(4, 0, index)
                     m.next = "ABORT"
-                with m.Elif((completed == dispatched_out) & write.idle):
+                with m.Elif((completed == dispatched_out) & write.idle & quiet):
                     m.d.sync += [busy.eq(0), done.eq(1), irq_pending.eq(1)]
                     m.next = "IDLE"
             with m.State("ABORT"):
