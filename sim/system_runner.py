@@ -44,7 +44,8 @@ def run_system(image, spec, *, scenarios=({},), pause=0.0, interval=1, seed=1, s
                build_root=None, timeout_cycles=200_000, tag="sys", **system_kwargs):
     """Run `image` (`hwgen.system.image.SystemImage`) on the system top of `spec`, once per scenario:
     ``{"fault": (start, end)}`` makes every read touching those bytes answer SLVERR; ``{"watchdog": n}`` sets
-    the watchdog; ``{"program": (addr, count)}`` runs another program of the image."""
+    the watchdog; ``{"program": (addr, count)}`` runs another program of the image; ``pause`` and ``interval``
+    (default: the arguments) set the DRAM's timing for that run (`hwgen.sim.tb_system`)."""
     if simulator not in SIMULATORS:
         raise ArgumentError(f"unknown simulator {simulator!r}; choose one of {SIMULATORS}")
     env = simulator_environment(simulator)
@@ -63,9 +64,10 @@ def run_system(image, spec, *, scenarios=({},), pause=0.0, interval=1, seed=1, s
                          "outputs": [(a, e.hex(), n) for a, e, n in image.outputs],
                          "clear": [(a, len(e)) for a, e, _ in image.outputs],
                          "fault": list(scenario["fault"]) if scenario.get("fault") else None,
-                         "watchdog": scenario.get("watchdog", 0), "timeout_cycles": timeout_cycles})
+                         "watchdog": scenario.get("watchdog", 0), "timeout_cycles": timeout_cycles,
+                         "pause": scenario.get("pause", pause), "interval": scenario.get("interval", interval)})
         job = {"size": -(-image.size // 4096) * 4096, "segments": [(a, d.hex()) for a, d in image.segments],
-               "runs": runs, "seed": seed, "pause": pause, "interval": interval, "results_path": str(results_path)}
+               "runs": runs, "seed": seed, "results_path": str(results_path)}
         job_path = run_dir / "job.json"
         job_path.write_text(json.dumps(job))
         try:

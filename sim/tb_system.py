@@ -7,7 +7,7 @@ and the performance counters, and compares every output region of DRAM with the 
 bytes. A job may hold several runs one after another on the same design (e.g. one with an injected bus error,
 then a clean one: the accelerator must recover).
 
-DRAM timing: ``interval`` - the read data channel offers at most one beat every ``interval`` cycles (bytes per
+DRAM timing, per run: ``interval`` - the read data channel offers at most one beat every ``interval`` cycles (bytes per
 cycle = beat bytes / interval; the write data channel likewise); ``pause`` - the probability that each AXI
 channel (``ar``, ``r``, ``aw``, ``w``, ``b``) stalls in a cycle, drawn independently per channel.
 """
@@ -47,13 +47,17 @@ async def run_system(dut):
     host = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
     for log in (ram.write_if.log, ram.read_if.log, host.write_if.log, host.read_if.log):
         log.setLevel(logging.WARNING)
-    seed, pause, interval = job["seed"], job["pause"], job["interval"]
+    seed = job["seed"]
     channels = {"ar": ram.read_if.ar_channel, "r": ram.read_if.r_channel, "aw": ram.write_if.aw_channel,
                 "w": ram.write_if.w_channel, "b": ram.write_if.b_channel}
-    for n, (name, channel) in enumerate(channels.items()):
-        spacing = interval if name in ("r", "w") else 1
-        if pause or spacing > 1:
-            channel.set_pause_generator(_pauses(seed * 31 + n, pause, spacing))
+
+    def timing(pause, interval, salt):
+        for n, (name, channel) in enumerate(channels.items()):
+            spacing = interval if name in ("r", "w") else 1
+            if pause or spacing > 1:
+                channel.set_pause_generator(_pauses(seed * 31 + n + 1000 * salt, pause, spacing))
+            else:
+                channel.clear_pause_generator()
     original_read = ram.read_if._read
     fault = {"range": None}
 
@@ -72,7 +76,8 @@ async def run_system(dut):
     assert await host.read_dword(REGISTERS["ID"]) == 0x48574731
 
     results = []
-    for run in job["runs"]:
+    for number, run in enumerate(job["runs"]):
+        timing(run["pause"], run["interval"], number)
         fault["range"] = run.get("fault")
         for addr, length in run.get("clear", []):
             ram.write(addr, bytes(length))
