@@ -139,3 +139,33 @@ def test_system_back_pressure_errors_and_recovery(tmp_path):
     assert watchdog["error"] and watchdog["cause"] == "watchdog" and not watchdog["hung"]
     assert malformed["error"] and malformed["cause"] == "malformed descriptor"
     assert malformed["registers"]["ERROR_ADDR"] == 0 and malformed["registers"]["DESCRIPTORS"] == 0
+
+
+def test_model_bounds_and_roofline_side():
+    """The estimate never falls below the hard lower bound; a slower DRAM turns the run memory bound."""
+    from hwgen.system.dram_model import predict_system
+    spec, program, inputs = compiled(14)
+    image = build_image(program, inputs)
+    estimates = [predict_system(program, image, interval=i) for i in (1, 2, 4, 8)]
+    assert all(e.lower <= e.cycles for e in estimates)
+    assert [e.cycles for e in estimates] == sorted(e.cycles for e in estimates)
+    assert estimates[0].bound == "compute" and estimates[-1].bound == "memory"
+    assert estimates[-1].read_beats * 8 >= image.bytes_read()
+
+
+@pytest.mark.cocotb
+@needs_icarus
+def test_model_against_the_rtl_across_bandwidths(tmp_path):
+    """8, 4, 2 and 1 bytes per cycle: measured >= the lower bound, and within the model's tolerance."""
+    from hwgen.sim.system_runner import run_system
+    from hwgen.system.dram_model import TOLERANCE, predict_system
+    spec, program, inputs = compiled(14)
+    image = build_image(program, inputs)
+    intervals = (1, 2, 4, 8)
+    result = run_system(image, spec, build_root=tmp_path, scenarios=[{"interval": i} for i in intervals])
+    assert result.exact
+    for interval, run in zip(intervals, result.runs):
+        model = predict_system(program, image, interval=interval)
+        measured = run["registers"]["CYCLES"]
+        assert measured >= model.lower, (interval, measured, model)
+        assert abs(model.cycles - measured) <= TOLERANCE * measured, (interval, measured, model)
