@@ -92,7 +92,8 @@ def cmd_generate(args):
     from .verilog import write_design
     design = _design(args.design)
     out_dir = _output_dir(args.output)
-    targets = [out_dir / f"{design.spec.name}.v", out_dir / f"{design.spec.name}.json"]
+    stem = f"{design.spec.name}_system" if args.system else design.spec.name
+    targets = [out_dir / f"{stem}.v", out_dir / f"{stem}.json"]
     existing = [str(path) for path in targets if path.exists()]
     for path in targets:
         if path.exists() and not path.is_file():
@@ -100,11 +101,12 @@ def cmd_generate(args):
                                   f"directory")
     started = time.perf_counter()
     try:
-        verilog_path, manifest_path = write_design(design, out_dir)
+        verilog_path, manifest_path = write_design(design, out_dir, system=args.system)
     except OSError as error:
         raise OutputPathError(f"-o {args.output}: cannot write {error.filename or out_dir} ({error.strerror})") from None
     print(f"{design.name}: {design.spec.rows}x{design.spec.cols} {design.spec.dataflow} array, "
-          f"{len(design.plans())} layers")
+          f"{len(design.plans())} layers" + (" - as a system: AXI4 DRAM master, AXI4-Lite registers, irq"
+                                              if args.system else ""))
     print(f"  wrote {verilog_path} and {manifest_path} in {time.perf_counter() - started:.2f} s")
     if existing:
         print(f"  overwrote {' and '.join(existing)}")
@@ -309,6 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="build", metavar="DIR",
                    help="directory to write into, made if missing; files of the same names are overwritten "
                         "(and reported) (default: build)")
+    p.add_argument("--system", action="store_true",
+                   help="generate the accelerator as a system on a memory bus (<spec name>_system.v): DMA "
+                        "from DRAM over AXI4, a command processor, AXI4-Lite registers, an interrupt; default: "
+                        "the plain stream ports")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("plan", help="print each layer's tiles, bytes moved and the cycle model's prediction",

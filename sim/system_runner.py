@@ -24,10 +24,8 @@ def system_verilog(spec, **kwargs):
 
 @lru_cache(maxsize=8)
 def _system_verilog(spec, kwargs):
-    kwargs = dict(kwargs)
-    from amaranth.back import verilog
-    from hwgen.hw.system import SystemPorts
-    return verilog.convert(SystemPorts(spec, **kwargs), name=f"{spec.name}_system", emit_src=False)
+    from hwgen.verilog import generate_system
+    return generate_system(spec, **dict(kwargs))
 
 
 @dataclass

@@ -169,3 +169,20 @@ def test_model_against_the_rtl_across_bandwidths(tmp_path):
         measured = run["registers"]["CYCLES"]
         assert measured >= model.lower, (interval, measured, model)
         assert abs(model.cycles - measured) <= TOLERANCE * measured, (interval, measured, model)
+
+
+def test_generate_system_option(tmp_path, capsys):
+    """`hwgen generate --system`: the system top beside the plain one, with its register map in the manifest."""
+    import json
+    from hwgen.cli import main
+    from hwgen.hw.system import REGISTERS
+    assert main(["generate", "fc_mv", "-o", str(tmp_path), "--system"]) == 0
+    (verilog,) = tmp_path.glob("*_system.v")
+    text = verilog.read_text()
+    for port in ("m_axi_arvalid", "m_axi_wstrb", "m_axi_bresp", "s_axil_awaddr", "s_axil_rdata", "irq"):
+        assert port in text
+    manifest = json.loads(verilog.with_suffix(".json").read_text())
+    assert manifest["system"]["registers"]["CTRL"] == f"{REGISTERS['CTRL']:#04x}"
+    assert "as a system" in capsys.readouterr().out
+    assert main(["generate", "fc_mv", "-o", str(tmp_path)]) == 0      # the plain streams stay available
+    assert len(list(tmp_path.glob("*.v"))) == 2
