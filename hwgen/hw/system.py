@@ -66,7 +66,7 @@ from .axi import RESP_OKAY, axi4_lite_signature, axi4_signature
 from .dma import ReadDMA, WriteDMA
 from .top import AcceleratorTop
 
-__all__ = ["SystemTop", "SystemPorts", "REGISTERS", "ERROR_CAUSES", "SYSTEM_ID", "LITE_ADDR_WIDTH"]
+__all__ = ["SystemTop", "SystemPorts", "SystemStreams", "REGISTERS", "ERROR_CAUSES", "SYSTEM_ID", "LITE_ADDR_WIDTH"]
 
 SYSTEM_ID = 0x48574731
 LITE_ADDR_WIDTH = 12
@@ -416,3 +416,38 @@ def _leaves(signature):
             flow = leaf.flow
             leaves.append(((channel, field), "out" if flow == Flow.Out else "in"))
     return leaves
+
+
+class SystemStreams(wiring.Component):
+    """`SystemTop` with every AXI channel as an `amaranth.lib.stream` port (payload: the channel's fields
+    concatenated in signature order), for tools that wrap stream components - the FPGA flow's pin-light top
+    (`hwgen.fpga.wrapper.PinLightTop`) synthesizes the system through it."""
+
+    def __init__(self, spec, **kwargs):
+        self.system = SystemTop(spec, **kwargs)
+        members, self._channels = {}, []
+        for prefix in ("m_axi", "s_axil"):
+            port = getattr(self.system, prefix)
+            for channel, member in port.signature.members.items():
+                fields = [(name, leaf) for name, leaf in member.signature.members.items()
+                          if name not in ("valid", "ready")]
+                width = sum(len(getattr(getattr(port, channel), name)) for name, _ in fields)
+                leaving = member.signature.members["valid"].flow == Out
+                members[f"{prefix}_{channel}"] = (Out if leaving else In)(stream.Signature(unsigned(width)))
+                self._channels.append((prefix, channel, [name for name, _ in fields], leaving))
+        members["irq"] = Out(1)
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.system = self.system
+        for prefix, channel, fields, leaving in self._channels:
+            inner = getattr(getattr(self.system, prefix), channel)
+            outer = getattr(self, f"{prefix}_{channel}")
+            payload = Cat(*(getattr(inner, name) for name in fields))
+            if leaving:
+                m.d.comb += [outer.payload.eq(payload), outer.valid.eq(inner.valid), inner.ready.eq(outer.ready)]
+            else:
+                m.d.comb += [payload.eq(outer.payload), inner.valid.eq(outer.valid), outer.ready.eq(inner.ready)]
+        m.d.comb += self.irq.eq(self.system.irq)
+        return m
