@@ -1,5 +1,5 @@
 """An AXI4 memory for Amaranth's simulator: the slave side of a `hwgen.hw.axi` port, with the DRAM timing of
-`hwgen.system.dma_model` (fixed latency, a bandwidth, random back-pressure) and injected response errors.
+a DRAM: fixed latency, a bandwidth, random back-pressure, and injected response errors.
 
 Timing, per cycle ``c`` (a handshake "at ``c``" happens at the clock edge that ends cycle ``c``):
 
@@ -15,7 +15,8 @@ Timing, per cycle ``c`` (a handshake "at ``c``" happens at the clock edge that e
 ranges; a burst touching one gets ``resp`` on every beat (reads return zeros) or as its write response (and
 writes nothing).
 
-The cocotb counterpart for the Verilog is `hwgen.sim.dram.Dram`, with the same rules.
+For the Verilog, the cocotb testbench of the system top (`hwgen.sim.tb_system`) uses cocotbext-axi's `AxiRam`
+with pause generators instead.
 """
 
 import random

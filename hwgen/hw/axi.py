@@ -2,7 +2,8 @@
 
 A master port is ``Out(axi4_signature(...))``, a slave port ``In(...)`` (or ``wiring.flipped``). Every channel
 is a member of its own (``aw``, ``w``, ``b``, ``ar``, ``r``), so a top-level port flattens to Verilog names like
-``m_axi__ar__valid`` and ``m_axi__r__data``; `hwgen.sim.axi_bus` maps them onto cocotbext-axi's buses.
+``m_axi__ar__valid`` and ``m_axi__r__data``; `hwgen.hw.system.SystemPorts` renames them to the flat names
+cocotbext-axi's buses and vendor tools expect (``m_axi_arvalid``).
 
 The read half (``ar``, ``r``: `axi4_read_signature`) and the write half (``aw``, ``w``, ``b``:
 `axi4_write_signature`) are also signatures of their own, for blocks that only read or only write; the full

@@ -13,8 +13,7 @@ Read channel
     slow channel never blocks the shared read-data channel. Burst issue: a descriptor is taken in cycle ``t``
     (while no other is active), its first burst computed in ``t + 1`` and offered on ``ar`` from ``t + 2`` when
     the credits and ``max_outstanding`` allow; after each ``ar`` handshake the next burst is computed in the
-    following cycle and offered in the one after (a burst at most every two cycles). `hwgen.system.dma_model`
-    follows these steps cycle by cycle.
+    following cycle and offered in the one after (a burst at most every two cycles).
 
 Write channel
     A descriptor also says whether its words are *narrowed* (``narrow``: only each ``lane_bits`` lane's low

@@ -33,7 +33,7 @@ from ..errors import MappingError
 from .layout import bytes_to_words, word_bytes, words_to_bytes
 
 __all__ = ["CHANNELS", "END", "MAGIC", "DESC_BYTES", "Descriptor", "SystemImage", "build_image", "gather_runs",
-           "stream_word_bits", "read_channels"]
+           "stream_word_bits", "read_channels", "check_outputs"]
 
 CHANNELS = {"cfg": 0, "weights": 1, "mv_weights": 2, "params": 3, "acts": 4, "out": 5}
 END = 15
