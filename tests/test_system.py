@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from hwgen.compiler.program import compile_program
-from hwgen.system.image import (CHANNELS, DESC_BYTES, MAGIC, Descriptor, build_image, gather_runs,
+from hwgen.system.image import (CHANNELS, DESC_BYTES, MAGIC, Descriptor, build_image, gather_runs, interpret,
                                 stream_word_bits)
 from hwgen.system.layout import bytes_to_words
 from tests.test_network_program import random_accelerator, random_network
@@ -40,20 +40,21 @@ def test_descriptor_encoding():
 
 @pytest.mark.parametrize("seed", [2, 10, 12, 13, 14, 15])
 def test_gathers_rebuild_the_host_packing(seed):
-    """Reading the consumer's runs of narrowed output beats gives the words `Program.streams` would send."""
+    """The command processor's golden model (`interpret`) feeds every stream the words `Program.streams` would
+    send; in particular, reading the consumer's runs of narrowed output beats gives the host's packing."""
     spec, program, inputs = compiled(seed)
     image = build_image(program, inputs)
     words, _, goldens = program.streams(inputs)
-    bits = stream_word_bits(spec)
     memory = bytearray(image.size)
     for addr, raw in image.segments:
         memory[addr:addr + len(raw)] = raw
     for addr, expected, _ in image.outputs:          # what a correct run leaves in DRAM
         memory[addr:addr + len(expected)] = expected
-    acts = []
-    for d in image.descriptors:
-        if d.channel == "acts":
-            acts += bytes_to_words(bytes(memory[d.addr:d.addr + d.bytes]), bits["acts"])
+    fed, writes = interpret(image, spec, memory)
+    for name in ("cfg", "weights", "mv_weights", "params"):
+        assert fed.get(name, []) == words[name], name
+    assert [(a, n) for a, n, _ in writes] == [(a, len(e)) for a, e, _ in image.outputs]
+    acts = fed["acts"]
     # Lanes beyond a layer's channels hold whatever the producer's padding lanes held (its output zero point);
     # their weights are zero. Compare the real lanes: those a tensor of ones packs as 1.
     real = []
@@ -186,3 +187,13 @@ def test_generate_system_option(tmp_path, capsys):
     assert "as a system" in capsys.readouterr().out
     assert main(["generate", "fc_mv", "-o", str(tmp_path)]) == 0      # the plain streams stay available
     assert len(list(tmp_path.glob("*.v"))) == 2
+
+
+def test_golden_command_processor_rejects_a_malformed_program():
+    spec, program, inputs = compiled(15)
+    image = build_image(program, inputs, magic=0x00)
+    memory = bytearray(image.size)
+    for addr, raw in image.segments:
+        memory[addr:addr + len(raw)] = raw
+    with pytest.raises(ValueError, match="descriptor 0 is malformed"):
+        interpret(image, spec, memory)

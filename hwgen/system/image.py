@@ -33,7 +33,8 @@ from ..errors import MappingError
 from .layout import bytes_to_words, word_bytes, words_to_bytes
 
 __all__ = ["CHANNELS", "END", "MAGIC", "DESC_BYTES", "Descriptor", "SystemImage", "build_image", "gather_runs",
-           "stream_word_bits", "read_channels", "check_outputs"]
+           "stream_word_bits", "read_channels", "check_outputs",
+           "interpret"]
 
 CHANNELS = {"cfg": 0, "weights": 1, "mv_weights": 2, "params": 3, "acts": 4, "out": 5}
 END = 15
@@ -285,3 +286,31 @@ def check_outputs(image, read):
             problems.append(f"{name}: {sum(a != b for a, b in zip(got, expected))} of {len(expected)} bytes differ, "
                             f"first at +{first} ({got[first]:#04x}, expected {expected[first]:#04x})")
     return problems
+
+
+def interpret(image, spec, memory):
+    """The golden model of the command processor: run the program of `image` against `memory` (a bytes-like
+    DRAM holding the image, and the outputs a correct run writes) and return the words every read channel
+    delivers to the accelerator, ``{channel: [word, ...]}``, and the ``out`` transfers in order
+    (``[(addr, bytes, narrow), ...]``). Descriptors are decoded from `memory` as the hardware decodes them; a
+    malformed one raises `ValueError` (the hardware's error status)."""
+    bits = stream_word_bits(spec)
+    words = {name: [] for name in read_channels(spec)}
+    writes = []
+    names = {code: name for name, code in CHANNELS.items()}
+    at = image.program_addr
+    for index in range(image.count):
+        raw = bytes(memory[at + DESC_BYTES * index:at + DESC_BYTES * (index + 1)])
+        w0, addr, length, _ = (int.from_bytes(raw[i:i + 4], "little") for i in range(0, 16, 4))
+        code, narrow, magic = w0 & 15, bool(w0 >> 4 & 1), w0 >> 8 & 255
+        if magic != MAGIC or (code not in names and code != END) or (code in names and names[code] not in
+                                                                      (*words, "out")):
+            raise ValueError(f"descriptor {index} is malformed (w0 = {w0:#010x})")
+        if code == END:
+            break
+        name = names[code]
+        if name == "out":
+            writes.append((addr, length, narrow))
+        elif length:
+            words[name] += bytes_to_words(bytes(memory[addr:addr + length]), bits[name])
+    return words, writes
