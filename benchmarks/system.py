@@ -6,6 +6,7 @@ are worth over a no-overlap, everything-through-DRAM baseline.
     python benchmarks/system.py                  # the small networks, RTL at 8, 4, 2, 1 bytes/cycle
     python benchmarks/system.py --model-only     # the model only (seconds)
     python benchmarks/system.py --lenet          # also LeNet-5 (8x8 array + MV engine; slow on Icarus)
+    python benchmarks/system.py --synth          # the 4x4 system on ECP5-85F beside the bare array's baseline
 
 Modes, all on the same hardware:
 
@@ -65,12 +66,33 @@ def images(spec, layers, seed):
     return out
 
 
+def synth(build_dir="build/fpga/ws4x4_system"):
+    """Synthesize, place and route the system around the 4x4 array of the FPGA baseline `ws4x4-ecp5-85f` and
+    print both (the DMA channels, command processor and registers against the bare accelerator)."""
+    from hwgen.fpga.baselines import load_baselines, spec_of
+    from hwgen.fpga.flow import synthesize
+    from hwgen.hw.system import SystemStreams
+    base = load_baselines()["ws4x4-ecp5-85f"]
+    spec = spec_of(base)
+    summary = synthesize(spec, "ecp5-85f", component=SystemStreams(spec), name="ws4x4_system",
+                         build_dir=build_dir, check_memory=False, freq_mhz=base["freq_mhz"])
+    keys = ("lut4", "carry", "ff", "dsp", "bram", "fmax_mhz")
+    print(f"{'':16}" + "".join(f"{k:>10}" for k in keys))
+    print(f"{'bare 4x4':16}" + "".join(f"{base['metrics'][k]:>10}" for k in keys))
+    print(f"{'system 4x4':16}" + "".join(f"{summary.get(k)!s:>10}" for k in keys))
+    print("BENCH " + json.dumps({"benchmark": "system_synth", "bare": base["metrics"],
+                                 "system": {k: summary.get(k) for k in keys}}))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-only", action="store_true")
     parser.add_argument("--lenet", action="store_true")
     parser.add_argument("--build-root", default=None)
+    parser.add_argument("--synth", action="store_true", help="only synthesize the system on ECP5-85F")
     args = parser.parse_args(argv)
+    if args.synth:
+        return synth()
     rows = []
     for name, spec, layers, seed in networks(args.lenet):
         print(f"\n{name}: {len(layers)} layers on {spec.rows}x{spec.cols}"
