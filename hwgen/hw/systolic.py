@@ -18,6 +18,7 @@ from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .library import place
 from .pe import WeightStationaryPE
 
 __all__ = ["SystolicArray", "array_latency"]
@@ -64,15 +65,17 @@ class SystolicArray(wiring.Component):
             m.d.sync += copy.eq(self.en)
             return copy
 
-        pes = [[WeightStationaryPE(act_shape=act_shape, weight_shape=weight_shape, psum_shape=self.psum_shape)
-                for _ in range(cols)] for _ in range(rows)]
-        for i in range(rows):
-            for j in range(cols):
-                m.submodules[f"pe_{i}_{j}"] = pes[i][j]
-                if self.enable_copies:     # an explicit port: the PE's multiplier may be a device cell
-                    m.d.comb += pes[i][j].en.eq(enable(f"pe_{i}_{j}"))
+        # PE (i, j) drives the nets pe_i_j_act, pe_i_j_bank (to its right) and pe_i_j_psum (below). With a
+        # module library (`library`), the PEs are rows * cols instances of one shared PE module.
+        acts = [[Signal(act_shape, name=f"pe_{i}_{j}_act") for j in range(cols)] for i in range(rows)]
+        banks = [[Signal(name=f"pe_{i}_{j}_bank") for j in range(cols)] for i in range(rows)]
+        psums = [[Signal(self.psum_shape, name=f"pe_{i}_{j}_psum") for j in range(cols)] for i in range(rows)]
+        make_pe = lambda: WeightStationaryPE(act_shape=act_shape, weight_shape=weight_shape,  # noqa: E731
+                                             psum_shape=self.psum_shape)
+        pe_key = tuple((shape.width, shape.signed) for shape in (act_shape, weight_shape, self.psum_shape))
 
         # Input skew: row i sees the vector i cycles late (a chain of i registers for act and bank).
+        row_inputs = []
         for i in range(rows):
             act = self.acts[i * abits:(i + 1) * abits].as_signed() if self.act_type.signed \
                 else self.acts[i * abits:(i + 1) * abits]
@@ -84,29 +87,31 @@ class SystolicArray(wiring.Component):
                 with m.If(skew_en):
                     m.d.sync += [act_d.eq(act), bank_d.eq(bank)]
                 act, bank = act_d, bank_d
-            m.d.comb += [pes[i][0].act_in.eq(act), pes[i][0].bank_in.eq(bank)]
-            for j in range(1, cols):
-                m.d.comb += [pes[i][j].act_in.eq(pes[i][j - 1].act_out),
-                             pes[i][j].bank_in.eq(pes[i][j - 1].bank_out)]
+            row_inputs.append((act, bank))
 
         # Weight load: one row per cycle, broadcast along the row.
+        row_selects = []
         for i in range(rows):
             row_selected = Signal(name=f"load_row_{i}")
             m.d.comb += row_selected.eq(self.load_en & (self.load_row == i))
-            for j in range(cols):
-                m.d.comb += [pes[i][j].load_en.eq(row_selected), pes[i][j].load_bank.eq(self.load_bank),
-                             pes[i][j].load_data.eq(self.load_data[j * wbits:(j + 1) * wbits])]
+            row_selects.append(row_selected)
 
-        # Partial sums flow down; row 0 starts from zero.
-        for j in range(cols):
-            m.d.comb += pes[0][j].psum_in.eq(0)
-            for i in range(1, rows):
-                m.d.comb += pes[i][j].psum_in.eq(pes[i - 1][j].psum_out)
+        # Activations (and their bank tag) travel right, partial sums down; row 0 starts from zero.
+        for i in range(rows):
+            for j in range(cols):
+                act_in, bank_in = row_inputs[i] if j == 0 else (acts[i][j - 1], banks[i][j - 1])
+                place(m, f"pe_{i}_{j}", make_pe, kind="pe", key=pe_key, platform=platform,
+                      act_in=act_in, bank_in=bank_in, act_out=acts[i][j], bank_out=banks[i][j],
+                      psum_in=psums[i - 1][j] if i else 0, psum_out=psums[i][j],
+                      load_en=row_selects[i], load_bank=self.load_bank,
+                      load_data=self.load_data[j * wbits:(j + 1) * wbits],
+                      # an explicit port: the PE's multiplier may be a device cell
+                      en=enable(f"pe_{i}_{j}"))
 
         # Output de-skew: column j waits cols-1-j cycles so every column leaves together.
         pbits = self.psum_shape.width
         for j in range(cols):
-            psum = pes[rows - 1][j].psum_out
+            psum = psums[rows - 1][j]
             deskew_en = enable(f"deskew_{j}") if j < cols - 1 else 1
             for stage in range(cols - 1 - j):
                 psum_d = Signal(self.psum_shape, name=f"deskew_{j}_{stage}")
