@@ -17,12 +17,12 @@ port: an ``EnableInserter`` or ``ResetInserter`` above an instance does not ente
 import re
 
 from amaranth.back import rtlil
-from amaranth.hdl import ClockSignal, Const, Instance, ResetSignal, Value
+from amaranth.hdl import ClockSignal, Const, Instance, Module, ResetSignal, Value
 from amaranth.lib import wiring
 
 from . import target
 
-__all__ = ["ModuleLibrary", "place"]
+__all__ = ["ModuleLibrary", "place", "shared_body"]
 
 # A port of the first module of an RTLIL text: `  wire width 8 input 0 signed \act_in`.
 _PORT = re.compile(r"^  wire width (\d+) (input|output) \d+ +(?:signed +)?\\(\S+)$", re.MULTILINE)
@@ -48,6 +48,7 @@ class ModuleLibrary:
         self.prefix, self.emit_src = prefix, emit_src
         self._definitions = {}      # (kind, key) -> _Definition
         self._texts = []
+        self._defining = []         # the components being elaborated as definitions, innermost last
 
     @property
     def module_names(self):
@@ -58,21 +59,33 @@ class ModuleLibrary:
         """The RTLIL of every module defined so far (none of them marked as the top)."""
         return "".join(self._texts)
 
-    def define(self, make, *, kind, key, platform):
+    def define(self, make, *, kind, key, platform, rtlil_text=None, signature=None):
         """The `_Definition` for ``(kind, key)``: on the first request, the component ``make()`` returns is
         elaborated under ``platform`` into the module ``<prefix>.<kind>`` (``<kind>_2``, ... for the same kind
-        with another key)."""
+        with another key).
+
+        ``rtlil_text(name)``, if given, writes that module's RTLIL instead of Amaranth (without source
+        locations only; ``signature`` is then the component's signature): for a block whose Amaranth conversion
+        is slow, with a test that the two texts are the same."""
         definition = self._definitions.get((kind, key))
         if definition is not None:
             return definition
-        component = make()
-        members = _port_members(component)
+        # Written by `rtlil_text`, the module only needs the component's signature, which `instance` got.
+        component = make() if rtlil_text is None or self.emit_src else None
+        members = _port_members(signature if component is None else component.signature)
         taken = set(self.module_names)
         name, serial = f"{self.prefix}.{kind}", 1
         while name in taken:
             serial += 1
             name = f"{self.prefix}.{kind}_{serial}"
-        text = rtlil.convert(component, name=name, platform=platform, emit_src=self.emit_src)
+        if rtlil_text is not None and not self.emit_src:
+            text = rtlil_text(name)
+        else:
+            self._defining.append(component)
+            try:
+                text = rtlil.convert(component, name=name, platform=platform, emit_src=self.emit_src)
+            finally:
+                self._defining.pop()
         header = text[:text.index("\nend\n")]
         ports = {port: (direction, int(width)) for width, direction, port in _PORT.findall(header)}
         self._texts.append(text.replace("attribute \\top 1\n", "", 1))
@@ -82,12 +95,14 @@ class ModuleLibrary:
         definition = self._definitions[(kind, key)] = _Definition(name, ports, members)
         return definition
 
-    def instance(self, make, *, kind, key, platform, domain="sync", **connections):
+    def instance(self, make, *, kind, key, platform, domain="sync", rtlil_text=None, signature=None,
+                 **connections):
         """An ``Instance`` of the shared module of ``make()`` (see `define`), its ports connected to
         ``connections`` (port name -> value). An input left out takes its ``init`` value, an output left out
         is not connected; an integer is a constant of the port's width. The clock and reset ports take
         ``domain``'s."""
-        definition = self.define(make, kind=kind, key=key, platform=platform)
+        definition = self.define(make, kind=kind, key=key, platform=platform, rtlil_text=rtlil_text,
+                                 signature=signature)
         _check_connections(kind, definition.members, connections)
         arguments = {}
         for port, (direction, width) in definition.ports.items():
@@ -109,13 +124,29 @@ class ModuleLibrary:
         return Instance(definition.name, **arguments)
 
 
-def _port_members(component):
+def shared_body(component, platform, *, kind, key, make, rtlil_text=None):
+    """For a component that is placed as an ordinary submodule by code that does not use `place`: call it
+    first in its ``elaborate``. Under a platform with a `ModuleLibrary` it returns the component's body as one
+    instance of the shared module for ``(kind, key)`` (``make()`` builds the component that defines it), its
+    ports wired to the component's own; otherwise, or while that definition is being elaborated, ``None``
+    (elaborate the component itself). ``rtlil_text``: see `ModuleLibrary.define`."""
+    library = target.module_library(platform)
+    if library is None or any(component is defining for defining in library._defining):
+        return None
+    m = Module()
+    connections = {port: getattr(component, port) for port in _port_members(component.signature)}
+    m.submodules.shared = library.instance(make, kind=kind, key=key, platform=platform, rtlil_text=rtlil_text,
+                                           signature=component.signature, **connections)
+    return m
+
+
+def _port_members(signature):
     """``{port name: member}`` of a component's flat signature (the names `amaranth.back.rtlil` gives the
     ports)."""
     members = {}
-    for path, member in component.signature.members.flatten():
+    for path, member in signature.members.flatten():
         if not member.is_port or member.dimensions or len(path) != 1:
-            raise TypeError(f"a shared {type(component).__name__} needs a flat signature of plain ports; "
+            raise TypeError(f"a shared component needs a flat signature of plain ports; "
                             f"{'.'.join(map(str, path))} is not one")
         members[path[0]] = member
     return members
@@ -139,7 +170,7 @@ def place(m, name, make, *, kind, key, platform, **connections):
         m.submodules[name] = library.instance(make, kind=kind, key=key, platform=platform, **connections)
         return
     component = make()
-    members = _port_members(component)
+    members = _port_members(component.signature)
     _check_connections(kind, members, connections)
     m.submodules[name] = component
     for port, value in connections.items():
