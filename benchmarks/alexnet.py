@@ -129,7 +129,7 @@ def main():
                            "systolic_ws_model_cycles": ws_cycles})
 
     rtl = []
-    from sim.runner import run_layers
+    from hwgen.sim.runner import run_layers
     for spec, wanted in ((SPEC, args.rtl), (OS_SPEC, args.rtl_os)):
         for plan in plans(spec) if wanted else ():
             if plan.problem.name not in wanted:

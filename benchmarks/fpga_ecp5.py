@@ -23,10 +23,10 @@ from amaranth.hdl import Module, Signal, signed, unsigned  # noqa: E402
 from amaranth.lib import stream, wiring  # noqa: E402
 from amaranth.lib.wiring import In, Out  # noqa: E402
 
-from fpga.cli import nextpnr_options  # noqa: E402
-from fpga.devices import get_device  # noqa: E402
-from fpga.flow import synthesize  # noqa: E402
-from fpga.tools import Progress  # noqa: E402
+from hwgen.fpga.cli import nextpnr_options  # noqa: E402
+from hwgen.fpga.devices import get_device  # noqa: E402
+from hwgen.fpga.flow import synthesize  # noqa: E402
+from hwgen.fpga.tools import Progress  # noqa: E402
 from hwgen.spec import AcceleratorSpec  # noqa: E402
 
 DEPTHS = {"act": 2048, "weight": 2048, "acc": 256}   # the spec defaults of an 8x8 int8 array
@@ -40,8 +40,8 @@ def array_spec(rows, cols, postops=True):
 
 def largest_square(device, postops=True):
     """The largest n x n array whose elaborated top (PE and post-op multipliers, memories) fits the device."""
-    from fpga.fit import estimate_fit
-    from fpga.flow import default_component, elaborate_fitted
+    from hwgen.fpga.fit import estimate_fit
+    from hwgen.fpga.flow import default_component, elaborate_fitted
     for n in range(math.isqrt(device.dsps), 0, -1):
         spec = array_spec(n, n, postops)
         if estimate_fit(spec, device, check=False).problems:

@@ -13,7 +13,7 @@ import time
 from hwgen import AcceleratorSpec, conv2d, default_mapping, recognize
 from hwgen.perf import predict_plan
 from hwgen.tiling import plan_layer
-from sim.runner import run_layers
+from hwgen.sim.runner import run_layers
 
 
 def main():

@@ -5,7 +5,7 @@ Each file records one design on one device: the spec, the target clock and nextp
 (``pytest -m fpga tests/test_fpga_baselines.py``) resynthesizes each and fails when a resource grows, or Fmax
 falls, by more than its tolerance. Shrinking resources or a faster Fmax pass (and are worth re-recording).
 
-Re-record after an intended change: ``python -m fpga.baselines --update`` (all) or ``--update NAME...``.
+Re-record after an intended change: ``python -m hwgen.fpga.baselines --update`` (all) or ``--update NAME...``.
 """
 
 import argparse
@@ -109,7 +109,7 @@ def record(name, *, directory=BASELINE_DIR, progress=None, build_root="build/fpg
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m fpga.baselines", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m hwgen.fpga.baselines", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--update", nargs="*", metavar="NAME",
                         help="re-record these baselines (all when no name is given)")

@@ -5,7 +5,7 @@
     hwgen synth DESIGN --board ulx3s|icebreaker
 
 The main CLI wires it with ``add_synth_parser(subparsers)`` and dispatches to ``run_synth(args)``; it also works on
-its own: ``python -m fpga.cli synth ...``.
+its own: ``python -m hwgen.fpga.cli synth ...``.
 
 Exit status: 0 done (a missed timing target is reported, not fatal, unless ``--require-timing``); 1 a tool failed;
 2 the design does not fit the device or the arguments are wrong; 3 timing missed with ``--require-timing``.
@@ -187,7 +187,7 @@ def nextpnr_options(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m fpga.cli")
+    parser = argparse.ArgumentParser(prog="python -m hwgen.fpga.cli")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_synth_parser(subparsers)
     args = parser.parse_args(argv)

@@ -39,8 +39,27 @@ def _plan_rows(design):
     return rows
 
 
+def _is_network(design):
+    from .compiler.design import NetworkDesign
+    return isinstance(design, NetworkDesign)
+
+
 def cmd_plan(args):
     design = _design(args.design)
+    if _is_network(design):
+        from .compiler.build import program_document
+        program = design.program
+        timeline = []
+        model = program.predict(timeline=timeline)
+        if args.json:
+            doc = program_document(program, model, timeline)
+            print(json.dumps({"design": design.name, **{k: v for k, v in doc.items() if k != "commands"}},
+                             indent=2))
+            return 0
+        from .compiler.build import Build, BuildConfig, report_text
+        b = Build(BuildConfig(model=None), network=design.network, spec=design.spec, program=program)
+        print(report_text(b))
+        return 0
     rows = _plan_rows(design)
     if args.json:
         print(json.dumps({"design": design.name, "spec": design.spec.to_dict(), "layers": rows}, indent=2))
@@ -56,15 +75,18 @@ def cmd_plan(args):
 
 
 def cmd_sim(args):
-    from sim.runner import run_layers
+    from .sim.runner import run_layers
     design = _design(args.design)
+    if _is_network(design):
+        raise HwgenError(f"{args.design} is a compiled network: run it with `hwgen run {args.design} --inputs X.npy`")
     plans = design.plans()
     if args.layers:
         plans = [design.plan(name) for name in args.layers.split(",")]
     if not args.json:
         print(f"{design.name}: simulating {len(plans)} layers on {args.sim} "
               f"({'random stalls p=' + str(args.stall) if args.stall else 'no stalls'}) ...", flush=True)
-    result = run_layers(design.spec, plans, simulator=args.sim, stall=args.stall, seed=args.seed, tag="cli")
+    result = run_layers(design.spec, plans, simulator=args.sim, stall=args.stall, seed=args.seed, tag="cli",
+                        build_root=args.cache_dir)
     ok = True
     rows = []
     for layer in result.layers:
@@ -105,7 +127,9 @@ def cmd_doctor(args):
 
 
 def build_parser():
+    from . import __version__
     parser = argparse.ArgumentParser(prog="hwgen", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"hwgen {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("generate", help="write the Verilog and the JSON manifest of a design")
@@ -125,14 +149,19 @@ def build_parser():
                    help="probability of a random valid/ready stall per stream and cycle (default 0)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--layers", help="comma-separated layer names (default: all)")
+    p.add_argument("--cache-dir", metavar="DIR",
+                   help="simulator build cache (default: $HWGEN_SIM_BUILD, else ~/.cache/hwgen/sim)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("doctor", help="list the simulation and FPGA tools and how to install missing ones")
     p.set_defaults(func=cmd_doctor)
 
+    from .compiler.cli import add_compile_parsers
+    add_compile_parsers(sub)
+
     try:
-        from fpga.cli import add_synth_parser
+        from .fpga.cli import add_synth_parser
     except ImportError:
         pass
     else:

@@ -1,5 +1,6 @@
 """A design: one accelerator spec and the layers it must run. Everything is checked when it is built."""
 
+import importlib.resources
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,8 @@ class Layer:
         if not isinstance(self.postops, PostOps):
             raise TypeError(f"{self.nest.name}: postops must be a hwgen.PostOps, not {self.postops!r}")
 
-DESIGNS_DIR = Path(__file__).resolve().parent.parent / "designs"
+# The built-in designs: the package hwgen.designs (designs/ in the repository), wherever hwgen is installed.
+DESIGNS_DIR = Path(str(importlib.resources.files("hwgen.designs")))
 
 
 @dataclass(frozen=True)
@@ -86,9 +88,13 @@ class Design:
 
 
 def load_design(name_or_path):
-    """A design by name (``designs/<name>.py``) or by the path of a Python file defining ``design``."""
+    """A design by name (``designs/<name>.py``), by the path of a Python file defining ``design``, or by a folder
+    holding such a ``design.py`` (what ``hwgen compile`` writes). ``design`` is a `Design` or a
+    `hwgen.compiler.design.NetworkDesign`."""
     path = Path(name_or_path)
-    if not path.suffix:
+    if path.is_dir() and (path / "design.py").is_file():
+        path = path / "design.py"
+    elif not path.suffix:
         path = DESIGNS_DIR / f"{name_or_path}.py"
     if not path.is_file():
         available = sorted(p.stem for p in DESIGNS_DIR.glob("*.py") if not p.name.startswith("_"))
@@ -98,6 +104,7 @@ def load_design(name_or_path):
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     design = getattr(module, "design", None)
-    if not isinstance(design, Design):
-        raise HwgenError(f"{path} must define `design = hwgen.Design(...)`")
+    from .compiler.design import NetworkDesign
+    if not isinstance(design, (Design, NetworkDesign)):
+        raise HwgenError(f"{path} must define `design = hwgen.Design(...)` (or a hwgen.compiler NetworkDesign)")
     return design

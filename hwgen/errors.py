@@ -1,7 +1,8 @@
 """Every error hwgen raises on purpose. Each message names what is at fault and how to fix it."""
 
 __all__ = ["HwgenError", "LoopNestError", "NonAffineIndexError", "MappingError",
-           "BufferOverflowError", "AccumulatorOverflowError", "ConfigFieldError", "UnsupportedTypeError"]
+           "BufferOverflowError", "AccumulatorOverflowError", "ConfigFieldError", "UnsupportedTypeError",
+           "UnsupportedModelError"]
 
 
 class HwgenError(Exception):
@@ -39,3 +40,15 @@ class AccumulatorOverflowError(MappingError):
 
 class UnsupportedTypeError(HwgenError, TypeError):
     """An element type the hardware does not implement."""
+
+
+class UnsupportedModelError(HwgenError, ValueError):
+    """A model (ONNX graph, PyTorch module) holds an op, attribute or shape hwgen cannot map exactly.
+
+    ``node`` and ``op_type`` name the culprit (None when the fault is the graph as a whole, e.g. two inputs);
+    the message names them too, and says what is supported.
+    """
+
+    def __init__(self, message, *, node=None, op_type=None):
+        super().__init__(message)
+        self.node, self.op_type = node, op_type

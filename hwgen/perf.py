@@ -8,14 +8,18 @@ regression and the Amaranth-simulator tests assert equality on every no-stall ru
 
 from dataclasses import dataclass, asdict
 
+import numpy as np
+
 from .hw.accumulator import Accumulator
+from .hw.fifo import BlockRAMFIFO
 from .hw.mv import MatrixVectorEngine
 from .hw.os_array import output_latency
 from .hw.postops import PostOpPipeline
 from .hw.slot_queue import SlotQueue
 from .hw.systolic import array_latency
 
-__all__ = ["CycleEstimate", "predict", "predict_commands", "predict_plan", "single_command_cycles"]
+__all__ = ["CycleEstimate", "FeedbackOverflowError", "predict", "predict_commands", "predict_plan",
+           "single_command_cycles"]
 
 # Loader: a command is taken (the cfg handshake) whenever the loader is idle, and checked from the next cycle
 # on until its bank, its parameter bank and the hand-off slot are free; acted on (c) a cycle after that; then
@@ -63,25 +67,126 @@ class CycleEstimate:
         return data
 
 
-def predict_commands(schedules, *, name=None, macs=None):
-    """Cycles of `schedules` (commands issued back to back) from the first cfg handshake to the last output."""
+class FeedbackOverflowError(ValueError):
+    """The on-chip feedback FIFO would fill: the producing command would stall, which the model does not
+    follow. The compiler treats the plan as not chainable (its output goes through `out` instead)."""
+
+
+# On-chip feedback (chaining): a beat accepted by the feedback FIFO in cycle t is its head from t + FEEDBACK_LAG.
+FEEDBACK_LAG = BlockRAMFIFO.WRITE_TO_READ
+# Engines that take turns (an array and the matrix-vector engine beside it): the first cycle an engine counts as
+# drained (nothing of its last command on its way to the output FIFO), after its last issued slot.
+ARRAY_DRAIN = 3                   # + array_latency: the systolic control line, one stage per cycle
+MV_DRAIN = MatrixVectorEngine.LATENCY + 1
+QUEUE_DRAINED = 1                 # the slot queue reports drained the cycle after its last slot issued
+# A host that sends words made from `out` beats offers the first of them this many cycles after the last beat's
+# handshake (what the cocotb testbench's host takes: its sink reports the beat, it queues the words, the source
+# drives them).
+HOST_TURNAROUND = 3
+
+
+def _to_chain(spec):
+    return BUFFER_READ + array_latency(rows=spec.rows, cols=spec.cols) + Accumulator.LATENCY + OUTPUT_FIFO
+
+
+def _emitted_pixels(s):
+    """(m-fold, pixel) of the pixel whose beat carries each emitted output beat, in emission order: every pixel,
+    or with pooling the bottom-right pixel of every kept 2x2 window."""
+    p = s.problem
+    if s.postops.pool == "none":
+        pixels = np.arange(s.pixels)
+    else:
+        e_out, f_out = s.out_size
+        e, f = np.divmod(np.arange(e_out * f_out), f_out)
+        pixels = (2 * e + 1) * p.F + 2 * f + 1
+    mf = np.repeat(np.arange(s.m_folds), len(pixels))
+    return mf, np.tile(pixels, s.m_folds)
+
+
+def _chain_times(s, first_slot):
+    """The cycle each emitted beat enters the post-op chain (or, without it, leaves the output FIFO), in
+    emission order, for a command whose first slot issues at `first_slot`."""
+    spec = s.spec
+    mf, pixel = _emitted_pixels(s)
+    if s.dataflow == "matrix_vector":
+        # Slots for mf: for n: for kg; a sum reaches the output FIFO LATENCY cycles after its last slot.
+        last_slot = first_slot + (mf * s.pixels + pixel) * s.c_groups + s.c_groups - 1
+        return last_slot + MatrixVectorEngine.LATENCY + OUTPUT_FIFO
+    if s.dataflow == "output_stationary":
+        # Pixel p of m-fold mf is row p % rows of tile p // rows: its beat enters the output FIFO 1 + latency +
+        # row cycles after the tile's last slot.
+        tile, row = np.divmod(pixel, spec.rows)
+        to_fifo = BUFFER_READ + output_latency(cols=spec.cols) + OUTPUT_FIFO
+        return first_slot + (mf * s.pixel_tiles + tile + 1) * s.fold_period - 1 + row + to_fifo
+    # Weight-stationary: a pixel's sum is final in the last k-fold of its m-fold.
+    last_fold = first_slot + ((mf + 1) * s.k_folds - 1) * s.fold_period
+    return last_fold + pixel + _to_chain(spec)
+
+
+def _loaded_at(decide, arrivals):
+    """Cycles the loader writes each word, from `decide` on at one word per cycle, none before it arrives."""
+    index = np.arange(len(arrivals))
+    earliest = np.maximum.accumulate(np.asarray(arrivals) - index) if len(arrivals) else arrivals
+    return np.maximum(decide + 1 + index, earliest + index)
+
+
+def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_after=None):
+    """Cycles of `schedules` (commands issued back to back) from the first cfg handshake to the last beat on
+    ``out``.
+
+    Commands may run on either engine of an accelerator that has two (`LayerSchedule.engine`), and may send
+    their output to the on-chip feedback and load their activations from it (`out_dest`, `act_source`): a
+    feedback load writes its words as they arrive. ``acts_after[i]``, when given and not 0, says that command
+    ``i``'s activations come from the host only after it has received that many ``out`` beats (a layer whose
+    input is the output of an earlier one that did not stay on chip); they are then offered one per cycle from
+    `HOST_TURNAROUND` cycles after the last of those beats. `timeline`, a list, receives one dict per command with the
+    cycles of its accept, decide, hand-off, take, first and last slot, and last output (relative to the first
+    accept) - what `hwgen plan` and the network report print."""
     schedules = list(schedules)
     if not schedules:
         raise ValueError("no commands")
     spec = schedules[0].spec
-    to_chain = BUFFER_READ + array_latency(rows=spec.rows, cols=spec.cols) + Accumulator.LATENCY + OUTPUT_FIFO
+    to_chain = _to_chain(spec)
     accept = -1               # cfg handshake of the previous command
     loader_free = 0           # first cycle the loader is idle again
     handoff_clear = 0         # first cycle the hand-off register is empty
     compute_idle = 0          # first cycle the compute engine is idle
     bank_free = [0, 0]        # first cycle each activation bank may be loaded
     param_free = [0, 0]       # first cycle each post-op parameter bank may be loaded
+    drained = {"array": 0, "mv": 0}   # first cycle each engine has nothing in flight
+    both = len(spec.engines) > 1
+    out_times = []            # cycle of every beat on `out`, in order
+    fed = []                  # cycle each beat sent to the feedback leaves the post-op chain, in order
+    taken = []                # cycle the loader takes each of them
     last_out = None
+    events = []
     for index, s in enumerate(schedules):
         accept = max(accept + 1, loader_free)
         decide = DECIDE + max(accept + TAKE_TO_DECIDE, handoff_clear, bank_free[s.act_bank] if s.load_acts else 0,
                               param_free[s.param_bank] if s.param_words else 0)
-        if s.load_acts or s.param_words:
+        if s.load_acts and s.act_source == "feedback":
+            first = len(taken)
+            if first + s.act_words > len(fed):
+                raise ValueError(f"{s.problem.name}: loads {s.act_words} words from the feedback but earlier "
+                                 f"commands sent only {len(fed) - first} more")
+            writes = _loaded_at(decide, np.asarray(fed[first:first + s.act_words]) + FEEDBACK_LAG)
+            taken.extend(int(w) for w in writes)
+            start_written = int(writes[s.start_words - 1]) if s.start_words else decide
+            handoff = max(start_written, decide + s.param_words) + LOAD_HANDOFF
+            loader_free = max(int(writes[-1]) if len(writes) else decide, decide + s.param_words) + LOAD_HANDOFF
+        elif s.load_acts and acts_after and acts_after[index]:
+            # The host sends these words once it has the `out` beats they are made from: one per cycle from
+            # the cycle after the last of them.
+            need = acts_after[index]
+            if need > len(out_times):
+                raise ValueError(f"{s.problem.name}: its activations wait for {need} output beats, but only "
+                                 f"{len(out_times)} leave before it")
+            gate = out_times[need - 1] + HOST_TURNAROUND
+            written = lambda i: max(decide + 1 + i, gate + i)      # noqa: E731
+            start_written = written(s.start_words - 1) if s.start_words else decide
+            handoff = max(start_written, decide + s.param_words) + LOAD_HANDOFF
+            loader_free = max(written(s.act_words - 1), decide + s.param_words) + LOAD_HANDOFF
+        elif s.load_acts or s.param_words:
             # Activations and parameters load side by side; the command is handed on once its parameters and
             # its first start_words activations are in, and the loader is free when all are.
             handoff = decide + max(s.start_words, s.param_words) + LOAD_HANDOFF
@@ -89,49 +194,91 @@ def predict_commands(schedules, *, name=None, macs=None):
         else:
             handoff = decide + NO_LOAD_HANDOFF
             loader_free = decide + 1
+        engine = "mv" if s.dataflow == "matrix_vector" else "array"
         take = max(handoff, compute_idle)
+        if both:   # the engines take turns: the other one must have drained
+            take = max(take, drained["array" if engine == "mv" else "mv"])
         handoff_clear = take + 1
-        if spec.dataflow == "matrix_vector":
-            # No pre-slot: one weight word per cycle from the cycle after START; a sum reaches the output
-            # FIFO LATENCY cycles after its last slot.
+        if s.dataflow == "matrix_vector":
+            # No pre-slot: one weight word per cycle from the cycle after START.
             first_slot = take + TAKE_TO_FIRST_SLOT - 1
             last_slot = first_slot + s.mv_slots - 1
-            last_beat_in_chain = last_kept_in_chain = last_slot + MatrixVectorEngine.LATENCY + OUTPUT_FIFO
-        elif spec.dataflow == "output_stationary":
-            # No pre-slot; tile after tile, `fold_period` slots each, the reduction in the last K. Pixel p of
-            # m-fold mf is row p % rows of tile p // rows: its beat enters the output FIFO 1 + latency + row
-            # cycles after the tile's last slot.
+            drained["mv"] = last_slot + MV_DRAIN
+        elif s.dataflow == "output_stationary":
+            # No pre-slot; tile after tile, `fold_period` slots each, the reduction in the last K.
             first_slot = take + TAKE_TO_FIRST_SLOT - 1
             last_slot = first_slot + s.os_slots - 1
-            to_fifo = BUFFER_READ + output_latency(cols=spec.cols) + OUTPUT_FIFO
-
-            def in_chain(pixel, mf=s.m_folds - 1):
-                tile, row = divmod(pixel, spec.rows)
-                return first_slot + (mf * s.pixel_tiles + tile + 1) * s.fold_period - 1 + row + to_fifo
-            last_beat_in_chain = in_chain(s.pixels - 1)
-            last_kept_in_chain = in_chain(s.last_emit_pixel)
         else:
             first_slot = take + TAKE_TO_FIRST_SLOT + QUEUED_SLOT
             last_slot = first_slot + s.folds * s.fold_period - 1          # bubbles of the last fold included
-            last_fold = first_slot + (s.folds - 1) * s.fold_period
-            last_beat_in_chain = last_fold + s.pixels - 1 + to_chain
-            # With pooling, the last output comes from the last kept window's corner.
-            last_kept_in_chain = last_fold + s.last_emit_pixel + to_chain
+            # Drained once the last real slot has left the control line and the queue has issued the
+            # bubbles after it.
+            last_valid = first_slot + (s.folds - 1) * s.fold_period + s.pixels - 1
+            drained["array"] = max(last_valid + array_latency(rows=spec.rows, cols=spec.cols) + ARRAY_DRAIN,
+                                   last_slot + QUEUE_DRAINED)
         compute_idle = last_slot + DONE_TO_IDLE
         if s.release:
             bank_free[s.act_bank] = last_slot + DONE_TO_IDLE
+        out_time = None
         if s.acc_emit:
+            chain = _chain_times(s, first_slot)
+            if s.dataflow == "matrix_vector" or s.postops.pool == "none":
+                last_beat_in_chain = int(chain[-1])
+            else:   # the last pixel computed, not the last one kept
+                last_beat_in_chain = int(_chain_times_last_pixel(s, first_slot))
             # The chain frees the parameter bank when the command's last beat enters it.
             if s.param_words:
                 param_free[s.param_bank] = last_beat_in_chain + 1
-            last_out = last_kept_in_chain + postops_latency(spec)
+            leave = chain + postops_latency(spec)
+            if s.out_dest == "feedback":
+                fed.extend(int(t) for t in leave)
+            else:
+                last_out = int(leave[-1])
+                out_times.extend(int(t) for t in leave)
+            out_time = int(leave[-1])
         if index == 0:   # not `s is schedules[0]`: a command may run twice
             first_accept = accept
+        events.append(dict(command=index, layer=s.problem.name, engine=s.dataflow, accept=accept, decide=decide,
+                           handoff=handoff, take=take, first_slot=first_slot, last_slot=last_slot,
+                           last_beat=out_time))
     if last_out is None:
-        raise ValueError("no command emits outputs")
+        raise ValueError("no command emits outputs to `out`")
+    _check_feedback_room(spec, fed, taken)
+    if timeline is not None:
+        timeline.extend({k: (v - first_accept if isinstance(v, int) and k not in ("command",) else v)
+                         for k, v in event.items()} for event in events)
     return CycleEstimate(layer=name or schedules[0].problem.name, cycles=last_out - first_accept,
                          commands=len(schedules), macs=macs if macs is not None else
                          sum(s.macs for s in schedules), pes=spec.pes)
+
+
+def _chain_times_last_pixel(s, first_slot):
+    """Chain entry of the command's last computed pixel (pooling may drop it from the output)."""
+    spec = s.spec
+    pixel, mf = s.pixels - 1, s.m_folds - 1
+    if s.dataflow == "output_stationary":
+        tile, row = divmod(pixel, spec.rows)
+        to_fifo = BUFFER_READ + output_latency(cols=spec.cols) + OUTPUT_FIFO
+        return first_slot + (mf * s.pixel_tiles + tile + 1) * s.fold_period - 1 + row + to_fifo
+    return first_slot + (s.folds - 1) * s.fold_period + pixel + _to_chain(spec)
+
+
+def _check_feedback_room(spec, fed, taken):
+    """Raise `FeedbackOverflowError` if the feedback FIFO would ever hold more beats than its depth (then it
+    would refuse one and stall the chain, which the model does not follow)."""
+    if not fed:
+        return
+    if len(taken) != len(fed):
+        raise ValueError(f"the commands send {len(fed)} beats to the on-chip feedback but load {len(taken)}")
+    fed, taken = np.asarray(fed), np.asarray(taken)      # both in order: beat i is taken after it is sent
+    # After the handshake of beat i, beats 0..i are in and those taken by then are out.
+    held = np.arange(1, len(fed) + 1) - np.searchsorted(taken, fed, side="right")
+    worst = int(held.max())
+    if worst > spec.feedback_depth:
+        raise FeedbackOverflowError(
+            f"the on-chip feedback would hold {worst} beats at once, more than its feedback_depth="
+            f"{spec.feedback_depth}: the command that loads them starts too late; build the accelerator with "
+            f"feedback_depth >= {worst}, or send this output through `out`")
 
 
 def predict(schedule):

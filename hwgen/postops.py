@@ -406,15 +406,24 @@ def config_layout(spec, *, dims_bits=None):
         "bias": unsigned(1), "requant": unsigned(1), "relu": unsigned(1), "pool": unsigned(2),
         "out_bits": unsigned(spec.acc_type.bits.bit_length()), "out_signed": unsigned(1),
         "out_h": unsigned(bits), "out_w": unsigned(bits), "m_folds": unsigned(bits),
+        "zero_point": unsigned(ZERO_POINT_BITS),    # two's complement
+        "dest": unsigned(1),                        # where the beats go: `o_dest` (0: out, 1: on-chip feedback)
     })
 
 
-def config_values(postops, acc_type, *, out_h, out_w, m_folds):
+ZERO_POINT_BITS = 16
+
+
+def config_values(postops, acc_type, *, out_h, out_w, m_folds, dest=0):
     """The `config_layout` field values of one layer (pre-pooling ``out_h``, ``out_w``)."""
     out = postops.output_type(acc_type)
+    if not -(1 << (ZERO_POINT_BITS - 1)) <= postops.zero_point < 1 << (ZERO_POINT_BITS - 1):
+        raise MappingError(f"PostOps.zero_point={postops.zero_point} is beyond the {ZERO_POINT_BITS}-bit zero "
+                           f"point of the post-op chain")
     return {"bias": int(postops.bias), "requant": int(postops.requant), "relu": int(postops.relu),
             "pool": POOL_CODES[postops.pool], "out_bits": out.bits, "out_signed": int(out.signed),
-            "out_h": out_h, "out_w": out_w, "m_folds": m_folds}
+            "out_h": out_h, "out_w": out_w, "m_folds": m_folds,
+            "zero_point": postops.zero_point & ((1 << ZERO_POINT_BITS) - 1), "dest": dest}
 
 
 def pack_config(spec, values, *, dims_bits=None):
@@ -442,9 +451,6 @@ def check_layer(postops, *, out_h, out_w, m_folds, max_out_w, max_m_folds, layer
 
 def check_supported(spec, postops, layer="layer"):
     """Raise `MappingError` if ``postops`` asks for a chain that ``spec`` was built without."""
-    if postops.zero_point:
-        raise MappingError(f"{layer}: an output zero point ({postops.zero_point}) is not implemented by the "
-                           f"post-op hardware yet; quantize the layer's output symmetrically (zero point 0)")
     if not spec.postops and not postops.is_identity:
         asked = [name for name in ("bias", "requant", "relu") if getattr(postops, name)]
         asked += [f"pool={postops.pool!r}"] if postops.pool != "none" else []

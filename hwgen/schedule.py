@@ -24,7 +24,7 @@ from math import ceil
 import numpy as np
 
 from .errors import AccumulatorOverflowError, BufferOverflowError, ConfigFieldError, MappingError
-from .hw.config import CONFIG_FIELDS, COUNT_FIELDS, field_bits, pack_config
+from .hw.config import CONFIG_FIELDS, COUNT_FIELDS, ZERO_POINT_BITS, field_bits, pack_config
 from .hw.slot_queue import SlotQueue
 from .postops import PostOps, check_layer, check_supported
 from .postops import config_values as postops_config_values
@@ -79,17 +79,30 @@ class LayerSchedule:
     keep_partials: bool = False   # accumulators of every m-fold stay live (the reduction continues in a later tile)
     postops: PostOps = PostOps()  # the chain on this command's output (used when it emits)
     param_bank: int = 0
+    engine: str = None            # the engine's dataflow: one of spec.engines (default: the spec's dataflow)
+    # Where its activations load from: "stream" (`acts`), "feedback" (on chip), or "host" (`acts`, made by the
+    # host from earlier `out` beats: they arrive late, so the command starts only when all are in).
+    act_source: str = "stream"
+    out_dest: str = "out"         # where its output goes: "out" or "feedback" (activation words, on chip)
+    pad_value: int = 0            # what a padded read gives (the input's zero point), weight-stationary only
 
     def __post_init__(self):
         spec, p = self.spec, self.problem
         if not isinstance(self.postops, PostOps):
             raise TypeError(f"{p.name}: postops must be a hwgen.postops.PostOps, not {self.postops!r}")
+        if self.engine is None:
+            object.__setattr__(self, "engine", spec.dataflow)
+        if self.engine not in spec.engines:
+            raise MappingError(f"{p.name}: accelerator {spec.name!r} has no {self.engine} engine (it has "
+                               f"{', '.join(spec.engines)}); build it with mv_engine=True for the matrix-vector "
+                               f"engine beside the array")
         self.postops.output_type(spec.acc_type)
         check_supported(spec, self.postops, p.name)
+        self._check_chaining()
         if self.acc_emit:
             check_layer(self.postops, out_h=p.E, out_w=p.F, m_folds=self.m_folds, max_out_w=spec.max_pool_width,
                         max_m_folds=spec.max_param_folds, layer=p.name)
-        if spec.dataflow == "matrix_vector":
+        if self.dataflow == "matrix_vector":
             if not (p.R == p.S == p.H == p.E == 1):
                 raise MappingError(
                     f"{p.name}: the matrix-vector engine runs fully connected layers (a matrix times vectors); a "
@@ -97,7 +110,7 @@ class LayerSchedule:
                     f"weight_stationary accelerator")
             if self.keep_partials or not (self.acc_init and self.acc_emit):
                 raise MappingError(f"{p.name}: the matrix-vector engine reduces over all of K in one command")
-        if spec.dataflow == "output_stationary":
+        if self.dataflow == "output_stationary":
             if not (p.R == p.S == p.stride_h == p.stride_w == 1 and p.pad_h == p.pad_w == 0):
                 raise MappingError(
                     f"{p.name}: the output-stationary array takes host-unrolled (im2col) activations, so a command "
@@ -124,7 +137,7 @@ class LayerSchedule:
             ("accumulator", "acc_buffer_bytes", self.acc_words, spec.acc_depth, spec.acc_word_bits, 1,
              f"E*F = {p.E}*{p.F} output pixels" + (f" x {self.m_folds} m-folds" if self.keep_partials else "")),
         )
-        if spec.dataflow == "output_stationary":   # no accumulator buffer: the outputs live in the PEs
+        if self.dataflow == "output_stationary":   # no accumulator buffer: the outputs live in the PEs
             checks = ((checks[0][:6] + (f"K={p.C} reduction words for each of {self.pixel_tiles} tiles of "
                                         f"{spec.rows} pixels, in one of its two banks",)),)
         for buffer, knob, words, depth, word_bits, banks, why in checks:
@@ -147,6 +160,40 @@ class LayerSchedule:
                     f"hwgen.tiling.plan_layer, which splits it into commands whose counts fit, or set "
                     f"weight_buffer_bytes >= {need} to widen the fields", field=name, value=value)
 
+    def _check_chaining(self):
+        spec, p = self.spec, self.problem
+        if self.act_source not in ("stream", "feedback", "host") or self.out_dest not in ("out", "feedback"):
+            raise MappingError(f"{p.name}: act_source must be 'stream', 'feedback' or 'host' and out_dest 'out' "
+                               f"or 'feedback', not {self.act_source!r} / {self.out_dest!r}")
+        chained = self.act_source == "feedback" or self.out_dest == "feedback"
+        if chained and not spec.chaining:
+            raise MappingError(f"{p.name}: an on-chip feedback path (act_source/out_dest='feedback') needs an "
+                               f"accelerator built with chaining=True")
+        if self.act_source == "feedback" and not self.load_acts:
+            raise MappingError(f"{p.name}: act_source='feedback' loads activations; set load_acts=True")
+        if self.out_dest == "feedback":
+            out = self.postops.output_type(spec.acc_type)
+            if not self.acc_emit:
+                raise MappingError(f"{p.name}: out_dest='feedback' sends the command's outputs on; it must emit "
+                                   f"(acc_emit=True)")
+            if out != spec.act_type:
+                raise MappingError(
+                    f"{p.name}: its output feeds the next layer's activations on chip, so it must be requantized "
+                    f"to the activation type {spec.act_type}, not {out}; use PostOps(requant=True, "
+                    f"out_type={spec.act_type.name!r})")
+        if not isinstance(self.pad_value, int) or not spec.act_type.min <= self.pad_value <= spec.act_type.max:
+            raise MappingError(f"{p.name}: pad_value={self.pad_value!r} must be an integer in {spec.act_type} "
+                               f"({spec.act_type.min}..{spec.act_type.max}): the padded activation")
+
+    @property
+    def dataflow(self):
+        """The dataflow of the engine this command runs on."""
+        return self.engine
+
+    @property
+    def weight_word_bits(self):
+        return self.spec.engine_weight_word_bits(self.engine)
+
     # Fold structure ---------------------------------------------------------------------------------------
 
     @property
@@ -164,7 +211,7 @@ class LayerSchedule:
     @property
     def folds(self):
         """Passes over the array: (m-fold, k-fold) pairs; output-stationary: (m-fold, pixel tile) pairs."""
-        if self.spec.dataflow == "output_stationary":
+        if self.dataflow == "output_stationary":
             return self.m_folds * self.pixel_tiles
         return self.m_folds * self.k_folds
 
@@ -174,7 +221,7 @@ class LayerSchedule:
 
     @property
     def fold_period(self):
-        if self.spec.dataflow == "output_stationary":
+        if self.dataflow == "output_stationary":
             # Slots per pixel tile: bubbles up to `rows`, then the K reduction slots (see hw.os_sequencer).
             return max(self.reduction, self.spec.rows)
         return fold_period(pixels=self.pixels, rows=self.spec.rows, cols=self.spec.cols)
@@ -196,7 +243,7 @@ class LayerSchedule:
 
     @property
     def act_words(self):
-        if self.spec.dataflow == "output_stationary":
+        if self.dataflow == "output_stationary":
             return self.pixel_tiles * self.reduction
         return self.c_groups * self.problem.H * self.problem.W
 
@@ -207,9 +254,9 @@ class LayerSchedule:
 
     @property
     def weight_words(self):
-        if self.spec.dataflow == "matrix_vector":
+        if self.dataflow == "matrix_vector":
             return self.mv_slots
-        if self.spec.dataflow == "output_stationary":
+        if self.dataflow == "output_stationary":
             return self.m_folds * self.pixel_tiles * self.reduction
         return self.folds * self.spec.rows
 
@@ -225,17 +272,22 @@ class LayerSchedule:
         earlier cycle."""
         if not self.load_acts:
             return 0
+        if self.act_source in ("feedback", "host"):
+            # Words arrive as an earlier command emits them, not one per cycle: start on the last one. (A
+            # command started early would hold the shared pipeline in the read-after-write interlock, and with
+            # it the earlier command's last results - the very ones its input is made from.)
+            return self.act_words
         p = self.problem
         lead = (3 + SlotQueue.PUSH_TO_ISSUE - (SlotQueue.CHECK_LAG - 1)
-                if self.spec.dataflow == "weight_stationary" else 2)
-        if self.spec.dataflow == "output_stationary":
+                if self.dataflow == "weight_stationary" else 2)
+        if self.dataflow == "output_stationary":
             # The first m-fold reads word tile*K + k at slot tile*period + (period - K) + k: never ahead of
             # the load.
             tile, k = np.meshgrid(np.arange(self.pixel_tiles), np.arange(self.reduction), indexing="ij")
             lead_bubbles = self.fold_period - self.reduction
             addr, tau = (tile * self.reduction + k).ravel(), (tile * self.fold_period + lead_bubbles + k).ravel()
             return int(max(0, (addr - tau - lead).max()))
-        if self.spec.dataflow == "matrix_vector":
+        if self.dataflow == "matrix_vector":
             # Slots (n, kg) of the first m-fold read word kg*N + n; later m-folds re-read them.
             n, kg = np.meshgrid(np.arange(self.pixels), np.arange(self.c_groups), indexing="ij")
             addr = (kg * p.W + n).ravel()
@@ -256,7 +308,7 @@ class LayerSchedule:
 
     @property
     def acc_words(self):
-        if self.spec.dataflow == "output_stationary":
+        if self.dataflow == "output_stationary":
             return 0
         return self.pixels * (self.m_folds if self.keep_partials else 1)
 
@@ -303,11 +355,15 @@ class LayerSchedule:
             acc_emit=int(self.acc_emit), param_words=self.param_words,
             emit_words=self.m_folds * self.pixels if self.acc_emit else 0, param_bank=self.param_bank,
             **(dict(reduction=self.reduction, pixel_tiles=self.pixel_tiles)
-               if self.spec.dataflow == "output_stationary" else dict(reduction=0, pixel_tiles=0)))
+               if self.dataflow == "output_stationary" else dict(reduction=0, pixel_tiles=0)))
         chain = postops_config_values(self.postops, self.spec.acc_type, out_h=p.E, out_w=p.F,
                                       m_folds=self.m_folds)
         values.update(pp_bias=chain["bias"], pp_requant=chain["requant"], pp_relu=chain["relu"],
-                      pp_pool=chain["pool"], pp_out_bits=chain["out_bits"], pp_out_signed=chain["out_signed"])
+                      pp_pool=chain["pool"], pp_out_bits=chain["out_bits"], pp_out_signed=chain["out_signed"],
+                      pp_zero_point=self.postops.zero_point & ((1 << ZERO_POINT_BITS) - 1),
+                      engine=int(self.engine == "matrix_vector" and self.spec.dataflow != "matrix_vector"),
+                      act_source=int(self.act_source == "feedback"), out_dest=int(self.out_dest == "feedback"),
+                      pad_value=self.pad_value & ((1 << self.spec.act_type.bits) - 1))
         assert set(values) == set(CONFIG_FIELDS), set(values) ^ set(CONFIG_FIELDS)
         return values
 
@@ -333,7 +389,7 @@ class LayerSchedule:
         Output-stationary: word ``tile*K + k`` holds input ``k`` of the tile's pixels (lane = pixel, raster
         order, zero beyond the last pixel)."""
         p, rows = self.problem, self.spec.rows
-        if self.spec.dataflow == "output_stationary":
+        if self.dataflow == "output_stationary":
             act = np.zeros((p.C, self.pixel_tiles * rows), dtype=np.int64)
             act[:, :self.pixels] = np.asarray(act_canonical).reshape(p.C, self.pixels)
             lanes = act.reshape(p.C, self.pixel_tiles, rows).transpose(1, 0, 2).reshape(-1, rows)
@@ -351,12 +407,12 @@ class LayerSchedule:
         p, rows, cols = self.problem, self.spec.rows, self.spec.cols
         w = np.zeros((self.m_folds * cols, self.c_groups * rows, p.R, p.S), dtype=np.int64)
         w[:p.M, :p.C] = weight_canonical
-        if self.spec.dataflow == "output_stationary":
+        if self.dataflow == "output_stationary":
             # Slot order (mf, tile, k), lane = output channel: the m-fold's weights again for every tile.
             w = w[:, :p.C, 0, 0].reshape(self.m_folds, cols, p.C).transpose(0, 2, 1)
             w = np.broadcast_to(w[:, None], (self.m_folds, self.pixel_tiles, p.C, cols))
             return self._lanes_to_words(w.reshape(-1, cols), self.spec.weight_type)
-        if self.spec.dataflow == "matrix_vector":
+        if self.dataflow == "matrix_vector":
             w = w[:, :, 0, 0].reshape(self.m_folds, cols, self.c_groups, rows).transpose(0, 2, 1, 3)
             w = np.broadcast_to(w[:, None], (self.m_folds, self.pixels, self.c_groups, cols, rows))
             return self._lanes_to_words(w.reshape(-1, cols * rows), self.spec.weight_type)
@@ -365,11 +421,12 @@ class LayerSchedule:
         return self._lanes_to_words(w.reshape(-1, cols), self.spec.weight_type)
 
     def pack_outputs(self, out_canonical):
-        """Canonical O[M,E',F'] (after the post-ops) -> the output beats the hardware sends (lanes beyond M
-        are zero; every lane is acc_bits wide, the value sign-extended)."""
+        """Canonical O[M,E',F'] (after the post-ops) -> the output beats the hardware sends (every lane is
+        acc_bits wide, the value sign-extended). Lanes beyond M carry the post-ops of a zero sum with zero
+        parameters: the output zero point (0 unless the layer has one)."""
         p, cols = self.problem, self.spec.cols
         e_out, f_out = self.out_size
-        out = np.zeros((self.m_folds * cols, e_out, f_out), dtype=np.int64)
+        out = np.full((self.m_folds * cols, e_out, f_out), self.postops.zero_point, dtype=np.int64)
         out[:p.M] = out_canonical
         lanes = out.reshape(self.m_folds, cols, e_out * f_out).transpose(0, 2, 1).reshape(-1, cols)
         return self._lanes_to_words(lanes, self.spec.acc_type)

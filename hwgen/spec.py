@@ -53,6 +53,15 @@ class AcceleratorSpec:
 
     ``postops=False`` builds no post-op chain (no parameter memory, no requantization multipliers, no pooling
     line buffer): the int32 accumulators go straight to ``out``, and layers that ask for post-ops are rejected.
+
+    Whole networks (`hwgen.compiler`): ``mv_engine=True`` builds the matrix-vector engine beside a
+    weight-stationary array, in one accelerator (shared loader, activation buffer, post-op chain and output;
+    its weights arrive on a port of their own, ``mv_weights``, into a FIFO of ``mv_weight_buffer_bytes``), so
+    each command runs on the engine that is fastest for it. ``chaining=True`` (square arrays with the post-op
+    chain) adds the on-chip path from the post-op chain's output back into the activation loader: a command
+    may send its (requantized) output there instead of to ``out``, and a later command may load its
+    activations from there instead of from ``acts`` - layer N's output becomes layer N+1's input without
+    leaving the chip.
     """
     rows: int
     cols: int
@@ -67,6 +76,10 @@ class AcceleratorSpec:
     max_pool_width: int = 64      # widest output row the 2x2 pooling line buffer holds
     postops: bool = True          # build the post-op chain (bias, requant, ReLU, pooling); False: raw accumulators
     name: str = "hwgen_accel"
+    mv_engine: bool = False       # also build the matrix-vector engine beside the weight-stationary array
+    mv_weight_buffer_bytes: int = None   # its weight FIFO (default: 32 words of rows x cols weights)
+    chaining: bool = False        # the on-chip path from the post-op output back into the activation loader
+    feedback_depth: int = 512     # words the on-chip feedback FIFO holds (chaining), in block RAM
 
     def __post_init__(self):
         _positive_int(self.rows, "rows", fix="give the array height, e.g. rows=8")
@@ -115,6 +128,36 @@ class AcceleratorSpec:
             raise MappingError(f"max_pool_width must be an integer >= 2, not {self.max_pool_width!r}")
         if self.weight_depth < 2:
             raise MappingError(f"weight_buffer_bytes={self.weight_buffer_bytes} must hold at least 2 weight words")
+        for flag in ("mv_engine", "chaining"):
+            if not isinstance(getattr(self, flag), bool):
+                raise MappingError(f"{flag} must be True or False, not {getattr(self, flag)!r}")
+        if self.mv_engine:
+            if self.dataflow != "weight_stationary":
+                raise MappingError(f"mv_engine=True builds the matrix-vector engine beside a weight-stationary "
+                                   f"array, not beside a {self.dataflow} one; set dataflow='weight_stationary'")
+            if self.mv_weight_buffer_bytes is None:
+                object.__setattr__(self, "mv_weight_buffer_bytes", 32 * self.mv_weight_word_bits // 8)
+            size = _positive_int(self.mv_weight_buffer_bytes, "mv_weight_buffer_bytes",
+                                 fix="give the matrix-vector engine's weight FIFO size in bytes")
+            if (size * 8) % self.mv_weight_word_bits or self.mv_weight_depth < 2:
+                raise MappingError(
+                    f"mv_weight_buffer_bytes={size} must be a whole number, at least 2, of "
+                    f"{self.mv_weight_word_bits}-bit words (rows x cols weights); round it to a multiple of "
+                    f"{buffer_granule_bytes(self.mv_weight_word_bits)} bytes")
+        elif self.mv_weight_buffer_bytes is not None:
+            raise MappingError("mv_weight_buffer_bytes sizes the matrix-vector engine's weight FIFO; set "
+                               "mv_engine=True too, or leave it unset")
+        if self.chaining:
+            if self.rows != self.cols:
+                raise MappingError(
+                    f"chaining=True feeds an output beat ({self.cols} channels) back as an activation word "
+                    f"({self.rows} channels): it needs a square array, not {self.rows}x{self.cols}")
+            if not self.postops:
+                raise MappingError("chaining=True feeds the requantized output of the post-op chain back; build "
+                                   "the chain too (postops=True)")
+            _positive_int(self.feedback_depth, "feedback_depth", fix="give the feedback FIFO's depth in words")
+            if self.feedback_depth < 2:
+                raise MappingError(f"feedback_depth={self.feedback_depth} must be at least 2 words")
 
     # Derived hardware quantities --------------------------------------------------------------------------
 
@@ -146,6 +189,26 @@ class AcceleratorSpec:
         """Weight-stationary: one row of PE weights. Matrix-vector: every lane's ``rows`` weights, one cycle's worth."""
         lanes = self.cols * (self.rows if self.dataflow == "matrix_vector" else 1)
         return lanes * self.weight_type.bits
+
+    @property
+    def mv_weight_word_bits(self):
+        """The matrix-vector engine's weight word: every lane's ``rows`` weights (one cycle's worth)."""
+        return self.rows * self.cols * self.weight_type.bits
+
+    @property
+    def mv_weight_depth(self):
+        return (self.mv_weight_buffer_bytes or 0) * 8 // self.mv_weight_word_bits
+
+    @property
+    def engines(self):
+        """The compute engines this accelerator holds, by the dataflow each runs."""
+        return (self.dataflow, "matrix_vector") if self.mv_engine else (self.dataflow,)
+
+    def engine_weight_word_bits(self, engine):
+        """Width of the weight words a command on ``engine`` streams."""
+        if engine == "matrix_vector":
+            return self.mv_weight_word_bits
+        return self.cols * self.weight_type.bits
 
     @property
     def acc_word_bits(self):
@@ -188,5 +251,5 @@ class AcceleratorSpec:
         for key in ("act_type", "weight_type", "acc_type"):
             data[key] = getattr(self, key).name
         data.update(pes=self.pes, act_depth=self.act_depth, weight_depth=self.weight_depth,
-                    acc_depth=self.acc_depth, psum_bits=self.psum_bits)
+                    acc_depth=self.acc_depth, psum_bits=self.psum_bits, mv_weight_depth=self.mv_weight_depth)
         return data

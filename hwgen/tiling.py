@@ -99,9 +99,16 @@ class LayerPlan:
                 words += pack_params(params.channels_slice(tile.m0, tile.m1), cols=self.spec.cols)
         return words
 
-    def act_stream(self, act_canonical):
+    @property
+    def engine(self):
+        """The dataflow of the engine the plan's commands run on."""
+        return self.tiles[0].schedule.engine
+
+    def act_stream(self, act_canonical, *, pad_value=0):
+        """The words of every activation load, in command order. ``pad_value`` (the input's zero point) is what
+        the host unrolls into the padding when the plan takes host-unrolled windows."""
         if self.im2col:
-            act_canonical = im2col_acts(self.problem, act_canonical)
+            act_canonical = im2col_acts(self.problem, act_canonical, pad_value=pad_value)
         words = []
         for tile in self.tiles:
             if tile.schedule.load_acts:
@@ -188,9 +195,10 @@ def im2col_problem(problem):
                        act=p.act, weight=p.weight, out=p.out)
 
 
-def im2col_acts(problem, act_canonical):
+def im2col_acts(problem, act_canonical, *, pad_value=0):
     p = problem
-    padded = np.pad(np.asarray(act_canonical), ((0, 0), (p.pad_h, p.pad_h), (p.pad_w, p.pad_w)))
+    padded = np.pad(np.asarray(act_canonical), ((0, 0), (p.pad_h, p.pad_h), (p.pad_w, p.pad_w)),
+                    constant_values=pad_value)
     taps = [padded[:, r:r + (p.E - 1) * p.stride_h + 1:p.stride_h, s:s + (p.F - 1) * p.stride_w + 1:p.stride_w]
             for r in range(p.R) for s in range(p.S)]
     return np.concatenate(taps, axis=0)     # [(r, s, c), E, F]
@@ -243,7 +251,7 @@ def _schedule(spec, problem, **flags):
     return LayerSchedule(spec, problem, **flags)
 
 
-def _build(spec, problem, postops, *, cg_tile, e_tile, mf_tile, order):
+def _build(spec, problem, postops, *, cg_tile, e_tile, mf_tile, order, engine=None):
     p, rows, cols = problem, spec.rows, spec.cols
     c_ranges = _ranges(p.C, cg_tile * rows)
     e_ranges = _ranges(_computed_rows(p, postops), e_tile)
@@ -266,7 +274,8 @@ def _build(spec, problem, postops, *, cg_tile, e_tile, mf_tile, order):
         emit = c1 == p.C
         if emit and postops.needs_params:
             param_bank ^= 1
-        schedule = _schedule(spec, sub, act_bank=bank, load_acts=load, release=release, acc_init=c0 == 0,
+        schedule = _schedule(spec, sub, engine=engine, act_bank=bank, load_acts=load, release=release,
+                             acc_init=c0 == 0,
                              acc_emit=emit, keep_partials=keep_partials, postops=postops,
                              param_bank=param_bank if emit and postops.needs_params else 0)
         tiles.append(Tile(schedule, m0, m1, c0, c1, e0, e1, h0, h1))
@@ -276,7 +285,7 @@ def _build(spec, problem, postops, *, cg_tile, e_tile, mf_tile, order):
 
 def _bytes_moved(spec, tiles):
     act_bytes = sum(t.schedule.act_words for t in tiles if t.schedule.load_acts) * spec.act_word_bits // 8
-    weight_bytes = sum(t.schedule.weight_words for t in tiles) * spec.weight_word_bits // 8
+    weight_bytes = sum(t.schedule.weight_words * t.schedule.weight_word_bits for t in tiles) // 8
     out_bytes = sum(t.schedule.out_beats for t in tiles) * spec.acc_word_bits // 8
     return {"activations": act_bytes, "weights": weight_bytes, "outputs": out_bytes,
             "total": act_bytes + weight_bytes + out_bytes}
@@ -297,7 +306,7 @@ def _act_words(spec, problem, cg_tile, e_tile, rows_out=None):
     return cg_tile * tallest * problem.W
 
 
-def plan_layer(spec, problem, postops=PostOps(), *, im2col="auto"):
+def plan_layer(spec, problem, postops=PostOps(), *, im2col="auto", engine=None):
     """The plan whose every command fits the buffers and that moves the fewest bytes.
 
     With few input channels (C < rows) most array rows idle, as the implicit im2col puts only channels on
@@ -314,6 +323,12 @@ def plan_layer(spec, problem, postops=PostOps(), *, im2col="auto"):
         # Checked on the layer as written (tiles and the unrolled form would report a part of it).
         raise MappingError(f"{problem.name}: 2x2 pooling needs an output of at least 2x2, not "
                            f"{problem.E}x{problem.F}; drop the pooling or enlarge the layer")
+    if engine is not None and engine not in spec.engines:
+        raise MappingError(f"{problem.name}: accelerator {spec.name!r} has no {engine} engine (it has "
+                           f"{', '.join(spec.engines)})")
+    if engine == "matrix_vector" and spec.dataflow != "matrix_vector":
+        # The matrix-vector engine beside an array: fully connected layers only, planned as on their own.
+        return _plan_tiles(spec, problem, postops, engine=engine)
     if spec.dataflow == "output_stationary":
         if im2col is False:
             raise MappingError(f"{problem.name}: the output-stationary array always takes host-unrolled (im2col) "
@@ -346,7 +361,7 @@ def plan_layer(spec, problem, postops=PostOps(), *, im2col="auto"):
     return lowered if predict_plan(lowered).cycles < predict_plan(direct).cycles else direct
 
 
-def _plan_tiles(spec, problem, postops):
+def _plan_tiles(spec, problem, postops, engine=None):
     """Candidates: for every input-channel tile size, every band of output rows that fits (bands even when
     pooling; one height per band count, plus the tallest), m-tiles as large as the buffers allow or of one
     m-fold, both loop orders; the fewest bytes moved wins (ties: fewer commands, then the taller band)."""
@@ -369,7 +384,7 @@ def _plan_tiles(spec, problem, postops):
             f"buffer holds {spec.acc_depth}; set acc_buffer_bytes >= {need}")
     candidates, field_errors = [], []
     # The matrix-vector engine reduces over all of K in one command: only whole channel ranges.
-    smallest_cg = c_groups if spec.dataflow == "matrix_vector" else 1
+    smallest_cg = c_groups if (engine or spec.dataflow) == "matrix_vector" else 1
     # Input-channel tile sizes: the whole reduction, then c_groups/k for small k (a finer split only reloads
     # more), down to one group.
     cg_sizes = sorted({ceil(c_groups / k) for k in range(1, 17)} | {1}, reverse=True)
@@ -396,7 +411,7 @@ def _plan_tiles(spec, problem, postops):
                 for order in ORDERS:
                     try:
                         candidates.append(_build(spec, p, postops, cg_tile=cg_tile, e_tile=e_tile,
-                                                 mf_tile=mf_tile, order=order))
+                                                 mf_tile=mf_tile, order=order, engine=engine))
                     except ConfigFieldError as error:   # another count too large: a smaller tile may fit
                         field_errors.append(error)
         if cg_tile == c_groups and e_tiles and e_tiles[0] == rows_out:

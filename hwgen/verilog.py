@@ -2,6 +2,7 @@
 
 import contextlib
 import gc
+import importlib.resources
 import json
 import re
 from pathlib import Path
@@ -18,7 +19,7 @@ from .hw.top import AcceleratorTop
 __all__ = ["generate", "elaborate", "rtlil_to_verilog", "port_map", "write_design", "CELL_MODELS"]
 
 # Simulation models of the device cells that `generate(spec, family=...)` instantiates.
-CELL_MODELS = {"ecp5": Path(__file__).resolve().parent.parent / "sim" / "models" / "ecp5_cells.v"}
+CELL_MODELS = {"ecp5": Path(str(importlib.resources.files("hwgen.sim") / "models" / "ecp5_cells.v"))}
 
 
 def generate(spec, *, family=None):
@@ -75,7 +76,8 @@ def port_map(spec):
     """The top-level ports as the Verilog sees them: name -> (direction, width, meaning)."""
     cfg_bits = config_layout(spec).size
     ports = {"clk": ("input", 1, "clock, rising edge"), "rst": ("input", 1, "synchronous reset, active high"),
-             "busy": ("output", 1, "a layer is loading or computing")}
+             "busy": ("output", 1, "a layer is loading or computing"),
+             "emitted": ("output", 1, "a beat leaves the post-op chain (to out, or on chip to the next layer)")}
     streams = (("cfg", "input", cfg_bits, "layer configuration word (fields: manifest 'config_fields')"),
                ("weights", "input", spec.weight_word_bits, f"{spec.cols} x {spec.weight_type} weights, lane 0 in LSBs"),
                ("acts", "input", spec.act_word_bits, f"{spec.rows} x {spec.act_type} activations, lane 0 in LSBs"),
@@ -83,6 +85,9 @@ def port_map(spec):
                 f"{spec.cols} x (bias int32, multiplier int32, shift uint6) post-op parameters, lane 0 in LSBs"
                 if spec.postops else "unused: built without post-ops (never ready)"),
                ("out", "output", spec.acc_word_bits, f"{spec.cols} x {spec.acc_type} results, lane 0 in LSBs"))
+    if spec.mv_engine:
+        streams += (("mv_weights", "input", spec.mv_weight_word_bits,
+                     f"matrix-vector engine: {spec.cols} lanes x {spec.rows} x {spec.weight_type} weights, lane-major"),)
     for name, direction, width, meaning in streams:
         back = "output" if direction == "input" else "input"
         ports[f"{name}__payload"] = (direction, width, meaning)

@@ -11,7 +11,7 @@ from hwgen.reference import conv2d as reference_conv2d
 from hwgen.spec import AcceleratorSpec
 from hwgen.tiling import plan_layer
 
-__all__ = ["SimJob", "LayerData", "make_layer_data"]
+__all__ = ["SimJob", "NetworkJob", "LayerData", "make_layer_data"]
 
 _CANONICAL = ("name", "kind", "C", "H", "W", "M", "E", "F", "R", "S", "stride_h", "stride_w", "pad_h", "pad_w")
 _POSTOPS = ("bias", "requant", "relu", "pool", "zero_point")
@@ -80,3 +80,27 @@ def make_layer_data(plan, seed):
     return LayerData(config_words=plan.config_words(), weight_words=plan.weight_stream(weights),
                      act_words=plan.act_stream(acts), param_words=plan.params_stream(params),
                      expected_beats=plan.pack_outputs(expected))
+
+
+@dataclass
+class NetworkJob:
+    """A whole program for `sim.tb_network`: every stream's words (hex), the beats `out` must carry (hex), the
+    model's cycles, and how many beats each layer sends out of the post-op chain (to time it)."""
+    words: dict
+    expected: list
+    model_cycles: int
+    layer_beats: list
+    lane_bits: int
+    lanes: int
+    acts_gates: list = field(default_factory=list)   # (first acts word, out beats needed) of host-fed layers
+    seed: int = 1
+    stall: float = 0.0
+    results_path: str = ""
+    max_cycles_factor: int = 20
+
+    def dumps(self):
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def loads(cls, text):
+        return cls(**json.loads(text))

@@ -1,5 +1,5 @@
 """Drive `AcceleratorTop` in Amaranth's own simulator: fast, no HDL toolchain, for unit tests of the cycle
-model and of the tiling. The cocotb testbench (`sim/tb_accelerator.py`) is the one that proves the Verilog.
+model and of the tiling. The cocotb testbench (`hwgen.sim.tb_accelerator`) is the one that proves the Verilog.
 
 Streams are fed from Python lists, one beat per cycle when not stalled; cycles are counted from the first
 ``cfg`` handshake to the last ``out`` handshake (the cycle model's definition). The tests drive the top through
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from amaranth.sim import Simulator
 
 from hwgen.hw.top import AcceleratorTop
+from hwgen.perf import HOST_TURNAROUND
 
 __all__ = ["StreamRun", "run_streams"]
 
@@ -29,34 +30,45 @@ class StreamRun:
         return self.out_beats
 
 
-STREAMS = ("cfg", "weights", "acts", "params")
+STREAMS = ("cfg", "weights", "acts", "params", "mv_weights")
 
 
-def run_streams(spec, *, cfg, weights=(), acts=(), params=(), expect_beats, stall=0.0, sink_stall=None, seed=0,
-                tail=40, max_cycles=2_000_000, dut=None):
+def run_streams(spec, *, cfg, weights=(), acts=(), params=(), mv_weights=(), expect_beats, stall=0.0,
+                sink_stall=None, seed=0, tail=40, max_cycles=2_000_000, dut=None, acts_gates=()):
     """Feed the input streams from lists, collect `expect_beats` output beats, then check what a run must leave
     behind: for ``tail`` cycles no further output beat, every input word consumed, the accelerator idle with
     ``cfg`` ready.
 
     ``stall``: per-cycle probability that a source withholds its next word; ``sink_stall`` (default ``stall``):
-    probability that ``out`` is not ready. Each stream draws independently."""
+    probability that ``out`` is not ready. Each stream draws independently.
+
+    ``acts_gates``: ``(word, beats)`` pairs - a host that makes ``acts`` words from ``out`` beats: word ``word``
+    and the later ones are offered only `hwgen.perf.HOST_TURNAROUND` cycles after the ``beats``-th output beat
+    was taken (as the cocotb testbench's host does)."""
     dut = dut if dut is not None else AcceleratorTop(spec)
     rng = random.Random(seed)
     sink_stall = stall if sink_stall is None else sink_stall
-    queues = {"cfg": list(cfg), "weights": list(weights), "acts": list(acts), "params": list(params)}
+    queues = {"cfg": list(cfg), "weights": list(weights), "acts": list(acts), "params": list(params),
+              "mv_weights": list(mv_weights)}
+    streams = [name for name in STREAMS if hasattr(dut, name)]     # mv_weights only with an MV engine beside
+    if queues["mv_weights"] and "mv_weights" not in streams:
+        raise ValueError(f"{spec.name} has no mv_weights port (build it with mv_engine=True)")
     sent = dict.fromkeys(STREAMS, 0)
     run = StreamRun(out_beats=[], cycles=0, cfg_cycles=[], out_cycles=[], sent=sent)
 
     async def testbench(ctx):
-        ports = [getattr(dut, name) for name in STREAMS]
+        ports = [getattr(dut, name) for name in streams]
         cycle = 0
         while len(run.out_beats) < expect_beats:
             if cycle >= max_cycles:
                 raise RuntimeError(f"no progress: {len(run.out_beats)} of {expect_beats} beats after {cycle} "
                                    f"cycles, sent {sent}")
             offered = []
-            for name, port in zip(STREAMS, ports):
+            for name, port in zip(streams, ports):
                 pending = sent[name] < len(queues[name])
+                if name == "acts" and pending:
+                    pending = all(len(run.out_beats) >= beats and cycle >= run.out_cycles[beats - 1] + HOST_TURNAROUND
+                                  for word, beats in acts_gates if word <= sent[name] and beats)
                 offered.append(pending and not (stall and rng.random() < stall))
                 ctx.set(port.valid, offered[-1])
                 ctx.set(port.payload, queues[name][sent[name]] if pending else 0)
@@ -65,7 +77,7 @@ def run_streams(spec, *, cfg, weights=(), acts=(), params=(), expect_beats, stal
             # tick() yields (clk, rst), then the samples
             _, _, *readies, out_valid, out_payload = await ctx.tick().sample(
                 *(port.ready for port in ports), dut.out.valid, dut.out.payload)
-            for name, offer, port_ready in zip(STREAMS, offered, readies):
+            for name, offer, port_ready in zip(streams, offered, readies):
                 if offer and port_ready:
                     sent[name] += 1
                     if name == "cfg":
@@ -79,13 +91,13 @@ def run_streams(spec, *, cfg, weights=(), acts=(), params=(), expect_beats, stal
         # further output comes.
         ctx.set(dut.out.ready, 1)
         for _ in range(tail):
-            for name, port in zip(STREAMS, ports):
+            for name, port in zip(streams, ports):
                 pending = sent[name] < len(queues[name])
                 ctx.set(port.valid, pending)
                 ctx.set(port.payload, queues[name][sent[name]] if pending else 0)
             _, _, *readies, out_valid = await ctx.tick().sample(*(port.ready for port in ports), dut.out.valid)
             assert not out_valid, f"an output beat beyond the expected {expect_beats}"
-            for name, port_ready in zip(STREAMS, readies):
+            for name, port_ready in zip(streams, readies):
                 if port_ready and sent[name] < len(queues[name]):
                     sent[name] += 1
         for port in ports:

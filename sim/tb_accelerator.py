@@ -2,7 +2,7 @@
 
 Roles (as in cocotb's matrix_multiplier example): drivers are cocotbext-axi sources on ``cfg``/``weights``/
 ``acts``; the monitors are a sink on ``out`` and a monitor on ``cfg`` (for handshake times); the model is
-`hwgen.reference` (through `sim.job.make_layer_data`); the scoreboard compares beat by beat, in order.
+`hwgen.reference` (through `hwgen.sim.job.make_layer_data`); the scoreboard compares beat by beat, in order.
 """
 
 import json
@@ -12,13 +12,13 @@ import time
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
-from cocotb.utils import get_sim_steps
+from cocotb.utils import get_sim_steps, get_sim_time
 from cocotbext.axi import AxiStreamFrame
 
 from hwgen.perf import predict_plan
-from sim import streams
-from sim.job import SimJob, make_layer_data
-from sim.scoreboard import Scoreboard
+from hwgen.sim import streams
+from hwgen.sim.job import SimJob, make_layer_data
+from hwgen.sim.scoreboard import Scoreboard
 
 CLOCK_NS = 10
 
@@ -63,12 +63,16 @@ class AcceleratorTestbench:
         if data.param_words:
             await self.params.send(AxiStreamFrame(data.param_words))
         await self.cfg.send(AxiStreamFrame(data.config_words))
-        cfg_beat = await self.cfg_monitor.recv()   # one frame per beat (no tlast): the first command
-        beats, last_time = [], None
-        budget = (model.cycles * job.max_cycles_factor + 1000) * self.period_steps
+        # Every wait is bounded: a layer that takes far longer than the model (scaled for the stalls: each
+        # stream moves a word with probability 1 - stall) is reported as a timeout, naming the cycle.
+        budget_cycles = int(model.cycles * job.max_cycles_factor / (1 - job.stall) ** 2) + 1000
+        budget = budget_cycles * self.period_steps
+        started = get_sim_time("step")
+        beats, last_time, cfg_beat, timeout = [], None, None, None
 
         async def collect():
-            nonlocal last_time
+            nonlocal last_time, cfg_beat
+            cfg_beat = await self.cfg_monitor.recv()   # one frame per beat (no tlast): the first command
             while len(beats) < plan.out_beats:
                 frame = await self.out.recv()
                 beats.extend(frame.tdata)
@@ -76,9 +80,17 @@ class AcceleratorTestbench:
 
         try:
             await with_timeout(collect(), budget, "step")
-            hung = False
         except cocotb.triggers.SimTimeoutError:
-            hung = True
+            since = "the layer's streams were queued" if cfg_beat is None else "the first cfg handshake"
+            start = started if cfg_beat is None else cfg_beat.sim_time_start
+            stopped = (get_sim_time("step") - start) // self.period_steps
+            last = ("no output beat came" if last_time is None else
+                    f"the last came at cycle {(last_time - start) // self.period_steps}")
+            timeout = (f"timeout: stopped at cycle {stopped} after {since} (budget {budget_cycles} cycles: "
+                       f"{job.max_cycles_factor} x the model's {model.cycles} for stall {job.stall}); "
+                       f"{'cfg was never accepted; ' if cfg_beat is None else ''}{len(beats)} of {plan.out_beats} "
+                       f"output beats received, {last}")
+        hung = timeout is not None
         # A hang or an extra beat both show up here: wait a little and look for surplus output.
         await ClockCycles(self.dut.clk, 8)
         while not self.out.empty():
@@ -90,9 +102,9 @@ class AcceleratorTestbench:
         board.check(beats)
         measured = None if hung or last_time is None else (last_time - cfg_beat.sim_time_start) // self.period_steps
         return {
-            "layer": plan.problem.name, "exact": board.exact and not hung, "hung": hung,
+            "layer": plan.problem.name, "exact": board.exact and not hung, "hung": hung, "timeout": timeout,
             "commands": len(plan.tiles), "postops": str(plan.postops),
-            "report": board.report(), "beats": len(beats), "expected_beats": len(data.expected_beats),
+            "report": "\n".join(filter(None, (timeout, board.report()))), "beats": len(beats), "expected_beats": len(data.expected_beats),
             "measured_cycles": measured, "model_cycles": model.cycles, "macs": plan.macs,
             "pes": plan.spec.pes, "stall": job.stall,
             "utilization": (plan.macs / (plan.spec.pes * measured)) if measured else None,

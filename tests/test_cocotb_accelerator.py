@@ -13,7 +13,7 @@ from hwgen.dtypes import uint8
 from hwgen.postops import PostOps
 from hwgen.problem import ConvProblem
 from hwgen.tiling import plan_layer
-from sim.runner import run_layers
+from hwgen.sim.runner import run_layers
 
 pytestmark = pytest.mark.cocotb
 

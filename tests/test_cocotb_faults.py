@@ -6,7 +6,7 @@ from amaranth.hdl import Signal
 import hwgen.hw.top as top_module
 from hwgen.hw.addrgen import FoldSequencer
 from hwgen.verilog import generate
-from sim.runner import run_layers
+from hwgen.sim.runner import run_layers
 from hwgen.hw.os_array import OutputStationaryArray
 from tests.test_cocotb_accelerator import LAYERS_4X4, LAYERS_OS, SIM, SPEC_4X4, SPEC_OS
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from fpga.boards import BOARDS, build_board, prepare_board
+from hwgen.fpga.boards import BOARDS, build_board, prepare_board
 from hwgen.spec import AcceleratorSpec
 from tests.test_fpga_wrapper import StandinTop, small_spec
 

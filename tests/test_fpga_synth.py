@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from fpga import baselines
-from fpga.cli import add_synth_parser, run_synth
-from fpga.flow import synthesize
+from hwgen.fpga import baselines
+from hwgen.fpga.cli import add_synth_parser, run_synth
+from hwgen.fpga.flow import synthesize
 
 pytestmark = pytest.mark.fpga
 
@@ -54,5 +54,5 @@ def test_baseline(name, tmp_path):
     summary = synthesize(baselines.spec_of(baseline), baseline["device"], freq_mhz=baseline["freq_mhz"],
                          seed=baseline.get("seed", 1), build_dir=tmp_path / name)
     failures = baselines.compare(baseline, summary)
-    assert not failures, f"{name} regressed (re-record with `python -m fpga.baselines --update {name}` if " \
+    assert not failures, f"{name} regressed (re-record with `python -m hwgen.fpga.baselines --update {name}` if " \
                          f"intended):\n  " + "\n  ".join(failures)

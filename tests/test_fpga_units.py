@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from fpga import baselines
-from fpga.cli import add_synth_parser, run_synth, spec_from_args
-from fpga.devices import get_device
-from fpga.fit import FitError, estimate_fit, memory_blocks
-from fpga.flow import memory_check, nextpnr_args, yosys_script
-from fpga.reports import cell_summary, format_summary, parse_nextpnr_report, parse_yosys_stat
-from fpga.tools import MOUNT_POINT, Tool, ToolNotFound, file_arg, find_tool, tool_environment
+from hwgen.fpga import baselines
+from hwgen.fpga.cli import add_synth_parser, run_synth, spec_from_args
+from hwgen.fpga.devices import get_device
+from hwgen.fpga.fit import FitError, estimate_fit, memory_blocks
+from hwgen.fpga.flow import memory_check, nextpnr_args, yosys_script
+from hwgen.fpga.reports import cell_summary, format_summary, parse_nextpnr_report, parse_yosys_stat
+from hwgen.fpga.tools import MOUNT_POINT, Tool, ToolNotFound, file_arg, find_tool, tool_environment
 from hwgen.spec import AcceleratorSpec
 
 DATA = Path(__file__).parent / "data"
@@ -217,7 +217,7 @@ def test_cli_estimate_counts_every_multiplier_of_the_elaborated_top(capsys):
 
 
 def test_design_resources_from_rtlil():
-    from fpga.fit import design_resources, dsp_tiles
+    from hwgen.fpga.fit import design_resources, dsp_tiles
     text = """
 module \\top
   memory width 16 size 128 \\act_buffer
@@ -309,7 +309,7 @@ def fake_tool(tmp_path, name="yosys"):
 
 def test_run_tool_runs_in_build_dir_and_reports_first_run(tmp_path, monkeypatch):
     import io
-    from fpga.tools import Progress, run_tool
+    from hwgen.fpga.tools import Progress, run_tool
     monkeypatch.delenv("YOWASP_MOUNT", raising=False)
     build = tmp_path / "build"
     build.mkdir()
@@ -324,7 +324,7 @@ def test_run_tool_runs_in_build_dir_and_reports_first_run(tmp_path, monkeypatch)
 
 
 def test_run_tool_failure_carries_the_log_tail(tmp_path):
-    from fpga.tools import ToolError, run_tool
+    from hwgen.fpga.tools import ToolError, run_tool
     with pytest.raises(ToolError) as info:
         run_tool(fake_tool(tmp_path, "nextpnr-ecp5"), ["1"], build_dir=tmp_path, log_name="pnr.log")
     assert "exit 1" in str(info.value) and "Info: Routing" in info.value.log_tail
@@ -351,14 +351,14 @@ def test_cli_no_postops_builds_no_postop_multipliers(capsys):
 def test_nextpnr_options_from_the_command_line():
     from argparse import Namespace
 
-    from fpga.cli import nextpnr_options
+    from hwgen.fpga.cli import nextpnr_options
     assert nextpnr_options(Namespace(router=None, placer=None)) == []
     assert nextpnr_options(Namespace(router="router2", placer="static")) == ["--router", "router2",
                                                                             "--placer", "static"]
 
 
 def test_up5k_rejects_the_post_op_chain_by_logic_cells_and_names_the_fix():
-    from fpga.fit import FitError, estimate_fit
+    from hwgen.fpga.fit import FitError, estimate_fit
     from hwgen.spec import AcceleratorSpec
     small = {"act_buffer_bytes": 256, "weight_buffer_bytes": 256, "acc_buffer_bytes": 512}
     with pytest.raises(FitError, match="LUT4 needed.*--no-postops"):

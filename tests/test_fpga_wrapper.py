@@ -1,4 +1,4 @@
-"""The pin-light top (fpga.wrapper) in simulation, around a small stand-in stream accelerator.
+"""The pin-light top (hwgen.fpga.wrapper) in simulation, around a small stand-in stream accelerator.
 
 ``StandinTop`` mimics the interface of ``hwgen.hw.top.AcceleratorTop`` (streams ``cfg``, ``weights``, ``acts``,
 ``out`` in the ``sync`` domain) with a real weight-stationary array (registered activation x stationary weight,
@@ -13,7 +13,7 @@ from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from fpga.wrapper import PinLightTop, stream_ports
+from hwgen.fpga.wrapper import PinLightTop, stream_ports
 from hwgen.spec import AcceleratorSpec
 
 

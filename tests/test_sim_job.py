@@ -1,4 +1,4 @@
-"""The simulation job (`sim.job`): what the runner hands the cocotb testbench survives the JSON round trip, and
+"""The simulation job (`hwgen.sim.job`): what the runner hands the cocotb testbench survives the JSON round trip, and
 the testbench's data for a layer has the plan's shape."""
 
 import pytest
@@ -8,8 +8,8 @@ from hwgen.postops import PostOps
 from hwgen.problem import ConvProblem
 from hwgen.spec import AcceleratorSpec
 from hwgen.tiling import plan_layer
-from sim.job import SimJob, make_layer_data
-from sim.runner import _job_layer
+from hwgen.sim.job import SimJob, make_layer_data
+from hwgen.sim.runner import _job_layer
 
 SPEC = AcceleratorSpec(rows=2, cols=2, act_buffer_bytes=48, weight_buffer_bytes=16, acc_buffer_bytes=96,
                        max_out_channels=2, max_pool_width=8, name="job_spec")

@@ -128,9 +128,9 @@ def test_without_postop_chain_the_params_port_is_one_unused_bit():
 @functools.cache
 def verilator_env():
     try:
-        from sim.runner import SimulationError, simulator_environment
+        from hwgen.sim.runner import SimulationError, simulator_environment
     except ImportError as error:
-        pytest.skip(f"sim.runner is not importable ({error})")
+        pytest.skip(f"hwgen.sim.runner is not importable ({error})")
     try:
         return {**os.environ, **simulator_environment("verilator")}
     except SimulationError as error:

@@ -1,7 +1,7 @@
 """Shared test bench for the whole accelerator (`hwgen.hw.top.AcceleratorTop`) in Amaranth's simulator, and the
 operands/golden results the end-to-end tests feed it. Not a test module.
 
-`run_top` is `sim.pysim.run_streams` (the project's stream driver): it drives the four input streams from
+`run_top` is `hwgen.sim.pysim.run_streams` (the project's stream driver): it drives the four input streams from
 lists of words, collects the output beats, and checks what a run must leave behind (every input word consumed,
 no extra output beat, the accelerator idle with ``cfg`` ready). Cycles are counted like the cycle model: from
 the first ``cfg`` handshake to the last ``out`` handshake.
@@ -15,13 +15,13 @@ from hwgen import reference
 from hwgen.postops import QuantParams, apply, quantize_multiplier
 from hwgen.problem import ConvProblem
 from hwgen.spec import AcceleratorSpec
-from sim.pysim import run_streams
+from hwgen.sim.pysim import run_streams
 
 __all__ = ["run_top", "Operands", "random_operands", "check_beats"]
 
 
 def run_top(spec, **kwargs):
-    """`sim.pysim.run_streams` with the test defaults: a 50,000-cycle bound and the idle checks after the run."""
+    """`hwgen.sim.pysim.run_streams` with the test defaults: a 50,000-cycle bound and the idle checks after the run."""
     kwargs.setdefault("max_cycles", 50_000)
     return run_streams(spec, **kwargs)
 

@@ -7,7 +7,7 @@ offsets exist in exactly one place.
 from amaranth.hdl import unsigned
 from amaranth.lib import data
 
-__all__ = ["CONFIG_FIELDS", "config_layout", "pack_config", "pack_fields", "unpack_config"]
+__all__ = ["CONFIG_FIELDS", "ZERO_POINT_BITS", "config_layout", "pack_config", "pack_fields", "unpack_config"]
 
 # Counts and sizes: one unsigned field each, `field_bits(spec)` wide.
 COUNT_FIELDS = (
@@ -35,10 +35,15 @@ FLAG_FIELDS = (
     "acc_emit",        # this tile ends it (its last k-fold sends results to `out`)
     "param_bank",      # which bank of the post-op parameter memory this command's parameters use
     "pp_bias", "pp_requant", "pp_relu",   # the post-op chain (`hwgen.postops.PostOps`)
+    "engine",          # 0: the array (the spec's dataflow), 1: the matrix-vector engine beside it (mv_engine)
+    "act_source",      # 0: load activations from the `acts` stream, 1: from the on-chip feedback (chaining)
+    "out_dest",        # 0: emit to `out`, 1: to the on-chip feedback, as activation words (chaining)
 )
-# Wider settings of the post-op chain.
-POSTOP_FIELDS = ("pp_pool", "pp_out_bits", "pp_out_signed")
-CONFIG_FIELDS = COUNT_FIELDS + FLAG_FIELDS + POSTOP_FIELDS
+# Wider settings: the post-op chain, and the value a padded read gives (an input's zero point).
+POSTOP_FIELDS = ("pp_pool", "pp_out_bits", "pp_out_signed", "pp_zero_point")
+VALUE_FIELDS = ("pad_value",)
+CONFIG_FIELDS = COUNT_FIELDS + FLAG_FIELDS + POSTOP_FIELDS + VALUE_FIELDS
+from ..postops import ZERO_POINT_BITS   # an output zero point: -2**15 .. 2**15 - 1, two's complement
 
 
 def field_bits(spec):
@@ -52,7 +57,8 @@ def config_layout(spec):
     return data.StructLayout({**{name: unsigned(bits) for name in COUNT_FIELDS},
                               **{name: unsigned(1) for name in FLAG_FIELDS},
                               "pp_pool": unsigned(2), "pp_out_bits": unsigned(spec.acc_type.bits.bit_length()),
-                              "pp_out_signed": unsigned(1)})
+                              "pp_out_signed": unsigned(1), "pp_zero_point": unsigned(ZERO_POINT_BITS),
+                              "pad_value": unsigned(spec.act_type.bits)})
 
 
 def pack_fields(layout, values, *, what="config"):

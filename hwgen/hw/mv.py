@@ -31,9 +31,10 @@ class MatrixVectorEngine(wiring.Component):
             "start": In(1), "en": In(1),
             "busy": Out(1), "done": Out(1),
             "issue": Out(1),                                   # a slot is issued this cycle (pops a weight)
+            "in_flight": Out(1),                               # busy, or a slot still on its way to out_valid
             "act_addr": Out(range(max(spec.act_depth, 2))),
             "act_data": In(unsigned(spec.act_word_bits)),      # the buffer's answer, two cycles after act_addr
-            "weight_data": In(unsigned(spec.weight_word_bits)),  # the FIFO head, taken when issue & en
+            "weight_data": In(unsigned(spec.mv_weight_word_bits)),  # the FIFO head, taken when issue & en
             "out_valid": Out(1), "out_data": Out(unsigned(spec.acc_word_bits)),
         })
 
@@ -75,6 +76,7 @@ class MatrixVectorEngine(wiring.Component):
             with m.If(en):
                 m.d.sync += [d.eq(s) for d, s in zip(delayed, stages[-1])]
             stages.append(delayed)
+        m.d.comb += self.in_flight.eq(self.busy | Cat(*(stage[0] for stage in stages[1:])).any())
 
         popped, weights = Signal.like(self.weight_data), Signal.like(self.weight_data)
         with m.If(en):

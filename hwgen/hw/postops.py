@@ -25,6 +25,9 @@ Stages (one register each; lane ``j`` of every stage is channel ``mf*cols + j``)
   cycle of its own: the chain is built for the array's clock.
 - Without requantization the multiplier is forced to 1 and the shift to 0, and the configuration sets the
   clamp to the accumulator range, so one datapath serves every combination.
+- An output zero point ``z`` (``cfg.zero_point``) is added in S10 to the rounded value in range; the
+  saturation tests compare against the type's bounds less ``z`` (made a stage earlier), ReLU clamps at ``z``.
+- ``cfg.dest`` rides with the beat and leaves on ``o_dest`` beside it (the top routes the beat by it).
 
 Timing: `LATENCY` = 13. A beat accepted on ``i`` in cycle ``t`` (``i.valid & i.ready``) is presented on ``o``
 in cycle ``t + 13`` when no stall intervenes; with pooling, the window's output appears 13 cycles after its
@@ -89,6 +92,7 @@ class PostOpPipeline(wiring.Component):
             "params_data": In(unsigned(self.params_layout.size)),
             "i": In(stream.Signature(unsigned(spec.acc_word_bits))),
             "o": Out(stream.Signature(unsigned(spec.acc_word_bits))),
+            "o_dest": Out(1),                     # cfg.dest of the beat on `o` (routing, see AcceleratorTop)
             "busy": Out(1),
         })
 
@@ -136,11 +140,13 @@ class PostOpPipeline(wiring.Component):
         # The command's settings ride with every beat too: commands follow each other without a drain.
         tag_layout = data.StructLayout({"row_odd": 1, "col_odd": 1, "pair": range(lb_depth),
                                         "bias": 1, "requant": 1, "relu": 1, "pool": 2,
-                                        "out_bits": cfg.out_bits.shape(), "out_signed": 1})
+                                        "out_bits": cfg.out_bits.shape(), "out_signed": 1,
+                                        "zero_point": cfg.zero_point.shape(), "dest": 1})
         tag = Signal(tag_layout)
         m.d.comb += [tag.row_odd.eq(e[0]), tag.col_odd.eq(f[0]), tag.pair.eq(f >> 1),
                      tag.bias.eq(cfg.bias), tag.requant.eq(cfg.requant), tag.relu.eq(cfg.relu),
-                     tag.pool.eq(cfg.pool), tag.out_bits.eq(cfg.out_bits), tag.out_signed.eq(cfg.out_signed)]
+                     tag.pool.eq(cfg.pool), tag.out_bits.eq(cfg.out_bits), tag.out_signed.eq(cfg.out_signed),
+                     tag.zero_point.eq(cfg.zero_point), tag.dest.eq(cfg.dest)]
 
         def stage(name, shape):
             return Signal(shape, name=name)
@@ -170,19 +176,29 @@ class PostOpPipeline(wiring.Component):
         s2 = tags[1]
 
         # Saturation bounds of the beat entering S8 (one set for all lanes), registered with it: lo and hi,
-        # and the bounds on the shifted value S9 compares (see there).
-        s7 = tags[6]
+        # and the bounds on the shifted value S9 compares (see there). With an output zero point z the clamp
+        # is of r + z: r itself is compared with lo - z and hi - z, and ReLU raises lo to z (lo - z to 0).
+        # The bounds are made in two steps (S6 -> S7: the type's range; S7 -> S8: less z), a register apart.
+        s6, s7 = tags[5], tags[6]
         unused_bits = Signal(range(acc_bits))          # acc_bits - out_bits (host checks 1 <= out_bits <= acc_bits)
         out_umax = Signal(unsigned(acc_bits))           # (1 << out_bits) - 1
-        lo_now, hi_now = Signal(signed(acc_bits + 1)), Signal(signed(acc_bits + 1))
-        m.d.comb += [unused_bits.eq(acc_bits - s7.out_bits),
+        type_lo, type_hi = Signal(signed(acc_bits + 1)), Signal(signed(acc_bits + 1))
+        m.d.comb += [unused_bits.eq(acc_bits - s6.out_bits),
                      out_umax.eq(Const((1 << acc_bits) - 1, acc_bits) >> unused_bits),
-                     hi_now.eq(Mux(s7.out_signed, out_umax >> 1, out_umax)),
-                     lo_now.eq(Mux(s7.relu, 0, Mux(s7.out_signed, -(out_umax >> 1) - 1, 0)))]
-        lo8, hi8 = stage("s8_lo", signed(acc_bits + 1)), stage("s8_hi", signed(acc_bits + 1))
-        below8, above8 = stage("s8_below", signed(acc_bits + 3)), stage("s8_above", signed(acc_bits + 3))
+                     type_hi.eq(Mux(s6.out_signed, out_umax >> 1, out_umax)),
+                     type_lo.eq(Mux(s6.out_signed, -(out_umax >> 1) - 1, 0))]
+        lo7, hi7 = stage("s7_type_lo", signed(acc_bits + 1)), stage("s7_type_hi", signed(acc_bits + 1))
         with m.If(advance):
-            m.d.sync += [lo8.eq(lo_now), hi8.eq(hi_now), below8.eq((lo_now << 1) - 1), above8.eq(hi_now << 1)]
+            m.d.sync += [lo7.eq(type_lo), hi7.eq(type_hi)]
+        z7 = s7.zero_point.as_signed()
+        lo_now, hi_now = Signal(signed(acc_bits + 1)), Signal(signed(acc_bits + 1))
+        lo_rel, hi_rel = Signal(signed(acc_bits + 2)), Signal(signed(acc_bits + 2))
+        m.d.comb += [lo_now.eq(Mux(s7.relu, z7, lo7)), hi_now.eq(hi7),
+                     lo_rel.eq(Mux(s7.relu, 0, lo7 - z7)), hi_rel.eq(hi7 - z7)]
+        lo8, hi8 = stage("s8_lo", signed(acc_bits + 1)), stage("s8_hi", signed(acc_bits + 1))
+        below8, above8 = stage("s8_below", signed(acc_bits + 4)), stage("s8_above", signed(acc_bits + 4))
+        with m.If(advance):
+            m.d.sync += [lo8.eq(lo_now), hi8.eq(hi_now), below8.eq((lo_rel << 1) - 1), above8.eq(hi_rel << 1)]
         lo9, hi9 = delayed("s9_lo", lo8, 1), delayed("s9_hi", hi8, 1)
 
         s9, s10, s11 = tags[8], tags[9], tags[10]
@@ -240,10 +256,10 @@ class PostOpPipeline(wiring.Component):
             with m.If(advance):
                 m.d.sync += [r.eq(((sh[:acc_bits + 1] + 1) >> 1)[:acc_bits]),
                              under.eq(sh < below8), over.eq(sh > above8)]
-            # S10: saturate to the output type; ReLU raised the lower bound to 0.
+            # S10: saturate to the output type (ReLU raised the lower bound to z); in range, r + z.
             y = stage(f"s10_y_{j}", signed(acc_bits))
             with m.If(advance):
-                m.d.sync += y.eq(Mux(under, lo9, Mux(over, hi9, r)))
+                m.d.sync += y.eq(Mux(under, lo9, Mux(over, hi9, r + s9.zero_point.as_signed())))
 
             # Pooling: the horizontal pair registered into S11 (beside the value itself); the window, from the
             # pair and the line buffer's entry of the row above, into S12; averaged on the way out.
@@ -271,5 +287,6 @@ class PostOpPipeline(wiring.Component):
 
         emit = ~out_pool_on | (s12.col_odd & s12.row_odd)
         with m.If(advance):
-            m.d.sync += [self.o.valid.eq(valid[11] & emit), self.o.payload.eq(Cat(*out_lanes))]
+            m.d.sync += [self.o.valid.eq(valid[11] & emit), self.o.payload.eq(Cat(*out_lanes)),
+                         self.o_dest.eq(s12.dest)]
         return m

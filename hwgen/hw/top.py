@@ -12,6 +12,21 @@ Results leave on ``out``: ``m_folds * pixels`` beats of ``cols`` accumulators fo
 The compute pipeline has one enable: it advances only while the output FIFO has room and the weight FIFO has
 the word the loader needs, so a stalled stream freezes the pipeline instead of losing data. (On the systolic
 array, everything after the issue stage takes that enable through a register, one cycle late; see `_systolic`.)
+
+Whole networks (`AcceleratorSpec.mv_engine`, `AcceleratorSpec.chaining`):
+
+- with ``mv_engine`` the matrix-vector engine sits beside the weight-stationary array; a command's ``engine``
+  flag picks one. They share the loader, the activation buffer's read port, the output FIFO and the post-op
+  chain, so they take turns: a command is started on one engine only once the other has drained (no beat of
+  the previous command is still on its way to the output FIFO). The MV engine's weights have their own port,
+  ``mv_weights``, and FIFO.
+- with ``chaining`` the post-op chain's output is routed per command (``out_dest``) to ``out`` or into the
+  feedback FIFO, each lane narrowed to the activation type (the output was requantized to it): one output beat
+  (``cols`` channels of one pixel) is one activation word (``rows`` = ``cols`` channels). A command with
+  ``act_source`` = feedback loads its activation bank from that FIFO instead of ``acts``, in arrival order:
+  output beat ``mf*P + p`` becomes activation word ``mf*P + p`` = channel group ``mf`` at position ``p`` - the
+  next layer's layout (`hwgen.schedule`), so a layer's output is the next layer's input with no re-layout and
+  without leaving the chip.
 """
 
 from amaranth.hdl import Cat, EnableInserter, Module, Mux, Signal, unsigned
@@ -48,14 +63,20 @@ class AcceleratorTop(wiring.Component):
             raise TypeError(f"AcceleratorTop needs an AcceleratorSpec, not {spec!r}")
         self.spec = spec
         # Plain wide unsigned payloads at the top: struct/array port views slow simulators down a lot.
-        super().__init__({
+        ports = {
             "cfg": In(stream.Signature(unsigned(config_layout(spec).size))),
             "weights": In(stream.Signature(unsigned(spec.weight_word_bits))),
             "acts": In(stream.Signature(unsigned(spec.act_word_bits))),
             "params": In(stream.Signature(unsigned(params_port_bits(spec)))),   # 1 bit, unused, without post-ops
             "out": Out(stream.Signature(unsigned(spec.acc_word_bits))),
             "busy": Out(1),
-        })
+            # A beat leaves the post-op chain (to `out` or, chaining, to the feedback): for a testbench that
+            # times every layer of a chained network, whose inner layers never reach `out`.
+            "emitted": Out(1),
+        }
+        if spec.mv_engine:
+            ports["mv_weights"] = In(stream.Signature(unsigned(spec.mv_weight_word_bits)))
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
@@ -69,17 +90,39 @@ class AcceleratorTop(wiring.Component):
                                                               depth=spec.weight_depth)
         wiring.connect(m, wiring.flipped(self.weights), weight_fifo.w_stream)
 
+        if spec.mv_engine:
+            m.submodules.mv_weight_fifo = mv_weight_fifo = BlockRAMFIFO(width=spec.mv_weight_word_bits,
+                                                                        depth=spec.mv_weight_depth)
+            wiring.connect(m, wiring.flipped(self.mv_weights), mv_weight_fifo.w_stream)
+
         out_depth = OUTPUT_FIFO_DEPTH if spec.dataflow == "matrix_vector" else WS_OUTPUT_FIFO_DEPTH
         m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=spec.acc_word_bits, depth=out_depth)
+        feedback = None
         if spec.postops:
             m.submodules.postops = postops = PostOpPipeline(spec, max_m_folds=spec.max_param_folds,
                                                             max_out_w=spec.max_pool_width)
-            wiring.connect(m, postops.o, wiring.flipped(self.out))
+            if spec.chaining:
+                # Each beat leaves to `out` or, narrowed to activation lanes, into the feedback FIFO.
+                # In block RAM: it may have to hold a layer's output while the loader finishes an earlier load.
+                m.submodules.feedback = feedback = BlockRAMFIFO(width=spec.act_word_bits, depth=spec.feedback_depth)
+                abits, acc_bits = spec.act_type.bits, spec.acc_type.bits
+                narrowed = Cat(*(postops.o.payload[j * acc_bits:j * acc_bits + abits] for j in range(spec.cols)))
+                m.d.comb += [
+                    self.out.payload.eq(postops.o.payload),
+                    self.out.valid.eq(postops.o.valid & ~postops.o_dest),
+                    feedback.w_stream.payload.eq(narrowed),
+                    feedback.w_stream.valid.eq(postops.o.valid & postops.o_dest),
+                    postops.o.ready.eq(Mux(postops.o_dest, feedback.w_stream.ready, self.out.ready)),
+                ]
+            else:
+                wiring.connect(m, postops.o, wiring.flipped(self.out))
+            m.d.comb += self.emitted.eq(postops.o.valid & postops.o.ready)
         else:
             # No post-op chain: the accumulators leave straight from the output FIFO; `params` never accepts
             # (the host rejects layers with post-ops, so no command has parameter words).
             postops = None
             wiring.connect(m, out_fifo.r_stream, wiring.flipped(self.out))
+            m.d.comb += self.emitted.eq(self.out.valid & self.out.ready)
         # Post-op parameter banks: busy from the load of a command's parameters until its last beat has
         # entered the chain.
         param_busy = Signal(2)
@@ -118,7 +161,16 @@ class AcceleratorTop(wiring.Component):
         acts_mores, params_more = flag_copies("acts_more", 3), Signal()
         acts_more = acts_mores[0]
         writes = [Signal(name=f"writes_{k}") for k in range(3)]
-        m.d.comb += [write.eq(self.acts.valid & copy) for write, copy in zip(writes, acts_mores)]
+        # The words come from `acts`, or (chaining) from the feedback FIFO when the command says so.
+        source_valid, source_data = self.acts.valid, self.acts.payload
+        if feedback is not None:
+            from_feedback = Signal()          # load_cmd.act_source, registered with it
+            with m.If(loader_idle):
+                m.d.sync += from_feedback.eq(incoming.act_source)
+            source_valid = Mux(from_feedback, feedback.r_rdy, self.acts.valid)
+            source_data = Mux(from_feedback, feedback.r_data, self.acts.payload)
+            m.d.comb += feedback.r_en.eq(from_feedback & acts_mores[0])
+        m.d.comb += [write.eq(source_valid & copy) for write, copy in zip(writes, acts_mores)]
         act_addr = Signal(range(bank_depth + 1))   # reaches bank_depth after a full bank: no wrap to 0
         # Two more counters that move with act_addr: the write address in the buffer (from the bank's base),
         # and the write pointer the slot queue's interlock compares with (its own flip-flops: a wide fan-out).
@@ -136,7 +188,7 @@ class AcceleratorTop(wiring.Component):
             ]
         m.d.comb += [
             act_buffer.write_addr.eq(write_addr),
-            act_buffer.write_data.eq(self.acts.payload),
+            act_buffer.write_data.eq(source_data),
             act_buffer.write_en.eq(writes[1]),
         ]
         with m.If(handoff_take):
@@ -153,7 +205,8 @@ class AcceleratorTop(wiring.Component):
             m.d.sync += write_addr.eq(write_addr + 1)
         with m.If(writes[2]):
             m.d.sync += written.eq(written + 1)
-        m.d.comb += [self.cfg.ready.eq(loader_idle), self.acts.ready.eq(acts_more),
+        m.d.comb += [self.cfg.ready.eq(loader_idle),
+                     self.acts.ready.eq(acts_more & ~from_feedback if feedback is not None else acts_more),
                      self.params.ready.eq(params_more if postops is not None else 0)]
         # A command's load starts on `go` (see CHECK): its counters' clock enable is that flip-flop.
         # `started`: its first start_words activations are in (act_addr >= start_words), as a register.
@@ -207,15 +260,28 @@ class AcceleratorTop(wiring.Component):
                     m.next = "IDLE"
 
         # Compute engine --------------------------------------------------------------------------------------
+        # The array's sequencer (weight- or output-stationary) and/or the matrix-vector engine. With both
+        # (mv_engine), `mv_selected` says which one the command taken last runs on.
         starting = Signal()          # the START state, as its own flip-flop: the engine's start
-        if spec.dataflow == "matrix_vector":
-            m.submodules.engine = engine = MatrixVectorEngine(spec)
-        elif spec.dataflow == "output_stationary":
-            m.submodules.engine = engine = OutputStationarySequencer(spec)
-        else:
-            m.submodules.engine = engine = FoldSequencer(spec)
+        array_seq = slots = mv = None
+        if spec.dataflow == "output_stationary":
+            m.submodules.engine = array_seq = OutputStationarySequencer(spec)
+        elif spec.dataflow == "weight_stationary":
+            m.submodules.engine = array_seq = FoldSequencer(spec)
             m.submodules.slots = slots = SlotQueue(spec)
-        m.d.comb += [engine.cfg.eq(compute_cmd), engine.start.eq(starting)]
+        if spec.dataflow == "matrix_vector":
+            m.submodules.engine = mv = MatrixVectorEngine(spec)
+        elif spec.mv_engine:
+            m.submodules.mv_engine = mv = MatrixVectorEngine(spec)
+        both = array_seq is not None and mv is not None
+        mv_selected = Signal(init=int(array_seq is None))
+        for engine in (array_seq, mv):
+            if engine is not None:
+                m.d.comb += engine.cfg.eq(compute_cmd)
+        if both:
+            m.d.comb += [array_seq.start.eq(starting & ~mv_selected), mv.start.eq(starting & mv_selected)]
+        else:
+            m.d.comb += (array_seq or mv).start.eq(starting)
         # Emitting commands queue their post-op settings; the chain takes them in order, beat-count by count.
         if postops is not None:
             m.submodules.emit_queue = emit_queue = fifo.SyncFIFO(width=layout.size, depth=4)
@@ -224,49 +290,42 @@ class AcceleratorTop(wiring.Component):
             emit_room = ~handoff.acc_emit | emit_queue.w_rdy
         else:
             emit_room = 1
+        # Drained: nothing of an engine's last command is left on its way to the output FIFO (set below).
+        array_drained, mv_drained = Signal(), Signal()
+        engine_free = Mux(handoff.engine, array_drained, mv_drained) if both else 1
+        if array_seq is None:
+            array_done = 0
+        elif spec.dataflow == "weight_stationary":
+            array_done = array_seq.done & slots.drained   # done when the sequencer's last slot has issued
+        else:
+            array_done = array_seq.done
+        done = Mux(mv_selected, mv.done, array_done) if both else (array_done if mv is None else mv.done)
         with m.FSM(name="compute"):
             with m.State("IDLE"):
-                with m.If(handoff_valid & emit_room):
+                with m.If(handoff_valid & emit_room & engine_free):
                     m.d.comb += handoff_take.eq(1)
                     m.d.sync += [*assign_all(compute_busy, 1), starting.eq(1)]
+                    if both:
+                        m.d.sync += mv_selected.eq(handoff.engine)
                     m.next = "START"
             with m.State("START"):
                 m.d.sync += starting.eq(0)
                 m.next = "RUN"
             with m.State("RUN"):
-                # The systolic sequencer is done when it has queued its last slot; the command when that issued.
-                with m.If(engine.done if spec.dataflow != "weight_stationary" else engine.done & slots.drained):
+                with m.If(done):
                     with m.If(compute_cmd.release):
                         m.d.comb += clear_full.eq(Mux(compute_cmd.act_bank, 0b10, 0b01))
                     m.d.sync += assign_all(compute_busy, 0)
                     m.next = "IDLE"
 
-        # The pipeline advances only while the output FIFO has room, the weight FIFO has the word needed, and
-        # the activation it reads has been written (its command may still be loading).
-        en = Signal()
+        # The pipelines advance only while the output FIFO has room, the weight FIFO has the word needed, and
+        # the activation read has been written (its command may still be loading).
         same_bank = loader_loading & (load_cmd.act_bank == compute_cmd.act_bank)
         bank_base = Mux(compute_cmd.act_bank, bank_depth, 0)
-        if spec.dataflow in ("matrix_vector", "output_stationary"):
-            pops, reads = engine.issue, engine.issue
-            ready = ~(same_bank & reads & (engine.act_addr >= act_addr))
-            m.d.comb += [engine.en.eq(en), act_buffer.read_addr.eq(engine.act_addr + bank_base)]
-        else:
-            # The sequencer fills the slot queue on its own enable; the pipeline issues the queue's head.
-            issue = slots.head
-            pops, ready = issue.load_en, slots.advance
-            m.d.comb += [
-                engine.en.eq(slots.room),
-                slots.push.eq(engine.busy & slots.room),
-                slots.push_data.reads.eq(engine.slot_valid & ~engine.padded),
-                slots.push_data.act_addr.eq(engine.act_addr), slots.push_data.read_addr.eq(engine.act_addr + bank_base),
-                slots.push_data.slot_valid.eq(engine.slot_valid), slots.push_data.padded.eq(engine.padded),
-                slots.push_data.acc_addr.eq(engine.acc_addr), slots.push_data.first_k.eq(engine.first_k),
-                slots.push_data.last_k.eq(engine.last_k), slots.push_data.bank.eq(engine.bank),
-                slots.push_data.load_en.eq(engine.load_en), slots.push_data.load_row.eq(engine.load_row),
-                slots.push_data.load_bank.eq(engine.load_bank),
-                slots.written.eq(written), slots.writing.eq(writes[2]), slots.same_bank.eq(same_bank),
-                act_buffer.read_addr.eq(issue.read_addr),
-            ]
+        read_addr, read_en, data_en = Signal.like(act_buffer.read_addr), Signal(), Signal()
+        out_valid, out_data = Signal(), Signal.like(out_fifo.w_data)
+        m.d.comb += [act_buffer.read_addr.eq(read_addr), act_buffer.read_en.eq(read_en),
+                     act_buffer.data_en.eq(data_en), out_fifo.w_en.eq(out_valid), out_fifo.w_data.eq(out_data)]
         if spec.dataflow == "matrix_vector":
             out_room = out_fifo.w_rdy
         else:
@@ -276,42 +335,95 @@ class AcceleratorTop(wiring.Component):
             out_room, next_out_room = Signal(), Signal()
             m.d.comb += next_out_room.eq(out_fifo.r_level <= out_depth - 4)
             m.d.sync += out_room.eq(next_out_room)
-        if spec.dataflow == "weight_stationary":
-            # The enable is decided a cycle ahead from the next values of the registers it is made of (exact:
-            # it is the same function of the same registers) and registered as a few copies, each driving a
-            # part of its fan-out: the queue's control, the queue's entries, the weight FIFO, the issue stage.
-            next_en = next_out_room & slots.next_advance & (~slots.next_load_en | weight_fifo.next_r_rdy)
-            en_queue, en_entries, en_weights, en_issue = registered_copies(m, next_en, name="en", count=4)
-            m.d.comb += [en.eq(en_issue), slots.pop.eq(en_queue), slots.pop_entries.eq(en_entries),
-                         weight_fifo.r_en.eq(pops & en_weights)]
+
+        engine_ports = []    # (read_addr, read_en, data_en, out_valid, out_data) of each engine
+        in_flights = []
+        if array_seq is not None:
+            en = Signal()
+            if spec.dataflow == "weight_stationary":
+                # The sequencer fills the slot queue on its own enable; the pipeline issues the queue's head.
+                issue = slots.head
+                m.d.comb += [
+                    array_seq.en.eq(slots.room),
+                    slots.push.eq(array_seq.busy & slots.room),
+                    slots.push_data.reads.eq(array_seq.slot_valid & ~array_seq.padded),
+                    slots.push_data.act_addr.eq(array_seq.act_addr),
+                    slots.push_data.read_addr.eq(array_seq.act_addr + bank_base),
+                    slots.push_data.slot_valid.eq(array_seq.slot_valid), slots.push_data.padded.eq(array_seq.padded),
+                    slots.push_data.acc_addr.eq(array_seq.acc_addr), slots.push_data.first_k.eq(array_seq.first_k),
+                    slots.push_data.last_k.eq(array_seq.last_k), slots.push_data.bank.eq(array_seq.bank),
+                    slots.push_data.load_en.eq(array_seq.load_en), slots.push_data.load_row.eq(array_seq.load_row),
+                    slots.push_data.load_bank.eq(array_seq.load_bank),
+                    slots.written.eq(written), slots.writing.eq(writes[2]), slots.same_bank.eq(same_bank),
+                ]
+                # The enable is decided a cycle ahead from the next values of the registers it is made of
+                # (exact: it is the same function of the same registers) and registered as a few copies, each
+                # driving a part of its fan-out: the queue's control, the queue's entries, the weight FIFO, the
+                # issue stage.
+                next_en = next_out_room & slots.next_advance & (~slots.next_load_en | weight_fifo.next_r_rdy)
+                en_queue, en_entries, en_weights, en_issue = registered_copies(m, next_en, name="en", count=4)
+                m.d.comb += [en.eq(en_issue), slots.pop.eq(en_queue), slots.pop_entries.eq(en_entries),
+                             weight_fifo.r_en.eq(issue.load_en & en_weights)]
+                ws_valid, ws_data, ws_data_en, flight = self._systolic(m, issue, en, act_buffer, weight_fifo,
+                                                                       compute_cmd)
+                engine_ports.append((issue.read_addr, en, ws_data_en, ws_valid, ws_data))
+                in_flight = flight | ~slots.drained
+            else:
+                pops = array_seq.issue
+                ready = ~(same_bank & pops & (array_seq.act_addr >= act_addr))
+                m.d.comb += [array_seq.en.eq(en), en.eq(out_room & ready & (~pops | weight_fifo.r_rdy)),
+                             weight_fifo.r_en.eq(pops & en)]
+                os_valid, os_data, os_data_en, in_flight = self._output_stationary(m, array_seq, en, act_buffer,
+                                                                                   weight_fifo)
+                engine_ports.append((array_seq.act_addr + bank_base, en, os_data_en, os_valid, os_data))
+            m.d.comb += array_drained.eq(~in_flight & ~array_seq.busy)
+            in_flights.append(in_flight)
+        if mv is not None:
+            # Fed straight from its weight FIFO, one word per issued slot; the interlock holds back a read
+            # that would overtake the loader.
+            mv_fifo = mv_weight_fifo if both else weight_fifo
+            mv_en = Signal(name="mv_en")
+            ready = ~(same_bank & mv.issue & (mv.act_addr >= act_addr))
+            mv_room = out_fifo.w_rdy
+            m.d.comb += [mv_en.eq(mv_room & ready & (~mv.issue | mv_fifo.r_rdy)), mv.en.eq(mv_en),
+                         mv_fifo.r_en.eq(mv.issue & mv_en),
+                         mv.act_data.eq(act_buffer.read_data), mv.weight_data.eq(mv_fifo.r_data),
+                         mv_drained.eq(~mv.in_flight)]
+            engine_ports.append((mv.act_addr + bank_base, mv_en, mv_en, mv.out_valid, mv.out_data))
+            in_flights.append(mv.in_flight)
+        if both:
+            (a_addr, a_en, a_data_en, a_valid, a_data), (v_addr, v_en, v_data_en, v_valid, v_data) = engine_ports
+            # The engines take turns (one starts once the other has drained): select by the running one, and
+            # let either write the output FIFO.
+            m.d.comb += [read_addr.eq(Mux(mv_selected, v_addr, a_addr)), read_en.eq(Mux(mv_selected, v_en, a_en)),
+                         data_en.eq(Mux(mv_selected, v_data_en, a_data_en)), out_valid.eq(a_valid | v_valid),
+                         out_data.eq(Mux(v_valid, v_data, a_data))]
         else:
-            m.d.comb += [en.eq(out_room & ready & (~pops | weight_fifo.r_rdy)), weight_fifo.r_en.eq(pops & en)]
-        m.d.comb += act_buffer.read_en.eq(en)
-        if spec.dataflow == "matrix_vector":
-            m.d.comb += [act_buffer.data_en.eq(en),
-                         engine.act_data.eq(act_buffer.read_data), engine.weight_data.eq(weight_fifo.r_data),
-                         out_fifo.w_en.eq(engine.out_valid), out_fifo.w_data.eq(engine.out_data)]
-            in_flight = engine.busy
-        elif spec.dataflow == "output_stationary":
-            in_flight = self._output_stationary(m, engine, en, act_buffer, weight_fifo, out_fifo)
-        else:
-            in_flight = self._systolic(m, slots.head, en, act_buffer, weight_fifo, out_fifo) | ~slots.drained
+            (e_addr, e_en, e_data_en, e_valid, e_data), = engine_ports
+            m.d.comb += [read_addr.eq(e_addr), read_en.eq(e_en), data_en.eq(e_data_en), out_valid.eq(e_valid),
+                         out_data.eq(e_data)]
 
         loading = acts_more | params_more
-        busy = loading | handoff_valid | engine.busy | in_flight | (out_fifo.r_level != 0)
+        engines_busy = Cat(*(engine.busy for engine in (array_seq, mv) if engine is not None)).any()
+        busy = (loading | handoff_valid | compute_busy[0] | engines_busy | Cat(*in_flights).any() |
+                (out_fifo.r_level != 0))
         if postops is not None:
             self._postops(m, layout, emit_queue, out_fifo, postops, clear_param_busy)
             busy = busy | emit_queue.r_rdy | postops.busy
+        if feedback is not None:
+            busy = busy | feedback.r_rdy
         m.d.comb += self.busy.eq(busy)
         return m
 
-    def _systolic(self, m, seq, en, act_buffer, weight_fifo, out_fifo):
+    def _systolic(self, m, seq, en, act_buffer, weight_fifo, cmd):
         """Issue (cycle 0) -> buffer read / weight pop (1) -> activation register (2) -> array (2 + latency) ->
-        accumulate and emit.
+        accumulate and emit. Returns the accumulator's output (valid, data), the enable of the activation
+        buffer's data register, and whether a slot is still in flight.
 
-        The activation buffer answers from its output register (block RAM clock-to-out is slow; padding
-        zeroes the word after it), and the weight-load path gets the same extra register, so weights and
-        activations keep their relative timing (`schedule.fold_period`).
+        The activation buffer answers from its output register (block RAM clock-to-out is slow; a padded slot
+        replaces the word after it with the command's pad value, registered with the slot at issue), and the
+        weight-load path gets the same extra register, so weights and activations keep their relative timing
+        (`schedule.fold_period`).
 
         Two enables: the issue stage (sequencer, buffer read, weight pop, and the first register of every path
         out of it) advances with ``en``; everything after it (the second registers, the array, the control delay
@@ -331,6 +443,7 @@ class AcceleratorTop(wiring.Component):
         m.submodules.array = array            # skew, PEs and de-skew freeze with the pipeline, on en_d's copies
         m.d.comb += array.en.eq(en)
         padded_d, padded_dd, bank_d, bank_dd = Signal(), Signal(), Signal(), Signal()
+        pad_d, pad_dd = Signal(spec.act_type.bits), Signal(spec.act_type.bits)
         row_shape = range(spec.rows)
         load_en_d, load_row_d, load_bank_d = Signal(), Signal(row_shape), Signal()
         load_data_d = Signal.like(weight_fifo.r_data)
@@ -339,14 +452,14 @@ class AcceleratorTop(wiring.Component):
         with m.If(en):
             m.d.sync += [padded_d.eq(seq.padded), bank_d.eq(seq.bank), load_en_d.eq(seq.load_en),
                          load_row_d.eq(seq.load_row), load_bank_d.eq(seq.load_bank),
-                         load_data_d.eq(weight_fifo.r_data)]
+                         load_data_d.eq(weight_fifo.r_data), pad_d.eq(cmd.pad_value)]
         with m.If(en_d):
             m.d.sync += [padded_dd.eq(padded_d), bank_dd.eq(bank_d),
                          load_en_dd.eq(load_en_d), load_row_dd.eq(load_row_d), load_bank_dd.eq(load_bank_d),
-                         load_data_dd.eq(load_data_d)]
+                         load_data_dd.eq(load_data_d), pad_dd.eq(pad_d)]
+        pad_word = Cat(*([pad_dd] * spec.rows))
         m.d.comb += [
-            act_buffer.data_en.eq(en_d),
-            array.acts.eq(Mux(padded_dd, 0, act_buffer.read_data)), array.bank.eq(bank_dd),
+            array.acts.eq(Mux(padded_dd, pad_word, act_buffer.read_data)), array.bank.eq(bank_dd),
             array.load_en.eq(load_en_dd), array.load_row.eq(load_row_dd), array.load_bank.eq(load_bank_dd),
             array.load_data.eq(load_data_dd),
         ]
@@ -368,15 +481,15 @@ class AcceleratorTop(wiring.Component):
             acc.read_valid.eq(read_stage[0]), acc.read_pixel.eq(read_stage[1]),
             acc.sum_valid.eq(sum_stage[0]), acc.sum_pixel.eq(sum_stage[1]),
             acc.sum_first.eq(sum_stage[2]), acc.sum_last.eq(sum_stage[3]),
-            out_fifo.w_en.eq(acc.out_valid), out_fifo.w_data.eq(acc.out_data),
         ]
         in_flight = Signal()
         m.d.comb += in_flight.eq(Cat(*(s[0] for s in stages[1:])).any())
-        return in_flight
+        return acc.out_valid, acc.out_data, en_d, in_flight
 
-    def _output_stationary(self, m, seq, en, act_buffer, weight_fifo, out_fifo):
+    def _output_stationary(self, m, seq, en, act_buffer, weight_fifo):
         """Issue (cycle 0) -> buffer read / weight pop (1) -> activation register (2) -> array -> row i's beat
-        ``2 + latency + i``.
+        ``2 + latency + i``. Returns the output (valid, data), the enable of the activation buffer's data
+        register, and whether a slot is still in flight.
 
         The same two enables as `_systolic`: the issue stage and the first register of every path out of it on
         ``en``; the second registers, the activation buffer's output register and the array on ``en_d``
@@ -396,10 +509,8 @@ class AcceleratorTop(wiring.Component):
             m.d.sync += [d.eq(sig) for d, sig in zip(second_regs, first_regs)]
         weights_dd, valid_dd, first_dd, last_dd = second_regs
         m.d.comb += [
-            act_buffer.data_en.eq(en_d),
             array.acts.eq(act_buffer.read_data), array.weights.eq(weights_dd), array.valid.eq(valid_dd),
             array.first.eq(first_dd), array.last.eq(last_dd),
-            out_fifo.w_en.eq(en_d & array.out_valid), out_fifo.w_data.eq(array.out_data),
         ]
         # In flight until the last row of the last issued slot has left the array.
         drain = 2 + output_latency(cols=spec.cols) + spec.rows
@@ -410,7 +521,7 @@ class AcceleratorTop(wiring.Component):
             m.d.sync += since_issue.eq(since_issue + 1)
         in_flight = Signal()
         m.d.comb += in_flight.eq(since_issue != drain)
-        return in_flight
+        return en_d & array.out_valid, array.out_data, en_d, in_flight
 
     def _postops(self, m, layout, emit_queue, out_fifo, postops, clear_param_busy):
         """The head of the emit queue describes the beats entering the post-op chain."""
@@ -422,6 +533,7 @@ class AcceleratorTop(wiring.Component):
             postops.cfg.out_bits.eq(head.pp_out_bits), postops.cfg.out_signed.eq(head.pp_out_signed),
             postops.cfg.out_h.eq(head.out_h), postops.cfg.out_w.eq(head.out_w),
             postops.cfg.m_folds.eq(head.m_folds), postops.bank.eq(head.param_bank),
+            postops.cfg.zero_point.eq(head.pp_zero_point), postops.cfg.dest.eq(head.out_dest),
             postops.i.payload.eq(out_fifo.r_data),
             postops.i.valid.eq(out_fifo.r_rdy & emit_queue.r_rdy),
             out_fifo.r_en.eq(postops.i.ready & emit_queue.r_rdy),

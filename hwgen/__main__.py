@@ -1,0 +1,7 @@
+"""``python -m hwgen``: the `hwgen` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

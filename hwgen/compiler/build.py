@@ -1,0 +1,345 @@
+"""The compiler's build: a list of named steps from a model to an accelerator and its program.
+
+    import -> quantize -> map -> tile -> schedule -> emit
+
+Each step is a function of a `Build` (the intermediates so far) that adds its own and, when the build has an
+output folder, saves it there (FINN's build steps, hls4ml's passes); ``stop_after`` ends the build after any
+step, and every intermediate prints (``str``):
+
+- ``import``: ``graph/`` (a `FloatNetwork`) - or, for a QDQ model, the quantized network directly;
+- ``quantize``: ``network/`` (the `QuantizedNetwork`: int8 weights, folded biases, multipliers, shifts, scales);
+- ``map``: ``map.json`` (each layer's engine, and the problem the hardware sees);
+- ``tile``: ``tiles.json`` (each layer's commands);
+- ``schedule``: ``program.json`` (the commands in order with their configuration fields, where each layer's
+  output goes, and the cycle model's timeline);
+- ``emit``: ``design.py`` (the accelerator and the network, a design file a user can edit and give to every
+  ``hwgen`` command), the Verilog and its manifest, ``report.txt``/``report.json``.
+"""
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import HwgenError, MappingError
+from ..spec import AcceleratorSpec, buffer_bytes_for
+from .program import IntLayer, link_layers, map_layers, tile_layers
+
+__all__ = ["STEPS", "Build", "BuildConfig", "build", "int_layers", "size_spec"]
+
+STEPS = ("import", "quantize", "map", "tile", "schedule", "emit")
+
+
+@dataclass
+class BuildConfig:
+    """What to build. ``model``: an ONNX file or ``ModelProto``, a `FloatNetwork`, or a `QuantizedNetwork`
+    (then import and quantize have nothing to do). ``calibration``: float inputs ``[N, ...]`` for the quantizer
+    (required for a float model). ``spec``: the accelerator, or None to size one for the network
+    (`size_spec`) as ``array`` (rows, cols) with the given engines."""
+    model: object
+    output: Path = None
+    name: str = None
+    calibration: np.ndarray = None
+    method: str = "minmax"
+    percentile: float = 99.99
+    activations: str = "symmetric"
+    spec: AcceleratorSpec = None
+    array: tuple = (8, 8)
+    mv_engine: bool = True
+    chaining: bool = True
+    batch: int = 1
+    stop_after: str = "emit"
+    verilog: bool = True
+
+    def __post_init__(self):
+        if self.stop_after not in STEPS:
+            raise MappingError(f"stop_after must be one of the steps {', '.join(STEPS)}, not {self.stop_after!r}")
+
+
+@dataclass
+class Build:
+    config: BuildConfig
+    float_network: object = None
+    network: object = None          # QuantizedNetwork
+    layers: list = None             # IntLayer
+    spec: AcceleratorSpec = None
+    mapped: list = None
+    program_layers: list = None
+    program: object = None
+    files: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
+    done: list = field(default_factory=list)
+
+    def save_json(self, name, doc):
+        if self.config.output is None:
+            return None
+        path = Path(self.config.output) / name
+        path.write_text(json.dumps(doc, indent=1) + "\n")
+        self.files[name] = path
+        return path
+
+
+def int_layers(network):
+    """A `QuantizedNetwork` -> the back end's `IntLayer`s (same integers; the input zero point pads)."""
+    return [IntLayer(name=layer.name, problem=layer.problem, weight=layer.weight, postops=layer.postops,
+                     params=layer.params, pad_value=layer.in_zero_point, flatten=layer.flatten_from is not None)
+            for layer in network.layers]
+
+
+def _pow2_at_least(value, floor):
+    size = floor
+    while size < value:
+        size *= 2
+    return size
+
+
+def size_spec(layers, *, rows, cols, name, mv_engine=True, chaining=True, act_type="int8", weight_type="int8",
+              acc_type="int32"):
+    """An accelerator sized for `layers`: an activation bank that holds the largest input a layer loads whole
+    (host-unrolled windows for the first one), accumulators for the largest output map, parameters for the
+    most output channels, a pooling line buffer for the widest pooled output - powers of two, so a user can
+    read them off and change them."""
+    probe = AcceleratorSpec(rows=rows, cols=cols, act_type=act_type, weight_type=weight_type, acc_type=acc_type,
+                            name=name)
+    act_word_bytes, acc_word_bytes = probe.act_word_bits // 8 or 1, probe.acc_word_bits // 8
+    act_words, acc_words, channels, pool_width = 2, 2, cols, 2
+    for index, layer in enumerate(layers):
+        p = layer.problem
+        c_groups = -(-p.C // rows)
+        words = c_groups * p.H * p.W
+        if index == 0 and p.R * p.S > 1:     # the first layer may take host-unrolled windows
+            words = max(words, -(-p.C * p.R * p.S // rows) * p.E * p.F)
+        act_words = max(act_words, words)
+        acc_words = max(acc_words, p.E * p.F)
+        channels = max(channels, p.M)
+        if layer.postops.pool != "none":
+            pool_width = max(pool_width, p.F)
+    return AcceleratorSpec(
+        rows=rows, cols=cols, act_type=act_type, weight_type=weight_type, acc_type=acc_type,
+        act_buffer_bytes=buffer_bytes_for(2 * _pow2_at_least(act_words, 64), probe.act_word_bits),
+        weight_buffer_bytes=buffer_bytes_for(512, probe.weight_word_bits),
+        acc_buffer_bytes=buffer_bytes_for(_pow2_at_least(acc_words, 64), probe.acc_word_bits),
+        max_out_channels=_pow2_at_least(channels, cols), max_pool_width=_pow2_at_least(pool_width, 2),
+        mv_engine=mv_engine, chaining=chaining and rows == cols, name=name)
+
+
+# The steps -------------------------------------------------------------------------------------------------
+
+def step_import(b):
+    from .graph import FloatNetwork
+    from .network import QuantizedNetwork
+    model = b.config.model
+    if isinstance(model, QuantizedNetwork):
+        b.network = model
+    elif isinstance(model, FloatNetwork):
+        b.float_network = model
+    else:
+        from .onnx_import import import_onnx
+        imported = import_onnx(model, name=b.config.name)
+        if isinstance(imported, QuantizedNetwork):
+            b.network = imported
+        else:
+            b.float_network = imported
+    if b.float_network is not None and b.config.output is not None:
+        b.files["graph"] = b.float_network.save(Path(b.config.output) / "graph")
+    return b.float_network or b.network
+
+
+def step_quantize(b):
+    if b.network is None:
+        if b.config.calibration is None:
+            raise MappingError("a float model needs calibration data to be quantized (hwgen compile --calibrate "
+                               "DATA.npy, or calibration= in the API), or give a QDQ model that carries its own "
+                               "scales")
+        from .quantize import quantize
+        b.network = quantize(b.float_network, b.config.calibration, activations=b.config.activations,
+                             method=b.config.method, percentile=b.config.percentile)
+    if b.config.output is not None:
+        b.files["network"] = b.network.save(Path(b.config.output) / "network")
+    b.layers = int_layers(b.network)
+    return b.network
+
+
+def step_map(b):
+    c = b.config
+    name = c.name or b.network.name
+    ident = "".join(ch if ch.isalnum() else "_" for ch in name).strip("_") or "network"
+    ident = ident if not ident[0].isdigit() else f"n_{ident}"
+    b.spec = c.spec or size_spec(b.layers, rows=c.array[0], cols=c.array[1], name=ident, mv_engine=c.mv_engine,
+                                 chaining=c.chaining)
+    b.mapped = map_layers(b.spec, b.layers, chain=c.chaining)
+    b.save_json("map.json", {"spec": b.spec.to_dict(), "layers": [m.to_dict() for m in b.mapped]})
+    return b.mapped
+
+
+def step_tile(b):
+    b.program_layers = tile_layers(b.spec, b.mapped)
+    b.save_json("tiles.json", {"layers": [{"layer": pl.name, "engine": pl.engine, **pl.plan.manifest()}
+                                          for pl in b.program_layers]})
+    return b.program_layers
+
+
+def step_schedule(b):
+    from ..perf import FeedbackOverflowError
+    try:
+        b.program = link_layers(b.spec, b.program_layers, batch=b.config.batch, chain=b.config.chaining)
+    except FeedbackOverflowError as error:
+        raise MappingError(str(error)) from None
+    timeline = []
+    model = b.program.predict(timeline=timeline)
+    b.save_json("program.json", program_document(b.program, model, timeline))
+    return b.program
+
+
+def program_document(program, model, timeline):
+    commands = []
+    for index, command in enumerate(program.commands()):
+        commands.append({"index": index, "layer": command.problem.name, "engine": command.engine,
+                         "config": command.config_values(), "config_word": hex(command.config_word())})
+    return {"spec": program.spec.to_dict(), "batch": program.batch, "notes": program.notes,
+            "model_cycles": model.cycles, "ideal_cycles": program.ideal_cycles(), "macs": model.macs,
+            "layers": program.layer_cycles(), "commands": commands, "timeline": timeline}
+
+
+DESIGN_TEMPLATE = '''"""{title}
+
+Made by `hwgen compile` ({date}). The accelerator below runs the network in network/ (int8 weights, biases,
+requantization multipliers and shifts, scales: `hwgen.compiler.QuantizedNetwork`). Edit the spec - array size,
+buffers, engines - and run `hwgen run` (or `hwgen plan`, `hwgen generate`) on this file or its folder again.
+"""
+
+from pathlib import Path
+
+from hwgen import AcceleratorSpec
+from hwgen.compiler.design import NetworkDesign
+
+design = NetworkDesign(
+    name={name!r},
+    spec=AcceleratorSpec({spec_args}),
+    network=Path(__file__).resolve().parent / "network",
+    batch={batch},
+    chaining={chaining},
+)
+'''
+
+
+def spec_arguments(spec):
+    fields = ["rows", "cols", "dataflow", "act_type", "weight_type", "acc_type", "act_buffer_bytes",
+              "weight_buffer_bytes", "acc_buffer_bytes", "max_out_channels", "max_pool_width", "postops",
+              "mv_engine", "chaining", "feedback_depth", "name"]
+    parts = []
+    for f in fields:
+        value = getattr(spec, f)
+        value = value.name if hasattr(value, "bits") else value
+        parts.append(f"{f}={value!r}")
+    return ", ".join(parts)
+
+
+def step_emit(b):
+    if b.config.output is None:
+        return None
+    out = Path(b.config.output)
+    design_path = out / "design.py"
+    design_path.write_text(DESIGN_TEMPLATE.format(
+        title=f"{b.network.name}: {b.spec.rows}x{b.spec.cols} accelerator ({', '.join(b.spec.engines)})",
+        date=time.strftime("%Y-%m-%d"), name=b.spec.name, spec_args=spec_arguments(b.spec), batch=b.config.batch,
+        chaining=b.config.chaining))
+    b.files["design"] = design_path
+    if b.config.verilog:
+        from ..verilog import generate
+        started = time.perf_counter()
+        verilog = generate(b.spec)
+        (out / f"{b.spec.name}.v").write_text(verilog)
+        b.files["verilog"] = out / f"{b.spec.name}.v"
+        b.seconds["verilog"] = time.perf_counter() - started
+    report = report_text(b)
+    (out / "report.txt").write_text(report + "\n")
+    b.files["report"] = out / "report.txt"
+    return design_path
+
+
+STEP_FUNCTIONS = {"import": step_import, "quantize": step_quantize, "map": step_map, "tile": step_tile,
+                  "schedule": step_schedule, "emit": step_emit}
+
+
+def report_text(b):
+    lines = [str(b.network), ""]
+    spec = b.spec
+    lines.append(f"accelerator {spec.name}: {spec.rows}x{spec.cols} {spec.dataflow}"
+                 + (" + matrix-vector engine" if spec.mv_engine else "") + (", chaining" if spec.chaining else "")
+                 + f"; activation buffer {spec.act_buffer_bytes} B, weight FIFO {spec.weight_buffer_bytes} B, "
+                   f"accumulators {spec.acc_buffer_bytes} B")
+    if b.program is not None:
+        model = b.program.predict()
+        lines += [f"program: {len(b.program.commands())} commands, batch {b.program.batch}"]
+        lines += [f"  {note}" for note in b.program.notes]
+        lines.append(f"{'layer':<10}{'engine':<8}{'cmds':>5}{'input':>10}{'output':>10}{'start':>9}{'end':>9}"
+                     f"{'MACs':>11}")
+        for row in b.program.layer_cycles():
+            engine = "mv" if row["engine"] == "matrix_vector" else "array"
+            lines.append(f"{row['layer']:<10}{engine:<8}{row['commands']:>5}{row['source']:>10}{row['dest']:>10}"
+                         f"{row['start']:>9}{row['end']:>9}{row['macs']:>11}")
+        lines.append(f"whole run: {model.cycles} cycles (model), ideal {b.program.ideal_cycles()} "
+                     f"(MACs / {spec.pes} PEs), utilization {model.utilization:.1%}")
+    return "\n".join(lines)
+
+
+def build(config):
+    """Run the steps up to ``config.stop_after``; returns the `Build` (every intermediate on it)."""
+    if config.output is not None:
+        out = Path(config.output)
+        if out.exists() and not out.is_dir():
+            raise MappingError(f"the output {out} exists and is not a folder; give a folder (-o DIR)")
+        out.mkdir(parents=True, exist_ok=True)
+    b = Build(config)
+    for step in STEPS:
+        started = time.perf_counter()
+        STEP_FUNCTIONS[step](b)
+        b.seconds[step] = time.perf_counter() - started
+        b.done.append(step)
+        if step == config.stop_after:
+            break
+    return b
+
+
+__all__ += ["step_import", "step_quantize", "step_map", "step_tile", "step_schedule", "step_emit",
+            "program_document", "report_text"]
+
+
+def intermediate_text(b, step):
+    """What a step left, as text (`hwgen compile --stop-after STEP` prints it)."""
+    if step == "import":
+        return str(b.float_network or b.network)
+    if step == "quantize":
+        return str(b.network)
+    if step == "map":
+        rows = [f"{m.layer.name:<10}{m.engine:<20}{m.problem.kind:<8}C={m.problem.C} M={m.problem.M} "
+                f"{m.problem.E}x{m.problem.F}" for m in b.mapped]
+        return f"map on {b.spec.name} ({', '.join(b.spec.engines)}):\n" + "\n".join(rows)
+    if step == "tile":
+        rows = [f"{pl.name:<10}{pl.engine:<20}{len(pl.plan.tiles)} commands, order {pl.plan.order}, "
+                f"im2col {pl.plan.im2col}, {pl.plan.bytes_moved['total']} bytes moved" for pl in b.program_layers]
+        return "tiles:\n" + "\n".join(rows)
+    return report_text(b)
+
+
+def check_inputs(network, x):
+    """Float or int8 inputs ``[N, ...]`` -> int8 samples ``[N, C, H, W]`` for the network (a float array is
+    quantized with the network's input scale and zero point)."""
+    x = np.asarray(x)
+    if x.ndim == len(network.input_layout):
+        x = x[None]
+    if tuple(x.shape[1:]) not in (tuple(network.input_layout), tuple(network.input_shape)):
+        raise MappingError(f"inputs of shape {x.shape} do not match the network's input "
+                           f"{tuple(network.input_layout)} (give [N, {', '.join(map(str, network.input_layout))}])")
+    if x.dtype.kind == "f":
+        x = network.quantize_input(x)
+    elif x.dtype.kind in "iu":
+        if x.size and (x.min() < -128 or x.max() > 127):
+            raise MappingError(f"integer inputs must be int8 values (-128..127), found {int(x.min())}.."
+                               f"{int(x.max())}; give float inputs to have them quantized")
+    else:
+        raise HwgenError(f"inputs must be numbers, not {x.dtype}")
+    return x.reshape((len(x),) + tuple(network.input_shape)).astype(np.int64)

@@ -1,0 +1,69 @@
+"""A network design: one accelerator and the quantized network it runs, as a design file holds it.
+
+`hwgen compile` writes a ``design.py`` that defines ``design = NetworkDesign(...)``; every ``hwgen`` command that
+takes a design takes it (``hwgen run``, ``plan``, ``generate``, ``sim``, ``synth``). Like `hwgen.Design`,
+everything is checked when it is built: the network is loaded, mapped, tiled and linked into its program
+(`hwgen.compiler.program`), so a spec too small for the network fails here, naming the layer and the buffer,
+before any Verilog exists.
+"""
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from ..errors import MappingError
+from ..spec import AcceleratorSpec
+
+__all__ = ["NetworkDesign"]
+
+
+@dataclass(frozen=True, eq=False)
+class NetworkDesign:
+    """``network`` is a `hwgen.compiler.QuantizedNetwork` or the folder one was saved to (``network.json`` and
+    ``tensors.npz``). ``batch`` inputs run as one program; ``chaining`` keeps layer outputs on chip where the
+    next layer can take them (the spec must be built with ``chaining=True`` too)."""
+    name: str
+    spec: AcceleratorSpec
+    network: object
+    batch: int = 1
+    chaining: bool = True
+
+    def __post_init__(self):
+        if not isinstance(self.spec, AcceleratorSpec):
+            raise MappingError(f"design {self.name!r}: spec must be an AcceleratorSpec, not {self.spec!r}")
+        from .network import QuantizedNetwork
+        network = self.network
+        if isinstance(network, (str, Path)):
+            path = Path(network)
+            if not (path / "network.json").is_file():
+                raise MappingError(f"design {self.name!r}: {path} holds no saved network (network.json); give the "
+                                   f"folder `hwgen compile` wrote, or a QuantizedNetwork")
+            network = QuantizedNetwork.load(path)
+        if not isinstance(network, QuantizedNetwork):
+            raise MappingError(f"design {self.name!r}: network must be a QuantizedNetwork or its folder, not "
+                               f"{network!r}")
+        object.__setattr__(self, "network", network)
+        if not isinstance(self.batch, int) or isinstance(self.batch, bool) or self.batch < 1:
+            raise MappingError(f"design {self.name!r}: batch must be a positive integer, not {self.batch!r}")
+        self.program          # map, tile and link now: a bad spec fails before any Verilog
+
+    @cached_property
+    def layers(self):
+        from .build import int_layers
+        return int_layers(self.network)
+
+    @cached_property
+    def program(self):
+        return self.program_for(self.batch)
+
+    def program_for(self, batch):
+        from ..perf import FeedbackOverflowError
+        from .program import compile_program
+        try:
+            return compile_program(self.spec, self.layers, batch=batch, chain=self.chaining)
+        except FeedbackOverflowError as error:
+            raise MappingError(f"design {self.name!r}: {error}") from None
+
+    def plans(self):
+        """The layers' plans (as `hwgen.Design.plans`: the manifest and `hwgen plan` list them)."""
+        return [pl.plan for pl in self.program.layers]

@@ -1,0 +1,497 @@
+"""A network of integer layers on one accelerator: the map, tile, schedule and emit steps of the compiler.
+
+The input is a list of `IntLayer`s - the integer network the front end (`hwgen.compiler.network`) makes from a
+quantized model, or that a user writes - and an `AcceleratorSpec`. The output is a `Program`: every layer's
+commands in order, each placed on an engine, with the data of every stream and the golden output.
+
+- **map** (`choose_engine`): convolutions run on the array; a fully connected layer runs on the array or, when
+  the accelerator has one beside it (``mv_engine``), on the matrix-vector engine, whichever the cycle model says
+  is faster for it.
+- **tile**: `hwgen.tiling.plan_layer` cuts each layer into commands that fit the buffers.
+- **schedule** (`link`): where a layer's output goes. With ``chaining``, a layer's output stays on chip when
+  the next layer can take it whole: the producer's beats leave the post-op chain into the feedback FIFO in the
+  order the consumer's activation words are laid out (beat ``mf*P + p`` is word ``mf*P + p``: channel group
+  ``mf`` at position ``p``, `hwgen.schedule`), and the consumer loads them as one tile. The re-layout is a fixed
+  address pattern the hardware follows - the identity, because both layouts put channels on the vector lanes
+  and pixels in raster order; a flattening fully connected layer takes the pixels-then-channels order by a
+  permutation of its weight columns, made here once (`storage_order_weights`), so no activation is ever moved
+  by the host. A boundary that cannot chain (the consumer needs its input in several tiles, host-unrolled
+  windows, or another type) sends the output to ``out``; the host packs it as the next layer's ``acts``.
+  Activation banks and post-op parameter banks alternate across layers (each plan's banks are flipped as a
+  whole), so the next layer loads while this one computes.
+- **emit** (`Program.streams`): the words of ``cfg``, ``weights``, ``mv_weights``, ``params`` and ``acts`` for a
+  batch of inputs, and the beats ``out`` must carry; `Program.predict` is the exact cycle model of the whole
+  run (`hwgen.perf.predict_commands`).
+
+A batch of N inputs runs as one program: the per-input command sequence N times, so the next input's first
+layer loads while the last layers of the previous one compute. Weights are streamed again for every input:
+the weight buffer is a FIFO that streams them through the array (weights are used once per fold), so nothing
+holds a layer's weights between inputs.
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+from functools import lru_cache
+from math import ceil
+
+import numpy as np
+
+from .. import reference
+from ..errors import HwgenError, MappingError
+from ..perf import CycleEstimate, predict_commands, predict_plan
+from ..postops import PostOps, QuantParams, apply
+from ..problem import ConvProblem
+from ..spec import AcceleratorSpec
+from ..tiling import LayerPlan, plan_layer
+
+__all__ = ["IntLayer", "MappedLayer", "ProgramLayer", "Program", "check_network", "compile_program",
+           "link_layers", "map_layers", "reference_network", "storage_order_weights", "tile_layers"]
+
+
+@dataclass(frozen=True, eq=False)
+class IntLayer:
+    """One integer layer: ``O = postops(conv(I, weight) + ...)`` with the semantics of `hwgen.reference` and
+    `hwgen.postops.apply`.
+
+    ``problem`` is the canonical layer for one input (a fully connected layer: ``C=K, H=W=E=F=1``); ``weight``
+    is ``[M, C, R, S]``; ``pad_value`` is what padding reads (the input's zero point). ``flatten`` marks a fully
+    connected layer whose input is the previous layer's ``[C, H, W]`` output flattened in that order (as
+    ``torch.flatten`` and ONNX ``Flatten`` do). ``host_pool = (k, stride)``: a ``k x k`` max pooling the
+    hardware does not have (its post-op chain pools 2x2 only), applied by the host to this layer's output on its
+    way to the next layer (the boundary then goes through ``out``; say so in any report)."""
+    name: str
+    problem: ConvProblem
+    weight: np.ndarray
+    postops: PostOps = PostOps()
+    params: QuantParams = None
+    pad_value: int = 0
+    flatten: bool = False
+    host_pool: tuple = None
+
+    def __post_init__(self):
+        if not isinstance(self.problem, ConvProblem):
+            raise TypeError(f"{self.name}: problem must be a hwgen.problem.ConvProblem, not {self.problem!r}")
+        weight = np.asarray(self.weight)
+        if weight.shape != tuple(self.problem.weight_canonical_shape):
+            raise MappingError(f"{self.name}: weight has shape {weight.shape}, the layer needs "
+                               f"{tuple(self.problem.weight_canonical_shape)} ([M, C, R, S])")
+        object.__setattr__(self, "weight", weight.astype(np.int64))
+        if self.postops.needs_params:
+            if not isinstance(self.params, QuantParams):
+                raise MappingError(f"{self.name}: {self.postops} needs QuantParams (bias/multiplier/shift)")
+            self.params.check(self.postops, self.problem.M)
+
+    @property
+    def kind(self):
+        return self.problem.kind
+
+    @property
+    def in_shape(self):
+        p = self.problem
+        return (p.C, p.H, p.W)
+
+    @property
+    def out_shape(self):
+        """The shape the next layer receives (after any host pooling)."""
+        p = self.problem
+        E, F = self.postops.out_size(p.E, p.F)
+        if self.host_pool:
+            k, stride = self.host_pool
+            E, F = (E - k) // stride + 1, (F - k) // stride + 1
+        return (p.M, E, F)
+
+    def host_pooled(self, y):
+        """The host's pooling of this layer's output (identity without ``host_pool``)."""
+        if not self.host_pool:
+            return y
+        k, stride = self.host_pool
+        _, E, F = self.out_shape
+        windows = [y[:, r:r + (E - 1) * stride + 1:stride, c:c + (F - 1) * stride + 1:stride]
+                   for r in range(k) for c in range(k)]
+        return np.max(windows, axis=0)
+
+    def forward(self, x, acc_type):
+        """The layer on one input ``x[C, H, W]`` (int) -> its output ``[M, E', F']``."""
+        p = self.problem
+        acc = reference.conv2d(x, self.weight, stride=(p.stride_h, p.stride_w), padding=(p.pad_h, p.pad_w),
+                               acc_type=acc_type, out_size=(p.E, p.F), pad_value=self.pad_value)
+        return apply(acc, self.params, self.postops, acc_type)
+
+
+def reference_network(layers, x, acc_type):
+    """Every layer's output for one input ``x`` (the layers' integer semantics, one after another)."""
+    outputs = []
+    for layer in layers:
+        if layer.flatten:
+            x = np.asarray(x).reshape(-1, 1, 1)
+        outputs.append(layer.forward(x, acc_type))
+        x = layer.host_pooled(outputs[-1])
+    return outputs
+
+
+def storage_order_weights(weight, *, channels, pixels, cols):
+    """A flattening fully connected layer's weights ``[M, channels*pixels, 1, 1]`` (input feature ``c*pixels +
+    p``, the ``[C, H, W]`` flatten order) -> ``[M, m_folds*pixels*cols, 1, 1]`` in the order its input arrives
+    as activation words: word ``mf*pixels + p`` lane ``i`` is channel ``mf*cols + i`` at pixel ``p``; the
+    padding lanes (channels beyond ``channels``) get zero weights."""
+    weight = np.asarray(weight)
+    M = weight.shape[0]
+    m_folds = ceil(channels / cols)
+    w = np.zeros((M, m_folds * cols, pixels), dtype=np.int64)
+    w[:, :channels] = weight.reshape(M, channels, pixels)
+    # (M, mf, lane, p) -> (M, mf, p, lane)
+    return w.reshape(M, m_folds, cols, pixels).transpose(0, 1, 3, 2).reshape(M, -1, 1, 1)
+
+
+def _to_storage_order(x, *, cols):
+    """An output ``[C, H, W]`` -> the flattened vector in storage order (see `storage_order_weights`)."""
+    x = np.asarray(x)
+    C = x.shape[0]
+    pixels = x[0].size
+    m_folds = ceil(C / cols)
+    padded = np.zeros((m_folds * cols, pixels), dtype=np.int64)
+    padded[:C] = x.reshape(C, pixels)
+    return padded.reshape(m_folds, cols, pixels).transpose(0, 2, 1).reshape(-1, 1, 1)
+
+
+@dataclass(eq=False)
+class ProgramLayer:
+    """A layer as the program runs it: its plan (commands flagged for engine, banks, source and destination),
+    the canonical problem and weights the hardware sees (a flattening layer's in storage order)."""
+    layer: IntLayer
+    plan: LayerPlan
+    weight: np.ndarray          # for plan.problem
+    source: str = "stream"      # its activations: "stream" (acts: the network's input), "feedback" (the previous
+                                # layer, on chip) or "host" (acts, packed by the host from `out`)
+    dest: str = "out"           # its output: "out" or "feedback"
+
+    @property
+    def name(self):
+        return self.layer.name
+
+    @property
+    def engine(self):
+        return self.plan.engine
+
+    def hardware_input(self, x):
+        """The layer's input as its plan's canonical activations (storage order for a flattening layer)."""
+        if self.layer.flatten:
+            return _to_storage_order(x, cols=self.plan.spec.cols)
+        return x
+
+
+@dataclass(eq=False)
+class Program:
+    spec: AcceleratorSpec
+    layers: list
+    batch: int = 1
+    notes: list = field(default_factory=list)     # decisions worth reporting (chaining, engines)
+
+    def commands(self):
+        """Every command, in order, for the whole batch (banks alternate across layers and inputs)."""
+        return [command for image in self._image_plans() for plan in image for command in plan.commands]
+
+    def _image_plans(self):
+        """Per input, the layers' plans with their banks flipped so that each plan loads (and takes post-op
+        parameters) into the bank the command before it does not use."""
+        images, last_bank, last_param = [], None, None
+        for _ in range(self.batch):
+            plans = []
+            for pl in self.layers:
+                plan = pl.plan
+                first_load = next((c.act_bank for c in plan.commands if c.load_acts), None)
+                flip_acts = first_load is not None and last_bank is not None and first_load == last_bank
+                first_param = next((c.param_bank for c in plan.commands if c.param_words), None)
+                flip_params = first_param is not None and last_param is not None and first_param == last_param
+                if flip_acts or flip_params:
+                    plan = _flip_banks(plan, acts=flip_acts, params=flip_params)
+                plans.append(plan)
+                last_bank = plan.commands[-1].act_bank
+                params = [c.param_bank for c in plan.commands if c.param_words]
+                last_param = params[-1] if params else last_param
+            images.append(plans)
+        return images
+
+    def predict(self, *, timeline=None):
+        """The exact cycles of the whole batch, first ``cfg`` handshake to last ``out`` beat (a layer fed by the
+        host from an earlier layer's ``out`` beats waits for them, `acts_gates`)."""
+        macs = self.batch * sum(pl.layer.problem.macs for pl in self.layers)
+        return predict_commands(self.commands(), name="network", macs=macs, timeline=timeline,
+                                acts_after=self.acts_after())
+
+    def acts_after(self):
+        """Per command: how many ``out`` beats the host must have before it can send the command's activations
+        (0: the network's input, or none to send)."""
+        waits, out_beats = [], 0
+        for image in range(self.batch):
+            for index, pl in enumerate(self.layers):
+                for command in pl.plan.commands:
+                    host_fed = command.load_acts and pl.source == "host"
+                    waits.append(out_beats if host_fed else 0)
+                if pl.dest == "out":
+                    out_beats += pl.plan.out_beats
+        return waits
+
+    def acts_gates(self):
+        """``(first acts word, out beats needed)`` for every host-fed layer, in stream order: the host may send
+        word ``first`` and the ones after it only once it has received that many ``out`` beats."""
+        gates, words, out_beats = [], 0, 0
+        for plans in self._image_plans():
+            for index, (pl, plan) in enumerate(zip(self.layers, plans)):
+                if pl.source in ("stream", "host"):
+                    if pl.source == "host":
+                        gates.append((words, out_beats))
+                    words += sum(c.act_words for c in plan.commands if c.load_acts)
+                if pl.dest == "out":
+                    out_beats += plan.out_beats
+        return gates
+
+    def ideal_cycles(self):
+        return ceil(self.batch * sum(pl.layer.problem.macs for pl in self.layers) / self.spec.pes)
+
+    def layer_cycles(self):
+        """Per layer (first input): the cycles from its first command's start to its last beat, from the
+        whole-program timeline."""
+        timeline = []
+        self.predict(timeline=timeline)
+        rows, at = [], 0
+        for pl in self.layers:
+            events = timeline[at:at + len(pl.plan.commands)]
+            at += len(pl.plan.commands)
+            start = min(e["take"] for e in events)
+            end = max(e["last_beat"] for e in events if e["last_beat"] is not None)
+            rows.append({"layer": pl.name, "engine": pl.engine, "commands": len(events), "source": pl.source,
+                         "dest": pl.dest, "start": start, "end": end, "macs": pl.layer.problem.macs})
+        return rows
+
+    def reference(self, x):
+        """Every layer's golden output for one input (canonical ``[M, E', F']`` each)."""
+        return reference_network([pl.layer for pl in self.layers], x, self.spec.acc_type)
+
+    def streams(self, inputs):
+        """The words of every input stream for a batch of ``inputs`` (each ``[C, H, W]`` of the first layer),
+        the beats ``out`` must carry, and every layer's golden outputs per input."""
+        inputs = list(inputs)
+        if len(inputs) != self.batch:
+            raise ValueError(f"the program runs a batch of {self.batch}, got {len(inputs)} inputs")
+        words = {"cfg": [], "weights": [], "mv_weights": [], "params": [], "acts": []}
+        expected, goldens = [], []
+        for x, plans in zip(inputs, self._image_plans()):
+            outs = self.reference(x)
+            goldens.append(outs)
+            previous = x
+            for pl, plan, out in zip(self.layers, plans, outs):
+                words["cfg"] += plan.config_words()
+                stream = "mv_weights" if plan.engine == "matrix_vector" and self.spec.mv_engine else "weights"
+                words[stream] += plan.weight_stream(pl.weight)
+                if pl.layer.postops.needs_params:
+                    words["params"] += plan.params_stream(pl.layer.params)
+                if pl.source in ("stream", "host"):
+                    words["acts"] += plan.act_stream(pl.hardware_input(previous), pad_value=pl.layer.pad_value)
+                if pl.dest == "out":
+                    expected += plan.pack_outputs(out)
+                previous = pl.layer.host_pooled(out)
+        return words, expected, goldens
+
+    def summary_rows(self):
+        rows = []
+        for pl in self.layers:
+            p = pl.layer.problem
+            rows.append({"layer": pl.name, "kind": p.kind, "engine": pl.engine, "commands": len(pl.plan.tiles),
+                         "im2col": pl.plan.im2col, "input": pl.source, "output": pl.dest,
+                         "macs": p.macs, "model_cycles_alone": predict_plan(pl.plan).cycles})
+        return rows
+
+
+def _flip_banks(plan, *, acts, params):
+    tiles = []
+    for tile in plan.tiles:
+        s = tile.schedule
+        changes = {}
+        if acts:
+            changes["act_bank"] = 1 - s.act_bank
+        if params and s.param_words:
+            changes["param_bank"] = 1 - s.param_bank
+        tiles.append(dataclasses.replace(tile, schedule=dataclasses.replace(s, **changes)))
+    return dataclasses.replace(plan, tiles=tuple(tiles))
+
+
+def _retag(plan, **changes):
+    return dataclasses.replace(plan, tiles=tuple(dataclasses.replace(t, schedule=dataclasses.replace(
+        t.schedule, **changes)) for t in plan.tiles))
+
+
+def _emission_is_storage_order(plan):
+    """Whether the plan's output beats leave in the order of the next layer's activation words."""
+    spec, p = plan.spec, plan.problem
+    e_out, f_out = plan.out_shape[1:]
+    order = []
+    for tile in plan.tiles:
+        s = tile.schedule
+        if not s.acc_emit:
+            continue
+        if tile.pixel_range:
+            first_pixel, pixels = tile.p0, tile.p1 - tile.p0
+        else:
+            r0, _ = plan._out_rows(tile)
+            first_pixel, pixels = r0 * f_out, s.out_size[0] * s.out_size[1]
+        for mf in range(s.m_folds):
+            base = (tile.m0 // spec.cols + mf) * e_out * f_out + first_pixel
+            order.extend(range(base, base + pixels))
+    return order == list(range(len(order)))
+
+
+def check_network(layers):
+    """Raise `MappingError` unless every layer takes the shape the one before it gives."""
+    layers = list(layers)
+    if not layers:
+        raise MappingError("the network has no layers")
+    for layer in layers:
+        if not isinstance(layer, IntLayer):
+            raise TypeError(f"a network is a list of hwgen.compiler.IntLayer, not {layer!r}")
+    for before, after in zip(layers, layers[1:]):
+        expected = (before.out_shape if not after.flatten else (int(np.prod(before.out_shape)), 1, 1))
+        if after.in_shape != tuple(expected):
+            raise MappingError(f"{after.name}: takes an input of shape {after.in_shape} but {before.name} gives "
+                               f"{before.out_shape}" + (" (flattened)" if after.flatten else ""))
+    return layers
+
+
+@dataclass(frozen=True, eq=False)
+class MappedLayer:
+    """The map step's decision for one layer: the engine, and the problem and weights the hardware sees."""
+    layer: IntLayer
+    engine: str
+    problem: ConvProblem
+    weight: np.ndarray
+    im2col: object          # what the tile step may use: "auto", or False for a layer meant to be fed on chip
+
+    def to_dict(self):
+        return {"layer": self.layer.name, "engine": self.engine, "problem": self.problem.to_dict(),
+                "im2col": self.im2col, "flatten": self.layer.flatten, "pad_value": self.layer.pad_value}
+
+
+@lru_cache(maxsize=256)
+def _engine_plans(spec, problem, postops, *, im2col):
+    """The plan on every engine that can run the layer (errors of the ones that cannot); cached, as the map
+    and tile steps both ask."""
+    plans, errors = {}, []
+    attempts = [(spec.dataflow, im2col)]
+    if im2col is False:
+        attempts.append((spec.dataflow, "auto"))      # fed through the host then, it may unroll windows
+    if spec.mv_engine and problem.kind == "linear" and problem.E == problem.H == 1:
+        attempts.append(("matrix_vector", "auto"))
+    for engine, unroll in attempts:
+        if engine in plans:
+            continue
+        try:
+            if engine == "matrix_vector" and spec.dataflow != "matrix_vector":
+                plans[engine] = plan_layer(spec, problem, postops, engine=engine)
+            else:
+                plans[engine] = plan_layer(spec, problem, postops, im2col=unroll)
+        except HwgenError as error:
+            errors.append(error)
+    if not plans:
+        raise errors[0]
+    return plans
+
+
+def map_layers(spec, layers, *, chain=True):
+    """The map step: each layer's engine (where the cycle model says it runs fastest: the array, or for a fully
+    connected layer the matrix-vector engine beside it), and the problem and weights the hardware sees (a
+    flattening layer's weight columns in storage order, `storage_order_weights`)."""
+    if not isinstance(spec, AcceleratorSpec):
+        raise TypeError(f"spec must be an AcceleratorSpec, not {spec!r}")
+    layers = check_network(layers)
+    mapped = []
+    for index, layer in enumerate(layers):
+        problem, weight = layer.problem, layer.weight
+        if layer.flatten:
+            previous = layers[index - 1]
+            channels, pixels = previous.out_shape[0], previous.out_shape[1] * previous.out_shape[2]
+            weight = storage_order_weights(weight, channels=channels, pixels=pixels, cols=spec.cols)
+            problem = ConvProblem(problem.name, "linear", C=weight.shape[1], H=1, W=1, M=problem.M, E=1, F=1,
+                                  R=1, S=1)
+        # A layer meant to be fed on chip takes its input as it is laid out: no host-unrolled windows.
+        im2col = False if chain and spec.chaining and index > 0 and not layers[index - 1].host_pool else "auto"
+        plans = _engine_plans(spec, problem, layer.postops, im2col=im2col)
+        engine = min(plans, key=lambda name: predict_plan(plans[name]).cycles)
+        mapped.append(MappedLayer(layer, engine, problem, weight, im2col))
+    return mapped
+
+
+def tile_layers(spec, mapped):
+    """The tile step: each layer's commands on its engine (`hwgen.tiling.plan_layer`), with its padding
+    value. A layer meant to be fed on chip that only fits with host-unrolled windows gets them (it will be
+    fed through the host)."""
+    program_layers = []
+    for m in mapped:
+        plan = _engine_plans(spec, m.problem, m.layer.postops, im2col=m.im2col)[m.engine]
+        if m.layer.pad_value and plan.engine == "weight_stationary" and not plan.im2col:
+            plan = _retag(plan, pad_value=m.layer.pad_value)
+        program_layers.append(ProgramLayer(layer=m.layer, plan=plan, weight=m.weight))
+    return program_layers
+
+
+def link_layers(spec, program_layers, *, batch=1, chain=True):
+    """The schedule step: where every layer's output goes (on chip when the next layer can take it whole, else
+    through ``out`` and the host), banks alternating across layers (`Program`), and the cycle model of the
+    whole run - which refuses a plan it could not predict (`FeedbackOverflowError`)."""
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise MappingError(f"batch must be a positive integer, not {batch!r}")
+    notes = []
+    for producer, consumer in zip(program_layers, program_layers[1:]):
+        reason = _chain_blocker(spec, producer, consumer) if chain else "chaining not asked for"
+        if reason is None:
+            producer.dest, consumer.source = "feedback", "feedback"
+            producer.plan = _retag_emitting(producer.plan, out_dest="feedback")
+            consumer.plan = _retag_loading(consumer.plan, act_source="feedback")
+            notes.append(f"{producer.name} -> {consumer.name}: on chip")
+        else:
+            consumer.source = "host"
+            consumer.plan = _retag_loading(consumer.plan, act_source="host")
+            notes.append(f"{producer.name} -> {consumer.name}: through out/acts ({reason})")
+    program = Program(spec=spec, layers=program_layers, batch=batch, notes=notes)
+    program.predict()     # raises if the feedback would overflow (the model would not be exact)
+    return program
+
+
+def compile_program(spec, layers, *, batch=1, chain=True):
+    """Map, tile and link `layers` (`IntLayer`s, in order) on the accelerator of `spec` (see the module
+    docstring). ``chain=False`` sends every layer's output to ``out`` (the host packs the next input)."""
+    mapped = map_layers(spec, layers, chain=chain)
+    return link_layers(spec, tile_layers(spec, mapped), batch=batch, chain=chain)
+
+
+def _retag_emitting(plan, **changes):
+    return dataclasses.replace(plan, tiles=tuple(
+        dataclasses.replace(t, schedule=dataclasses.replace(t.schedule, **changes)) if t.schedule.acc_emit else t
+        for t in plan.tiles))
+
+
+def _retag_loading(plan, **changes):
+    return dataclasses.replace(plan, tiles=tuple(
+        dataclasses.replace(t, schedule=dataclasses.replace(t.schedule, **changes)) if t.schedule.load_acts else t
+        for t in plan.tiles))
+
+
+def _chain_blocker(spec, producer, consumer):
+    """Why the boundary cannot stay on chip, or None."""
+    if producer.layer.host_pool:
+        return f"the host pools {producer.name}'s output {producer.layer.host_pool[0]}x{producer.layer.host_pool[0]}"
+    if not spec.chaining:
+        return "the accelerator is built without chaining"
+    out_type = producer.layer.postops.output_type(spec.acc_type)
+    if out_type != spec.act_type:
+        return f"{producer.name}'s output is {out_type}, not the activation type {spec.act_type}"
+    loads = [c for c in consumer.plan.commands if c.load_acts]
+    if len(loads) != 1 or not consumer.plan.commands[0].load_acts:
+        return f"{consumer.name} loads its input in {len(loads)} tiles (it must fit one activation bank)"
+    if consumer.plan.im2col:
+        return f"{consumer.name} takes host-unrolled windows"
+    if not _emission_is_storage_order(producer.plan):
+        return f"{producer.name}'s tiles emit out of the next layer's word order"
+    if loads[0].act_words != producer.plan.out_beats:
+        return (f"{consumer.name} loads {loads[0].act_words} words but {producer.name} emits "
+                f"{producer.plan.out_beats} beats")
+    return None

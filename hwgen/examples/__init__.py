@@ -1,0 +1,1 @@
+"""Runnable examples that ship with hwgen (``python -m hwgen.examples.digits``)."""

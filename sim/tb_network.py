@@ -1,0 +1,119 @@
+"""cocotb test: a whole network's program on one generated accelerator, against the NumPy reference network.
+
+The job (`sim.job.NetworkJob`, JSON) holds the words of every input stream and the beats ``out`` must carry,
+made by `hwgen.compiler.program.Program.streams` from the reference network. Roles as in `tb_accelerator`:
+cocotbext-axi sources drive ``cfg``/``weights``/``mv_weights``/``acts``/``params`` (queued in full before the
+first ``cfg`` beat, so no source idles: the model's condition), a sink collects ``out``, a monitor times the
+``cfg`` handshakes, and a counter of the ``emitted`` pulse times every layer's last beat (a chained layer's
+output never reaches ``out``). The scoreboard compares ``out`` beat by beat, in order.
+"""
+
+import json
+import os
+import time
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
+from cocotb.utils import get_sim_steps, get_sim_time
+from cocotbext.axi import AxiStreamFrame
+
+from hwgen.sim import streams
+from hwgen.sim.job import NetworkJob
+from hwgen.sim.scoreboard import Scoreboard
+
+CLOCK_NS = 10
+INPUTS = ("cfg", "weights", "mv_weights", "acts", "params")
+
+
+@cocotb.test()
+async def run_network(dut):
+    job = NetworkJob.loads(open(os.environ["HWGEN_SIM_JOB"]).read())
+    words = {name: [int(word, 16) for word in job.words.get(name, [])] for name in INPUTS}
+    expected = [int(beat, 16) for beat in job.expected]
+    cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
+    dut.rst.value = 1
+    present = [name for name in INPUTS if hasattr(dut, f"{name}__valid")]
+    for name in present:
+        getattr(dut, f"{name}__valid").value = 0
+    dut.out__ready.value = 0
+    sources = {name: streams.source(dut, name) for name in present}
+    out = streams.sink(dut, "out")
+    cfg_monitor = streams.monitor(dut, "cfg")
+    if job.stall:
+        for n, name in enumerate(present):
+            sources[name].set_pause_generator(streams.random_pauses(job.seed * 101 + n, job.stall))
+        out.set_pause_generator(streams.random_pauses(job.seed * 101 + 99, job.stall))
+    period = get_sim_steps(CLOCK_NS, "ns")
+    await ClockCycles(dut.clk, 3)
+    dut.rst.value = 0
+    await RisingEdge(dut.clk)
+
+    emitted = []       # simulation time (steps) of the clock edge ending each cycle a beat leaves the chain
+
+    async def count_emitted():
+        # Sampled at the edge, before it updates anything: the cycle ending there, as the AXI models sample.
+        while True:
+            await RisingEdge(dut.clk)
+            if dut.emitted.value:
+                emitted.append(get_sim_time("step"))
+
+    started = time.perf_counter()
+    beats, last_time = [], None
+    # The host: every stream queued in full before the first cfg beat, except the activations it makes from
+    # `out` beats (layers whose input did not stay on chip): each such segment once those beats are in.
+    gates = [tuple(gate) for gate in job.acts_gates]
+    cuts = [0] + [word for word, _ in gates] + [len(words["acts"])]
+    for name in present:
+        if name not in ("cfg", "acts") and words[name]:
+            await sources[name].send(AxiStreamFrame(words[name]))
+    if cuts[1] > 0:
+        await sources["acts"].send(AxiStreamFrame(words["acts"][:cuts[1]]))
+
+    async def host():
+        for (word, need), end in zip(gates, cuts[2:]):
+            while len(beats) < need:
+                await RisingEdge(dut.clk)
+            if end > word:
+                await sources["acts"].send(AxiStreamFrame(words["acts"][word:end]))
+
+    counter = cocotb.start_soon(count_emitted())
+    feeder = cocotb.start_soon(host())
+    await sources["cfg"].send(AxiStreamFrame(words["cfg"]))
+    first_cfg = await cfg_monitor.recv()
+
+    async def collect():
+        nonlocal last_time
+        while len(beats) < len(expected):
+            frame = await out.recv()
+            beats.extend(frame.tdata)
+            last_time = frame.sim_time_end
+
+    try:
+        await with_timeout(collect(), (job.model_cycles * job.max_cycles_factor + 2000) * period, "step")
+        hung = False
+    except cocotb.triggers.SimTimeoutError:
+        hung = True
+    await ClockCycles(dut.clk, 8)
+    while not out.empty():
+        beats.extend(out.recv_nowait().tdata)
+    counter.cancel()
+    feeder.cancel()
+    board = Scoreboard(expected=expected, lane_bits=job.lane_bits, lanes=job.lanes)
+    board.check(beats)
+    measured = None if hung or last_time is None else (last_time - first_cfg.sim_time_start) // period
+    # Cycles from the first cfg handshake, as the monitor stamps a handshake (the sink's frames likewise).
+    layer_ends, at = [], 0
+    for count in job.layer_beats:
+        at += count
+        layer_ends.append((emitted[at - 1] - first_cfg.sim_time_start) // period
+                          if at <= len(emitted) and count else None)
+    result = {"exact": board.exact and not hung, "hung": hung, "report": board.report(),
+              "beats": len(beats), "expected_beats": len(expected), "measured_cycles": measured,
+              "model_cycles": job.model_cycles, "layer_ends": layer_ends, "emitted": len(emitted),
+              "wall_seconds": time.perf_counter() - started}
+    with open(job.results_path, "w") as f:
+        json.dump(result, f, indent=1)
+    assert result["exact"], f"the network's output differs from the NumPy reference\n{board.report()}"
+    if not job.stall:
+        assert measured == job.model_cycles, f"measured {measured} cycles, model {job.model_cycles}"

@@ -1,0 +1,98 @@
+"""`hwgen compile` and `hwgen run`: an ONNX model in, a design folder out (every step's intermediate), the
+network on the RTL bit-exact and cycle-exact; bad input rejected with a named error and exit code 2."""
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+
+from hwgen.cli import main   # noqa: E402
+from hwgen.compiler.design import NetworkDesign   # noqa: E402
+from hwgen.design import load_design   # noqa: E402
+from tests.onnx_graphs import lenet_like, onnx   # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model")
+    onnx.save(lenet_like(), str(folder / "tiny.onnx"))
+    rng = np.random.default_rng(0)
+    np.save(folder / "calib.npy", rng.uniform(0, 1, (16, 1, 12, 12)).astype(np.float32))
+    np.save(folder / "x.npy", rng.uniform(0, 1, (2, 1, 12, 12)).astype(np.float32))
+    np.save(folder / "y.npy", np.array([1, 3]))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def compiled(model_files, tmp_path_factory):
+    out = tmp_path_factory.mktemp("design")
+    code = main(["compile", str(model_files / "tiny.onnx"), "--array", "4x4", "--calibrate",
+                 str(model_files / "calib.npy"), "-o", str(out)])
+    assert code == 0
+    return out
+
+
+def test_compile_writes_every_step_and_a_design(compiled):
+    for name in ("graph/network.json", "network/network.json", "network/tensors.npz", "map.json", "tiles.json",
+                 "program.json", "design.py", "tiny.v", "report.txt"):
+        assert (compiled / name).is_file(), name
+    program = json.loads((compiled / "program.json").read_text())
+    assert program["notes"] == ["conv1 -> conv2: on chip", "conv2 -> fc1: on chip", "fc1 -> fc2: on chip"]
+    assert [row["engine"] for row in program["layers"]] == ["weight_stationary", "weight_stationary",
+                                                           "matrix_vector", "matrix_vector"]
+    design = load_design(compiled)
+    assert isinstance(design, NetworkDesign) and design.spec.rows == 4 and design.spec.mv_engine
+    assert design.program.predict().cycles == program["model_cycles"]
+
+
+def test_stop_after_prints_the_intermediate(model_files, tmp_path, capsys):
+    code = main(["compile", str(model_files / "tiny.onnx"), "--calibrate", str(model_files / "calib.npy"),
+                 "--stop-after", "quantize", "-o", str(tmp_path)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "QuantizedNetwork" in out and "conv1" in out
+    assert (tmp_path / "network" / "network.json").is_file() and not (tmp_path / "map.json").exists()
+
+
+def test_plan_and_generate_take_the_design_folder(compiled, tmp_path, capsys):
+    assert main(["plan", str(compiled)]) == 0
+    out = capsys.readouterr().out
+    assert "on chip" in out and "whole run" in out
+    assert main(["generate", str(compiled), "-o", str(tmp_path)]) == 0
+
+
+@pytest.mark.cocotb
+def test_run_on_the_rtl_is_exact_and_cycle_exact(compiled, model_files, capsys):
+    code = main(["run", str(compiled), "--inputs", str(model_files / "x.npy"), "--labels",
+                 str(model_files / "y.npy"), "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0, summary
+    assert summary["exact"] and summary["cycles_measured"] == summary["cycles_model"]
+    assert summary["predictions"] == summary["reference_predictions"] and len(summary["predictions"]) == 2
+    for layer in summary["layers"]:
+        assert layer["last_beat_measured"] == layer["last_beat_model"]
+
+
+def test_bad_input_is_a_named_error(model_files, compiled, tmp_path, capsys):
+    cases = [
+        (["compile", str(model_files / "tiny.onnx"), "-o", str(tmp_path / "a")], "needs calibration data"),
+        (["compile", str(tmp_path / "model.pt"), "-o", str(tmp_path / "b")], "hwgen reads ONNX models"),
+        (["run", str(compiled), "--inputs", str(model_files / "calib.npy"), "--limit", "1", "--labels",
+          str(model_files / "y.npy")], None),
+        (["run", "lenet_ws4", "--inputs", str(model_files / "x.npy")], "layer design"),
+        (["sim", str(compiled)], "hwgen run"),
+        (["compile", str(model_files / "tiny.onnx"), "--array", "4by4", "--calibrate",
+          str(model_files / "calib.npy"), "-o", str(tmp_path / "c")], "ROWSxCOLS"),
+    ]
+    (tmp_path / "model.pt").write_bytes(b"not a model")
+    for argv, message in cases:
+        if message is None:
+            continue
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros((2, 3, 12, 12), dtype=np.float32))
+    assert main(["run", str(compiled), "--inputs", str(bad)]) == 2
+    assert "do not match the network's input" in capsys.readouterr().err

@@ -1,0 +1,102 @@
+"""The digits example: data split and upscaling, deterministic training, float vs int8 accuracy, and the
+onnxruntime QDQ oracle on the trained model (every held-out image)."""
+
+import logging
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+pytest.importorskip("onnx")
+
+from hwgen.compiler import import_onnx                                       # noqa: E402
+from hwgen.examples import digits                                             # noqa: E402
+
+logging.getLogger().setLevel(logging.ERROR)
+
+
+@pytest.fixture(scope="module")
+def split():
+    return digits.load_digits_split()
+
+
+@pytest.fixture(scope="module")
+def trained(split):
+    return digits.train_lenet_digits(seed=0, split=split)
+
+
+@pytest.fixture(scope="module")
+def exported(trained):
+    return digits.export_onnx(trained)
+
+
+def test_split_is_fixed_and_stratified(split):
+    x_train, y_train, x_test, y_test = split
+    assert x_train.shape == (1438, 1, 28, 28) and x_test.shape == (359, 1, 28, 28)
+    assert x_train.dtype == np.float32 and 0.0 <= x_train.min() and x_train.max() <= 1.0
+    assert np.all(np.bincount(y_test, minlength=10) >= 35)
+    again = digits.load_digits_split()
+    for a, b in zip(split, again):
+        np.testing.assert_array_equal(a, b)
+    other = digits.load_digits_split(split_seed=1)
+    assert not np.array_equal(other[3], y_test)
+
+
+def test_upscale_is_torch_bilinear():
+    images = np.random.default_rng(0).random((3, 8, 8)).astype(np.float32)
+    expected = torch.nn.functional.interpolate(torch.from_numpy(images)[:, None], size=(28, 28), mode="bilinear",
+                                               align_corners=False)[:, 0].numpy()
+    np.testing.assert_allclose(digits.upscale(images), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_training_is_deterministic(split):
+    a = digits.train_lenet_digits(seed=3, epochs=1, split=split)
+    b = digits.train_lenet_digits(seed=3, epochs=1, split=split)
+    for (name, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(p, q), name
+    c = digits.train_lenet_digits(seed=4, epochs=1, split=split)
+    assert not torch.equal(a.state_dict()["conv1.weight"], c.state_dict()["conv1.weight"])
+
+
+def test_float_and_int8_accuracy(split, trained, exported):
+    x_train, _, x_test, y_test = split
+    float_acc = digits.accuracy(digits.float_predict(trained, x_test), y_test)
+    assert float_acc >= 0.95
+    network = digits.quantize_digits(exported, x_train)
+    float_net = import_onnx(exported)
+    np.testing.assert_allclose(float_net.forward(x_test[:20]), trained(torch.from_numpy(x_test[:20])).detach(),
+                               rtol=1e-4, atol=1e-5)
+    int8_acc = digits.accuracy(network.predict(x_test), y_test)
+    assert abs(int8_acc - float_acc) <= 0.01, (float_acc, int8_acc)
+    assert [layer.name for layer in network.layers] == ["conv1", "conv2", "fc1", "fc2", "fc3"]
+    assert network.layers[0].source[0] == "/conv1/Conv"
+
+
+def test_onnxruntime_qdq_oracle_on_digits(split, exported):
+    pytest.importorskip("onnxruntime")
+    from hwgen.compiler.oracle import compare_with_onnxruntime, quantize_static_qdq
+    x_train, _, x_test, y_test = split
+    for activation_type in ("uint8", "int8"):
+        qdq = quantize_static_qdq(exported, x_train[::4], activation_type=activation_type)
+        network = import_onnx(qdq)
+        agreement = compare_with_onnxruntime(network, qdq, x_test)
+        assert agreement.all_same_top1, agreement
+        for name, total, equal, within, worst in agreement.layers:
+            assert within >= 0.99 * total, agreement
+        assert digits.accuracy(agreement.hwgen_predictions, y_test) >= 0.95
+
+
+@pytest.mark.slow
+def test_full_training_is_deterministic(split, trained):
+    again = digits.train_lenet_digits(seed=0, split=split)
+    for (name, p), (_, q) in zip(trained.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(p, q), name
+
+
+@pytest.mark.slow
+def test_demo_runs(capsys, tmp_path):
+    assert digits.main(["--onnxruntime", "--save", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "float (PyTorch)" in out and "int8 onnxruntime QDQ" in out and "same top-1 on 359/359" in out
+    assert (tmp_path / "digits.onnx").is_file() and (tmp_path / "quantized" / "network.json").is_file()
