@@ -6,7 +6,7 @@ import pytest
 from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.sim import Simulator
 
-from hwgen.hw.delay import DelayLine, delayed
+from hwgen.hw.delay import delayed
 
 
 class Delayed(Elaboratable):
@@ -61,9 +61,3 @@ def test_delayed_uses_one_block_per_set_bit_longest_first():
         m.submodules[name]._MustUse__silence = True
     m._MustUse__silence = True
 
-
-def test_delay_line_checks_its_parameters():
-    with pytest.raises(ValueError, match="stages must be a positive integer"):
-        DelayLine(width=3, stages=0)
-    with pytest.raises(ValueError, match="width must be a positive integer"):
-        DelayLine(width=0, stages=2)
