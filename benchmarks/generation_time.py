@@ -6,9 +6,9 @@
 Every generation is a cold start: a fresh Python process that imports hwgen, elaborates the default spec of that
 size (`hwgen.verilog.elaborate`: Amaranth's elaboration, netlist and RTLIL, all Python) and turns it into
 Verilog (`hwgen.verilog.rtlil_to_verilog`: Amaranth's bundled Yosys, a subprocess). The table shows the median
-over ``repeat`` processes of each phase's wall time, and whether every process wrote the same bytes; the CPU
-column (elaboration and Yosys, without the import) tells a loaded machine from a slow generator. One `BENCH {...}` line at the
-end, with every run and the load average.
+over ``repeat`` processes of each phase's wall time (the import of hwgen is not counted, it is printed below),
+and whether every process wrote the same bytes; the CPU column (elaboration and Yosys) tells a loaded machine
+from a slow generator. One `BENCH {...}` line at the end, with every run and the load average.
 """
 
 import argparse
