@@ -11,7 +11,9 @@ Generic form (simulation, iCE40, any other target): an `amaranth.lib.memory.Memo
 port and a fabric output register. ECP5 form (`target.family(platform) == "ecp5"`): DP16KD instances in
 true-dual-port mode (port A writes, port B reads) with ``REGMODE_B="OUTREG"``, which Yosys never infers (it
 maps memories with ``NOREG``). The two forms behave the same cycle for cycle; `sim/models/ecp5_cells.v`
-models the cells for simulating the ECP5 form.
+models the cells for simulating the ECP5 form. Under a platform with a module library (`library`; the Verilog
+back end) the generic form is one shared module per shape (``<top>.memory_<width>x<depth>``), its RTLIL
+written by `generic_rtlil`.
 
 A read of the word being written in the same cycle is undefined (the generic form returns the old word):
 callers never depend on it. No register of the read path is reset (nothing consumes it before a read).
@@ -67,7 +69,8 @@ class PipelinedMemory(wiring.Component):
         # text Amaranth writes, without the cost of a zero initializer emitted bit by bit).
         shared = shared_body(self, platform, kind=f"memory_{self.width}x{self.depth}", key=(self.width, self.depth),
                              make=lambda: PipelinedMemory(width=self.width, depth=self.depth),
-                             rtlil_text=lambda name: generic_rtlil(name, width=self.width, depth=self.depth))
+                             rtlil_text=lambda name: generic_rtlil(name, width=self.width, depth=self.depth),
+                             name="memory")
         if shared is not None:
             return shared
         m = Module()

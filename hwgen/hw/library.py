@@ -124,19 +124,19 @@ class ModuleLibrary:
         return Instance(definition.name, **arguments)
 
 
-def shared_body(component, platform, *, kind, key, make, rtlil_text=None):
+def shared_body(component, platform, *, kind, key, make, rtlil_text=None, name="shared"):
     """For a component that is placed as an ordinary submodule by code that does not use `place`: call it
     first in its ``elaborate``. Under a platform with a `ModuleLibrary` it returns the component's body as one
-    instance of the shared module for ``(kind, key)`` (``make()`` builds the component that defines it), its
-    ports wired to the component's own; otherwise, or while that definition is being elaborated, ``None``
-    (elaborate the component itself). ``rtlil_text``: see `ModuleLibrary.define`."""
+    instance ``name`` of the shared module for ``(kind, key)`` (``make()`` builds the component that defines
+    it), its ports wired to the component's own; otherwise, or while that definition is being elaborated,
+    ``None`` (elaborate the component itself). ``rtlil_text``: see `ModuleLibrary.define`."""
     library = target.module_library(platform)
     if library is None or any(component is defining for defining in library._defining):
         return None
     m = Module()
     connections = {port: getattr(component, port) for port in _port_members(component.signature)}
-    m.submodules.shared = library.instance(make, kind=kind, key=key, platform=platform, rtlil_text=rtlil_text,
-                                           signature=component.signature, **connections)
+    m.submodules[name] = library.instance(make, kind=kind, key=key, platform=platform, rtlil_text=rtlil_text,
+                                          signature=component.signature, **connections)
     return m
 
 

@@ -74,7 +74,8 @@ class WideMultiplier(wiring.Component):
     def elaborate(self, platform):
         key = tuple((shape.width, shape.signed) for shape in (self.a_shape, self.b_shape))
         shared = shared_body(self, platform, kind="wide_multiplier", key=key,
-                             make=lambda: WideMultiplier(a_shape=self.a_shape, b_shape=self.b_shape))
+                             make=lambda: WideMultiplier(a_shape=self.a_shape, b_shape=self.b_shape),
+                             name="multiplier")
         if shared is not None:      # one module for every multiplier of these shapes (`library`)
             return shared
         m = Module()
