@@ -15,7 +15,6 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .bram import PipelinedMemory
-from .fanout import registered_copies
 from .library import place
 
 __all__ = ["Accumulator", "AccumulatorLane"]
@@ -57,7 +56,8 @@ class Accumulator(wiring.Component):
         with m.If(self.en):
             m.d.sync += [forward1.eq(self.sum_valid & ~self.sum_last & (self.sum_pixel == self.read_pixel)),
                          forward2.eq(writes & (sum_pixel == self.read_pixel))]
-        forward = registered_copies(m, forward1 | forward2, name="forward", count=spec.cols, enable=self.en)
+        forward_next = Signal()          # registered in each lane, one copy per lane
+        m.d.comb += forward_next.eq(forward1 | forward2)
 
         # The lanes: `cols` instances of one `AccumulatorLane` (with a module library, one module).
         sum_word = Signal(spec.acc_word_bits, name="sum_word")
@@ -68,7 +68,8 @@ class Accumulator(wiring.Component):
             lane = slice(j * acc_bits, (j + 1) * acc_bits)
             place(m, f"lane_{j}", make_lane, kind="acc_lane", key=lane_key, platform=platform,
                   psum=self.psums[j * psum_bits:(j + 1) * psum_bits], read_data=buffer.read_data[lane],
-                  forward=forward[j], forward1=forward1, first=self.sum_first, en=self.en, sum=sum_word[lane])
+                  forward_next=forward_next, forward1=forward1, first=self.sum_first, en=self.en,
+                  sum=sum_word[lane])
         with m.If(self.en):
             m.d.sync += [sum_valid.eq(self.sum_valid), sum_last.eq(self.sum_last), sum_pixel.eq(self.sum_pixel)]
         m.d.comb += [
@@ -82,9 +83,10 @@ class Accumulator(wiring.Component):
 
 class AccumulatorLane(wiring.Component):
     """One lane of the accumulator: the registered sum (``sum``) of the column sum ``psum`` arriving now and
-    the lane's previous value (0 on ``first``), which is the buffer's ``read_data`` or, when ``forward``, the
-    word of one of the two sums before it (``forward1``: the one registered in the cycle before), kept in
-    registers here. Everything advances in cycles with ``en``.
+    the lane's previous value (0 on ``first``), which is the buffer's ``read_data`` or, when ``forward_next``
+    was set in the enabled cycle before (the lane's own registered copy, ``forward_copy_lane``: a flag of wide
+    fan-out, see `fanout`), the word of one of the two sums before it (``forward1``: the one registered in the
+    cycle before), kept in registers here. Everything advances in cycles with ``en``.
     """
 
     def __init__(self, *, psum_bits, acc_shape):
@@ -92,7 +94,7 @@ class AccumulatorLane(wiring.Component):
         acc_bits = acc_shape.width
         super().__init__({
             "psum": In(psum_bits), "read_data": In(acc_bits),
-            "forward": In(1), "forward1": In(1), "first": In(1), "en": In(1),
+            "forward_next": In(1), "forward1": In(1), "first": In(1), "en": In(1),
             "sum": Out(acc_bits),
         })
 
@@ -102,9 +104,11 @@ class AccumulatorLane(wiring.Component):
         sum_word = Signal(acc_bits, reset_less=True)
         w1_word = Signal(acc_bits)                    # the word written in the cycle before
         forward_word = Signal(acc_bits, reset_less=True)
+        forward = Signal(name="forward_copy_lane")
         with m.If(self.en):
-            m.d.sync += [w1_word.eq(sum_word), forward_word.eq(Mux(self.forward1, sum_word, w1_word))]
-        previous = Mux(self.forward, forward_word, self.read_data)
+            m.d.sync += [w1_word.eq(sum_word), forward_word.eq(Mux(self.forward1, sum_word, w1_word)),
+                         forward.eq(self.forward_next)]
+        previous = Mux(forward, forward_word, self.read_data)
         total = Signal(self.acc_shape, name="total")
         # The schedule proved |sum| fits acc_type, so truncating the adder's carry loses nothing.
         m.d.comb += total.eq(Mux(self.first, 0, previous.as_signed()) + self.psum.as_signed())

@@ -224,8 +224,7 @@ class PostOpPipeline(wiring.Component):
             m.d.sync += [forward10.eq(lb_write_en & (s11.pair == s9.pair)), forward_data10.eq(lb_data)]
         forward11 = delayed("s11_forward", forward10, 1)
         forward_data11 = delayed("s11_forward_data", forward_data10, 1)
-        row_above = stage("s11_row_above", cols * lb_bits)     # a net, not an expression re-emitted per use
-        m.d.comb += row_above.eq(Mux(forward11, forward_data11, line_buffer.read_data))
+        row_above = Mux(forward11, forward_data11, line_buffer.read_data)
 
         out_lanes, lb_lanes = [], []
         for j in range(cols):
