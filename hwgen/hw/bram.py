@@ -12,8 +12,8 @@ port and a fabric output register. ECP5 form (`target.family(platform) == "ecp5"
 true-dual-port mode (port A writes, port B reads) with ``REGMODE_B="OUTREG"``, which Yosys never infers (it
 maps memories with ``NOREG``). The two forms behave the same cycle for cycle; `sim/models/ecp5_cells.v`
 models the cells for simulating the ECP5 form. Under a platform with a module library (`library`; the Verilog
-back end) the generic form is one shared module per shape (``<top>.memory_<width>x<depth>``), its RTLIL
-written by `generic_rtlil`.
+back end) either form is one shared module per shape (``<top>.memory_<width>x<depth>``), the generic one's
+RTLIL written by `generic_rtlil`.
 
 A read of the word being written in the same cycle is undefined (the generic form returns the old word):
 callers never depend on it. No register of the read path is reset (nothing consumes it before a read).
@@ -63,16 +63,19 @@ class PipelinedMemory(wiring.Component):
         })
 
     def elaborate(self, platform):
-        if target.family(platform) == "ecp5":
-            return self._elaborate_ecp5()
-        # With a module library, one module per memory shape, its RTLIL written by `generic_rtlil` (the same
-        # text Amaranth writes, without the cost of a zero initializer emitted bit by bit).
+        ecp5 = target.family(platform) == "ecp5"
+        # With a module library, one module per memory shape; the generic form's RTLIL written by
+        # `generic_rtlil` (the same text Amaranth writes, without the cost of a zero initializer emitted bit by
+        # bit).
         shared = shared_body(self, platform, kind=f"memory_{self.width}x{self.depth}", key=(self.width, self.depth),
                              make=lambda: PipelinedMemory(width=self.width, depth=self.depth),
-                             rtlil_text=lambda name: generic_rtlil(name, width=self.width, depth=self.depth),
+                             rtlil_text=None if ecp5 else
+                             lambda name: generic_rtlil(name, width=self.width, depth=self.depth),
                              name="memory")
         if shared is not None:
             return shared
+        if ecp5:
+            return self._elaborate_ecp5()
         m = Module()
         m.submodules.storage = storage = memory.Memory(shape=unsigned(self.width), depth=self.depth, init=[])
         write, read = storage.write_port(), storage.read_port()
