@@ -1,11 +1,15 @@
 """Verilog back end: one `AcceleratorSpec` -> one Verilog module, byte-identical for identical input."""
 
+from __future__ import annotations
+
 import contextlib
 import gc
 import importlib.resources
 import json
 import re
+from os import PathLike
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from amaranth.back import rtlil
 from amaranth.back import verilog as amaranth_verilog
@@ -15,6 +19,10 @@ from .hw.library import ModuleLibrary
 from .hw.target import Target
 from .postops import params_port_bits
 from .hw.top import AcceleratorTop
+from .spec import AcceleratorSpec
+
+if TYPE_CHECKING:
+    from .design import Design
 
 __all__ = ["generate", "elaborate", "rtlil_to_verilog", "port_map", "write_design", "CELL_MODELS"]
 
@@ -22,7 +30,7 @@ __all__ = ["generate", "elaborate", "rtlil_to_verilog", "port_map", "write_desig
 CELL_MODELS = {"ecp5": Path(str(importlib.resources.files("hwgen.sim") / "models" / "ecp5_cells.v"))}
 
 
-def generate(spec, *, family=None):
+def generate(spec: AcceleratorSpec, *, family: str | None = None) -> str:
     """Elaborate the accelerator and return its Verilog text (top module named ``spec.name``).
 
     ``family="ecp5"``: the form an ECP5 build gets, with DP16KD and MULT18X18D instances (simulate it with
@@ -34,7 +42,7 @@ def generate(spec, *, family=None):
     return rtlil_to_verilog(elaborate(spec, family=family))
 
 
-def elaborate(spec, *, family=None):
+def elaborate(spec: AcceleratorSpec, *, family: str | None = None) -> str:
     """The accelerator as RTLIL text: the shared modules (`hwgen.hw.library`), then the hierarchy below the
     top module ``spec.name``. `generate` is ``rtlil_to_verilog(elaborate(spec))``."""
     library = ModuleLibrary(prefix=spec.name)
@@ -48,7 +56,7 @@ def elaborate(spec, *, family=None):
     return shared + text
 
 
-def rtlil_to_verilog(rtlil_text):
+def rtlil_to_verilog(rtlil_text: str) -> str:
     """Verilog from RTLIL, with the Yosys that Amaranth's own Verilog back end runs (the same script:
     ``proc``, ``memory_collect``, ``write_verilog``)."""
     # amaranth.back.verilog.convert does the elaboration too; its Yosys step alone is this function, private
@@ -72,7 +80,7 @@ def _without_cyclic_gc():
 _MODULE = re.compile(r"^module (\\\S+)$", re.MULTILINE)      # RTLIL: module \ws8x8.pe
 
 
-def port_map(spec):
+def port_map(spec: AcceleratorSpec) -> dict[str, tuple[str, int, str]]:
     """The top-level ports as the Verilog sees them: name -> (direction, width, meaning)."""
     cfg_bits = config_layout(spec).size
     ports = {"clk": ("input", 1, "clock, rising edge"), "rst": ("input", 1, "synchronous reset, active high"),
@@ -96,7 +104,7 @@ def port_map(spec):
     return ports
 
 
-def write_design(design, out_dir):
+def write_design(design: Design, out_dir: str | PathLike) -> tuple[Path, Path]:
     """Write ``<name>.v`` and ``<name>.json`` (the manifest: spec, ports, buffers, layer schedules)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -52,10 +52,14 @@ async def run_network(dut):
     emitted = []       # simulation time (steps) of the clock edge ending each cycle a beat leaves the chain
 
     async def count_emitted():
-        # Sampled at the edge, before it updates anything: the cycle ending there, as the AXI models sample.
+        # Woken only when the pulse rises (no Python work in the cycles between beats); each beat is sampled at
+        # the clock edge ending its cycle, before that edge updates anything, as the AXI models sample.
         while True:
-            await RisingEdge(dut.clk)
-            if dut.emitted.value:
+            await RisingEdge(dut.emitted)
+            while True:
+                await RisingEdge(dut.clk)
+                if not dut.emitted.value:
+                    break
                 emitted.append(get_sim_time("step"))
 
     started = time.perf_counter()

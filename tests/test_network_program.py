@@ -46,6 +46,8 @@ def random_network(seed):
         R = rng.choice([1, 2, 3])
         pad, stride = (rng.choice([0, 1]) if R > 1 else 0), rng.choice([1, 1, 2])
         M = rng.randint(1, 9)
+        if H + 2 * pad < R or W + 2 * pad < R:
+            break
         problem = conv(f"conv{i}", C, M, H, W, R, stride, pad)
         pool = "max" if rng.random() < 0.4 and problem.E >= 2 and problem.F >= 2 else "none"
         postops = PostOps(bias=True, requant=True, relu=rng.random() < 0.7, pool=pool,
