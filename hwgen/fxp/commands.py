@@ -201,6 +201,16 @@ class Command:
                 knob = "vector_words" if memory == "vector" else "weight_words"
                 raise MappingError(f"{self.kind}: its {what} span {memory} memory words {base}..{base + words - 1}, "
                                    f"beyond its {depth} words; move the base or set {knob} >= {base + words}")
+        # The pipeline reads a command's inputs while it writes its outputs: they must not overlap.
+        written = [s for s in spans if s[3] in ("outputs",)]
+        if self.kind == "lstm" and self.bias:
+            written = [("vector", self.a_base, (T + 1) * B * R, "input vectors of every step and the last h")]
+        for _, wbase, wwords, wwhat in written:
+            for memory, base, words, what in spans:
+                if memory == "vector" and what != wwhat and base < wbase + wwords and wbase < base + words:
+                    raise MappingError(f"{self.kind}: its {wwhat} (vector words {wbase}..{wbase + wwords - 1}) "
+                                       f"overlap its {what} ({base}..{base + words - 1}); the engine reads one "
+                                       f"while it writes the other: place them apart")
 
 
 def command_layout(spec):
