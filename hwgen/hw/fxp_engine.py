@@ -337,7 +337,7 @@ class FxpEngine(wiring.Component):
             with m.If(en):
                 m.d.sync += cells[k].eq(_saturate(m, rounded, f"cell_sat{k}"))
         m.d.comb += [cw.addr.eq(s[8]["c_addr"]), cw.data.eq(Cat(*cells)),
-                     cw.en.eq(en & s[8]["valid"] & s[8]["last"])]
+                     cw.en.eq(en & s[8]["valid"] & s[8]["last"] & cmd.kind.matches(KINDS.index("lstm")))]
         # Stages 8 -> 10: tanh of the cell; the output gate waits beside it. 10 -> 11: h.
         tanh_c = []
         for k in range(q):
