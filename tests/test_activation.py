@@ -7,7 +7,7 @@ from amaranth.sim import Simulator
 from hwgen.activation import PiecewiseLinear
 from hwgen.hw.activation import ActivationUnit
 
-# The stated maximum errors against float over all 65,536 inputs (README, hwgen.fxp.lstm): Q3.12, 256 segments.
+# The stated maximum errors against float over all 65,536 inputs (README, hwgen.fxp.lstm_layer): Q3.12, 256 segments.
 BOUNDS = {"sigmoid": 1.5e-4, "tanh": 3.1e-4}
 
 
