@@ -131,7 +131,7 @@ class PostOpPipeline(wiring.Component):
                 with m.If(last_e):
                     m.d.sync += mf.eq(Mux(mf + 1 >= cfg.m_folds, 0, mf + 1))
         m.d.comb += [params_mem.read_addr.eq(mf + Mux(self.bank, self.max_m_folds, 0)),
-                     params_mem.read_en.eq(advance), params_mem.data_en.eq(advance)]
+                     params_mem.read_en.eq(accept), params_mem.data_en.eq(advance)]   # read for a beat only
 
         # Pooling tags ride beside the data: odd row/column and the line-buffer entry (the column pair). Floor
         # semantics need no tag: an odd E's last row and an odd F's last column have even indices, so they only
