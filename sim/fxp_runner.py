@@ -12,7 +12,7 @@ from amaranth.back import verilog as amaranth_verilog
 
 from hwgen.fxp.perf import HOST_TURNAROUND, Timing, predict
 from hwgen.hw.fxp_engine import FxpEngine
-from hwgen.sim.runner import SIMULATORS, SimulationError, _build, simulator_environment
+from hwgen.sim.runner import SimulationError, _build, check_stall, simulator_environment
 
 __all__ = ["FxpRun", "generate_fxp", "run_fxp"]
 
@@ -40,10 +40,9 @@ class FxpRun:
 
 def run_fxp(program, *, simulator="icarus", stall=0.0, seed=1, build_root=None, tag="fxp", verilog=None):
     """Run `program` on the RTL; the result holds the measured and the modelled `Timing`."""
-    if simulator not in SIMULATORS:
-        raise SimulationError(f"unknown simulator {simulator!r}; choose one of {SIMULATORS}")
     spec = program.spec
-    env = simulator_environment(simulator)
+    env = simulator_environment(simulator)      # ArgumentError for an unknown simulator
+    stall = check_stall(stall)
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     try:
