@@ -21,6 +21,8 @@ from functools import cached_property
 
 import numpy as np
 
+from .errors import MappingError
+
 __all__ = ["FUNCTIONS", "SLOPE_FRAC", "PiecewiseLinear", "sigmoid", "tanh"]
 
 SLOPE_FRAC = 12
@@ -47,11 +49,11 @@ class PiecewiseLinear:
 
     def __post_init__(self):
         if self.function not in FUNCTIONS:
-            raise ValueError(f"function must be one of {sorted(FUNCTIONS)}, not {self.function!r}")
+            raise MappingError(f"function must be one of {sorted(FUNCTIONS)}, not {self.function!r}")
         if not 1 <= self.frac <= 14:
-            raise ValueError(f"frac must be 1 to 14 fractional bits of a 16-bit word, not {self.frac!r}")
+            raise MappingError(f"frac must be 1 to 14 fractional bits of a 16-bit word, not {self.frac!r}")
         if not 2 <= self.segment_bits <= 12:
-            raise ValueError(f"segment_bits must be 2 to 12, not {self.segment_bits!r}")
+            raise MappingError(f"segment_bits must be 2 to 12, not {self.segment_bits!r}")
 
     @property
     def offset_bits(self):

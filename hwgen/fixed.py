@@ -16,6 +16,8 @@ the hardware (`hwgen.hw.lfsr`). ``>>`` is the arithmetic (floor) shift of two's 
 
 import numpy as np
 
+from .errors import DataError
+
 __all__ = ["ROUNDING_MODES", "DRAW_BITS", "round_shift", "saturate", "stochastic_offset", "to_fixed",
            "from_fixed", "word_range"]
 
@@ -50,9 +52,9 @@ def round_shift(values, shift, mode="nearest", draws=None):
         return (values + (1 << (shift - 1))) >> shift
     if mode == "stochastic":
         if draws is None:
-            raise ValueError("stochastic rounding needs one random draw per value")
+            raise DataError("stochastic rounding needs one random draw per value")
         return (values + stochastic_offset(draws, shift)) >> shift
-    raise ValueError(f"rounding mode must be one of {ROUNDING_MODES}, not {mode!r}")
+    raise DataError(f"rounding mode must be one of {ROUNDING_MODES}, not {mode!r}")
 
 
 def to_fixed(x, frac, bits=16):

@@ -39,7 +39,7 @@ from dataclasses import dataclass, fields, replace
 from amaranth.hdl import unsigned
 from amaranth.lib import data
 
-from ..errors import MappingError
+from ..errors import DesignTypeError, MappingError
 from .spec import LR_FRAC, FxpSpec
 
 __all__ = ["KINDS", "Command", "command_layout", "pack_command", "unpack_command", "load_vectors",
@@ -119,7 +119,7 @@ class Command:
     def check(self, spec):
         """Raise `MappingError` naming the field at fault when the command does not fit `spec`."""
         if not isinstance(spec, FxpSpec):
-            raise TypeError(f"check needs an FxpSpec, not {spec!r}")
+            raise DesignTypeError(f"check needs an FxpSpec, not {spec!r}")
         limit = (1 << spec.field_bits) - 1
         for name in COUNT_FIELDS:
             value = getattr(self, name)

@@ -17,7 +17,7 @@ rounds:
 import numpy as np
 
 from ..activation import PiecewiseLinear
-from ..errors import MappingError
+from ..errors import DataError, DesignTypeError, MappingError
 from ..fixed import round_shift, saturate
 from ..lfsr import LfsrBank
 from .commands import Command
@@ -55,7 +55,7 @@ class FxpMachine:
 
     def __init__(self, spec):
         if not isinstance(spec, FxpSpec):
-            raise TypeError(f"FxpMachine needs an FxpSpec, not {spec!r}")
+            raise DesignTypeError(f"FxpMachine needs an FxpSpec, not {spec!r}")
         self.spec = spec
         n = spec.size
         self.vectors = np.zeros((spec.vector_words, n), dtype=np.int64)
@@ -78,7 +78,7 @@ class FxpMachine:
             need = command.input_words()
             take_d, take_w = need.get("data_in", 0), need.get("weights", 0)
             if take_d > len(data) or take_w > len(weights):
-                raise ValueError(f"{command.kind}: needs {take_d} data words and {take_w} tiles, "
+                raise DataError(f"{command.kind}: needs {take_d} data words and {take_w} tiles, "
                                  f"{len(data)} and {len(weights)} left")
             out += self.execute(command, data=data[:take_d], weights=weights[:take_w])
             data, weights = data[take_d:], weights[take_w:]
@@ -86,7 +86,7 @@ class FxpMachine:
 
     def execute(self, command, *, data=(), weights=()):
         if not isinstance(command, Command):
-            raise TypeError(f"execute needs a Command, not {command!r}")
+            raise DesignTypeError(f"execute needs a Command, not {command!r}")
         command.check(self.spec)
         return getattr(self, f"_{command.kind}")(command, list(data), list(weights))
 
@@ -94,7 +94,7 @@ class FxpMachine:
         words = np.asarray(data, dtype=np.int64).reshape(c.count, self.spec.size) if c.count else None
         if c.count:
             if words.min() < -(1 << 15) or words.max() >= 1 << 15:
-                raise ValueError("load_vectors: values must be 16-bit")
+                raise DataError("load_vectors: values must be 16-bit")
             self.vectors[c.a_base:c.a_base + c.count] = words
         return []
 
@@ -103,7 +103,7 @@ class FxpMachine:
         if c.count:
             tiles = np.asarray(weights, dtype=np.int64).reshape(c.count, n, n)
             if tiles.min() < -(1 << 15) or tiles.max() >= 1 << 15:
-                raise ValueError("load_weights: values must be 16-bit")
+                raise DataError("load_weights: values must be 16-bit")
             self.weights[c.w_base:c.w_base + c.count] = tiles
         return []
 

@@ -116,4 +116,6 @@ def ideal_cycles(spec, command):
     weight-stream bound at batch 1; every command: ``size**2`` multiply-accumulates per cycle)."""
     if command.kind in COMPUTE:
         return command.steps * command.outer * command.reduce * command.batch
+    if command.kind == "read_weights":
+        return command.count * command.outer     # a beat per tile row
     return command.count

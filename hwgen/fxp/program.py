@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import DataError
 from .commands import pack_command
 from .machine import FxpMachine, pack_tile, pack_vector
 from .perf import HOST_TURNAROUND
@@ -60,7 +61,7 @@ class Program:
         if not need:
             return 0
         if need > len(out_times):
-            raise ValueError(f"data word {index} waits for {need} out beats; only {len(out_times)} come before")
+            raise DataError(f"data word {index} waits for {need} out beats; only {len(out_times)} come before")
         return out_times[need - 1] + HOST_TURNAROUND
 
 

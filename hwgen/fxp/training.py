@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import BufferOverflowError, DataError
 from ..fixed import from_fixed, to_fixed
 from .commands import backward, forward, load_vectors, load_weights, read_weights, update
 from .machine import FxpMachine
@@ -97,7 +98,7 @@ class FixedPointMLP:
             self.weight_base.append(base)
             base += o * r
         if base > self.spec.weight_words:
-            raise ValueError(f"the MLP's {base} tiles do not fit weight_words={self.spec.weight_words}")
+            raise BufferOverflowError(f"the MLP's {base} tiles do not fit weight_words={self.spec.weight_words}")
         self.acts, self.grads, at = [], [], 0
         for words in self.blocks:
             self.acts.append(at)
@@ -106,7 +107,7 @@ class FixedPointMLP:
             self.grads.append(at)
             at += self.batch * words
         if at > self.spec.vector_words:
-            raise ValueError(f"batch {self.batch} of the MLP needs {at} vector words, not {self.spec.vector_words}")
+            raise BufferOverflowError(f"batch {self.batch} of the MLP needs {at} vector words, not {self.spec.vector_words}")
 
     # Packing --------------------------------------------------------------------------------------------------
 
@@ -159,7 +160,7 @@ class FixedPointMLP:
         module docstring. Returns the 16-bit logits of the forward pass. ``read_back``: end with a
         ``read_weights`` of every layer (the RTL tests compare the weights after each step)."""
         if len(x) != self.batch:
-            raise ValueError(f"a step takes a batch of {self.batch}, not {len(x)}")
+            raise DataError(f"a step takes a batch of {self.batch}, not {len(x)}")
         stochastic = rounding == "stochastic"
         B, blocks, L = self.batch, self.blocks, len(self.sizes) - 1
         runner.run(load_vectors(address=self.acts[0], count=B * blocks[0]), data=self.vectors(x))
