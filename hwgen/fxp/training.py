@@ -252,6 +252,7 @@ class TrainingCurve:
     train_error: list      # per epoch, after it (fraction misclassified)
     test_error: list
     train_loss: list       # mean cross-entropy during the epoch
+    changed: list = field(default_factory=list)   # per epoch: mean fraction of the weights a step changes
 
 
 def _error(logits, labels):
@@ -289,18 +290,26 @@ def train_digits(*, rounding, frac_bits=14, hidden=32, epochs=30, batch=10, lr=0
         mlp.load(runner, init)
         lr_mult = int(round(lr * (1 << LR_FRAC)))
         curve.label = f"{rounding}, Q{15 - frac_bits}.{frac_bits}"
+    def current():
+        return model.weights if rounding == "float" else mlp.weights(runner.machine)
+
     for _ in range(epochs):
         order = order_rng.permutation(len(x_train))
-        losses = []
+        losses, changed = [], []
         for s in range(steps):
             idx = order[s * batch:(s + 1) * batch]
+            before = [w.copy() for w in current()]
             if rounding == "float":
                 z = model.step(x_train[idx], y_train[idx], lr)
             else:
                 z = from_fixed(mlp.step(runner, x_train[idx], y_train[idx], lr_mult=lr_mult, rounding=rounding),
                                frac_bits)
                 runner.beats.clear()
+            after = current()
+            changed.append(sum(int(np.count_nonzero(a != b)) for a, b in zip(after, before))
+                           / sum(w.size for w in after))
             losses.append(_cross_entropy(logit_scale * z, y_train[idx]))
+        curve.changed.append(float(np.mean(changed)))
         if rounding == "float":
             train_logits, test_logits = model.predict(x_train), model.predict(x_test)
         else:
