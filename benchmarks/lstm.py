@@ -3,6 +3,7 @@ roof, its error against PyTorch's nn.LSTM, and conv vs FC vs LSTM on the rooflin
 
     python benchmarks/lstm.py                          # tables, the roofline figure, BENCH line
     python benchmarks/lstm.py --rtl --sim verilator    # also the batch-1 sequence on the Verilog (exact, cycles)
+    python benchmarks/lstm.py --rtl --rtl-batch 16 --no-alexnet   # the batch-16 one (1.7 M cycles)
     python benchmarks/lstm.py --no-plot --no-alexnet   # without the figure / the AlexNet layers
 
 The shape: DeepBench's character-level language model LSTM, hidden 128 (inputs of 128), T = 50 steps, batch 1
@@ -43,13 +44,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 HIDDEN, INPUT, STEPS = 128, 128, 50
 
 
-def lstm_run(batch, steps=STEPS, seed=0):
-    """One sequence: (shape, spec, program, the engine's h, PyTorch's h, NumPy float64's h)."""
+def lstm_run(batch, steps=STEPS, seed=0, read_back=False):
+    """One sequence: (shape, spec, program builder, the engine's h, PyTorch's h, NumPy float64's h).
+    ``read_back``: the program ends reading every step's h back (what an RTL run compares)."""
     shape = LstmShape(INPUT, HIDDEN, batch, steps)
     spec = deepbench_spec(shape)
     x = np.random.default_rng(seed + batch).uniform(-1, 1, (steps, batch, INPUT))
     ref, w_ih, w_hh, bias = torch_lstm(x, INPUT, HIDDEN, seed=seed)
-    builder, base = lstm_program(spec, shape, x, w_ih, w_hh, bias, emit=False)
+    builder, base = lstm_program(spec, shape, x, w_ih, w_hh, bias, emit=False, read_back=read_back)
     h = hidden_states(spec, shape, builder.machine, base)
     return shape, spec, builder, h, ref, float_lstm(x, w_ih, w_hh, bias)
 
@@ -121,7 +123,7 @@ def plot(conv_fc, lstm_rows, bw, pes_array, pes_fxp, path):
     groups = {}      # layers of (nearly) one intensity share a label
     for row in conv_fc:
         groups.setdefault(round(np.log10(row["intensity"]), 1), []).append(row)
-    for members in groups.values():
+    for k, members in enumerate(groups.values()):
         conv = members[0]["layer"].startswith("conv")
         for row in members:
             ax2.scatter(row["intensity"], min(pes_array, bw * row["intensity"]), marker="o",
@@ -129,7 +131,7 @@ def plot(conv_fc, lstm_rows, bw, pes_array, pes_fxp, path):
         row = members[0]
         label = ", ".join(m["layer"] for m in members)
         ax2.annotate(label, (row["intensity"], min(pes_array, bw * row["intensity"])), fontsize=7,
-                     xytext=(-10, -11) if conv else (5, -4), textcoords="offset points")
+                     xytext=((-10, -11) if k % 2 == 0 else (-10, 6)) if conv else (5, -4), textcoords="offset points")
     for row in lstm_rows:
         y = min(pes_fxp, bw * row["intensity"])
         ax2.scatter(row["intensity"], y, marker="s", color="tab:purple", zorder=3)
@@ -154,7 +156,8 @@ def main():
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--no-alexnet", action="store_true", help="skip compiling AlexNet for the figure")
     parser.add_argument("--png", type=Path, default=RESULTS / "roofline_conv_fc_lstm.png")
-    parser.add_argument("--rtl", action="store_true", help="run the batch-1 sequence on the Verilog")
+    parser.add_argument("--rtl", action="store_true", help="run the sequence on the Verilog")
+    parser.add_argument("--rtl-batch", type=int, default=1, help="batch of the RTL run (default 1)")
     parser.add_argument("--rtl-steps", type=int, default=STEPS, help="steps of the RTL run (default 50)")
     parser.add_argument("--sim", default="verilator", choices=("icarus", "verilator"))
     args = parser.parse_args()
@@ -190,12 +193,15 @@ def main():
     rtl = None
     if args.rtl:
         from hwgen.sim.fxp_runner import run_fxp
-        shape, spec_obj, builder, *_ = lstm_run(1, steps=args.rtl_steps)
-        result = run_fxp(builder.program(), simulator=args.sim, tag="bench-lstm")
-        rtl = {"batch": 1, "steps": args.rtl_steps, "exact": result.exact, "cycle_exact": result.cycle_exact,
-               "measured_cycles": result.measured.cycles(), "model_cycles": result.model.cycles(),
+        shape, spec_obj, builder, *_ = lstm_run(args.rtl_batch, steps=args.rtl_steps, read_back=True)
+        program = builder.program()
+        assert program.out_beats == args.rtl_steps * args.rtl_batch * sum(shape.blocks(spec_obj)[:2])
+        result = run_fxp(program, simulator=args.sim, tag="bench-lstm")
+        rtl = {"batch": args.rtl_batch, "steps": args.rtl_steps, "exact": result.exact, "cycle_exact": result.cycle_exact,
+               "out_beats_compared": program.out_beats, "measured_cycles": result.measured.cycles(), "model_cycles": result.model.cycles(),
                "simulator": args.sim, "build_seconds": result.build_seconds, "sim_seconds": result.wall_seconds}
-        print(f"\nRTL ({args.sim}), batch 1, {args.rtl_steps} steps: hidden states "
+        print(f"\nRTL ({args.sim}), batch {args.rtl_batch}, {args.rtl_steps} steps (the whole program: loads, the "
+              f"lstm command, the read-back of every h): {program.out_beats} words of hidden states "
               f"{'exact' if result.exact else 'WRONG'}, {rtl['measured_cycles']} cycles measured, "
               f"{rtl['model_cycles']} modelled ({'equal' if result.cycle_exact else 'DIFFER'}), "
               f"simulation {result.wall_seconds:.0f} s")

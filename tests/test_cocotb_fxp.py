@@ -73,3 +73,18 @@ def test_random_programs(seed, stall):
         assert all(t >= m for t, m in zip(result.measured.done, result.model.done))
     else:
         assert_cycle_exact(result)
+
+
+@pytest.mark.slow
+def test_deepbench_sized_lstm_on_the_rtl():
+    """The DeepBench layer (hidden 128, inputs of 128) for a few steps at batch 2, PyTorch's weights: every h read
+    back exact, cycles = model (benchmarks/lstm.py --rtl runs all 50 steps)."""
+    from hwgen.fxp.lstm_layer import deepbench_spec, torch_lstm
+    shape = LstmShape(input_size=128, hidden=128, batch=2, steps=4)
+    spec = deepbench_spec(shape, name="fxp_lstm_db")
+    x = np.random.default_rng(5).uniform(-1, 1, (4, 2, 128))
+    _, w_ih, w_hh, bias = torch_lstm(x, 128, 128, seed=0)
+    builder, _ = lstm_program(spec, shape, x, w_ih, w_hh, bias, emit=False, read_back=True)
+    result = run_fxp(builder.program(), simulator=SIM, tag="lstm-db")
+    assert result.exact, result.report
+    assert_cycle_exact(result)
