@@ -3,8 +3,9 @@ gradient and SGD update with round-to-nearest or stochastic rounding) and LSTM l
 
 `spec.FxpSpec` describes one engine (`hwgen.hw.fxp_engine.FxpEngine` builds it); `commands` are its instructions;
 `machine.FxpMachine` is the bit-exact golden model; `perf.predict` the cycle model; `program.Program` ties a
-command list to its stream words; `training` and `lstm` build programs for an MLP's SGD steps and for LSTM
-sequences.
+command list to its stream words; `training` and `lstm_layer` build programs for an MLP's SGD steps and for LSTM
+sequences; `design.FxpDesign` makes an engine and its workload a design for the command line (``hwgen generate /
+plan / sim``).
 """
 
 from .commands import (Command, backward, forward, load_vectors, load_weights, lstm, read_vectors, read_weights,
