@@ -8,18 +8,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from amaranth.back import verilog as amaranth_verilog
-
+from hwgen.fxp.design import generate_fxp
 from hwgen.fxp.perf import HOST_TURNAROUND, Timing, predict
-from hwgen.hw.fxp_engine import FxpEngine
 from hwgen.sim.runner import SimulationError, _build, check_stall, simulator_environment
 
 __all__ = ["FxpRun", "generate_fxp", "run_fxp"]
-
-
-def generate_fxp(spec):
-    """The engine's Verilog (top module ``spec.name``)."""
-    return amaranth_verilog.convert(FxpEngine(spec), name=spec.name, emit_src=False)
 
 
 @dataclass

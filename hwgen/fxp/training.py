@@ -28,7 +28,6 @@ from ..errors import BufferOverflowError, DataError
 from ..fixed import from_fixed, to_fixed
 from .commands import backward, forward, load_vectors, load_weights, read_weights, update
 from .machine import FxpMachine
-from .program import ProgramBuilder
 from .spec import LR_FRAC, FxpSpec
 
 __all__ = ["FixedPointMLP", "FloatMLP", "MachineRunner", "init_weights", "loss_gradient", "digits_data",
