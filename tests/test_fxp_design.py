@@ -57,6 +57,7 @@ def test_generate_writes_the_engine_and_its_manifest(tmp_path, capsys):
     assert manifest["ports"]["weights__payload"]["width"] == 4 * 4 * 16
     assert manifest["workload"]["type"] == "LstmSequence" and manifest["commands"][-2]["kind"] == "lstm"
     assert set(manifest["command_fields"]) >= {"kind", "lr_mult", "stochastic", "w_base"}
+    assert "W is never transposed" in manifest["layouts"]["backward"]
 
 
 @pytest.mark.parametrize("spec, workload, message", [

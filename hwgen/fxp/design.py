@@ -29,7 +29,7 @@ from .perf import ideal_cycles, predict
 from .program import Program, ProgramBuilder
 from .spec import LR_FRAC, FxpSpec
 
-__all__ = ["FxpDesign", "MlpTraining", "LstmSequence", "generate_fxp", "fxp_ports"]
+__all__ = ["FxpDesign", "MlpTraining", "LstmSequence", "LAYOUTS", "generate_fxp", "fxp_ports"]
 
 
 def _check_int(owner, name, value, least=1):
@@ -171,7 +171,20 @@ class FxpDesign:
                                    for name, f in command_layout(self.spec)},
                 "workload": {"type": type(self.workload).__name__, "description": self.workload.describe(),
                              **asdict(self.workload)},
-                "commands": rows, "model_cycles": timing.cycles()}
+                "layouts": LAYOUTS, "commands": rows, "model_cycles": timing.cycles()}
+
+
+# How each grid command reads its operands (n = size; `hwgen.fxp.commands` has the whole table).
+LAYOUTS = {
+    "forward": "tile (o, r) at w_base + o*R + r, input word r of sample b at a_base + b*R + r; row sums: y = W x",
+    "backward": "the forward layer's tiles in their forward layout: tile (r, o) at w_base + r*O + o (O: blocks of "
+                "the layer's input, R: of its output); column sums of the same tile: g_in = W^T g, so W is never "
+                "transposed (by the host or in memory); mask a > 0 from b_base + b*O + o",
+    "update": "tile (o, r) at w_base + o*R + r, gradient g of the output at a_base + b*O + o, activation a of the "
+              "input at b_base + b*R + r; per element sum_b g[l] a[i], then W -= lr * that, written in place",
+    "lstm": "u = [x_t, h_(t-1)] of R = xb + hb words at a_base + (t*B + b)*R; gate word o holds i, f, g, o of n/4 "
+            "hidden units; tiles stream in order t, o, r; h_t written into step t+1's u",
+}
 
 
 def fxp_ports(spec):
