@@ -50,7 +50,7 @@ POSTOPS = PostOpPipeline.LATENCY   # the post-op chain -> handshake on `out` (0 
 def postops_latency(spec):
     """Cycles from a beat entering the post-op chain to its handshake on `out`: none without the chain (the
     output FIFO drives `out` itself)."""
-    return POSTOPS if spec.postops else 0
+    return PostOpPipeline.latency_for(spec) if spec.postops else 0
 
 
 @dataclass(frozen=True)

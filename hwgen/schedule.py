@@ -360,6 +360,7 @@ class LayerSchedule:
         chain = postops_config_values(self.postops, self.spec.acc_type, out_h=p.E, out_w=p.F,
                                       m_folds=self.m_folds)
         values.update(pp_bias=chain["bias"], pp_requant=chain["requant"], pp_relu=chain["relu"],
+                      pp_stochastic=chain["stochastic"],
                       pp_pool=chain["pool"], pp_out_bits=chain["out_bits"], pp_out_signed=chain["out_signed"],
                       pp_zero_point=self.postops.zero_point & ((1 << ZERO_POINT_BITS) - 1),
                       engine=int(self.engine == "matrix_vector" and self.spec.dataflow != "matrix_vector"),

@@ -127,6 +127,8 @@ class AcceleratorSpec:
     mv_weight_buffer_bytes: int = None   # its weight FIFO (default: 32 words of rows x cols weights)
     chaining: bool = False        # the on-chip path from the post-op output back into the activation loader
     feedback_depth: int = 512     # words the on-chip feedback FIFO holds (chaining), in block RAM
+    stochastic_rounding: bool = False   # build a random-number generator per column for stochastic rounding
+    rounding_seed: int = 1        # its seed (1 .. 2**32 - 1): the column generators start from column_seeds(seed)
 
     def __post_init__(self):
         _positive_int(self.rows, "rows", fix="give the array height, e.g. rows=8")
@@ -222,6 +224,16 @@ class AcceleratorSpec:
             _positive_int(self.feedback_depth, "feedback_depth", fix="give the feedback FIFO's depth in words")
             if not 2 <= self.feedback_depth <= MAX_BUFFER_WORDS:
                 raise MappingError(f"feedback_depth={self.feedback_depth} must be from 2 to {MAX_BUFFER_WORDS} words")
+
+        if not isinstance(self.stochastic_rounding, bool):
+            raise MappingError(f"stochastic_rounding must be True or False, not {self.stochastic_rounding!r}")
+        if self.stochastic_rounding and not self.postops:
+            raise MappingError("stochastic_rounding=True rounds the requantization of the post-op chain; build the "
+                               "chain too (postops=True)")
+        if (not isinstance(self.rounding_seed, int) or isinstance(self.rounding_seed, bool)
+                or not 1 <= self.rounding_seed < 1 << 32):
+            raise MappingError(f"rounding_seed must be an integer from 1 to 2**32 - 1 (the stochastic-rounding "
+                               f"generators' seed), not {self.rounding_seed!r}")
 
     # Derived hardware quantities --------------------------------------------------------------------------
 

@@ -157,6 +157,36 @@ class LayerPlan:
                 beats += tile.schedule.pack_outputs(out_canonical[tile.m0:tile.m1, r0:r1])
         return beats
 
+    def apply_postops(self, acc, params):
+        """The golden output of the layer: `hwgen.postops.apply` on its accumulators ``acc[M, E, F]``. With
+        stochastic rounding each emitting command rounds with its own draws (the generators restart per command),
+        so the chain is applied command by command."""
+        from .postops import apply
+        spec = self.spec
+        if self.postops.rounding != "stochastic":
+            return apply(acc, params, self.postops, spec.acc_type)
+        acc = np.asarray(acc)
+        out = np.zeros(self.out_shape, dtype=np.int64)
+        for tile in self.tiles:
+            if not tile.schedule.acc_emit:
+                continue
+            sub_params = params.channels_slice(tile.m0, tile.m1) if params is not None else None
+            if tile.pixel_range:
+                if self.postops.pool != "none":
+                    raise MappingError(f"{self.problem.name}: stochastic rounding with pooling on pixel-range "
+                                       f"commands is not supported; drop the pooling or round to nearest")
+                flat = acc.reshape(acc.shape[0], -1)[tile.m0:tile.m1, None, tile.p0:tile.p1]
+                values = apply(flat, sub_params, self.postops, spec.acc_type, seed=spec.rounding_seed,
+                               cols=spec.cols)
+                out.reshape(out.shape[0], -1)[tile.m0:tile.m1, tile.p0:tile.p1] = values[:, 0]
+                continue
+            rows = tile.schedule.problem.E
+            values = apply(acc[tile.m0:tile.m1, tile.e0:tile.e0 + rows], sub_params, self.postops,
+                           spec.acc_type, seed=spec.rounding_seed, cols=spec.cols)
+            r0, r1 = self._out_rows(tile)
+            out[tile.m0:tile.m1, r0:r1] = values
+        return out
+
     def unpack_outputs(self, beats):
         p = self.problem
         if len(beats) != self.out_beats:

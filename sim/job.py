@@ -14,7 +14,7 @@ from hwgen.tiling import plan_layer
 __all__ = ["SimJob", "NetworkJob", "LayerData", "make_layer_data"]
 
 _CANONICAL = ("name", "kind", "C", "H", "W", "M", "E", "F", "R", "S", "stride_h", "stride_w", "pad_h", "pad_w")
-_POSTOPS = ("bias", "requant", "relu", "pool", "zero_point")
+_POSTOPS = ("bias", "requant", "relu", "pool", "zero_point", "rounding")
 
 
 @dataclass
@@ -77,7 +77,7 @@ def make_layer_data(plan, seed):
     acc = reference_conv2d(acts, weights, stride=(p.stride_h, p.stride_w), padding=(p.pad_h, p.pad_w),
                            acc_type=spec.acc_type, out_size=(p.E, p.F))
     params = random_params(rng, acc, p.M)
-    expected = apply_postops(acc, params, plan.postops, spec.acc_type)
+    expected = plan.apply_postops(acc, params)
     return LayerData(config_words=plan.config_words(), weight_words=plan.weight_stream(weights),
                      act_words=plan.act_stream(acts), param_words=plan.params_stream(params),
                      expected_beats=plan.pack_outputs(expected))

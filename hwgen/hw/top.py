@@ -535,6 +535,7 @@ class AcceleratorTop(wiring.Component):
             postops.cfg.out_h.eq(head.out_h), postops.cfg.out_w.eq(head.out_w),
             postops.cfg.m_folds.eq(head.m_folds), postops.bank.eq(head.param_bank),
             postops.cfg.zero_point.eq(head.pp_zero_point), postops.cfg.dest.eq(head.out_dest),
+            postops.cfg.stochastic.eq(head.pp_stochastic),
             postops.i.payload.eq(out_fifo.r_data),
             postops.i.valid.eq(out_fifo.r_rdy & emit_queue.r_rdy),
             out_fifo.r_en.eq(postops.i.ready & emit_queue.r_rdy),
