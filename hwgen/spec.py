@@ -129,6 +129,8 @@ class AcceleratorSpec:
     feedback_depth: int = 512     # words the on-chip feedback FIFO holds (chaining), in block RAM
     stochastic_rounding: bool = False   # build a random-number generator per column for stochastic rounding
     rounding_seed: int = 1        # its seed (1 .. 2**32 - 1): the column generators start from column_seeds(seed)
+    sparse_mv: bool = False       # the sparse matrix-vector engine (`hwgen.hw.sparse_mv`, `hwgen.sparse`)
+    sparse_depth: int = 64        # its accumulators per lane: a command covers rows x cols x sparse_depth outputs
 
     def __post_init__(self):
         _positive_int(self.rows, "rows", fix="give the array height, e.g. rows=8")
@@ -234,6 +236,18 @@ class AcceleratorSpec:
                 or not 1 <= self.rounding_seed < 1 << 32):
             raise MappingError(f"rounding_seed must be an integer from 1 to 2**32 - 1 (the stochastic-rounding "
                                f"generators' seed), not {self.rounding_seed!r}")
+        if not isinstance(self.sparse_mv, bool):
+            raise MappingError(f"sparse_mv must be True or False, not {self.sparse_mv!r}")
+        if (not isinstance(self.sparse_depth, int) or isinstance(self.sparse_depth, bool)
+                or not 1 <= self.sparse_depth <= 4096):
+            raise MappingError(f"sparse_depth must be an integer from 1 to 4096 (accumulators per lane of the "
+                               f"sparse engine), not {self.sparse_depth!r}")
+
+    @property
+    def sparse_word_bits(self):
+        """The sparse engine's stream word: the activation, a last flag, and per lane (valid, slot, weight)."""
+        slot_bits = max(1, (self.sparse_depth - 1).bit_length())
+        return self.act_type.bits + 1 + self.rows * self.cols * (1 + slot_bits + self.weight_type.bits)
 
     # Derived hardware quantities --------------------------------------------------------------------------
 
