@@ -184,3 +184,24 @@ def test_rtl_exact_and_cycles_equal_model(stall, tmp_path):
         assert got["cycles"] >= plan.cycles
     else:
         assert got["cycles"] == plan.cycles
+
+
+# Magnitude pruning in the compiler -------------------------------------------------------------------------------
+
+def test_compiler_prunes_each_layer_to_its_target_and_stays_an_integer_network():
+    from hwgen.compiler import quantize
+    from hwgen.compiler.prune import layer_sparsity, prune_network
+    from tests.test_compiler_network import calibration, small_float_network
+    qnet = quantize(small_float_network(), calibration())
+    pruned = prune_network(qnet, {"fc1": 0.9, "conv1": 0.5})
+    got = layer_sparsity(pruned)
+    assert abs(got["fc1"] - 0.9) < 0.01 and abs(got["conv1"] - 0.5) < 0.02
+    assert got["fc2"] == layer_sparsity(qnet)["fc2"]
+    fc1, before = pruned.layers[1], qnet.layers[1]
+    kept = fc1.weight != 0
+    real = np.abs(before.weight) * before.weight_scale.reshape(-1, 1, 1, 1)
+    assert real[~kept].max() <= real[kept].min()            # the largest real magnitudes survive
+    x = qnet.quantize_input(calibration(n=2)[0])
+    assert [y.shape for y in pruned.forward_int(x)] == [y.shape for y in qnet.forward_int(x)]
+    with pytest.raises(MappingError, match="does not have"):
+        prune_network(qnet, {"fc9": 0.5})
