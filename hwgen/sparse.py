@@ -71,13 +71,14 @@ def column_lengths(spec, weight, x):
     M, K = weight.shape
     P, depth = _lanes(spec), spec.sparse_depth
     live = np.flatnonzero(x)
+    mask = (weight != 0)[:, live]                                     # the columns the layer streams
     lengths = []
     for m0 in range(0, M, P * depth):
         m1 = min(M, m0 + P * depth)
         D = ceil((m1 - m0) / P)
-        nz = np.zeros((D * P, len(live)), dtype=np.int32)
-        nz[:m1 - m0] = weight[m0:m1][:, live] != 0
-        per_lane = nz.reshape(D, P, len(live)).sum(axis=0)           # [P, columns]
+        nz = np.zeros((D * P, len(live)), dtype=np.uint8)
+        nz[:m1 - m0] = mask[m0:m1]
+        per_lane = nz.reshape(D, P, len(live)).sum(axis=0, dtype=np.int32)   # [P, columns]
         L = per_lane.max(axis=0) if len(live) else np.zeros(0, dtype=np.int64)
         lengths.append((m0, m1, D, live[L > 0], L[L > 0]))
     return lengths
