@@ -131,6 +131,7 @@ class AcceleratorSpec:
     rounding_seed: int = 1        # its seed (1 .. 2**32 - 1): the column generators start from column_seeds(seed)
     sparse_mv: bool = False       # the sparse matrix-vector engine (`hwgen.hw.sparse_mv`, `hwgen.sparse`)
     sparse_depth: int = 64        # its accumulators per lane: a command covers rows x cols x sparse_depth outputs
+    packed_int4: bool = False     # the matrix-vector engine also takes int4 weights packed two per byte, per layer
 
     def __post_init__(self):
         _positive_int(self.rows, "rows", fix="give the array height, e.g. rows=8")
@@ -242,6 +243,15 @@ class AcceleratorSpec:
                 or not 1 <= self.sparse_depth <= 4096):
             raise MappingError(f"sparse_depth must be an integer from 1 to 4096 (accumulators per lane of the "
                                f"sparse engine), not {self.sparse_depth!r}")
+        if not isinstance(self.packed_int4, bool):
+            raise MappingError(f"packed_int4 must be True or False, not {self.packed_int4!r}")
+        if self.packed_int4:
+            if "matrix_vector" not in self.engines:
+                raise MappingError("packed_int4=True decodes packed int4 weights in the matrix-vector engine; build "
+                                   "one (dataflow='matrix_vector', or mv_engine=True)")
+            if self.weight_type.bits != 8 or not self.weight_type.signed:
+                raise UnsupportedTypeError(f"packed_int4=True packs two int4 weights into each int8 weight lane's "
+                                           f"byte; it needs weight_type int8, not {self.weight_type}")
 
     @property
     def sparse_word_bits(self):

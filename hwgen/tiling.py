@@ -113,6 +113,12 @@ class LayerPlan:
         return words
 
     @property
+    def weight_type(self):
+        """The type of the weights the host streams: int4 when packed, else the spec's."""
+        from .dtypes import int4
+        return int4 if self.tiles[0].schedule.packed_int4 else self.spec.weight_type
+
+    @property
     def engine(self):
         """The dataflow of the engine the plan's commands run on."""
         return self.tiles[0].schedule.engine
@@ -346,7 +352,31 @@ def _max_m_folds_per_command(spec, pixels):
 
 
 def plan_layer(spec: AcceleratorSpec, problem: ConvProblem, postops: PostOps = PostOps(), *,
-               im2col: bool | str = "auto", engine: str | None = None) -> LayerPlan:
+               im2col: bool | str = "auto", engine: str | None = None, packed_int4: bool = False) -> LayerPlan:
+    """`_plan_layer`; ``packed_int4=True`` (a fully connected layer on the matrix-vector engine of an accelerator
+    built with ``packed_int4=True``) streams its int4 weights two to a byte (`pack_int4`)."""
+    plan = _plan_layer(spec, problem, postops, im2col=im2col, engine=engine)
+    if packed_int4 is not False:
+        if packed_int4 is not True:
+            raise DesignError(f"packed_int4 must be True or False, not {packed_int4!r}")
+        plan = pack_int4(plan)
+    return plan
+
+
+def pack_int4(plan):
+    """``plan`` with int4 weights packed two per byte: each matrix-vector command streams ``ceil(slots / 2)``
+    words (the engine decodes the halves in front of its multipliers); cycles are unchanged, the weight bytes
+    (and the weight FIFO's words) halve."""
+    from dataclasses import replace
+    if plan.engine != "matrix_vector":
+        raise MappingError(f"{plan.problem.name}: packed int4 weights run on the matrix-vector engine, not on the "
+                           f"{plan.engine} one")
+    tiles = tuple(replace(tile, schedule=replace(tile.schedule, packed_int4=True)) for tile in plan.tiles)
+    return replace(plan, tiles=tiles, bytes_moved=_bytes_moved(plan.spec, tiles))
+
+
+def _plan_layer(spec: AcceleratorSpec, problem: ConvProblem, postops: PostOps = PostOps(), *,
+                im2col: bool | str = "auto", engine: str | None = None) -> LayerPlan:
     """The plan whose every command fits the buffers and that moves the fewest bytes.
 
     With few input channels (C < rows) most array rows idle, as the implicit im2col puts only channels on

@@ -30,15 +30,16 @@ class SimJob:
     extra: dict = field(default_factory=dict)
 
     @staticmethod
-    def layer(problem: ConvProblem, postops: PostOps = PostOps(), im2col="auto"):
+    def layer(problem: ConvProblem, postops: PostOps = PostOps(), im2col="auto", packed_int4=False):
         return {"problem": {key: getattr(problem, key) for key in _CANONICAL}, "im2col": im2col,
+                "packed_int4": packed_int4,
                 "postops": {**{key: getattr(postops, key) for key in _POSTOPS},   # and the output type, by name
                             "out_type": postops.out_type.name if postops.out_type else None}}
 
     def plans(self):
         spec = AcceleratorSpec.from_dict(self.spec)
         return [plan_layer(spec, ConvProblem(**layer["problem"]), PostOps(**layer["postops"]),
-                           im2col=layer.get("im2col", "auto"))
+                           im2col=layer.get("im2col", "auto"), packed_int4=layer.get("packed_int4", False))
                 for layer in self.layers]
 
     def dumps(self):
@@ -73,7 +74,7 @@ def make_layer_data(plan, seed):
     spec, p = plan.spec, plan.problem
     rng = np.random.default_rng(seed)
     acts = rng.integers(spec.act_type.min, spec.act_type.max, p.act_canonical_shape, endpoint=True)
-    weights = rng.integers(spec.weight_type.min, spec.weight_type.max, p.weight_canonical_shape, endpoint=True)
+    weights = rng.integers(plan.weight_type.min, plan.weight_type.max, p.weight_canonical_shape, endpoint=True)
     acc = reference_conv2d(acts, weights, stride=(p.stride_h, p.stride_w), padding=(p.pad_h, p.pad_w),
                            acc_type=spec.acc_type, out_size=(p.E, p.F))
     params = random_params(rng, acc, p.M)

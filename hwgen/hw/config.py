@@ -36,6 +36,7 @@ FLAG_FIELDS = (
     "param_bank",      # which bank of the post-op parameter memory this command's parameters use
     "pp_bias", "pp_requant", "pp_relu",   # the post-op chain (`hwgen.postops.PostOps`)
     "pp_stochastic",   # stochastic rounding of the requantization (PostOps.rounding)
+    "w_packed",        # matrix-vector engine: int4 weights packed two slots per word (AcceleratorSpec.packed_int4)
     "engine",          # 0: the array (the spec's dataflow), 1: the matrix-vector engine beside it (mv_engine)
     "act_source",      # 0: load activations from the `acts` stream, 1: from the on-chip feedback (chaining)
     "out_dest",        # 0: emit to `out`, 1: to the on-chip feedback, as activation words (chaining)

@@ -386,8 +386,8 @@ class AcceleratorTop(wiring.Component):
             mv_en = Signal(name="mv_en")
             ready = ~(same_bank & mv.issue & (mv.act_addr >= act_addr))
             mv_room = out_fifo.w_rdy
-            m.d.comb += [mv_en.eq(mv_room & ready & (~mv.issue | mv_fifo.r_rdy)), mv.en.eq(mv_en),
-                         mv_fifo.r_en.eq(mv.issue & mv_en),
+            m.d.comb += [mv_en.eq(mv_room & ready & (~mv.pop | mv_fifo.r_rdy)), mv.en.eq(mv_en),
+                         mv_fifo.r_en.eq(mv.pop & mv_en),
                          mv.act_data.eq(act_buffer.read_data), mv.weight_data.eq(mv_fifo.r_data),
                          mv_drained.eq(~mv.in_flight)]
             engine_ports.append((mv.act_addr + bank_base, mv_en & mv.issue, mv_en, mv.out_valid, mv.out_data))
