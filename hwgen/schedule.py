@@ -88,6 +88,10 @@ class LayerSchedule:
     out_dest: str = "out"         # where its output goes: "out" or "feedback" (activation words, on chip)
     pad_value: int = 0            # what a padded read gives (the input's zero point), weight-stationary only
     packed_int4: bool = False     # matrix-vector: int4 weights, two slots' words packed in one (spec.packed_int4)
+    # The sparse engine (spec.sparse_mv): the words of the command's `sparse` stream (`hwgen.sparse`) and the
+    # multiplies they hold; None: a dense command.
+    sparse_words: int = None
+    sparse_macs: int = 0
 
     def __post_init__(self):
         spec, p = self.spec, self.problem
@@ -116,6 +120,19 @@ class LayerSchedule:
                     f"weight_stationary accelerator")
             if self.keep_partials or not (self.acc_init and self.acc_emit):
                 raise MappingError(f"{p.name}: the matrix-vector engine reduces over all of K in one command")
+            if self.sparse_words is not None:
+                if not spec.sparse_mv:
+                    raise MappingError(f"{p.name}: a sparse command needs an accelerator built with "
+                                       f"AcceleratorSpec(..., sparse_mv=True)")
+                if self.pixels != 1 or self.load_acts or self.packed_int4 or self.sparse_words < 1:
+                    raise MappingError(f"{p.name}: a sparse command is one batch-1 product whose activations "
+                                       f"ride in its words (load_acts=False), of at least one word")
+                if self.m_folds > spec.rows * spec.sparse_depth:
+                    raise MappingError(f"{p.name}: {p.M} outputs are more than the sparse engine's "
+                                       f"{spec.rows * spec.cols * spec.sparse_depth} per command; plan the layer "
+                                       f"with hwgen.tiling.plan_sparse_layer, which splits it")
+        elif self.sparse_words is not None:
+            raise MappingError(f"{p.name}: sparse commands run on the matrix-vector side only")
         elif self.packed_int4:
             raise MappingError(f"{p.name}: packed int4 weights run on the matrix-vector engine only, not on the "
                                f"{self.dataflow} one; plan the layer with int8 weights")
@@ -201,6 +218,8 @@ class LayerSchedule:
 
     @property
     def weight_word_bits(self):
+        if self.sparse_words is not None:
+            return self.spec.sparse_word_bits
         return self.spec.engine_weight_word_bits(self.engine)
 
     # Fold structure ---------------------------------------------------------------------------------------
@@ -252,6 +271,8 @@ class LayerSchedule:
 
     @property
     def act_words(self):
+        if self.sparse_words is not None:
+            return 0                 # the activations ride in the sparse words
         if self.dataflow == "output_stationary":
             return self.pixel_tiles * self.reduction
         return self.c_groups * self.problem.H * self.problem.W
@@ -263,6 +284,8 @@ class LayerSchedule:
 
     @property
     def weight_words(self):
+        if self.sparse_words is not None:
+            return self.sparse_words
         if self.dataflow == "matrix_vector":
             return -(-self.mv_slots // 2) if self.packed_int4 else self.mv_slots
         if self.dataflow == "output_stationary":
@@ -369,6 +392,7 @@ class LayerSchedule:
                                       m_folds=self.m_folds)
         values.update(pp_bias=chain["bias"], pp_requant=chain["requant"], pp_relu=chain["relu"],
                       pp_stochastic=chain["stochastic"], w_packed=int(self.packed_int4),
+                      sparse=int(self.sparse_words is not None),
                       pp_pool=chain["pool"], pp_out_bits=chain["out_bits"], pp_out_signed=chain["out_signed"],
                       pp_zero_point=self.postops.zero_point & ((1 << ZERO_POINT_BITS) - 1),
                       engine=int(self.engine == "matrix_vector" and self.spec.dataflow != "matrix_vector"),

@@ -243,6 +243,9 @@ class AcceleratorSpec:
                 or not 1 <= self.sparse_depth <= 4096):
             raise MappingError(f"sparse_depth must be an integer from 1 to 4096 (accumulators per lane of the "
                                f"sparse engine), not {self.sparse_depth!r}")
+        if self.sparse_mv and self.dataflow != "matrix_vector":
+            raise MappingError(f"sparse_mv=True builds the sparse engine beside the matrix-vector engine of a "
+                               f"dataflow='matrix_vector' accelerator, not beside a {self.dataflow} one")
         if not isinstance(self.packed_int4, bool):
             raise MappingError(f"packed_int4 must be True or False, not {self.packed_int4!r}")
         if self.packed_int4:

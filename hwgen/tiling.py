@@ -34,7 +34,7 @@ from .problem import ConvProblem
 from .schedule import LayerSchedule, fold_period
 from .spec import MAX_BUFFER_WORDS, AcceleratorSpec, buffer_bytes_for
 
-__all__ = ["Tile", "LayerPlan", "plan_layer", "MAX_COMMANDS"]
+__all__ = ["Tile", "LayerPlan", "plan_layer", "pack_int4", "SparseLayerPlan", "plan_sparse_layer", "MAX_COMMANDS"]
 
 ORDERS = ("e_outer", "m_outer")
 # The most commands one layer may take. Planning evaluates its candidates in closed form, whatever their size,
@@ -799,3 +799,61 @@ def _plan_output_stationary(spec, problem, postops):
             tiles.append(Tile(schedule, m0, m1, 0, K, e0, e1, e0, e1, p0, p1))
     moved = _bytes_moved(spec, tiles)
     return LayerPlan(spec, problem, tuple(tiles), "e_outer", moved, postops, True, lowered)
+
+
+# The sparse engine -------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SparseLayerPlan(LayerPlan):
+    """A batch-1 fully connected layer on the sparse engine (`hwgen.sparse`): its commands are m-tiles whose
+    words (`sparse_stream`) come from the layer's weights and activations, so the plan is made for them.
+    ``dense_cycles``: the same layer on the dense matrix-vector engine of the spec (the model)."""
+    weight: np.ndarray = None
+    x: np.ndarray = None
+    words: tuple = ()                 # per tile, its words
+    dense_cycles: int = None
+
+    def weight_stream(self, weight_canonical=None):
+        return []                     # the weights ride in the sparse words
+
+    def sparse_stream(self):
+        return [w for words in self.words for w in words]
+
+
+def plan_sparse_layer(spec, problem, postops=PostOps(), *, weight, x, pack=True):
+    """``y = W @ x`` (``problem``: a batch-1 linear layer; ``weight[M, K]``, ``x[K]`` integers) on the sparse engine
+    of ``spec``, with the post-ops: m-tiles of at most ``rows * cols * sparse_depth`` outputs (and as many as the
+    post-op parameter memory holds), each one command streaming the columns of the nonzero activations.
+    ``pack=False``: the commands and their cycles only, without the words (for the model of large layers)."""
+    from .sparse import plan_sparse_fc
+    if not spec.sparse_mv:
+        raise MappingError(f"{problem.name}: accelerator {spec.name!r} has no sparse engine; build it with "
+                           f"AcceleratorSpec(..., sparse_mv=True)")
+    if problem.kind != "linear" or problem.F != 1 or problem.E != 1:
+        raise MappingError(f"{problem.name}: the sparse engine runs batch-1 fully connected layers, not a "
+                           f"{problem.kind} of {problem.E}x{problem.F} outputs")
+    check_supported(spec, postops, problem.name)
+    weight = np.asarray(weight).reshape(problem.M, problem.C)
+    x = np.asarray(x).ravel()
+    per_command = spec.rows * spec.cols * spec.sparse_depth
+    if postops.needs_params:
+        per_command = min(per_command, spec.max_param_folds * spec.cols)
+    tiles, words, bank = [], [], 0
+    for m0 in range(0, problem.M, per_command):
+        m1 = min(problem.M, m0 + per_command)
+        sub = ConvProblem(problem.name, "linear", C=problem.C, H=1, W=1, M=m1 - m0, E=1, F=1, R=1, S=1)
+        part = plan_sparse_fc(spec, weight[m0:m1], x, pack=pack)
+        (command,) = part.commands
+        schedule = LayerSchedule(spec, sub, load_acts=False, release=False, postops=postops,
+                                 param_bank=bank if postops.needs_params else 0, sparse_words=command.stream_words,
+                                 sparse_macs=command.valid_entries)
+        bank ^= int(postops.needs_params)
+        tiles.append(Tile(schedule=schedule, m0=m0, m1=m1, c0=0, c1=problem.C, e0=0, e1=1, h0=0, h1=1))
+        words.append(command.words)
+    from .perf import predict_plan
+    try:
+        dense = predict_plan(_plan_layer(spec, problem, postops)).cycles
+    except MappingError:
+        dense = None
+    return SparseLayerPlan(spec, problem, tuple(tiles), "m_outer", _bytes_moved(spec, tiles), postops,
+                           weight=weight, x=x, words=tuple(words), dense_cycles=dense)

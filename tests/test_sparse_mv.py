@@ -208,3 +208,93 @@ def test_compiler_prunes_each_layer_to_its_target_and_stays_an_integer_network()
     assert [y.shape for y in pruned.forward_int(x)] == [y.shape for y in qnet.forward_int(x)]
     with pytest.raises(MappingError, match="does not have"):
         prune_network(qnet, {"fc9": 0.5})
+
+
+# The sparse engine in the accelerator (beside the dense matrix-vector engine) -------------------------------------
+
+from hwgen.perf import predict_plan  # noqa: E402
+from hwgen.postops import PostOps  # noqa: E402
+from hwgen.tiling import plan_layer, plan_sparse_layer  # noqa: E402
+from tests.test_cocotb_accelerator import linear  # noqa: E402
+
+TOP_SPEC = AcceleratorSpec(rows=2, cols=2, dataflow="matrix_vector", act_buffer_bytes=64, weight_buffer_bytes=64,
+                           acc_buffer_bytes=64, max_out_channels=8, sparse_mv=True, sparse_depth=4, name="sparse2x2")
+TOP_LAYERS = [
+    (linear("fc_sparse_raw", K=13, M=21, N=1), PostOps(), 0.7, 0.4),            # 2 commands (16 + 5 rows)
+    (linear("fc_sparse_requant_relu", K=17, M=19, N=1), PostOps(bias=True, requant=True, relu=True), 0.9, 0.5),
+    (linear("fc_sparse_empty", K=6, M=3, N=1), PostOps(bias=True), 1.0, 0.0),    # no nonzero: one empty word
+]
+
+
+def top_plans(spec=TOP_SPEC, layers=TOP_LAYERS):
+    plans = []
+    for n, (problem, postops, w_s, a_s) in enumerate(layers):
+        weight, x = sparse_operands(problem.M, problem.C, w_s, a_s, seed=20 + n)
+        if w_s == 1.0:
+            weight[:] = 0
+        plans.append(plan_sparse_layer(spec, problem, postops, weight=weight, x=x))
+    return plans
+
+
+def run_on_top(plans, *, stall=0.0, seed=0):
+    from hwgen.sim.job import make_layer_data
+    from tests.top_bench import check_beats, lane_decoder, run_top
+    streams = {"cfg": [], "sparse": [], "params": [], "weights": [], "acts": []}
+    expected = []
+    for n, plan in enumerate(plans):
+        data = make_layer_data(plan, seed + n)
+        streams["cfg"] += data.config_words
+        streams["sparse"] += data.sparse_words
+        streams["params"] += data.param_words
+        streams["weights"] += data.weight_words
+        streams["acts"] += data.act_words
+        expected += data.expected_beats
+    run = run_top(plans[0].spec, **streams, expect_beats=len(expected), stall=stall, seed=seed)
+    check_beats(run.beats, expected, decode=lane_decoder(plans[0].spec))
+    return run
+
+
+@pytest.mark.parametrize("index", range(len(TOP_LAYERS)), ids=[layer[0].name for layer in TOP_LAYERS])
+def test_top_sparse_layer_exact_and_cycles_equal_model(index):
+    plan = top_plans()[index]
+    run = run_on_top([plan], seed=index)
+    assert run.cycles == predict_plan(plan).cycles
+
+
+def test_top_sparse_and_dense_layers_back_to_back_under_stalls():
+    """Sparse and dense commands on one accelerator, with random stalls on every stream."""
+    from hwgen.sim.job import make_layer_data  # noqa: F401
+    plans = top_plans()
+    dense = plan_layer(TOP_SPEC, linear("fc_dense", K=9, M=5, N=1), PostOps(bias=True, requant=True))
+    run_on_top([plans[1], dense, plans[0]], stall=0.3, seed=6)
+
+
+def test_alexnet_fc6_in_the_accelerator_at_least_5x_fewer_cycles():
+    """The accelerator's own model (commands, post-ops, hand-offs) for FC6 on the sparse engine vs the dense one."""
+    rng = np.random.default_rng(16)
+    weight = np.zeros((4096, 9216), dtype=np.int8)
+    weight[rng.random((4096, 9216), dtype=np.float32) < 0.1] = 1
+    x = rng.integers(1, 128, 9216)
+    x[rng.permutation(9216)[:4608]] = 0
+    spec = AcceleratorSpec(rows=8, cols=8, dataflow="matrix_vector", act_buffer_bytes=2 * 9216,
+                           weight_buffer_bytes=2048, acc_buffer_bytes=256, max_out_channels=4096,
+                           sparse_mv=True, sparse_depth=64)
+    plan = plan_sparse_layer(spec, linear("fc6", K=9216, M=4096, N=1), PostOps(bias=True, requant=True, relu=True),
+                             weight=weight, x=x, pack=False)
+    assert plan.dense_cycles / predict_plan(plan).cycles >= 5
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("stall", [0.0, 0.3], ids=["no_stall", "random_stall"])
+def test_top_rtl_exact_and_cycles_equal_model(stall):
+    from hwgen.sim.runner import run_layers
+    dense = plan_layer(TOP_SPEC, linear("fc_dense", K=9, M=5, N=1), PostOps(bias=True, requant=True))
+    plans = top_plans() + [dense]
+    result = run_layers(TOP_SPEC, plans, simulator=SIM, stall=stall, seed=8, tag="sparse")
+    assert len(result.layers) == len(plans)
+    for layer in result.layers:
+        assert layer["exact"], f"{layer['layer']}: {layer['report']}"
+        if stall:
+            assert layer["measured_cycles"] >= layer["model_cycles"]
+        else:
+            assert layer["measured_cycles"] == layer["model_cycles"], layer["layer"]
