@@ -25,13 +25,17 @@ from hwgen.energy import EnergyTable, layer_energy   # noqa: E402
 from hwgen.perf import predict_plan   # noqa: E402
 from hwgen.postops import PostOps, QuantParams, apply   # noqa: E402
 from hwgen.problem import ConvProblem   # noqa: E402
-from hwgen.sparse import column_lengths, magnitude_prune, plan_sparse_fc, sparse_energy   # noqa: E402
+from hwgen.sparse import magnitude_prune   # noqa: E402
 from hwgen.spec import AcceleratorSpec   # noqa: E402
-from hwgen.tiling import plan_layer   # noqa: E402
+from hwgen.tiling import plan_layer, plan_sparse_layer   # noqa: E402
 
 M, K = 4096, 9216
+# One accelerator: the dense matrix-vector engine (8x8 = 64 multipliers), which also takes packed int4 weights,
+# and the sparse engine beside it with the same 64 multipliers.
 SPEC = AcceleratorSpec(rows=8, cols=8, dataflow="matrix_vector", act_buffer_bytes=2 * K, weight_buffer_bytes=2048,
-                       acc_buffer_bytes=256, max_out_channels=M, sparse_mv=True, sparse_depth=64, name="fc6_mv8x8")
+                       acc_buffer_bytes=256, max_out_channels=M, sparse_mv=True, sparse_depth=64, packed_int4=True,
+                       name="fc6_mv8x8")
+POSTOPS = PostOps(bias=True, requant=True, relu=True)
 
 
 def fc(name):
@@ -69,38 +73,37 @@ def main():
     table = EnergyTable.load()
     rows = []
 
-    dense_plan = plan_layer(SPEC, fc("fc6"))
+    dense_plan = plan_layer(SPEC, fc("fc6"), POSTOPS)
     dense_cycles = predict_plan(dense_plan).cycles
-    dense_energy = split(layer_energy(dense_plan, table))
     rows.append({"layer": "alexnet_fc6", "mode": "int8 dense M×V", "multipliers": SPEC.pes,
-                 "cycles_model": dense_cycles, "energy_pj": dense_energy})
+                 "cycles_model": dense_cycles, "energy_pj": split(layer_energy(dense_plan, table))})
+    int4_plan = plan_layer(SPEC, fc("fc6"), POSTOPS, packed_int4=True)
+    rows.append({"layer": "alexnet_fc6", "mode": "int4-packed dense M×V", "multipliers": SPEC.pes,
+                 "cycles_model": predict_plan(int4_plan).cycles, "energy_pj": split(layer_energy(int4_plan, table))})
 
     for w_s, a_s in ((0.9, 0.5), (0.9, 0.0), (0.5, 0.5)):
         weight, x = operands(w_s, a_s)
-        plan = plan_sparse_fc(SPEC, weight, x, pack=False)
+        plan = plan_sparse_layer(SPEC, fc("fc6"), POSTOPS, weight=weight, x=x, pack=False)
+        cycles = predict_plan(plan).cycles
         rows.append({"layer": "alexnet_fc6", "mode": f"int8 sparse M×V w{int(w_s * 100)}% a{int(a_s * 100)}%",
-                     "multipliers": SPEC.pes, "cycles_model": plan.cycles, "dense_cycles": dense_cycles,
-                     "speedup": round(dense_cycles / plan.cycles, 2),
-                     "energy_pj": split(sparse_energy(plan, table)),
-                     "weight_zeros": round(1 - plan.weight_nonzeros / (M * K), 4),
-                     "act_zeros": round(1 - plan.act_nonzeros / K, 4)})
+                     "multipliers": SPEC.pes, "cycles_model": cycles, "dense_cycles": plan.dense_cycles,
+                     "speedup": round(plan.dense_cycles / cycles, 2),
+                     "energy_pj": split(layer_energy(plan, table)),
+                     "weight_zeros": round(float(np.mean(weight == 0)), 4), "act_zeros": round(float(np.mean(x == 0)), 4)})
 
-    # Crossover: sparse cycles / dense cycles over the weight sparsity, compute-bound (a stream word per cycle)
-    # and bandwidth-bound (the stream carries the dense engine's weight bits per cycle; a sparse word is wider).
+    # Crossover: sparse / dense cycles over the weight sparsity, compute-bound (a stream word per cycle) and
+    # bandwidth-bound (the stream carries the dense engine's weight bits per cycle; a sparse word is wider).
     widen = SPEC.sparse_word_bits / SPEC.mv_weight_word_bits
-    grid = (0.0, 0.25, 0.5, 0.75, 0.9) if args.quick else (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+    grid = (0.0, 0.25, 0.5, 0.75, 0.9) if args.quick else (0.0, 0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 0.9, 0.95)
     sweep = {0.0: [], 0.5: []}
     for w_s in grid:
-        weight, _ = operands(w_s, 0.0)
-        (m0, m1, D, cols, L), = column_lengths(SPEC, weight, np.ones(K, dtype=np.int64))
-        per_column = np.zeros(K, dtype=np.int64)
-        per_column[cols] = L
-        half = np.random.default_rng(3).permutation(K)[:K // 2]
-        for a_s, live in ((0.0, per_column), (0.5, per_column[half])):
-            words = max(1, int(live.sum()))
-            compute = (words + D + 1) / dense_cycles
-            bandwidth = (int(np.ceil(words * widen)) + D + 1) / dense_cycles
-            sweep[a_s].append((w_s, {"compute": compute, "bandwidth": bandwidth}))
+        for a_s in sweep:
+            weight, x = operands(w_s, a_s)
+            plan = plan_sparse_layer(SPEC, fc("fc6"), POSTOPS, weight=weight, x=x, pack=False)
+            cycles = predict_plan(plan).cycles
+            words = plan.commands[0].sparse_words
+            bandwidth = cycles + int(np.ceil(words * widen)) - words
+            sweep[a_s].append((w_s, {"compute": cycles / dense_cycles, "bandwidth": bandwidth / dense_cycles}))
     cross = {f"act_zeros_{int(a_s * 100)}": {key: (None if crossover(points, key) is None else
                                                    round(crossover(points, key), 3))
                                              for key in ("compute", "bandwidth")}
