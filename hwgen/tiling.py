@@ -353,8 +353,20 @@ def _max_m_folds_per_command(spec, pixels):
 
 def plan_layer(spec: AcceleratorSpec, problem: ConvProblem, postops: PostOps = PostOps(), *,
                im2col: bool | str = "auto", engine: str | None = None, packed_int4: bool = False) -> LayerPlan:
-    """`_plan_layer`; ``packed_int4=True`` (a fully connected layer on the matrix-vector engine of an accelerator
-    built with ``packed_int4=True``) streams its int4 weights two to a byte (`pack_int4`)."""
+    """The plan whose every command fits the buffers and that moves the fewest bytes.
+
+    With few input channels (C < rows) most array rows idle, as the implicit im2col puts only channels on
+    rows; ``im2col="auto"`` then also plans the layer as a 1x1 convolution over host-unrolled windows (the
+    activations are duplicated R*S times in the stream, which `bytes_moved` shows) and keeps whichever plan
+    the cycle model says is faster. ``im2col=True``/``False`` forces the choice.
+
+    Raises `BufferOverflowError` naming the buffer and the size needed when even the smallest tile (one output
+    row, one group of ``rows`` input channels, ``cols`` output channels) does not fit, `PlanTooLargeError` when
+    every tiling takes more than `MAX_COMMANDS` commands, and the errors of `_check_layer` for what no tiling
+    changes (the accumulator type, the pooling line buffer, the engine's kind of layer).
+
+    ``packed_int4=True`` (a fully connected layer on the matrix-vector engine of an accelerator built with
+    ``packed_int4=True``) streams its int4 weights two to a byte (`pack_int4`)."""
     plan = _plan_layer(spec, problem, postops, im2col=im2col, engine=engine)
     if packed_int4 is not False:
         if packed_int4 is not True:
@@ -377,17 +389,7 @@ def pack_int4(plan):
 
 def _plan_layer(spec: AcceleratorSpec, problem: ConvProblem, postops: PostOps = PostOps(), *,
                 im2col: bool | str = "auto", engine: str | None = None) -> LayerPlan:
-    """The plan whose every command fits the buffers and that moves the fewest bytes.
-
-    With few input channels (C < rows) most array rows idle, as the implicit im2col puts only channels on
-    rows; ``im2col="auto"`` then also plans the layer as a 1x1 convolution over host-unrolled windows (the
-    activations are duplicated R*S times in the stream, which `bytes_moved` shows) and keeps whichever plan
-    the cycle model says is faster. ``im2col=True``/``False`` forces the choice.
-
-    Raises `BufferOverflowError` naming the buffer and the size needed when even the smallest tile (one output
-    row, one group of ``rows`` input channels, ``cols`` output channels) does not fit, `PlanTooLargeError` when
-    every tiling takes more than `MAX_COMMANDS` commands, and the errors of `_check_layer` for what no tiling
-    changes (the accumulator type, the pooling line buffer, the engine's kind of layer)."""
+    """`plan_layer` without the packing."""
     if im2col not in ("auto", True, False):
         raise DesignError(f"im2col must be 'auto', True or False, not {im2col!r}")
     if not isinstance(spec, AcceleratorSpec):

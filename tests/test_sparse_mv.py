@@ -216,6 +216,7 @@ from hwgen.perf import predict_plan  # noqa: E402
 from hwgen.postops import PostOps  # noqa: E402
 from hwgen.tiling import plan_layer, plan_sparse_layer  # noqa: E402
 from tests.test_cocotb_accelerator import linear  # noqa: E402
+from tests.test_energy import probed_top  # noqa: E402,F401  (a fixture)
 
 TOP_SPEC = AcceleratorSpec(rows=2, cols=2, dataflow="matrix_vector", act_buffer_bytes=64, weight_buffer_bytes=64,
                            acc_buffer_bytes=64, max_out_channels=8, sparse_mv=True, sparse_depth=4, name="sparse2x2")
@@ -298,3 +299,26 @@ def test_top_rtl_exact_and_cycles_equal_model(stall):
             assert layer["measured_cycles"] >= layer["model_cycles"]
         else:
             assert layer["measured_cycles"] == layer["model_cycles"], layer["layer"]
+
+
+def test_energy_counts_equal_the_hardware(probed_top):
+    """`hwgen.energy.access_counts` of sparse commands: the words popped, the multiplies performed (a valid entry's
+    product added, counted per lane), no activation-buffer access - counted on the top in Amaranth's simulator."""
+    from hwgen.energy import access_counts
+    from hwgen.hw.top import AcceleratorTop
+    from hwgen.sim.job import make_layer_data
+    from tests.top_bench import run_top
+    plan = top_plans()[1]
+    dut = AcceleratorTop(TOP_SPEC)
+
+    def probes():
+        sparse = dut.parts["sparse_engine"]
+        return {"words": dut.parts["sparse_fifo"].r_en, "act_reads": dut.parts["act_buffer"].read_en,
+                **{f"mult{p}": valid for p, valid in enumerate(sparse.multiplies)}}
+    data = make_layer_data(plan, 0)
+    run = run_top(TOP_SPEC, cfg=data.config_words, sparse=data.sparse_words, params=data.param_words,
+                  expect_beats=len(data.expected_beats), dut=dut, probes=probes)
+    c, got = access_counts(plan), run.probe_counts
+    assert got["words"] == c["weight_words"] == sum(s.sparse_words for s in plan.commands)
+    assert sum(v for k, v in got.items() if k.startswith("mult")) == c["macs_performed"] == c["acc_writes"]
+    assert got["act_reads"] == c["act_reads"] == 0

@@ -18,6 +18,7 @@ from amaranth.hdl import Array, Cat, Module, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..errors import MappingError
 from ..sparse import word_fields
 
 __all__ = ["SparseMatrixVectorEngine"]
@@ -26,7 +27,8 @@ __all__ = ["SparseMatrixVectorEngine"]
 class SparseMatrixVectorEngine(wiring.Component):
     def __init__(self, spec):
         if not spec.sparse_mv:
-            raise ValueError("SparseMatrixVectorEngine needs an AcceleratorSpec with sparse_mv=True")
+            raise MappingError(f"accelerator {spec.name!r} has no sparse engine; build it with "
+                               f"AcceleratorSpec(..., sparse_mv=True)")
         self.spec = spec
         self.lanes = spec.rows * spec.cols
         super().__init__({
@@ -151,6 +153,7 @@ class SparseEngine(wiring.Component):
         leave = Signal()
         m.d.comb += [leave.eq(emitting & self.out_room), self.out_valid.eq(leave)]
         groups = [[] for _ in range(rows)]          # groups[r][j]: the accumulator file of lane r*cols + j
+        self.multiplies = []                        # per lane: a valid product is added (energy probes)
         for p in range(P):
             entry = word[abits + 1 + p * entry_bits:abits + 1 + (p + 1) * entry_bits]
             valid, slot = entry[0], entry[1:1 + slot_bits]
@@ -159,6 +162,7 @@ class SparseEngine(wiring.Component):
             product = Signal(prod_shape, name=f"sp_product_{p}")
             pvalid, pslot = Signal(name=f"sp_valid_{p}"), Signal(slot_bits, name=f"sp_slot_{p}")
             m.d.sync += pvalid.eq(valid1 & valid)
+            self.multiplies.append(pvalid)
             with m.If(valid1 & valid):
                 m.d.sync += [product.eq(x * w), pslot.eq(slot)]
             acc = Array(Signal(signed(acc_bits), name=f"sp_acc_{p}_{k}") for k in range(depth))
