@@ -24,12 +24,12 @@ with ``>>`` the arithmetic (flooring) shift: round half toward +infinity (``roun
 
 Stochastic rounding (``PostOps(rounding="stochastic")``, on an accelerator built with
 ``AcceleratorSpec(stochastic_rounding=True, rounding_seed=...)``) replaces the requantization's
-``round_shift`` by ``floor((v + r) / 2**s)``, ``r`` the top ``s`` bits of a 32-bit random number (``r = R >>
-(32 - s)``; ``R << (s - 32)`` for shifts past 32): ``v / 2**s`` rounds up with probability equal to its
-discarded fraction, so the rounding error has mean zero. Every output lane (column ``j``) has its own generator,
-xorshift32 (an LFSR-class generator of period ``2**32 - 1``; a one-bit-per-step LFSR would give consecutive
-draws that are shifts of each other), restarted at ``column_seeds(rounding_seed)[j]`` on each command's first
-beat and stepped once per beat; beat ``t`` of a command uses draw ``t`` (`stochastic_draws`, `layer_draws`).
+``round_shift`` by ``floor((v + r) / 2**s)``, ``r`` the top ``s`` bits of a 16-bit random draw ``R`` (``r = R >>
+(16 - s)``; ``R << (s - 16)`` for shifts past 16): ``v / 2**s`` rounds up with probability equal to its
+discarded fraction (to 16 bits), so the rounding error has mean zero. Every output lane (column ``j``) has its
+own generator - the project's 32-bit Galois LFSR (`hwgen.lfsr`, 16 fresh bits of its m-sequence per draw, the
+same source as the fixed-point engine's) - restarted at ``lane_seed(rounding_seed, j)`` on each command's first
+beat and drawing once per beat; beat ``t`` of a command uses draw ``t`` (`stochastic_draws`, `layer_draws`).
 Average pooling still rounds half up.
 
 Widths (so the hardware is exact): ``bias`` is int32, ``x`` fits ``max(acc_bits, 32) + 1`` bits, ``multiplier``
@@ -55,11 +55,12 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
 from .dtypes import IntType, int8, int32, parse_dtype
+from .lfsr import DRAW_STEPS as DRAW_BITS, LfsrBank, lane_seed
 from .errors import (DataError, DataOverflowError, DataTypeError, DesignError, DesignTypeError,
                      MappingError)
 
 __all__ = [
-    "POOL_MODES", "ROUNDING_MODES", "PostOps", "xorshift32", "column_seeds", "stochastic_draws",
+    "POOL_MODES", "ROUNDING_MODES", "PostOps", "column_seeds", "stochastic_draws", "layer_draws",
     "stochastic_round_shift", "QuantParams", "quantize_multiplier",
     "round_shift", "add_bias", "requantize", "relu", "max_pool2x2", "avg_pool2x2", "pool_out_size", "apply",
     "PARAM_FIELDS", "params_lane_layout", "params_layout", "pack_params",
@@ -261,64 +262,30 @@ def round_shift(value, shift):
     return np.where(shift > 0, (value >> shift) + ((value >> below) & 1), value)
 
 
-MASK32 = (1 << 32) - 1
-
-
-def xorshift32(state):
-    """One step of Marsaglia's xorshift32 (``x ^= x << 13; x ^= x >> 17; x ^= x << 5``, 32 bits): a linear
-    feedback shift-register generator of period ``2**32 - 1`` over the non-zero states. Elementwise on uint64
-    arrays (values below ``2**32``) or on a Python int."""
-    if isinstance(state, (int, np.integer)):
-        x = int(state)
-        x ^= (x << 13) & MASK32
-        x ^= x >> 17
-        x ^= (x << 5) & MASK32
-        return x
-    x = np.asarray(state, dtype=np.uint64)
-    x = x ^ ((x << np.uint64(13)) & np.uint64(MASK32))
-    x = x ^ (x >> np.uint64(17))
-    return x ^ ((x << np.uint64(5)) & np.uint64(MASK32))
-
-
 def column_seeds(seed, cols):
-    """The first draw of each column's generator, from the accelerator's ``rounding_seed``: ``seed + (j + 1) *
-    0x9E3779B9`` (mod ``2**32``) through a 32-bit finalizer (murmur3's), 1 if that gives 0 (the one state
-    xorshift32 never leaves)."""
-    seeds = []
-    for j in range(cols):
-        x = (int(seed) + (j + 1) * 0x9E3779B9) & MASK32
-        x ^= x >> 16
-        x = (x * 0x85EBCA6B) & MASK32
-        x ^= x >> 13
-        x = (x * 0xC2B2AE35) & MASK32
-        x ^= x >> 16
-        seeds.append(x or 1)
-    return seeds
+    """The start state of each column's generator: `hwgen.lfsr.lane_seed` of the accelerator's
+    ``rounding_seed`` and the column."""
+    return [lane_seed(seed, j) for j in range(cols)]
 
 
 def stochastic_draws(*, seed, cols, beats):
-    """``draws[j, t]``: the 32-bit random number lane ``j`` uses for the ``t``-th beat of a command (the
-    generator restarts at `column_seeds` on each command's first beat, and steps once per beat)."""
-    draws = np.zeros((cols, beats), dtype=np.uint64)
-    x = np.array(column_seeds(seed, cols), dtype=np.uint64)
-    for t in range(beats):
-        draws[:, t] = x
-        x = xorshift32(x)
-    return draws
+    """``draws[j, t]``: the 16-bit random number (`hwgen.lfsr.draw`) lane ``j`` uses for the ``t``-th beat of a
+    command (the generator restarts at `column_seeds` on each command's first beat, and draws once per beat)."""
+    return LfsrBank(seed, cols).draw(beats).T
 
 
 def stochastic_round_shift(value, shift, draw):
-    """``floor((value + r) / 2**shift)`` with ``r = draw >> (32 - shift)`` (``shift <= 32``) or ``draw << (shift -
-    32)``: rounds up with probability equal to the discarded fraction (``draw`` uniform over 1 .. 2**32 - 1: the
-    probability is ``frac * (1 + 2**-32)`` for shifts up to 32, and the fraction is taken to 32 bits beyond
-    that). Exact (Python ints), elementwise; ``shift``/``draw`` broadcast against ``value``."""
+    """``floor((value + r) / 2**shift)`` with ``r = draw >> (16 - shift)`` (``shift <= 16``) or ``draw << (shift -
+    16)``: rounds up with probability equal to the discarded fraction (``draw`` uniform over 16 bits; beyond
+    16 discarded bits the fraction counts to 16 bits, a bias below ``2**-16``). Exact (Python ints),
+    elementwise; ``shift``/``draw`` broadcast against ``value``."""
     value = np.asarray(value)
     shift = np.broadcast_to(np.asarray(shift), value.shape)
     draw = np.broadcast_to(np.asarray(draw), value.shape)
     flat = []
     for v, s, d in zip(value.ravel().tolist(), shift.ravel().tolist(), draw.ravel().tolist()):
         s, d = int(s), int(d)
-        r = d >> (32 - s) if s <= 32 else d << (s - 32)
+        r = d >> (DRAW_BITS - s) if s <= DRAW_BITS else d << (s - DRAW_BITS)
         flat.append((int(v) + r) >> s)
     return np.array(flat, dtype=object).reshape(value.shape)
 

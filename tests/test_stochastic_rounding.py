@@ -14,8 +14,8 @@ from hwgen.dtypes import int8, int32
 from hwgen.errors import DataError, DesignError, MappingError
 from hwgen.hw.postops import PostOpPipeline
 from hwgen.perf import postops_latency, predict_plan
-from hwgen.postops import (PostOps, QuantParams, apply, column_seeds, config_values, layer_draws, pack_params,
-                           pack_stream, stochastic_draws, stochastic_round_shift, xorshift32)
+from hwgen.postops import (PostOps, QuantParams, apply, column_seeds, config_values, layer_draws,
+                           stochastic_draws, stochastic_round_shift)
 from hwgen.spec import AcceleratorSpec
 from hwgen.tiling import plan_layer
 from tests.test_hw_postops import Layer, StreamBench, random_layer
@@ -30,29 +30,27 @@ def sr_spec(cols=4, seed=12345):
 
 # The golden model ------------------------------------------------------------------------------------------------
 
-def test_xorshift32_is_marsaglias_and_never_zero():
-    assert xorshift32(1) == 270369                       # Marsaglia (2003), x = 1 after one step
-    x, seen = 2463534242, set()
-    for _ in range(1000):
-        x = xorshift32(x)
-        assert 0 < x < 1 << 32
-        seen.add(x)
-    assert len(seen) == 1000
-    assert all(0 < s < 1 << 32 for s in column_seeds(1, 64)) and len(set(column_seeds(1, 64))) == 64
+def test_generators_are_the_projects_lfsr_restarted_per_command():
+    from hwgen import lfsr
+    assert column_seeds(7, 3) == [lfsr.lane_seed(7, j) for j in range(3)]
     draws = stochastic_draws(seed=7, cols=3, beats=4)
-    assert [int(d) for d in draws[:, 0]] == column_seeds(7, 3)
-    assert int(draws[1, 2]) == xorshift32(xorshift32(column_seeds(7, 3)[1]))
+    state = lfsr.lane_seed(7, 1)
+    for t in range(4):
+        state, value = lfsr.draw(state)
+        assert int(draws[1, t]) == value
+    assert draws.max() < 1 << 16
 
 
 def test_stochastic_round_shift_is_floor_of_value_plus_top_bits_of_draw():
-    # shift 4: r = draw >> 28 in 0..15; value 0x13 = 1 + 3/16 rounds up when r >= 13
-    assert stochastic_round_shift(0x13, 4, 12 << 28) == 1 and stochastic_round_shift(0x13, 4, 13 << 28) == 2
-    assert stochastic_round_shift(-0x13, 4, 2 << 28) == -2 and stochastic_round_shift(-0x13, 4, 3 << 28) == -1
-    assert stochastic_round_shift(5, 0, (1 << 32) - 1) == 5               # nothing discarded: exact
-    assert stochastic_round_shift(48, 4, (1 << 32) - 1) == 3              # an exact quotient never rounds up
-    assert stochastic_round_shift(1 << 40, 40, 1) == 1                    # shift past 32: r = draw << 8
-    assert stochastic_round_shift((1 << 40) - 257, 40, 1) == 0
-    assert stochastic_round_shift((1 << 40) - 256, 40, 1) == 1
+    # shift 4: r = draw >> 12 in 0..15; value 0x13 = 1 + 3/16 rounds up when r >= 13
+    assert stochastic_round_shift(0x13, 4, 12 << 12) == 1 and stochastic_round_shift(0x13, 4, 13 << 12) == 2
+    assert stochastic_round_shift(-0x13, 4, 2 << 12) == -2 and stochastic_round_shift(-0x13, 4, 3 << 12) == -1
+    assert stochastic_round_shift(5, 0, (1 << 16) - 1) == 5               # nothing discarded: exact
+    assert stochastic_round_shift(48, 4, (1 << 16) - 1) == 3              # an exact quotient never rounds up
+    assert stochastic_round_shift(0x13, 4, 0) == 1                        # a zero draw: down
+    assert stochastic_round_shift(1 << 40, 40, 1) == 1                    # shift past 16: r = draw << 24
+    assert stochastic_round_shift((1 << 40) - (1 << 24) - 1, 40, 1) == 0
+    assert stochastic_round_shift((1 << 40) - (1 << 24), 40, 1) == 1
 
 
 def test_draws_follow_the_beat_order():
@@ -151,7 +149,7 @@ def test_pipeline_equals_golden_model_back_to_back(stalls):
     bench.check(layers, bench.run(layers, p_valid=p, p_ready=p, seed=11))
     # The draws matter: rounding to nearest would have given other values (and no saturation hides them).
     nearest = apply(layers[0].acc, layers[0].params, PostOps(bias=True, requant=True))
-    assert (nearest != layers[0].expected).mean() > 0.2 and (np.abs(nearest) < 127).all()
+    assert (nearest != layers[0].expected).mean() > 0.1 and (np.abs(nearest) < 127).all()
 
 
 # The whole accelerator on the RTL (cocotb, Icarus) ---------------------------------------------------------------

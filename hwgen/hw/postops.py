@@ -51,6 +51,7 @@ from amaranth.lib.wiring import In, Out
 from ..postops import POOL_CODES, column_seeds, config_layout, params_layout
 from ..spec import AcceleratorSpec
 from .bram import PipelinedMemory
+from .lfsr import unrolled_draw
 from .wide_multiplier import WideMultiplier
 
 __all__ = ["PostOpPipeline"]
@@ -253,22 +254,20 @@ class PostOpPipeline(wiring.Component):
             p = multiplier.p
             assert len(p) <= p_bits
             if X:
-                # Stochastic rounding: lane j's generator gives the beat in S3 its draw R (restarting at the
-                # lane's seed on a command's first beat); r = floor(R * 2**(s - 32)) = (R << 31) >> (63 - s), and
+                # Stochastic rounding: lane j's LFSR gives the beat in S3 its 16-bit draw R (restarting at the
+                # lane's seed on a command's first beat); r = floor(R * 2**(s - 16)) = (R << 47) >> (63 - s), and
                 # the offset r - 2**(s-1) added to p (S7a) turns S8/S9's round-half-up into floor((p + r) / 2**s).
                 s3 = tags[2]
                 seed = column_seeds(spec.rounding_seed, cols)[j]
                 state = Signal(32, init=seed, name=f"sr_state_{j}")
-                draw = Signal(32, name=f"sr_draw_{j}")
-                m.d.comb += draw.eq(Mux(s3.first, seed, state))
-                x13 = Signal(32, name=f"sr_x13_{j}")
-                x17 = Signal(32, name=f"sr_x17_{j}")
-                m.d.comb += [x13.eq(draw ^ (draw << 13)[:32]), x17.eq(x13 ^ (x13 >> 17))]
+                current = Signal(32, name=f"sr_current_{j}")
+                m.d.comb += current.eq(Mux(s3.first, seed, state))
+                following, draw = unrolled_draw(current)
                 with m.If(advance & valid[2]):
-                    m.d.sync += state.eq(x17 ^ (x17 << 5)[:32])
+                    m.d.sync += state.eq(following)
                 r = Signal(unsigned(63), name=f"sr_r_{j}")
                 half = Signal(unsigned(63), name=f"sr_half_{j}")
-                m.d.comb += [r.eq((draw << 31) >> (~shift3)[:6]), half.eq((Const(1, 64) << shift3)[1:])]
+                m.d.comb += [r.eq((draw << 47) >> (~shift3)[:6]), half.eq((Const(1, 64) << shift3)[1:])]
                 off = stage(f"s4_sr_offset_{j}", signed(65))
                 with m.If(advance):
                     m.d.sync += off.eq(Mux(s3.stochastic & s3.requant, r - half, 0))
