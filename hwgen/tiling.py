@@ -225,7 +225,9 @@ class LayerPlan:
     def manifest(self):
         return {"layer": self.problem.name, "kind": self.problem.kind, "problem": self.problem.to_dict(),
                 "postops": {"bias": self.postops.bias, "requant": self.postops.requant,
-                            "relu": self.postops.relu, "pool": self.postops.pool},
+                            "relu": self.postops.relu, "pool": self.postops.pool,
+                            "rounding": self.postops.rounding},
+                "packed_int4": self.tiles[0].schedule.packed_int4,
                 "config_words": [hex(word) for word in self.config_words()],
                 "order": self.order, "commands": len(self.tiles), "im2col": self.im2col,
                 "bytes_moved": self.bytes_moved,

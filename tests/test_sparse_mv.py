@@ -322,3 +322,10 @@ def test_energy_counts_equal_the_hardware(probed_top):
     assert got["words"] == c["weight_words"] == sum(s.sparse_words for s in plan.commands)
     assert sum(v for k, v in got.items() if k.startswith("mult")) == c["macs_performed"] == c["acc_writes"]
     assert got["act_reads"] == c["act_reads"] == 0
+
+
+def test_port_map_names_the_sparse_stream():
+    from hwgen.verilog import port_map
+    ports = port_map(TOP_SPEC)
+    assert ports["sparse__payload"] == ("input", TOP_SPEC.sparse_word_bits, ports["sparse__payload"][2])
+    assert "sparse__payload" not in port_map(AcceleratorSpec(rows=2, cols=2))
