@@ -122,6 +122,10 @@ def port_map(spec: AcceleratorSpec) -> dict[str, tuple[str, int, str]]:
     if spec.mv_engine:
         streams += (("mv_weights", "input", spec.mv_weight_word_bits,
                      f"matrix-vector engine: {spec.cols} lanes x {spec.rows} x {spec.weight_type} weights, lane-major"),)
+    if spec.sparse_mv:
+        streams += (("sparse", "input", spec.sparse_word_bits,
+                     f"sparse engine words: {spec.act_type} activation, last flag, {spec.rows * spec.cols} x "
+                     f"(valid, slot, {spec.weight_type} weight) (hwgen.sparse)"),)
     for name, direction, width, meaning in streams:
         back = "output" if direction == "input" else "input"
         ports[f"{name}__payload"] = (direction, width, meaning)
