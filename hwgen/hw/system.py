@@ -87,6 +87,9 @@ class SystemTop(wiring.Component):
                  max_burst_beats=16):
         if not isinstance(spec, AcceleratorSpec):
             raise TypeError(f"SystemTop needs an AcceleratorSpec, not {spec!r}")
+        if getattr(spec, "sparse_mv", False):
+            raise ValueError(f"{spec.name}: the system top has no DMA channel for the sparse engine's stream yet; "
+                             f"build it without sparse_mv")
         self.spec, self.data_width, self.addr_width, self.id_width = spec, data_width, addr_width, id_width
         self.fifo_depth, self.max_outstanding, self.max_burst_beats = fifo_depth, max_outstanding, max_burst_beats
         self.beat_bytes = data_width // 8
