@@ -21,6 +21,7 @@ import numpy as np
 from .hw.accumulator import Accumulator
 from .hw.fifo import BlockRAMFIFO
 from .hw.mv import MatrixVectorEngine
+from .hw.sparse_mv import SparseEngine
 from .hw.os_array import output_latency
 from .hw.postops import PostOpPipeline
 from .hw.slot_queue import SlotQueue
@@ -50,7 +51,7 @@ POSTOPS = PostOpPipeline.LATENCY   # the post-op chain -> handshake on `out` (0 
 def postops_latency(spec):
     """Cycles from a beat entering the post-op chain to its handshake on `out`: none without the chain (the
     output FIFO drives `out` itself)."""
-    return POSTOPS if spec.postops else 0
+    return PostOpPipeline.latency_for(spec) if spec.postops else 0
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,9 @@ def _chain_times(s, first_slot):
     emission order, for a command whose first slot issues at `first_slot`."""
     spec = s.spec
     mf, pixel = _emitted_pixels(s)
+    if s.sparse_words is not None:
+        # The sparse engine: beat b is written into the output FIFO EMIT + b cycles after the last word's pop.
+        return first_slot + s.sparse_words - 1 + SparseEngine.EMIT + mf + OUTPUT_FIFO
     if s.dataflow == "matrix_vector":
         # Slots for mf: for n: for kg; a sum reaches the output FIFO LATENCY cycles after its last slot.
         last_slot = first_slot + (mf * s.pixels + pixel) * s.c_groups + s.c_groups - 1
@@ -207,7 +211,11 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
         if both:   # the engines take turns: the other one must have drained
             take = max(take, drained["array" if engine == "mv" else "mv"])
         handoff_clear = take + 1
-        if s.dataflow == "matrix_vector":
+        if s.sparse_words is not None:
+            # One word per cycle from the cycle after START; "last slot": the last beat's write (done follows).
+            first_slot = take + TAKE_TO_FIRST_SLOT - 1
+            last_slot = first_slot + s.sparse_words - 1 + SparseEngine.EMIT + s.m_folds - 1
+        elif s.dataflow == "matrix_vector":
             # No pre-slot: one weight word per cycle from the cycle after START.
             first_slot = take + TAKE_TO_FIRST_SLOT - 1
             last_slot = first_slot + s.mv_slots - 1

@@ -306,9 +306,13 @@ def _final_outputs(program, result, expected):
 def _job_layer(layer):
     from hwgen.problem import ConvProblem
     from hwgen.tiling import LayerPlan
+    from hwgen.tiling import SparseLayerPlan
+    if isinstance(layer, SparseLayerPlan):
+        return SimJob.layer(layer.problem, layer.postops, sparse=(layer.weight, layer.x))
     if isinstance(layer, LayerPlan):
         # The testbench re-plans from the problem; pinning im2col reproduces every plan plan_layer makes.
-        return SimJob.layer(layer.problem, layer.postops, im2col=layer.im2col)
+        return SimJob.layer(layer.problem, layer.postops, im2col=layer.im2col,
+                            packed_int4=layer.tiles[0].schedule.packed_int4)
     if isinstance(layer, ConvProblem):
         return SimJob.layer(layer)
     problem, postops = layer

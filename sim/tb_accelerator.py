@@ -36,11 +36,17 @@ class AcceleratorTestbench:
         self.acts = streams.source(dut, "acts")
         self.params = streams.source(dut, "params")
         self.out = streams.sink(dut, "out")
+        self.sparse = None
+        if hasattr(dut, "sparse__valid"):        # the sparse engine's words (AcceleratorSpec.sparse_mv)
+            dut.sparse__valid.value = 0
+            self.sparse = streams.source(dut, "sparse")
         self.cfg_monitor = streams.monitor(dut, "cfg")
         self.period_steps = get_sim_steps(CLOCK_NS, "ns")
         if job.stall:
             for n, model in enumerate((self.cfg, self.weights, self.acts, self.params, self.out)):
                 model.set_pause_generator(streams.random_pauses(job.seed * 101 + n, job.stall))
+            if self.sparse is not None:
+                self.sparse.set_pause_generator(streams.random_pauses(job.seed * 101 + 5, job.stall))
 
     async def reset(self):
         self.dut.rst.value = 1
@@ -57,11 +63,11 @@ class AcceleratorTestbench:
             weight_words[word] ^= 1 << bit
         model = predict_plan(plan)
         streams_words = {"weights": weight_words, "acts": list(data.act_words), "params": list(data.param_words),
-                         "cfg": list(data.config_words)}
+                         "cfg": list(data.config_words), "sparse": list(data.sparse_words)}
         for name, count in (job.withhold_words or {}).items():   # fault injection: a source that stops early
             streams_words[name] = streams_words[name][:max(0, len(streams_words[name]) - count)]
         # Queue everything before the first cfg beat goes out, so no source is ever idle (the no-stall timing).
-        for name in ("weights", "acts", "params", "cfg"):
+        for name in ("weights", "acts", "params", "sparse", "cfg"):
             if streams_words[name]:
                 await getattr(self, name).send(AxiStreamFrame(streams_words[name]))
         # Every wait is bounded: a layer that takes far longer than the model (scaled for the stalls: each

@@ -52,6 +52,7 @@ class BuildConfig:
     batch: int = 1
     stop_after: str = "emit"
     verilog: bool = True
+    sparsity: object = None       # magnitude pruning after quantization: a fraction, or {layer name: fraction}
 
     def __post_init__(self):
         if self.stop_after not in STEPS:
@@ -167,6 +168,9 @@ def step_quantize(b):
         from .quantize import quantize
         b.network = quantize(b.float_network, b.config.calibration, activations=b.config.activations,
                              method=b.config.method, percentile=b.config.percentile)
+    if b.config.sparsity is not None:
+        from .prune import prune_network
+        b.network = prune_network(b.network, b.config.sparsity)
     if b.config.output is not None:
         b.files["network"] = b.network.save(Path(b.config.output) / "network")
     b.layers = int_layers(b.network)

@@ -17,8 +17,9 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import config_layout
+from .library import place
 
-__all__ = ["MatrixVectorEngine"]
+__all__ = ["MatrixVectorEngine", "MatrixVectorLane"]
 
 
 class MatrixVectorEngine(wiring.Component):
@@ -30,7 +31,8 @@ class MatrixVectorEngine(wiring.Component):
             "cfg": In(config_layout(spec)),
             "start": In(1), "en": In(1),
             "busy": Out(1), "done": Out(1),
-            "issue": Out(1),                                   # a slot is issued this cycle (pops a weight)
+            "issue": Out(1),                                   # a slot is issued this cycle
+            "pop": Out(1),                                     # ... and pops a weight word (packed int4: every other)
             "in_flight": Out(1),                               # busy, or a slot still on its way to out_valid
             "act_addr": Out(range(max(spec.act_depth, 2))),
             "act_data": In(unsigned(spec.act_word_bits)),      # the buffer's answer, two cycles after act_addr
@@ -53,10 +55,16 @@ class MatrixVectorEngine(wiring.Component):
         last_kg = kg == cfg.c_groups - 1
         last_n = n == cfg.pixels - 1
         last_mf = mf == cfg.m_folds - 1
-        m.d.comb += [self.issue.eq(self.busy), self.act_addr.eq(addr)]
+        # Packed int4 weights (cfg.w_packed): a word holds two slots' weights, the even slot's in its low half;
+        # `odd` says the slot uses the word popped for the slot before it.
+        odd = Signal()
+        m.d.comb += [self.issue.eq(self.busy), self.act_addr.eq(addr),
+                     self.pop.eq(self.busy & ~(odd & cfg.w_packed))]
         with m.If(self.start):
-            m.d.sync += [self.busy.eq(1), self.done.eq(0), mf.eq(0), n.eq(0), kg.eq(0), base.eq(0), addr.eq(0)]
+            m.d.sync += [self.busy.eq(1), self.done.eq(0), mf.eq(0), n.eq(0), kg.eq(0), base.eq(0), addr.eq(0),
+                         odd.eq(0)]
         with m.Elif(en & self.busy):
+            m.d.sync += odd.eq(~odd)
             with m.If(~last_kg):
                 m.d.sync += [kg.eq(kg + 1), addr.eq(addr + cfg.plane)]
             with m.Else():
@@ -79,30 +87,79 @@ class MatrixVectorEngine(wiring.Component):
         m.d.comb += self.in_flight.eq(self.busy | Cat(*(stage[0] for stage in stages[1:])).any())
 
         popped, weights = Signal.like(self.weight_data), Signal.like(self.weight_data)
+        high1, packed1 = Signal(), Signal()
+        word = popped
+        if spec.packed_int4:
+            # The slot's half of the word, each int4 sign-extended to its 8-bit weight lane.
+            half = rows * cols * 4
+            nibbles = Mux(high1, popped[half:2 * half], popped[:half])
+            decoded = Cat(*(Cat(nibbles[4 * k:4 * k + 4], *([nibbles[4 * k + 3]] * (wbits - 4)))
+                            for k in range(rows * cols)))
+            word = Mux(packed1, decoded, popped)
         with m.If(en):
-            m.d.sync += [popped.eq(self.weight_data), weights.eq(popped)]
+            with m.If(self.pop):
+                m.d.sync += popped.eq(self.weight_data)
+            m.d.sync += [high1.eq(odd & cfg.w_packed), packed1.eq(cfg.w_packed), weights.eq(word)]
 
+        # The lanes: `cols` instances of one `MatrixVectorLane` (with a module library, one module).
+        acc_shape = spec.acc_type.amaranth_shape()
+        make_lane = lambda: MatrixVectorLane(rows=rows, act_shape=spec.act_type.amaranth_shape(),  # noqa: E731
+                                             weight_shape=spec.weight_type.amaranth_shape(),
+                                             product_shape=product_shape, tree_shape=tree_shape,
+                                             acc_shape=acc_shape)
+        lane_key = (rows, *((shape.width, shape.signed) for shape in (
+            spec.act_type.amaranth_shape(), spec.weight_type.amaranth_shape(), product_shape, tree_shape,
+            acc_shape)))
         lanes = []
         for lane in range(cols):
-            products = []
-            for i in range(rows):
-                x = self.act_data[i * abits:(i + 1) * abits]
-                w = weights[(lane * rows + i) * wbits:(lane * rows + i + 1) * wbits]
-                x = x.as_signed() if spec.act_type.signed else x
-                w = w.as_signed() if spec.weight_type.signed else w
-                product = Signal(product_shape, name=f"mv_p{lane}_{i}")
-                with m.If(en):
-                    m.d.sync += product.eq(x * w)
-                products.append(product)
-            tree = Signal(tree_shape, name=f"mv_tree{lane}")
-            with m.If(en):
-                m.d.sync += tree.eq(sum(products))
-            acc = Signal(spec.acc_type.amaranth_shape(), name=f"mv_acc{lane}")
-            # The schedule proved the reduction fits acc_type: nothing is lost in the truncation.
-            total = Signal(spec.acc_type.amaranth_shape(), name=f"mv_sum{lane}")
-            m.d.comb += total.eq(Mux(stages[self.LATENCY][1], 0, acc) + tree)
-            with m.If(en & stages[self.LATENCY][0]):
-                m.d.sync += acc.eq(total)
+            total = Signal(acc_shape, name=f"mv_sum{lane}")
+            place(m, f"lane_{lane}", make_lane, kind="mv_lane", key=lane_key, platform=platform,
+                  acts=self.act_data, weights=weights[lane * rows * wbits:(lane + 1) * rows * wbits], en=en,
+                  valid=stages[self.LATENCY][0], first=stages[self.LATENCY][1], total=total)
             lanes.append(total)
         m.d.comb += [self.out_valid.eq(en & stages[self.LATENCY][0] & stages[self.LATENCY][2]), self.out_data.eq(Cat(*lanes))]
+        return m
+
+
+class MatrixVectorLane(wiring.Component):
+    """One dot-product lane: ``rows`` registered products of ``acts`` and ``weights`` (lane ``i`` of each), their
+    registered sum, and the accumulator over the words of a reduction.
+
+    In every cycle with ``en`` the products and their sum advance one register each; ``total`` is the running
+    sum including the word whose products' sum is registered now (``first``: the accumulator restarts from 0),
+    and it is kept in the accumulator in cycles with ``en & valid``.
+    """
+
+    def __init__(self, *, rows, act_shape, weight_shape, product_shape, tree_shape, acc_shape):
+        self.rows = rows
+        self.act_shape, self.weight_shape = act_shape, weight_shape
+        self.product_shape, self.tree_shape, self.acc_shape = product_shape, tree_shape, acc_shape
+        super().__init__({
+            "acts": In(unsigned(rows * act_shape.width)), "weights": In(unsigned(rows * weight_shape.width)),
+            "en": In(1), "valid": In(1), "first": In(1),
+            "total": Out(acc_shape),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        abits, wbits = self.act_shape.width, self.weight_shape.width
+        en = self.en
+        products = []
+        for i in range(self.rows):
+            x = self.acts[i * abits:(i + 1) * abits]
+            w = self.weights[i * wbits:(i + 1) * wbits]
+            x = x.as_signed() if self.act_shape.signed else x
+            w = w.as_signed() if self.weight_shape.signed else w
+            product = Signal(self.product_shape, name=f"p_{i}")
+            with m.If(en):
+                m.d.sync += product.eq(x * w)
+            products.append(product)
+        tree = Signal(self.tree_shape, name="tree")
+        with m.If(en):
+            m.d.sync += tree.eq(sum(products))
+        acc = Signal(self.acc_shape, name="acc")
+        # The schedule proved the reduction fits acc_type: nothing is lost in the truncation.
+        m.d.comb += self.total.eq(Mux(self.first, 0, acc) + tree)
+        with m.If(en & self.valid):
+            m.d.sync += acc.eq(self.total)
         return m
