@@ -41,6 +41,10 @@ ORDERS = ("e_outer", "m_outer")
 # but the chosen plan is built, modelled and streamed command by command: a layer that needs more is
 # rejected up front (`PlanTooLargeError`), naming the buffers whose size sets the tiles.
 MAX_COMMANDS = 4096
+# The largest tensors a layer may have (elements): the reference, the cycle model (which times every output beat)
+# and the simulators hold them whole, so a layer beyond these is rejected before planning with the tensor named.
+MAX_TENSOR_ELEMENTS = 1 << 27
+MAX_OUTPUT_ELEMENTS = 1 << 25
 
 
 @dataclass(frozen=True)
@@ -377,6 +381,23 @@ def plan_layer(spec: AcceleratorSpec, problem: ConvProblem, postops: PostOps = P
     return plan
 
 
+def _check_size(problem):
+    """Reject a layer whose input, weight or output tensor is larger than hwgen handles (`MAX_TENSOR_ELEMENTS`,
+    `MAX_OUTPUT_ELEMENTS`), before any tile is built."""
+    p = problem
+    for tensor, shape, limit in (("input", (p.C, p.H, p.W), MAX_TENSOR_ELEMENTS),
+                                 ("weight", (p.M, p.C, p.R, p.S), MAX_TENSOR_ELEMENTS),
+                                 ("output", (p.M, p.E, p.F), MAX_OUTPUT_ELEMENTS)):
+        size = 1
+        for extent in shape:
+            size *= extent
+        if size > limit:
+            raise PlanTooLargeError(
+                f"{p.name}: its {tensor} tensor has {'x'.join(map(str, shape))} = {size:,} elements; hwgen plans "
+                f"layers of at most {limit:,} {tensor} elements (the reference network and the cycle model hold "
+                f"them whole): split the layer (fewer output channels or a smaller batch or image per layer)")
+
+
 def pack_int4(plan):
     """``plan`` with int4 weights packed two per byte: each matrix-vector command streams ``ceil(slots / 2)``
     words (the engine decodes the halves in front of its multipliers); cycles are unchanged, the weight bytes
@@ -404,6 +425,7 @@ def _plan_layer(spec: AcceleratorSpec, problem: ConvProblem, postops: PostOps = 
     if engine is not None and engine not in spec.engines:
         raise MappingError(f"{problem.name}: accelerator {spec.name!r} has no {engine} engine (it has "
                            f"{', '.join(spec.engines)})")
+    _check_size(problem)
     _check_layer(spec, problem, postops, engine)
     if postops.pool != "none" and (problem.E < 2 or problem.F < 2):
         # Checked on the layer as written (tiles and the unrolled form would report a part of it).
