@@ -42,8 +42,8 @@ ORDERS = ("e_outer", "m_outer")
 # rejected up front (`PlanTooLargeError`), naming the buffers whose size sets the tiles.
 MAX_COMMANDS = 4096
 # The largest tensors a layer may have (elements): the reference, the cycle model (which times every output beat)
-# and the simulators hold them whole, so a layer beyond these is rejected before planning with the tensor named.
-MAX_TENSOR_ELEMENTS = 1 << 27
+# and the simulators hold them whole, so a layer beyond these is rejected once planned, before any model runs, with the tensor named.
+MAX_TENSOR_ELEMENTS = 1 << 28
 MAX_OUTPUT_ELEMENTS = 1 << 25
 
 
@@ -374,6 +374,7 @@ def plan_layer(spec: AcceleratorSpec, problem: ConvProblem, postops: PostOps = P
     ``packed_int4=True`` (a fully connected layer on the matrix-vector engine of an accelerator built with
     ``packed_int4=True``) streams its int4 weights two to a byte (`pack_int4`)."""
     plan = _plan_layer(spec, problem, postops, im2col=im2col, engine=engine)
+    _check_size(problem)        # after the closed-form planning (its errors are more specific), before any model
     if packed_int4 is not False:
         if packed_int4 is not True:
             raise DesignError(f"packed_int4 must be True or False, not {packed_int4!r}")
@@ -383,7 +384,7 @@ def plan_layer(spec: AcceleratorSpec, problem: ConvProblem, postops: PostOps = P
 
 def _check_size(problem):
     """Reject a layer whose input, weight or output tensor is larger than hwgen handles (`MAX_TENSOR_ELEMENTS`,
-    `MAX_OUTPUT_ELEMENTS`), before any tile is built."""
+    `MAX_OUTPUT_ELEMENTS`); the planner builds only the chosen plan, so this costs nothing first."""
     p = problem
     for tensor, shape, limit in (("input", (p.C, p.H, p.W), MAX_TENSOR_ELEMENTS),
                                  ("weight", (p.M, p.C, p.R, p.S), MAX_TENSOR_ELEMENTS),
@@ -425,7 +426,6 @@ def _plan_layer(spec: AcceleratorSpec, problem: ConvProblem, postops: PostOps = 
     if engine is not None and engine not in spec.engines:
         raise MappingError(f"{problem.name}: accelerator {spec.name!r} has no {engine} engine (it has "
                            f"{', '.join(spec.engines)})")
-    _check_size(problem)
     _check_layer(spec, problem, postops, engine)
     if postops.pool != "none" and (problem.E < 2 or problem.F < 2):
         # Checked on the layer as written (tiles and the unrolled form would report a part of it).
