@@ -42,7 +42,8 @@ ORDERS = ("e_outer", "m_outer")
 # rejected up front (`PlanTooLargeError`), naming the buffers whose size sets the tiles.
 MAX_COMMANDS = 4096
 # The largest tensors a layer may have (elements): the reference, the cycle model (which times every output beat)
-# and the simulators hold them whole, so a layer beyond these is rejected once planned, before any model runs, with the tensor named.
+# and the simulators hold them whole, so a layer beyond these is rejected once planned (closed form, cheap) and
+# before any model runs, naming the tensor.
 MAX_TENSOR_ELEMENTS = 1 << 28
 MAX_OUTPUT_ELEMENTS = 1 << 25
 

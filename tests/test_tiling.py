@@ -708,9 +708,10 @@ def test_closed_form_candidates_are_what_build_makes(spec, problem, postops):
     assert checked >= 4
 
 
-def test_a_layer_with_giant_tensors_is_rejected_before_planning():
+def test_a_layer_with_giant_tensors_is_rejected_before_the_model_runs():
     """Fuzz campaign, shard 2: a conv with 10,000,000 output channels planned in closed form, then the cycle model
-    timed its billions of output beats until the machine ran out of memory. The tensor sizes are checked first."""
+    timed its billions of output beats until the machine ran out of memory. The tensor sizes are checked
+    right after the (closed-form) planning."""
     import time
 
     from hwgen import AcceleratorSpec, Design, Layer, conv2d
