@@ -10,7 +10,7 @@ from math import gcd
 from .dtypes import IntType, parse_dtype
 from .errors import MappingError, UnsupportedTypeError
 
-__all__ = ["AcceleratorSpec", "DATAFLOWS", "buffer_bytes_for", "buffer_granule_bytes"]
+__all__ = ["AcceleratorSpec", "DATAFLOWS", "buffer_bytes_for", "buffer_granule_bytes", "default_postop_lanes"]
 
 DATAFLOWS = ("weight_stationary", "output_stationary", "matrix_vector")
 
@@ -22,6 +22,16 @@ def _positive_int(value, what, *, fix):
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise MappingError(f"{what} must be a positive integer, not {value!r}; {fix}")
     return value
+
+
+def default_postop_lanes(cols, dataflow="weight_stationary"):
+    """The default `AcceleratorSpec.postop_lanes`: all ``cols`` on the output-stationary array, else the
+    largest divisor of ``cols`` not above ``max(1, cols // 4)`` (a beat in four cycles on an 8- or 16-wide array).
+    """
+    if dataflow == "output_stationary":
+        return cols
+    target = max(1, cols // 4)
+    return max(d for d in range(1, target + 1) if cols % d == 0)
 
 
 def buffer_granule_bytes(word_bits):
@@ -54,6 +64,15 @@ class AcceleratorSpec:
     ``postops=False`` builds no post-op chain (no parameter memory, no requantization multipliers, no pooling
     line buffer): the int32 accumulators go straight to ``out``, and layers that ask for post-ops are rejected.
 
+    ``postop_lanes``: how many channels the post-op chain processes per cycle (a divisor of ``cols``). With fewer
+    lanes than columns, finished accumulator beats wait in a block-RAM FIFO (``postop_fifo_depth`` beats) and
+    each beat passes the chain in ``cols // postop_lanes`` cycles (`postop_groups`): the chain is sized to the
+    rate outputs are finished at (one beat per pixel per m-fold, after the last k-fold) rather than to the
+    array's peak rate. A compute engine issues a slot that finishes a beat only while the FIFO has room for it
+    (`hwgen.perf` models it exactly). Default: ``cols // 4`` lanes (at least 1; the largest divisor of
+    ``cols`` not above it) on the weight-stationary array and the matrix-vector engine, all ``cols`` on the
+    output-stationary array (which needs them: its read-out is not held back).
+
     Whole networks (`hwgen.compiler`): ``mv_engine=True`` builds the matrix-vector engine beside a
     weight-stationary array, in one accelerator (shared loader, activation buffer, post-op chain and output;
     its weights arrive on a port of their own, ``mv_weights``, into a FIFO of ``mv_weight_buffer_bytes``), so
@@ -80,6 +99,9 @@ class AcceleratorSpec:
     mv_weight_buffer_bytes: int = None   # its weight FIFO (default: 32 words of rows x cols weights)
     chaining: bool = False        # the on-chip path from the post-op output back into the activation loader
     feedback_depth: int = 512     # words the on-chip feedback FIFO holds (chaining), in block RAM
+    postop_lanes: int = None      # channels the post-op chain processes per cycle (default: see above)
+    postop_fifo_depth: int = None  # beats its input FIFO holds when it is narrower than the array (default: 2 x
+                                   # the accumulator buffer's words, at least 16; 0 without it)
 
     def __post_init__(self):
         _positive_int(self.rows, "rows", fix="give the array height, e.g. rows=8")
@@ -158,6 +180,28 @@ class AcceleratorSpec:
             _positive_int(self.feedback_depth, "feedback_depth", fix="give the feedback FIFO's depth in words")
             if self.feedback_depth < 2:
                 raise MappingError(f"feedback_depth={self.feedback_depth} must be at least 2 words")
+        if self.postop_lanes is None:
+            object.__setattr__(self, "postop_lanes", default_postop_lanes(self.cols, self.dataflow))
+        lanes = self.postop_lanes
+        if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1 or self.cols % lanes:
+            divisors = [d for d in range(1, self.cols + 1) if self.cols % d == 0]
+            raise MappingError(f"postop_lanes={lanes!r} must divide cols={self.cols} (one of {divisors}): each "
+                               f"output beat passes the post-op chain in cols // postop_lanes cycles")
+        if self.dataflow == "output_stationary" and lanes != self.cols:
+            raise MappingError(f"postop_lanes={lanes}: the output-stationary array's read-out cannot be held back "
+                               f"for a narrower post-op chain; use postop_lanes={self.cols} (= cols)")
+        narrow = self.postops and self.postop_groups > 1
+        if self.postop_fifo_depth is None:
+            object.__setattr__(self, "postop_fifo_depth", max(2 * self.acc_depth, 16) if narrow else 0)
+        elif narrow:
+            depth = self.postop_fifo_depth
+            if not isinstance(depth, int) or isinstance(depth, bool) or depth < 2:
+                raise MappingError(f"postop_fifo_depth={depth!r} must be an integer of at least 2 (beats waiting "
+                                   f"for the post-op chain)")
+        elif self.postop_fifo_depth != 0:
+            raise MappingError(f"postop_fifo_depth={self.postop_fifo_depth!r} sizes the FIFO in front of a post-op "
+                               f"chain narrower than the array; this one has none (postop_lanes == cols, or "
+                               f"postops=False): leave it unset")
 
     # Derived hardware quantities --------------------------------------------------------------------------
 
@@ -224,6 +268,11 @@ class AcceleratorSpec:
         return -(-self.max_out_channels // self.cols)
 
     @property
+    def postop_groups(self):
+        """Cycles one output beat takes through the post-op chain: ``cols // postop_lanes``."""
+        return self.cols // self.postop_lanes
+
+    @property
     def act_bank_depth(self):
         """The activation buffer is two banks: one loads while the other is read."""
         return self.act_depth // 2
@@ -251,5 +300,6 @@ class AcceleratorSpec:
         for key in ("act_type", "weight_type", "acc_type"):
             data[key] = getattr(self, key).name
         data.update(pes=self.pes, act_depth=self.act_depth, weight_depth=self.weight_depth,
-                    acc_depth=self.acc_depth, psum_bits=self.psum_bits, mv_weight_depth=self.mv_weight_depth)
+                    acc_depth=self.acc_depth, psum_bits=self.psum_bits, mv_weight_depth=self.mv_weight_depth,
+                    postop_groups=self.postop_groups)
         return data
