@@ -188,7 +188,7 @@ def _loaded_at(decide, arrivals):
     return np.maximum(decide + 1 + index, earliest + index)
 
 
-def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_after=None):
+def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_after=None, out_cycles=None):
     """Cycles of `schedules` (commands issued back to back) from the first cfg handshake to the last beat on
     ``out``.
 
@@ -199,7 +199,8 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
     input is the output of an earlier one that did not stay on chip); they are then offered one per cycle from
     `HOST_TURNAROUND` cycles after the last of those beats. `timeline`, a list, receives one dict per command with the
     cycles of its accept, decide, hand-off, take, first and last slot, and last output (relative to the first
-    accept) - what `hwgen plan` and the network report print."""
+    accept) - what `hwgen plan` and the network report print. `out_cycles`, a list, receives the cycle of every
+    beat on ``out`` (relative to the first accept)."""
     schedules = list(schedules)
     if not schedules:
         raise ValueError("no commands")
@@ -321,6 +322,8 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
     if last_out is None:
         raise ValueError("no command emits outputs to `out`")
     _check_feedback_room(spec, fed, taken)
+    if out_cycles is not None:
+        out_cycles.extend(t - first_accept for t in out_times)
     if timeline is not None:
         timeline.extend({k: (v - first_accept if isinstance(v, int) and k not in ("command",) else v)
                          for k, v in event.items()} for event in events)
@@ -368,8 +371,17 @@ def predict_plan(plan):
     return predict_commands(plan.commands, name=plan.problem.name, macs=plan.macs)
 
 
-def single_command_cycles(*, start_words, folds, fold_period, pixels, rows, cols, postops=True):
-    """The closed form of `predict` for one command without pooling (documented in the README)."""
-    return (start_words + TAKE_TO_DECIDE + DECIDE + LOAD_HANDOFF + TAKE_TO_FIRST_SLOT + QUEUED_SLOT + (folds - 1) * fold_period + pixels - 1
-            + BUFFER_READ + array_latency(rows=rows, cols=cols) + Accumulator.LATENCY + OUTPUT_FIFO
+def single_command_cycles(*, start_words, folds, fold_period, pixels, rows, cols, postops=True, groups=1):
+    """The closed form of `predict` for one command without pooling (documented in the README).
+
+    ``groups``: `AcceleratorSpec.postop_groups`, the cycles a beat takes through the post-op chain. With more
+    than one, the last m-fold's ``pixels`` beats pass the chain one per ``groups`` cycles behind its FIFO
+    (`BlockRAMHeadFIFO.WRITE_TO_HEAD` = 3 instead of the full-width chain's `OUTPUT_FIFO` = 2); the form holds
+    when that FIFO is empty as they start, e.g. with one m-fold (a later m-fold's beats may still wait for an
+    earlier one's otherwise: `predict` follows them)."""
+    to_chain = BlockRAMHeadFIFO.WRITE_TO_HEAD if postops and groups > 1 else OUTPUT_FIFO
+    beats = (groups if postops else 1) * pixels - 1
+    return (start_words + TAKE_TO_DECIDE + DECIDE + LOAD_HANDOFF + TAKE_TO_FIRST_SLOT + QUEUED_SLOT
+            + (folds - 1) * fold_period + beats
+            + BUFFER_READ + array_latency(rows=rows, cols=cols) + Accumulator.LATENCY + to_chain
             + (POSTOPS if postops else 0))

@@ -101,7 +101,7 @@ class AcceleratorSpec:
     feedback_depth: int = 512     # words the on-chip feedback FIFO holds (chaining), in block RAM
     postop_lanes: int = None      # channels the post-op chain processes per cycle (default: see above)
     postop_fifo_depth: int = None  # beats its input FIFO holds when it is narrower than the array (default: 2 x
-                                   # the accumulator buffer's words, at least 16; 0 without it)
+                                   # the accumulator buffer's words, at least 16; always 0 without it)
 
     def __post_init__(self):
         _positive_int(self.rows, "rows", fix="give the array height, e.g. rows=8")
@@ -198,10 +198,10 @@ class AcceleratorSpec:
             if not isinstance(depth, int) or isinstance(depth, bool) or depth < 2:
                 raise MappingError(f"postop_fifo_depth={depth!r} must be an integer of at least 2 (beats waiting "
                                    f"for the post-op chain)")
-        elif self.postop_fifo_depth != 0:
-            raise MappingError(f"postop_fifo_depth={self.postop_fifo_depth!r} sizes the FIFO in front of a post-op "
-                               f"chain narrower than the array; this one has none (postop_lanes == cols, or "
-                               f"postops=False): leave it unset")
+        else:
+            # No FIFO in front of a chain as wide as the array (or without one): a depth carried over from a
+            # narrower spec (`dataclasses.replace(spec, postops=False)`, `from_dict`) is dropped.
+            object.__setattr__(self, "postop_fifo_depth", 0)
 
     # Derived hardware quantities --------------------------------------------------------------------------
 
