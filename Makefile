@@ -8,7 +8,7 @@ DESIGN ?= lenet_ws4
 SIM ?= icarus
 IMAGES ?= 4
 
-.PHONY: setup demo demo-layers test test-slow test-fpga bench lint clean
+.PHONY: setup demo demo-layers test test-slow fuzz test-fpga bench lint clean
 
 setup: $(VENV)/.installed
 
@@ -40,6 +40,9 @@ test: setup
 test-slow: setup
 	$(PY) -m pytest -n 2 -q -m slow
 
+fuzz: setup
+	HWGEN_FUZZ_REPORT=$(CURDIR)/fuzz-report $(PY) -m pytest -n 2 -q -m slow tests/test_fuzz.py -k campaign
+
 test-fpga: setup
 	$(PY) -m pytest -q -m fpga
 
@@ -52,4 +55,4 @@ lint: setup
 	$(PY) -m pytest -q tests/test_verilog.py -k lint
 
 clean:
-	rm -rf build sim_build .pytest_cache
+	rm -rf build sim_build .pytest_cache fuzz-report-*.json

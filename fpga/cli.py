@@ -32,13 +32,18 @@ def add_synth_parser(subparsers):
                     "(JSON + table). With --board, build a bitstream for the board.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-               "  hwgen synth designs/tiny.py --device ecp5-85f --freq 150\n"
+               "  hwgen synth lenet_ws4 --device ecp5-85f --freq 150\n"
+               "  hwgen synth conv_ws8 --estimate\n"
                "  hwgen synth --rows 8 --cols 8 --device ecp5-85f\n"
                "  hwgen synth --rows 2 --cols 2 --act-buffer-bytes 256 --weight-buffer-bytes 256 \\\n"
-               "      --acc-buffer-bytes 256 --device ice40-up5k\n"
-               "  hwgen synth designs/tiny.py --board ulx3s\n")
-    p.add_argument("design", nargs="?", help="design name (designs/<name>.py) or path of a design file; "
-                   "optional with --rows/--cols")
+               "      --acc-buffer-bytes 256 --no-postops --device ice40-up5k\n"
+               "  hwgen synth lenet_ws4 --board ulx3s\n"
+               "  hwgen synth my_design.py --device ecp5-85f    # a file defining design = hwgen.Design(...)\n"
+               "\nexit status: 0 done, 1 a tool failed, 2 does not fit or bad input, 3 timing missed with "
+               "--require-timing\n")
+    p.add_argument("design", nargs="?", metavar="DESIGN",
+                   help="a built-in design (lenet_ws4, lenet_os4, conv_ws8, fc_mv, mlp_mv) or the path of a design "
+                        "file; optional with --rows/--cols")
     target = p.add_argument_group("target")
     target.add_argument("--device", choices=sorted(DEVICES), help="FPGA (default ecp5-85f)")
     target.add_argument("--board", choices=["ulx3s", "icebreaker"],
@@ -200,11 +205,12 @@ def nextpnr_options(args):
 
 
 def main(argv=None):
+    from hwgen.cli import guarded
     parser = argparse.ArgumentParser(prog="python -m hwgen.fpga.cli")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_synth_parser(subparsers)
     args = parser.parse_args(argv)
-    return args.func(args)
+    return guarded(args.func, args, prog="hwgen synth")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@ __version__ = "0.1.0"
 from .design import Design, Layer, load_design
 from .dsl import conv2d, linear, loop_nest, tensor
 from .dtypes import IntType, int4, int8, int16, int32, int48, uint8
-from .errors import (AccumulatorOverflowError, BufferOverflowError, HwgenError, LoopNestError, MappingError,
-                     NonAffineIndexError, UnsupportedModelError, UnsupportedTypeError)
+from .errors import (AccumulatorOverflowError, BufferOverflowError, ConfigFieldError, DataError, DesignError,
+                     DesignFileError, DesignTypeError, HwgenError, LoopNestError, MappingError, NonAffineIndexError,
+                     PlanTooLargeError, UnsupportedModelError, UnsupportedTypeError)
 from .mapping import Mapping, default_mapping, recognize
 from .postops import PostOps, QuantParams
 from .spec import AcceleratorSpec
@@ -22,5 +23,6 @@ __all__ = [
     "Design", "Layer", "PostOps", "QuantParams", "load_design", "conv2d", "linear", "loop_nest", "tensor", "IntType", "int4", "int8", "int16",
     "int32", "int48", "uint8", "Mapping", "default_mapping", "recognize", "AcceleratorSpec", "HwgenError",
     "LoopNestError", "NonAffineIndexError", "MappingError", "BufferOverflowError", "AccumulatorOverflowError",
-    "UnsupportedTypeError", "UnsupportedModelError",
+    "UnsupportedTypeError", "ConfigFieldError", "PlanTooLargeError", "DesignError", "DesignTypeError", "DesignFileError",
+    "DataError", "UnsupportedModelError",
 ]

@@ -1,14 +1,70 @@
-"""The `hwgen` command: generate, plan, sim, doctor (and synth, with the FPGA extra)."""
+"""The `hwgen` command: generate, plan, sim, doctor (and synth, with the FPGA extra).
+
+Exit status, the same for every subcommand (plugged-in ones too, see `guarded`):
+
+    0   done, every check passed
+    1   a check failed (a layer not bit-exact, not cycle-exact or timed out; a required tool missing) or a tool
+        hwgen runs failed
+    2   bad input: the design or design file, an option, an output path (one line on stderr, no traceback)
+    3   hwgen synth --require-timing: the clock target was missed
+    70  an internal error: a bug in hwgen (the traceback is printed; please report it)
+
+Subcommands are plugged in by the modules that own them: a function ``add_<name>_parser(subparsers)`` adds a
+subparser and sets ``func`` to a function of the parsed arguments that returns the exit status (see
+`hwgen.fpga.cli.add_synth_parser`). `main` runs every ``func`` through `guarded`, so an `HwgenError` from any of
+them is reported as one line with its ``exit_status``.
+"""
+
+from __future__ import annotations
 
 import argparse
 import json
 import os
 import sys
 import time
+import traceback
+from pathlib import Path
 
-from .errors import HwgenError
+from .errors import ArgumentError, HwgenError, OutputPathError
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser", "guarded", "EXIT_OK", "EXIT_CHECK_FAILED", "EXIT_BAD_INPUT", "EXIT_INTERNAL"]
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 70
+
+DESIGN_HELP = ("a built-in design (lenet_ws4, lenet_os4, conv_ws8, fc_mv, mlp_mv), the path of a Python file "
+               "that defines `design = hwgen.Design(...)` (it runs as Python, with your rights), or a folder "
+               "`hwgen compile` wrote")
+
+
+def format_error(error: BaseException, prog: str = "hwgen") -> str:
+    """One `HwgenError` as the command prints it: ``prog: error: message``, then its notes."""
+    notes = "".join(f"\n{note}" for note in getattr(error, "__notes__", ()))
+    return f"{prog}: error: {error}{notes}"
+
+
+def guarded(func, args, *, prog: str = "hwgen") -> int:
+    """Run ``func(args)`` under the exit-status contract of the module docstring: its status (None: 0); an
+    `HwgenError` printed as one line with its ``exit_status``; an interrupt 130; anything else, a bug in
+    hwgen, with its traceback and 70."""
+    try:
+        status = func(args)
+        sys.stdout.flush()
+        return EXIT_OK if status is None else int(status)
+    except HwgenError as error:
+        print(format_error(error, prog), file=sys.stderr)
+        return error.exit_status
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`hwgen plan x | head`): stop quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except Exception:
+        traceback.print_exc()
+        print(f"{prog}: internal error: this is a bug in hwgen, not in your input; please report it with the "
+              f"command line and the traceback above", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 def _design(name):
@@ -16,15 +72,43 @@ def _design(name):
     return load_design(name)
 
 
+def _output_dir(text):
+    """The ``-o`` directory: an existing directory or one that can be made; never a file or an empty name."""
+    if not text.strip():
+        raise OutputPathError("-o/--output is empty; give the directory to write into, e.g. -o build")
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise OutputPathError(f"-o {text}: {path} exists and is not a directory; give a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputPathError(f"-o {text}: cannot create the directory {path} ({error.strerror})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OutputPathError(f"-o {text}: the directory {path} is not writable")
+    return path
+
+
 def cmd_generate(args):
     from .verilog import write_design
     design = _design(args.design)
+    out_dir = _output_dir(args.output)
+    targets = [out_dir / f"{design.spec.name}.v", out_dir / f"{design.spec.name}.json"]
+    existing = [str(path) for path in targets if path.exists()]
+    for path in targets:
+        if path.exists() and not path.is_file():
+            raise OutputPathError(f"-o {args.output}: {path} exists and is not a file; remove it or choose another "
+                                  f"directory")
     started = time.perf_counter()
-    verilog_path, manifest_path = write_design(design, args.output)
+    try:
+        verilog_path, manifest_path = write_design(design, out_dir)
+    except OSError as error:
+        raise OutputPathError(f"-o {args.output}: cannot write {error.filename or out_dir} ({error.strerror})") from None
     print(f"{design.name}: {design.spec.rows}x{design.spec.cols} {design.spec.dataflow} array, "
           f"{len(design.plans())} layers")
     print(f"  wrote {verilog_path} and {manifest_path} in {time.perf_counter() - started:.2f} s")
-    return 0
+    if existing:
+        print(f"  overwrote {' and '.join(existing)}")
+    return EXIT_OK
 
 
 def _plan_rows(design):
@@ -49,7 +133,7 @@ def _print_roofline(program, bandwidth, as_json):
     if bandwidth is None:
         return None
     if not bandwidth > 0:
-        raise HwgenError(f"--dram-bw must be a positive number of bytes per cycle, not {bandwidth}")
+        raise ArgumentError(f"--dram-bw must be a positive number of bytes per cycle, not {bandwidth}")
     rows = roofline(program, bandwidth)
     if as_json:
         return rows
@@ -59,6 +143,30 @@ def _print_roofline(program, bandwidth, as_json):
     for row in rows:
         print(f"{row['layer']:<12}{row['dram_bytes']:>12}{row['intensity']:>11.1f}{row['compute_cycles']:>13}"
               f"{row['memory_cycles']:>12}  {row['bound']}")
+    return rows
+
+
+def _print_energy(program, table_arg, as_json):
+    from .energy import DEFAULT_TABLE, EnergyTable, layer_energy
+    if table_arg is None:
+        return None
+    path = DEFAULT_TABLE if table_arg == "default" else table_arg
+    try:
+        table = EnergyTable.load(path)
+    except (OSError, KeyError, ValueError) as error:
+        raise ArgumentError(f"--energy: cannot read the energy table {path} ({error}); give a JSON file like "
+                         f"{DEFAULT_TABLE}") from None
+    rows = [layer_energy(pl.plan, table, source=pl.source, dest=pl.dest) for pl in program.layers]
+    if as_json:
+        return rows
+    total = sum(r["total_pj"] for r in rows)
+    macs = sum(r["macs"] for r in rows)
+    print(f"\nenergy ({table.source.split(',')[0]}): nJ per layer")
+    print(f"{'layer':<12}{'DRAM':>10}{'SRAM':>10}{'compute':>10}{'total':>10}{'pJ/MAC':>9}")
+    for r in rows:
+        print(f"{r['layer']:<12}{r['dram_pj'] / 1e3:>10.1f}{r['sram_pj'] / 1e3:>10.1f}{r['compute_pj'] / 1e3:>10.1f}"
+              f"{r['total_pj'] / 1e3:>10.1f}{r['pj_per_mac']:>9.2f}")
+    print(f"whole: {total / 1e3:.1f} nJ per input, {total / macs:.2f} pJ/MAC, {1e12 / total:,.0f} inferences per joule")
     return rows
 
 
@@ -72,12 +180,13 @@ def _layer_program(design):
 def cmd_plan(args):
     design = _design(args.design)
     if _is_network(design):
-        if args.dram_bw is not None and not args.json:
+        if (args.dram_bw is not None or args.energy is not None) and not args.json:
             from .compiler.build import Build, BuildConfig, report_text
             print(report_text(Build(BuildConfig(model=None), network=design.network, spec=design.spec,
                                     program=design.program)))
             _print_roofline(design.program, args.dram_bw, False)
-            return 0
+            _print_energy(design.program, args.energy, False)
+            return EXIT_OK
         from .compiler.build import program_document
         program = design.program
         timeline = []
@@ -86,18 +195,20 @@ def cmd_plan(args):
             doc = program_document(program, model, timeline)
             print(json.dumps({"design": design.name, **{k: v for k, v in doc.items() if k != "commands"}},
                              indent=2))
-            return 0
+            return EXIT_OK
         from .compiler.build import Build, BuildConfig, report_text
         b = Build(BuildConfig(model=None), network=design.network, spec=design.spec, program=program)
         print(report_text(b))
-        return 0
+        return EXIT_OK
     rows = _plan_rows(design)
     if args.json:
         doc = {"design": design.name, "spec": design.spec.to_dict(), "layers": rows}
         if args.dram_bw is not None:
             doc["roofline"] = _print_roofline(_layer_program(design), args.dram_bw, True)
+        if args.energy is not None:
+            doc["energy"] = _print_energy(_layer_program(design), args.energy, True)
         print(json.dumps(doc, indent=2))
-        return 0
+        return EXIT_OK
     print(f"{design.name}: {design.spec.rows}x{design.spec.cols} {design.spec.dataflow}")
     print(f"{'layer':<16}{'kind':<8}{'tiles':>6}{'folds':>7}{'KiB moved':>11}{'MACs':>12}{'model cyc':>11}"
           f"{'ideal':>10}{'util':>8}")
@@ -106,47 +217,60 @@ def cmd_plan(args):
               f"{row['bytes_moved']['total'] / 1024:>11.1f}{row['macs']:>12}{row['cycles']:>11}"
               f"{row['ideal_cycles']:>10}{row['utilization']:>8.1%}")
     _print_roofline(_layer_program(design), args.dram_bw, False)
-    return 0
+    _print_energy(_layer_program(design), args.energy, False)
+    return EXIT_OK
+
+
+def _layer_names(text):
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise ArgumentError(f"--layers {text!r}: a layer name is empty; give comma-separated names, e.g. "
+                            f"--layers conv1,fc1")
+    return names
 
 
 def cmd_sim(args):
     from .sim.runner import run_layers
     design = _design(args.design)
     if _is_network(design):
-        raise HwgenError(f"{args.design} is a compiled network: run it with `hwgen run {args.design} --inputs X.npy`")
-    plans = design.plans()
-    if args.layers:
-        plans = [design.plan(name) for name in args.layers.split(",")]
+        raise ArgumentError(f"{args.design} is a compiled network: run it with `hwgen run {args.design} --inputs "
+                            f"X.npy`")
+    plans = list(design.plans())
+    if args.layers is not None:
+        plans = [design.plan(name) for name in _layer_names(args.layers)]
     if not args.json:
         print(f"{design.name}: simulating {len(plans)} layers on {args.sim} "
               f"({'random stalls p=' + str(args.stall) if args.stall else 'no stalls'}) ...", flush=True)
     result = run_layers(design.spec, plans, simulator=args.sim, stall=args.stall, seed=args.seed, tag="cli",
                         build_root=args.cache_dir)
-    ok = True
+    ok = len(result.layers) == len(plans)
     rows = []
     for layer in result.layers:
         cycles_ok = args.stall > 0 or layer["measured_cycles"] == layer["model_cycles"]
         ok &= layer["exact"] and cycles_ok
         rows.append({**layer, "cycles_match": layer["measured_cycles"] == layer["model_cycles"]})
-    if len(result.layers) != len(plans):
-        ok = False
+    not_run = [plan.problem.name for plan in plans[len(result.layers):]]
     if args.json:
         print(json.dumps({"design": design.name, "simulator": args.sim, "stall": args.stall, "ok": ok,
                           "build_seconds": result.build_seconds, "sim_seconds": result.wall_seconds,
-                          "layers": rows}, indent=2))
-        return 0 if ok else 1
+                          "layers": rows, "not_run": not_run, "run_dir": result.run_dir}, indent=2))
+        return EXIT_OK if ok else EXIT_CHECK_FAILED
     print(f"{'layer':<16}{'values':<8}{'measured':>10}{'model':>10}{'MACs':>12}{'util':>8}{'cycles/s':>10}")
     for row in rows:
         rate = row["measured_cycles"] / row["wall_seconds"] if row["measured_cycles"] and row["wall_seconds"] else 0
         util = f"{row['utilization']:.1%}" if row["utilization"] else "-"
-        print(f"{row['layer']:<16}{'exact' if row['exact'] else 'WRONG':<8}{str(row['measured_cycles']):>10}"
-              f"{row['model_cycles']:>10}{row['macs']:>12}{util:>8}{rate:>10.0f}")
+        values = "TIMEOUT" if row.get("timeout") else "exact" if row["exact"] else "WRONG"
+        measured = "-" if row["measured_cycles"] is None else str(row["measured_cycles"])
+        print(f"{row['layer']:<16}{values:<8}{measured:>10}{row['model_cycles']:>10}{row['macs']:>12}{util:>8}"
+              f"{rate:>10.0f}")
         if row["report"]:
             print("    " + row["report"].replace("\n", "\n    "))
+    if not_run:
+        print(f"not run (after the timeout): {', '.join(not_run)}")
     print(f"build {result.build_seconds:.1f} s, simulation {result.wall_seconds:.1f} s")
     verdict = "all layers bit-exact" + ("" if args.stall else ", cycles equal to the model")
-    print(verdict if ok else "FAILED: see the rows above")
-    return 0 if ok else 1
+    print(verdict if ok else f"FAILED: see the rows above; the run's log is in {result.run_dir}")
+    return EXIT_OK if ok else EXIT_CHECK_FAILED
 
 
 def cmd_doctor(args):
@@ -158,37 +282,67 @@ def cmd_doctor(args):
     required = [t for t in missing if t.name.startswith(("icarus", "amaranth"))]
     print("all tools found" if not missing else f"{len(missing)} missing "
           f"({'required for the default flow' if required else 'optional'})")
-    return 1 if required else 0
+    return EXIT_CHECK_FAILED if required else EXIT_OK
 
 
-def build_parser():
+def _stall(text):
+    """``--stall``: a probability p with 0 <= p < 1 (at 1 nothing would move; NaN must not mean 'no stalls')."""
+    from .sim.runner import check_stall
+    try:
+        return check_stall(text)
+    except ArgumentError:
+        raise argparse.ArgumentTypeError(f"must be a probability p with 0 <= p < 1 (e.g. 0.3), not {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
     from . import __version__
-    parser = argparse.ArgumentParser(prog="hwgen", description=__doc__)
+    parser = argparse.ArgumentParser(prog="hwgen", description=__doc__.split("\n\n")[0],
+                                     epilog="exit status: 0 ok, 1 a check or a tool failed, 2 bad input "
+                                            "(design, option, path), 70 a bug in hwgen")
     parser.add_argument("--version", action="version", version=f"hwgen {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("generate", help="write the Verilog and the JSON manifest of a design")
-    p.add_argument("design", help="a name in designs/ or the path of a design file")
-    p.add_argument("-o", "--output", default="build", help="output directory (default: build)")
+    p = sub.add_parser("generate", help="write the Verilog and the JSON manifest of a design",
+                       description="Write DESIGN's accelerator as Verilog (<spec name>.v) and its manifest "
+                                   "(<spec name>.json: spec, ports, buffers, configuration fields, layer plans).")
+    p.add_argument("design", metavar="DESIGN", help=DESIGN_HELP)
+    p.add_argument("-o", "--output", default="build", metavar="DIR",
+                   help="directory to write into, made if missing; files of the same names are overwritten "
+                        "(and reported) (default: build)")
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("plan", help="print each layer's folds and the cycle model's prediction")
-    p.add_argument("design")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("plan", help="print each layer's tiles, bytes moved and the cycle model's prediction",
+                       description="Plan every layer of DESIGN on its accelerator and print commands (tiles), folds, "
+                                   "bytes moved, MACs and the cycle model's prediction; nothing is generated. A "
+                                   "compiled network (a `hwgen compile` folder) prints its program's report.")
+    p.add_argument("design", metavar="DESIGN", help=DESIGN_HELP)
+    p.add_argument("--json", action="store_true",
+                   help="print the spec and every layer's figures (bytes moved per tensor too) as JSON")
     p.add_argument("--dram-bw", type=float, metavar="BYTES_PER_CYCLE",
                    help="also show each layer's DRAM traffic, intensity and bound (roofline) at this bandwidth")
+    p.add_argument("--energy", nargs="?", const="default", metavar="TABLE.json",
+                   help="also show each layer's energy split by DRAM, SRAM and compute (default table: Horowitz, "
+                        "ISSCC 2014, 45 nm; or a JSON table of your own)")
     p.set_defaults(func=cmd_plan)
 
-    p = sub.add_parser("sim", help="run the design's layers on the RTL against the NumPy reference")
-    p.add_argument("design")
-    p.add_argument("--sim", default=os.environ.get("SIM", "icarus"), choices=("icarus", "verilator"))
-    p.add_argument("--stall", type=float, default=0.0,
-                   help="probability of a random valid/ready stall per stream and cycle (default 0)")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--layers", help="comma-separated layer names (default: all)")
+    p = sub.add_parser("sim", help="run the design's layers on the RTL against the NumPy reference",
+                       description="Generate DESIGN's Verilog, build it with the simulator (cached) and run its "
+                                   "layers through the cocotb testbench on random operands: values must equal "
+                                   "the NumPy reference bit for bit and, without stalls, cycles the model's. A "
+                                   "layer that takes far longer than the model is stopped and reported as a "
+                                   "timeout at the cycle it reached.")
+    p.add_argument("design", metavar="DESIGN", help=DESIGN_HELP)
+    p.add_argument("--sim", default=os.environ.get("SIM", "icarus"), choices=("icarus", "verilator"),
+                   help="RTL simulator (default: $SIM, else icarus)")
+    p.add_argument("--stall", type=_stall, default=0.0, metavar="P",
+                   help="probability 0 <= P < 1 that a stream stalls in a cycle: each source withholds its word "
+                        "and the sink refuses, independently (default 0: no stalls, cycles checked exactly)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the random operands and stalls (default 1)")
+    p.add_argument("--layers", metavar="NAMES", help="comma-separated layer names to run (default: all)")
     p.add_argument("--cache-dir", metavar="DIR",
-                   help="simulator build cache (default: $HWGEN_SIM_BUILD, else ~/.cache/hwgen/sim)")
-    p.add_argument("--json", action="store_true")
+                   help="simulator build cache (default: $HWGEN_SIM_BUILD, else ~/.cache/hwgen/sim); each run's own "
+                        "folder inside it is removed after a run that passed")
+    p.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
     p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("doctor", help="list the simulation and FPGA tools and how to install missing ones")
@@ -206,13 +360,9 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except HwgenError as error:
-        print(f"hwgen: error: {error}", file=sys.stderr)
-        return 2
+    return guarded(args.func, args)
 
 
 if __name__ == "__main__":

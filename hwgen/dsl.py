@@ -14,10 +14,13 @@ The function is never called: its source is parsed with `ast`, so hwgen sees exa
 `conv2d` and `linear` build the same `LoopNest` a user would write by hand.
 """
 
+from __future__ import annotations
+
 import ast
 import inspect
 import operator
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import LoopNestError, MappingError, NonAffineIndexError
@@ -52,7 +55,7 @@ class TensorType:
         return f"tensor({', '.join(map(str, self.shape))})"
 
 
-def tensor(*dims):
+def tensor(*dims: int) -> TensorType:
     """Annotate a loop-nest parameter with its shape: ``def conv(I: tensor(64, 16, 16), ...)``."""
     shape = tuple(_as_int(d) for d in dims)
     if not shape or any(d is None or d <= 0 for d in shape):
@@ -63,7 +66,7 @@ def tensor(*dims):
 
 # The decorator ------------------------------------------------------------------------------------------------
 
-def loop_nest(fn=None, *, name=None):
+def loop_nest(fn: Callable | None = None, *, name: str | None = None) -> LoopNest | Callable[[Callable], LoopNest]:
     """Parse a loop-nest function into an `ir.LoopNest`. Use as ``@loop_nest`` or ``@loop_nest(name="x")``.
 
     The decorated name is bound to the `LoopNest`, not to a callable.
@@ -334,7 +337,9 @@ def _pair(layer, param, value, *, minimum):
     return pair
 
 
-def conv2d(*, name, in_channels, out_channels, height, width, kernel, stride=1, padding=0):
+def conv2d(*, name: str, in_channels: int, out_channels: int, height: int, width: int,
+           kernel: int | tuple[int, int], stride: int | tuple[int, int] = 1,
+           padding: int | tuple[int, int] = 0) -> LoopNest:
     """The nest of a 2-D convolution: loops m, c, e, f, r, s and
     ``O[m, e, f] += I[c, e*sh + r - ph, f*sw + s - pw] * W[m, c, r, s]`` with declared shapes
     ``I(C, H, W)``, ``W(M, C, R, S)``, ``O(M, E, F)`` where ``E = (H + 2*ph - R) // sh + 1``.
@@ -363,7 +368,7 @@ def conv2d(*, name, in_channels, out_channels, height, width, kernel, stride=1, 
     return LoopNest(name, loops, out, act, weight, shapes)
 
 
-def linear(*, name, in_features, out_features, batch=1):
+def linear(*, name: str, in_features: int, out_features: int, batch: int = 1) -> LoopNest:
     """The nest of a fully-connected layer: loops n, m, k and ``O[n, m] += X[n, k] * W[m, k]``
     with declared shapes ``X(N, K)``, ``W(M, K)``, ``O(N, M)``. ``batch=1`` is a matrix-vector product.
     """

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from .errors import UnsupportedTypeError
+from .errors import DataError, UnsupportedTypeError
 
 __all__ = ["IntType", "int4", "int8", "uint8", "int16", "int32", "int48", "parse_dtype"]
 
@@ -43,7 +43,7 @@ class IntType:
         import numpy as np
         arr = np.asarray(values, dtype=np.int64)
         if arr.size and (arr.min() < self.min or arr.max() > self.max):
-            raise ValueError(f"value out of range for {self.name}")
+            raise DataError(f"value out of range for {self.name}")
         return (arr & ((1 << self.bits) - 1)).astype(np.uint64) if self.bits < 64 else arr.view(np.uint64)
 
     def from_bits(self, raw):

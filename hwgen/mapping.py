@@ -12,6 +12,8 @@ other factor (the activation):
 Everything here is pure Python and runs before any hardware exists.
 """
 
+from __future__ import annotations
+
 from collections import Counter
 from dataclasses import dataclass
 
@@ -224,7 +226,8 @@ def _output_stationary_roles(nest):
         raise error
 
 
-def default_mapping(nest, *, resident=None, dataflow="weight_stationary"):
+def default_mapping(nest: LoopNest, *, resident: str | None = None,
+                    dataflow: str = "weight_stationary") -> Mapping:
     """The mapping of `nest`: output channels on columns; on rows the input channels (the reduction), or
     for ``dataflow="output_stationary"`` the output pixels (named by the innermost output spatial loop).
 
@@ -294,7 +297,7 @@ def _check_directives(nest, mapping, roles):
             f"{roles.weight.tensor}); set cols={roles.m!r}")
 
 
-def recognize(nest, mapping):
+def recognize(nest: LoopNest, mapping: Mapping) -> ConvProblem:
     """Turn `nest` under `mapping` into the canonical `ConvProblem`, or raise a `LoopNestError` /
     `MappingError` naming the loop, index or tensor at fault."""
     if not isinstance(mapping, Mapping):

@@ -4,6 +4,14 @@ every source valid from the first ``cfg`` handshake on and the sink always ready
 ``cycles`` counts clock edges from the first ``cfg`` handshake to the handshake of the last output beat. The
 recurrences below follow the two engines of `hw.top.AcceleratorTop` handshake by handshake; the cocotb
 regression and the Amaranth-simulator tests assert equality on every no-stall run.
+
+Whole networks (`hwgen.compiler.program`) are command sequences too, with three more things followed exactly:
+a command on the other engine of a two-engine accelerator starts only once the previous engine has drained
+(``ARRAY_DRAIN``, ``MV_DRAIN``); a command that loads from the on-chip feedback writes each word when it
+arrives (every beat sent there is timed: `_chain_times` + the post-op latency + ``FEEDBACK_LAG``), and the model
+refuses a run whose feedback FIFO would fill (`FeedbackOverflowError`: the producer would stall, which it does
+not follow); a command fed by the host from earlier ``out`` beats gets its first word ``HOST_TURNAROUND``
+cycles after the last of them (``acts_after``).
 """
 
 from dataclasses import dataclass, asdict

@@ -45,7 +45,8 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
 from .dtypes import IntType, int8, int32, parse_dtype
-from .errors import MappingError
+from .errors import (DataError, DataOverflowError, DataTypeError, DesignError, DesignTypeError,
+                     MappingError)
 
 __all__ = [
     "POOL_MODES", "PostOps", "QuantParams", "quantize_multiplier",
@@ -82,27 +83,27 @@ class PostOps:
     def __post_init__(self):
         for name in ("bias", "requant", "relu"):
             if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"PostOps.{name} must be a bool, not {getattr(self, name)!r}")
+                raise DesignTypeError(f"PostOps.{name} must be a bool, not {getattr(self, name)!r}")
         if self.pool not in POOL_MODES:
-            raise ValueError(f"PostOps.pool must be one of {POOL_MODES}, not {self.pool!r}")
+            raise DesignError(f"PostOps.pool must be one of {POOL_MODES}, not {self.pool!r}")
         if self.out_type is None:
             if self.requant:
                 object.__setattr__(self, "out_type", int8)
         else:
             if not self.requant:
-                raise ValueError(f"PostOps.out_type={self.out_type} needs requant=True: only requantization "
+                raise DesignError(f"PostOps.out_type={self.out_type} needs requant=True: only requantization "
                                  f"narrows the accumulators; leave out_type unset to output the accumulator type")
             object.__setattr__(self, "out_type", parse_dtype(self.out_type, what="PostOps.out_type"))
         zero_point = self.zero_point
         if not isinstance(zero_point, (int, np.integer)) or isinstance(zero_point, bool):
-            raise TypeError(f"PostOps.zero_point must be an integer, not {zero_point!r}")
+            raise DesignTypeError(f"PostOps.zero_point must be an integer, not {zero_point!r}")
         object.__setattr__(self, "zero_point", int(zero_point))
         if zero_point:
             if not self.requant:
-                raise ValueError(f"PostOps.zero_point={zero_point} needs requant=True: the zero point is added "
+                raise DesignError(f"PostOps.zero_point={zero_point} needs requant=True: the zero point is added "
                                  f"to the requantized output")
             if not self.out_type.min <= zero_point <= self.out_type.max:
-                raise ValueError(f"PostOps.zero_point={zero_point} is outside out_type {self.out_type} "
+                raise DesignError(f"PostOps.zero_point={zero_point} is outside out_type {self.out_type} "
                                  f"({self.out_type.min}..{self.out_type.max})")
 
     @property
@@ -119,7 +120,7 @@ class PostOps:
         acc_type = parse_dtype(acc_type, what="acc_type")
         out = self.out_type if self.requant else acc_type
         if out.min < acc_type.min or out.max > acc_type.max:
-            raise ValueError(f"out_type {out} does not fit the {acc_type} output lanes; use an out_type whose "
+            raise DesignError(f"out_type {out} does not fit the {acc_type} output lanes; use an out_type whose "
                              f"range lies inside {acc_type} (e.g. int8)")
         return out
 
@@ -133,13 +134,13 @@ class PostOps:
 def _channel_array(value, what, low, high):
     array = np.asarray(value)
     if array.dtype.kind not in "iu":
-        raise TypeError(f"QuantParams.{what} must hold integers, not {array.dtype}")
+        raise DataTypeError(f"QuantParams.{what} must hold integers, not {array.dtype}")
     if array.ndim != 1:
-        raise ValueError(f"QuantParams.{what} must be 1-D (one value per output channel), got shape {array.shape}")
+        raise DataError(f"QuantParams.{what} must be 1-D (one value per output channel), got shape {array.shape}")
     array = array.astype(np.int64)
     if array.size and (array.min() < low or array.max() > high):
         bad = array[(array < low) | (array > high)][0]
-        raise ValueError(f"QuantParams.{what} holds {bad}, outside {low}..{high}")
+        raise DataError(f"QuantParams.{what} holds {bad}, outside {low}..{high}")
     return array
 
 
@@ -163,10 +164,10 @@ class QuantParams:
                 object.__setattr__(self, name, array)
                 lengths.add(len(array))
         if len(lengths) > 1:
-            raise ValueError(f"QuantParams arrays differ in length ({sorted(lengths)}); give one entry per "
+            raise DataError(f"QuantParams arrays differ in length ({sorted(lengths)}); give one entry per "
                              f"output channel")
         if (self.multiplier is None) != (self.shift is None):
-            raise ValueError("QuantParams needs both multiplier and shift for requantization, or neither")
+            raise DataError("QuantParams needs both multiplier and shift for requantization, or neither")
 
     @property
     def channels(self):
@@ -191,11 +192,11 @@ class QuantParams:
     def check(self, postops, M):
         """Raise unless these parameters give what `postops` needs for ``M`` output channels."""
         if postops.bias and self.bias is None:
-            raise ValueError("PostOps.bias is set but QuantParams.bias is None")
+            raise DataError("PostOps.bias is set but QuantParams.bias is None")
         if postops.requant and self.multiplier is None:
-            raise ValueError("PostOps.requant is set but QuantParams has no multiplier/shift")
+            raise DataError("PostOps.requant is set but QuantParams has no multiplier/shift")
         if self.channels is not None and self.channels != M:
-            raise ValueError(f"QuantParams has {self.channels} channels but the layer has M={M} output channels")
+            raise DataError(f"QuantParams has {self.channels} channels but the layer has M={M} output channels")
 
 
 def quantize_multiplier(scale):
@@ -205,17 +206,17 @@ def quantize_multiplier(scale):
     scales below ``2**-33`` lose precision (shift is capped at 63) and round to 0 below ``2**-64``.
     """
     if not isinstance(scale, (int, float)) or not isfinite(scale) or scale < 0:
-        raise ValueError(f"a requantization scale must be a finite number >= 0, not {scale!r}")
+        raise DataError(f"a requantization scale must be a finite number >= 0, not {scale!r}")
     if scale == 0:
         return 0, 0
     _, exponent = frexp(scale)            # scale = mantissa * 2**exponent, mantissa in [0.5, 1)
     shift = min(31 - exponent, SHIFT_MAX)
     if shift < 0:
-        raise ValueError(f"scale {scale} is too large: at most {MULTIPLIER_MAX} (multiplier 2**31-1, shift 0)")
+        raise DataError(f"scale {scale} is too large: at most {MULTIPLIER_MAX} (multiplier 2**31-1, shift 0)")
     multiplier = floor(Fraction(scale) * 2 ** shift + Fraction(1, 2))
     if multiplier > MULTIPLIER_MAX:       # the mantissa rounded up to 1.0
         if shift == 0:
-            raise ValueError(f"scale {scale} is too large: at most {MULTIPLIER_MAX}")
+            raise DataError(f"scale {scale} is too large: at most {MULTIPLIER_MAX}")
         multiplier, shift = ceil(multiplier / 2), shift - 1
     return int(multiplier), int(shift)
 
@@ -273,7 +274,7 @@ def relu(y, zero_point=0):
 def pool_out_size(E, F):
     """``(E // 2, F // 2)``: 2x2 windows with stride 2, a last odd row/column dropped (floor semantics)."""
     if E < 2 or F < 2:
-        raise ValueError(f"2x2 pooling needs an output of at least 2x2, not {E}x{F}")
+        raise MappingError(f"2x2 pooling needs an output of at least 2x2, not {E}x{F}")
     return E // 2, F // 2
 
 
@@ -281,7 +282,7 @@ def _windows(y):
     """``[M, E, F]`` -> the four ``[M, E//2, F//2]`` corners of each 2x2 window (odd row/column dropped)."""
     y = np.asarray(y)
     if y.ndim != 3:
-        raise ValueError(f"pooling takes a [M, E, F] array, got shape {y.shape}")
+        raise DataError(f"pooling takes a [M, E, F] array, got shape {y.shape}")
     E2, F2 = pool_out_size(y.shape[1], y.shape[2])
     y = y[:, :2 * E2, :2 * F2]
     return y[:, 0::2, 0::2], y[:, 0::2, 1::2], y[:, 1::2, 0::2], y[:, 1::2, 1::2]
@@ -304,22 +305,22 @@ def apply(acc, params, postops, acc_type=int32):
     ``params`` is a `QuantParams` (or None when ``postops`` needs no parameters); ``acc`` must fit ``acc_type``.
     """
     if not isinstance(postops, PostOps):
-        raise TypeError(f"postops must be a PostOps, not {postops!r}")
+        raise DesignTypeError(f"postops must be a PostOps, not {postops!r}")
     acc_type = parse_dtype(acc_type, what="acc_type")
     out_type = postops.output_type(acc_type)
     acc = np.asarray(acc)
     if acc.dtype.kind not in "iu":
-        raise TypeError(f"acc must hold integers, not {acc.dtype}")
+        raise DataTypeError(f"acc must hold integers, not {acc.dtype}")
     if acc.ndim != 3:
-        raise ValueError(f"acc must be a [M, E, F] array, got shape {acc.shape}")
+        raise DataError(f"acc must be a [M, E, F] array, got shape {acc.shape}")
     # int64 is exact up to 32-bit accumulators (x < 2**33; `requantize` widens itself); wider: Python ints.
     acc = acc.astype(np.int64) if acc_type.bits <= 32 else acc.astype(object)
     if acc.size and (acc.min() < acc_type.min or acc.max() > acc_type.max):
-        raise OverflowError(f"an accumulator is outside {acc_type}")
+        raise DataOverflowError(f"an accumulator is outside {acc_type}")
     M = acc.shape[0]
     if postops.needs_params:
         if not isinstance(params, QuantParams):
-            raise TypeError(f"these post-ops need a QuantParams, not {params!r}")
+            raise DataTypeError(f"these post-ops need a QuantParams, not {params!r}")
         params.check(postops, M)
     if postops.pool != "none":
         pool_out_size(acc.shape[1], acc.shape[2])
@@ -329,7 +330,7 @@ def apply(acc, params, postops, acc_type=int32):
         y = requantize(y, params.multiplier, params.shift, out_type, postops.zero_point)
     elif y.size and (y.min() < acc_type.min or y.max() > acc_type.max):
         worst = int(y.max()) if y.max() > acc_type.max else int(y.min())
-        raise OverflowError(f"accumulator + bias reaches {worst}, outside {acc_type}; without requantization the "
+        raise DataOverflowError(f"accumulator + bias reaches {worst}, outside {acc_type}; without requantization the "
                             f"output lanes carry it - requantize, or use smaller biases or a wider acc_type")
     if postops.relu:
         y = relu(y, postops.zero_point)
@@ -372,11 +373,11 @@ def pack_params(params, *, cols, M=None, lanes=None):
     M = params.channels if M is None else M
     lanes = cols if lanes is None else lanes
     if M is None:
-        raise ValueError("pack_params needs M when QuantParams holds no arrays")
+        raise DataError("pack_params needs M when QuantParams holds no arrays")
     if params.channels is not None and params.channels != M:
-        raise ValueError(f"QuantParams has {params.channels} channels, not M={M}")
+        raise DataError(f"QuantParams has {params.channels} channels, not M={M}")
     if lanes < 1 or cols % lanes:
-        raise ValueError(f"lanes={lanes} must divide cols={cols}")
+        raise DataError(f"lanes={lanes} must divide cols={cols}")
     lane_layout = params_lane_layout()
     m_folds = ceil(M / cols)
     fields = {name: np.zeros(m_folds * cols, dtype=np.int64) for name, _ in PARAM_FIELDS}
@@ -482,7 +483,7 @@ def unpack_stream(beats, *, M, E, F, cols, lane_type):
     """Inverse of `pack_stream`: beats -> ``[M, E, F]`` (lanes past ``M`` dropped)."""
     m_folds = ceil(M / cols)
     if len(beats) != m_folds * E * F:
-        raise ValueError(f"expected {m_folds * E * F} beats ({m_folds} m-folds x {E}x{F}), got {len(beats)}")
+        raise DataError(f"expected {m_folds * E * F} beats ({m_folds} m-folds x {E}x{F}), got {len(beats)}")
     mask = (1 << lane_type.bits) - 1
     raw = np.array([[(int(b) >> (j * lane_type.bits)) & mask for j in range(cols)] for b in beats],
                    dtype=np.uint64).reshape(-1, cols)

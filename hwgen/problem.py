@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import MappingError
+from .errors import DataError, MappingError
 
 __all__ = ["ConvProblem"]
 
@@ -22,11 +22,11 @@ def _to_canonical(array, axes, canonical_shape, what):
     array = np.asarray(array)
     present = [a for a in axes if a is not None]
     if sorted(present) != list(range(array.ndim)):
-        raise ValueError(f"{what}: a {array.ndim}-D tensor cannot take canonical axes {axes}")
+        raise DataError(f"{what}: a {array.ndim}-D tensor cannot take canonical axes {axes}")
     moved = np.transpose(array, present)
     result = moved.reshape([array.shape[a] if a is not None else 1 for a in axes])
     if result.shape != tuple(canonical_shape):
-        raise ValueError(f"{what}: expected a tensor of canonical shape {tuple(canonical_shape)} "
+        raise DataError(f"{what}: expected a tensor of canonical shape {tuple(canonical_shape)} "
                          f"(user shape {tuple(array.shape)}), got {result.shape}")
     return result
 

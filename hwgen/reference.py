@@ -6,12 +6,15 @@ error here, not a value to wrap. `evaluate_loop_nest` is a slow, literal interpr
 use it to prove the fast reference computes what the user wrote.
 """
 
+from __future__ import annotations
+
 import itertools
 
 import numpy as np
 
-from .dtypes import int32, parse_dtype
-from .errors import UnsupportedTypeError
+from .dtypes import IntType, int32, parse_dtype
+from .errors import DataError, DataOverflowError, UnsupportedTypeError
+from .ir import LoopNest
 
 __all__ = ["conv2d", "linear", "run_problem", "evaluate_loop_nest"]
 
@@ -21,14 +24,14 @@ def _int_array(value, what, ndim):
     if array.dtype.kind not in "iu":
         raise UnsupportedTypeError(f"{what} must hold integers, not {array.dtype}; quantize it first")
     if ndim is not None and array.ndim != ndim:
-        raise ValueError(f"{what} must be a {ndim}-D array, got shape {array.shape}")
+        raise DataError(f"{what} must be a {ndim}-D array, got shape {array.shape}")
     return array.astype(np.int64)
 
 
 def _pair(value, what, minimum):
     pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
     if len(pair) != 2 or any(int(v) != v or v < minimum for v in pair):
-        raise ValueError(f"{what} must be an integer >= {minimum} or a (height, width) pair, not {value!r}")
+        raise DataError(f"{what} must be an integer >= {minimum} or a (height, width) pair, not {value!r}")
     return tuple(int(v) for v in pair)
 
 
@@ -36,7 +39,7 @@ def _check_exact(a, b, terms):
     """int64 must hold every partial sum exactly: ``terms`` products of the largest magnitudes."""
     bound = int(np.abs(a).max(initial=0)) * int(np.abs(b).max(initial=0)) * terms
     if bound >= 1 << 63:
-        raise OverflowError(f"sums of {terms} products may reach {bound}, beyond int64; the reference cannot "
+        raise DataOverflowError(f"sums of {terms} products may reach {bound}, beyond int64; the reference cannot "
                             f"compute this layer exactly")
 
 
@@ -46,12 +49,14 @@ def _fit(result, acc_type):
         low, high = int(result.min()), int(result.max())
         if low < acc_type.min or high > acc_type.max:
             worst = high if high > acc_type.max else low
-            raise OverflowError(f"a result is {worst}, outside {acc_type} ({acc_type.min}..{acc_type.max}); the "
+            raise DataOverflowError(f"a result is {worst}, outside {acc_type} ({acc_type.min}..{acc_type.max}); the "
                                 f"largest magnitude is {max(abs(low), abs(high))} - use a wider acc_type")
     return result
 
 
-def conv2d(I, W, *, stride=(1, 1), padding=(0, 0), acc_type=int32, out_size=None, pad_value=0):
+def conv2d(I: np.ndarray, W: np.ndarray, *, stride: int | tuple[int, int] = (1, 1),
+           padding: int | tuple[int, int] = (0, 0), acc_type: IntType | str = int32,
+           out_size: tuple[int, int] | None = None, pad_value: int = 0) -> np.ndarray:
     """``O[m,e,f] = sum_{c,r,s} I[c, e*sh + r - ph, f*sw + s - pw] * W[m,c,r,s]``, reads outside ``I`` give
     ``pad_value`` (0; a quantized input with zero point ``z`` pads with ``z``, the encoding of a real 0).
 
@@ -63,17 +68,17 @@ def conv2d(I, W, *, stride=(1, 1), padding=(0, 0), acc_type=int32, out_size=None
     W = _int_array(W, "W", 4)
     (C, H, Wd), (M, C_w, R, S) = I.shape, W.shape
     if C != C_w:
-        raise ValueError(f"I has {C} channels but W expects {C_w} (W shape {W.shape})")
+        raise DataError(f"I has {C} channels but W expects {C_w} (W shape {W.shape})")
     sh, sw = _pair(stride, "stride", 1)
     ph, pw = _pair(padding, "padding", 0)
     if out_size is None:
         out_size = ((H + 2 * ph - R) // sh + 1, (Wd + 2 * pw - S) // sw + 1)
     E, F = out_size
     if E < 1 or F < 1 or (E - 1) * sh + R > H + 2 * ph or (F - 1) * sw + S > Wd + 2 * pw:
-        raise ValueError(f"an {E}x{F} output of a {R}x{S} kernel with stride ({sh}, {sw}) does not fit an "
+        raise DataError(f"an {E}x{F} output of a {R}x{S} kernel with stride ({sh}, {sw}) does not fit an "
                          f"{H}x{Wd} input padded by ({ph}, {pw})")
     if int(pad_value) != pad_value:
-        raise ValueError(f"pad_value must be an integer, not {pad_value!r}")
+        raise DataError(f"pad_value must be an integer, not {pad_value!r}")
     _check_exact(np.concatenate([I.ravel(), [int(pad_value)]]), W, C * R * S)
     padded = np.pad(I, ((0, 0), (ph, ph), (pw, pw)), constant_values=int(pad_value))
     out = np.zeros((M, E, F), dtype=np.int64)
@@ -85,12 +90,12 @@ def conv2d(I, W, *, stride=(1, 1), padding=(0, 0), acc_type=int32, out_size=None
     return _fit(out, acc_type)
 
 
-def linear(X, W, *, acc_type=int32):
+def linear(X: np.ndarray, W: np.ndarray, *, acc_type: IntType | str = int32) -> np.ndarray:
     """``O[n,m] = sum_k X[n,k] * W[m,k]`` for ``X[N,K]``, ``W[M,K]`` -> ``O[N,M]`` (int64)."""
     X = _int_array(X, "X", 2)
     W = _int_array(W, "W", 2)
     if X.shape[1] != W.shape[1]:
-        raise ValueError(f"X has {X.shape[1]} features but W expects {W.shape[1]} (X {X.shape}, W {W.shape})")
+        raise DataError(f"X has {X.shape[1]} features but W expects {W.shape[1]} (X {X.shape}, W {W.shape})")
     _check_exact(X, W, X.shape[1])
     return _fit(X @ W.T, acc_type)
 
@@ -104,7 +109,8 @@ def run_problem(problem, act_user_array, weight_user_array, acc_type=int32):
     return problem.user_out(out)
 
 
-def evaluate_loop_nest(nest, tensors, shapes=None):
+def evaluate_loop_nest(nest: LoopNest, tensors: dict[str, np.ndarray],
+                       shapes: dict[str, tuple[int, ...]] | None = None) -> np.ndarray:
     """Run `nest` literally: every loop iteration, reads outside a tensor (negative included) give 0.
 
     `tensors` maps the two factor names to arrays. The output shape is ``shapes[out]``, else the nest's
@@ -114,11 +120,11 @@ def evaluate_loop_nest(nest, tensors, shapes=None):
     arrays = {}
     for access in (nest.lhs, nest.rhs):
         if access.tensor not in tensors:
-            raise ValueError(f"{nest.name}: no array given for {access.tensor} (got {sorted(tensors)})")
+            raise DataError(f"{nest.name}: no array given for {access.tensor} (got {sorted(tensors)})")
         array = _int_array(tensors[access.tensor], access.tensor, len(access.indices))
         expected = shapes.get(access.tensor) or nest.declared_shape(access.tensor)
         if expected is not None and tuple(expected) != array.shape:
-            raise ValueError(f"{nest.name}: {access.tensor} has shape {array.shape}, expected {tuple(expected)}")
+            raise DataError(f"{nest.name}: {access.tensor} has shape {array.shape}, expected {tuple(expected)}")
         arrays[access.tensor] = array
     out_shape = shapes.get(nest.out.tensor) or nest.declared_shape(nest.out.tensor)
     if out_shape is None:   # the largest value of an affine index over the loop box, plus one

@@ -23,7 +23,8 @@ from math import ceil
 
 import numpy as np
 
-from .errors import AccumulatorOverflowError, BufferOverflowError, ConfigFieldError, MappingError
+from .errors import (AccumulatorOverflowError, BufferOverflowError, ConfigFieldError, DataError, DesignTypeError,
+                     MappingError)
 from .hw.config import CONFIG_FIELDS, COUNT_FIELDS, ZERO_POINT_BITS, field_bits, pack_config
 from .hw.slot_queue import SlotQueue
 from .postops import PostOps, check_layer, check_supported
@@ -89,7 +90,7 @@ class LayerSchedule:
     def __post_init__(self):
         spec, p = self.spec, self.problem
         if not isinstance(self.postops, PostOps):
-            raise TypeError(f"{p.name}: postops must be a hwgen.postops.PostOps, not {self.postops!r}")
+            raise DesignTypeError(f"{p.name}: postops must be a hwgen.postops.PostOps, not {self.postops!r}")
         if self.engine is None:
             object.__setattr__(self, "engine", spec.dataflow)
         if self.engine not in spec.engines:
@@ -128,7 +129,7 @@ class LayerSchedule:
                 f"{worst}, which overflows acc_type {spec.acc_type} (max {spec.acc_type.max}); use an "
                 f"accumulator of at least int{need} or reduce the reduction size")
         if self.act_bank not in (0, 1):
-            raise ValueError(f"act_bank must be 0 or 1, not {self.act_bank!r}")
+            raise MappingError(f"act_bank must be 0 or 1, not {self.act_bank!r}")
         # The activation buffer is two banks; one tile's activations live in one bank.
         checks = (
             ("activation", "act_buffer_bytes", self.act_words, spec.act_bank_depth, spec.act_word_bits, 2,
@@ -446,7 +447,7 @@ class LayerSchedule:
         """Output-stream words -> canonical O[M,E,F] (lanes beyond M dropped)."""
         p, cols, acc = self.problem, self.spec.cols, self.spec.acc_type
         if len(beats) != self.out_beats:
-            raise ValueError(f"{p.name}: expected {self.out_beats} output beats, got {len(beats)}")
+            raise DataError(f"{p.name}: expected {self.out_beats} output beats, got {len(beats)}")
         mask = (1 << acc.bits) - 1
         e_out, f_out = self.out_size
         raw = np.array([[(int(b) >> (lane * acc.bits)) & mask for lane in range(cols)] for b in beats],

@@ -4,18 +4,65 @@ Hardware is elaborated from an `AcceleratorSpec`; the manifest, the host-side pa
 the same object, so they cannot drift apart.
 """
 
+import re
 from dataclasses import dataclass, asdict
 from math import gcd
 
 from .dtypes import IntType, parse_dtype
-from .errors import MappingError, UnsupportedTypeError
+from .errors import DesignTypeError, MappingError, UnsupportedTypeError
 
-__all__ = ["AcceleratorSpec", "DATAFLOWS", "buffer_bytes_for", "buffer_granule_bytes", "default_postop_lanes"]
+__all__ = ["AcceleratorSpec", "DATAFLOWS", "buffer_bytes_for", "buffer_granule_bytes", "check_name",
+           "default_postop_lanes", "MAX_BUFFER_WORDS", "MAX_OUT_CHANNELS", "MAX_POOL_WIDTH", "MAX_NAME_LENGTH"]
 
 DATAFLOWS = ("weight_stationary", "output_stationary", "matrix_vector")
 
 # Operand widths the PE multiplier is built and tested for.
 _OPERAND_BITS = range(2, 17)
+
+# Size limits. A buffer is one memory of array-wide words; generating its Verilog takes time and memory in
+# proportion to its depth (65,536 words: tens of seconds), and no FPGA target holds more (the LFE5U-85F has
+# 0.47 MiB of block RAM in all).
+MAX_BUFFER_WORDS = 1 << 16
+MAX_OUT_CHANNELS = 1 << 15       # post-op parameter memory: two banks of max_out_channels / cols entries
+MAX_POOL_WIDTH = 1 << 16         # pooling line buffer: max_pool_width / 2 entries
+MAX_NAME_LENGTH = 64
+
+# Names become Verilog module names and file names: plain ASCII identifiers that are no Verilog keyword.
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_VERILOG_KEYWORDS = frozenset("""
+    always and assign automatic begin buf bufif0 bufif1 case casex casez cell cmos config deassign default defparam
+    design disable edge else end endcase endconfig endfunction endgenerate endmodule endprimitive endspecify
+    endtable endtask event for force forever fork function generate genvar highz0 highz1 if ifnone incdir include
+    initial inout input instance integer join large liblist library localparam macromodule medium module nand
+    negedge nmos nor noshowcancelled not notif0 notif1 or output parameter pmos posedge primitive pull0 pull1
+    pulldown pullup pulsestyle_ondetect pulsestyle_onevent rcmos real realtime reg release repeat rnmos rpmos
+    rtran rtranif0 rtranif1 scalared showcancelled signed small specify specparam strong0 strong1 supply0 supply1
+    table task time tran tranif0 tranif1 tri tri0 tri1 triand trior trireg unsigned use uwire vectored wait wand
+    weak0 weak1 while wire wor xnor xor
+    alias always_comb always_ff always_latch assert assume bind bit break byte chandle class clocking const
+    constraint context continue cover covergroup coverpoint cross dist do endclass endclocking endgroup
+    endinterface endpackage endprogram endproperty endsequence enum expect export extends extern final
+    first_match foreach forkjoin iff ignore_bins illegal_bins import inside int interface intersect join_any
+    join_none local logic longint matches modport new null package packed priority program property protected
+    pure rand randc randcase randsequence ref return sequence shortint shortreal solve static string struct super
+    tagged this throughout timeprecision timeunit type typedef union unique var virtual void wait_order wildcard
+    with within""".split())
+
+
+def check_name(name, what, *, error=MappingError):
+    """`name` if it may name hardware and files (an ASCII identifier of at most `MAX_NAME_LENGTH` characters,
+    no Verilog keyword); else `error` (`DesignTypeError` when it is not a string) naming the rule."""
+    if not isinstance(name, str):
+        raise DesignTypeError(f"{what} must be a string (it names the Verilog module and files), not {name!r}")
+    if not _NAME.match(name):
+        raise error(f"{what} {name!r} is not a plain identifier: use letters, digits and '_', not starting with a "
+                    f"digit (it names the Verilog module and files), e.g. 'conv_ws8'")
+    if len(name) > MAX_NAME_LENGTH:
+        raise error(f"{what} {name[:20]!r}... is {len(name)} characters long; use at most {MAX_NAME_LENGTH}")
+    if name in _VERILOG_KEYWORDS:
+        raise error(f"{what} {name!r} is a Verilog keyword and cannot name a module; choose another, e.g. "
+                    f"'{name}_accel'")
+    return name
 
 
 def _positive_int(value, what, *, fix):
@@ -124,9 +171,7 @@ class AcceleratorSpec:
             raise UnsupportedTypeError(
                 f"acc_type {self.acc_type} is narrower than one product ({self.product_bits} bits for "
                 f"{self.act_type} x {self.weight_type}); use at least int{self.product_bits}")
-        if not self.name.isidentifier():
-            raise MappingError(f"accelerator name {self.name!r} must be a valid identifier (it names the "
-                               f"Verilog module)")
+        check_name(self.name, "accelerator name")
         for field_name, word_bits in (("act_buffer_bytes", self.act_word_bits),
                                       ("weight_buffer_bytes", self.weight_word_bits),
                                       ("acc_buffer_bytes", self.acc_word_bits)):
@@ -136,6 +181,15 @@ class AcceleratorSpec:
                 raise MappingError(
                     f"{field_name}={size} is not a whole number of {word_bits}-bit words (one array-wide "
                     f"vector); round it to a multiple of {chunk} bytes")
+        for field_name, depth, word_bits in (("act_buffer_bytes", self.act_depth, self.act_word_bits),
+                                             ("weight_buffer_bytes", self.weight_depth, self.weight_word_bits),
+                                             ("acc_buffer_bytes", self.acc_depth, self.acc_word_bits)):
+            if depth > MAX_BUFFER_WORDS:
+                raise MappingError(
+                    f"{field_name}={getattr(self, field_name)} is {depth} words of {word_bits} bits; hwgen builds "
+                    f"buffers of at most {MAX_BUFFER_WORDS} words (no FPGA target holds more, and generating "
+                    f"the Verilog of deeper memories takes minutes): use {field_name} <= "
+                    f"{MAX_BUFFER_WORDS * word_bits // 8}")
         if self.act_depth < 2 or self.act_depth % 2:
             raise MappingError(
                 f"act_buffer_bytes={self.act_buffer_bytes} holds {self.act_depth} words; the activation buffer "
@@ -146,8 +200,14 @@ class AcceleratorSpec:
                                f"`out`, no post-op hardware), not {self.postops!r}")
         _positive_int(self.max_out_channels, "max_out_channels", fix="give the most output channels a layer with "
                       "bias or requantization may have")
-        if not isinstance(self.max_pool_width, int) or self.max_pool_width < 2:
-            raise MappingError(f"max_pool_width must be an integer >= 2, not {self.max_pool_width!r}")
+        if self.max_out_channels > MAX_OUT_CHANNELS:
+            raise MappingError(f"max_out_channels={self.max_out_channels} is more than the {MAX_OUT_CHANNELS} "
+                               f"the post-op parameter memory holds; use at most {MAX_OUT_CHANNELS} (layers with "
+                               f"more output channels are split into commands of at most that many)")
+        if (not isinstance(self.max_pool_width, int) or isinstance(self.max_pool_width, bool)
+                or not 2 <= self.max_pool_width <= MAX_POOL_WIDTH):
+            raise MappingError(f"max_pool_width must be an integer from 2 to {MAX_POOL_WIDTH}, not "
+                               f"{self.max_pool_width!r}")
         if self.weight_depth < 2:
             raise MappingError(f"weight_buffer_bytes={self.weight_buffer_bytes} must hold at least 2 weight words")
         for flag in ("mv_engine", "chaining"):
@@ -166,6 +226,10 @@ class AcceleratorSpec:
                     f"mv_weight_buffer_bytes={size} must be a whole number, at least 2, of "
                     f"{self.mv_weight_word_bits}-bit words (rows x cols weights); round it to a multiple of "
                     f"{buffer_granule_bytes(self.mv_weight_word_bits)} bytes")
+            if self.mv_weight_depth > MAX_BUFFER_WORDS:
+                raise MappingError(f"mv_weight_buffer_bytes={size} is {self.mv_weight_depth} words; hwgen builds "
+                                   f"buffers of at most {MAX_BUFFER_WORDS} words: use mv_weight_buffer_bytes <= "
+                                   f"{MAX_BUFFER_WORDS * self.mv_weight_word_bits // 8}")
         elif self.mv_weight_buffer_bytes is not None:
             raise MappingError("mv_weight_buffer_bytes sizes the matrix-vector engine's weight FIFO; set "
                                "mv_engine=True too, or leave it unset")
@@ -178,8 +242,8 @@ class AcceleratorSpec:
                 raise MappingError("chaining=True feeds the requantized output of the post-op chain back; build "
                                    "the chain too (postops=True)")
             _positive_int(self.feedback_depth, "feedback_depth", fix="give the feedback FIFO's depth in words")
-            if self.feedback_depth < 2:
-                raise MappingError(f"feedback_depth={self.feedback_depth} must be at least 2 words")
+            if not 2 <= self.feedback_depth <= MAX_BUFFER_WORDS:
+                raise MappingError(f"feedback_depth={self.feedback_depth} must be from 2 to {MAX_BUFFER_WORDS} words")
         if self.postop_lanes is None:
             object.__setattr__(self, "postop_lanes", default_postop_lanes(self.cols, self.dataflow))
         lanes = self.postop_lanes
@@ -195,9 +259,9 @@ class AcceleratorSpec:
             object.__setattr__(self, "postop_fifo_depth", max(2 * self.acc_depth, 16) if narrow else 0)
         elif narrow:
             depth = self.postop_fifo_depth
-            if not isinstance(depth, int) or isinstance(depth, bool) or depth < 2:
-                raise MappingError(f"postop_fifo_depth={depth!r} must be an integer of at least 2 (beats waiting "
-                                   f"for the post-op chain)")
+            if not isinstance(depth, int) or isinstance(depth, bool) or not 2 <= depth <= MAX_BUFFER_WORDS:
+                raise MappingError(f"postop_fifo_depth={depth!r} must be an integer from 2 to {MAX_BUFFER_WORDS} "
+                                   f"(beats waiting for the post-op chain)")
         else:
             # No FIFO in front of a chain as wide as the array (or without one): a depth carried over from a
             # narrower spec (`dataclasses.replace(spec, postops=False)`, `from_dict`) is dropped.

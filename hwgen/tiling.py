@@ -10,7 +10,15 @@ activation tile that the next command uses again stays in its bank (no reload). 
 input-channel tile size, every band height that fits (one per number of bands, plus the tallest), with m-tiles
 as large as the buffers allow or of one m-fold, and both orders; the one that moves the fewest bytes wins (ties: fewer
 commands). The tests compare the choice with every tiling `_build` can make.
+
+Planning is bounded: each candidate is evaluated in closed form (`_Candidate`: bytes moved, commands, the largest
+value of each configuration field) and only the winner is built, so its cost does not grow with the number of
+tiles; a layer of more than `MAX_COMMANDS` commands is rejected up front (`PlanTooLargeError`).
+`tests/reference_planner.py` keeps the planner that built every candidate, and the tests check that both choose
+the same plan.
 """
+
+from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -18,16 +26,21 @@ from math import ceil
 
 import numpy as np
 
-from .errors import BufferOverflowError, ConfigFieldError, MappingError
-from .hw.config import field_bits
+from .errors import (AccumulatorOverflowError, BufferOverflowError, ConfigFieldError, DataError, DesignError,
+                     DesignTypeError, MappingError, PlanTooLargeError)
+from .hw.config import COUNT_FIELDS, field_bits
 from .postops import PostOps, check_supported, pack_params
 from .problem import ConvProblem
-from .schedule import LayerSchedule
-from .spec import AcceleratorSpec, buffer_bytes_for
+from .schedule import LayerSchedule, fold_period
+from .spec import MAX_BUFFER_WORDS, AcceleratorSpec, buffer_bytes_for
 
-__all__ = ["Tile", "LayerPlan", "plan_layer"]
+__all__ = ["Tile", "LayerPlan", "plan_layer", "MAX_COMMANDS"]
 
 ORDERS = ("e_outer", "m_outer")
+# The most commands one layer may take. Planning evaluates its candidates in closed form, whatever their size,
+# but the chosen plan is built, modelled and streamed command by command: a layer that needs more is
+# rejected up front (`PlanTooLargeError`), naming the buffers whose size sets the tiles.
+MAX_COMMANDS = 4096
 
 
 @dataclass(frozen=True)
@@ -148,7 +161,7 @@ class LayerPlan:
     def unpack_outputs(self, beats):
         p = self.problem
         if len(beats) != self.out_beats:
-            raise ValueError(f"{p.name}: expected {self.out_beats} output beats, got {len(beats)}")
+            raise DataError(f"{p.name}: expected {self.out_beats} output beats, got {len(beats)}")
         out = np.zeros(self.out_shape, dtype=np.int64)
         at = 0
         for tile in self.tiles:
@@ -264,6 +277,7 @@ def _build(spec, problem, postops, *, cg_tile, e_tile, mf_tile, order, engine=No
     # Activation tiles are identified by (e-band, c-range); reuse one when the next command needs it too.
     act_keys = [(e, c) for e, _, c in steps]
     tiles, bank, loaded, param_bank = [], 1, None, 1
+    subs = {}     # tiles of the same shape share their sub-problem (and so their schedules)
     for index, ((e0, e1), (m0, m1), (c0, c1)) in enumerate(steps):
         key = act_keys[index]
         load = key != loaded
@@ -271,7 +285,10 @@ def _build(spec, problem, postops, *, cg_tile, e_tile, mf_tile, order, engine=No
             bank ^= 1
             loaded = key
         release = index + 1 == len(steps) or act_keys[index + 1] != key
-        sub, h0, h1 = _sub_problem(p, m0=m0, m1=m1, c0=c0, c1=c1, e0=e0, e1=e1)
+        shape = (m1 - m0, c1 - c0, e0, e1)
+        if shape not in subs:
+            subs[shape] = _sub_problem(p, m0=m0, m1=m1, c0=c0, c1=c1, e0=e0, e1=e1)
+        sub, h0, h1 = subs[shape]
         emit = c1 == p.C
         if emit and postops.needs_params:
             param_bank ^= 1
@@ -299,15 +316,8 @@ def _max_m_folds_per_command(spec, pixels):
     return min(limit, limit // max(pixels, 1))
 
 
-def _act_words(spec, problem, cg_tile, e_tile, rows_out=None):
-    """Words of the largest activation window among the bands of `e_tile` output rows (clipped windows:
-    border bands read padding instead of rows)."""
-    rows_out = problem.E if rows_out is None else rows_out
-    tallest = max(h1 - h0 for h0, h1, _ in (_window(problem, e0, e1) for e0, e1 in _ranges(rows_out, e_tile)))
-    return cg_tile * tallest * problem.W
-
-
-def plan_layer(spec, problem, postops=PostOps(), *, im2col="auto", engine=None):
+def plan_layer(spec: AcceleratorSpec, problem: ConvProblem, postops: PostOps = PostOps(), *,
+               im2col: bool | str = "auto", engine: str | None = None) -> LayerPlan:
     """The plan whose every command fits the buffers and that moves the fewest bytes.
 
     With few input channels (C < rows) most array rows idle, as the implicit im2col puts only channels on
@@ -316,17 +326,26 @@ def plan_layer(spec, problem, postops=PostOps(), *, im2col="auto", engine=None):
     the cycle model says is faster. ``im2col=True``/``False`` forces the choice.
 
     Raises `BufferOverflowError` naming the buffer and the size needed when even the smallest tile (one output
-    row, one group of ``rows`` input channels, ``cols`` output channels) does not fit."""
+    row, one group of ``rows`` input channels, ``cols`` output channels) does not fit, `PlanTooLargeError` when
+    every tiling takes more than `MAX_COMMANDS` commands, and the errors of `_check_layer` for what no tiling
+    changes (the accumulator type, the pooling line buffer, the engine's kind of layer)."""
     if im2col not in ("auto", True, False):
-        raise ValueError(f"im2col must be 'auto', True or False, not {im2col!r}")
+        raise DesignError(f"im2col must be 'auto', True or False, not {im2col!r}")
+    if not isinstance(spec, AcceleratorSpec):
+        raise DesignTypeError(f"plan_layer: spec must be an AcceleratorSpec, not {spec!r}")
+    if not isinstance(problem, ConvProblem):
+        raise DesignTypeError(f"plan_layer: problem must be a ConvProblem (from hwgen.recognize), not {problem!r}")
+    if not isinstance(postops, PostOps):
+        raise DesignTypeError(f"{problem.name}: postops must be a hwgen.PostOps, not {postops!r}")
     check_supported(spec, postops, problem.name)
+    if engine is not None and engine not in spec.engines:
+        raise MappingError(f"{problem.name}: accelerator {spec.name!r} has no {engine} engine (it has "
+                           f"{', '.join(spec.engines)})")
+    _check_layer(spec, problem, postops, engine)
     if postops.pool != "none" and (problem.E < 2 or problem.F < 2):
         # Checked on the layer as written (tiles and the unrolled form would report a part of it).
         raise MappingError(f"{problem.name}: 2x2 pooling needs an output of at least 2x2, not "
                            f"{problem.E}x{problem.F}; drop the pooling or enlarge the layer")
-    if engine is not None and engine not in spec.engines:
-        raise MappingError(f"{problem.name}: accelerator {spec.name!r} has no {engine} engine (it has "
-                           f"{', '.join(spec.engines)})")
     if engine == "matrix_vector" and spec.dataflow != "matrix_vector":
         # The matrix-vector engine beside an array: fully connected layers only, planned as on their own.
         return _plan_tiles(spec, problem, postops, engine=engine)
@@ -340,9 +359,14 @@ def plan_layer(spec, problem, postops=PostOps(), *, im2col="auto", engine=None):
         im2col = False
     if im2col is False or (im2col == "auto" and (problem.C >= spec.rows or not lowerable)):
         return _plan_tiles(spec, problem, postops)
+    # A form that cannot be planned (its tiles overflow a buffer or a configuration field, or too many of them)
+    # leaves the other.
+    unplannable = (BufferOverflowError, ConfigFieldError, PlanTooLargeError)
     try:
         lowered = _plan_tiles(spec, im2col_problem(problem), postops)
-    except BufferOverflowError as error:
+    except unplannable as error:
+        if im2col is True and not isinstance(error, BufferOverflowError):
+            raise
         if im2col is True:
             # Say which layer the sizes are of: the unrolled one, not the one the user wrote.
             raise BufferOverflowError(
@@ -357,21 +381,54 @@ def plan_layer(spec, problem, postops=PostOps(), *, im2col="auto", engine=None):
     from .perf import predict_plan
     try:
         direct = _plan_tiles(spec, problem, postops)
-    except BufferOverflowError:
+    except unplannable:
         return lowered
     return lowered if predict_plan(lowered).cycles < predict_plan(direct).cycles else direct
 
 
-def _plan_tiles(spec, problem, postops, engine=None):
+def _check_layer(spec, problem, postops, engine=None):
+    """What holds for every command of the layer, checked once on the layer as the user wrote it (the
+    commands would report a part of it)."""
+    p = problem
+    postops.output_type(spec.acc_type)
+    # The accumulators keep partial sums across input-channel tiles: the whole reduction must fit.
+    K = p.C * p.R * p.S
+    worst = K * spec.max_abs_product()
+    if worst > spec.acc_type.max:
+        need = worst.bit_length() + 1
+        terms = (f"K = in_features = {K}" if p.kind == "linear" and p.R == p.S == 1 else
+                 f"C*R*S = {p.C}*{p.R}*{p.S} = {K}")
+        raise AccumulatorOverflowError(
+            f"{p.name}: the reduction over {terms} products of {spec.act_type} x {spec.weight_type} "
+            f"(|product| <= {spec.max_abs_product()}) can reach {worst}, which overflows acc_type {spec.acc_type} "
+            f"(max {spec.acc_type.max}); use an accumulator of at least int{need} or reduce the reduction size")
+    if postops.pool != "none" and p.F > spec.max_pool_width:
+        raise MappingError(f"{p.name}: pooling an output {p.F} pixels wide needs a line buffer of {p.F // 2} "
+                           f"entries but the post-op pipeline holds {spec.max_pool_width // 2}; set "
+                           f"AcceleratorSpec(max_pool_width=...) >= {p.F}")
+    if (engine or spec.dataflow) == "matrix_vector" and not (p.R == p.S == p.H == p.E == 1):
+        raise MappingError(
+            f"{p.name}: the matrix-vector engine runs fully connected layers (a matrix times vectors); a "
+            f"{p.R}x{p.S} convolution would stream its weights once per output pixel - map it to a "
+            f"weight_stationary accelerator")
+
+
+def _plan_tiles(spec, problem, postops, engine=None, *, widest=False):
     """Candidates: for every input-channel tile size, every band of output rows that fits (bands even when
     pooling; one height per band count, plus the tallest), m-tiles as large as the buffers allow or of one
-    m-fold, both loop orders; the fewest bytes moved wins (ties: fewer commands, then the taller band)."""
+    m-fold, both loop orders; the fewest bytes moved wins (ties: fewer commands, then the first candidate).
+
+    Each candidate is evaluated in closed form (`_Candidate`: bytes moved, commands and the largest value of
+    every configuration field, without building a command), so planning costs the same for 1 command or
+    4,096; only the winner is built. Candidates of more than `MAX_COMMANDS` commands are left out; when that
+    leaves none, the planning is repeated with ``widest=True``, which also tries the most input channels a bank
+    holds (a reduction of more than 16 bank-loads otherwise falls back to one channel group per command)."""
     p = problem
     c_groups, m_folds = ceil(p.C / spec.rows), ceil(p.M / spec.cols)
     rows_out = _computed_rows(p, postops)
     band = 2 if postops.pool != "none" else 1      # the thinnest band: one pooling window high
     what = "one output row" if band == 1 else "two output rows (one pooling window)"
-    smallest_act = _act_words(spec, p, 1, band, rows_out)
+    smallest_act = int(_tallest_windows(p, np.array([band]), rows_out)[0]) * p.W
     if smallest_act > spec.act_bank_depth:
         need = buffer_bytes_for(2 * smallest_act, spec.act_word_bits)
         raise BufferOverflowError(
@@ -383,21 +440,33 @@ def _plan_tiles(spec, problem, postops, engine=None):
         raise BufferOverflowError(
             f"{p.name}: {what} of F={p.F} pixels need {band * p.F} accumulator words but the accumulator "
             f"buffer holds {spec.acc_depth}; set acc_buffer_bytes >= {need}")
-    candidates, field_errors = [], []
+    # Band heights worth looking at: those that fit the accumulators (e*F words) and give at most
+    # MAX_COMMANDS bands; the tallest window of each, for all of them at once.
+    lowest = max(band, ceil(rows_out / MAX_COMMANDS))
+    heights = np.arange(min(rows_out, spec.acc_depth // p.F), lowest - 1, -1, dtype=np.int64)
+    heights = heights[(heights % band == 0)]
+    windows = _tallest_windows(p, heights, rows_out)
+    best, field_failure, too_many = None, None, None
+    bands = {}                                       # e_tile -> its bands' windows (`_BandStats`)
     # The matrix-vector engine reduces over all of K in one command: only whole channel ranges.
     smallest_cg = c_groups if (engine or spec.dataflow) == "matrix_vector" else 1
     # Input-channel tile sizes: the whole reduction, then c_groups/k for small k (a finer split only reloads
     # more), down to one group.
-    cg_sizes = sorted({ceil(c_groups / k) for k in range(1, 17)} | {1}, reverse=True)
+    cg_sizes = {ceil(c_groups / k) for k in range(1, 17)} | {1}
+    if widest:   # as many groups as a bank holds beside the thinnest band, and the even split they give
+        most_groups = max(1, min(c_groups, spec.act_bank_depth // smallest_act))
+        cg_sizes |= {most_groups, ceil(c_groups / ceil(c_groups / most_groups))}
+    cg_sizes = sorted(cg_sizes, reverse=True)
     for cg_tile in [size for size in cg_sizes if size >= smallest_cg]:
         # Every band of output rows whose window fits one bank and whose pixels fit the accumulators: the
         # tallest is not always the cheapest (a shorter one may keep every m-fold's partial sums, or with
         # stride > R skip input rows no output reads). Band heights that give the same number of bands
         # differ only in where the last one ends: the tallest and the shortest of each count stand for them.
-        fitting = [e for e in range(rows_out, 0, -1) if e % band == 0 and e * p.F <= spec.acc_depth
-                   and _act_words(spec, p, cg_tile, e, rows_out) <= spec.act_bank_depth]
-        e_tiles = sorted(({_even_ceil(rows_out, ceil(rows_out / e), band) for e in fitting} & set(fitting))
-                         | set(fitting[:1]), reverse=True)
+        fitting = heights[cg_tile * windows * p.W <= spec.act_bank_depth]
+        counts = -(-rows_out // fitting)
+        shortest = -(-(-(-rows_out // counts)) // band) * band          # _even_ceil(rows_out, count, band)
+        e_tiles = sorted((set(shortest.tolist()) & set(fitting.tolist())) | set(fitting[:1].tolist()),
+                         reverse=True)
         for e_tile in e_tiles:
             # A tile's post-op parameters must fit one bank of the parameter memory, and its counts
             # (m_folds, emit_words = m_folds * pixels) their fields of the configuration word.
@@ -407,25 +476,216 @@ def _plan_tiles(spec, problem, postops, engine=None):
                 most = min(most, spec.acc_depth // (e_tile * p.F))
             if most < 1:
                 continue
+            if e_tile not in bands:
+                bands[e_tile] = _BandStats(p, e_tile, rows_out)
             # m-tiles: as large as the buffers allow (fewest weight and activation passes), or one m-fold.
             for mf_tile in sorted({most, 1}):
                 for order in ORDERS:
-                    try:
-                        candidates.append(_build(spec, p, postops, cg_tile=cg_tile, e_tile=e_tile,
-                                                 mf_tile=mf_tile, order=order, engine=engine))
-                    except ConfigFieldError as error:   # another count too large: a smaller tile may fit
-                        field_errors.append(error)
+                    candidate = _Candidate(spec, p, postops, cg_tile=cg_tile, e_tile=e_tile, mf_tile=mf_tile,
+                                           order=order, rows_out=rows_out, bands=bands[e_tile], engine=engine)
+                    if candidate.field_error is not None:   # another count too large: a smaller tile may fit
+                        field_failure = field_failure or candidate
+                    elif candidate.commands > MAX_COMMANDS:
+                        if too_many is None or candidate.commands < too_many.commands:
+                            too_many = candidate
+                    elif best is None or candidate.key < best.key:
+                        best = candidate
         if cg_tile == c_groups and e_tiles and e_tiles[0] == rows_out:
             break   # the whole reduction and every row fit: splitting the reduction only moves more bytes
-    if not candidates and field_errors:
-        raise field_errors[0]
-    if not candidates:   # only the matrix-vector engine, which cannot split the reduction, gets here
-        words = _act_words(spec, p, c_groups, band, rows_out)
-        need = buffer_bytes_for(2 * words, spec.act_word_bits)
-        raise BufferOverflowError(
-            f"{p.name}: the matrix-vector engine keeps all K={p.C} inputs of the {p.F} samples in one activation "
-            f"bank ({words} words, the bank holds {spec.act_bank_depth}); set act_buffer_bytes >= {need}")
-    return min(candidates, key=lambda plan: (plan.bytes_moved["total"], len(plan.tiles), ORDERS.index(plan.order)))
+    if best is not None:
+        return _build(spec, p, postops, cg_tile=best.cg_tile, e_tile=best.e_tile, mf_tile=best.mf_tile,
+                      order=best.order, engine=engine)
+    if too_many is not None or (lowest > band and field_failure is None):
+        if not widest:
+            return _plan_tiles(spec, p, postops, engine, widest=True)
+        raise _too_many_commands(spec, p, too_many, rows_out, band)
+    if field_failure is not None:
+        raise field_failure.field_error
+    # Only the matrix-vector engine, which cannot split the reduction, gets here.
+    words = int(_tallest_windows(p, np.array([band]), rows_out)[0]) * c_groups * p.W
+    need = buffer_bytes_for(2 * words, spec.act_word_bits)
+    raise BufferOverflowError(
+        f"{p.name}: the matrix-vector engine keeps all K={p.C} inputs of the {p.F} samples in one activation "
+        f"bank ({words} words, the bank holds {spec.act_bank_depth}); set act_buffer_bytes >= {need}")
+
+
+def _band_heights(problem, starts, lengths):
+    """Input rows each band's window holds (`_window`: clipped to the tensor; a window of padding only holds
+    one row), for bands of output rows ``[start, start + length)``; numpy arrays."""
+    p = problem
+    top = starts * p.stride_h - p.pad_h
+    bottom = (starts + lengths - 1) * p.stride_h + p.R - p.pad_h
+    return np.maximum(np.minimum(bottom, p.H) - np.maximum(top, 0), 1)
+
+
+def _tallest_windows(problem, heights, rows_out):
+    """For each band height ``e`` in `heights` (numpy), the tallest window among the bands of ``e`` output rows
+    that cut ``rows_out`` rows (without the channel groups and W), in O(1) per height.
+
+    A full band ``j`` starts at input row ``t = j*e*sh - ph`` and holds ``min(H, t + D) - max(0, t)`` rows
+    (``D = (e-1)*sh + R``): rising while ``t <= 0``, falling after, so the tallest full band is the last one
+    that starts in the top padding or the first one after it; the last, shorter band is looked at apart."""
+    p = problem
+    e = np.asarray(heights, dtype=np.int64)
+    full = rows_out // e                                  # >= 1: every height is at most rows_out
+    last_full = full - 1
+    turn = p.pad_h // (e * p.stride_h)                    # the last band that starts at t <= 0
+    tallest = np.ones_like(e)
+    for j in (np.minimum(turn, last_full), np.minimum(turn + 1, last_full)):
+        tallest = np.maximum(tallest, _band_heights(p, j * e, e))
+    rest = rows_out - full * e
+    partial = _band_heights(p, full * e, np.maximum(rest, 1))
+    return np.where(rest > 0, np.maximum(tallest, partial), tallest)
+
+
+class _BandStats:
+    """The bands of `e_tile` output rows that cut ``rows_out`` rows (at most `MAX_COMMANDS` of them), as the
+    tiles' sub-problems see them (`_sub_problem`): ``rows_loaded``, the input rows of all their windows summed
+    (each loads once per channel group); ``tallest``, the tallest window; ``pad``, the largest top pad (a window
+    of padding only holds one row and pads by its whole kernel extent)."""
+
+    def __init__(self, problem, e_tile, rows_out):
+        p = problem
+        starts = np.arange(0, rows_out, e_tile, dtype=np.int64)
+        lengths = np.minimum(e_tile, rows_out - starts)
+        top = starts * p.stride_h - p.pad_h
+        bottom = (starts + lengths - 1) * p.stride_h + p.R - p.pad_h
+        held = np.minimum(bottom, p.H) - np.maximum(top, 0)
+        heights = np.maximum(held, 1)
+        pads = np.where(held > 0, np.maximum(top, 0) - top, (lengths - 1) * p.stride_h + p.R)
+        self.rows_loaded, self.tallest, self.pad = int(heights.sum()), int(heights.max()), int(pads.max())
+
+
+class _Candidate:
+    """One tiling evaluated in closed form: what `_build` would make of it, without making it.
+
+    ``key`` is the planner's order (bytes moved, commands, loop order), ``commands`` the tile count, and
+    ``field_error`` the `ConfigFieldError` of the first configuration field whose largest value over the
+    tiles does not fit (None when all fit). The tests compare it with the plan `_build` makes."""
+
+    def __init__(self, spec, problem, postops, *, cg_tile, e_tile, mf_tile, order, rows_out, bands, engine=None):
+        p, rows, cols = problem, spec.rows, spec.cols
+        self.cg_tile, self.e_tile, self.mf_tile, self.order = cg_tile, e_tile, mf_tile, order
+        c_groups, m_folds = ceil(p.C / rows), ceil(p.M / cols)
+        n_c, n_e, n_m = ceil(p.C / (cg_tile * rows)), ceil(rows_out / e_tile), ceil(p.M / (mf_tile * cols))
+        self.commands = n_e * n_m * n_c
+        # Activation tiles (e-band, c-range) load once when the next command reuses them: with the whole
+        # reduction in one tile, each band once (e outer, or a single band); otherwise once per m-tile.
+        loads = 1 if n_c == 1 and (order == "e_outer" or n_e == 1) else n_m
+        act_words = loads * c_groups * p.W * bands.rows_loaded
+        engine = engine or spec.dataflow
+        if engine == "matrix_vector":
+            weight_words = m_folds * rows_out * p.F * c_groups
+        else:
+            weight_words = n_e * m_folds * p.R * p.S * c_groups * rows
+        out_rows, out_cols = (rows_out // 2, p.F // 2) if postops.pool != "none" else (rows_out, p.F)
+        out_beats = m_folds * out_rows * out_cols
+        self.bytes_moved = (act_words * spec.act_word_bits // 8
+                            + weight_words * spec.engine_weight_word_bits(engine) // 8
+                            + out_beats * spec.acc_word_bits // 8)
+        self.key = (self.bytes_moved, self.commands, ORDERS.index(order))
+        self.field_error = self._fields(spec, p, postops, n_c=n_c, bands=bands)
+
+    def _fields(self, spec, p, postops, *, n_c, bands):
+        """The largest value of every count field over the tiles (`LayerSchedule.config_values`)."""
+        e, tallest, pad_h = self.e_tile, bands.tallest, bands.pad
+        pixels = e * p.F
+        mf = min(self.mf_tile, ceil(p.M / spec.cols))
+        values = dict(
+            in_h=tallest, in_w=p.W, out_h=e, out_w=p.F, k_h=p.R, k_w=p.S, c_groups=self.cg_tile, m_folds=mf,
+            stride_h=p.stride_h, stride_w=p.stride_w, pad_h=pad_h, pad_w=p.pad_w, plane=tallest * p.W,
+            row_step=p.stride_h * p.W, pad_row_offset=pad_h * p.W,
+            fold_period=fold_period(pixels=pixels, rows=spec.rows, cols=spec.cols), pixels=pixels,
+            act_words=self.cg_tile * tallest * p.W, acc_stride=pixels if n_c > 1 else 0,
+            param_words=mf if postops.needs_params else 0, emit_words=mf * pixels)
+        bits = field_bits(spec)
+        for name in COUNT_FIELDS:
+            value = values.get(name, 0)
+            if value >= 1 << bits:
+                words = (1 << max(value.bit_length() - 2, 0)) - 1
+                need = buffer_bytes_for(max(words, spec.weight_depth + 1), spec.weight_word_bits)
+                return ConfigFieldError(
+                    f"{p.name}: no tiling keeps {name} within its {bits}-bit field of the configuration word "
+                    f"(at most {(1 << bits) - 1}; the smallest tiles that fit the buffers need {name}={value}); "
+                    f"the width follows the deepest buffer: set weight_buffer_bytes >= {need} to widen the "
+                    f"fields", field=name, value=value)
+        return None
+
+
+def _too_many_commands(spec, problem, fewest, rows_out, band):
+    """The `PlanTooLargeError` of a layer whose every tiling needs more than `MAX_COMMANDS` commands: the split
+    of the tiling that needs the fewest and what makes its tiles larger."""
+    p = problem
+    if fewest is None:
+        # No band height short of MAX_COMMANDS bands fits: the tallest band that fits, and what a band of
+        # the height needed would take.
+        heights = np.arange(min(rows_out, spec.acc_depth // p.F), band - 1, -1, dtype=np.int64)
+        heights = heights[heights % band == 0]
+        windows = _tallest_windows(p, heights, rows_out)
+        fits = heights[windows * p.W <= spec.act_bank_depth]
+        tallest = int(fits[0]) if len(fits) else band
+        e_need = ceil(ceil(rows_out / MAX_COMMANDS) / band) * band
+        window = int(_tallest_windows(p, np.array([e_need]), rows_out)[0]) if e_need <= rows_out else p.H
+        need_acc = buffer_bytes_for(e_need * p.F, spec.acc_word_bits)
+        need_act = buffer_bytes_for(2 * window * p.W, spec.act_word_bits)
+        return PlanTooLargeError(
+            f"{p.name}: a command of {spec.name!r} computes at most {tallest} of the E={rows_out} output rows "
+            f"(its accumulators hold {spec.acc_depth // p.F} rows of F={p.F} pixels, an activation bank "
+            f"{spec.act_bank_depth} words), so the layer needs at least {ceil(rows_out / tallest)} commands, more "
+            f"than the {MAX_COMMANDS} hwgen plans for one layer; bands of {e_need} rows need acc_buffer_bytes >= "
+            f"{need_acc} and act_buffer_bytes >= {need_act} (with one group of {spec.rows} input channels per "
+            f"command), or split the layer")
+    n_c = ceil(p.C / (fewest.cg_tile * spec.rows))
+    n_e, n_m = ceil(rows_out / fewest.e_tile), ceil(p.M / (fewest.mf_tile * spec.cols))
+    fixes = []
+    if n_c > 1:
+        # Banks that hold enough channel groups for at most MAX_COMMANDS commands with the same bands.
+        groups = ceil(ceil(p.C / spec.rows) / max(1, MAX_COMMANDS // (n_e * n_m)))
+        window = int(_tallest_windows(p, np.array([fewest.e_tile]), rows_out)[0])
+        need = buffer_bytes_for(2 * groups * window * p.W, spec.act_word_bits)
+        largest = MAX_BUFFER_WORDS * spec.act_word_bits // 8
+        size = (f"to >= {need}" if need <= largest else
+                f"(it would take {need} bytes, more than the {largest} of the largest buffer hwgen builds)")
+        fixes.append(f"act_buffer_bytes {size} (a bank holds {fewest.cg_tile} of the {ceil(p.C / spec.rows)} "
+                     f"groups of {spec.rows} input channels; {groups} per command would do)")
+    if n_e > 1:
+        fixes.append(f"acc_buffer_bytes and act_buffer_bytes (a command computes {fewest.e_tile} of the "
+                     f"{rows_out} output rows)")
+    if n_m > 1:
+        fixes.append(f"acc_buffer_bytes or max_out_channels (a command computes {fewest.mf_tile * spec.cols} of "
+                     f"the M={p.M} output channels)")
+    return PlanTooLargeError(
+        f"{p.name}: the buffers of {spec.name!r} cut this layer into at least {fewest.commands} commands "
+        f"({n_c} input-channel tiles x {n_e} row bands x {n_m} output-channel tiles), more than the "
+        f"{MAX_COMMANDS} hwgen plans for one layer; enlarge " + "; or ".join(fixes) + ", or split the layer")
+
+
+def _check_output_stationary_commands(spec, problem, postops, *, K, per_command):
+    """Reject, before building any, an output-stationary plan of more than `MAX_COMMANDS` commands (the same
+    counts `_plan_output_stationary` makes)."""
+    p, rows, cols = problem, spec.rows, spec.cols
+    per_command = max(1, per_command)
+    if postops.pool == "none":
+        pieces = ceil(p.E * p.F / (per_command * rows))
+        largest, what = min(p.E * p.F, per_command * rows), f"{per_command * rows} output pixels"
+    else:
+        e_tile = min(per_command * rows // p.F, _computed_rows(p, postops)) // 2 * 2
+        if not e_tile:
+            return    # the caller names the buffer that cannot hold two rows
+        pieces = ceil(_computed_rows(p, postops) / e_tile)
+        largest, what = e_tile * p.F, f"{e_tile} output rows"
+    m_folds = ceil(p.M / cols)
+    mf_tile = min(m_folds, spec.max_param_folds) if postops.needs_params else m_folds
+    m_tiles = ceil(m_folds / max(1, min(mf_tile, _max_m_folds_per_command(spec, largest))))
+    if pieces * m_tiles > MAX_COMMANDS:
+        # Enough pixel tiles per command for at most MAX_COMMANDS commands (with as many m-tiles).
+        tiles = ceil(ceil(p.E * p.F / max(1, MAX_COMMANDS // m_tiles)) / rows)
+        need = buffer_bytes_for(2 * K * tiles, spec.act_word_bits)
+        raise PlanTooLargeError(
+            f"{p.name}: one activation bank of {spec.name!r} holds {per_command} tiles of {rows} pixels x K={K} "
+            f"unrolled inputs, so a command computes {what} and the layer needs {pieces * m_tiles} commands "
+            f"({pieces} pixel blocks x {m_tiles} output-channel tiles), more than the {MAX_COMMANDS} hwgen plans "
+            f"for one layer; set act_buffer_bytes >= {need}, or split the layer")
 
 
 def _plan_output_stationary(spec, problem, postops):
@@ -447,12 +707,13 @@ def _plan_output_stationary(spec, problem, postops):
     m_folds = ceil(p.M / cols)
     mf_tile = min(m_folds, spec.max_param_folds) if postops.needs_params else m_folds
     pieces = []     # (height, width, e0, e1, p0, p1) of each command's output block
+    _check_output_stationary_commands(spec, p, postops, K=K, per_command=per_command)
     if postops.pool == "none":
         for p0, p1 in _ranges(p.E * p.F, per_command * rows):
             pieces.append((1, p1 - p0, p0 // p.F, -(-p1 // p.F), p0, p1))
     else:
-        e_tile = max((e for e in range(2, _computed_rows(p, postops) + 1, 2)
-                      if ceil(e * p.F / rows) <= per_command), default=0)
+        # The tallest even band whose ceil(e*F / rows) pixel tiles fit one bank.
+        e_tile = min(per_command * rows // p.F, _computed_rows(p, postops)) // 2 * 2
         if not e_tile:
             need = buffer_bytes_for(2 * ceil(2 * p.F / rows) * K, spec.act_word_bits)
             raise BufferOverflowError(

@@ -1,8 +1,12 @@
 """Verilog back end: one `AcceleratorSpec` -> one Verilog module, byte-identical for identical input."""
 
+from __future__ import annotations
+
 import importlib.resources
 import json
+from os import PathLike
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from amaranth.back import verilog as amaranth_verilog
 
@@ -10,6 +14,10 @@ from .hw.config import config_layout
 from .hw.target import Target
 from .postops import params_port_bits
 from .hw.top import AcceleratorTop
+from .spec import AcceleratorSpec
+
+if TYPE_CHECKING:
+    from .design import Design
 
 __all__ = ["generate", "port_map", "write_design", "CELL_MODELS"]
 
@@ -17,7 +25,7 @@ __all__ = ["generate", "port_map", "write_design", "CELL_MODELS"]
 CELL_MODELS = {"ecp5": Path(str(importlib.resources.files("hwgen.sim") / "models" / "ecp5_cells.v"))}
 
 
-def generate(spec, *, family=None):
+def generate(spec: AcceleratorSpec, *, family: str | None = None) -> str:
     """Elaborate the accelerator and return its Verilog text (top module named ``spec.name``).
 
     ``family="ecp5"``: the form an ECP5 build gets, with DP16KD and MULT18X18D instances (simulate it with
@@ -29,7 +37,7 @@ def generate(spec, *, family=None):
     return text
 
 
-def port_map(spec):
+def port_map(spec: AcceleratorSpec) -> dict[str, tuple[str, int, str]]:
     """The top-level ports as the Verilog sees them: name -> (direction, width, meaning)."""
     cfg_bits = config_layout(spec).size
     ports = {"clk": ("input", 1, "clock, rising edge"), "rst": ("input", 1, "synchronous reset, active high"),
@@ -53,7 +61,7 @@ def port_map(spec):
     return ports
 
 
-def write_design(design, out_dir):
+def write_design(design: Design, out_dir: str | PathLike) -> tuple[Path, Path]:
     """Write ``<name>.v`` and ``<name>.json`` (the manifest: spec, ports, buffers, layer schedules)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

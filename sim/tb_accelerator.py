@@ -56,13 +56,14 @@ class AcceleratorTestbench:
             _, word, bit = job.flip_weight_bit
             weight_words[word] ^= 1 << bit
         model = predict_plan(plan)
+        streams_words = {"weights": weight_words, "acts": list(data.act_words), "params": list(data.param_words),
+                         "cfg": list(data.config_words)}
+        for name, count in (job.withhold_words or {}).items():   # fault injection: a source that stops early
+            streams_words[name] = streams_words[name][:max(0, len(streams_words[name]) - count)]
         # Queue everything before the first cfg beat goes out, so no source is ever idle (the no-stall timing).
-        await self.weights.send(AxiStreamFrame(weight_words))
-        if data.act_words:
-            await self.acts.send(AxiStreamFrame(data.act_words))
-        if data.param_words:
-            await self.params.send(AxiStreamFrame(data.param_words))
-        await self.cfg.send(AxiStreamFrame(data.config_words))
+        for name in ("weights", "acts", "params", "cfg"):
+            if streams_words[name]:
+                await getattr(self, name).send(AxiStreamFrame(streams_words[name]))
         # Every wait is bounded: a layer that takes far longer than the model (scaled for the stalls: each
         # stream moves a word with probability 1 - stall) is reported as a timeout, naming the cycle.
         budget_cycles = int(model.cycles * job.max_cycles_factor / (1 - job.stall) ** 2) + 1000

@@ -1,5 +1,8 @@
 """The regression must bite: injected faults in the data or in the hardware make it fail."""
 
+import re
+from pathlib import Path
+
 import pytest
 from amaranth.hdl import Signal
 
@@ -68,3 +71,26 @@ def test_output_stationary_read_out_fault_is_caught(monkeypatch):
     outcome = run_with_faulty_block(monkeypatch, SPEC_OS, LAYERS_OS[3], block="OutputStationaryArray",
                                     faulty_class=LastRowDroppedArray, tag="fault-os-readout")
     assert not outcome["exact"]
+
+
+@pytest.mark.parametrize("stream, since", [("weights", "the first cfg handshake"),
+                                           ("cfg", "the layer's streams were queued")])
+def test_a_stalled_source_ends_in_a_timeout_that_names_the_cycle(stream, since):
+    """The last weight word (or the only command) never comes: the layer is stopped within its cycle budget and
+    reported as a timeout naming the cycle it reached and the beats it got, not waited on forever."""
+    layer = LAYERS_4X4[0]
+    result = run_layers(SPEC_4X4, [layer, LAYERS_4X4[1]], simulator=SIM, withhold_words={stream: 1},
+                        tag=f"fault-timeout-{stream}")
+    (outcome,) = result.layers                     # the run stops at the hung layer
+    assert outcome["hung"] and not outcome["exact"] and outcome["measured_cycles"] is None
+    model = outcome["model_cycles"]
+    budget = model * 20 + 1000
+    found = re.match(rf"timeout: stopped at cycle (\d+) after {since} \(budget {budget} cycles: 20 x the "
+                     rf"model's {model} for stall 0.0\); (cfg was never accepted; )?(\d+) of "
+                     rf"{outcome['expected_beats']} output beats received, ", outcome["timeout"])
+    assert found, outcome["timeout"]
+    assert budget - 10 <= int(found.group(1)) <= budget
+    assert bool(found.group(2)) == (stream == "cfg")
+    assert int(found.group(3)) < outcome["expected_beats"]
+    assert outcome["report"].startswith(outcome["timeout"])
+    assert result.run_dir is not None and (Path(result.run_dir) / "sim.log").is_file()   # kept: it failed

@@ -99,7 +99,8 @@ def test_16x16_int8_does_not_fit_ecp5_dsps():
 
 def test_lut_multiplier_fallback_warns():
     estimate = estimate_fit(spec(16, 16), "ecp5-85f", lut_multipliers=True)
-    assert estimate.dsps == 0 and estimate.lut_multipliers == 256 + 16     # PEs + one post-op multiply per column
+    # PEs + one post-op multiply per lane (16 // 4 lanes)
+    assert estimate.dsps == 0 and estimate.lut_multipliers == 256 + 4
     assert any("LUTs" in w for w in estimate.warnings)
 
 
@@ -332,8 +333,10 @@ def test_run_tool_failure_carries_the_log_tail(tmp_path):
 
 def test_postop_chain_counts_four_dsps_per_column_and_can_be_left_out():
     big = dict(act_buffer_bytes=24576, weight_buffer_bytes=24576, acc_buffer_bytes=12288)
-    with pytest.raises(FitError) as info:
-        estimate_fit(spec(12, 12, **big), "ecp5-85f")
+    # The default chain has 12 // 4 = 3 lanes: 144 + 12 = all 156 MULT18X18D.
+    assert estimate_fit(spec(12, 12, **big), "ecp5-85f").dsps == 156
+    with pytest.raises(FitError) as info:     # a lane per column
+        estimate_fit(spec(12, 12, postop_lanes=12, **big), "ecp5-85f")
     message = str(info.value)
     assert "+ 48 MULT18X18D" in message and "192" in message and "10x10" in message
     assert "--no-postops" in message and "12x12" in message

@@ -108,7 +108,7 @@ def test_bad_lanes_are_named():
         AcceleratorSpec(rows=8, cols=8, postop_lanes=3)
     with pytest.raises(MappingError, match="output-stationary array's read-out cannot be held back"):
         AcceleratorSpec(rows=4, cols=4, dataflow="output_stationary", postop_lanes=2)
-    with pytest.raises(MappingError, match="postop_fifo_depth=1 must be an integer of at least 2"):
+    with pytest.raises(MappingError, match="postop_fifo_depth=1 must be an integer from 2 to 65536"):
         AcceleratorSpec(rows=4, cols=4, postop_fifo_depth=1)
     # A depth without a narrower chain (carried over by dataclasses.replace) is dropped.
     assert AcceleratorSpec(rows=4, cols=4, postop_lanes=4, postop_fifo_depth=8).postop_fifo_depth == 0

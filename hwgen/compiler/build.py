@@ -205,6 +205,7 @@ def program_document(program, model, timeline):
                          "config": command.config_values(), "config_word": hex(command.config_word())})
     return {"spec": program.spec.to_dict(), "batch": program.batch, "notes": program.notes,
             "model_cycles": model.cycles, "ideal_cycles": program.ideal_cycles(), "macs": model.macs,
+            **program.dram_bytes(),
             "layers": program.layer_cycles(), "commands": commands, "timeline": timeline}
 
 
@@ -288,6 +289,10 @@ def report_text(b):
                          f"{row['start']:>9}{row['end']:>9}{row['macs']:>11}")
         lines.append(f"whole run: {model.cycles} cycles (model), ideal {b.program.ideal_cycles()} "
                      f"(MACs / {spec.pes} PEs), utilization {model.utilization:.1%}")
+        traffic = b.program.dram_bytes()
+        lines.append(f"off-chip traffic per input: {traffic['dram_bytes']} bytes (weights, parameters, the input and "
+                     f"the output); {traffic['saved_by_chaining']} bytes of intermediate tensors stay on chip "
+                     f"(every boundary through memory: {traffic['dram_bytes_unchained']})")
     return "\n".join(lines)
 
 

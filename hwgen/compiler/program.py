@@ -293,6 +293,14 @@ class Program:
                 previous = pl.layer.host_pooled(out)
         return words, expected, goldens
 
+    def dram_bytes(self):
+        """Bytes the program moves off chip per input (`hwgen.roofline`), and what the same layers would move
+        with every boundary through memory: the difference is what chaining saves."""
+        from ..roofline import layer_traffic
+        chained = sum(layer_traffic(pl.plan, source=pl.source, dest=pl.dest).dram_bytes for pl in self.layers)
+        unchained = sum(layer_traffic(pl.plan, source="stream", dest="out").dram_bytes for pl in self.layers)
+        return {"dram_bytes": chained, "dram_bytes_unchained": unchained, "saved_by_chaining": unchained - chained}
+
     def summary_rows(self):
         rows = []
         for pl in self.layers:

@@ -163,7 +163,7 @@ class PostOpPipeline(wiring.Component):
                 with m.If(last_e):
                     m.d.sync += mf.eq(Mux(mf + 1 >= cfg.m_folds, 0, mf + 1))
         m.d.comb += [params_mem.read_addr.eq((mf + Mux(self.bank, self.max_m_folds, 0)) * groups + group),
-                     params_mem.read_en.eq(advance), params_mem.data_en.eq(advance)]
+                     params_mem.read_en.eq(take), params_mem.data_en.eq(advance)]   # read for a group only
 
         # Pooling tags ride beside the data: odd row/column and the line-buffer entry (the column pair). Floor
         # semantics need no tag: an odd E's last row and an odd F's last column have even indices, so they only
@@ -277,10 +277,14 @@ class PostOpPipeline(wiring.Component):
             held_write = advance & valid[9] & ~s10.col_odd
             held_word = held_all
         else:
+            # Read a cycle ahead (the group in S9, as it enters S10) into the read port's register, so the pair's
+            # compare starts from a flip-flop, not a LUT RAM read (that was the 8x8's critical path, 9.2 ns). The
+            # even column's group g is written as it leaves S10; the odd column's group g enters S10 at least
+            # `groups` groups later, so with groups >= 2 its read (an edge earlier) always follows the write.
             m.submodules.pool_held = held_mem = memory.Memory(shape=unsigned(group_bits), depth=groups, init=[])
-            held_w, held_r = held_mem.write_port(), held_mem.read_port(domain="comb")
+            held_w, held_r = held_mem.write_port(), held_mem.read_port()
             held_write = held_w.en
-            m.d.comb += [held_w.addr.eq(s10.group), held_r.addr.eq(s10.group),
+            m.d.comb += [held_w.addr.eq(s10.group), held_r.addr.eq(s9.group), held_r.en.eq(advance),
                          held_w.en.eq(advance & valid[9] & ~s10.col_odd)]
             held_word = held_r.data
 

@@ -395,7 +395,8 @@ class AcceleratorTop(wiring.Component):
                              weight_fifo.r_en.eq(issue.load_en & en_weights)]
                 ws_valid, ws_data, ws_data_en, flight = self._systolic(m, issue, en, act_buffer, weight_fifo,
                                                                        compute_cmd)
-                engine_ports.append((issue.read_addr, en, ws_data_en, ws_valid, ws_data))
+                # The buffer is read only for a real, unpadded pixel (bubbles and padding read nothing).
+                engine_ports.append((issue.read_addr, en & issue.reads, ws_data_en, ws_valid, ws_data))
                 in_flight = flight | ~slots.drained
             else:
                 pops = array_seq.issue
@@ -404,7 +405,7 @@ class AcceleratorTop(wiring.Component):
                              weight_fifo.r_en.eq(pops & en)]
                 os_valid, os_data, os_data_en, in_flight = self._output_stationary(m, array_seq, en, act_buffer,
                                                                                    weight_fifo)
-                engine_ports.append((array_seq.act_addr + bank_base, en, os_data_en, os_valid, os_data))
+                engine_ports.append((array_seq.act_addr + bank_base, en & pops, os_data_en, os_valid, os_data))
             m.d.comb += array_drained.eq(~in_flight & ~array_seq.busy)
             in_flights.append(in_flight)
         if mv is not None:
@@ -421,7 +422,7 @@ class AcceleratorTop(wiring.Component):
                          mv_fifo.r_en.eq(mv.issue & mv_en),
                          mv.act_data.eq(act_buffer.read_data), mv.weight_data.eq(mv_fifo.r_data),
                          mv_drained.eq(~mv.in_flight)]
-            engine_ports.append((mv.act_addr + bank_base, mv_en, mv_en, mv.out_valid, mv.out_data))
+            engine_ports.append((mv.act_addr + bank_base, mv_en & mv.issue, mv_en, mv.out_valid, mv.out_data))
             in_flights.append(mv.in_flight)
         if both:
             (a_addr, a_en, a_data_en, a_valid, a_data), (v_addr, v_en, v_data_en, v_valid, v_data) = engine_ports
