@@ -349,6 +349,15 @@ def test_cli_no_postops_builds_no_postop_multipliers(capsys):
     estimate = json.loads(capsys.readouterr().out)
     assert estimate["source"] == "rtlil" and estimate["dsps_needed"] == 16
     assert run_synth(parse("--rows", "12", "--cols", "12", "--no-postops", "--estimate")) == 0
+    capsys.readouterr()
+
+
+def test_cli_12x12_with_postops_fits_every_mult18x18d(capsys):
+    """Three post-op lanes of 4 MULT18X18D beside 144 PEs, and no multiplier cell for the lane-group
+    addresses (a product by 3, written as shifts and adds): 156 of 156."""
+    assert run_synth(parse("--rows", "12", "--cols", "12", "--estimate")) == 0
+    estimate = json.loads(capsys.readouterr().out)
+    assert estimate["source"] == "rtlil" and estimate["dsps_needed"] == 156 and not estimate["problems"]
 
 
 def test_nextpnr_options_from_the_command_line():

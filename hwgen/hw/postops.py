@@ -69,6 +69,13 @@ from .wide_multiplier import WideMultiplier
 __all__ = ["PostOpPipeline"]
 
 
+def _times(value, constant):
+    """``value * constant`` as a sum of shifts: no multiplier cell (Yosys may give a product by a constant such
+    as 3 a hard multiplier, and the fit check counts every ``$mul``)."""
+    terms = [value << k for k in range(constant.bit_length()) if constant >> k & 1]
+    return sum(terms[1:], terms[0]) if terms else Const(0)
+
+
 class PostOpPipeline(wiring.Component):
     """Post-op chain for ``spec``'s output beats, ``spec.postop_lanes`` channels per cycle.
 
@@ -162,7 +169,7 @@ class PostOpPipeline(wiring.Component):
                 m.d.sync += e.eq(Mux(last_e, 0, e + 1))
                 with m.If(last_e):
                     m.d.sync += mf.eq(Mux(mf + 1 >= cfg.m_folds, 0, mf + 1))
-        m.d.comb += [params_mem.read_addr.eq((mf + Mux(self.bank, self.max_m_folds, 0)) * groups + group),
+        m.d.comb += [params_mem.read_addr.eq(_times(mf + Mux(self.bank, self.max_m_folds, 0), groups) + group),
                      params_mem.read_en.eq(take), params_mem.data_en.eq(advance)]   # read for a group only
 
         # Pooling tags ride beside the data: odd row/column and the line-buffer entry (the column pair). Floor
@@ -257,9 +264,9 @@ class PostOpPipeline(wiring.Component):
         m.submodules.line_buffer = line_buffer = PipelinedMemory(width=lanes * lb_bits, depth=lb_depth * groups)
         lb_write_en = advance & valid[10] & pool_on & s11.col_odd & ~s11.row_odd
         lb_data = Signal(lanes * lb_bits)
-        m.d.comb += [line_buffer.read_addr.eq(s9.pair * groups + s9.group), line_buffer.read_en.eq(advance),
+        m.d.comb += [line_buffer.read_addr.eq(_times(s9.pair, groups) + s9.group), line_buffer.read_en.eq(advance),
                      line_buffer.data_en.eq(advance),
-                     line_buffer.write_addr.eq(s11.pair * groups + s11.group), line_buffer.write_data.eq(lb_data),
+                     line_buffer.write_addr.eq(_times(s11.pair, groups) + s11.group), line_buffer.write_data.eq(lb_data),
                      line_buffer.write_en.eq(lb_write_en)]
         if groups == 1:
             forward10, forward_data10 = stage("s10_forward", 1), stage("s10_forward_data", lanes * lb_bits)
