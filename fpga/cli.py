@@ -112,7 +112,12 @@ def spec_from_args(args):
                  if getattr(args, attr, None) is not None}
     if args.design:
         from hwgen.design import load_design
+        from hwgen.errors import ArgumentError
+        from hwgen.spec import AcceleratorSpec
         spec = load_design(args.design).spec
+        if not isinstance(spec, AcceleratorSpec):
+            raise ArgumentError(f"{args.design}: synth takes an array design; the fixed-point engine "
+                                f"({type(spec).__name__}) has no FPGA flow yet (hwgen generate writes its Verilog)")
         return dataclasses.replace(spec, **overrides) if overrides else spec
     if "rows" not in overrides or "cols" not in overrides:
         raise ValueError("give a DESIGN, or --rows and --cols")

@@ -88,6 +88,20 @@ def _output_dir(text):
     return path
 
 
+def _is_fxp(design):
+    from .fxp.design import FxpDesign
+    return isinstance(design, FxpDesign)
+
+
+def _write_fxp(design, out_dir):
+    from .fxp.design import generate_fxp
+    verilog_path = out_dir / f"{design.spec.name}.v"
+    manifest_path = out_dir / f"{design.spec.name}.json"
+    verilog_path.write_text(generate_fxp(design.spec))
+    manifest_path.write_text(json.dumps(design.manifest(), indent=2, sort_keys=True) + "\n")
+    return verilog_path, manifest_path
+
+
 def cmd_generate(args):
     from .verilog import write_design
     design = _design(args.design)
@@ -100,11 +114,15 @@ def cmd_generate(args):
                                   f"directory")
     started = time.perf_counter()
     try:
-        verilog_path, manifest_path = write_design(design, out_dir)
+        verilog_path, manifest_path = (_write_fxp if _is_fxp(design) else write_design)(design, out_dir)
     except OSError as error:
         raise OutputPathError(f"-o {args.output}: cannot write {error.filename or out_dir} ({error.strerror})") from None
-    print(f"{design.name}: {design.spec.rows}x{design.spec.cols} {design.spec.dataflow} array, "
-          f"{len(design.plans())} layers")
+    if _is_fxp(design):
+        print(f"{design.name}: {design.spec.size}x{design.spec.size} fixed-point engine "
+              f"(Q{15 - design.spec.frac_bits}.{design.spec.frac_bits}), {design.workload.describe()}")
+    else:
+        print(f"{design.name}: {design.spec.rows}x{design.spec.cols} {design.spec.dataflow} array, "
+              f"{len(design.plans())} layers")
     print(f"  wrote {verilog_path} and {manifest_path} in {time.perf_counter() - started:.2f} s")
     if existing:
         print(f"  overwrote {' and '.join(existing)}")
@@ -177,8 +195,61 @@ def _layer_program(design):
     return SimpleNamespace(layers=layers, spec=design.spec)
 
 
+def _plan_fxp(design, args):
+    if args.dram_bw is not None or args.energy is not None:
+        raise ArgumentError(f"{args.design} is a fixed-point engine design: --dram-bw and --energy are for the "
+                            f"array's layers (benchmarks/lstm.py gives the engine's weight-bandwidth roof)")
+    rows, timing = design.rows()
+    if args.json:
+        print(json.dumps({"design": design.name, "spec": design.spec.to_dict(),
+                          "workload": design.manifest()["workload"], "commands": rows,
+                          "model_cycles": timing.cycles()}, indent=2))
+        return EXIT_OK
+    spec = design.spec
+    print(f"{design.name}: {spec.size}x{spec.size} fixed-point engine (Q{15 - spec.frac_bits}.{spec.frac_bits}), "
+          f"{design.workload.describe()}")
+    print(f"{'#':>4}  {'command':<14}{'slots':>8}{'MACs':>10}{'model cyc':>11}{'bound':>8}{'out beats':>11}")
+    for i, row in enumerate(rows):
+        print(f"{i:>4}  {row['kind']:<14}{row['slots']:>8}{row['macs']:>10}{row['cycles']:>11}{row['bound']:>8}"
+              f"{row['out_beats']:>11}")
+    macs = sum(r["macs"] for r in rows)
+    print(f"program: {len(rows)} commands, {macs} MACs, {timing.cycles()} cycles (model), "
+          f"{macs / (timing.cycles() * spec.size ** 2):.1%} of the grid")
+    return EXIT_OK
+
+
+def _sim_fxp(design, args):
+    from .sim.fxp_runner import run_fxp
+    if args.layers is not None:
+        raise ArgumentError(f"{args.design} is a fixed-point engine design: it runs one program, not layers; "
+                            f"drop --layers")
+    program = design.program()
+    if not args.json:
+        print(f"{design.name}: simulating {len(program.commands)} commands on {args.sim} "
+              f"({'random stalls p=' + str(args.stall) if args.stall else 'no stalls'}) ...", flush=True)
+    result = run_fxp(program, simulator=args.sim, stall=args.stall, seed=args.seed, build_root=args.cache_dir,
+                     tag="cli")
+    ok = result.exact and (args.stall > 0 or result.cycle_exact)
+    measured, model = result.measured.cycles(), result.model.cycles()
+    if args.json:
+        print(json.dumps({"design": design.name, "simulator": args.sim, "stall": args.stall, "ok": ok,
+                          "exact": result.exact, "cycle_exact": result.cycle_exact, "measured_cycles": measured,
+                          "model_cycles": model, "out_beats": len(result.measured.out),
+                          "build_seconds": result.build_seconds, "sim_seconds": result.wall_seconds}, indent=2))
+        return EXIT_OK if ok else EXIT_CHECK_FAILED
+    print(f"values: {'exact' if result.exact else 'WRONG'} ({len(result.measured.out)} out beats); cycles: "
+          f"measured {measured}, model {model}"
+          + ("" if args.stall else f" ({'every handshake at the modelled cycle' if result.cycle_exact else 'DIFFER'})"))
+    if result.report and not result.exact:
+        print("    " + result.report.replace("\n", "\n    "))
+    print(f"build {result.build_seconds:.1f} s, simulation {result.wall_seconds:.1f} s")
+    return EXIT_OK if ok else EXIT_CHECK_FAILED
+
+
 def cmd_plan(args):
     design = _design(args.design)
+    if _is_fxp(design):
+        return _plan_fxp(design, args)
     if _is_network(design):
         if (args.dram_bw is not None or args.energy is not None) and not args.json:
             from .compiler.build import Build, BuildConfig, report_text
@@ -232,6 +303,8 @@ def _layer_names(text):
 def cmd_sim(args):
     from .sim.runner import run_layers
     design = _design(args.design)
+    if _is_fxp(design):
+        return _sim_fxp(design, args)
     if _is_network(design):
         raise ArgumentError(f"{args.design} is a compiled network: run it with `hwgen run {args.design} --inputs "
                             f"X.npy`")

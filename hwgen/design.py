@@ -21,6 +21,7 @@ from .tiling import LayerPlan, plan_layer
 
 if TYPE_CHECKING:
     from .compiler.design import NetworkDesign
+    from .fxp.design import FxpDesign
 
 __all__ = ["Design", "Layer", "load_design", "DESIGNS_DIR", "builtin_designs"]
 
@@ -126,10 +127,11 @@ def _user_frame(error, path):
     return found.lineno, (found.line or linecache.getline(str(path), found.lineno)).strip()
 
 
-def load_design(name_or_path: str | PathLike) -> Design | NetworkDesign:
+def load_design(name_or_path: str | PathLike) -> Design | NetworkDesign | FxpDesign:
     """A design by name (``designs/<name>.py``, see `builtin_designs`), by the path of a Python file that
     defines ``design``, or by a folder holding such a ``design.py`` (what ``hwgen compile`` writes). ``design``
-    is a `Design` or a `hwgen.compiler.design.NetworkDesign`.
+    is a `Design`, a `hwgen.compiler.design.NetworkDesign` or a `hwgen.fxp.design.FxpDesign` (the fixed-point
+    engine: training steps, LSTM layers).
 
     The file is Python and runs with the caller's rights, like a build script. A file that does not parse or
     raises while it runs is reported as a `DesignFileError` naming the file and line; an `HwgenError` raised by
@@ -169,8 +171,9 @@ def load_design(name_or_path: str | PathLike) -> Design | NetworkDesign:
         sys.modules.pop(module_name, None)
     design = getattr(module, "design", None)
     from .compiler.design import NetworkDesign
-    if not isinstance(design, (Design, NetworkDesign)):
+    from .fxp.design import FxpDesign
+    if not isinstance(design, (Design, NetworkDesign, FxpDesign)):
         got = "nothing" if design is None else f"a {type(design).__name__}"
         raise DesignFileError(f"{path} must define `design = hwgen.Design(...)` (or a hwgen.compiler "
-                              f"NetworkDesign); its `design` is {got}")
+                              f"NetworkDesign, or a hwgen.fxp FxpDesign); its `design` is {got}")
     return design

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import importlib.resources
 import json
+import re
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from amaranth.back import rtlil
 from amaranth.back import verilog as amaranth_verilog
 
 from .hw.config import config_layout
+from .hw.library import ModuleLibrary
 from .hw.target import Target
 from .postops import params_port_bits
 from .hw.top import AcceleratorTop
@@ -19,7 +24,7 @@ from .spec import AcceleratorSpec
 if TYPE_CHECKING:
     from .design import Design
 
-__all__ = ["generate", "port_map", "write_design", "CELL_MODELS"]
+__all__ = ["generate", "elaborate", "rtlil_to_verilog", "port_map", "write_design", "CELL_MODELS"]
 
 # Simulation models of the device cells that `generate(spec, family=...)` instantiates.
 CELL_MODELS = {"ecp5": Path(str(importlib.resources.files("hwgen.sim") / "models" / "ecp5_cells.v"))}
@@ -30,11 +35,49 @@ def generate(spec: AcceleratorSpec, *, family: str | None = None) -> str:
 
     ``family="ecp5"``: the form an ECP5 build gets, with DP16KD and MULT18X18D instances (simulate it with
     `CELL_MODELS` ``[family]``); default: the generic form, plain Verilog for any tool.
+
+    The PEs are ``rows * cols`` instances of one module, ``<name>.pe`` (see `hwgen.hw.library`); every other
+    block is a module of its own, named after its place in the hierarchy (``<name>.array``, ...).
     """
-    top = AcceleratorTop(spec)
-    platform = Target(family) if family is not None else None
-    text = amaranth_verilog.convert(top, name=spec.name, emit_src=False, platform=platform)
-    return text
+    return rtlil_to_verilog(elaborate(spec, family=family))
+
+
+def elaborate(spec: AcceleratorSpec, *, family: str | None = None) -> str:
+    """The accelerator as RTLIL text: the shared modules (`hwgen.hw.library`), then the hierarchy below the
+    top module ``spec.name``. `generate` is ``rtlil_to_verilog(elaborate(spec))``."""
+    library = ModuleLibrary(prefix=spec.name)
+    platform = Target(family, library=library)
+    with _without_cyclic_gc():
+        text = rtlil.convert(AcceleratorTop(spec), name=spec.name, platform=platform, emit_src=False)
+    shared = library.rtlil()
+    clash = set(_MODULE.findall(shared)) & set(_MODULE.findall(text))
+    if clash:
+        raise RuntimeError(f"shared module names clash with the hierarchy: {', '.join(sorted(clash))}")
+    return shared + text
+
+
+def rtlil_to_verilog(rtlil_text: str) -> str:
+    """Verilog from RTLIL, with the Yosys that Amaranth's own Verilog back end runs (the same script:
+    ``proc``, ``memory_collect``, ``write_verilog``)."""
+    # amaranth.back.verilog.convert does the elaboration too; its Yosys step alone is this function, private
+    # in Amaranth 0.5 (pinned below 0.6 in pyproject.toml).
+    return amaranth_verilog._convert_rtlil_text(rtlil_text)
+
+
+@contextlib.contextmanager
+def _without_cyclic_gc():
+    """Elaboration allocates millions of small objects that live until it ends: Python's cyclic collector
+    would walk them again and again (a third of the elaboration time, measured). It collects them afterwards."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+_MODULE = re.compile(r"^module (\\\S+)$", re.MULTILINE)      # RTLIL: module \ws8x8.pe
 
 
 def port_map(spec: AcceleratorSpec) -> dict[str, tuple[str, int, str]]:

@@ -78,7 +78,7 @@ def test_a_file_without_a_design(tmp_path, capsys):
     path = design_file(tmp_path, "x = 1\n")
     status, _, err = hwgen(capsys, "plan", path)
     assert (status, err) == (2, f"hwgen: error: {path} must define `design = hwgen.Design(...)` (or a "
-                                f"hwgen.compiler NetworkDesign); its `design` is nothing\n")
+                                f"hwgen.compiler NetworkDesign, or a hwgen.fxp FxpDesign); its `design` is nothing\n")
     with pytest.raises(DesignFileError):
         load_design(path)
 
@@ -95,7 +95,7 @@ def test_an_unknown_design_lists_the_built_in_ones(name, message, capsys):
 
 def test_built_in_designs_load_from_any_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert builtin_designs() == ["conv_ws8", "fc_mv", "lenet_os4", "lenet_ws4", "mlp_mv"]
+    assert builtin_designs() == ["conv_ws8", "fc_mv", "fxp_lstm", "fxp_train", "lenet_os4", "lenet_ws4", "mlp_mv"]
     assert load_design("lenet_ws4").name == "lenet_ws4"
 
 

@@ -65,14 +65,20 @@ def test_generate_is_byte_identical_when_repeated():
     assert generate(SPECS["ws_4x4_u8"]) == verilog_of("ws_4x4_u8")   # a fresh elaboration vs the cached one
 
 
-def test_generate_does_not_depend_on_the_hash_seed():
-    """A fresh interpreter with another string-hash seed writes the same bytes."""
-    spec = SPECS["ws_1x1"]
+def test_generate_ecp5_form_is_byte_identical_when_repeated():
+    spec = SPECS["ws_3x5_i16"]
+    assert generate(spec, family="ecp5") == generate(spec, family="ecp5")
+
+
+@pytest.mark.parametrize("key", ["ws_1x1", "ws_3x5_i16"])
+def test_generate_does_not_depend_on_the_hash_seed(key):
+    """A fresh interpreter with another string-hash seed writes the same bytes (the shared modules too)."""
+    spec = SPECS[key]
     code = ("import sys; from hwgen.spec import AcceleratorSpec; from hwgen.verilog import generate; "
             f"sys.stdout.write(generate(AcceleratorSpec.from_dict({spec.to_dict()!r})))")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     other = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert other.stdout == verilog_of("ws_1x1")
+    assert other.stdout == verilog_of(key)
 
 
 @pytest.mark.parametrize("key", SPECS)

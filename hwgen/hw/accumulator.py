@@ -15,9 +15,9 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .bram import PipelinedMemory
-from .fanout import registered_copies
+from .library import place
 
-__all__ = ["Accumulator"]
+__all__ = ["Accumulator", "AccumulatorLane"]
 
 
 class Accumulator(wiring.Component):
@@ -45,13 +45,9 @@ class Accumulator(wiring.Component):
         # sees the writes of cycles before t; a pixel recurs every fold_period >= 2 slots, so its read (issued
         # two cycles before its sum) can miss the write of the cycle before its sum or of two cycles before:
         # those words are forwarded from registers, the more recent one first.
-        sum_word = Signal(spec.acc_word_bits, reset_less=True)
         sum_valid, sum_last, sum_pixel = Signal(name="sum_reg_valid"), Signal(name="sum_reg_last"), \
             Signal.like(self.sum_pixel, name="sum_reg_pixel")
         writes = sum_valid & ~sum_last
-        w1_word = Signal(spec.acc_word_bits)          # the word written in the cycle before
-        with m.If(self.en):
-            m.d.sync += w1_word.eq(sum_word)
         # Decided a cycle ahead (the pixel read one cycle ago sums next cycle): whether to forward (one copy
         # per lane) and the word, the one written in this cycle (w1 next cycle) before the one of the last.
         # The pixel compares are a cycle earlier still, on the registers' inputs, so that the word's
@@ -60,27 +56,63 @@ class Accumulator(wiring.Component):
         with m.If(self.en):
             m.d.sync += [forward1.eq(self.sum_valid & ~self.sum_last & (self.sum_pixel == self.read_pixel)),
                          forward2.eq(writes & (sum_pixel == self.read_pixel))]
-        forward = registered_copies(m, forward1 | forward2, name="forward", count=spec.cols, enable=self.en)
-        forward_word = Signal(spec.acc_word_bits, reset_less=True)
-        with m.If(self.en):
-            m.d.sync += forward_word.eq(Mux(forward1, sum_word, w1_word))
+        forward_next = Signal()          # registered in each lane, one copy per lane
+        m.d.comb += forward_next.eq(forward1 | forward2)
 
-        lanes = []
+        # The lanes: `cols` instances of one `AccumulatorLane` (with a module library, one module).
+        sum_word = Signal(spec.acc_word_bits, name="sum_word")
+        acc_shape = spec.acc_type.amaranth_shape()
+        make_lane = lambda: AccumulatorLane(psum_bits=psum_bits, acc_shape=acc_shape)  # noqa: E731
+        lane_key = (psum_bits, acc_shape.width, acc_shape.signed)
         for j in range(spec.cols):
             lane = slice(j * acc_bits, (j + 1) * acc_bits)
-            psum = self.psums[j * psum_bits:(j + 1) * psum_bits].as_signed()
-            previous = Mux(forward[j], forward_word[lane], buffer.read_data[lane])
-            total = Signal(spec.acc_type.amaranth_shape(), name=f"sum_{j}")
-            # The schedule proved |sum| fits acc_type, so truncating the adder's carry loses nothing.
-            m.d.comb += total.eq(Mux(self.sum_first, 0, previous.as_signed()) + psum)
-            lanes.append(total)
+            place(m, f"lane_{j}", make_lane, kind="acc_lane", key=lane_key, platform=platform,
+                  psum=self.psums[j * psum_bits:(j + 1) * psum_bits], read_data=buffer.read_data[lane],
+                  forward_next=forward_next, forward1=forward1, first=self.sum_first, en=self.en,
+                  sum=sum_word[lane])
         with m.If(self.en):
-            m.d.sync += [sum_word.eq(Cat(*lanes)), sum_valid.eq(self.sum_valid), sum_last.eq(self.sum_last),
-                         sum_pixel.eq(self.sum_pixel)]
+            m.d.sync += [sum_valid.eq(self.sum_valid), sum_last.eq(self.sum_last), sum_pixel.eq(self.sum_pixel)]
         m.d.comb += [
             buffer.write_addr.eq(sum_pixel), buffer.write_data.eq(sum_word),
             buffer.write_en.eq(self.en & writes),
             self.out_valid.eq(self.en & sum_valid & sum_last),
             self.out_data.eq(sum_word),
         ]
+        return m
+
+
+class AccumulatorLane(wiring.Component):
+    """One lane of the accumulator: the registered sum (``sum``) of the column sum ``psum`` arriving now and
+    the lane's previous value (0 on ``first``), which is the buffer's ``read_data`` or, when ``forward_next``
+    was set in the enabled cycle before (the lane's own registered copy, ``forward_copy_lane``: a flag of wide
+    fan-out, see `fanout`), the word of one of the two sums before it (``forward1``: the one registered in the
+    cycle before), kept in registers here. Everything advances in cycles with ``en``.
+    """
+
+    def __init__(self, *, psum_bits, acc_shape):
+        self.psum_bits, self.acc_shape = psum_bits, acc_shape
+        acc_bits = acc_shape.width
+        super().__init__({
+            "psum": In(psum_bits), "read_data": In(acc_bits),
+            "forward_next": In(1), "forward1": In(1), "first": In(1), "en": In(1),
+            "sum": Out(acc_bits),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        acc_bits = self.acc_shape.width
+        sum_word = Signal(acc_bits, reset_less=True)
+        w1_word = Signal(acc_bits)                    # the word written in the cycle before
+        forward_word = Signal(acc_bits, reset_less=True)
+        forward = Signal(name="forward_copy_lane")
+        with m.If(self.en):
+            m.d.sync += [w1_word.eq(sum_word), forward_word.eq(Mux(self.forward1, sum_word, w1_word)),
+                         forward.eq(self.forward_next)]
+        previous = Mux(forward, forward_word, self.read_data)
+        total = Signal(self.acc_shape, name="total")
+        # The schedule proved |sum| fits acc_type, so truncating the adder's carry loses nothing.
+        m.d.comb += total.eq(Mux(self.first, 0, previous.as_signed()) + self.psum.as_signed())
+        with m.If(self.en):
+            m.d.sync += sum_word.eq(total)
+        m.d.comb += self.sum.eq(sum_word)
         return m

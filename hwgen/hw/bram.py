@@ -11,19 +11,22 @@ Generic form (simulation, iCE40, any other target): an `amaranth.lib.memory.Memo
 port and a fabric output register. ECP5 form (`target.family(platform) == "ecp5"`): DP16KD instances in
 true-dual-port mode (port A writes, port B reads) with ``REGMODE_B="OUTREG"``, which Yosys never infers (it
 maps memories with ``NOREG``). The two forms behave the same cycle for cycle; `sim/models/ecp5_cells.v`
-models the cells for simulating the ECP5 form.
+models the cells for simulating the ECP5 form. Under a platform with a module library (`library`; the Verilog
+back end) either form is one shared module per shape (``<top>.memory_<width>x<depth>``), the generic one's
+RTLIL written by `generic_rtlil`.
 
 A read of the word being written in the same cycle is undefined (the generic form returns the old word):
 callers never depend on it. No register of the read path is reset (nothing consumes it before a read).
 """
 
-from amaranth.hdl import ClockSignal, Const, Instance, Module, Mux, Signal, unsigned
+from amaranth.hdl import ClockSignal, Const, Instance, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import target
+from .library import shared_body
 
-__all__ = ["PipelinedMemory", "READ_LATENCY", "ecp5_tiling", "ECP5_SHAPES"]
+__all__ = ["PipelinedMemory", "READ_LATENCY", "ecp5_tiling", "ECP5_SHAPES", "generic_rtlil"]
 
 READ_LATENCY = 2
 
@@ -60,7 +63,18 @@ class PipelinedMemory(wiring.Component):
         })
 
     def elaborate(self, platform):
-        if target.family(platform) == "ecp5":
+        ecp5 = target.family(platform) == "ecp5"
+        # With a module library, one module per memory shape; the generic form's RTLIL written by
+        # `generic_rtlil` (the same text Amaranth writes, without the cost of a zero initializer emitted bit by
+        # bit).
+        shared = shared_body(self, platform, kind=f"memory_{self.width}x{self.depth}", key=(self.width, self.depth),
+                             make=lambda: PipelinedMemory(width=self.width, depth=self.depth),
+                             rtlil_text=None if ecp5 else
+                             lambda name: generic_rtlil(name, width=self.width, depth=self.depth),
+                             name="memory")
+        if shared is not None:
+            return shared
+        if ecp5:
             return self._elaborate_ecp5()
         m = Module()
         m.submodules.storage = storage = memory.Memory(shape=unsigned(self.width), depth=self.depth, init=[])
@@ -120,3 +134,139 @@ class PipelinedMemory(wiring.Component):
                 selected = Mux(bank_data == b, banked[b], selected)
             m.d.comb += self.read_data.eq(selected)
         return m
+
+
+
+def generic_rtlil(name, *, width, depth):
+    """The RTLIL that ``amaranth.back.rtlil.convert(PipelinedMemory(width=, depth=), name=name,
+    emit_src=False)`` writes for the generic form, character for character (`tests/test_hw_bram.py` compares
+    the two). Amaranth emits the zero initializer of the ``width * depth`` bits one net at a time, which costs
+    a second or more for the buffers of one accelerator; here it is one string."""
+    abits = Shape.cast(range(depth)).width
+
+    def span(count):                        # all bits of a wire of `count` bits
+        return "[0]" if count == 1 else f"[{count - 1}:0]"
+
+    def const(digit, count):
+        return f"{count}'{digit * count}"
+
+    write_en = "\\write_en [0]" if width == 1 else "{ " + " ".join(["\\write_en [0]"] * width) + " }"
+    return _GENERIC_RTLIL.format(
+        name=name, width=width, depth=depth, abits=abits, zeros=const("0", width), ones=const("1", width),
+        undefined=const("x", width), init=const("0", width * depth), write_en=write_en,
+        addr=span(abits), data=span(width))
+
+
+_GENERIC_RTLIL = """attribute \\generator "Amaranth"
+attribute \\top 1
+module \\{name}
+
+  memory width {width} size {depth} \\storage
+
+  wire width {abits} \\$signature__addr
+
+  wire width {width} \\$signature__data
+
+  wire width 1 \\$signature__en
+
+  wire width {abits} \\read__addr
+
+  wire width 1 \\read__en
+
+  attribute \\init {zeros}
+  wire width {width} \\data
+
+  wire width {width} \\read__data
+
+  wire width {abits} input 0  \\write_addr
+
+  wire width {width} input 1  \\write_data
+
+  wire width 1 input 2  \\write_en
+
+  wire width {abits} input 3  \\read_addr
+
+  wire width 1 input 4  \\read_en
+
+  wire width 1 input 5  \\data_en
+
+  wire width 1 input 6  \\clk
+
+  wire width 1 input 7  \\rst
+
+  attribute \\init {zeros}
+  wire width {width} output 8  \\read_data
+
+  wire width {width} $1
+
+  cell $meminit_v2 $2
+    parameter \\MEMID "\\\\storage"
+    parameter \\ABITS 0
+    parameter \\WIDTH {width}
+    parameter \\WORDS {depth}
+    parameter \\PRIORITY 0
+    connect \\ADDR {{  }}
+    connect \\DATA {init}
+    connect \\EN {ones}
+  end
+
+  cell $memwr_v2 $3
+    parameter \\MEMID "\\\\storage"
+    parameter \\ABITS {abits}
+    parameter \\WIDTH {width}
+    parameter \\CLK_ENABLE 1
+    parameter \\CLK_POLARITY 1
+    parameter \\PORTID 0
+    parameter \\PRIORITY_MASK 0
+    connect \\ADDR \\write_addr {addr}
+    connect \\DATA \\write_data {data}
+    connect \\EN {write_en}
+    connect \\CLK \\clk [0]
+  end
+
+  cell $memrd_v2 $4
+    parameter \\MEMID "\\\\storage"
+    parameter \\ABITS {abits}
+    parameter \\WIDTH {width}
+    parameter \\TRANSPARENCY_MASK 1'0
+    parameter \\COLLISION_X_MASK 1'0
+    parameter \\ARST_VALUE {undefined}
+    parameter \\SRST_VALUE {undefined}
+    parameter \\INIT_VALUE {undefined}
+    parameter \\CE_OVER_SRST 0
+    parameter \\CLK_ENABLE 1
+    parameter \\CLK_POLARITY 1
+    connect \\ADDR \\read_addr {addr}
+    connect \\DATA \\read__data
+    connect \\ARST 1'0
+    connect \\SRST 1'0
+    connect \\EN \\read_en [0]
+    connect \\CLK \\clk [0]
+  end
+
+  process $5
+    assign $1 {data} \\read_data {data}
+    switch \\data_en [0]
+      case 1'1
+        assign $1 {data} \\read__data {data}
+    end
+  end
+
+  cell $dff $6
+    parameter \\WIDTH {width}
+    parameter \\CLK_POLARITY 1
+    connect \\D $1 {data}
+    connect \\CLK \\clk [0]
+    connect \\Q \\read_data
+  end
+
+connect \\$signature__addr \\write_addr {addr}
+connect \\$signature__data \\write_data {data}
+connect \\$signature__en \\write_en [0]
+connect \\read__addr \\read_addr {addr}
+connect \\read__en \\read_en [0]
+connect \\data \\read_data {data}
+
+end
+
+"""

@@ -17,8 +17,9 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import config_layout
+from .library import place
 
-__all__ = ["MatrixVectorEngine"]
+__all__ = ["MatrixVectorEngine", "MatrixVectorLane"]
 
 
 class MatrixVectorEngine(wiring.Component):
@@ -87,27 +88,65 @@ class MatrixVectorEngine(wiring.Component):
         with m.If(en):
             m.d.sync += [popped.eq(self.weight_data), weights.eq(popped)]
 
+        # The lanes: `cols` instances of one `MatrixVectorLane` (with a module library, one module).
+        acc_shape = spec.acc_type.amaranth_shape()
+        make_lane = lambda: MatrixVectorLane(rows=rows, act_shape=spec.act_type.amaranth_shape(),  # noqa: E731
+                                             weight_shape=spec.weight_type.amaranth_shape(),
+                                             product_shape=product_shape, tree_shape=tree_shape,
+                                             acc_shape=acc_shape)
+        lane_key = (rows, *((shape.width, shape.signed) for shape in (
+            spec.act_type.amaranth_shape(), spec.weight_type.amaranth_shape(), product_shape, tree_shape,
+            acc_shape)))
         lanes = []
         for lane in range(cols):
-            products = []
-            for i in range(rows):
-                x = self.act_data[i * abits:(i + 1) * abits]
-                w = weights[(lane * rows + i) * wbits:(lane * rows + i + 1) * wbits]
-                x = x.as_signed() if spec.act_type.signed else x
-                w = w.as_signed() if spec.weight_type.signed else w
-                product = Signal(product_shape, name=f"mv_p{lane}_{i}")
-                with m.If(en):
-                    m.d.sync += product.eq(x * w)
-                products.append(product)
-            tree = Signal(tree_shape, name=f"mv_tree{lane}")
-            with m.If(en):
-                m.d.sync += tree.eq(sum(products))
-            acc = Signal(spec.acc_type.amaranth_shape(), name=f"mv_acc{lane}")
-            # The schedule proved the reduction fits acc_type: nothing is lost in the truncation.
-            total = Signal(spec.acc_type.amaranth_shape(), name=f"mv_sum{lane}")
-            m.d.comb += total.eq(Mux(stages[self.LATENCY][1], 0, acc) + tree)
-            with m.If(en & stages[self.LATENCY][0]):
-                m.d.sync += acc.eq(total)
+            total = Signal(acc_shape, name=f"mv_sum{lane}")
+            place(m, f"lane_{lane}", make_lane, kind="mv_lane", key=lane_key, platform=platform,
+                  acts=self.act_data, weights=weights[lane * rows * wbits:(lane + 1) * rows * wbits], en=en,
+                  valid=stages[self.LATENCY][0], first=stages[self.LATENCY][1], total=total)
             lanes.append(total)
         m.d.comb += [self.out_valid.eq(en & stages[self.LATENCY][0] & stages[self.LATENCY][2]), self.out_data.eq(Cat(*lanes))]
+        return m
+
+
+class MatrixVectorLane(wiring.Component):
+    """One dot-product lane: ``rows`` registered products of ``acts`` and ``weights`` (lane ``i`` of each), their
+    registered sum, and the accumulator over the words of a reduction.
+
+    In every cycle with ``en`` the products and their sum advance one register each; ``total`` is the running
+    sum including the word whose products' sum is registered now (``first``: the accumulator restarts from 0),
+    and it is kept in the accumulator in cycles with ``en & valid``.
+    """
+
+    def __init__(self, *, rows, act_shape, weight_shape, product_shape, tree_shape, acc_shape):
+        self.rows = rows
+        self.act_shape, self.weight_shape = act_shape, weight_shape
+        self.product_shape, self.tree_shape, self.acc_shape = product_shape, tree_shape, acc_shape
+        super().__init__({
+            "acts": In(unsigned(rows * act_shape.width)), "weights": In(unsigned(rows * weight_shape.width)),
+            "en": In(1), "valid": In(1), "first": In(1),
+            "total": Out(acc_shape),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        abits, wbits = self.act_shape.width, self.weight_shape.width
+        en = self.en
+        products = []
+        for i in range(self.rows):
+            x = self.acts[i * abits:(i + 1) * abits]
+            w = self.weights[i * wbits:(i + 1) * wbits]
+            x = x.as_signed() if self.act_shape.signed else x
+            w = w.as_signed() if self.weight_shape.signed else w
+            product = Signal(self.product_shape, name=f"p_{i}")
+            with m.If(en):
+                m.d.sync += product.eq(x * w)
+            products.append(product)
+        tree = Signal(self.tree_shape, name="tree")
+        with m.If(en):
+            m.d.sync += tree.eq(sum(products))
+        acc = Signal(self.acc_shape, name="acc")
+        # The schedule proved the reduction fits acc_type: nothing is lost in the truncation.
+        m.d.comb += self.total.eq(Mux(self.first, 0, acc) + tree)
+        with m.If(en & self.valid):
+            m.d.sync += acc.eq(self.total)
         return m

@@ -12,15 +12,22 @@ simultaneous write, so a fold's weights can be streamed in one row per cycle jus
 high (``en`` registered), and every PE, skew row and de-skew column takes its own registered copy of ``en``
 (flip-flops named ``en_copy_*``), so no single net drives the clock enable of every register of the array. The
 FPGA flow marks those flip-flops ``keep`` so that synthesis does not merge the copies back into one.
+
+Structure: ``cols`` instances ``col_j`` of one `SystolicColumn` (``rows`` PEs ``pe_i``, the partial sums
+flowing down inside it), so PE ``(i, j)`` is ``array.col_j.pe_i``; the skew and de-skew are `delay.DelayLine`
+blocks. With a module library (`library`; the Verilog back end) the column and the PE are one module each:
+the Verilog of an array is a few hundred lines whatever its size.
 """
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .delay import delayed
+from .library import place
 from .pe import WeightStationaryPE
 
-__all__ = ["SystolicArray", "array_latency"]
+__all__ = ["SystolicArray", "SystolicColumn", "array_latency"]
 
 
 def array_latency(*, rows, cols):
@@ -28,6 +35,10 @@ def array_latency(*, rows, cols):
     # Row rows-1 is skewed rows-1 cycles, then its operand, multiplier (2), product and psum registers (5),
     # then column j's sum leaves the bottom after j more hops and is de-skewed to cols-1 hops.
     return (rows - 1) + WeightStationaryPE.LATENCY + 1 + (cols - 1)
+
+
+def _shape_key(*shapes):
+    return tuple((shape.width, shape.signed) for shape in shapes)
 
 
 class SystolicArray(wiring.Component):
@@ -53,7 +64,7 @@ class SystolicArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         rows, cols = self.rows, self.cols
-        abits, wbits = self.act_type.bits, self.weight_type.bits
+        abits, wbits, pbits = self.act_type.bits, self.weight_type.bits, self.psum_shape.width
         act_shape, weight_shape = self.act_type.amaranth_shape(), self.weight_type.amaranth_shape()
 
         def enable(name):
@@ -64,54 +75,88 @@ class SystolicArray(wiring.Component):
             m.d.sync += copy.eq(self.en)
             return copy
 
-        pes = [[WeightStationaryPE(act_shape=act_shape, weight_shape=weight_shape, psum_shape=self.psum_shape)
-                for _ in range(cols)] for _ in range(rows)]
+        # Input skew: row i sees the vector i cycles late (its activation and the bank tag, i registers).
+        skewed_acts, skewed_banks = [], []
         for i in range(rows):
-            for j in range(cols):
-                m.submodules[f"pe_{i}_{j}"] = pes[i][j]
-                if self.enable_copies:     # an explicit port: the PE's multiplier may be a device cell
-                    m.d.comb += pes[i][j].en.eq(enable(f"pe_{i}_{j}"))
-
-        # Input skew: row i sees the vector i cycles late (a chain of i registers for act and bank).
-        for i in range(rows):
-            act = self.acts[i * abits:(i + 1) * abits].as_signed() if self.act_type.signed \
-                else self.acts[i * abits:(i + 1) * abits]
-            bank = self.bank
-            skew_en = enable(f"skew_{i}") if i else 1
-            for stage in range(i):
-                act_d = Signal(act_shape, name=f"skew_act_{i}_{stage}")
-                bank_d = Signal(name=f"skew_bank_{i}_{stage}")
-                with m.If(skew_en):
-                    m.d.sync += [act_d.eq(act), bank_d.eq(bank)]
-                act, bank = act_d, bank_d
-            m.d.comb += [pes[i][0].act_in.eq(act), pes[i][0].bank_in.eq(bank)]
-            for j in range(1, cols):
-                m.d.comb += [pes[i][j].act_in.eq(pes[i][j - 1].act_out),
-                             pes[i][j].bank_in.eq(pes[i][j - 1].bank_out)]
+            lane = Cat(self.acts[i * abits:(i + 1) * abits], self.bank)
+            lane = delayed(m, lane, i, name=f"skew_{i}", platform=platform, en=enable(f"skew_{i}") if i else 1)
+            skewed_acts.append(lane[:abits])
+            skewed_banks.append(lane[abits])
 
         # Weight load: one row per cycle, broadcast along the row.
-        for i in range(rows):
-            row_selected = Signal(name=f"load_row_{i}")
-            m.d.comb += row_selected.eq(self.load_en & (self.load_row == i))
-            for j in range(cols):
-                m.d.comb += [pes[i][j].load_en.eq(row_selected), pes[i][j].load_bank.eq(self.load_bank),
-                             pes[i][j].load_data.eq(self.load_data[j * wbits:(j + 1) * wbits])]
+        row_selects = Signal(rows, name="load_rows")
+        m.d.comb += row_selects.eq(Cat(self.load_en & (self.load_row == i) for i in range(rows)))
 
-        # Partial sums flow down; row 0 starts from zero.
+        # Activations (and their bank tag) travel right from column to column, partial sums down each column.
+        make_column = lambda: SystolicColumn(rows=rows, act_shape=act_shape,  # noqa: E731
+                                             weight_shape=weight_shape, psum_shape=self.psum_shape,
+                                             enable_copies=self.enable_copies)
+        column_key = (rows, self.enable_copies, *_shape_key(act_shape, weight_shape, self.psum_shape))
+        acts, banks = Cat(*skewed_acts), Cat(*skewed_banks)
+        column_sums = []
         for j in range(cols):
-            m.d.comb += pes[0][j].psum_in.eq(0)
-            for i in range(1, rows):
-                m.d.comb += pes[i][j].psum_in.eq(pes[i - 1][j].psum_out)
+            acts_out = Signal(rows * abits, name=f"col_{j}_acts")
+            banks_out = Signal(rows, name=f"col_{j}_banks")
+            psum = Signal(self.psum_shape, name=f"col_{j}_psum")
+            place(m, f"col_{j}", make_column, kind="column", key=column_key, platform=platform,
+                  acts_in=acts, banks_in=banks, acts_out=acts_out, banks_out=banks_out,
+                  load_rows=row_selects, load_bank=self.load_bank,
+                  load_data=self.load_data[j * wbits:(j + 1) * wbits], psum_out=psum,
+                  **({"en": self.en} if self.enable_copies else {}))
+            acts, banks = acts_out, banks_out
+            column_sums.append(psum)
 
         # Output de-skew: column j waits cols-1-j cycles so every column leaves together.
-        pbits = self.psum_shape.width
         for j in range(cols):
-            psum = pes[rows - 1][j].psum_out
-            deskew_en = enable(f"deskew_{j}") if j < cols - 1 else 1
-            for stage in range(cols - 1 - j):
-                psum_d = Signal(self.psum_shape, name=f"deskew_{j}_{stage}")
-                with m.If(deskew_en):
-                    m.d.sync += psum_d.eq(psum)
-                psum = psum_d
+            psum = delayed(m, column_sums[j], cols - 1 - j, name=f"deskew_{j}", platform=platform,
+                           en=enable(f"deskew_{j}") if j < cols - 1 else 1)
             m.d.comb += self.psums[j * pbits:(j + 1) * pbits].eq(psum)
+        return m
+
+
+class SystolicColumn(wiring.Component):
+    """One column of the array: ``rows`` PEs ``pe_i``, partial sums flowing down from zero at the top.
+
+    Lane ``i`` of ``acts_in``/``banks_in`` feeds PE ``i``; ``acts_out``/``banks_out`` are the PEs' registered
+    activations and bank tags (for the next column), ``psum_out`` the bottom PE's partial sum. Bit ``i`` of
+    ``load_rows`` loads PE ``i``'s weight bank ``load_bank`` with ``load_data``. ``enable_copies=True``: every PE
+    advances on its own registered copy of ``en`` (``en_copy_pe_i``); otherwise always.
+    """
+
+    def __init__(self, *, rows, act_shape, weight_shape, psum_shape, enable_copies):
+        self.rows, self.enable_copies = rows, enable_copies
+        self.act_shape, self.weight_shape, self.psum_shape = act_shape, weight_shape, psum_shape
+        abits = act_shape.width
+        super().__init__({
+            "acts_in": In(rows * abits), "banks_in": In(rows),
+            "acts_out": Out(rows * abits), "banks_out": Out(rows),
+            "load_rows": In(rows), "load_bank": In(1), "load_data": In(weight_shape),
+            "psum_out": Out(psum_shape),
+            "en": In(1, init=1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        abits = self.act_shape.width
+        make_pe = lambda: WeightStationaryPE(act_shape=self.act_shape, weight_shape=self.weight_shape,  # noqa: E731
+                                             psum_shape=self.psum_shape)
+        pe_key = _shape_key(self.act_shape, self.weight_shape, self.psum_shape)
+        psum = Const(0, self.psum_shape)
+        acts, banks = [], []
+        for i in range(self.rows):
+            act, bank = Signal(self.act_shape, name=f"pe_{i}_act"), Signal(name=f"pe_{i}_bank")
+            psum_out = Signal(self.psum_shape, name=f"pe_{i}_psum")
+            if self.enable_copies:      # an explicit port: the PE's multiplier may be a device cell
+                en = Signal(name=f"en_copy_pe_{i}")
+                m.d.sync += en.eq(self.en)
+            else:
+                en = 1
+            place(m, f"pe_{i}", make_pe, kind="pe", key=pe_key, platform=platform,
+                  act_in=self.acts_in[i * abits:(i + 1) * abits], bank_in=self.banks_in[i],
+                  act_out=act, bank_out=bank, psum_in=psum, psum_out=psum_out,
+                  load_en=self.load_rows[i], load_bank=self.load_bank, load_data=self.load_data, en=en)
+            acts.append(act)
+            banks.append(bank)
+            psum = psum_out
+        m.d.comb += [self.acts_out.eq(Cat(*acts)), self.banks_out.eq(Cat(*banks)), self.psum_out.eq(psum)]
         return m

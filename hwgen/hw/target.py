@@ -11,24 +11,31 @@ An Amaranth vendor platform (e.g. amaranth-boards' ULX3S, a ``LatticePlatform``)
 out-of-context synthesis and for simulating the device form, pass ``Target("ecp5")`` (or ``Target("ice40")``)
 as the platform. A
 platform with ``multiplier_cells = False`` gets no multiplier cells (the FPGA flow's LUT-multiplier fallback).
+
+A platform may also carry a `library.ModuleLibrary` (``Target(family, library=...)``, ``family=None`` for the
+generic form): blocks of many identical components (the array's PEs) then instantiate one shared module
+instead of elaborating every copy (`hwgen.verilog.generate` does this).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-__all__ = ["FAMILIES", "Target", "family", "multiplier_cells"]
+__all__ = ["FAMILIES", "Target", "family", "multiplier_cells", "module_library"]
 
 FAMILIES = ("ecp5", "ice40")     # families the hardware knows (names lower-case: Amaranth says "iCE40")
 
 
 @dataclass(frozen=True)
 class Target:
-    """Stands in for a vendor platform when elaborating for ``family`` outside a board build."""
-    family: str
+    """Stands in for a vendor platform when elaborating for ``family`` outside a board build (``None``: the
+    generic form)."""
+    family: str | None
     multiplier_cells: bool = True
+    library: object = field(default=None, compare=False)    # a `library.ModuleLibrary`, or None
 
     def __post_init__(self):
-        if self.family not in FAMILIES:
-            raise ValueError(f"no hardware forms for FPGA family {self.family!r}; choose one of {FAMILIES}")
+        if self.family is not None and self.family not in FAMILIES:
+            raise ValueError(f"no hardware forms for FPGA family {self.family!r}; choose one of {FAMILIES} "
+                             f"(or None for the generic form)")
 
 
 def family(platform):
@@ -41,3 +48,10 @@ def family(platform):
 def multiplier_cells(platform):
     """Whether multipliers become the device's hard multiplier cells under ``platform``."""
     return family(platform) is not None and bool(getattr(platform, "multiplier_cells", True))
+
+
+def module_library(platform):
+    """The `library.ModuleLibrary` that ``platform`` carries, or ``None`` (every component its own module)."""
+    from .library import ModuleLibrary
+    library = getattr(platform, "library", None)
+    return library if isinstance(library, ModuleLibrary) else None

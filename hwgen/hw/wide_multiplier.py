@@ -20,6 +20,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from . import target
+from .library import shared_body
 from .multiplier import PipelinedMultiplier, product_shape
 
 __all__ = ["WideMultiplier", "operand_parts"]
@@ -71,6 +72,12 @@ class WideMultiplier(wiring.Component):
         return len(operand_parts(self.a_shape)) * len(operand_parts(self.b_shape))
 
     def elaborate(self, platform):
+        key = tuple((shape.width, shape.signed) for shape in (self.a_shape, self.b_shape))
+        shared = shared_body(self, platform, kind="wide_multiplier", key=key,
+                             make=lambda: WideMultiplier(a_shape=self.a_shape, b_shape=self.b_shape),
+                             name="multiplier")
+        if shared is not None:      # one module for every multiplier of these shapes (`library`)
+            return shared
         m = Module()
         if target.family(platform) == "ice40":
             m.submodules.product = whole = PipelinedMultiplier(a_shape=self.a_shape, b_shape=self.b_shape)
