@@ -22,7 +22,8 @@ __all__ = ["BLOCKS", "block_of", "module_breakdown", "format_breakdown", "hierar
 
 # (regular expression on the module path below the top, block name, what it is), first match wins.
 BLOCKS = (
-    (r"core\.array\.pe_\d+_\d+(\..*)?$", "array PEs", "multiply-accumulate PEs (weights, operand/product/psum registers)"),
+    (r"core\.array\.(pe_\d+_\d+|col_\d+\.pe_\d+)(\..*)?$", "array PEs",
+     "multiply-accumulate PEs (weights, operand/product/psum registers)"),
     (r"core\.array(\..*)?$", "array skew/de-skew", "input skew, output de-skew, enable copies"),
     (r"core\.postops\.requant_multiplier_\d+(\..*)?$", "post-op requant multipliers",
      "33x32 requantization products (MULT18X18D tiles, partial-sum adders)"),
@@ -38,7 +39,8 @@ BLOCKS = (
     (r"core\.mv_weight_fifo(\..*)?$", "MV weight FIFO", "block RAM + register queue"),
     (r"core\.mv_engine(\..*)?$", "matrix-vector engine", "cols lanes of rows multipliers, adder trees"),
     (r"core\.feedback(\..*)?$", "feedback FIFO", "chaining: post-op output back to the loader"),
-    (r"core\.out_fifo(\..*)?$", "output FIFO", "between the accumulator and the post-op chain"),
+    (r"core\.out_fifo(\..*)?$", "output FIFO",
+     "between the accumulator and the post-op chain (block RAM when the chain is narrower than the array)"),
     (r"core\.emit_queue(\..*)?$", "emit queue", "post-op settings of the emitting commands"),
     (r"core\..*", "other core blocks", ""),
     (r"core$", "loader and control", "command registers, loader, compute FSM, pipeline enable"),

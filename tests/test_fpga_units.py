@@ -377,3 +377,23 @@ def test_up5k_rejects_the_post_op_chain_by_logic_cells_and_names_the_fix():
         estimate_fit(AcceleratorSpec(rows=1, cols=1, **small), "ice40-up5k")
     assert not estimate_fit(AcceleratorSpec(rows=2, cols=2, postops=False, **small), "ice40-up5k",
                             check=False).problems
+
+
+def test_breakdown_groups_modules_into_blocks():
+    """`hwgen synth --breakdown`: each module's own cells (submodule instances excluded) summed per block."""
+    from hwgen.fpga.breakdown import block_of, format_breakdown, module_breakdown
+    assert block_of("core.array.col_3.pe_1.multiplier") == block_of("core.array.pe_0_1") == "array PEs"
+    assert block_of("core.array.col_3") == block_of("core.array.skew_1_delay1") == "array skew/de-skew"
+    assert block_of("core.postops.requant_multiplier_1.tile_0_1") == "post-op requant multipliers"
+    assert block_of("core.out_fifo.ram") == "output FIFO" and block_of("core") == "loader and control"
+    assert block_of("") == "pin-light wrapper"
+    stat = {"modules": {
+        "\\t": {"num_cells_by_type": {"LUT4": 5, "\\t.core": 1}},
+        "\\t.core": {"num_cells_by_type": {"LUT4": 7, "TRELLIS_FF": 3, "\\t.core.array.col_0.pe_0": 1}},
+        "\\t.core.array.col_0.pe_0": {"num_cells_by_type": {"MULT18X18D": 1, "TRELLIS_FF": 20, "CCU2C": 4}},
+    }}
+    blocks = module_breakdown(stat, "ecp5")
+    assert blocks["array PEs"]["dsp"] == 1 and blocks["array PEs"]["ff"] == 20
+    assert blocks["loader and control"]["lut4"] == 7 and blocks["pin-light wrapper"]["lut4"] == 5
+    table = format_breakdown(blocks, macs=1)
+    assert table.splitlines()[-1].split()[:4] == ["total", "12", "4", "23"]
