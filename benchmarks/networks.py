@@ -27,9 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hwgen.compiler.program import IntLayer, compile_program   # noqa: E402
-from hwgen.postops import PostOps, QuantParams, quantize_multiplier   # noqa: E402
-from hwgen.problem import ConvProblem   # noqa: E402
+from hwgen.compiler.program import compile_program   # noqa: E402
+from hwgen.compiler.zoo import alexnet, conv, fc, lenet   # noqa: E402,F401  (the networks live in the package)
 from hwgen.spec import AcceleratorSpec   # noqa: E402
 
 LENET_SPEC = AcceleratorSpec(rows=8, cols=8, mv_engine=True, chaining=True, act_buffer_bytes=64 * 1024,
@@ -39,51 +38,6 @@ LENET_SPEC = AcceleratorSpec(rows=8, cols=8, mv_engine=True, chaining=True, act_
 ALEXNET_SPEC = AcceleratorSpec(rows=16, cols=16, mv_engine=True, chaining=True, act_buffer_bytes=256 * 1024,
                                weight_buffer_bytes=16 * 1024, acc_buffer_bytes=64 * 1024, max_out_channels=4096,
                                max_pool_width=64, name="alexnet_net16")
-
-
-def conv(name, C, M, H, W, R, stride=1, pad=0):
-    return ConvProblem(name, "conv2d", C=C, H=H, W=W, M=M, E=(H + 2 * pad - R) // stride + 1,
-                       F=(W + 2 * pad - R) // stride + 1, R=R, S=R, stride_h=stride, stride_w=stride,
-                       pad_h=pad, pad_w=pad)
-
-
-def fc(name, K, M):
-    return ConvProblem(name, "linear", C=K, H=1, W=1, M=M, E=1, F=1, R=1, S=1)
-
-
-def _layer(rng, problem, postops, **extra):
-    p = problem
-    pairs = [quantize_multiplier(100.0 / (128 * 128 * p.C * p.R * p.S)) for _ in range(p.M)]
-    params = QuantParams(bias=rng.integers(-1000, 1000, p.M), multiplier=np.array([a for a, _ in pairs]),
-                         shift=np.array([b for _, b in pairs]))
-    return IntLayer(p.name, p, rng.integers(-128, 128, p.weight_canonical_shape), postops, params, **extra)
-
-
-def lenet(seed=0):
-    rng = np.random.default_rng(seed)
-    pool = PostOps(bias=True, requant=True, relu=True, pool="max")
-    relu = PostOps(bias=True, requant=True, relu=True)
-    return [_layer(rng, conv("conv1", 1, 6, 28, 28, 5, pad=2), pool),
-            _layer(rng, conv("conv2", 6, 16, 14, 14, 5), pool),
-            _layer(rng, fc("fc1", 400, 120), relu, flatten=True),
-            _layer(rng, fc("fc2", 120, 84), relu),
-            _layer(rng, fc("fc3", 84, 10), PostOps(bias=True, requant=True))]
-
-
-def alexnet(seed=0):
-    """conv1-5 and FC6-8 (ImageNet AlexNet, one tower); its 3x3 stride-2 max poolings are not in the post-op
-    chain (2x2 only): the host pools at those three boundaries, which go through `out` anyway (the maps do not
-    fit on chip)."""
-    rng = np.random.default_rng(seed)
-    relu = PostOps(bias=True, requant=True, relu=True)
-    return [_layer(rng, conv("conv1", 3, 96, 227, 227, 11, stride=4), relu, host_pool=(3, 2)),
-            _layer(rng, conv("conv2", 96, 256, 27, 27, 5, pad=2), relu, host_pool=(3, 2)),
-            _layer(rng, conv("conv3", 256, 384, 13, 13, 3, pad=1), relu),
-            _layer(rng, conv("conv4", 384, 384, 13, 13, 3, pad=1), relu),
-            _layer(rng, conv("conv5", 384, 256, 13, 13, 3, pad=1), relu, host_pool=(3, 2)),
-            _layer(rng, fc("fc6", 9216, 4096), relu, flatten=True),
-            _layer(rng, fc("fc7", 4096, 4096), relu),
-            _layer(rng, fc("fc8", 4096, 1000), PostOps(bias=True, requant=True))]
 
 
 def ideal_cycles(spec, layers, batch):

@@ -106,7 +106,8 @@ def cmd_generate(args):
     from .verilog import write_design
     design = _design(args.design)
     out_dir = _output_dir(args.output)
-    targets = [out_dir / f"{design.spec.name}.v", out_dir / f"{design.spec.name}.json"]
+    stem = f"{design.spec.name}_system" if args.system else design.spec.name
+    targets = [out_dir / f"{stem}.v", out_dir / f"{stem}.json"]
     existing = [str(path) for path in targets if path.exists()]
     for path in targets:
         if path.exists() and not path.is_file():
@@ -114,7 +115,13 @@ def cmd_generate(args):
                                   f"directory")
     started = time.perf_counter()
     try:
-        verilog_path, manifest_path = (_write_fxp if _is_fxp(design) else write_design)(design, out_dir)
+        if _is_fxp(design) and args.system:
+            raise ArgumentError(f"{args.design}: --system wraps the DNN accelerator; the fixed-point engine has "
+                                f"no system top")
+        if _is_fxp(design):
+            verilog_path, manifest_path = _write_fxp(design, out_dir)
+        else:
+            verilog_path, manifest_path = write_design(design, out_dir, system=args.system)
     except OSError as error:
         raise OutputPathError(f"-o {args.output}: cannot write {error.filename or out_dir} ({error.strerror})") from None
     if _is_fxp(design):
@@ -122,7 +129,8 @@ def cmd_generate(args):
               f"(Q{15 - design.spec.frac_bits}.{design.spec.frac_bits}), {design.workload.describe()}")
     else:
         print(f"{design.name}: {design.spec.rows}x{design.spec.cols} {design.spec.dataflow} array, "
-              f"{len(design.plans())} layers")
+              f"{len(design.plans())} layers" + (" - as a system: AXI4 DRAM master, AXI4-Lite registers, irq"
+                                                  if args.system else ""))
     print(f"  wrote {verilog_path} and {manifest_path} in {time.perf_counter() - started:.2f} s")
     if existing:
         print(f"  overwrote {' and '.join(existing)}")
@@ -314,8 +322,12 @@ def cmd_sim(args):
     if not args.json:
         print(f"{design.name}: simulating {len(plans)} layers on {args.sim} "
               f"({'random stalls p=' + str(args.stall) if args.stall else 'no stalls'}) ...", flush=True)
-    result = run_layers(design.spec, plans, simulator=args.sim, stall=args.stall, seed=args.seed, tag="cli",
-                        build_root=args.cache_dir)
+    from .explore.progress import progress
+    waves = args.waves if args.waves != "auto" else os.path.join("build", "waves", f"{design.name}.fst")
+    with progress(False if args.json else None) as bars:
+        bar = bars.task(f"{design.name}: layers", len(plans))
+        result = run_layers(design.spec, plans, simulator=args.sim, stall=args.stall, seed=args.seed, tag="cli",
+                            build_root=args.cache_dir, waves=waves, on_layer=lambda name: bar.advance())
     ok = len(result.layers) == len(plans)
     rows = []
     for layer in result.layers:
@@ -325,6 +337,7 @@ def cmd_sim(args):
     not_run = [plan.problem.name for plan in plans[len(result.layers):]]
     if args.json:
         print(json.dumps({"design": design.name, "simulator": args.sim, "stall": args.stall, "ok": ok,
+                          "waves": result.waves,
                           "build_seconds": result.build_seconds, "sim_seconds": result.wall_seconds,
                           "layers": rows, "not_run": not_run, "run_dir": result.run_dir}, indent=2))
         return EXIT_OK if ok else EXIT_CHECK_FAILED
@@ -340,7 +353,8 @@ def cmd_sim(args):
             print("    " + row["report"].replace("\n", "\n    "))
     if not_run:
         print(f"not run (after the timeout): {', '.join(not_run)}")
-    print(f"build {result.build_seconds:.1f} s, simulation {result.wall_seconds:.1f} s")
+    print(f"build {result.build_seconds:.1f} s, simulation {result.wall_seconds:.1f} s"
+          + (f"; waveform {result.waves}" if result.waves else ""))
     verdict = "all layers bit-exact" + ("" if args.stall else ", cycles equal to the model")
     print(verdict if ok else f"FAILED: see the rows above; the run's log is in {result.run_dir}")
     return EXIT_OK if ok else EXIT_CHECK_FAILED
@@ -382,6 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="build", metavar="DIR",
                    help="directory to write into, made if missing; files of the same names are overwritten "
                         "(and reported) (default: build)")
+    p.add_argument("--system", action="store_true",
+                   help="generate the accelerator as a system on a memory bus (<spec name>_system.v): DMA "
+                        "from DRAM over AXI4, a command processor, AXI4-Lite registers, an interrupt; default: "
+                        "the plain stream ports")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("plan", help="print each layer's tiles, bytes moved and the cycle model's prediction",
@@ -415,6 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", metavar="DIR",
                    help="simulator build cache (default: $HWGEN_SIM_BUILD, else ~/.cache/hwgen/sim); each run's own "
                         "folder inside it is removed after a run that passed")
+    p.add_argument("--waves", nargs="?", const="auto", metavar="FILE",
+                   help="record the run's waveform: FILE.fst (Icarus, Verilator) or FILE.vcd (Verilator); "
+                        "default build/waves/DESIGN.fst")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
     p.set_defaults(func=cmd_sim)
 
@@ -423,6 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .compiler.cli import add_compile_parsers
     add_compile_parsers(sub)
+    from .explore.cli import add_explore_parsers
+    add_explore_parsers(sub)
 
     try:
         from .fpga.cli import add_synth_parser

@@ -102,7 +102,13 @@ def access_counts(plan, *, source="stream", dest="out"):
     counts = dict(macs_performed=0, act_writes=0, act_reads=0, weight_words=0, acc_reads=0, acc_writes=0,
                   param_writes=0, param_reads=0, postop_beats=0, feedback_beats=0)
     for s in plan.commands:
-        if s.dataflow == "matrix_vector":
+        if s.sparse_words is not None:
+            # The sparse engine: only valid entries multiply, each a read and a write of its accumulator; the
+            # activations ride in the words (no buffer reads).
+            counts["macs_performed"] += s.sparse_macs
+            counts["acc_reads"] += s.sparse_macs
+            counts["acc_writes"] += s.sparse_macs
+        elif s.dataflow == "matrix_vector":
             counts["macs_performed"] += s.mv_slots * pes
             counts["act_reads"] += s.mv_slots
         elif s.dataflow == "output_stationary":
@@ -138,14 +144,20 @@ def layer_energy(plan, table=None, *, source="stream", dest="out"):
     operand = max(spec.act_type.bits, spec.weight_type.bits)
     mac = table.mult(operand) + table.add(spec.acc_type.bits)
     act_size, acc_size = spec.act_buffer_bytes, spec.acc_buffer_bytes
+    acc_word_bits = spec.acc_word_bits
     weight_bits = plan.commands[0].weight_word_bits
     weight_size = spec.mv_weight_buffer_bytes if plan.engine == "matrix_vector" and spec.mv_engine else \
         spec.weight_buffer_bytes
+    if plan.commands[0].sparse_words is not None:
+        from .hw.top import SPARSE_FIFO_DEPTH
+        # The word FIFO; the accumulators: one lane's file of sparse_depth entries per access.
+        weight_size = SPARSE_FIFO_DEPTH * weight_bits // 8
+        acc_size, acc_word_bits = spec.sparse_depth * spec.acc_type.bits // 8, spec.acc_type.bits
     write = table.sram_write_factor
     sram = {
         "activations": (c["act_reads"] + write * c["act_writes"]) * table.sram(act_size, spec.act_word_bits),
         "weights": (1 + write) * c["weight_words"] * table.sram(weight_size, weight_bits),
-        "accumulators": (c["acc_reads"] + write * c["acc_writes"]) * table.sram(acc_size, spec.acc_word_bits),
+        "accumulators": (c["acc_reads"] + write * c["acc_writes"]) * table.sram(acc_size, acc_word_bits),
         "params": (c["param_reads"] + write * c["param_writes"]) * table.sram(
             2 * spec.max_param_folds * ceil(70 * spec.cols / 8), 70 * spec.postop_lanes),
         "feedback": (1 + write) * c["feedback_beats"] * table.sram(

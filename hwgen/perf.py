@@ -21,6 +21,7 @@ import numpy as np
 from .hw.accumulator import Accumulator
 from .hw.fifo import BlockRAMFIFO, BlockRAMHeadFIFO
 from .hw.mv import MatrixVectorEngine
+from .hw.sparse_mv import SparseEngine
 from .hw.os_array import output_latency
 from .hw.postops import PostOpPipeline
 from .hw.slot_queue import SlotQueue
@@ -53,7 +54,7 @@ EMIT_QUEUE_DEPTH = 4
 def postops_latency(spec):
     """Cycles from a beat entering the post-op chain to its handshake on `out`: none without the chain (the
     output FIFO drives `out` itself)."""
-    return POSTOPS if spec.postops else 0
+    return PostOpPipeline.latency_for(spec) if spec.postops else 0
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,9 @@ def _chain_times(s, first_slot):
     emission order, for a command whose first slot issues at `first_slot`."""
     spec = s.spec
     mf, pixel = _emitted_pixels(s)
+    if s.sparse_words is not None:
+        # The sparse engine: beat b is written into the output FIFO EMIT + b cycles after the last word's pop.
+        return first_slot + s.sparse_words - 1 + SparseEngine.EMIT + mf + OUTPUT_FIFO
     if s.dataflow == "matrix_vector":
         # Slots for mf: for n: for kg; a sum reaches the output FIFO LATENCY cycles after its last slot.
         last_slot = first_slot + (mf * s.pixels + pixel) * s.c_groups + s.c_groups - 1
@@ -137,6 +141,9 @@ def _chain_times(s, first_slot):
 def _beat_slots(s):
     """Issue slot (from the command's first) of every beat the command sends into the post-op chain, in order:
     the pixel slots of each m-fold's last k-fold (matrix-vector: the last slot of each reduction)."""
+    if s.sparse_words is not None:
+        # The sparse engine: its beats one per cycle, EMIT cycles after the last word's pop (a "slot" each).
+        return s.sparse_words - 1 + SparseEngine.EMIT + np.arange(s.m_folds * s.pixels)
     mf, p = np.divmod(np.arange(s.m_folds * s.pixels), s.pixels)
     if s.dataflow == "matrix_vector":
         return (mf * s.pixels + p) * s.c_groups + s.c_groups - 1
@@ -145,6 +152,8 @@ def _beat_slots(s):
 
 def _beat_to_fifo(s):
     """Cycles from a beat's issue slot to its write into the post-op FIFO (the engine's output)."""
+    if s.sparse_words is not None:
+        return 0            # the sparse engine writes a beat in the cycle it sends it (with the credit)
     if s.dataflow == "matrix_vector":
         return MatrixVectorEngine.LATENCY
     return BUFFER_READ + array_latency(rows=s.spec.rows, cols=s.spec.cols) + Accumulator.LATENCY
@@ -270,7 +279,11 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
         if s.acc_emit and spec.postops and len(emit_pops) >= EMIT_QUEUE_DEPTH:
             take = max(take, emit_pops[-EMIT_QUEUE_DEPTH] + 1)
         handoff_clear = take + 1
-        if s.dataflow == "matrix_vector":
+        if s.sparse_words is not None:
+            # One word per cycle from the cycle after START; "last slot": the last beat's write (done follows).
+            first_slot = take + TAKE_TO_FIRST_SLOT - 1
+            last_slot = first_slot + s.sparse_words - 1 + SparseEngine.EMIT + s.m_folds - 1
+        elif s.dataflow == "matrix_vector":
             # No pre-slot: one weight word per cycle from the cycle after START.
             first_slot = take + TAKE_TO_FIRST_SLOT - 1
         elif s.dataflow == "output_stationary":
@@ -280,7 +293,9 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
             first_slot = take + TAKE_TO_FIRST_SLOT + QUEUED_SLOT
         # A narrow post-op chain: the beats pass its FIFO, and a slot that finishes one waits for room.
         entries, held = fifo.run(s, first_slot) if (fifo is not None and s.acc_emit) else (None, 0)
-        if s.dataflow == "matrix_vector":
+        if s.sparse_words is not None:
+            last_slot += held
+        elif s.dataflow == "matrix_vector":
             last_slot = first_slot + s.mv_slots - 1 + held
             drained["mv"] = last_slot + MV_DRAIN
         elif s.dataflow == "output_stationary":

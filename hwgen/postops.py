@@ -22,6 +22,16 @@ Rounding, defined once (`round_shift`) and used by requantization and average po
 with ``>>`` the arithmetic (flooring) shift: round half toward +infinity (``round_shift(5, 1) == 3``,
 ``round_shift(-5, 1) == -2``). Saturation clamps to ``out_type.min .. out_type.max``.
 
+Stochastic rounding (``PostOps(rounding="stochastic")``, on an accelerator built with
+``AcceleratorSpec(stochastic_rounding=True, rounding_seed=...)``) replaces the requantization's
+``round_shift`` by ``floor((v + r) / 2**s)``, ``r`` the top ``s`` bits of a 16-bit random draw ``R`` (``r = R >>
+(16 - s)``; ``R << (s - 16)`` for shifts past 16): ``v / 2**s`` rounds up with probability equal to its
+discarded fraction (to 16 bits), so the rounding error has mean zero. Every output lane (column ``j``) has its
+own generator - the project's 32-bit Galois LFSR (`hwgen.lfsr`, 16 fresh bits of its m-sequence per draw, the
+same source as the fixed-point engine's) - restarted at ``lane_seed(rounding_seed, j)`` on each command's first
+beat and drawing once per beat; beat ``t`` of a command uses draw ``t`` (`stochastic_draws`, `layer_draws`).
+Average pooling still rounds half up.
+
 Widths (so the hardware is exact): ``bias`` is int32, ``x`` fits ``max(acc_bits, 32) + 1`` bits, ``multiplier``
 is a non-negative int32 and ``shift`` is 0..63, so ``x * multiplier`` fits ``max(acc_bits, 32) + 33`` bits. All
 of it is computed exactly; nothing wraps. Without requantization the output lanes carry ``x`` itself, so ``x``
@@ -45,11 +55,13 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
 from .dtypes import IntType, int8, int32, parse_dtype
+from .lfsr import DRAW_STEPS as DRAW_BITS, LfsrBank, lane_seed
 from .errors import (DataError, DataOverflowError, DataTypeError, DesignError, DesignTypeError,
                      MappingError)
 
 __all__ = [
-    "POOL_MODES", "PostOps", "QuantParams", "quantize_multiplier",
+    "POOL_MODES", "ROUNDING_MODES", "PostOps", "column_seeds", "stochastic_draws", "layer_draws",
+    "stochastic_round_shift", "QuantParams", "quantize_multiplier",
     "round_shift", "add_bias", "requantize", "relu", "max_pool2x2", "avg_pool2x2", "pool_out_size", "apply",
     "PARAM_FIELDS", "params_lane_layout", "params_layout", "pack_params",
     "config_layout", "config_values", "pack_config", "check_layer", "check_supported", "params_port_bits",
@@ -57,6 +69,7 @@ __all__ = [
 ]
 
 POOL_MODES = ("none", "max", "avg")
+ROUNDING_MODES = ("nearest", "stochastic")   # of the requantization (`PostOps.rounding`)
 POOL_CODES = {"none": 0, "max": 1, "avg": 2}   # the ``pool`` configuration field
 
 MULTIPLIER_MAX = (1 << 31) - 1
@@ -79,8 +92,14 @@ class PostOps:
     pool: str = "none"
     out_type: IntType | None = None
     zero_point: int = 0     # the output's zero point (requantized outputs only), in out_type's range
+    rounding: str = "nearest"   # of the requantization: "nearest" (half up) or "stochastic" (see module doc)
 
     def __post_init__(self):
+        if self.rounding not in ROUNDING_MODES:
+            raise DesignError(f"PostOps.rounding must be one of {ROUNDING_MODES}, not {self.rounding!r}")
+        if self.rounding == "stochastic" and not self.requant:
+            raise DesignError("PostOps.rounding='stochastic' rounds the requantization; set requant=True too, or "
+                              "leave rounding='nearest'")
         for name in ("bias", "requant", "relu"):
             if not isinstance(getattr(self, name), bool):
                 raise DesignTypeError(f"PostOps.{name} must be a bool, not {getattr(self, name)!r}")
@@ -243,6 +262,34 @@ def round_shift(value, shift):
     return np.where(shift > 0, (value >> shift) + ((value >> below) & 1), value)
 
 
+def column_seeds(seed, cols):
+    """The start state of each column's generator: `hwgen.lfsr.lane_seed` of the accelerator's
+    ``rounding_seed`` and the column."""
+    return [lane_seed(seed, j) for j in range(cols)]
+
+
+def stochastic_draws(*, seed, cols, beats):
+    """``draws[j, t]``: the 16-bit random number (`hwgen.lfsr.draw`) lane ``j`` uses for the ``t``-th beat of a
+    command (the generator restarts at `column_seeds` on each command's first beat, and draws once per beat)."""
+    return LfsrBank(seed, cols).draw(beats).T
+
+
+def stochastic_round_shift(value, shift, draw):
+    """``floor((value + r) / 2**shift)`` with ``r = draw >> (16 - shift)`` (``shift <= 16``) or ``draw << (shift -
+    16)``: rounds up with probability equal to the discarded fraction (``draw`` uniform over 16 bits; beyond
+    16 discarded bits the fraction counts to 16 bits, a bias below ``2**-16``). Exact (Python ints),
+    elementwise; ``shift``/``draw`` broadcast against ``value``."""
+    value = np.asarray(value)
+    shift = np.broadcast_to(np.asarray(shift), value.shape)
+    draw = np.broadcast_to(np.asarray(draw), value.shape)
+    flat = []
+    for v, s, d in zip(value.ravel().tolist(), shift.ravel().tolist(), draw.ravel().tolist()):
+        s, d = int(s), int(d)
+        r = d >> (DRAW_BITS - s) if s <= DRAW_BITS else d << (s - DRAW_BITS)
+        flat.append((int(v) + r) >> s)
+    return np.array(flat, dtype=object).reshape(value.shape)
+
+
 def _per_channel(array, values):
     """Broadcast a per-channel vector against ``[M, ...]``."""
     return np.asarray(values).reshape((-1,) + (1,) * (array.ndim - 1))
@@ -254,11 +301,18 @@ def add_bias(acc, bias):
     return acc + _per_channel(acc, np.asarray(bias, dtype=np.int64).astype(acc.dtype))
 
 
-def requantize(x, multiplier, shift, out_type, zero_point=0):
+def requantize(x, multiplier, shift, out_type, zero_point=0, *, draws=None):
     """``saturate_out(round_shift(x * multiplier[m], shift[m]) + zero_point)`` -> int64, exact for any integer
-    ``x``."""
+    ``x``. With ``draws`` (an array like ``x`` of 32-bit random numbers) the rounding is stochastic
+    (`stochastic_round_shift`)."""
     out_type = parse_dtype(out_type, what="out_type")
     x = np.asarray(x)
+    if draws is not None:
+        x = x.astype(object)
+        multiplier = _per_channel(x, np.asarray(multiplier, dtype=np.int64).astype(object))
+        shift = _per_channel(x, np.asarray(shift, dtype=np.int64))
+        rounded = stochastic_round_shift(x * multiplier, shift, draws) + int(zero_point)
+        return np.minimum(np.maximum(rounded, out_type.min), out_type.max).astype(np.int64)
     if x.dtype != object and x.size and int(np.abs(x).max()) >= 1 << 31:
         x = x.astype(object)    # |x * multiplier| could pass 2**62: compute with Python ints
     multiplier = _per_channel(x, np.asarray(multiplier, dtype=np.int64).astype(x.dtype))
@@ -299,10 +353,23 @@ def avg_pool2x2(y):
     return round_shift(a + b + c + d, 2)
 
 
-def apply(acc, params, postops, acc_type=int32):
+def layer_draws(M, E, F, *, seed, cols):
+    """``draws[M, E, F]``: the random number each accumulator of one command is rounded with. Channel ``m`` is
+    lane ``m % cols`` of the beats of m-fold ``m // cols``; beat ``t = mf*E*F + e*F + f`` of the command takes
+    draw ``t`` of its lane's generator (`stochastic_draws`)."""
+    m_folds = ceil(M / cols)
+    draws = stochastic_draws(seed=seed, cols=cols, beats=m_folds * E * F)     # [cols, m_folds*E*F]
+    per = draws.reshape(cols, m_folds, E, F).transpose(1, 0, 2, 3).reshape(m_folds * cols, E, F)
+    return per[:M]
+
+
+def apply(acc, params, postops, acc_type=int32, *, seed=None, cols=None):
     """Run the post-op chain on accumulators ``acc[M, E, F]`` -> ``out[M, E', F']`` (int64).
 
     ``params`` is a `QuantParams` (or None when ``postops`` needs no parameters); ``acc`` must fit ``acc_type``.
+    Stochastic rounding (``postops.rounding``) needs the accelerator's ``seed`` (``AcceleratorSpec.rounding_seed``)
+    and ``cols``: ``acc`` is then one command's output, whose beats draw from the lanes' generators in stream order
+    (`layer_draws`; a tiled layer: `hwgen.tiling.LayerPlan.apply_postops`).
     """
     if not isinstance(postops, PostOps):
         raise DesignTypeError(f"postops must be a PostOps, not {postops!r}")
@@ -326,8 +393,14 @@ def apply(acc, params, postops, acc_type=int32):
         pool_out_size(acc.shape[1], acc.shape[2])
 
     y = add_bias(acc, params.bias) if postops.bias else acc
+    draws = None
+    if postops.rounding == "stochastic":
+        if seed is None or cols is None:
+            raise DataError("stochastic rounding draws from the accelerator's generators: pass apply(..., "
+                            "seed=spec.rounding_seed, cols=spec.cols)")
+        draws = layer_draws(*acc.shape, seed=seed, cols=cols)
     if postops.requant:
-        y = requantize(y, params.multiplier, params.shift, out_type, postops.zero_point)
+        y = requantize(y, params.multiplier, params.shift, out_type, postops.zero_point, draws=draws)
     elif y.size and (y.min() < acc_type.min or y.max() > acc_type.max):
         worst = int(y.max()) if y.max() > acc_type.max else int(y.min())
         raise DataOverflowError(f"accumulator + bias reaches {worst}, outside {acc_type}; without requantization the "
@@ -414,6 +487,7 @@ def config_layout(spec, *, dims_bits=None):
         "out_h": unsigned(bits), "out_w": unsigned(bits), "m_folds": unsigned(bits),
         "zero_point": unsigned(ZERO_POINT_BITS),    # two's complement
         "dest": unsigned(1),                        # where the beats go: `o_dest` (0: out, 1: on-chip feedback)
+        "stochastic": unsigned(1),                  # stochastic rounding of the requantization
     })
 
 
@@ -429,7 +503,8 @@ def config_values(postops, acc_type, *, out_h, out_w, m_folds, dest=0):
     return {"bias": int(postops.bias), "requant": int(postops.requant), "relu": int(postops.relu),
             "pool": POOL_CODES[postops.pool], "out_bits": out.bits, "out_signed": int(out.signed),
             "out_h": out_h, "out_w": out_w, "m_folds": m_folds,
-            "zero_point": postops.zero_point & ((1 << ZERO_POINT_BITS) - 1), "dest": dest}
+            "zero_point": postops.zero_point & ((1 << ZERO_POINT_BITS) - 1), "dest": dest,
+            "stochastic": int(postops.rounding == "stochastic")}
 
 
 def pack_config(spec, values, *, dims_bits=None):
@@ -457,6 +532,10 @@ def check_layer(postops, *, out_h, out_w, m_folds, max_out_w, max_m_folds, layer
 
 def check_supported(spec, postops, layer="layer"):
     """Raise `MappingError` if ``postops`` asks for a chain that ``spec`` was built without."""
+    if postops.rounding == "stochastic" and not getattr(spec, "stochastic_rounding", False):
+        raise MappingError(f"{layer}: the layer asks for stochastic rounding but accelerator {spec.name!r} is built "
+                           f"without the rounding generators; build it with AcceleratorSpec(..., "
+                           f"stochastic_rounding=True), or use PostOps(rounding='nearest')")
     if not spec.postops and not postops.is_identity:
         asked = [name for name in ("bias", "requant", "relu") if getattr(postops, name)]
         asked += [f"pool={postops.pool!r}"] if postops.pool != "none" else []

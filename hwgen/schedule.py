@@ -23,6 +23,7 @@ from math import ceil
 
 import numpy as np
 
+from .dtypes import int4
 from .errors import (AccumulatorOverflowError, BufferOverflowError, ConfigFieldError, DataError, DesignTypeError,
                      MappingError)
 from .hw.config import CONFIG_FIELDS, COUNT_FIELDS, ZERO_POINT_BITS, field_bits, pack_config
@@ -86,9 +87,17 @@ class LayerSchedule:
     act_source: str = "stream"
     out_dest: str = "out"         # where its output goes: "out" or "feedback" (activation words, on chip)
     pad_value: int = 0            # what a padded read gives (the input's zero point), weight-stationary only
+    packed_int4: bool = False     # matrix-vector: int4 weights, two slots' words packed in one (spec.packed_int4)
+    # The sparse engine (spec.sparse_mv): the words of the command's `sparse` stream (`hwgen.sparse`) and the
+    # multiplies they hold; None: a dense command.
+    sparse_words: int = None
+    sparse_macs: int = 0
 
     def __post_init__(self):
         spec, p = self.spec, self.problem
+        if self.packed_int4 and not spec.packed_int4:
+            raise MappingError(f"{p.name}: packed int4 weights need an accelerator built with "
+                               f"AcceleratorSpec(..., packed_int4=True); or plan the layer with int8 weights")
         if not isinstance(self.postops, PostOps):
             raise DesignTypeError(f"{p.name}: postops must be a hwgen.postops.PostOps, not {self.postops!r}")
         if self.engine is None:
@@ -111,6 +120,22 @@ class LayerSchedule:
                     f"weight_stationary accelerator")
             if self.keep_partials or not (self.acc_init and self.acc_emit):
                 raise MappingError(f"{p.name}: the matrix-vector engine reduces over all of K in one command")
+            if self.sparse_words is not None:
+                if not spec.sparse_mv:
+                    raise MappingError(f"{p.name}: a sparse command needs an accelerator built with "
+                                       f"AcceleratorSpec(..., sparse_mv=True)")
+                if self.pixels != 1 or self.load_acts or self.packed_int4 or self.sparse_words < 1:
+                    raise MappingError(f"{p.name}: a sparse command is one batch-1 product whose activations "
+                                       f"ride in its words (load_acts=False), of at least one word")
+                if self.m_folds > spec.rows * spec.sparse_depth:
+                    raise MappingError(f"{p.name}: {p.M} outputs are more than the sparse engine's "
+                                       f"{spec.rows * spec.cols * spec.sparse_depth} per command; plan the layer "
+                                       f"with hwgen.tiling.plan_sparse_layer, which splits it")
+        elif self.sparse_words is not None:
+            raise MappingError(f"{p.name}: sparse commands run on the matrix-vector side only")
+        elif self.packed_int4:
+            raise MappingError(f"{p.name}: packed int4 weights run on the matrix-vector engine only, not on the "
+                               f"{self.dataflow} one; plan the layer with int8 weights")
         if self.dataflow == "output_stationary":
             if not (p.R == p.S == p.stride_h == p.stride_w == 1 and p.pad_h == p.pad_w == 0):
                 raise MappingError(
@@ -193,6 +218,8 @@ class LayerSchedule:
 
     @property
     def weight_word_bits(self):
+        if self.sparse_words is not None:
+            return self.spec.sparse_word_bits
         return self.spec.engine_weight_word_bits(self.engine)
 
     # Fold structure ---------------------------------------------------------------------------------------
@@ -244,6 +271,8 @@ class LayerSchedule:
 
     @property
     def act_words(self):
+        if self.sparse_words is not None:
+            return 0                 # the activations ride in the sparse words
         if self.dataflow == "output_stationary":
             return self.pixel_tiles * self.reduction
         return self.c_groups * self.problem.H * self.problem.W
@@ -255,8 +284,10 @@ class LayerSchedule:
 
     @property
     def weight_words(self):
+        if self.sparse_words is not None:
+            return self.sparse_words
         if self.dataflow == "matrix_vector":
-            return self.mv_slots
+            return -(-self.mv_slots // 2) if self.packed_int4 else self.mv_slots
         if self.dataflow == "output_stationary":
             return self.m_folds * self.pixel_tiles * self.reduction
         return self.folds * self.spec.rows
@@ -363,6 +394,8 @@ class LayerSchedule:
         chain = postops_config_values(self.postops, self.spec.acc_type, out_h=p.E, out_w=p.F,
                                       m_folds=self.m_folds)
         values.update(pp_bias=chain["bias"], pp_requant=chain["requant"], pp_relu=chain["relu"],
+                      pp_stochastic=chain["stochastic"], w_packed=int(self.packed_int4),
+                      sparse=int(self.sparse_words is not None),
                       pp_pool=chain["pool"], pp_out_bits=chain["out_bits"], pp_out_signed=chain["out_signed"],
                       pp_zero_point=self.postops.zero_point & ((1 << ZERO_POINT_BITS) - 1),
                       engine=int(self.engine == "matrix_vector" and self.spec.dataflow != "matrix_vector"),
@@ -419,6 +452,15 @@ class LayerSchedule:
         if self.dataflow == "matrix_vector":
             w = w[:, :, 0, 0].reshape(self.m_folds, cols, self.c_groups, rows).transpose(0, 2, 1, 3)
             w = np.broadcast_to(w[:, None], (self.m_folds, self.pixels, self.c_groups, cols, rows))
+            if self.packed_int4:
+                # Two slots per word: slot 2t in the low half, 2t + 1 in the high half, 4 bits a weight.
+                if w.size and (w.min() < int4.min or w.max() > int4.max):
+                    raise DataError(f"{p.name}: packed int4 weights must lie in -8..7, got {int(w.min())}.."
+                                    f"{int(w.max())}; quantize the layer to int4")
+                slots = self._lanes_to_words(w.reshape(-1, cols * rows), int4)
+                half = cols * rows * 4
+                slots = slots + [0] * (len(slots) % 2)
+                return [lo | (hi << half) for lo, hi in zip(slots[0::2], slots[1::2])]
             return self._lanes_to_words(w.reshape(-1, cols * rows), self.spec.weight_type)
         # (mf, lane, cg, row, r, s) -> (mf, r, s, cg, row, lane)
         w = w.reshape(self.m_folds, cols, self.c_groups, rows, p.R, p.S).transpose(0, 4, 5, 2, 3, 1)

@@ -149,6 +149,11 @@ class AcceleratorSpec:
     postop_lanes: int = None      # channels the post-op chain processes per cycle (default: see above)
     postop_fifo_depth: int = None  # beats its input FIFO holds when it is narrower than the array (default: 2 x
                                    # the accumulator buffer's words, at least 16; always 0 without it)
+    stochastic_rounding: bool = False   # build a random-number generator per column for stochastic rounding
+    rounding_seed: int = 1        # its seed (1 .. 2**32 - 1): the column generators start from column_seeds(seed)
+    sparse_mv: bool = False       # the sparse matrix-vector engine (`hwgen.hw.sparse_mv`, `hwgen.sparse`)
+    sparse_depth: int = 64        # its accumulators per lane: a command covers rows x cols x sparse_depth outputs
+    packed_int4: bool = False     # the matrix-vector engine also takes int4 weights packed two per byte, per layer
 
     def __post_init__(self):
         _positive_int(self.rows, "rows", fix="give the array height, e.g. rows=8")
@@ -266,6 +271,40 @@ class AcceleratorSpec:
             # No FIFO in front of a chain as wide as the array (or without one): a depth carried over from a
             # narrower spec (`dataclasses.replace(spec, postops=False)`, `from_dict`) is dropped.
             object.__setattr__(self, "postop_fifo_depth", 0)
+
+        if not isinstance(self.stochastic_rounding, bool):
+            raise MappingError(f"stochastic_rounding must be True or False, not {self.stochastic_rounding!r}")
+        if self.stochastic_rounding and not self.postops:
+            raise MappingError("stochastic_rounding=True rounds the requantization of the post-op chain; build the "
+                               "chain too (postops=True)")
+        if (not isinstance(self.rounding_seed, int) or isinstance(self.rounding_seed, bool)
+                or not 1 <= self.rounding_seed < 1 << 32):
+            raise MappingError(f"rounding_seed must be an integer from 1 to 2**32 - 1 (the stochastic-rounding "
+                               f"generators' seed), not {self.rounding_seed!r}")
+        if not isinstance(self.sparse_mv, bool):
+            raise MappingError(f"sparse_mv must be True or False, not {self.sparse_mv!r}")
+        if (not isinstance(self.sparse_depth, int) or isinstance(self.sparse_depth, bool)
+                or not 1 <= self.sparse_depth <= 4096):
+            raise MappingError(f"sparse_depth must be an integer from 1 to 4096 (accumulators per lane of the "
+                               f"sparse engine), not {self.sparse_depth!r}")
+        if self.sparse_mv and self.dataflow != "matrix_vector":
+            raise MappingError(f"sparse_mv=True builds the sparse engine beside the matrix-vector engine of a "
+                               f"dataflow='matrix_vector' accelerator, not beside a {self.dataflow} one")
+        if not isinstance(self.packed_int4, bool):
+            raise MappingError(f"packed_int4 must be True or False, not {self.packed_int4!r}")
+        if self.packed_int4:
+            if "matrix_vector" not in self.engines:
+                raise MappingError("packed_int4=True decodes packed int4 weights in the matrix-vector engine; build "
+                                   "one (dataflow='matrix_vector', or mv_engine=True)")
+            if self.weight_type.bits != 8 or not self.weight_type.signed:
+                raise UnsupportedTypeError(f"packed_int4=True packs two int4 weights into each int8 weight lane's "
+                                           f"byte; it needs weight_type int8, not {self.weight_type}")
+
+    @property
+    def sparse_word_bits(self):
+        """The sparse engine's stream word: the activation, a last flag, and per lane (valid, slot, weight)."""
+        slot_bits = max(1, (self.sparse_depth - 1).bit_length())
+        return self.act_type.bits + 1 + self.rows * self.cols * (1 + slot_bits + self.weight_type.bits)
 
     # Derived hardware quantities --------------------------------------------------------------------------
 

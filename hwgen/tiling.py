@@ -34,13 +34,18 @@ from .problem import ConvProblem
 from .schedule import LayerSchedule, fold_period
 from .spec import MAX_BUFFER_WORDS, AcceleratorSpec, buffer_bytes_for
 
-__all__ = ["Tile", "LayerPlan", "plan_layer", "MAX_COMMANDS"]
+__all__ = ["Tile", "LayerPlan", "plan_layer", "pack_int4", "SparseLayerPlan", "plan_sparse_layer", "MAX_COMMANDS"]
 
 ORDERS = ("e_outer", "m_outer")
 # The most commands one layer may take. Planning evaluates its candidates in closed form, whatever their size,
 # but the chosen plan is built, modelled and streamed command by command: a layer that needs more is
 # rejected up front (`PlanTooLargeError`), naming the buffers whose size sets the tiles.
 MAX_COMMANDS = 4096
+# The largest tensors a layer may have (elements): the reference, the cycle model (which times every output beat)
+# and the simulators hold them whole, so a layer beyond these is rejected once planned (closed form, cheap) and
+# before any model runs, naming the tensor.
+MAX_TENSOR_ELEMENTS = 1 << 28
+MAX_OUTPUT_ELEMENTS = 1 << 25
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,12 @@ class LayerPlan:
         return words
 
     @property
+    def weight_type(self):
+        """The type of the weights the host streams: int4 when packed, else the spec's."""
+        from .dtypes import int4
+        return int4 if self.tiles[0].schedule.packed_int4 else self.spec.weight_type
+
+    @property
     def engine(self):
         """The dataflow of the engine the plan's commands run on."""
         return self.tiles[0].schedule.engine
@@ -158,6 +169,36 @@ class LayerPlan:
                 beats += tile.schedule.pack_outputs(out_canonical[tile.m0:tile.m1, r0:r1])
         return beats
 
+    def apply_postops(self, acc, params):
+        """The golden output of the layer: `hwgen.postops.apply` on its accumulators ``acc[M, E, F]``. With
+        stochastic rounding each emitting command rounds with its own draws (the generators restart per command),
+        so the chain is applied command by command."""
+        from .postops import apply
+        spec = self.spec
+        if self.postops.rounding != "stochastic":
+            return apply(acc, params, self.postops, spec.acc_type)
+        acc = np.asarray(acc)
+        out = np.zeros(self.out_shape, dtype=np.int64)
+        for tile in self.tiles:
+            if not tile.schedule.acc_emit:
+                continue
+            sub_params = params.channels_slice(tile.m0, tile.m1) if params is not None else None
+            if tile.pixel_range:
+                if self.postops.pool != "none":
+                    raise MappingError(f"{self.problem.name}: stochastic rounding with pooling on pixel-range "
+                                       f"commands is not supported; drop the pooling or round to nearest")
+                flat = acc.reshape(acc.shape[0], -1)[tile.m0:tile.m1, None, tile.p0:tile.p1]
+                values = apply(flat, sub_params, self.postops, spec.acc_type, seed=spec.rounding_seed,
+                               cols=spec.cols)
+                out.reshape(out.shape[0], -1)[tile.m0:tile.m1, tile.p0:tile.p1] = values[:, 0]
+                continue
+            rows = tile.schedule.problem.E
+            values = apply(acc[tile.m0:tile.m1, tile.e0:tile.e0 + rows], sub_params, self.postops,
+                           spec.acc_type, seed=spec.rounding_seed, cols=spec.cols)
+            r0, r1 = self._out_rows(tile)
+            out[tile.m0:tile.m1, r0:r1] = values
+        return out
+
     def unpack_outputs(self, beats):
         p = self.problem
         if len(beats) != self.out_beats:
@@ -190,7 +231,9 @@ class LayerPlan:
     def manifest(self):
         return {"layer": self.problem.name, "kind": self.problem.kind, "problem": self.problem.to_dict(),
                 "postops": {"bias": self.postops.bias, "requant": self.postops.requant,
-                            "relu": self.postops.relu, "pool": self.postops.pool},
+                            "relu": self.postops.relu, "pool": self.postops.pool,
+                            "rounding": self.postops.rounding},
+                "packed_int4": self.tiles[0].schedule.packed_int4,
                 "config_words": [hex(word) for word in self.config_words()],
                 "order": self.order, "commands": len(self.tiles), "im2col": self.im2col,
                 "bytes_moved": self.bytes_moved,
@@ -317,7 +360,7 @@ def _max_m_folds_per_command(spec, pixels):
 
 
 def plan_layer(spec: AcceleratorSpec, problem: ConvProblem, postops: PostOps = PostOps(), *,
-               im2col: bool | str = "auto", engine: str | None = None) -> LayerPlan:
+               im2col: bool | str = "auto", engine: str | None = None, packed_int4: bool = False) -> LayerPlan:
     """The plan whose every command fits the buffers and that moves the fewest bytes.
 
     With few input channels (C < rows) most array rows idle, as the implicit im2col puts only channels on
@@ -328,7 +371,51 @@ def plan_layer(spec: AcceleratorSpec, problem: ConvProblem, postops: PostOps = P
     Raises `BufferOverflowError` naming the buffer and the size needed when even the smallest tile (one output
     row, one group of ``rows`` input channels, ``cols`` output channels) does not fit, `PlanTooLargeError` when
     every tiling takes more than `MAX_COMMANDS` commands, and the errors of `_check_layer` for what no tiling
-    changes (the accumulator type, the pooling line buffer, the engine's kind of layer)."""
+    changes (the accumulator type, the pooling line buffer, the engine's kind of layer).
+
+    ``packed_int4=True`` (a fully connected layer on the matrix-vector engine of an accelerator built with
+    ``packed_int4=True``) streams its int4 weights two to a byte (`pack_int4`)."""
+    plan = _plan_layer(spec, problem, postops, im2col=im2col, engine=engine)
+    _check_size(problem)        # after the closed-form planning (its errors are more specific), before any model
+    if packed_int4 is not False:
+        if packed_int4 is not True:
+            raise DesignError(f"packed_int4 must be True or False, not {packed_int4!r}")
+        plan = pack_int4(plan)
+    return plan
+
+
+def _check_size(problem):
+    """Reject a layer whose input, weight or output tensor is larger than hwgen handles (`MAX_TENSOR_ELEMENTS`,
+    `MAX_OUTPUT_ELEMENTS`); the planner builds only the chosen plan, so this costs nothing first."""
+    p = problem
+    for tensor, shape, limit in (("input", (p.C, p.H, p.W), MAX_TENSOR_ELEMENTS),
+                                 ("weight", (p.M, p.C, p.R, p.S), MAX_TENSOR_ELEMENTS),
+                                 ("output", (p.M, p.E, p.F), MAX_OUTPUT_ELEMENTS)):
+        size = 1
+        for extent in shape:
+            size *= extent
+        if size > limit:
+            raise PlanTooLargeError(
+                f"{p.name}: its {tensor} tensor has {'x'.join(map(str, shape))} = {size:,} elements; hwgen plans "
+                f"layers of at most {limit:,} {tensor} elements (the reference network and the cycle model hold "
+                f"them whole): split the layer (fewer output channels or a smaller batch or image per layer)")
+
+
+def pack_int4(plan):
+    """``plan`` with int4 weights packed two per byte: each matrix-vector command streams ``ceil(slots / 2)``
+    words (the engine decodes the halves in front of its multipliers); cycles are unchanged, the weight bytes
+    (and the weight FIFO's words) halve."""
+    from dataclasses import replace
+    if plan.engine != "matrix_vector":
+        raise MappingError(f"{plan.problem.name}: packed int4 weights run on the matrix-vector engine, not on the "
+                           f"{plan.engine} one")
+    tiles = tuple(replace(tile, schedule=replace(tile.schedule, packed_int4=True)) for tile in plan.tiles)
+    return replace(plan, tiles=tiles, bytes_moved=_bytes_moved(plan.spec, tiles))
+
+
+def _plan_layer(spec: AcceleratorSpec, problem: ConvProblem, postops: PostOps = PostOps(), *,
+                im2col: bool | str = "auto", engine: str | None = None) -> LayerPlan:
+    """`plan_layer` without the packing."""
     if im2col not in ("auto", True, False):
         raise DesignError(f"im2col must be 'auto', True or False, not {im2col!r}")
     if not isinstance(spec, AcceleratorSpec):
@@ -740,3 +827,61 @@ def _plan_output_stationary(spec, problem, postops):
             tiles.append(Tile(schedule, m0, m1, 0, K, e0, e1, e0, e1, p0, p1))
     moved = _bytes_moved(spec, tiles)
     return LayerPlan(spec, problem, tuple(tiles), "e_outer", moved, postops, True, lowered)
+
+
+# The sparse engine -------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SparseLayerPlan(LayerPlan):
+    """A batch-1 fully connected layer on the sparse engine (`hwgen.sparse`): its commands are m-tiles whose
+    words (`sparse_stream`) come from the layer's weights and activations, so the plan is made for them.
+    ``dense_cycles``: the same layer on the dense matrix-vector engine of the spec (the model)."""
+    weight: np.ndarray = None
+    x: np.ndarray = None
+    words: tuple = ()                 # per tile, its words
+    dense_cycles: int = None
+
+    def weight_stream(self, weight_canonical=None):
+        return []                     # the weights ride in the sparse words
+
+    def sparse_stream(self):
+        return [w for words in self.words for w in words]
+
+
+def plan_sparse_layer(spec, problem, postops=PostOps(), *, weight, x, pack=True):
+    """``y = W @ x`` (``problem``: a batch-1 linear layer; ``weight[M, K]``, ``x[K]`` integers) on the sparse engine
+    of ``spec``, with the post-ops: m-tiles of at most ``rows * cols * sparse_depth`` outputs (and as many as the
+    post-op parameter memory holds), each one command streaming the columns of the nonzero activations.
+    ``pack=False``: the commands and their cycles only, without the words (for the model of large layers)."""
+    from .sparse import plan_sparse_fc
+    if not spec.sparse_mv:
+        raise MappingError(f"{problem.name}: accelerator {spec.name!r} has no sparse engine; build it with "
+                           f"AcceleratorSpec(..., sparse_mv=True)")
+    if problem.kind != "linear" or problem.F != 1 or problem.E != 1:
+        raise MappingError(f"{problem.name}: the sparse engine runs batch-1 fully connected layers, not a "
+                           f"{problem.kind} of {problem.E}x{problem.F} outputs")
+    check_supported(spec, postops, problem.name)
+    weight = np.asarray(weight).reshape(problem.M, problem.C)
+    x = np.asarray(x).ravel()
+    per_command = spec.rows * spec.cols * spec.sparse_depth
+    if postops.needs_params:
+        per_command = min(per_command, spec.max_param_folds * spec.cols)
+    tiles, words, bank = [], [], 0
+    for m0 in range(0, problem.M, per_command):
+        m1 = min(problem.M, m0 + per_command)
+        sub = ConvProblem(problem.name, "linear", C=problem.C, H=1, W=1, M=m1 - m0, E=1, F=1, R=1, S=1)
+        part = plan_sparse_fc(spec, weight[m0:m1], x, pack=pack)
+        (command,) = part.commands
+        schedule = LayerSchedule(spec, sub, load_acts=False, release=False, postops=postops,
+                                 param_bank=bank if postops.needs_params else 0, sparse_words=command.stream_words,
+                                 sparse_macs=command.valid_entries)
+        bank ^= int(postops.needs_params)
+        tiles.append(Tile(schedule=schedule, m0=m0, m1=m1, c0=0, c1=problem.C, e0=0, e1=1, h0=0, h1=1))
+        words.append(command.words)
+    from .perf import predict_plan
+    try:
+        dense = predict_plan(_plan_layer(spec, problem, postops)).cycles
+    except MappingError:
+        dense = None
+    return SparseLayerPlan(spec, problem, tuple(tiles), "m_outer", _bytes_moved(spec, tiles), postops,
+                           weight=weight, x=x, words=tuple(words), dense_cycles=dense)

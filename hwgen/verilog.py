@@ -80,6 +80,32 @@ def _without_cyclic_gc():
 _MODULE = re.compile(r"^module (\\\S+)$", re.MULTILINE)      # RTLIL: module \ws8x8.pe
 
 
+def generate_system(spec: AcceleratorSpec, **system_kwargs) -> str:
+    """The accelerator as a system on a memory bus (`hwgen.hw.system`: AXI4 master to DRAM, AXI4-Lite
+    registers, ``irq``) as Verilog, top module ``<spec.name>_system`` with flat AXI port names
+    (``m_axi_arvalid``, ``s_axil_awaddr``, ...). ``system_kwargs``: `hwgen.hw.system.SystemTop`'s bus and
+    buffering parameters (``data_width``, ``addr_width``, ``id_width``, ``fifo_depth``, ``max_outstanding``)."""
+    from .hw.system import SystemPorts
+    name = f"{spec.name}_system"
+    library = ModuleLibrary(prefix=name)
+    with _without_cyclic_gc():
+        text = rtlil.convert(SystemPorts(spec, **system_kwargs), name=name, platform=Target(None, library=library),
+                             emit_src=False)
+    return rtlil_to_verilog(library.rtlil() + text)
+
+
+def system_manifest(spec: AcceleratorSpec) -> dict:
+    """What a host driver needs of the system top: the register map, error causes, descriptor format."""
+    from .hw.system import ERROR_CAUSES, REGISTERS, SYSTEM_ID
+    from .system.image import CHANNELS, DESC_BYTES, END, MAGIC
+    return {"top": f"{spec.name}_system", "id": SYSTEM_ID,
+            "registers": {name: f"{addr:#04x}" for name, addr in REGISTERS.items()},
+            "error_causes": {str(code): text for code, text in ERROR_CAUSES.items()},
+            "descriptor": {"bytes": DESC_BYTES, "magic": f"{MAGIC:#04x}",
+                           "channels": {**CHANNELS, "end": END},
+                           "words": ["channel[3:0] narrow[4] magic[15:8] wait[31:16]", "addr", "bytes", "macs"]}}
+
+
 def port_map(spec: AcceleratorSpec) -> dict[str, tuple[str, int, str]]:
     """The top-level ports as the Verilog sees them: name -> (direction, width, meaning)."""
     cfg_bits = config_layout(spec).size
@@ -96,6 +122,10 @@ def port_map(spec: AcceleratorSpec) -> dict[str, tuple[str, int, str]]:
     if spec.mv_engine:
         streams += (("mv_weights", "input", spec.mv_weight_word_bits,
                      f"matrix-vector engine: {spec.cols} lanes x {spec.rows} x {spec.weight_type} weights, lane-major"),)
+    if spec.sparse_mv:
+        streams += (("sparse", "input", spec.sparse_word_bits,
+                     f"sparse engine words: {spec.act_type} activation, last flag, {spec.rows * spec.cols} x "
+                     f"(valid, slot, {spec.weight_type} weight) (hwgen.sparse)"),)
     for name, direction, width, meaning in streams:
         back = "output" if direction == "input" else "input"
         ports[f"{name}__payload"] = (direction, width, meaning)
@@ -104,13 +134,16 @@ def port_map(spec: AcceleratorSpec) -> dict[str, tuple[str, int, str]]:
     return ports
 
 
-def write_design(design: Design, out_dir: str | PathLike) -> tuple[Path, Path]:
-    """Write ``<name>.v`` and ``<name>.json`` (the manifest: spec, ports, buffers, layer schedules)."""
+def write_design(design: Design, out_dir: str | PathLike, *, system: bool = False) -> tuple[Path, Path]:
+    """Write ``<name>.v`` and ``<name>.json`` (the manifest: spec, ports, buffers, layer schedules). With
+    ``system``: the system top (`generate_system`) as ``<name>_system.v`` and ``<name>_system.json`` (the same
+    manifest plus ``system``: registers, error causes, descriptor format)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = design.spec
-    verilog_path = out_dir / f"{spec.name}.v"
-    verilog_path.write_text(generate(spec))
+    stem = f"{spec.name}_system" if system else spec.name
+    verilog_path = out_dir / f"{stem}.v"
+    verilog_path.write_text(generate_system(spec) if system else generate(spec))
     layout = config_layout(spec)
     manifest = {
         "design": design.name,
@@ -125,6 +158,8 @@ def write_design(design: Design, out_dir: str | PathLike) -> tuple[Path, Path]:
         },
         "layers": [plan.manifest() for plan in design.plans()],
     }
-    manifest_path = out_dir / f"{spec.name}.json"
+    if system:
+        manifest["system"] = system_manifest(spec)
+    manifest_path = out_dir / f"{stem}.json"
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return verilog_path, manifest_path

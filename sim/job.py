@@ -9,12 +9,12 @@ from hwgen.postops import PostOps, QuantParams, apply as apply_postops, quantize
 from hwgen.problem import ConvProblem
 from hwgen.reference import conv2d as reference_conv2d
 from hwgen.spec import AcceleratorSpec
-from hwgen.tiling import plan_layer
+from hwgen.tiling import SparseLayerPlan, plan_layer, plan_sparse_layer
 
 __all__ = ["SimJob", "NetworkJob", "LayerData", "make_layer_data"]
 
 _CANONICAL = ("name", "kind", "C", "H", "W", "M", "E", "F", "R", "S", "stride_h", "stride_w", "pad_h", "pad_w")
-_POSTOPS = ("bias", "requant", "relu", "pool", "zero_point")
+_POSTOPS = ("bias", "requant", "relu", "pool", "zero_point", "rounding")
 
 
 @dataclass
@@ -30,15 +30,22 @@ class SimJob:
     extra: dict = field(default_factory=dict)
 
     @staticmethod
-    def layer(problem: ConvProblem, postops: PostOps = PostOps(), im2col="auto"):
+    def layer(problem: ConvProblem, postops: PostOps = PostOps(), im2col="auto", packed_int4=False, sparse=None):
+        """``sparse``: ``(weight, x)`` of a layer on the sparse engine (the plan is made for its data)."""
         return {"problem": {key: getattr(problem, key) for key in _CANONICAL}, "im2col": im2col,
+                "packed_int4": packed_int4,
+                "sparse": None if sparse is None else [np.asarray(a).tolist() for a in sparse],
                 "postops": {**{key: getattr(postops, key) for key in _POSTOPS},   # and the output type, by name
                             "out_type": postops.out_type.name if postops.out_type else None}}
 
     def plans(self):
         spec = AcceleratorSpec.from_dict(self.spec)
-        return [plan_layer(spec, ConvProblem(**layer["problem"]), PostOps(**layer["postops"]),
-                           im2col=layer.get("im2col", "auto"))
+        return [plan_sparse_layer(spec, ConvProblem(**layer["problem"]), PostOps(**layer["postops"]),
+                                  weight=np.array(layer["sparse"][0], dtype=np.int64),
+                                  x=np.array(layer["sparse"][1], dtype=np.int64))
+                if layer.get("sparse") else
+                plan_layer(spec, ConvProblem(**layer["problem"]), PostOps(**layer["postops"]),
+                           im2col=layer.get("im2col", "auto"), packed_int4=layer.get("packed_int4", False))
                 for layer in self.layers]
 
     def dumps(self):
@@ -56,6 +63,7 @@ class LayerData:
     act_words: list
     param_words: list
     expected_beats: list
+    sparse_words: list = field(default_factory=list)
 
 
 def random_params(rng, acc, M):
@@ -72,12 +80,19 @@ def make_layer_data(plan, seed):
     result as output beats."""
     spec, p = plan.spec, plan.problem
     rng = np.random.default_rng(seed)
+    if isinstance(plan, SparseLayerPlan):       # the plan is made for its data: W @ x, then the post-ops
+        acc = (plan.weight.astype(np.int64) @ plan.x.astype(np.int64)).reshape(p.M, 1, 1)
+        params = random_params(rng, acc, p.M)
+        return LayerData(config_words=plan.config_words(), weight_words=[], act_words=[],
+                         param_words=plan.params_stream(params),
+                         expected_beats=plan.pack_outputs(plan.apply_postops(acc, params)),
+                         sparse_words=plan.sparse_stream())
     acts = rng.integers(spec.act_type.min, spec.act_type.max, p.act_canonical_shape, endpoint=True)
-    weights = rng.integers(spec.weight_type.min, spec.weight_type.max, p.weight_canonical_shape, endpoint=True)
+    weights = rng.integers(plan.weight_type.min, plan.weight_type.max, p.weight_canonical_shape, endpoint=True)
     acc = reference_conv2d(acts, weights, stride=(p.stride_h, p.stride_w), padding=(p.pad_h, p.pad_w),
                            acc_type=spec.acc_type, out_size=(p.E, p.F))
     params = random_params(rng, acc, p.M)
-    expected = apply_postops(acc, params, plan.postops, spec.acc_type)
+    expected = plan.apply_postops(acc, params)
     return LayerData(config_words=plan.config_words(), weight_words=plan.weight_stream(weights),
                      act_words=plan.act_stream(acts), param_words=plan.params_stream(params),
                      expected_beats=plan.pack_outputs(expected))

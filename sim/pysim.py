@@ -31,10 +31,10 @@ class StreamRun:
         return self.out_beats
 
 
-STREAMS = ("cfg", "weights", "acts", "params", "mv_weights")
+STREAMS = ("cfg", "weights", "acts", "params", "mv_weights", "sparse")
 
 
-def run_streams(spec, *, cfg, weights=(), acts=(), params=(), mv_weights=(), expect_beats, stall=0.0,
+def run_streams(spec, *, cfg, weights=(), acts=(), params=(), mv_weights=(), sparse=(), expect_beats, stall=0.0,
                 sink_stall=None, seed=0, tail=40, max_cycles=2_000_000, dut=None, acts_gates=(), probes=None):
     """Feed the input streams from lists, collect `expect_beats` output beats, then check what a run must leave
     behind: for ``tail`` cycles no further output beat, every input word consumed, the accelerator idle with
@@ -53,7 +53,7 @@ def run_streams(spec, *, cfg, weights=(), acts=(), params=(), mv_weights=(), exp
     rng = random.Random(seed)
     sink_stall = stall if sink_stall is None else sink_stall
     queues = {"cfg": list(cfg), "weights": list(weights), "acts": list(acts), "params": list(params),
-              "mv_weights": list(mv_weights)}
+              "mv_weights": list(mv_weights), "sparse": list(sparse)}
     streams = [name for name in STREAMS if hasattr(dut, name)]     # mv_weights only with an MV engine beside
     if queues["mv_weights"] and "mv_weights" not in streams:
         raise ValueError(f"{spec.name} has no mv_weights port (build it with mv_engine=True)")

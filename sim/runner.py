@@ -11,9 +11,11 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,16 +76,63 @@ def check_stall(stall):
     return value
 
 
-def _build(spec, simulator, *, verilog=None, build_root=None, family=None):
+WAVE_FORMATS = ("fst", "vcd")
+
+# Records every signal of the top into the file named by +dumpfile_path= (vvp writes FST with -fst).
+ICARUS_DUMP = """module hwgen_waves_dump();
+reg [8*1024-1:0] path;
+initial begin
+    if ($value$plusargs("dumpfile_path=%s", path)) begin
+        $dumpfile(path);
+        $dumpvars(0, {top});
+    end
+end
+endmodule
+"""
+
+
+def _wave_format(waves):
+    """The format of a waves path: .vcd for VCD, anything else FST (smaller; GTKWave and Surfer read both)."""
+    return "vcd" if str(waves).lower().endswith(".vcd") else "fst"
+
+
+def _wave_options(simulator, waves, run_dir):
+    """``(plusargs, test_args, the file the simulator writes)`` for a run that records ``waves``."""
+    if not waves:
+        return [], [], None
+    fmt = _wave_format(waves)
+    if simulator == "icarus":
+        if fmt != "fst":
+            raise SimulationError(f"Icarus records FST through cocotb's runner: give a .fst path, not {waves}")
+        written = Path(run_dir) / "waves.fst"
+        return [f"+dumpfile_path={written}"], [], written
+    written = Path(run_dir) / f"dump.{fmt}"
+    return [], ["--trace-file", str(written)], written
+
+
+def _keep_waves(written, waves):
+    if not waves or written is None:
+        return None
+    if not Path(written).exists():
+        raise SimulationError(f"the simulator wrote no waveform ({written})")
+    target = Path(waves)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(written, target)
+    return str(target)
+
+
+def _build(spec, simulator, *, verilog=None, build_root=None, family=None, waves=None):
     """Generate (unless given) and compile the accelerator of `spec`, cached by the Verilog's hash: returns the
-    runner, the build directory and the seconds the build took (0 for a cache hit, about)."""
+    runner, the build directory and the seconds the build took (0 for a cache hit, about). ``waves``: a build
+    that can record waveforms (Icarus: a dump module; Verilator: ``--trace-fst`` or ``--trace``), cached apart."""
     import cocotb
     from cocotb_tools.runner import get_runner
     verilog = verilog if verilog is not None else generate(spec, family=family)
     models = [CELL_MODELS[family]] if family is not None else []
     # A Verilator build links the cocotb installation it was made with: one cache entry per installation.
     harness = f"{cocotb.__version__} {Path(cocotb.__file__).resolve().parent}"
-    digest = hashlib.sha256("".join([simulator, harness, verilog, *(m.read_text() for m in models)]).encode()
+    trace = _wave_format(waves) if waves else ""
+    digest = hashlib.sha256("".join([simulator, harness, verilog, trace, *(m.read_text() for m in models)]).encode()
                             ).hexdigest()[:16]
     build_root = Path(build_root or default_build_root())
     build_dir = build_root / simulator / f"{spec.name}-{digest}"
@@ -95,20 +144,29 @@ def _build(spec, simulator, *, verilog=None, build_root=None, family=None):
     source = build_dir / f"{spec.name}.v"
     if not source.exists() or source.read_text() != verilog:
         source.write_text(verilog)
+    extra_sources, extra_args = [], []
+    if waves and simulator == "icarus":
+        # cocotb's own dump module is SystemVerilog; the accelerator builds as Verilog-2005 (see below).
+        dump = build_dir / "hwgen_waves_dump.v"
+        dump.write_text(ICARUS_DUMP.format(top=spec.name))
+        extra_sources, extra_args = [dump], ["-s", "hwgen_waves_dump"]
     runner = get_runner(simulator)
     if simulator == "verilator":
         build_args = ["-Wno-fatal", "-Wno-WIDTH", "-O3"]
+        if waves:
+            build_args += ["--trace-fst" if trace == "fst" else "--trace", "--trace-structs"]
     else:
         # Amaranth's Verilog wakes its `always @*` blocks at time 0 through a declaration initializer;
         # under cocotb's default -g2012 Icarus raises no event for it and those outputs stay X.
-        build_args = ["-g2005"]
+        build_args = ["-g2005", *extra_args]
     started = time.perf_counter()
     # Parallel test workers may want the same build: one builds, the others wait and reuse it.
     with open(build_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            runner.build(sources=[source, *models], hdl_toplevel=spec.name, build_dir=build_dir,
-                         build_args=build_args, timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
+            runner.build(sources=[source, *models, *extra_sources], hdl_toplevel=spec.name, build_dir=build_dir,
+                         build_args=build_args, timescale=("1ns", "1ps"), log_file=build_dir / "build.log",
+                         waves=bool(waves) and simulator != "icarus")
         except (SystemExit, subprocess.CalledProcessError, OSError) as error:
             log = build_dir / "build.log"
             tail = log.read_text()[-2000:] if log.exists() else "(no log)"
@@ -130,11 +188,14 @@ class NetworkResult:
     build_seconds: float
     simulator: str
     outputs: list             # per input: the final layer's output as the RTL sent it (canonical, int)
+    waves: str = None         # the waveform file, when asked for
+    first_wrong_cycle: int = None   # the cycle of the first wrong output beat (None: none was wrong)
 
 
-def run_program(program, inputs, *, simulator="icarus", stall=0.0, seed=1, build_root=None, tag="net"):
+def run_program(program, inputs, *, simulator="icarus", stall=0.0, seed=1, build_root=None, tag="net", waves=None):
     """Run a compiled `hwgen.compiler.program.Program` on a batch of `inputs` on the RTL: every stream fed as
-    the program says, ``out`` checked against the reference network beat by beat, cycles measured."""
+    the program says, ``out`` checked against the reference network beat by beat, cycles measured.
+    ``waves``: write the run's waveform there (``.fst``, or ``.vcd``)."""
     if simulator not in SIMULATORS:
         raise ArgumentError(f"unknown simulator {simulator!r}; choose one of {SIMULATORS}")
     stall = check_stall(stall)
@@ -144,7 +205,7 @@ def run_program(program, inputs, *, simulator="icarus", stall=0.0, seed=1, build
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     try:
-        runner, build_dir, build_seconds = _build(spec, simulator, build_root=build_root)
+        runner, build_dir, build_seconds = _build(spec, simulator, build_root=build_root, waves=waves)
         words, expected, _ = program.streams(inputs)
         timeline = []
         model = program.predict(timeline=timeline)
@@ -166,12 +227,15 @@ def run_program(program, inputs, *, simulator="icarus", stall=0.0, seed=1, build
                          results_path=str(results_path))
         job_path = run_dir / "job.json"
         job_path.write_text(job.dumps())
+        plusargs, test_args, written = _wave_options(simulator, waves, run_dir)
         try:
             runner.test(test_module="hwgen.sim.tb_network", hdl_toplevel=spec.name, build_dir=build_dir,
                         test_dir=run_dir, timescale=("1ns", "1ps"), results_xml=str(run_dir / "results.xml"),
-                        extra_env={"HWGEN_SIM_JOB": str(job_path), **env}, log_file=run_dir / "sim.log")
+                        extra_env={"HWGEN_SIM_JOB": str(job_path), **env}, log_file=run_dir / "sim.log",
+                        waves=bool(waves), plusargs=plusargs, test_args=test_args)
         except SystemExit:
             pass
+        kept_waves = _keep_waves(written, waves)
         if not results_path.exists():
             log = run_dir / "sim.log"
             tail = log.read_text()[-3000:] if log.exists() else "(no log)"
@@ -184,13 +248,45 @@ def run_program(program, inputs, *, simulator="icarus", stall=0.0, seed=1, build
                              measured_cycles=r["measured_cycles"], model_cycles=model.cycles,
                              layer_ends=r["layer_ends"], layer_model_ends=model_ends,
                              wall_seconds=r["wall_seconds"], build_seconds=build_seconds, simulator=simulator,
-                             outputs=outputs)
+                             outputs=outputs, waves=kept_waves, first_wrong_cycle=r.get("first_wrong_cycle"))
     finally:
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+class _LayerWatcher:
+    """Follows the simulation log (the testbench logs one line per finished layer) and calls ``on_layer``."""
+
+    PATTERN = re.compile(r"(\S+): (exact|WRONG), \S+ cycles \(model")
+
+    def __init__(self, log_path, on_layer):
+        self.log_path, self.on_layer = Path(log_path), on_layer
+        self.seen = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _poll(self):
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return
+        found = self.PATTERN.findall(text)
+        for name, _ in found[self.seen:]:
+            self.on_layer(name)
+        self.seen = max(self.seen, len(found))
+
+    def _run(self):
+        while not self._stop.wait(0.5):
+            self._poll()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        self._poll()
 
 
 def _final_outputs(program, result, expected):
@@ -210,9 +306,13 @@ def _final_outputs(program, result, expected):
 def _job_layer(layer):
     from hwgen.problem import ConvProblem
     from hwgen.tiling import LayerPlan
+    from hwgen.tiling import SparseLayerPlan
+    if isinstance(layer, SparseLayerPlan):
+        return SimJob.layer(layer.problem, layer.postops, sparse=(layer.weight, layer.x))
     if isinstance(layer, LayerPlan):
         # The testbench re-plans from the problem; pinning im2col reproduces every plan plan_layer makes.
-        return SimJob.layer(layer.problem, layer.postops, im2col=layer.im2col)
+        return SimJob.layer(layer.problem, layer.postops, im2col=layer.im2col,
+                            packed_int4=layer.tiles[0].schedule.packed_int4)
     if isinstance(layer, ConvProblem):
         return SimJob.layer(layer)
     problem, postops = layer
@@ -226,6 +326,7 @@ class SimulationResult:
     build_seconds: float
     simulator: str
     run_dir: str = None    # the run's folder (job, sim.log, results), kept when a layer failed or on request
+    waves: str = None      # the waveform file, when asked for
 
     @property
     def exact(self):
@@ -233,7 +334,8 @@ class SimulationResult:
 
 
 def run_layers(spec, layers, *, simulator="icarus", stall=0.0, seed=1, verilog=None, build_root=None,
-               flip_weight_bit=None, withhold_words=None, tag="run", family=None, keep_run=False):
+               flip_weight_bit=None, withhold_words=None, tag="run", family=None, keep_run=False, waves=None,
+               on_layer=None):
     """Simulate `layers` one after another on the accelerator of `spec`: each a canonical `ConvProblem`, a
     ``(ConvProblem, PostOps)`` pair, or a `hwgen.tiling.LayerPlan`.
 
@@ -246,6 +348,9 @@ def run_layers(spec, layers, *, simulator="icarus", stall=0.0, seed=1, verilog=N
     ``build_root``: the build cache (default `default_build_root`). The run's own folder (job, log, results)
     is removed after a run whose every layer passed, unless ``keep_run``; otherwise it stays and
     `SimulationResult.run_dir` names it.
+
+    ``waves``: write the run's waveform to this path (``.fst``, or ``.vcd``; Icarus and Verilator).
+    ``on_layer(name)``: called (from a thread) as each layer finishes in the simulator, for progress bars.
 
     Returns a `SimulationResult`; raises `SimulationError` only when the simulation could not run at all
     (a failing comparison is reported in the result, so callers can print it).
@@ -261,7 +366,7 @@ def run_layers(spec, layers, *, simulator="icarus", stall=0.0, seed=1, verilog=N
     os.environ.update(env)  # the runner's build step reads the process environment
     try:
         runner, build_dir, build_seconds = _build(spec, simulator, verilog=verilog, build_root=build_root,
-                                                  family=family)
+                                                  family=family, waves=waves)
         run_dir = Path(tempfile.mkdtemp(prefix=f"{tag}-", dir=build_dir))
         results_path = run_dir / "results.json"
         job = SimJob(spec=spec.to_dict(), layers=[_job_layer(layer) for layer in layers], seed=seed,
@@ -270,13 +375,20 @@ def run_layers(spec, layers, *, simulator="icarus", stall=0.0, seed=1, verilog=N
         job_path = run_dir / "job.json"
         job_path.write_text(job.dumps())
         started = time.perf_counter()
+        plusargs, test_args, written = _wave_options(simulator, waves, run_dir)
+        watcher = _LayerWatcher(run_dir / "sim.log", on_layer) if on_layer else None
         try:
             runner.test(test_module="hwgen.sim.tb_accelerator", hdl_toplevel=spec.name, build_dir=build_dir,
                         test_dir=run_dir, timescale=("1ns", "1ps"), results_xml=str(run_dir / "results.xml"),
-                        extra_env={"HWGEN_SIM_JOB": str(job_path), **env}, log_file=run_dir / "sim.log")
+                        extra_env={"HWGEN_SIM_JOB": str(job_path), **env}, log_file=run_dir / "sim.log",
+                        waves=bool(waves), plusargs=plusargs, test_args=test_args)
         except SystemExit:
             # Under pytest the runner exits on a failed cocotb test; the results file says what failed.
             pass
+        finally:
+            if watcher:
+                watcher.stop()
+        kept_waves = _keep_waves(written, waves)
         wall = time.perf_counter() - started
         if not results_path.exists():
             log = (run_dir / "sim.log")
@@ -284,7 +396,7 @@ def run_layers(spec, layers, *, simulator="icarus", stall=0.0, seed=1, verilog=N
             raise SimulationError(f"the simulation wrote no results (run folder kept: {run_dir}); log tail:\n{tail}")
         summary = json.loads(results_path.read_text())
         result = SimulationResult(layers=summary["layers"], wall_seconds=wall, build_seconds=build_seconds,
-                                  simulator=simulator, run_dir=str(run_dir))
+                                  simulator=simulator, run_dir=str(run_dir), waves=kept_waves)
         passed = len(result.layers) == len(layers) and all(
             layer["exact"] and (stall or layer["measured_cycles"] == layer["model_cycles"]) for layer in result.layers)
         if passed and not keep_run:

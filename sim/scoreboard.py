@@ -12,6 +12,8 @@ class Mismatch:
     expected: int
     actual: int
     where: str
+    cycle: int = None         # the beat's handshake, in cycles from the first cfg handshake
+    time_ns: float = None     # the same as simulation time: where to look in the waveform
 
 
 @dataclass
@@ -24,18 +26,25 @@ class Scoreboard:
     mismatches: list = field(default_factory=list)
     received: int = 0
 
-    def check(self, actual_beats):
+    def check(self, actual_beats, times=None):
+        """Compare in order. ``times``: per received beat, ``(cycle, time_ns)`` of its handshake, so a failure
+        names the cycle of the first wrong beat (and the simulation time to jump to in a waveform)."""
         mask = (1 << self.lane_bits) - 1
         self.received = len(actual_beats)
         for beat, (want, got) in enumerate(zip(self.expected, actual_beats)):
             if want == got:
                 continue
+            cycle, time_ns = times[beat] if times and beat < len(times) else (None, None)
             for lane in range(self.lanes):
                 w, g = (want >> (lane * self.lane_bits)) & mask, (int(got) >> (lane * self.lane_bits)) & mask
                 if w != g:
                     where = self.describe(beat, lane) if self.describe else ""
-                    self.mismatches.append(Mismatch(beat, lane, w, g, where))
+                    self.mismatches.append(Mismatch(beat, lane, w, g, where, cycle, time_ns))
         return self.exact
+
+    @property
+    def first_wrong(self):
+        return self.mismatches[0] if self.mismatches else None
 
     @property
     def exact(self):
@@ -43,6 +52,10 @@ class Scoreboard:
 
     def report(self, limit=5):
         lines = []
+        first = self.first_wrong
+        if first is not None and first.cycle is not None:
+            lines.append(f"first wrong beat: {first.beat}, at cycle {first.cycle} after the first cfg handshake "
+                         f"(simulation time {first.time_ns:g} ns in the waveform)")
         if self.received != len(self.expected):
             lines.append(f"expected {len(self.expected)} output beats, received {self.received}")
         for mismatch in self.mismatches[:limit]:

@@ -12,7 +12,7 @@ import time
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
-from cocotb.utils import get_sim_steps, get_sim_time
+from cocotb.utils import get_sim_steps, get_sim_time, get_time_from_sim_steps
 from cocotbext.axi import AxiStreamFrame
 
 from hwgen.perf import predict_plan
@@ -36,11 +36,17 @@ class AcceleratorTestbench:
         self.acts = streams.source(dut, "acts")
         self.params = streams.source(dut, "params")
         self.out = streams.sink(dut, "out")
+        self.sparse = None
+        if hasattr(dut, "sparse__valid"):        # the sparse engine's words (AcceleratorSpec.sparse_mv)
+            dut.sparse__valid.value = 0
+            self.sparse = streams.source(dut, "sparse")
         self.cfg_monitor = streams.monitor(dut, "cfg")
         self.period_steps = get_sim_steps(CLOCK_NS, "ns")
         if job.stall:
             for n, model in enumerate((self.cfg, self.weights, self.acts, self.params, self.out)):
                 model.set_pause_generator(streams.random_pauses(job.seed * 101 + n, job.stall))
+            if self.sparse is not None:
+                self.sparse.set_pause_generator(streams.random_pauses(job.seed * 101 + 5, job.stall))
 
     async def reset(self):
         self.dut.rst.value = 1
@@ -57,11 +63,11 @@ class AcceleratorTestbench:
             weight_words[word] ^= 1 << bit
         model = predict_plan(plan)
         streams_words = {"weights": weight_words, "acts": list(data.act_words), "params": list(data.param_words),
-                         "cfg": list(data.config_words)}
+                         "cfg": list(data.config_words), "sparse": list(data.sparse_words)}
         for name, count in (job.withhold_words or {}).items():   # fault injection: a source that stops early
             streams_words[name] = streams_words[name][:max(0, len(streams_words[name]) - count)]
         # Queue everything before the first cfg beat goes out, so no source is ever idle (the no-stall timing).
-        for name in ("weights", "acts", "params", "cfg"):
+        for name in ("weights", "acts", "params", "sparse", "cfg"):
             if streams_words[name]:
                 await getattr(self, name).send(AxiStreamFrame(streams_words[name]))
         # Every wait is bounded: a layer that takes far longer than the model (scaled for the stalls: each
@@ -69,7 +75,7 @@ class AcceleratorTestbench:
         budget_cycles = int(model.cycles * job.max_cycles_factor / (1 - job.stall) ** 2) + 1000
         budget = budget_cycles * self.period_steps
         started = get_sim_time("step")
-        beats, last_time, cfg_beat, timeout = [], None, None, None
+        beats, stamps, last_time, cfg_beat, timeout = [], [], None, None, None
 
         async def collect():
             nonlocal last_time, cfg_beat
@@ -77,6 +83,7 @@ class AcceleratorTestbench:
             while len(beats) < plan.out_beats:
                 frame = await self.out.recv()
                 beats.extend(frame.tdata)
+                stamps.extend([frame.sim_time_end] * len(frame.tdata))
                 last_time = frame.sim_time_end
 
         try:
@@ -95,18 +102,23 @@ class AcceleratorTestbench:
         # A hang or an extra beat both show up here: wait a little and look for surplus output.
         await ClockCycles(self.dut.clk, 8)
         while not self.out.empty():
-            beats.extend((self.out.recv_nowait()).tdata)
+            frame = self.out.recv_nowait()
+            beats.extend(frame.tdata)
+            stamps.extend([frame.sim_time_end] * len(frame.tdata))
         while not self.cfg_monitor.empty():
             self.cfg_monitor.recv_nowait()
         board = Scoreboard(expected=data.expected_beats, lane_bits=plan.spec.acc_type.bits,
                            lanes=plan.spec.cols, describe=plan.describe_output)
-        board.check(beats)
+        origin = cfg_beat.sim_time_start if cfg_beat is not None else started
+        board.check(beats, times=[((t - origin) // self.period_steps, get_time_from_sim_steps(t, "ns"))
+                                  for t in stamps])
         measured = None if hung or last_time is None else (last_time - cfg_beat.sim_time_start) // self.period_steps
         return {
             "layer": plan.problem.name, "exact": board.exact and not hung, "hung": hung, "timeout": timeout,
             "commands": len(plan.tiles), "postops": str(plan.postops),
             "report": "\n".join(filter(None, (timeout, board.report()))), "beats": len(beats), "expected_beats": len(data.expected_beats),
             "measured_cycles": measured, "model_cycles": model.cycles, "macs": plan.macs,
+            "first_wrong_cycle": board.first_wrong.cycle if board.first_wrong else None,
             "pes": plan.spec.pes, "stall": job.stall,
             "utilization": (plan.macs / (plan.spec.pes * measured)) if measured else None,
         }

@@ -15,7 +15,7 @@ import time
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
-from cocotb.utils import get_sim_steps, get_sim_time
+from cocotb.utils import get_sim_steps, get_sim_time, get_time_from_sim_steps
 from cocotbext.axi import AxiStreamFrame
 
 from hwgen.sim import streams
@@ -63,7 +63,7 @@ async def run_network(dut):
                 emitted.append(get_sim_time("step"))
 
     started = time.perf_counter()
-    beats, last_time = [], None
+    beats, stamps, last_time = [], [], None
     # The host: every stream queued in full before the first cfg beat, except the activations it makes from
     # `out` beats (layers whose input did not stay on chip): each such segment once those beats are in.
     gates = [tuple(gate) for gate in job.acts_gates]
@@ -91,6 +91,7 @@ async def run_network(dut):
         while len(beats) < len(expected):
             frame = await out.recv()
             beats.extend(frame.tdata)
+            stamps.extend([frame.sim_time_end] * len(frame.tdata))
             last_time = frame.sim_time_end
 
     try:
@@ -100,11 +101,14 @@ async def run_network(dut):
         hung = True
     await ClockCycles(dut.clk, 8)
     while not out.empty():
-        beats.extend(out.recv_nowait().tdata)
+        frame = out.recv_nowait()
+        beats.extend(frame.tdata)
+        stamps.extend([frame.sim_time_end] * len(frame.tdata))
     counter.cancel()
     feeder.cancel()
     board = Scoreboard(expected=expected, lane_bits=job.lane_bits, lanes=job.lanes)
-    board.check(beats)
+    origin = first_cfg.sim_time_start
+    board.check(beats, times=[((t - origin) // period, get_time_from_sim_steps(t, "ns")) for t in stamps])
     measured = None if hung or last_time is None else (last_time - first_cfg.sim_time_start) // period
     # Cycles from the first cfg handshake, as the monitor stamps a handshake (the sink's frames likewise).
     layer_ends, at = [], 0
@@ -115,6 +119,7 @@ async def run_network(dut):
     result = {"exact": board.exact and not hung, "hung": hung, "report": board.report(),
               "beats": len(beats), "expected_beats": len(expected), "measured_cycles": measured,
               "model_cycles": job.model_cycles, "layer_ends": layer_ends, "emitted": len(emitted),
+              "first_wrong_cycle": board.first_wrong.cycle if board.first_wrong else None,
               "wall_seconds": time.perf_counter() - started}
     with open(job.results_path, "w") as f:
         json.dump(result, f, indent=1)

@@ -157,6 +157,7 @@ def test_layers_must_name_layers(layers, message, capsys):
 class FakeResult:
     def __init__(self, layers, run_dir=None):
         self.layers, self.run_dir, self.build_seconds, self.wall_seconds = layers, run_dir, 0.5, 1.5
+        self.waves = None       # no --waves
 
 
 def fake_layer(name, **changes):

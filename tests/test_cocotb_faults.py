@@ -49,6 +49,16 @@ def test_flipped_weight_bit_is_caught(spec, layer):
     (outcome,) = result.layers
     assert not outcome["exact"]
     assert "expected" in outcome["report"] and "O[m=" in outcome["report"]
+    # the first wrong beat is named by its cycle (from the first cfg handshake), to find it in a waveform
+    assert 0 < outcome["first_wrong_cycle"] <= outcome["measured_cycles"]
+    assert f"at cycle {outcome['first_wrong_cycle']} after the first cfg handshake" in outcome["report"]
+
+
+def test_waves_are_written(tmp_path):
+    """`hwgen sim --waves`: the run's FST, from a build of its own (the plain build stays trace-free)."""
+    result = run_layers(SPEC_4X4, [LAYERS_4X4[3]], simulator=SIM, waves=tmp_path / "run.fst", tag="waves")
+    assert result.exact and result.waves == str(tmp_path / "run.fst")
+    assert (tmp_path / "run.fst").stat().st_size > 1000
 
 
 def run_with_faulty_block(monkeypatch, spec, layer, *, block, faulty_class, tag):

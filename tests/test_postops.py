@@ -302,7 +302,7 @@ def test_config_and_layer_checks():
     values = config_values(PostOps(requant=True, relu=True, pool="avg", out_type=uint8), int32,
                            out_h=6, out_w=5, m_folds=3)
     assert values == dict(bias=0, requant=1, relu=1, pool=2, out_bits=8, out_signed=0, out_h=6, out_w=5,
-                          m_folds=3, zero_point=0, dest=0)
+                          m_folds=3, zero_point=0, dest=0, stochastic=0)
     word = pack_config(spec, values)
     for name, fld in config_layout(spec):
         assert (word >> fld.offset) & ((1 << fld.width) - 1) == values[name]

@@ -59,3 +59,15 @@ def test_layer_data_is_the_golden_model_on_the_plan():
     out = plan.unpack_outputs(data.expected_beats)
     assert out.shape == (3, 3, 1) and out.min() >= 0 and out.max() <= 127
     assert make_layer_data(plan, seed=5) != data
+
+
+def test_scoreboard_names_the_cycle_of_the_first_wrong_beat():
+    from hwgen.sim.scoreboard import Scoreboard
+    board = Scoreboard(expected=[1, 2, 3, 4], lane_bits=8, lanes=1, describe=lambda beat, lane: f"O[{beat}]")
+    assert not board.check([1, 2, 7, 9], times=[(10, 100.0), (12, 120.0), (15, 150.0), (16, 160.0)])
+    assert board.first_wrong.beat == 2 and board.first_wrong.cycle == 15
+    report = board.report()
+    assert report.splitlines()[0] == ("first wrong beat: 2, at cycle 15 after the first cfg handshake "
+                                      "(simulation time 150 ns in the waveform)")
+    assert "O[2]" in report and "O[3]" in report
+    assert Scoreboard(expected=[1], lane_bits=8, lanes=1).check([1])

@@ -706,3 +706,26 @@ def test_closed_form_candidates_are_what_build_makes(spec, problem, postops):
         assert (candidate.bytes_moved, candidate.commands) == (plan.bytes_moved["total"], len(plan.tiles))
         checked += 1
     assert checked >= 4
+
+
+def test_a_layer_with_giant_tensors_is_rejected_before_the_model_runs():
+    """Fuzz campaign, shard 2: a conv with 10,000,000 output channels planned in closed form, then the cycle model
+    timed its billions of output beats until the machine ran out of memory. The tensor sizes are checked
+    right after the (closed-form) planning."""
+    import time
+
+    from hwgen import AcceleratorSpec, Design, Layer, conv2d
+    from hwgen.errors import PlanTooLargeError
+    from hwgen.tiling import MAX_OUTPUT_ELEMENTS
+    spec = AcceleratorSpec(rows=2, cols=8, acc_type="int64", act_buffer_bytes=8192, weight_buffer_bytes=524288,
+                           acc_buffer_bytes=4096, max_out_channels=4)
+    nest = conv2d(name="conv", in_channels=64, out_channels=10_000_000, height=1000, width=3, kernel=(11, 1),
+                  stride=4, padding=1)
+    started = time.process_time()
+    with pytest.raises(PlanTooLargeError, match=r"conv: its weight tensor has 10000000x64x11x1 = 7,040,000,000"):
+        Design(name="giant", spec=spec, layers=(Layer(nest),)).plans()
+    assert time.process_time() - started < 1.0
+    wide = conv2d(name="wide", in_channels=1, out_channels=MAX_OUTPUT_ELEMENTS // 64 + 1, height=8, width=8,
+                  kernel=(1, 1))
+    with pytest.raises(PlanTooLargeError, match="output tensor"):
+        Design(name="giant", spec=spec, layers=(Layer(wide),)).plans()

@@ -52,6 +52,7 @@ class BuildConfig:
     batch: int = 1
     stop_after: str = "emit"
     verilog: bool = True
+    sparsity: object = None       # magnitude pruning after quantization: a fraction, or {layer name: fraction}
 
     def __post_init__(self):
         if self.stop_after not in STEPS:
@@ -101,13 +102,17 @@ def _pow2_at_least(value, floor):
 
 
 def size_spec(layers, *, rows, cols, name, mv_engine=True, chaining=True, act_type="int8", weight_type="int8",
-              acc_type="int32"):
+              acc_type="int32", max_words=None):
     """An accelerator sized for `layers`: an activation bank that holds the largest input a layer loads whole
     (host-unrolled windows for the first one), accumulators for the largest output map, parameters for the
     most output channels, a pooling line buffer for the widest pooled output - powers of two, so a user can
-    read them off and change them."""
+    read them off and change them. ``max_words``: no buffer deeper than that (e.g. `hwgen.spec.MAX_BUFFER_WORDS`:
+    `hwgen explore` sizes AlexNet's buffers as large as hwgen builds them, and the planner tiles what does not
+    fit); None: as deep as the network needs (a buffer deeper than hwgen builds is an error)."""
+    # Only for the word widths: buffers of 64 x rows x cols bytes are whole words of any width (3x3, 6x6 too).
     probe = AcceleratorSpec(rows=rows, cols=cols, act_type=act_type, weight_type=weight_type, acc_type=acc_type,
-                            name=name)
+                            act_buffer_bytes=64 * rows * cols, weight_buffer_bytes=64 * rows * cols,
+                            acc_buffer_bytes=64 * rows * cols, name=name)
     act_word_bytes, acc_word_bytes = probe.act_word_bits // 8 or 1, probe.acc_word_bits // 8
     act_words, acc_words, channels, pool_width = 2, 2, cols, 2
     for index, layer in enumerate(layers):
@@ -121,11 +126,13 @@ def size_spec(layers, *, rows, cols, name, mv_engine=True, chaining=True, act_ty
         channels = max(channels, p.M)
         if layer.postops.pool != "none":
             pool_width = max(pool_width, p.F)
+    def cap(words):
+        return words if max_words is None else min(words, max_words)
     return AcceleratorSpec(
         rows=rows, cols=cols, act_type=act_type, weight_type=weight_type, acc_type=acc_type,
-        act_buffer_bytes=buffer_bytes_for(2 * _pow2_at_least(act_words, 64), probe.act_word_bits),
+        act_buffer_bytes=buffer_bytes_for(cap(2 * _pow2_at_least(act_words, 64)), probe.act_word_bits),
         weight_buffer_bytes=buffer_bytes_for(512, probe.weight_word_bits),
-        acc_buffer_bytes=buffer_bytes_for(_pow2_at_least(acc_words, 64), probe.acc_word_bits),
+        acc_buffer_bytes=buffer_bytes_for(cap(_pow2_at_least(acc_words, 64)), probe.acc_word_bits),
         max_out_channels=_pow2_at_least(channels, cols), max_pool_width=_pow2_at_least(pool_width, 2),
         mv_engine=mv_engine, chaining=chaining and rows == cols, name=name)
 
@@ -161,6 +168,9 @@ def step_quantize(b):
         from .quantize import quantize
         b.network = quantize(b.float_network, b.config.calibration, activations=b.config.activations,
                              method=b.config.method, percentile=b.config.percentile)
+    if b.config.sparsity is not None:
+        from .prune import prune_network
+        b.network = prune_network(b.network, b.config.sparsity)
     if b.config.output is not None:
         b.files["network"] = b.network.save(Path(b.config.output) / "network")
     b.layers = int_layers(b.network)

@@ -75,7 +75,10 @@ class IntLayer:
         if weight.shape != tuple(self.problem.weight_canonical_shape):
             raise MappingError(f"{self.name}: weight has shape {weight.shape}, the layer needs "
                                f"{tuple(self.problem.weight_canonical_shape)} ([M, C, R, S])")
-        object.__setattr__(self, "weight", weight.astype(np.int64))
+        # A read-only int64 array (a broadcast zero: `hwgen.compiler.zoo`'s shape-only networks) is kept as it
+        # is; anything else is copied, so the caller's array can change without changing the layer.
+        keep = weight.dtype == np.int64 and not weight.flags.writeable
+        object.__setattr__(self, "weight", weight if keep else weight.astype(np.int64))
         if self.postops.needs_params:
             if not isinstance(self.params, QuantParams):
                 raise MappingError(f"{self.name}: {self.postops} needs QuantParams (bias/multiplier/shift)")
@@ -137,6 +140,10 @@ def storage_order_weights(weight, *, channels, pixels, cols):
     weight = np.asarray(weight)
     M = weight.shape[0]
     m_folds = ceil(channels / cols)
+    if weight.size and not any(weight.strides) and weight.flat[0] == 0:
+        # A shape-only layer (`hwgen.compiler.zoo.alexnet(random=False)`: one zero, broadcast): its storage
+        # order is zeros too, and stays a view (AlexNet's fc6 would be a 300 MB copy).
+        return np.broadcast_to(np.zeros((), dtype=np.int64), (M, m_folds * pixels * cols, 1, 1))
     w = np.zeros((M, m_folds * cols, pixels), dtype=np.int64)
     w[:, :channels] = weight.reshape(M, channels, pixels)
     # (M, mf, lane, p) -> (M, mf, p, lane)

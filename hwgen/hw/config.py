@@ -35,6 +35,9 @@ FLAG_FIELDS = (
     "acc_emit",        # this tile ends it (its last k-fold sends results to `out`)
     "param_bank",      # which bank of the post-op parameter memory this command's parameters use
     "pp_bias", "pp_requant", "pp_relu",   # the post-op chain (`hwgen.postops.PostOps`)
+    "pp_stochastic",   # stochastic rounding of the requantization (PostOps.rounding)
+    "w_packed",        # matrix-vector engine: int4 weights packed two slots per word (AcceleratorSpec.packed_int4)
+    "sparse",          # run on the sparse matrix-vector engine (AcceleratorSpec.sparse_mv), words from `sparse`
     "engine",          # 0: the array (the spec's dataflow), 1: the matrix-vector engine beside it (mv_engine)
     "act_source",      # 0: load activations from the `acts` stream, 1: from the on-chip feedback (chaining)
     "out_dest",        # 0: emit to `out`, 1: to the on-chip feedback, as activation words (chaining)

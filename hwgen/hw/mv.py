@@ -31,7 +31,8 @@ class MatrixVectorEngine(wiring.Component):
             "cfg": In(config_layout(spec)),
             "start": In(1), "en": In(1),
             "busy": Out(1), "done": Out(1),
-            "issue": Out(1),                                   # a slot is issued this cycle (pops a weight)
+            "issue": Out(1),                                   # a slot is issued this cycle
+            "pop": Out(1),                                     # ... and pops a weight word (packed int4: every other)
             "in_flight": Out(1),                               # busy, or a slot still on its way to out_valid
             "act_addr": Out(range(max(spec.act_depth, 2))),
             "act_data": In(unsigned(spec.act_word_bits)),      # the buffer's answer, two cycles after act_addr
@@ -57,12 +58,18 @@ class MatrixVectorEngine(wiring.Component):
         last_kg = kg == cfg.c_groups - 1
         last_n = n == cfg.pixels - 1
         last_mf = mf == cfg.m_folds - 1
+        # Packed int4 weights (cfg.w_packed): a word holds two slots' weights, the even slot's in its low half;
+        # `odd` says the slot uses the word popped for the slot before it.
+        odd = Signal()
         hold = self.busy & last_kg & ~self.credit
         m.d.comb += [self.issue.eq(self.busy & ~hold), self.act_addr.eq(addr),
+                     self.pop.eq(self.issue & ~(odd & cfg.w_packed)),
                      self.beat_issued.eq(en & self.issue & last_kg)]
         with m.If(self.start):
-            m.d.sync += [self.busy.eq(1), self.done.eq(0), mf.eq(0), n.eq(0), kg.eq(0), base.eq(0), addr.eq(0)]
+            m.d.sync += [self.busy.eq(1), self.done.eq(0), mf.eq(0), n.eq(0), kg.eq(0), base.eq(0), addr.eq(0),
+                         odd.eq(0)]
         with m.Elif(en & self.issue):
+            m.d.sync += odd.eq(~odd)
             with m.If(~last_kg):
                 m.d.sync += [kg.eq(kg + 1), addr.eq(addr + cfg.plane)]
             with m.Else():
@@ -85,8 +92,19 @@ class MatrixVectorEngine(wiring.Component):
         m.d.comb += self.in_flight.eq(self.busy | Cat(*(stage[0] for stage in stages[1:])).any())
 
         popped, weights = Signal.like(self.weight_data), Signal.like(self.weight_data)
+        high1, packed1 = Signal(), Signal()
+        word = popped
+        if spec.packed_int4:
+            # The slot's half of the word, each int4 sign-extended to its 8-bit weight lane.
+            half = rows * cols * 4
+            nibbles = Mux(high1, popped[half:2 * half], popped[:half])
+            decoded = Cat(*(Cat(nibbles[4 * k:4 * k + 4], *([nibbles[4 * k + 3]] * (wbits - 4)))
+                            for k in range(rows * cols)))
+            word = Mux(packed1, decoded, popped)
         with m.If(en):
-            m.d.sync += [popped.eq(self.weight_data), weights.eq(popped)]
+            with m.If(self.pop):
+                m.d.sync += popped.eq(self.weight_data)
+            m.d.sync += [high1.eq(odd & cfg.w_packed), packed1.eq(cfg.w_packed), weights.eq(word)]
 
         # The lanes: `cols` instances of one `MatrixVectorLane` (with a module library, one module).
         acc_shape = spec.acc_type.amaranth_shape()

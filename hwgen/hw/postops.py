@@ -61,9 +61,10 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..postops import POOL_CODES, config_layout, params_layout
+from ..postops import POOL_CODES, column_seeds, config_layout, params_layout
 from ..spec import AcceleratorSpec
 from .bram import PipelinedMemory
+from .lfsr import unrolled_draw
 from .wide_multiplier import WideMultiplier
 
 __all__ = ["PostOpPipeline"]
@@ -89,7 +90,13 @@ class PostOpPipeline(wiring.Component):
     ``acc_bits``), ``busy`` (a group is in flight).
     """
 
-    LATENCY = 13
+    LATENCY = 13             # one more with stochastic rounding (`latency_for`)
+
+    @classmethod
+    def latency_for(cls, spec):
+        """The pipeline's latency for ``spec``: `LATENCY`, plus the stage that adds the rounding offset when the
+        spec builds stochastic rounding."""
+        return cls.LATENCY + int(spec.stochastic_rounding)
 
     def __init__(self, spec, *, max_m_folds, max_out_w=None, dims_bits=None):
         if not isinstance(spec, AcceleratorSpec):
@@ -119,7 +126,7 @@ class PostOpPipeline(wiring.Component):
 
     @property
     def latency(self):
-        return self.LATENCY
+        return self.latency_for(self.spec)
 
     @property
     def bank_words(self):
@@ -134,8 +141,9 @@ class PostOpPipeline(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         spec, cfg = self.spec, self.cfg
-        lanes, groups = self.lanes, self.groups
+        lanes, groups, cols = self.lanes, self.groups, spec.cols
         acc_bits = spec.acc_type.bits
+        X = int(spec.stochastic_rounding)       # the extra stage (S7a: p + rounding offset) shifts S8 on by X
         x_bits = max(acc_bits, 32) + 1          # acc + bias, exact
         p_bits = x_bits + 32                    # x * multiplier, exact
         lb_bits = acc_bits + 1                  # a horizontal pair: max, or sum of two
@@ -181,18 +189,20 @@ class PostOpPipeline(wiring.Component):
                                         "group": range(groups),
                                         "bias": 1, "requant": 1, "relu": 1, "pool": 2,
                                         "out_bits": cfg.out_bits.shape(), "out_signed": 1,
-                                        "zero_point": cfg.zero_point.shape(), "dest": 1})
+                                        "zero_point": cfg.zero_point.shape(), "dest": 1,
+                                        "first": 1, "stochastic": 1})
         tag = Signal(tag_layout)
         m.d.comb += [tag.row_odd.eq(e[0]), tag.col_odd.eq(f[0]), tag.pair.eq(f >> 1), tag.group.eq(group),
                      tag.bias.eq(cfg.bias), tag.requant.eq(cfg.requant), tag.relu.eq(cfg.relu),
                      tag.pool.eq(cfg.pool), tag.out_bits.eq(cfg.out_bits), tag.out_signed.eq(cfg.out_signed),
-                     tag.zero_point.eq(cfg.zero_point), tag.dest.eq(cfg.dest)]
+                     tag.zero_point.eq(cfg.zero_point), tag.dest.eq(cfg.dest),
+                     tag.first.eq((f == 0) & (e == 0) & (mf == 0)), tag.stochastic.eq(cfg.stochastic)]
 
         def stage(name, shape):
             return Signal(shape, name=name)
 
         # Stage k (1-based) of the group: its valid flag and tags are valid[k - 1], tags[k - 1].
-        stages = self.LATENCY - 1
+        stages = self.latency - 1
         valid = [stage(f"s{k}_valid", 1) for k in range(1, stages + 1)]
         tags = [stage(f"s{k}_tag", tag_layout) for k in range(1, stages + 1)]
         with m.If(advance):
@@ -227,7 +237,7 @@ class PostOpPipeline(wiring.Component):
         # and the bounds on the shifted value S9 compares (see there). With an output zero point z the clamp
         # is of r + z: r itself is compared with lo - z and hi - z, and ReLU raises lo to z (lo - z to 0).
         # The bounds are made in two steps (S6 -> S7: the type's range; S7 -> S8: less z), a register apart.
-        s6, s7 = tags[5], tags[6]
+        s6, s7 = tags[5 + X], tags[6 + X]
         unused_bits = Signal(range(acc_bits))          # acc_bits - out_bits (host checks 1 <= out_bits <= acc_bits)
         out_umax = Signal(unsigned(acc_bits))           # (1 << out_bits) - 1
         type_lo, type_hi = Signal(signed(acc_bits + 1)), Signal(signed(acc_bits + 1))
@@ -249,10 +259,10 @@ class PostOpPipeline(wiring.Component):
             m.d.sync += [lo8.eq(lo_now), hi8.eq(hi_now), below8.eq((lo_rel << 1) - 1), above8.eq(hi_rel << 1)]
         lo9, hi9 = delayed("s9_lo", lo8, 1), delayed("s9_hi", hi8, 1)
 
-        s9, s10, s11 = tags[8], tags[9], tags[10]
+        s9, s10, s11 = tags[8 + X], tags[9 + X], tags[10 + X]
         pair_avg = s10.pool == POOL_CODES["avg"]          # the pair is formed entering S11
         pool_on = s11.pool != POOL_CODES["none"]
-        s12 = tags[11]
+        s12 = tags[11 + X]
         out_pool_on = s12.pool != POOL_CODES["none"]      # and divided on the way out
         out_is_avg = s12.pool == POOL_CODES["avg"]
 
@@ -262,7 +272,7 @@ class PostOpPipeline(wiring.Component):
         # (2 beats ahead, when out_w is 2): that write is forwarded. With more, the row above was written at
         # least 2 * groups groups before its read.
         m.submodules.line_buffer = line_buffer = PipelinedMemory(width=lanes * lb_bits, depth=lb_depth * groups)
-        lb_write_en = advance & valid[10] & pool_on & s11.col_odd & ~s11.row_odd
+        lb_write_en = advance & valid[10 + X] & pool_on & s11.col_odd & ~s11.row_odd
         lb_data = Signal(lanes * lb_bits)
         m.d.comb += [line_buffer.read_addr.eq(_times(s9.pair, groups) + s9.group), line_buffer.read_en.eq(advance),
                      line_buffer.data_en.eq(advance),
@@ -281,7 +291,7 @@ class PostOpPipeline(wiring.Component):
         # The even column's value of every group, read as the odd column's group forms its pair.
         if groups == 1:
             held_all = stage("pool_held", unsigned(group_bits))
-            held_write = advance & valid[9] & ~s10.col_odd
+            held_write = advance & valid[9 + X] & ~s10.col_odd
             held_word = held_all
         else:
             # Read a cycle ahead (the group in S9, as it enters S10) into the read port's register, so the pair's
@@ -292,7 +302,7 @@ class PostOpPipeline(wiring.Component):
             held_w, held_r = held_mem.write_port(), held_mem.read_port()
             held_write = held_w.en
             m.d.comb += [held_w.addr.eq(s10.group), held_r.addr.eq(s9.group), held_r.en.eq(advance),
-                         held_w.en.eq(advance & valid[9] & ~s10.col_odd)]
+                         held_w.en.eq(advance & valid[9 + X] & ~s10.col_odd)]
             held_word = held_r.data
 
         out_lanes, lb_lanes, y_lanes = [], [], []
@@ -312,9 +322,48 @@ class PostOpPipeline(wiring.Component):
             m.d.comb += [multiplier.a.eq(x), multiplier.b.eq(mult), multiplier.en.eq(advance)]
             p = multiplier.p
             assert len(p) <= p_bits
-            shift7 = delayed(f"shift_{j}", shift3, WideMultiplier.LATENCY)
+            if X:
+                # Stochastic rounding: lane j's LFSR gives the beat in S3 its 16-bit draw R (restarting at the
+                # lane's seed on a command's first beat); r = floor(R * 2**(s - 16)) = (R << 47) >> (63 - s), and
+                # the offset r - 2**(s-1) added to p (S7a) turns S8/S9's round-half-up into floor((p + r) / 2**s).
+                # A narrow chain (groups > 1): lane j processes column g * lanes + j for group g, so it keeps
+                # that column's generator for each group and selects (and advances) the one of the group in S3:
+                # still one generator per column, drawing once per beat.
+                s3 = tags[2]
+                seeds = [column_seeds(spec.rounding_seed, cols)[g * lanes + j] for g in range(groups)]
+                states = [Signal(32, init=seed, name=f"sr_state_{j}" if groups == 1 else f"sr_state_{j}_g{g}")
+                          for g, seed in enumerate(seeds)]
+                current = Signal(32, name=f"sr_current_{j}")
+                if groups == 1:
+                    m.d.comb += current.eq(Mux(s3.first, seeds[0], states[0]))
+                else:
+                    with m.Switch(s3.group):
+                        for g in range(groups):
+                            with m.Case(g):
+                                m.d.comb += current.eq(Mux(s3.first, seeds[g], states[g]))
+                following, draw = unrolled_draw(current)
+                with m.If(advance & valid[2]):
+                    if groups == 1:
+                        m.d.sync += states[0].eq(following)
+                    else:
+                        with m.Switch(s3.group):
+                            for g in range(groups):
+                                with m.Case(g):
+                                    m.d.sync += states[g].eq(following)
+                r = Signal(unsigned(63), name=f"sr_r_{j}")
+                half = Signal(unsigned(63), name=f"sr_half_{j}")
+                m.d.comb += [r.eq((draw << 47) >> (~shift3)[:6]), half.eq((Const(1, 64) << shift3)[1:])]
+                off = stage(f"s4_sr_offset_{j}", signed(65))
+                with m.If(advance):
+                    m.d.sync += off.eq(Mux(s3.stochastic & s3.requant, r - half, 0))
+                off7 = delayed(f"sr_offset_{j}", off, WideMultiplier.LATENCY - 1)
+                p2 = stage(f"s7a_p_{j}", signed(p_bits + 1))
+                with m.If(advance):
+                    m.d.sync += p2.eq(p + off7)
+                p = p2
+            shift7 = delayed(f"shift_{j}", shift3, WideMultiplier.LATENCY + X)
             # S8: sh = (2p) >> s (arithmetic), so that round_shift(p, s) = (sh + 1) >> 1.
-            sh = stage(f"s8_sh_{j}", signed(p_bits + 1))
+            sh = stage(f"s8_sh_{j}", signed(p_bits + 2))
             with m.If(advance):
                 m.d.sync += sh.eq((p << 1) >> shift7)
             # S9: the rounded value's low bits (all a value in range has), and the saturation tests made on
@@ -361,11 +410,11 @@ class PostOpPipeline(wiring.Component):
         emit = ~out_pool_on | (s12.col_odd & s12.row_odd)
         last_group12 = s12.group == groups - 1
         with m.If(advance):
-            m.d.sync += [self.o.valid.eq(valid[11] & emit & last_group12), self.o_dest.eq(s12.dest)]
+            m.d.sync += [self.o.valid.eq(valid[11 + X] & emit & last_group12), self.o_dest.eq(s12.dest)]
             if groups == 1:
                 m.d.sync += self.o.payload.eq(Cat(*out_lanes))
             else:
-                with m.If(valid[11] & emit):
+                with m.If(valid[11 + X] & emit):
                     with m.Switch(s12.group):
                         for g in range(groups):
                             with m.Case(g):

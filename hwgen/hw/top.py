@@ -42,6 +42,7 @@ from .fanout import assign_all, flag_copies, follow_unless, registered_copies
 from .fifo import BlockRAMFIFO, BlockRAMHeadFIFO
 from .slot_queue import SlotQueue
 from .mv import MatrixVectorEngine
+from .sparse_mv import SparseEngine
 from .config import config_layout
 from .os_array import OutputStationaryArray, output_latency
 from .os_sequencer import OutputStationarySequencer
@@ -51,6 +52,7 @@ from .systolic import SystolicArray, array_latency
 __all__ = ["AcceleratorTop", "OUTPUT_FIFO_DEPTH"]
 
 OUTPUT_FIFO_DEPTH = 4
+SPARSE_FIFO_DEPTH = 32    # the sparse engine's word FIFO (`AcceleratorSpec.sparse_mv`)
 # Systolic arrays (both dataflows): the datapath after the issue stage runs on a registered copy of the enable, one cycle
 # behind it, so the output FIFO must have room for a write one cycle after the enable was decided; and that
 # room is itself decided a cycle ahead (registered), with one more beat of margin.
@@ -76,6 +78,8 @@ class AcceleratorTop(wiring.Component):
         }
         if spec.mv_engine:
             ports["mv_weights"] = In(stream.Signature(unsigned(spec.mv_weight_word_bits)))
+        if spec.sparse_mv:
+            ports["sparse"] = In(stream.Signature(unsigned(spec.sparse_word_bits)))
         super().__init__(ports)
 
     def elaborate(self, platform):
@@ -89,6 +93,11 @@ class AcceleratorTop(wiring.Component):
         m.submodules.weight_fifo = weight_fifo = BlockRAMFIFO(width=spec.weight_word_bits,
                                                               depth=spec.weight_depth)
         wiring.connect(m, wiring.flipped(self.weights), weight_fifo.w_stream)
+
+        if spec.sparse_mv:
+            m.submodules.sparse_fifo = sparse_fifo = BlockRAMFIFO(width=spec.sparse_word_bits,
+                                                                  depth=SPARSE_FIFO_DEPTH)
+            wiring.connect(m, wiring.flipped(self.sparse), sparse_fifo.w_stream)
 
         if spec.mv_engine:
             m.submodules.mv_weight_fifo = mv_weight_fifo = BlockRAMFIFO(width=spec.mv_weight_word_bits,
@@ -287,8 +296,17 @@ class AcceleratorTop(wiring.Component):
         for engine in (array_seq, mv):
             if engine is not None:
                 m.d.comb += engine.cfg.eq(compute_cmd)
+        sparse = None
+        if spec.sparse_mv:
+            # The sparse engine beside the matrix-vector engine: a command's `sparse` flag picks it.
+            m.submodules.sparse_engine = sparse = SparseEngine(spec)
+            m.d.comb += [sparse.cfg.eq(compute_cmd), sparse.start.eq(starting & compute_cmd.sparse),
+                         sparse.word_valid.eq(sparse_fifo.r_rdy), sparse.word.eq(sparse_fifo.r_data),
+                         sparse_fifo.r_en.eq(sparse.pop)]
         if both:
             m.d.comb += [array_seq.start.eq(starting & ~mv_selected), mv.start.eq(starting & mv_selected)]
+        elif sparse is not None:
+            m.d.comb += mv.start.eq(starting & ~compute_cmd.sparse)
         else:
             m.d.comb += (array_seq or mv).start.eq(starting)
         # Emitting commands queue their post-op settings; the chain takes them in order, beat-count by count.
@@ -309,6 +327,8 @@ class AcceleratorTop(wiring.Component):
         else:
             array_done = array_seq.done
         done = Mux(mv_selected, mv.done, array_done) if both else (array_done if mv is None else mv.done)
+        if sparse is not None:
+            done = Mux(compute_cmd.sparse, sparse.done, done)
         with m.FSM(name="compute"):
             with m.State("IDLE"):
                 with m.If(handoff_valid & emit_room & engine_free):
@@ -418,8 +438,8 @@ class AcceleratorTop(wiring.Component):
             if narrow:
                 m.d.comb += mv.credit.eq(credit)
                 beats_issued.append(mv.beat_issued)
-            m.d.comb += [mv_en.eq(mv_room & ready & (~mv.issue | mv_fifo.r_rdy)), mv.en.eq(mv_en),
-                         mv_fifo.r_en.eq(mv.issue & mv_en),
+            m.d.comb += [mv_en.eq(mv_room & ready & (~mv.pop | mv_fifo.r_rdy)), mv.en.eq(mv_en),
+                         mv_fifo.r_en.eq(mv.pop & mv_en),
                          mv.act_data.eq(act_buffer.read_data), mv.weight_data.eq(mv_fifo.r_data),
                          mv_drained.eq(~mv.in_flight)]
             engine_ports.append((mv.act_addr + bank_base, mv_en & mv.issue, mv_en, mv.out_valid, mv.out_data))
@@ -433,6 +453,13 @@ class AcceleratorTop(wiring.Component):
                          out_data.eq(Mux(v_valid, v_data, a_data))]
         else:
             (e_addr, e_en, e_data_en, e_valid, e_data), = engine_ports
+            if sparse is not None:     # the engines take turns: either writes the output FIFO
+                # The sparse engine sends a beat only with the same output-slot credit as the other engines.
+                m.d.comb += sparse.out_room.eq(credit if narrow else out_fifo.w_rdy)
+                if narrow:
+                    beats_issued.append(sparse.out_valid)
+                e_valid, e_data = e_valid | sparse.out_valid, Mux(sparse.out_valid, sparse.out_data, e_data)
+                in_flights.append(sparse.busy)
             m.d.comb += [read_addr.eq(e_addr), read_en.eq(e_en), data_en.eq(e_data_en), out_valid.eq(e_valid),
                          out_data.eq(e_data)]
 
@@ -569,6 +596,7 @@ class AcceleratorTop(wiring.Component):
             postops.cfg.out_h.eq(head.out_h), postops.cfg.out_w.eq(head.out_w),
             postops.cfg.m_folds.eq(head.m_folds), postops.bank.eq(head.param_bank),
             postops.cfg.zero_point.eq(head.pp_zero_point), postops.cfg.dest.eq(head.out_dest),
+            postops.cfg.stochastic.eq(head.pp_stochastic),
             postops.i.payload.eq(out_fifo.r_data),
             postops.i.valid.eq(out_fifo.r_rdy & emit_queue.r_rdy),
             out_fifo.r_en.eq(postops.i.ready & emit_queue.r_rdy),

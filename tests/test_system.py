@@ -1,0 +1,199 @@
+"""The accelerator as a system (`hwgen.hw.system`): a whole network from DRAM, one start register write.
+
+Host side (fast): the descriptor encoding, and that the gathers a layer reads its input with from an earlier
+layer's output region (`hwgen.system.image.gather_runs`) rebuild exactly the activation words the compiler's
+host packing makes. RTL (cocotb on Icarus, cocotbext-axi `AxiRam` as DRAM and `AxiLiteMaster` as host): every
+output region of DRAM equal to the NumPy reference network's bytes, the registers and counters, random
+back-pressure on every AXI channel and a slower DRAM, an injected read error reported through the registers
+and a clean run after it, the watchdog, and a malformed program.
+"""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from hwgen.compiler.program import compile_program
+from hwgen.system.image import (CHANNELS, DESC_BYTES, MAGIC, Descriptor, build_image, gather_runs, interpret,
+                                stream_word_bits)
+from hwgen.system.layout import bytes_to_words
+from tests.test_network_program import random_accelerator, random_network
+
+needs_icarus = pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog is not installed")
+
+
+def compiled(seed, batch=1):
+    layers, spec = random_network(seed), random_accelerator(seed)
+    program = compile_program(spec, layers, batch=batch)
+    rng = np.random.default_rng(seed)
+    return spec, program, [rng.integers(-128, 128, layers[0].in_shape) for _ in range(batch)]
+
+
+def test_descriptor_encoding():
+    raw = Descriptor("out", addr=0x1234, bytes=96, narrow=True, wait=3, macs=77).encode()
+    assert len(raw) == DESC_BYTES
+    w = [int.from_bytes(raw[i:i + 4], "little") for i in range(0, 16, 4)]
+    assert w[0] & 15 == CHANNELS["out"] and w[0] >> 4 & 1 == 1 and w[0] >> 8 & 255 == MAGIC and w[0] >> 16 == 3
+    assert w[1:] == [0x1234, 96, 77]
+    assert Descriptor("end").encode()[0] & 15 == 15
+
+
+@pytest.mark.parametrize("seed", [2, 10, 12, 13, 14, 15])
+def test_gathers_rebuild_the_host_packing(seed):
+    """The command processor's golden model (`interpret`) feeds every stream the words `Program.streams` would
+    send; in particular, reading the consumer's runs of narrowed output beats gives the host's packing."""
+    spec, program, inputs = compiled(seed)
+    image = build_image(program, inputs)
+    words, _, goldens = program.streams(inputs)
+    memory = bytearray(image.size)
+    for addr, raw in image.segments:
+        memory[addr:addr + len(raw)] = raw
+    for addr, expected, _ in image.outputs:          # what a correct run leaves in DRAM
+        memory[addr:addr + len(expected)] = expected
+    fed, writes = interpret(image, spec, memory)
+    for name in ("cfg", "weights", "mv_weights", "params"):
+        assert fed.get(name, []) == words[name], name
+    assert [(a, n) for a, n, _ in writes] == [(a, len(e)) for a, e, _ in image.outputs]
+    acts = fed["acts"]
+    # Lanes beyond a layer's channels hold whatever the producer's padding lanes held (its output zero point);
+    # their weights are zero. Compare the real lanes: those a tensor of ones packs as 1.
+    real = []
+    for image_plans in program._image_plans():
+        previous_shape = program.layers[0].layer.in_shape
+        for pl, plan in zip(program.layers, image_plans):
+            if pl.source in ("stream", "host"):
+                ones = np.ones(previous_shape if pl.source == "host" else pl.layer.in_shape, dtype=np.int64)
+                real += plan.act_stream(pl.hardware_input(ones))
+            previous_shape = pl.layer.out_shape
+    lane = spec.act_type.bits
+    lane_mask = (1 << lane) - 1
+    masks = [sum(lane_mask << (lane * j) for j in range(spec.rows) if (word >> (lane * j)) & lane_mask)
+             for word in real]
+    assert len(acts) == len(words["acts"]) == len(masks)
+    assert [a & k for a, k in zip(acts, masks)] == [w & k for w, k in zip(words["acts"], masks)]
+    assert any(pl.source == "host" for pl in program.layers)
+
+
+def test_fence_makes_every_layer_wait():
+    spec, program, inputs = compiled(15)
+    free, fenced = build_image(program, inputs), build_image(program, inputs, fence=True)
+    assert [d.wait for d in free.descriptors if d.channel in ("cfg", "weights")] == [0, 0, 0, 0, 0, 0]
+    assert [d.wait for d in fenced.descriptors if d.channel == "cfg"] == [0, 1, 2]
+
+
+def test_gather_refuses_what_is_not_one_beat_per_word():
+    from hwgen.errors import MappingError
+    spec, program, _ = compiled(15)
+    producer, consumer = program.layers[0], program.layers[1]
+    object.__setattr__(producer.layer, "host_pool", (3, 2))
+    try:
+        with pytest.raises(MappingError, match="pools"):
+            gather_runs(producer, consumer)
+    finally:
+        object.__setattr__(producer.layer, "host_pool", None)
+
+
+@pytest.mark.cocotb
+@needs_icarus
+def test_system_runs_a_network_from_dram(tmp_path):
+    """Two layers whose inputs come from DRAM (gathered from the previous output), one start, bit-exact."""
+    from hwgen.sim.system_runner import run_system
+    spec, program, inputs = compiled(15)
+    image = build_image(program, inputs)
+    result = run_system(image, spec, build_root=tmp_path)
+    (run,) = result.runs
+    assert result.exact, run
+    assert run["done"] and not run["busy"] and not run["error"] and run["irq_after_clear"] == 0
+    regs = run["registers"]
+    assert regs["DESCRIPTORS"] == image.count - 1
+    assert run["macs"] == image.macs
+    beat = 8
+    assert regs["BYTES_READ"] >= image.bytes_read() and regs["BYTES_READ"] % beat == 0
+    assert image.bytes_written() <= regs["BYTES_WRITTEN"] < image.bytes_written() + 2 * beat * len(image.outputs)
+    assert 0 < regs["CYCLES"] <= run["irq_cycles"]
+
+
+@pytest.mark.cocotb
+@needs_icarus
+def test_system_back_pressure_errors_and_recovery(tmp_path):
+    """A batch of two on a DRAM of half the bus bandwidth with every AXI channel stalling 30% of cycles: a read
+    error is reported (cause, address) and the next run is exact; the watchdog and a malformed program end
+    in an error status, never a hang."""
+    from hwgen.sim.system_runner import run_system
+    spec, program, inputs = compiled(13, batch=2)
+    image = build_image(program, inputs)
+    weights = next(d for d in image.descriptors if d.channel == "weights")
+    bad = build_image(program, inputs, magic=0x00)
+    bad_addr = -(-image.size // 64) * 64
+    image.segments.append((bad_addr, b"".join(d.encode(magic=0) for d in bad.descriptors)))
+    image.size = bad_addr + DESC_BYTES * bad.count
+    result = run_system(image, spec, build_root=tmp_path, pause=0.3, interval=2, seed=5,
+                        scenarios=[{"fault": (weights.addr, weights.addr + 8)}, {}, {"watchdog": 3},
+                                   {"program": (bad_addr, bad.count)}, {}])
+    fault, clean, watchdog, malformed, again = result.runs
+    assert fault["error"] and fault["cause"] == "read bus error" and not fault["hung"]
+    assert fault["registers"]["ERROR_ADDR"] == weights.addr - weights.addr % 8
+    assert fault["registers"]["ERROR"] >> 4 == 2          # SLVERR
+    for run in (clean, again):
+        assert not run["hung"] and not run["error"] and not run["mismatches"], run
+        assert run["macs"] == image.macs
+    assert watchdog["error"] and watchdog["cause"] == "watchdog" and not watchdog["hung"]
+    assert malformed["error"] and malformed["cause"] == "malformed descriptor"
+    assert malformed["registers"]["ERROR_ADDR"] == 0 and malformed["registers"]["DESCRIPTORS"] == 0
+
+
+def test_model_bounds_and_roofline_side():
+    """The estimate never falls below the hard lower bound; a slower DRAM turns the run memory bound."""
+    from hwgen.system.dram_model import predict_system
+    spec, program, inputs = compiled(14)
+    image = build_image(program, inputs)
+    estimates = [predict_system(program, image, interval=i) for i in (1, 2, 4, 8)]
+    assert all(e.lower <= e.cycles for e in estimates)
+    assert [e.cycles for e in estimates] == sorted(e.cycles for e in estimates)
+    assert estimates[0].bound == "compute" and estimates[-1].bound == "memory"
+    assert estimates[-1].read_beats * 8 >= image.bytes_read()
+
+
+@pytest.mark.cocotb
+@needs_icarus
+def test_model_against_the_rtl_across_bandwidths(tmp_path):
+    """8, 4, 2 and 1 bytes per cycle: measured >= the lower bound, and within the model's tolerance."""
+    from hwgen.sim.system_runner import run_system
+    from hwgen.system.dram_model import TOLERANCE, predict_system
+    spec, program, inputs = compiled(14)
+    image = build_image(program, inputs)
+    intervals = (1, 2, 4, 8)
+    result = run_system(image, spec, build_root=tmp_path, scenarios=[{"interval": i} for i in intervals])
+    assert result.exact
+    for interval, run in zip(intervals, result.runs):
+        model = predict_system(program, image, interval=interval)
+        measured = run["registers"]["CYCLES"]
+        assert measured >= model.lower, (interval, measured, model)
+        assert abs(model.cycles - measured) <= TOLERANCE * measured, (interval, measured, model)
+
+
+def test_generate_system_option(tmp_path, capsys):
+    """`hwgen generate --system`: the system top beside the plain one, with its register map in the manifest."""
+    import json
+    from hwgen.cli import main
+    from hwgen.hw.system import REGISTERS
+    assert main(["generate", "fc_mv", "-o", str(tmp_path), "--system"]) == 0
+    (verilog,) = tmp_path.glob("*_system.v")
+    text = verilog.read_text()
+    for port in ("m_axi_arvalid", "m_axi_wstrb", "m_axi_bresp", "s_axil_awaddr", "s_axil_rdata", "irq"):
+        assert port in text
+    manifest = json.loads(verilog.with_suffix(".json").read_text())
+    assert manifest["system"]["registers"]["CTRL"] == f"{REGISTERS['CTRL']:#04x}"
+    assert "as a system" in capsys.readouterr().out
+    assert main(["generate", "fc_mv", "-o", str(tmp_path)]) == 0      # the plain streams stay available
+    assert len(list(tmp_path.glob("*.v"))) == 2
+
+
+def test_golden_command_processor_rejects_a_malformed_program():
+    spec, program, inputs = compiled(15)
+    image = build_image(program, inputs, magic=0x00)
+    memory = bytearray(image.size)
+    for addr, raw in image.segments:
+        memory[addr:addr + len(raw)] = raw
+    with pytest.raises(ValueError, match="descriptor 0 is malformed"):
+        interpret(image, spec, memory)
