@@ -10,7 +10,7 @@ from pathlib import Path
 
 from hwgen.fxp.design import generate_fxp
 from hwgen.fxp.perf import HOST_TURNAROUND, Timing, predict
-from hwgen.sim.runner import SimulationError, _build, check_stall, simulator_environment
+from hwgen.sim.runner import _build, _read_results, _restore_environment, check_stall, simulator_environment
 
 __all__ = ["FxpRun", "generate_fxp", "run_fxp"]
 
@@ -62,11 +62,7 @@ def run_fxp(program, *, simulator="icarus", stall=0.0, seed=1, build_root=None, 
                         log_file=run_dir / "sim.log")
         except SystemExit:
             pass
-        if not results_path.exists():
-            log = run_dir / "sim.log"
-            tail = log.read_text()[-3000:] if log.exists() else "(no log)"
-            raise SimulationError(f"the simulation wrote no results (run folder kept: {run_dir}); log tail:\n{tail}")
-        r = json.loads(results_path.read_text())
+        r = _read_results(run_dir, results_path)
         measured = Timing(cfg=r["cfg"], done=r["done"], out=r["out"], beats=[int(b, 16) for b in r["beats"]])
         result = FxpRun(exact=r["exact"], report=r["report"], measured=measured, model=model,
                         build_seconds=build_seconds, wall_seconds=r["wall_seconds"], simulator=simulator)
@@ -74,8 +70,4 @@ def run_fxp(program, *, simulator="icarus", stall=0.0, seed=1, build_root=None, 
             shutil.rmtree(run_dir, ignore_errors=True)
         return result
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _restore_environment(saved)

@@ -33,6 +33,24 @@ SIMULATORS = ("icarus", "verilator")
 class SimulationError(ToolFailure):
     """The simulation could not run: the simulator is missing, the build failed, no results were written."""
 
+def _read_results(run_dir, results_path):
+    """The testbench's results.json, or a `SimulationError` with the tail of its log when it wrote none."""
+    if not results_path.exists():
+        log = run_dir / "sim.log"
+        tail = log.read_text()[-3000:] if log.exists() else "(no log)"
+        raise SimulationError(f"the simulation wrote no results (run folder kept: {run_dir}); log tail:\n{tail}")
+    return json.loads(results_path.read_text())
+
+
+def _restore_environment(saved):
+    """Put back the environment variables `saved` holds (None: the variable was not set)."""
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 
 def default_build_root():
     """The simulation build cache: ``$HWGEN_SIM_BUILD``, else ``$XDG_CACHE_HOME/hwgen/sim``, else
@@ -236,11 +254,7 @@ def run_program(program, inputs, *, simulator="icarus", stall=0.0, seed=1, build
         except SystemExit:
             pass
         kept_waves = _keep_waves(written, waves)
-        if not results_path.exists():
-            log = run_dir / "sim.log"
-            tail = log.read_text()[-3000:] if log.exists() else "(no log)"
-            raise SimulationError(f"the simulation wrote no results (run folder kept: {run_dir}); log tail:\n{tail}")
-        r = json.loads(results_path.read_text())
+        r = _read_results(run_dir, results_path)
         outputs = _final_outputs(program, r, expected)
         if r["exact"] and (stall or r["measured_cycles"] == model.cycles):
             shutil.rmtree(run_dir, ignore_errors=True)      # kept (for its log) only when the run failed
@@ -250,11 +264,7 @@ def run_program(program, inputs, *, simulator="icarus", stall=0.0, seed=1, build
                              wall_seconds=r["wall_seconds"], build_seconds=build_seconds, simulator=simulator,
                              outputs=outputs, waves=kept_waves, first_wrong_cycle=r.get("first_wrong_cycle"))
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _restore_environment(saved)
 
 
 class _LayerWatcher:
@@ -390,11 +400,7 @@ def run_layers(spec, layers, *, simulator="icarus", stall=0.0, seed=1, verilog=N
                 watcher.stop()
         kept_waves = _keep_waves(written, waves)
         wall = time.perf_counter() - started
-        if not results_path.exists():
-            log = (run_dir / "sim.log")
-            tail = log.read_text()[-3000:] if log.exists() else "(no log)"
-            raise SimulationError(f"the simulation wrote no results (run folder kept: {run_dir}); log tail:\n{tail}")
-        summary = json.loads(results_path.read_text())
+        summary = _read_results(run_dir, results_path)
         result = SimulationResult(layers=summary["layers"], wall_seconds=wall, build_seconds=build_seconds,
                                   simulator=simulator, run_dir=str(run_dir), waves=kept_waves)
         passed = len(result.layers) == len(layers) and all(
@@ -404,8 +410,4 @@ def run_layers(spec, layers, *, simulator="icarus", stall=0.0, seed=1, verilog=N
             result.run_dir = None
         return result
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _restore_environment(saved)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from hwgen.errors import ArgumentError
 
-from .runner import SIMULATORS, SimulationError, _build, simulator_environment
+from .runner import SIMULATORS, _build, _read_results, _restore_environment, simulator_environment
 
 __all__ = ["system_verilog", "run_system", "SystemRun"]
 
@@ -74,16 +74,8 @@ def run_system(image, spec, *, scenarios=({},), pause=0.0, interval=1, seed=1, s
                         extra_env={"HWGEN_SIM_JOB": str(job_path), **env}, log_file=run_dir / "sim.log")
         except SystemExit:
             pass
-        if not results_path.exists():
-            log = run_dir / "sim.log"
-            tail = log.read_text()[-3000:] if log.exists() else "(no log)"
-            raise SimulationError(f"the simulation wrote no results (run folder kept: {run_dir}); log tail:\n{tail}")
-        result = SystemRun(runs=json.loads(results_path.read_text())["runs"], build_seconds=build_seconds)
+        result = SystemRun(runs=_read_results(run_dir, results_path)["runs"], build_seconds=build_seconds)
         shutil.rmtree(run_dir, ignore_errors=True)
         return result
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _restore_environment(saved)
