@@ -38,7 +38,7 @@ M, K = 4096, 9216
 # and the sparse engine beside it with the same 64 multipliers.
 SPEC = AcceleratorSpec(rows=8, cols=8, dataflow="matrix_vector", act_buffer_bytes=2 * K, weight_buffer_bytes=2048,
                        acc_buffer_bytes=256, max_out_channels=M, sparse_mv=True, sparse_depth=64, packed_int4=True,
-                       name="fc6_mv8x8")
+                       name="fc6_mv8x8", postop_lanes=8)
 POSTOPS = PostOps(bias=True, requant=True, relu=True)
 
 

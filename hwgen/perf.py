@@ -19,7 +19,7 @@ from dataclasses import dataclass, asdict
 import numpy as np
 
 from .hw.accumulator import Accumulator
-from .hw.fifo import BlockRAMFIFO
+from .hw.fifo import BlockRAMFIFO, BlockRAMHeadFIFO
 from .hw.mv import MatrixVectorEngine
 from .hw.sparse_mv import SparseEngine
 from .hw.os_array import output_latency
@@ -46,6 +46,9 @@ DONE_TO_IDLE = 2          # after a command's last slot the engine is idle again
 BUFFER_READ = 2           # activation buffer read latency, and the register its read data goes into
 OUTPUT_FIFO = 2           # write into the buffered output FIFO -> into the post-op chain
 POSTOPS = PostOpPipeline.LATENCY   # the post-op chain -> handshake on `out` (0 when built without it)
+# The post-op chain's settings of every emitting command wait in a queue from the command's start until its
+# last beat enters the chain; a command that emits starts only while the queue has room.
+EMIT_QUEUE_DEPTH = 4
 
 
 def postops_latency(spec):
@@ -135,6 +138,66 @@ def _chain_times(s, first_slot):
     return last_fold + pixel + _to_chain(spec)
 
 
+def _beat_slots(s):
+    """Issue slot (from the command's first) of every beat the command sends into the post-op chain, in order:
+    the pixel slots of each m-fold's last k-fold (matrix-vector: the last slot of each reduction)."""
+    if s.sparse_words is not None:
+        # The sparse engine: its beats one per cycle, EMIT cycles after the last word's pop (a "slot" each).
+        return s.sparse_words - 1 + SparseEngine.EMIT + np.arange(s.m_folds * s.pixels)
+    mf, p = np.divmod(np.arange(s.m_folds * s.pixels), s.pixels)
+    if s.dataflow == "matrix_vector":
+        return (mf * s.pixels + p) * s.c_groups + s.c_groups - 1
+    return (mf * s.k_folds + s.k_folds - 1) * s.fold_period + p
+
+
+def _beat_to_fifo(s):
+    """Cycles from a beat's issue slot to its write into the post-op FIFO (the engine's output)."""
+    if s.sparse_words is not None:
+        return 0            # the sparse engine writes a beat in the cycle it sends it (with the credit)
+    if s.dataflow == "matrix_vector":
+        return MatrixVectorEngine.LATENCY
+    return BUFFER_READ + array_latency(rows=s.spec.rows, cols=s.spec.cols) + Accumulator.LATENCY
+
+
+class _PostOpFifo:
+    """The narrow post-op chain's input FIFO (`AcceleratorSpec.postop_groups` > 1), beat by beat over the whole
+    run (`hw.top`, `hw.fifo.BlockRAMHeadFIFO`, `hw.postops`):
+
+    - beat ``j`` (in issue order, over all commands) may issue in cycle ``t`` only with a credit: fewer than
+      ``depth`` beats issued before and not yet latched out of the storage, i.e. ``t >= latched[j - depth] + 1``;
+      otherwise its engine issues bubbles, which delays every later slot of the command;
+    - it is written ``_beat_to_fifo`` cycles after its issue (``W``), latched out of the storage at
+      ``max(W + 1, r[j - 1] - 1)`` (the latch frees as the previous beat moves to the FIFO's head) and is the
+      head from two cycles later, but not before the previous beat's ``groups`` have all entered the chain:
+      its first group enters at ``r[j] = max(latched + 2, r[j - 1] + groups)``, its last ``groups - 1`` later;
+    - it leaves the chain on ``out`` `POSTOPS` cycles after its last group entered."""
+
+    def __init__(self, spec):
+        self.depth, self.groups = spec.postop_fifo_depth, spec.postop_groups
+        self.latched = []       # per beat: the cycle it left the storage (its credit returns the cycle after)
+        self.r_last = -(1 << 40)
+
+    def run(self, s, first_slot):
+        """The command's beats through the FIFO: ``(r, held)``, the cycle each beat's first group enters the chain
+        and the cycles its slots were held back in all."""
+        depth, groups, latched = self.depth, self.groups, self.latched
+        pipe = _beat_to_fifo(s)
+        held, r_prev = 0, self.r_last
+        entries = []
+        for slot in (first_slot + _beat_slots(s)).tolist():
+            issue = slot + held
+            j = len(latched)
+            if j >= depth and issue <= latched[j - depth]:
+                held += latched[j - depth] + 1 - issue
+                issue = latched[j - depth] + 1
+            out_of_storage = max(issue + pipe + 1, r_prev - 1)
+            r_prev = max(out_of_storage + 2, r_prev + groups)
+            latched.append(out_of_storage)
+            entries.append(r_prev)
+        self.r_last = r_prev
+        return np.asarray(entries, dtype=np.int64), held
+
+
 def _loaded_at(decide, arrivals):
     """Cycles the loader writes each word, from `decide` on at one word per cycle, none before it arrives."""
     index = np.arange(len(arrivals))
@@ -142,7 +205,7 @@ def _loaded_at(decide, arrivals):
     return np.maximum(decide + 1 + index, earliest + index)
 
 
-def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_after=None):
+def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_after=None, out_cycles=None):
     """Cycles of `schedules` (commands issued back to back) from the first cfg handshake to the last beat on
     ``out``.
 
@@ -153,7 +216,8 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
     input is the output of an earlier one that did not stay on chip); they are then offered one per cycle from
     `HOST_TURNAROUND` cycles after the last of those beats. `timeline`, a list, receives one dict per command with the
     cycles of its accept, decide, hand-off, take, first and last slot, and last output (relative to the first
-    accept) - what `hwgen plan` and the network report print."""
+    accept) - what `hwgen plan` and the network report print. `out_cycles`, a list, receives the cycle of every
+    beat on ``out`` (relative to the first accept)."""
     schedules = list(schedules)
     if not schedules:
         raise ValueError("no commands")
@@ -166,6 +230,8 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
     bank_free = [0, 0]        # first cycle each activation bank may be loaded
     param_free = [0, 0]       # first cycle each post-op parameter bank may be loaded
     drained = {"array": 0, "mv": 0}   # first cycle each engine has nothing in flight
+    emit_pops = []            # cycle each emitting command's settings leave the emit queue (its last beat in)
+    fifo = _PostOpFifo(spec) if spec.postops and spec.postop_groups > 1 else None
     both = len(spec.engines) > 1
     out_times = []            # cycle of every beat on `out`, in order
     fed = []                  # cycle each beat sent to the feedback leaves the post-op chain, in order
@@ -210,6 +276,8 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
         take = max(handoff, compute_idle)
         if both:   # the engines take turns: the other one must have drained
             take = max(take, drained["array" if engine == "mv" else "mv"])
+        if s.acc_emit and spec.postops and len(emit_pops) >= EMIT_QUEUE_DEPTH:
+            take = max(take, emit_pops[-EMIT_QUEUE_DEPTH] + 1)
         handoff_clear = take + 1
         if s.sparse_words is not None:
             # One word per cycle from the cycle after START; "last slot": the last beat's write (done follows).
@@ -218,18 +286,25 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
         elif s.dataflow == "matrix_vector":
             # No pre-slot: one weight word per cycle from the cycle after START.
             first_slot = take + TAKE_TO_FIRST_SLOT - 1
-            last_slot = first_slot + s.mv_slots - 1
-            drained["mv"] = last_slot + MV_DRAIN
         elif s.dataflow == "output_stationary":
             # No pre-slot; tile after tile, `fold_period` slots each, the reduction in the last K.
             first_slot = take + TAKE_TO_FIRST_SLOT - 1
-            last_slot = first_slot + s.os_slots - 1
         else:
             first_slot = take + TAKE_TO_FIRST_SLOT + QUEUED_SLOT
-            last_slot = first_slot + s.folds * s.fold_period - 1          # bubbles of the last fold included
+        # A narrow post-op chain: the beats pass its FIFO, and a slot that finishes one waits for room.
+        entries, held = fifo.run(s, first_slot) if (fifo is not None and s.acc_emit) else (None, 0)
+        if s.sparse_words is not None:
+            last_slot += held
+        elif s.dataflow == "matrix_vector":
+            last_slot = first_slot + s.mv_slots - 1 + held
+            drained["mv"] = last_slot + MV_DRAIN
+        elif s.dataflow == "output_stationary":
+            last_slot = first_slot + s.os_slots - 1
+        else:
+            last_slot = first_slot + s.folds * s.fold_period - 1 + held   # bubbles of the last fold included
             # Drained once the last real slot has left the control line and the queue has issued the
             # bubbles after it.
-            last_valid = first_slot + (s.folds - 1) * s.fold_period + s.pixels - 1
+            last_valid = first_slot + (s.folds - 1) * s.fold_period + s.pixels - 1 + held
             drained["array"] = max(last_valid + array_latency(rows=spec.rows, cols=spec.cols) + ARRAY_DRAIN,
                                    last_slot + QUEUE_DRAINED)
         compute_idle = last_slot + DONE_TO_IDLE
@@ -237,14 +312,24 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
             bank_free[s.act_bank] = last_slot + DONE_TO_IDLE
         out_time = None
         if s.acc_emit:
-            chain = _chain_times(s, first_slot)
-            if s.dataflow == "matrix_vector" or s.postops.pool == "none":
-                last_beat_in_chain = int(chain[-1])
-            else:   # the last pixel computed, not the last one kept
-                last_beat_in_chain = int(_chain_times_last_pixel(s, first_slot))
-            # The chain frees the parameter bank when the command's last beat enters it.
+            if entries is not None:
+                # Each beat's last group enters the chain `groups - 1` cycles after its first.
+                mf, pixel = _emitted_pixels(s)
+                last_group = entries + spec.postop_groups - 1
+                chain = last_group[mf * s.pixels + pixel]
+                last_beat_in_chain = int(last_group[-1])
+            else:
+                chain = _chain_times(s, first_slot)
+                if s.dataflow == "matrix_vector" or s.postops.pool == "none":
+                    last_beat_in_chain = int(chain[-1])
+                else:   # the last pixel computed, not the last one kept
+                    last_beat_in_chain = int(_chain_times_last_pixel(s, first_slot))
+            # The chain frees the parameter bank, and the emit queue the command's settings, when the command's
+            # last beat enters it.
             if s.param_words:
                 param_free[s.param_bank] = last_beat_in_chain + 1
+            if spec.postops:
+                emit_pops.append(last_beat_in_chain)
             leave = chain + postops_latency(spec)
             if s.out_dest == "feedback":
                 fed.extend(int(t) for t in leave)
@@ -260,6 +345,8 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
     if last_out is None:
         raise ValueError("no command emits outputs to `out`")
     _check_feedback_room(spec, fed, taken)
+    if out_cycles is not None:
+        out_cycles.extend(t - first_accept for t in out_times)
     if timeline is not None:
         timeline.extend({k: (v - first_accept if isinstance(v, int) and k not in ("command",) else v)
                          for k, v in event.items()} for event in events)
@@ -307,8 +394,17 @@ def predict_plan(plan):
     return predict_commands(plan.commands, name=plan.problem.name, macs=plan.macs)
 
 
-def single_command_cycles(*, start_words, folds, fold_period, pixels, rows, cols, postops=True):
-    """The closed form of `predict` for one command without pooling (documented in the README)."""
-    return (start_words + TAKE_TO_DECIDE + DECIDE + LOAD_HANDOFF + TAKE_TO_FIRST_SLOT + QUEUED_SLOT + (folds - 1) * fold_period + pixels - 1
-            + BUFFER_READ + array_latency(rows=rows, cols=cols) + Accumulator.LATENCY + OUTPUT_FIFO
+def single_command_cycles(*, start_words, folds, fold_period, pixels, rows, cols, postops=True, groups=1):
+    """The closed form of `predict` for one command without pooling (documented in the README).
+
+    ``groups``: `AcceleratorSpec.postop_groups`, the cycles a beat takes through the post-op chain. With more
+    than one, the last m-fold's ``pixels`` beats pass the chain one per ``groups`` cycles behind its FIFO
+    (`BlockRAMHeadFIFO.WRITE_TO_HEAD` = 3 instead of the full-width chain's `OUTPUT_FIFO` = 2); the form holds
+    when that FIFO is empty as they start, e.g. with one m-fold (a later m-fold's beats may still wait for an
+    earlier one's otherwise: `predict` follows them)."""
+    to_chain = BlockRAMHeadFIFO.WRITE_TO_HEAD if postops and groups > 1 else OUTPUT_FIFO
+    beats = (groups if postops else 1) * pixels - 1
+    return (start_words + TAKE_TO_DECIDE + DECIDE + LOAD_HANDOFF + TAKE_TO_FIRST_SLOT + QUEUED_SLOT
+            + (folds - 1) * fold_period + beats
+            + BUFFER_READ + array_latency(rows=rows, cols=cols) + Accumulator.LATENCY + to_chain
             + (POSTOPS if postops else 0))

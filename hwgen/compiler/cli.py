@@ -67,6 +67,7 @@ def cmd_compile(args):
                          calibration=calibration,
                          method=args.method, percentile=args.percentile, activations=args.activations,
                          array=_array(args.array), mv_engine=not args.no_mv, chaining=not args.no_chain,
+                         postop_lanes=args.postop_lanes,
                          batch=args.batch, stop_after=args.stop_after, verilog=not args.no_verilog,
                          weight_bits=_weight_bits(args.weight_bits))
     started = time.perf_counter()
@@ -157,6 +158,9 @@ def add_compile_parsers(sub):
     p.add_argument("--array", default="8x8", help="array size ROWSxCOLS (default 8x8)")
     p.add_argument("--no-mv", action="store_true", help="no matrix-vector engine beside the array")
     p.add_argument("--no-chain", action="store_true", help="send every layer's output through `out` (no on-chip chaining)")
+    p.add_argument("--postop-lanes", type=int, metavar="N",
+                   help="post-op lanes, a divisor of the array's columns (default: one per column; fewer take "
+                        "cols/N cycles per output beat behind a FIFO, for less area)")
     p.add_argument("--calibrate", metavar="DATA.npy", help="float inputs [N, ...] to calibrate a float model on")
     p.add_argument("--method", default="minmax", choices=("minmax", "percentile"),
                    help="activation range calibration (default minmax)")
