@@ -63,10 +63,10 @@ def operands(w_sparsity, a_sparsity, seed=15):
 NETWORK_SPECS = {
     "lenet": AcceleratorSpec(rows=8, cols=8, mv_engine=True, chaining=True, act_buffer_bytes=64 * 1024,
                              weight_buffer_bytes=4 * 1024, acc_buffer_bytes=32 * 784, max_out_channels=128,
-                             max_pool_width=28, packed_int4=True, name="lenet_net8"),
+                             max_pool_width=28, packed_int4=True, postop_lanes=8, name="lenet_net8"),
     "alexnet": AcceleratorSpec(rows=16, cols=16, mv_engine=True, chaining=True, act_buffer_bytes=256 * 1024,
                                weight_buffer_bytes=16 * 1024, acc_buffer_bytes=64 * 1024, max_out_channels=4096,
-                               max_pool_width=64, packed_int4=True, name="alexnet_net16"),
+                               max_pool_width=64, packed_int4=True, postop_lanes=16, name="alexnet_net16"),
 }
 NETWORK_MODES = ("int8", "int4-FC", "sparse-FC w90% a50%")
 
@@ -74,7 +74,7 @@ NETWORK_MODES = ("int8", "int4-FC", "sparse-FC w90% a50%")
 def sparse_spec(spec):
     return AcceleratorSpec(rows=spec.rows, cols=spec.cols, dataflow="matrix_vector", act_buffer_bytes=2 * 9216,
                            weight_buffer_bytes=2048, acc_buffer_bytes=256, max_out_channels=4096, sparse_mv=True,
-                           sparse_depth=64, name=f"{spec.name}_sparse")
+                           sparse_depth=64, postop_lanes=spec.cols, name=f"{spec.name}_sparse")
 
 
 def batched_fc(problem, batch):
