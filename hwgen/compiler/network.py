@@ -34,8 +34,8 @@ from .. import reference
 from ..dtypes import int4, int8, int32
 from ..postops import PostOps, QuantParams, apply as apply_postops, quantize_multiplier
 from ..problem import ConvProblem
-from .graph import _batch, _canonical, _check_chain, _dims, _pair, _read_doc, _shape, format_table, layer_nest
-from .graph import layer_problem
+from .graph import _batch, _check_chain, _dims, _pair, _read_doc, _shape, format_table, layer_nest
+from .graph import NetworkShapes, layer_problem
 
 __all__ = ["QLayer", "QuantizedNetwork", "quantize_tensor", "ACT_TYPE"]
 
@@ -272,7 +272,7 @@ class QLayer:
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class QuantizedNetwork:
+class QuantizedNetwork(NetworkShapes):
     """A chain of `QLayer`s with the quantization of its input: the integer reference network.
 
     ``input_layout`` is the model's input shape without the batch axis (``(C, H, W)`` or ``(K,)``), ``in_scale``
@@ -308,17 +308,6 @@ class QuantizedNetwork:
                                  f"scale {layer.in_scale} and zero point {layer.in_zero_point}, but {before} has "
                                  f"scale {scale} and zero point {zero_point}")
             scale, zero_point, before = layer.out_scale, layer.out_zero_point, f"layer {layer.name}'s output"
-
-    @property
-    def input_shape(self):
-        """The input as ``(C, H, W)`` (a flat ``(K,)`` input is ``(K, 1, 1)``)."""
-        return _canonical(self.input_layout)
-
-    @property
-    def output_shape(self):
-        """One sample's output: ``(M,)`` after a linear layer, ``(M, E', F')`` after a conv."""
-        last = self.layers[-1]
-        return (last.out_shape[0],) if last.kind == "linear" else last.out_shape
 
     @property
     def out_scale(self):
