@@ -142,7 +142,23 @@ def _loaded_at(decide, arrivals):
     return np.maximum(decide + 1 + index, earliest + index)
 
 
-def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_after=None):
+def _mv_emerge(slots, stalls, latency):
+    """The cycle each MV slot's sum leaves the engine: `latency` enabled cycles after its slot, the engine
+    frozen in the `stalls` cycles (sorted)."""
+    out, k = [], 0
+    for slot in slots:
+        while k < len(stalls) and stalls[k] <= slot:
+            k += 1
+        end, j = slot + latency, k
+        while j < len(stalls) and stalls[j] <= end:
+            end += 1
+            j += 1
+        out.append(end)
+    return np.asarray(out)
+
+
+def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_after=None, arrivals=None,
+                     record=None):
     """Cycles of `schedules` (commands issued back to back) from the first cfg handshake to the last beat on
     ``out``.
 
@@ -153,7 +169,17 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
     input is the output of an earlier one that did not stay on chip); they are then offered one per cycle from
     `HOST_TURNAROUND` cycles after the last of those beats. `timeline`, a list, receives one dict per command with the
     cycles of its accept, decide, hand-off, take, first and last slot, and last output (relative to the first
-    accept) - what `hwgen plan` and the network report print."""
+    accept) - what `hwgen plan` and the network report print.
+
+    ``arrivals`` (the system top, `hwgen.system.exact`): the cycle each word of the ``cfg``, ``params`` and
+    ``acts`` streams is first offered to the accelerator (absolute cycles; replaces ``acts_after``), and
+    ``weights_ready`` / ``mv_weights_ready``: the cycle from which each weight word can be popped from the
+    accelerator's weight FIFO. A word taken later than ideal streams would is followed exactly where the
+    accelerator only waits for it (a command's cfg handshake, the loader's writes, the matrix-vector engine's
+    weight pops, which freeze that engine); where it would stall more than that (a weight-stationary weight
+    pop, an activation read overtaking the loader) the run leaves the exact class and a reason is appended
+    to ``record["inexact"]``. ``record`` (a dict) receives every handshake: ``cfg``, ``params``, ``acts``,
+    ``weights`` and ``mv_weights`` pops, and ``out`` (the cycle each beat is offered)."""
     schedules = list(schedules)
     if not schedules:
         raise ValueError("no commands")
@@ -172,8 +198,32 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
     taken = []                # cycle the loader takes each of them
     last_out = None
     events = []
+    if record is not None:
+        for key in ("cfg", "params", "acts", "weights", "mv_weights", "out", "inexact"):
+            record.setdefault(key, [])
+    used = {"cfg": 0, "params": 0, "acts": 0, "weights": 0, "mv_weights": 0}
+
+    def take_words(port, count):
+        first = used[port]
+        used[port] += count
+        times = arrivals.get(port) if arrivals is not None else None
+        if times is None:
+            return None
+        got = np.asarray(times[first:first + count], dtype=np.int64)
+        if len(got) < count:
+            raise ValueError(f"the {port} stream has {len(times)} words, the commands take more")
+        return got
+
+    def inexact(reason):
+        if record is not None and len(record["inexact"]) < 20:
+            record["inexact"].append(reason)
+
     for index, s in enumerate(schedules):
+        mv_stalls = []
         accept = max(accept + 1, loader_free)
+        cfg_at = take_words("cfg", 1)
+        if cfg_at is not None:
+            accept = max(accept, int(cfg_at[0]))
         decide = DECIDE + max(accept + TAKE_TO_DECIDE, handoff_clear, bank_free[s.act_bank] if s.load_acts else 0,
                               param_free[s.param_bank] if s.param_words else 0)
         if s.load_acts and s.act_source == "feedback":
@@ -184,8 +234,34 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
             writes = _loaded_at(decide, np.asarray(fed[first:first + s.act_words]) + FEEDBACK_LAG)
             taken.extend(int(w) for w in writes)
             start_written = int(writes[s.start_words - 1]) if s.start_words else decide
-            handoff = max(start_written, decide + s.param_words) + LOAD_HANDOFF
-            loader_free = max(int(writes[-1]) if len(writes) else decide, decide + s.param_words) + LOAD_HANDOFF
+            params_done = decide + s.param_words
+            if arrivals is not None and s.param_words:
+                params_in = _loaded_at(decide, take_words("params", s.param_words))
+                params_done = int(params_in[-1])
+                if record is not None:
+                    record["params"].extend(int(w) for w in params_in)
+            handoff = max(start_written, params_done) + LOAD_HANDOFF
+            loader_free = max(int(writes[-1]) if len(writes) else decide, params_done) + LOAD_HANDOFF
+        elif arrivals is not None and ((s.load_acts and s.act_source != "feedback") or s.param_words):
+            # Words offered by the system's DMA channels: each written when it is there and the loader is.
+            act_times = take_words("acts", s.act_words) if s.load_acts else np.zeros(0, dtype=np.int64)
+            param_times = take_words("params", s.param_words) if s.param_words else np.zeros(0, dtype=np.int64)
+            writes = _loaded_at(decide, act_times)
+            params_in = _loaded_at(decide, param_times)
+            params_done = int(params_in[-1]) if len(params_in) else decide
+            start_written = int(writes[s.start_words - 1]) if s.load_acts and s.start_words else decide
+            handoff = max(start_written, params_done) + LOAD_HANDOFF
+            loader_free = max(int(writes[-1]) if len(writes) else decide, params_done) + LOAD_HANDOFF
+            if record is not None:
+                record["acts"].extend(int(w) for w in writes)
+                record["params"].extend(int(w) for w in params_in)
+            if len(writes) > s.start_words:
+                # After its first start_words, the ideal loader writes one word a cycle; a later one may be
+                # overtaken by a read (the interlock's stall is not followed).
+                behind = writes[s.start_words:] - (start_written + 1 + np.arange(len(writes) - s.start_words))
+                if behind.max() > 0:
+                    inexact(f"{s.problem.name}: activation word {s.start_words + int(np.argmax(behind > 0))} "
+                            f"of command {index} arrives after the loader would have written it")
         elif s.load_acts and acts_after and acts_after[index]:
             # The host sends these words once it has the `out` beats they are made from: one per cycle from
             # the cycle after the last of them.
@@ -206,6 +282,8 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
         else:
             handoff = decide + NO_LOAD_HANDOFF
             loader_free = decide + 1
+        if record is not None:
+            record["cfg"].append(accept)
         engine = "mv" if s.dataflow == "matrix_vector" else "array"
         take = max(handoff, compute_idle)
         if both:   # the engines take turns: the other one must have drained
@@ -219,6 +297,26 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
             # No pre-slot: one weight word per cycle from the cycle after START.
             first_slot = take + TAKE_TO_FIRST_SLOT - 1
             last_slot = first_slot + s.mv_slots - 1
+            port = "mv_weights" if spec.mv_engine else "weights"
+            ready_at = None
+            if arrivals is not None and f"{port}_ready" in arrivals:
+                first = used[port]
+                used[port] += s.weight_words
+                ready_at = np.asarray(arrivals[f"{port}_ready"][first:first + s.weight_words], dtype=np.int64)
+            if ready_at is not None and s.packed_int4:
+                if np.any(ready_at > first_slot + 2 * np.arange(len(ready_at))):
+                    inexact(f"{s.problem.name}: a packed weight word of command {index} is late")
+            elif ready_at is not None:
+                # A slot waits (the engine frozen) until its weight word can be popped.
+                pops = _loaded_at(first_slot - 1, ready_at)
+                if len(pops) and pops[-1] != last_slot:
+                    stalled = set(range(first_slot, int(pops[-1]) + 1)) - set(int(p) for p in pops)
+                    mv_stalls = sorted(stalled)
+                    last_slot = int(pops[-1])
+                if record is not None:
+                    record[port].extend(int(p) for p in pops)
+            elif record is not None:
+                record[port].extend(first_slot + j for j in range(s.weight_words))
             drained["mv"] = last_slot + MV_DRAIN
         elif s.dataflow == "output_stationary":
             # No pre-slot; tile after tile, `fold_period` slots each, the reduction in the last K.
@@ -232,12 +330,31 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
             last_valid = first_slot + (s.folds - 1) * s.fold_period + s.pixels - 1
             drained["array"] = max(last_valid + array_latency(rows=spec.rows, cols=spec.cols) + ARRAY_DRAIN,
                                    last_slot + QUEUE_DRAINED)
+            # Weight pops: `rows` words from the pre-slot, and from the last slot of every fold but the last.
+            fold, row = np.divmod(np.arange(s.weight_words), spec.rows)
+            pops = first_slot + fold * s.fold_period - 1 + row
+            ready_at = None
+            if arrivals is not None and "weights_ready" in arrivals:
+                first = used["weights"]
+                used["weights"] += s.weight_words
+                ready_at = np.asarray(arrivals["weights_ready"][first:first + s.weight_words], dtype=np.int64)
+                if len(ready_at) and np.any(ready_at > pops):
+                    late = int(np.argmax(ready_at > pops))
+                    inexact(f"{s.problem.name}: weight word {late} of command {index} is not in the weight FIFO "
+                            f"when the array pops it ({int(ready_at[late])} > {int(pops[late])})")
+            if record is not None:
+                record["weights"].extend(int(p) for p in pops)
         compute_idle = last_slot + DONE_TO_IDLE
         if s.release:
             bank_free[s.act_bank] = last_slot + DONE_TO_IDLE
         out_time = None
         if s.acc_emit:
             chain = _chain_times(s, first_slot)
+            if s.dataflow == "matrix_vector" and mv_stalls:
+                mf, pixel = _emitted_pixels(s)
+                slot_index = (mf * s.pixels + pixel) * s.c_groups + s.c_groups - 1
+                chain = _mv_emerge([int(pops[j]) for j in slot_index], mv_stalls, MatrixVectorEngine.LATENCY) \
+                    + OUTPUT_FIFO
             if s.dataflow == "matrix_vector" or s.postops.pool == "none":
                 last_beat_in_chain = int(chain[-1])
             else:   # the last pixel computed, not the last one kept
@@ -251,6 +368,8 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
             else:
                 last_out = int(leave[-1])
                 out_times.extend(int(t) for t in leave)
+                if record is not None:
+                    record["out"].extend(int(t) for t in leave)
             out_time = int(leave[-1])
         if index == 0:   # not `s is schedules[0]`: a command may run twice
             first_accept = accept

@@ -39,7 +39,7 @@ class SystemRun:
 
 
 def run_system(image, spec, *, scenarios=({},), pause=0.0, interval=1, seed=1, simulator="icarus",
-               build_root=None, timeout_cycles=200_000, tag="sys", latency=None, **system_kwargs):
+               build_root=None, timeout_cycles=200_000, tag="sys", latency=None, trace=False, **system_kwargs):
     """Run `image` (`hwgen.system.image.SystemImage`) on the system top of `spec`, once per scenario:
     ``{"fault": (start, end)}`` makes every read touching those bytes answer SLVERR; ``{"watchdog": n}`` sets
     the watchdog; ``{"program": (addr, count)}`` runs another program of the image; ``pause`` and ``interval``
@@ -70,7 +70,7 @@ def run_system(image, spec, *, scenarios=({},), pause=0.0, interval=1, seed=1, s
                          "latency": scenario.get("latency", latency)})
         job = {"size": -(-image.size // 4096) * 4096, "segments": [(a, d.hex()) for a, d in image.segments],
                "runs": runs, "seed": seed, "results_path": str(results_path),
-               "exact": any(run["latency"] is not None for run in runs)}
+               "exact": any(run["latency"] is not None for run in runs), "trace": trace}
         job_path = run_dir / "job.json"
         job_path.write_text(json.dumps(job))
         try:

@@ -33,6 +33,18 @@ from hwgen.hw.system import ERROR_CAUSES, REGISTERS
 CLOCK_NS = 10
 
 
+async def _mark_start(dut, cycles):
+    """Cycle 0 of a trace: the first cycle the system is busy (the one after the start register's write)."""
+    count = -1
+    while True:
+        await RisingEdge(dut.clk)
+        count += 1
+        if int(dut.s_axil_awvalid.value) and int(dut.s_axil_awready.value) and int(dut.s_axil_wvalid.value) \
+                and int(dut.s_axil_awaddr.value) == REGISTERS["CTRL"]:
+            cycles["start"] = count + 1
+            return
+
+
 class ExactDram:
     """An AXI4 slave with exact, documented timing (cycle ``c``: the values between two rising edges; a
     handshake "in cycle c" is valid & ready sampled at the edge ending it):
@@ -135,6 +147,57 @@ def _pauses(seed, probability, interval=1):
         yield (interval > 1 and cycle % interval != 0) or (probability > 0 and rng.random() < probability)
 
 
+PORTS = {"cfg": ("cfg__valid", ("cfg__ready",)), "acts": ("acts__valid", ("acts__ready", "acts_more_copy_0")),
+         "params": ("params__valid", ("params__ready",)), "weights": ("w_stream__valid", ("weights__ready",)),
+         "mv_weights": ("w_stream__valid$10", ("mv_weights__ready",)), "out": ("out__valid", ("out__ready",))}
+
+
+def _handle(scope, name):
+    try:
+        return scope._id(name, extended=False)
+    except (AttributeError, KeyError, ValueError):
+        return None
+
+
+async def trace_ports(dut, trace, cycles):
+    """Debugging aid (job ``"trace": true``): every handshake on the AXI channels and the accelerator's stream
+    ports, as (cycle, ...) with cycle counted from the start register write."""
+    core = dut.system.core
+    ports = {}
+    for name, (valid, readies) in PORTS.items():
+        v = _handle(core, valid)
+        r = next((h for h in (_handle(core, x) for x in readies) if h is not None), None)
+        if v is not None and r is not None:
+            ports[name] = (v, r)
+    arrival = {name: None for name in ports}
+    for name in list(ports) + ["ar", "r", "aw", "w", "b"]:
+        trace[name] = []
+    cycle = -1
+    while True:
+        await RisingEdge(dut.clk)
+        cycle += 1
+        at = cycle - cycles["start"] if cycles["start"] is not None else None
+        if at is None:
+            continue
+        for name, (v, r) in ports.items():
+            valid = int(v.value)
+            if valid and arrival[name] is None:
+                arrival[name] = at
+            if valid and int(r.value):
+                trace[name].append((arrival[name], at))
+                arrival[name] = None
+        if int(dut.m_axi_arvalid.value) and int(dut.m_axi_arready.value):
+            trace["ar"].append((at, int(dut.m_axi_arid.value), int(dut.m_axi_arlen.value) + 1))
+        if int(dut.m_axi_rvalid.value) and int(dut.m_axi_rready.value):
+            trace["r"].append((at, int(dut.m_axi_rid.value)))
+        if int(dut.m_axi_awvalid.value) and int(dut.m_axi_awready.value):
+            trace["aw"].append((at, int(dut.m_axi_awlen.value) + 1))
+        if int(dut.m_axi_wvalid.value) and int(dut.m_axi_wready.value):
+            trace["w"].append(at)
+        if int(dut.m_axi_bvalid.value) and int(dut.m_axi_bready.value):
+            trace["b"].append(at)
+
+
 @cocotb.test()
 async def run_system(dut):
     job = json.loads(open(os.environ["HWGEN_SIM_JOB"]).read())
@@ -197,6 +260,10 @@ async def run_system(dut):
         await host.write_dword(REGISTERS["IRQ_ENABLE"], 1)
         await host.write_dword(REGISTERS["WATCHDOG"], run.get("watchdog", 0))
         started = get_sim_time("step")
+        trace, cycles = {}, {"start": None}
+        tracer = cocotb.start_soon(trace_ports(dut, trace, cycles)) if job.get("trace") else None
+        if tracer is not None:
+            cocotb.start_soon(_mark_start(dut, cycles))
         await host.write_dword(REGISTERS["CTRL"], 1)
         try:
             await with_timeout(RisingEdge(dut.irq), run["timeout_cycles"] * period, "step")
@@ -204,6 +271,8 @@ async def run_system(dut):
         except cocotb.triggers.SimTimeoutError:
             hung = True
         wall = (get_sim_time("step") - started) // period
+        if tracer is not None:
+            tracer.cancel()
         regs = {name: await host.read_dword(addr) for name, addr in REGISTERS.items() if name != "CTRL"}
         await host.write_dword(REGISTERS["IRQ"], 1)
         irq_after_clear = int(dut.irq.value)
@@ -220,7 +289,7 @@ async def run_system(dut):
         results.append({"hung": hung, "irq_cycles": wall, "registers": regs, "mismatches": mismatches,
                         "busy": bool(status & 1), "done": bool(status & 2), "error": bool(status & 4),
                         "cause": ERROR_CAUSES.get(regs["ERROR"] & 15, "?"), "irq_after_clear": irq_after_clear,
-                        "macs": regs["MACS_LO"] | regs["MACS_HI"] << 32})
+                        "macs": regs["MACS_LO"] | regs["MACS_HI"] << 32, "trace": trace or None})
         await ClockCycles(dut.clk, 4)
     with open(job["results_path"], "w") as f:
         json.dump({"runs": results}, f, indent=1)
