@@ -218,8 +218,11 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
         if record is not None and len(record["inexact"]) < 20:
             record["inexact"].append(reason)
 
+    stall_log = {"array": [], "mv": []}     # (cycle, command) the engine's pipeline was frozen
+    windows = []                            # (engine, command, first issue, last emergence)
     for index, s in enumerate(schedules):
         mv_stalls = []
+        act_writes = None
         accept = max(accept + 1, loader_free)
         cfg_at = take_words("cfg", 1)
         if cfg_at is not None:
@@ -232,6 +235,7 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
                 raise ValueError(f"{s.problem.name}: loads {s.act_words} words from the feedback but earlier "
                                  f"commands sent only {len(fed) - first} more")
             writes = _loaded_at(decide, np.asarray(fed[first:first + s.act_words]) + FEEDBACK_LAG)
+            act_writes = writes
             taken.extend(int(w) for w in writes)
             start_written = int(writes[s.start_words - 1]) if s.start_words else decide
             params_done = decide + s.param_words
@@ -247,6 +251,7 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
             act_times = take_words("acts", s.act_words) if s.load_acts else np.zeros(0, dtype=np.int64)
             param_times = take_words("params", s.param_words) if s.param_words else np.zeros(0, dtype=np.int64)
             writes = _loaded_at(decide, act_times)
+            act_writes = writes if s.load_acts else None
             params_in = _loaded_at(decide, param_times)
             params_done = int(params_in[-1]) if len(params_in) else decide
             start_written = int(writes[s.start_words - 1]) if s.load_acts and s.start_words else decide
@@ -255,13 +260,6 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
             if record is not None:
                 record["acts"].extend(int(w) for w in writes)
                 record["params"].extend(int(w) for w in params_in)
-            if len(writes) > s.start_words:
-                # After its first start_words, the ideal loader writes one word a cycle; a later one may be
-                # overtaken by a read (the interlock's stall is not followed).
-                behind = writes[s.start_words:] - (start_written + 1 + np.arange(len(writes) - s.start_words))
-                if behind.max() > 0:
-                    inexact(f"{s.problem.name}: activation word {s.start_words + int(np.argmax(behind > 0))} "
-                            f"of command {index} arrives after the loader would have written it")
         elif s.load_acts and acts_after and acts_after[index]:
             # The host sends these words once it has the `out` beats they are made from: one per cycle from
             # the cycle after the last of them.
@@ -303,18 +301,26 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
                 first = used[port]
                 used[port] += s.weight_words
                 ready_at = np.asarray(arrivals[f"{port}_ready"][first:first + s.weight_words], dtype=np.int64)
-            if ready_at is not None and s.packed_int4:
-                if np.any(ready_at > first_slot + 2 * np.arange(len(ready_at))):
-                    inexact(f"{s.problem.name}: a packed weight word of command {index} is late")
-            elif ready_at is not None:
-                # A slot waits (the engine frozen) until its weight word can be popped.
-                pops = _loaded_at(first_slot - 1, ready_at)
-                if len(pops) and pops[-1] != last_slot:
-                    stalled = set(range(first_slot, int(pops[-1]) + 1)) - set(int(p) for p in pops)
-                    mv_stalls = sorted(stalled)
-                    last_slot = int(pops[-1])
+            if ready_at is not None:
+                # Slot j (for mf: for n: for kg) pops weight word j (every other slot for packed int4 words)
+                # and reads activation word kg * plane + n; it waits, the engine frozen, until the word can be
+                # popped and (the interlock) the activation word was written in an earlier cycle.
+                j = np.arange(s.mv_slots)
+                need = np.full(s.mv_slots, -1, dtype=np.int64)
+                word = j // 2 if s.packed_int4 else j
+                popping = (j % 2 == 0) if s.packed_int4 else np.ones(s.mv_slots, dtype=bool)
+                need[popping] = ready_at[word[popping]]
+                if act_writes is not None and len(act_writes):
+                    kg, rest = j % s.c_groups, j // s.c_groups
+                    n = rest % s.pixels
+                    addr = kg * s.problem.H * s.problem.W + n
+                    need = np.maximum(need, act_writes[np.minimum(addr, len(act_writes) - 1)] + 1)
+                pops = _loaded_at(first_slot - 1, need)
+                mv_stalls = sorted(set(range(first_slot, int(pops[-1]) + 1)) - set(int(p) for p in pops))
+                last_slot = int(pops[-1])
+                stall_log["mv"].extend((c, index) for c in mv_stalls)
                 if record is not None:
-                    record[port].extend(int(p) for p in pops)
+                    record[port].extend(int(p) for p, pop in zip(pops, popping) if pop)
             elif record is not None:
                 record[port].extend(first_slot + j for j in range(s.weight_words))
             drained["mv"] = last_slot + MV_DRAIN
@@ -332,16 +338,37 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
                                    last_slot + QUEUE_DRAINED)
             # Weight pops: `rows` words from the pre-slot, and from the last slot of every fold but the last.
             fold, row = np.divmod(np.arange(s.weight_words), spec.rows)
-            pops = first_slot + fold * s.fold_period - 1 + row
-            ready_at = None
+            pop_slot = fold * s.fold_period - 1 + row          # slot index (-1: the pre-slot)
+            ws_issue = None
             if arrivals is not None and "weights_ready" in arrivals:
                 first = used["weights"]
                 used["weights"] += s.weight_words
                 ready_at = np.asarray(arrivals["weights_ready"][first:first + s.weight_words], dtype=np.int64)
-                if len(ready_at) and np.any(ready_at > pops):
-                    late = int(np.argmax(ready_at > pops))
-                    inexact(f"{s.problem.name}: weight word {late} of command {index} is not in the weight FIFO "
-                            f"when the array pops it ({int(ready_at[late])} > {int(pops[late])})")
+                # Every slot (the pre-slot first) issues one per cycle, each once its weight word can be popped
+                # and (the interlock) the activation word it reads was written CHECK_LAG cycles before.
+                count = s.folds * s.fold_period + 1
+                need = np.full(count, -1, dtype=np.int64)
+                np.maximum.at(need, pop_slot + 1, ready_at)
+                if act_writes is not None and len(act_writes):
+                    reads = [(k + 1, slot.act_addr) for k, slot in enumerate(s.slots())
+                             if slot.valid and not slot.padded]
+                    if reads:
+                        at, addr = np.asarray(reads).T
+                        np.maximum.at(need, at, act_writes[np.minimum(addr, len(act_writes) - 1)] + SlotQueue.CHECK_LAG)
+                ws_issue = _loaded_at(first_slot - 2, need)          # ws_issue[k]: slot k - 1
+                stalled = sorted(set(range(first_slot - 1, int(ws_issue[-1]) + 1)) - set(int(p) for p in ws_issue))
+                # The pipeline after the issue stage takes the enable a cycle late.
+                ws_stalls = [c + 1 for c in stalled]
+                stall_log["array"].extend((c, index) for c in ws_stalls)
+                last_slot = int(ws_issue[-1])
+                last_valid = int(ws_issue[(s.folds - 1) * s.fold_period + s.pixels])
+                all_stalls = sorted(c for c, _ in stall_log["array"])
+                drained["array"] = max(int(_mv_emerge([last_valid], all_stalls,
+                                                      array_latency(rows=spec.rows, cols=spec.cols) + ARRAY_DRAIN)[0]),
+                                       last_slot + QUEUE_DRAINED)
+                pops = ws_issue[pop_slot + 1]
+            else:
+                pops = first_slot + pop_slot
             if record is not None:
                 record["weights"].extend(int(p) for p in pops)
         compute_idle = last_slot + DONE_TO_IDLE
@@ -350,13 +377,27 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
         out_time = None
         if s.acc_emit:
             chain = _chain_times(s, first_slot)
+            last_computed = None
             if s.dataflow == "matrix_vector" and mv_stalls:
                 mf, pixel = _emitted_pixels(s)
                 slot_index = (mf * s.pixels + pixel) * s.c_groups + s.c_groups - 1
-                chain = _mv_emerge([int(pops[j]) for j in slot_index], mv_stalls, MatrixVectorEngine.LATENCY) \
+                all_stalls = sorted(c for c, _ in stall_log["mv"])
+                chain = _mv_emerge([int(pops[j]) for j in slot_index], all_stalls, MatrixVectorEngine.LATENCY) \
                     + OUTPUT_FIFO
+                windows.append(("mv", index, int(pops[0]), int(chain[-1])))
+            elif s.dataflow == "weight_stationary" and ws_issue is not None and s.sparse_words is None:
+                mf, pixel = _emitted_pixels(s)
+                slot_index = ((mf + 1) * s.k_folds - 1) * s.fold_period + pixel
+                all_stalls = sorted(c for c, _ in stall_log["array"])
+                depth = _to_chain(spec) - OUTPUT_FIFO
+                chain = _mv_emerge([int(ws_issue[j + 1]) for j in slot_index], all_stalls, depth) + OUTPUT_FIFO
+                last_index = (s.folds - 1) * s.fold_period + s.pixels - 1
+                last_computed = int(_mv_emerge([int(ws_issue[last_index + 1])], all_stalls, depth)[0]) + OUTPUT_FIFO
+                windows.append(("array", index, int(ws_issue[0]), int(chain[-1])))
             if s.dataflow == "matrix_vector" or s.postops.pool == "none":
                 last_beat_in_chain = int(chain[-1])
+            elif last_computed is not None:
+                last_beat_in_chain = last_computed
             else:   # the last pixel computed, not the last one kept
                 last_beat_in_chain = int(_chain_times_last_pixel(s, first_slot))
             # The chain frees the parameter bank when the command's last beat enters it.
@@ -378,6 +419,12 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
                            last_beat=out_time))
     if last_out is None:
         raise ValueError("no command emits outputs to `out`")
+    # A stall of a later command freezes what an earlier one still has in the same pipeline: not followed.
+    for engine, command, begin, end in windows:
+        later = [c for c, k in stall_log[engine] if k > command and c <= end]
+        if later:
+            inexact(f"command {command}: its last results are in the {engine} pipeline when command "
+                    f"{min(k for c, k in stall_log[engine] if k > command and c <= end)} stalls it")
     _check_feedback_room(spec, fed, taken)
     if timeline is not None:
         timeline.extend({k: (v - first_accept if isinstance(v, int) and k not in ("command",) else v)

@@ -42,6 +42,7 @@ class ExactResult:
     reasons: list               # why not
     iterations: int
     ports: dict = field(repr=False, default_factory=dict)   # per port: (offered, taken) cycles of every word
+    memory: dict = field(repr=False, default_factory=dict)
 
 
 class _SyncFIFOBuffered:
@@ -351,6 +352,7 @@ def _simulate_memory(image, spec, takes, *, beat_bytes, interval, latency, fifo_
     pops = {name: 0 for name in weight_fifos}
     out_next, out_taken = 0, []
     out_offers = takes["out"]
+    events = {"ar": [], "r": [], "aw": [], "w": [], "b": []}
     cycle = 0
     while cycle < limit:
         c = cycle
@@ -451,6 +453,15 @@ def _simulate_memory(image, spec, takes, *, beat_bytes, interval, latency, fifo_
             ch = channels[sel]
             addr, beats, carried, lo, hi, final = ch.burst
             reads.append([c + latency, sel, addr, beats])
+            events["ar"].append((c, sel, beats))
+        if r_took is not None:
+            events["r"].append((c, r_took[0].axi_id))
+        if aw_hs:
+            events["aw"].append((c, write.burst[1]))
+        if w_hs:
+            events["w"].append(c)
+        if b_hs:
+            events["b"].append(c)
         if r_took is not None:
             ch, last = r_took
             reads[0][3] -= 1
@@ -484,11 +495,11 @@ def _simulate_memory(image, spec, takes, *, beat_bytes, interval, latency, fifo_
             last_beat = r_took is not None and r_took[0] is ch and r_took[1]
             if r_took is not None and r_took[0] is ch:
                 ch.first = r_took[1]
+            calc_now = ch.calc
             if ch.name in took_desc:
                 addr, length = took_desc[ch.name]
                 if length:
                     ch.at, ch.left, ch.active, ch.calc = addr, length, True, True
-            calc_now = ch.calc
             if issued:
                 _, _, carried, lo, hi, final = ch.burst
                 ch.bursts.append((lo, hi))
@@ -546,7 +557,8 @@ def _simulate_memory(image, spec, takes, *, beat_bytes, interval, latency, fifo_
         cycle += 1
     else:
         raise RuntimeError(f"the memory-side simulation did not finish in {limit} cycles")
-    return {"offered": offered, "taken": taken, "ready_at": ready_at, "out": out_taken, "cycles": cycle + 1}
+    return {"offered": offered, "taken": taken, "ready_at": ready_at, "out": out_taken, "cycles": cycle + 1,
+            "events": events}
 
 
 def predict_exact(program, image, *, beat_bytes=8, interval=1, latency=1, fifo_depth=32, max_outstanding=4,
@@ -578,7 +590,9 @@ def predict_exact(program, image, *, beat_bytes=8, interval=1, latency=1, fifo_d
         arrivals = {name: memory["offered"][name] for name in names}
         for name in ("weights", "mv_weights"):
             if name in names:
-                arrivals[f"{name}_ready"] = memory["ready_at"][name]
+                ready = list(memory["ready_at"][name])
+                # words still in the weight FIFO at the end (a pop the model put too early): not yet poppable
+                arrivals[f"{name}_ready"] = ready + [memory["cycles"]] * (len(arrivals[name]) - len(ready))
     else:
         raise RuntimeError(f"no fixed point in {max_iterations} iterations")
     reasons = list(record["inexact"])
@@ -591,6 +605,7 @@ def predict_exact(program, image, *, beat_bytes=8, interval=1, latency=1, fifo_d
         if list(memory["taken"][name]) != list(takes[name]):
             reasons.append(f"{name}: handshakes differ from the accelerator's model")
     return ExactResult(cycles=memory["cycles"], exact=not reasons, reasons=reasons, iterations=iteration,
-                       ports={name: (memory["offered"][name], memory["taken"][name]) for name in names})
+                       ports={name: (memory["offered"][name], memory["taken"][name]) for name in names},
+                       memory=memory)
 
 
