@@ -157,8 +157,16 @@ def _mv_emerge(slots, stalls, latency):
     return np.asarray(out)
 
 
+def _known(log, known, engine):
+    """Every stall cycle of `engine`: those found so far and those a previous pass found."""
+    cycles = set(c for c, _ in log[engine])
+    if known:
+        cycles |= set(known.get(engine, ()))
+    return sorted(cycles)
+
+
 def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_after=None, arrivals=None,
-                     record=None):
+                     record=None, _stalls=None):
     """Cycles of `schedules` (commands issued back to back) from the first cfg handshake to the last beat on
     ``out``.
 
@@ -362,7 +370,7 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
                 stall_log["array"].extend((c, index) for c in ws_stalls)
                 last_slot = int(ws_issue[-1])
                 last_valid = int(ws_issue[(s.folds - 1) * s.fold_period + s.pixels])
-                all_stalls = sorted(c for c, _ in stall_log["array"])
+                all_stalls = _known(stall_log, _stalls, "array")
                 drained["array"] = max(int(_mv_emerge([last_valid], all_stalls,
                                                       array_latency(rows=spec.rows, cols=spec.cols) + ARRAY_DRAIN)[0]),
                                        last_slot + QUEUE_DRAINED)
@@ -381,14 +389,14 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
             if s.dataflow == "matrix_vector" and mv_stalls:
                 mf, pixel = _emitted_pixels(s)
                 slot_index = (mf * s.pixels + pixel) * s.c_groups + s.c_groups - 1
-                all_stalls = sorted(c for c, _ in stall_log["mv"])
+                all_stalls = _known(stall_log, _stalls, "mv")
                 chain = _mv_emerge([int(pops[j]) for j in slot_index], all_stalls, MatrixVectorEngine.LATENCY) \
                     + OUTPUT_FIFO
                 windows.append(("mv", index, int(pops[0]), int(chain[-1])))
             elif s.dataflow == "weight_stationary" and ws_issue is not None and s.sparse_words is None:
                 mf, pixel = _emitted_pixels(s)
                 slot_index = ((mf + 1) * s.k_folds - 1) * s.fold_period + pixel
-                all_stalls = sorted(c for c, _ in stall_log["array"])
+                all_stalls = _known(stall_log, _stalls, "array")
                 depth = _to_chain(spec) - OUTPUT_FIFO
                 chain = _mv_emerge([int(ws_issue[j + 1]) for j in slot_index], all_stalls, depth) + OUTPUT_FIFO
                 last_index = (s.folds - 1) * s.fold_period + s.pixels - 1
@@ -419,12 +427,21 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
                            last_beat=out_time))
     if last_out is None:
         raise ValueError("no command emits outputs to `out`")
-    # A stall of a later command freezes what an earlier one still has in the same pipeline: not followed.
-    for engine, command, begin, end in windows:
-        later = [c for c, k in stall_log[engine] if k > command and c <= end]
-        if later:
-            inexact(f"command {command}: its last results are in the {engine} pipeline when command "
-                    f"{min(k for c, k in stall_log[engine] if k > command and c <= end)} stalls it")
+    # A stall of a later command freezes what an earlier one still has in the same pipeline: solved again with
+    # every stall known from the start, until they no longer change.
+    known = {engine: sorted(set(c for c, _ in log)) for engine, log in stall_log.items()}
+    previous = {engine: list((_stalls or {}).get(engine, [])) for engine in known}
+    if arrivals is not None and known != previous:
+        if any(c <= end for engine, command, begin, end in windows
+               for c, k in stall_log[engine] if k > command):
+            depth = (_stalls or {}).get("depth", 0)
+            if depth < 50:
+                if record is not None:
+                    for key in record:
+                        record[key] = []
+                return predict_commands(schedules, name=name, macs=macs, timeline=timeline, arrivals=arrivals,
+                                        record=record, _stalls={**known, "depth": depth + 1})
+            inexact("the pipelines' stalls did not settle")
     _check_feedback_room(spec, fed, taken)
     if timeline is not None:
         timeline.extend({k: (v - first_accept if isinstance(v, int) and k not in ("command",) else v)

@@ -569,7 +569,8 @@ def predict_exact(program, image, *, beat_bytes=8, interval=1, latency=1, fifo_d
     spec = program.spec
     commands = program.commands()
     names = read_channels(spec)
-    arrivals = {name: [0] * n for name, n in _words_per_channel(image, spec).items()}
+    totals = _words_per_channel(image, spec)
+    arrivals = {name: [0] * n for name, n in totals.items()}
     for name in ("weights", "mv_weights"):
         if name in arrivals:
             arrivals[f"{name}_ready"] = [0] * len(arrivals[name])
@@ -587,12 +588,12 @@ def predict_exact(program, image, *, beat_bytes=8, interval=1, latency=1, fifo_d
         memory = _simulate_memory(image, spec, takes, beat_bytes=beat_bytes, interval=interval, latency=latency,
                                   fifo_depth=fifo_depth, max_outstanding=max_outstanding,
                                   max_burst_beats=max_burst_beats, limit=limit)
-        arrivals = {name: memory["offered"][name] for name in names}
+        # Words the simulation did not get to (the accelerator's model was ahead of it): not there yet.
+        pad = lambda times, name: list(times) + [memory["cycles"]] * (totals[name] - len(times))  # noqa: E731
+        arrivals = {name: pad(memory["offered"][name], name) for name in names}
         for name in ("weights", "mv_weights"):
             if name in names:
-                ready = list(memory["ready_at"][name])
-                # words still in the weight FIFO at the end (a pop the model put too early): not yet poppable
-                arrivals[f"{name}_ready"] = ready + [memory["cycles"]] * (len(arrivals[name]) - len(ready))
+                arrivals[f"{name}_ready"] = pad(memory["ready_at"][name], name)
     else:
         raise RuntimeError(f"no fixed point in {max_iterations} iterations")
     reasons = list(record["inexact"])
