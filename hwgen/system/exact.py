@@ -562,7 +562,7 @@ def _simulate_memory(image, spec, takes, *, beat_bytes, interval, latency, fifo_
 
 
 def predict_exact(program, image, *, beat_bytes=8, interval=1, latency=1, fifo_depth=32, max_outstanding=4,
-                  max_burst_beats=16, max_iterations=200):
+                  max_burst_beats=16, max_iterations=1000):
     """CYCLES of `image` (`hwgen.system.image.build_image` of `program`) on the system top (its default
     parameters: `fifo_depth`, `max_outstanding`, `max_burst_beats`) with the testbench's `ExactDram` of
     `latency` cycles and one beat of `beat_bytes` every `interval` cycles (see the module docstring)."""
