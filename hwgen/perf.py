@@ -299,6 +299,8 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
             # One word per cycle from the cycle after START; "last slot": the last beat's write (done follows).
             first_slot = take + TAKE_TO_FIRST_SLOT - 1
             last_slot = first_slot + s.sparse_words - 1 + SparseEngine.EMIT + s.m_folds - 1
+            if arrivals is not None:
+                inexact(f"{s.problem.name}: the sparse engine is not modelled with arrivals")
         elif s.dataflow == "matrix_vector":
             # No pre-slot: one weight word per cycle from the cycle after START.
             first_slot = take + TAKE_TO_FIRST_SLOT - 1
@@ -336,6 +338,11 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
             # No pre-slot; tile after tile, `fold_period` slots each, the reduction in the last K.
             first_slot = take + TAKE_TO_FIRST_SLOT - 1
             last_slot = first_slot + s.os_slots - 1
+            if arrivals is not None:
+                inexact(f"{s.problem.name}: the output-stationary array's weight pops are not modelled")
+                used["weights"] += s.weight_words
+                if record is not None:
+                    record["weights"].extend(first_slot + j for j in range(s.weight_words))
         else:
             first_slot = take + TAKE_TO_FIRST_SLOT + QUEUED_SLOT
             last_slot = first_slot + s.folds * s.fold_period - 1          # bubbles of the last fold included

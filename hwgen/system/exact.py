@@ -1,23 +1,35 @@
-"""The exact cycle model of a run on the system top (`hwgen.hw.system.SystemTop`) with a DRAM of fixed latency
-and fixed bandwidth and no back-pressure (the testbench's `ExactDram`, `hwgen.sim.tb_system`).
+"""The exact cycle model of a run on the system top (`hwgen.hw.system.SystemTop`, its default parameters) with a
+DRAM of fixed latency and fixed bandwidth and no back-pressure: the testbench's `ExactDram`
+(`hwgen.sim.tb_system`; ``arready``/``awready`` always 1, in-order read beats from ``latency`` cycles after
+their ``ar``, one beat every ``interval`` cycles on ``r`` and on ``w``, write responses ``latency`` cycles after
+a burst's last beat). ``CYCLES`` measured on the RTL equals `predict_exact` on every run of the tests
+(`tests/test_system.py`: three networks, prefetch / fenced / without chaining / a batch of two, five DRAM
+timings; LeNet-5 at 8 bytes per cycle with latency 1 and 10).
 
 Two halves, solved together:
 
 - **the accelerator** - the stream-fed model's recurrences (`hwgen.perf.predict_commands`) with every word's
-  arrival: a command's ``cfg`` handshake waits for its word, the loader writes each ``acts``/``params`` word
-  when it is there, the matrix-vector engine freezes until its weight word can be popped. It gives the cycle
-  of every handshake on the accelerator's stream ports and of every weight pop;
+  arrival: a command's ``cfg`` handshake waits for its word; the loader writes each ``acts``/``params`` word
+  once it is there; each issue slot of the weight-stationary array and of the matrix-vector engine waits,
+  the engine frozen, until its weight word can be popped from the weight FIFO and the activation word it reads
+  has been written (the read-after-write interlock), and the results in the frozen pipeline wait with it.
+  It gives the cycle of every handshake on the accelerator's stream ports, every weight pop and every ``out``
+  beat;
 - **the memory side** - a cycle-by-cycle simulation of the command processor, the read DMA channels (byte
-  credits, burst planning, ``max_outstanding``), the AXI ``ar`` round-robin arbiter, the DRAM, the gearboxes, the
-  prefetch FIFOs, the accelerator's weight FIFOs, and the write channel (`hwgen.hw.dma`, `hwgen.hw.gearbox`,
-  `hwgen.hw.fifo`), register by register. Given when the accelerator takes each word, it gives when each word
-  is offered.
+  credits, burst planning, ``max_outstanding``), the AXI ``ar`` round-robin arbiter, the DRAM, the gearboxes,
+  the prefetch FIFOs, the accelerator's weight FIFOs, and the write channel (`hwgen.hw.dma`,
+  `hwgen.hw.gearbox`, `hwgen.hw.fifo`), register by register. Given when the accelerator takes each word, it
+  gives when each word is offered, and when ``done`` rises.
 
-Each half's times only ever move later when the other's do, so iterating from ideal streams reaches the
-fixed point the hardware runs at (`predict_exact`). Exact where the accelerator only waits for words the
-way the first half follows; where it would stall in a way it does not follow (a weight-stationary array's
-weight pop, an activation read overtaking the loader, the output FIFO backing up) the result says so
-(``exact`` False, ``reasons``) and the cycles are an estimate.
+Each half's times only move later when the other's do, so iterating from ideal streams reaches the fixed point
+the hardware runs at (`predict_exact`; a few to a few hundred iterations, each a pass of both halves).
+
+Where the accelerator would stall in a way the first half does not follow, the result says so (``exact``
+False, ``reasons``; the cycles are then an estimate): an ``out`` beat that waits for the write channel (the
+output FIFO may back up into the pipeline), a packed-int4 matrix-vector weight word that is late. The
+output-stationary array and the sparse engine have no arrival-aware model (their stall is not followed either).
+With random back-pressure (cocotbext-axi's `AxiRam` with pauses) only the bound of
+`hwgen.system.dram_model` holds.
 """
 
 from dataclasses import dataclass, field
