@@ -207,7 +207,8 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
     last_out = None
     events = []
     if record is not None:
-        for key in ("cfg", "params", "acts", "weights", "mv_weights", "out", "inexact"):
+        for key in ("cfg", "params", "acts", "weights", "mv_weights", "out", "inexact", "acts_earliest",
+                    "params_earliest", "weights_earliest", "mv_weights_earliest"):
             record.setdefault(key, [])
     used = {"cfg": 0, "params": 0, "acts": 0, "weights": 0, "mv_weights": 0}
 
@@ -252,6 +253,7 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
                 params_done = int(params_in[-1])
                 if record is not None:
                     record["params"].extend(int(w) for w in params_in)
+                    record["params_earliest"].extend(decide + 1 + k for k in range(len(params_in)))
             handoff = max(start_written, params_done) + LOAD_HANDOFF
             loader_free = max(int(writes[-1]) if len(writes) else decide, params_done) + LOAD_HANDOFF
         elif arrivals is not None and ((s.load_acts and s.act_source != "feedback") or s.param_words):
@@ -268,6 +270,9 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
             if record is not None:
                 record["acts"].extend(int(w) for w in writes)
                 record["params"].extend(int(w) for w in params_in)
+                # The loader takes each word from decide + 1 + k on, as soon as it is there.
+                record["acts_earliest"].extend(decide + 1 + k for k in range(len(writes)))
+                record["params_earliest"].extend(decide + 1 + k for k in range(len(params_in)))
         elif s.load_acts and acts_after and acts_after[index]:
             # The host sends these words once it has the `out` beats they are made from: one per cycle from
             # the cycle after the last of them.
@@ -320,12 +325,18 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
                 word = j // 2 if s.packed_int4 else j
                 popping = (j % 2 == 0) if s.packed_int4 else np.ones(s.mv_slots, dtype=bool)
                 need[popping] = ready_at[word[popping]]
+                earliest = first_slot + j
                 if act_writes is not None and len(act_writes):
                     kg, rest = j % s.c_groups, j // s.c_groups
                     n = rest % s.pixels
                     addr = kg * s.problem.H * s.problem.W + n
-                    need = np.maximum(need, act_writes[np.minimum(addr, len(act_writes) - 1)] + 1)
+                    read_ok = act_writes[np.minimum(addr, len(act_writes) - 1)] + 1
+                    need = np.maximum(need, read_ok)
+                    earliest = np.maximum(earliest, read_ok)
                 pops = _loaded_at(first_slot - 1, need)
+                if record is not None:
+                    # Each pop as soon as its word can be popped, from the slot's arrival-free earliest on.
+                    record[f"{port}_earliest"].extend(int(e) for e, pop in zip(earliest, popping) if pop)
                 mv_stalls = sorted(set(range(first_slot, int(pops[-1]) + 1)) - set(int(p) for p in pops))
                 last_slot = int(pops[-1])
                 stall_log["mv"].extend((c, index) for c in mv_stalls)
@@ -333,6 +344,7 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
                     record[port].extend(int(p) for p, pop in zip(pops, popping) if pop)
             elif record is not None:
                 record[port].extend(first_slot + j for j in range(s.weight_words))
+                record[f"{port}_earliest"].extend(first_slot + j for j in range(s.weight_words))
             drained["mv"] = last_slot + MV_DRAIN
         elif s.dataflow == "output_stationary":
             # No pre-slot; tile after tile, `fold_period` slots each, the reduction in the last K.
@@ -343,6 +355,7 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
                 used["weights"] += s.weight_words
                 if record is not None:
                     record["weights"].extend(first_slot + j for j in range(s.weight_words))
+                    record["weights_earliest"].extend(first_slot + j for j in range(s.weight_words))
         else:
             first_slot = take + TAKE_TO_FIRST_SLOT + QUEUED_SLOT
             last_slot = first_slot + s.folds * s.fold_period - 1          # bubbles of the last fold included
@@ -386,6 +399,7 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
                 pops = first_slot + pop_slot
             if record is not None:
                 record["weights"].extend(int(p) for p in pops)
+                record["weights_earliest"].extend(int(p) for p in pops)
         compute_idle = last_slot + DONE_TO_IDLE
         if s.release:
             bank_free[s.act_bank] = last_slot + DONE_TO_IDLE

@@ -591,7 +591,12 @@ def predict_exact(program, image, *, beat_bytes=8, interval=1, latency=1, fifo_d
     for iteration in range(1, max_iterations + 1):
         record = {}
         predict_commands(commands, arrivals=arrivals, record=record)
-        takes = {name: record.get(name, []) for name in names}
+        # What the memory side is told: when the accelerator would take each word if it were there (for the
+        # loader's words and the weight pops, the arrival-free earliest: the simulation applies the arrival).
+        takes = {}
+        for name in names:
+            earliest = record.get(f"{name}_earliest")
+            takes[name] = earliest if earliest is not None and len(earliest) == len(record[name]) else record[name]
         takes["out"] = record["out"]
         key = {name: list(v) for name, v in takes.items()}
         if key == previous:
@@ -615,7 +620,7 @@ def predict_exact(program, image, *, beat_bytes=8, interval=1, latency=1, fifo_d
     for name in names:
         if name in ("weights", "mv_weights"):
             continue
-        if list(memory["taken"][name]) != list(takes[name]):
+        if list(memory["taken"][name]) != list(record[name]):
             reasons.append(f"{name}: handshakes differ from the accelerator's model")
     return ExactResult(cycles=memory["cycles"], exact=not reasons, reasons=reasons, iterations=iteration,
                        ports={name: (memory["offered"][name], memory["taken"][name]) for name in names},
