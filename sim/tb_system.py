@@ -218,7 +218,7 @@ async def run_system(dut):
 
         def timing(pause, interval, salt, latency=1):
             assert not pause, "the exact DRAM has no random back-pressure"
-            ram.latency, ram.interval = latency, interval
+            ram.latency, ram.interval = (1 if latency is None else latency), interval
     else:
         ram = AxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=job["size"])
         for log in (ram.write_if.log, ram.read_if.log, host.write_if.log, host.read_if.log):
