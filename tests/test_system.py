@@ -243,20 +243,21 @@ def test_exact_model_bounds_and_monotone():
 @pytest.mark.cocotb
 @needs_icarus
 @pytest.mark.parametrize("seed, mode", [(14, "prefetch"), (15, "prefetch"), (13, "prefetch"), (13, "fence"),
-                                        (13, "baseline"), (13, "batch2")])
+                                        (13, "baseline"), (13, "batch2"), (14, "bus256")])
 def test_exact_model_equals_the_rtl(tmp_path, seed, mode):
     """Measured CYCLES = the exact model on a fixed-latency, fixed-bandwidth DRAM: layers fed from DRAM
     (gathered from an earlier output) and on chip, both engines, prefetch and fenced, without chaining, a batch
-    of two; five DRAM timings each; bit-exact values."""
+    of two, a 256-bit bus; five DRAM timings each; bit-exact values."""
     from hwgen.sim.system_runner import run_system
     from hwgen.system.exact import predict_exact
     spec, program, inputs = compiled(seed, batch=2 if mode == "batch2" else 1, chain=mode != "baseline")
     image = build_image(program, inputs, fence=mode in ("fence", "baseline"))
-    result = run_system(image, spec, build_root=tmp_path,
+    width = 256 if mode == "bus256" else 64
+    result = run_system(image, spec, build_root=tmp_path, data_width=width,
                         scenarios=[{"latency": latency, "interval": interval} for latency, interval in EXACT_TIMINGS])
     assert result.exact
     for (latency, interval), run in zip(EXACT_TIMINGS, result.runs):
-        model = predict_exact(program, image, latency=latency, interval=interval)
+        model = predict_exact(program, image, beat_bytes=width // 8, latency=latency, interval=interval)
         assert model.exact, model.reasons
         assert run["registers"]["CYCLES"] == model.cycles, (latency, interval, run["registers"]["CYCLES"], model)
 
