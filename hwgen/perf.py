@@ -208,7 +208,7 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
     events = []
     if record is not None:
         for key in ("cfg", "params", "acts", "weights", "mv_weights", "out", "inexact", "acts_earliest",
-                    "params_earliest", "weights_earliest", "mv_weights_earliest"):
+                    "params_earliest", "weights_earliest", "mv_weights_earliest", "weights_gap", "mv_weights_gap"):
             record.setdefault(key, [])
     used = {"cfg": 0, "params": 0, "acts": 0, "weights": 0, "mv_weights": 0}
 
@@ -335,8 +335,11 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
                     earliest = np.maximum(earliest, read_ok)
                 pops = _loaded_at(first_slot - 1, need)
                 if record is not None:
-                    # Each pop as soon as its word can be popped, from the slot's arrival-free earliest on.
-                    record[f"{port}_earliest"].extend(int(e) for e, pop in zip(earliest, popping) if pop)
+                    # Each pop as soon as its word can be popped, from the slot's arrival-free earliest on and
+                    # (`gap`) a slot after the previous pop.
+                    slots_popping = np.flatnonzero(popping)
+                    record[f"{port}_earliest"].extend(int(earliest[k]) for k in slots_popping)
+                    record[f"{port}_gap"].extend([0] + [int(g) for g in np.diff(slots_popping)])
                 mv_stalls = sorted(set(range(first_slot, int(pops[-1]) + 1)) - set(int(p) for p in pops))
                 last_slot = int(pops[-1])
                 stall_log["mv"].extend((c, index) for c in mv_stalls)
@@ -345,6 +348,7 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
             elif record is not None:
                 record[port].extend(first_slot + j for j in range(s.weight_words))
                 record[f"{port}_earliest"].extend(first_slot + j for j in range(s.weight_words))
+                record[f"{port}_gap"].extend([0] + [1] * (s.weight_words - 1))
             drained["mv"] = last_slot + MV_DRAIN
         elif s.dataflow == "output_stationary":
             # No pre-slot; tile after tile, `fold_period` slots each, the reduction in the last K.
@@ -356,6 +360,7 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
                 if record is not None:
                     record["weights"].extend(first_slot + j for j in range(s.weight_words))
                     record["weights_earliest"].extend(first_slot + j for j in range(s.weight_words))
+                    record["weights_gap"].extend([0] * s.weight_words)
         else:
             first_slot = take + TAKE_TO_FIRST_SLOT + QUEUED_SLOT
             last_slot = first_slot + s.folds * s.fold_period - 1          # bubbles of the last fold included
@@ -376,13 +381,17 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
                 # and (the interlock) the activation word it reads was written CHECK_LAG cycles before.
                 count = s.folds * s.fold_period + 1
                 need = np.full(count, -1, dtype=np.int64)
-                np.maximum.at(need, pop_slot + 1, ready_at)
+                need_acts = None
                 if act_writes is not None and len(act_writes):
                     reads = [(k + 1, slot.act_addr) for k, slot in enumerate(s.slots())
                              if slot.valid and not slot.padded]
                     if reads:
                         at, addr = np.asarray(reads).T
                         np.maximum.at(need, at, act_writes[np.minimum(addr, len(act_writes) - 1)] + SlotQueue.CHECK_LAG)
+                        need_acts = need.copy()
+                act_only = _loaded_at(first_slot - 2, np.where(need_acts >= 0, need_acts, -1)) \
+                    if need_acts is not None else first_slot - 1 + np.arange(count)
+                np.maximum.at(need, pop_slot + 1, ready_at)
                 ws_issue = _loaded_at(first_slot - 2, need)          # ws_issue[k]: slot k - 1
                 stalled = sorted(set(range(first_slot - 1, int(ws_issue[-1]) + 1)) - set(int(p) for p in ws_issue))
                 # The pipeline after the issue stage takes the enable a cycle late.
@@ -395,11 +404,13 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
                                                       array_latency(rows=spec.rows, cols=spec.cols) + ARRAY_DRAIN)[0]),
                                        last_slot + QUEUE_DRAINED)
                 pops = ws_issue[pop_slot + 1]
+                earliest = act_only[pop_slot + 1]
             else:
-                pops = first_slot + pop_slot
+                pops = earliest = first_slot + pop_slot
             if record is not None:
                 record["weights"].extend(int(p) for p in pops)
-                record["weights_earliest"].extend(int(p) for p in pops)
+                record["weights_earliest"].extend(int(p) for p in earliest)
+                record["weights_gap"].extend([0] + [int(g) for g in np.diff(pop_slot)])
         compute_idle = last_slot + DONE_TO_IDLE
         if s.release:
             bank_free[s.act_bank] = last_slot + DONE_TO_IDLE

@@ -362,6 +362,8 @@ def _simulate_memory(image, spec, takes, *, beat_bytes, interval, latency, fifo_
     pending_arrival = {name: None for name in names}
     ready_at = {name: [] for name in weight_fifos}
     pops = {name: 0 for name in weight_fifos}
+    last_pop = {name: -1 for name in weight_fifos}
+    gaps = takes.get("gaps", {})
     out_next, out_taken = 0, []
     out_offers = takes["out"]
     events = {"ar": [], "r": [], "aw": [], "w": [], "b": []}
@@ -432,11 +434,15 @@ def _simulate_memory(image, spec, takes, *, beat_bytes, interval, latency, fifo_
                 port = ch.name
                 if ch.fifo.r_rdy and pending_arrival[port] is None:
                     pending_arrival[port] = c
-                want = pops[port] < len(takes[port]) and takes[port][pops[port]] <= c
+                k = pops[port]
+                gap = gaps.get(port, ())
+                want = k < len(takes[port]) and takes[port][k] <= c and \
+                    (k >= len(gap) or not gap[k] or c >= last_pop[port] + gap[k])
                 write_hs, pop, arrive = fifo_b.step(ch.fifo.r_rdy, want)
                 popped_now = write_hs
                 if pop:
                     pops[port] += 1
+                    last_pop[port] = c
                 if arrive:
                     ready_at[port].append(c + 1)
             if popped_now and ch is not prog:
@@ -598,7 +604,9 @@ def predict_exact(program, image, *, beat_bytes=8, interval=1, latency=1, fifo_d
             earliest = record.get(f"{name}_earliest")
             takes[name] = earliest if earliest is not None and len(earliest) == len(record[name]) else record[name]
         takes["out"] = record["out"]
-        key = {name: list(v) for name, v in takes.items()}
+        takes["gaps"] = {name: record[f"{name}_gap"] for name in ("weights", "mv_weights")
+                         if name in names and len(record.get(f"{name}_gap", ())) == len(takes[name])}
+        key = {name: list(v) for name, v in takes.items() if name != "gaps"}
         if key == previous:
             break
         previous = key
