@@ -22,7 +22,11 @@ Two halves, solved together:
   gives when each word is offered, and when ``done`` rises.
 
 Each half's times only move later when the other's do, so iterating from ideal streams reaches the fixed point
-the hardware runs at (`predict_exact`; a few to a few hundred iterations, each a pass of both halves).
+the hardware runs at (`predict_exact`). The accelerator's half also says, for every loader word and weight pop,
+the earliest cycle it could happen whatever the arrivals, and the simulation applies the arrivals to those
+itself (a word is taken from that cycle on, once it is there and - for the pops - a slot after the previous
+one), so a late word moves every later one within the same pass: a handful of passes (at most 9 on the tested
+networks).
 
 Where the accelerator would stall in a way the first half does not follow, the result says so (``exact``
 False, ``reasons``; the cycles are then an estimate): an ``out`` beat that waits for the write channel (the
