@@ -145,10 +145,10 @@ def _loaded_at(decide, arrivals):
 def _mv_emerge(slots, stalls, latency):
     """The cycle each MV slot's sum leaves the engine: `latency` enabled cycles after its slot, the engine
     frozen in the `stalls` cycles (sorted)."""
-    out, k = [], 0
+    from bisect import bisect_right
+    out = []
     for slot in slots:
-        while k < len(stalls) and stalls[k] <= slot:
-            k += 1
+        k = bisect_right(stalls, slot)
         end, j = slot + latency, k
         while j < len(stalls) and stalls[j] <= end:
             end += 1
@@ -157,12 +157,18 @@ def _mv_emerge(slots, stalls, latency):
     return np.asarray(out)
 
 
-def _known(log, known, engine):
-    """Every stall cycle of `engine`: those found so far and those a previous pass found."""
+def _known(log, known, engine, cache):
+    """Every stall cycle of `engine`: those found so far and those a previous pass found (sorted; kept in
+    `cache` while the log does not grow)."""
+    hit = cache.get(engine)
+    if hit is not None and hit[0] == len(log[engine]):
+        return hit[1]
     cycles = set(c for c, _ in log[engine])
     if known:
         cycles |= set(known.get(engine, ()))
-    return sorted(cycles)
+    result = sorted(cycles)
+    cache[engine] = (len(log[engine]), result)
+    return result
 
 
 def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_after=None, arrivals=None,
@@ -228,6 +234,7 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
             record["inexact"].append(reason)
 
     stall_log = {"array": [], "mv": []}     # (cycle, command) the engine's pipeline was frozen
+    stall_cache = {}
     windows = []                            # (engine, command, first issue, last emergence)
     for index, s in enumerate(schedules):
         mv_stalls = []
@@ -399,7 +406,7 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
                 stall_log["array"].extend((c, index) for c in ws_stalls)
                 last_slot = int(ws_issue[-1])
                 last_valid = int(ws_issue[(s.folds - 1) * s.fold_period + s.pixels])
-                all_stalls = _known(stall_log, _stalls, "array")
+                all_stalls = _known(stall_log, _stalls, "array", stall_cache)
                 drained["array"] = max(int(_mv_emerge([last_valid], all_stalls,
                                                       array_latency(rows=spec.rows, cols=spec.cols) + ARRAY_DRAIN)[0]),
                                        last_slot + QUEUE_DRAINED)
@@ -421,14 +428,14 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
             if s.dataflow == "matrix_vector" and mv_stalls:
                 mf, pixel = _emitted_pixels(s)
                 slot_index = (mf * s.pixels + pixel) * s.c_groups + s.c_groups - 1
-                all_stalls = _known(stall_log, _stalls, "mv")
+                all_stalls = _known(stall_log, _stalls, "mv", stall_cache)
                 chain = _mv_emerge([int(pops[j]) for j in slot_index], all_stalls, MatrixVectorEngine.LATENCY) \
                     + OUTPUT_FIFO
                 windows.append(("mv", index, int(pops[0]), int(chain[-1])))
             elif s.dataflow == "weight_stationary" and ws_issue is not None and s.sparse_words is None:
                 mf, pixel = _emitted_pixels(s)
                 slot_index = ((mf + 1) * s.k_folds - 1) * s.fold_period + pixel
-                all_stalls = _known(stall_log, _stalls, "array")
+                all_stalls = _known(stall_log, _stalls, "array", stall_cache)
                 depth = _to_chain(spec) - OUTPUT_FIFO
                 chain = _mv_emerge([int(ws_issue[j + 1]) for j in slot_index], all_stalls, depth) + OUTPUT_FIFO
                 last_index = (s.folds - 1) * s.fold_period + s.pixels - 1
