@@ -252,12 +252,16 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
     ``arrivals`` (the system top, `hwgen.system.exact`): the cycle each word of the ``cfg``, ``params`` and
     ``acts`` streams is first offered to the accelerator (absolute cycles; replaces ``acts_after``), and
     ``weights_ready`` / ``mv_weights_ready``: the cycle from which each weight word can be popped from the
-    accelerator's weight FIFO. A word taken later than ideal streams would is followed exactly where the
-    accelerator only waits for it (a command's cfg handshake, the loader's writes, the matrix-vector engine's
-    weight pops, which freeze that engine); where it would stall more than that (a weight-stationary weight
-    pop, an activation read overtaking the loader) the run leaves the exact class and a reason is appended
-    to ``record["inexact"]``. ``record`` (a dict) receives every handshake: ``cfg``, ``params``, ``acts``,
-    ``weights`` and ``mv_weights`` pops, and ``out`` (the cycle each beat is offered)."""
+    accelerator's weight FIFO. A late word is followed: a command's cfg handshake and the loader's writes wait
+    for it; an issue slot of the weight-stationary array or of the matrix-vector engine waits, the engine
+    frozen, until its weight word can be popped and the activation word it reads has been written (the
+    read-after-write interlock), and the results in that engine's pipeline wait with it (a later command's
+    stall that freezes an earlier one's results is solved by passes until the stalls settle). What is not
+    followed (the output-stationary array, the sparse engine) appends a reason to ``record["inexact"]``.
+    ``record`` (a dict) receives every handshake: ``cfg``, ``params``, ``acts``, ``weights`` and
+    ``mv_weights`` pops, ``out`` (the cycle each beat is offered), and for the loader's words and the pops the
+    earliest cycle each could happen whatever the arrivals (``*_earliest``; ``*_gap``: slots after the previous
+    pop) - what `hwgen.system.exact`'s memory side takes."""
     schedules = list(schedules)
     if not schedules:
         raise ValueError("no commands")
@@ -303,7 +307,7 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
     stall_cache = {}
     windows = []                            # (engine, command, first issue, last emergence)
     for index, s in enumerate(schedules):
-        mv_stalls = []
+        mv_modelled = False
         act_writes = None
         accept = max(accept + 1, loader_free)
         cfg_at = take_words("cfg", 1)
@@ -416,6 +420,7 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
                     record[f"{port}_earliest"].extend(int(earliest[k]) for k in slots_popping)
                     record[f"{port}_gap"].extend([0] + [int(g) for g in np.diff(slots_popping)])
                 mv_stalls = sorted(set(range(first_slot, int(pops[-1]) + 1)) - set(int(p) for p in pops))
+                mv_modelled = True
                 last_slot = int(pops[-1])
                 stall_log["mv"].extend((c, index) for c in mv_stalls)
                 if record is not None:
@@ -516,7 +521,7 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
                 last_group = entries + spec.postop_groups - 1
                 chain = last_group[mf * s.pixels + pixel]
                 last_computed = int(last_group[-1])
-            elif s.dataflow == "matrix_vector" and mv_stalls:
+            elif s.dataflow == "matrix_vector" and mv_modelled:
                 mf, pixel = _emitted_pixels(s)
                 slot_index = (mf * s.pixels + pixel) * s.c_groups + s.c_groups - 1
                 all_stalls = _known(stall_log, _stalls, "mv", stall_cache)

@@ -38,7 +38,6 @@ With random back-pressure (cocotbext-axi's `AxiRam` with pauses) only the bound 
 
 from dataclasses import dataclass, field
 
-import numpy as np
 
 from ..hw.axi import BOUNDARY_BYTES, MAX_BURST_BEATS
 from ..hw.fifo import BlockRAMFIFO
