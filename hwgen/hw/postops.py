@@ -96,7 +96,6 @@ class PostOpPipeline(wiring.Component):
     """
 
     LATENCY = 13             # one more with stochastic rounding, one more for a narrow chain (`latency_for`)
-    SHIFT_COPIES = 4         # copies of each lane's shift amount, each driving a slice of the rounding shifter
 
     @classmethod
     def latency_for(cls, spec):
@@ -386,24 +385,11 @@ class PostOpPipeline(wiring.Component):
                 with m.If(advance):
                     m.d.sync += p2.eq(p + off7)
                 p = p2
-            # The shift amount's last register is `SHIFT_COPIES` flip-flops (``shift_<j>_copy_<k>``, kept apart
-            # by the FPGA flow), each selecting a slice of the shifter's output bits: one net driving all
-            # 67 x 6 multiplexers was the 8x8's critical path (its route alone 4.9 of 11.3 ns).
-            shift6 = delayed(f"shift_{j}", shift3, WideMultiplier.LATENCY + X - 1)
+            shift7 = delayed(f"shift_{j}", shift3, WideMultiplier.LATENCY + X)
             # S8: sh = (2p) >> s (arithmetic), so that round_shift(p, s) = (sh + 1) >> 1.
             sh = stage(f"s8_sh_{j}", signed(p_bits + 2))
-            width = p_bits + 2
-            step = -(-width // self.SHIFT_COPIES)
-            doubled = Signal(signed(width), name=f"s7_doubled_{j}")     # 2p, sign-extended to sh's width
-            m.d.comb += doubled.eq(p << 1)
-            slices = []
-            for k, low in enumerate(range(0, width, step)):
-                copy = stage(f"shift_{j}_copy_{k}", shift6.shape())
-                with m.If(advance):
-                    m.d.sync += copy.eq(shift6)
-                slices.append((doubled >> copy)[low:min(low + step, width)])
             with m.If(advance):
-                m.d.sync += sh.eq(Cat(*slices))
+                m.d.sync += sh.eq((p << 1) >> shift7)
             # S9: the rounded value plus the zero point, ((sh + 1) >> 1) + z = (sh + 2z + 1) >> 1, in its low
             # bits (all a value in range has; modulo 2**acc_bits the same bits), and the saturation tests made
             # on sh itself: (sh + 1) >> 1 < lo  <=>  sh < 2 lo - 1, and  > hi  <=>  sh > 2 hi.
