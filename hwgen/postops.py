@@ -65,7 +65,7 @@ __all__ = [
     "round_shift", "add_bias", "requantize", "relu", "max_pool2x2", "avg_pool2x2", "pool_out_size", "apply",
     "PARAM_FIELDS", "params_lane_layout", "params_layout", "pack_params",
     "config_layout", "config_values", "pack_config", "check_layer", "check_supported", "params_port_bits",
-    "pack_stream", "unpack_stream",
+    "pack_stream", "unpack_stream", "float_params", "apply_float", "check_float",
 ]
 
 POOL_MODES = ("none", "max", "avg")
@@ -527,6 +527,8 @@ def check_layer(postops, *, out_h, out_w, m_folds, max_out_w, max_m_folds, layer
 
 def check_supported(spec, postops, layer="layer"):
     """Raise `MappingError` if ``postops`` asks for a chain that ``spec`` was built without."""
+    if getattr(spec, "is_float", False):
+        check_float(postops, layer)
     if postops.rounding == "stochastic" and not getattr(spec, "stochastic_rounding", False):
         raise MappingError(f"{layer}: the layer asks for stochastic rounding but accelerator {spec.name!r} is built "
                            f"without the rounding generators; build it with AcceleratorSpec(..., "
@@ -538,6 +540,57 @@ def check_supported(spec, postops, layer="layer"):
                            f"{spec.name!r} is built without the post-op chain (postops=False); build it with "
                            f"AcceleratorSpec(..., postops=True), or drop the post-ops from the layer and apply "
                            f"them on the host (hwgen.postops.apply)")
+
+
+# The float chain (`hwgen.floats`; accelerators with act_type bf16/fp16 and acc_type fp32) ----------------------
+
+def check_float(postops, layer="layer"):
+    """Raise `MappingError` unless ``postops`` is a chain the float datapath runs: fp32 bias add, ReLU and 2x2
+    max pooling, fp32 output. Requantization (a scale multiply and narrowing), average pooling, zero points and
+    stochastic rounding are integer-only."""
+    asked = [name for name, on in (("requant=True", postops.requant), ("pool='avg'", postops.pool == "avg"),
+                                   (f"zero_point={postops.zero_point}", postops.zero_point != 0),
+                                   ("rounding='stochastic'", postops.rounding == "stochastic")) if on]
+    if asked:
+        raise MappingError(f"{layer}: a float layer's post-ops are an fp32 bias add, ReLU and 2x2 max pooling, "
+                           f"with fp32 outputs; {', '.join(asked)} is integer-only - drop it (apply a scale on "
+                           f"the host), or quantize the layer to an integer accelerator")
+
+
+def float_params(bias):
+    """Per-channel fp32 biases (bit patterns, e.g. from ``hwgen.floats.encode(b, "fp32")``) as the `QuantParams`
+    the parameter stream carries (the pattern in the 32-bit bias field)."""
+    bits = np.asarray(bias, dtype=np.int64)
+    if bits.ndim != 1 or (bits.size and (bits.min() < 0 or bits.max() > 0xFFFFFFFF)):
+        raise DataError("float biases must be a 1-D array of fp32 bit patterns (0..0xffffffff); encode real "
+                        "values with hwgen.floats.encode(values, 'fp32')")
+    return QuantParams(bias=np.where(bits >= 1 << 31, bits - (1 << 32), bits))
+
+
+def apply_float(acc, params, postops):
+    """The float post-op chain on fp32 accumulators ``acc[M, E, F]`` (bit patterns) -> fp32 patterns (int64):
+    ``y = acc + bias[m]`` (`hwgen.floats.add`, round to nearest even), ``relu`` (negatives and -0 to +0, NaN
+    kept), 2x2 max pooling (floor semantics; ``+0 > -0``, NaN if any of the window is NaN)."""
+    from . import floats
+    check_float(postops)
+    acc = np.asarray(acc)
+    if acc.ndim != 3:
+        raise DataError(f"acc must be a [M, E, F] array, got shape {acc.shape}")
+    y = acc.astype(np.uint64)
+    if postops.bias:
+        if not isinstance(params, QuantParams) or params.bias is None:
+            raise DataTypeError("a float layer with bias needs its biases: hwgen.postops.float_params(bits)")
+        params.check(postops, acc.shape[0])
+        bias = (params.bias.astype(np.int64) & 0xFFFFFFFF).astype(np.uint64)
+        y = floats.add(y, bias[:, None, None])
+    if postops.relu:
+        y = floats.relu(y)
+    if postops.pool == "max":
+        E, F = pool_out_size(acc.shape[1], acc.shape[2])
+        w = y[:, :2 * E, :2 * F]
+        y = floats.maximum(floats.maximum(w[:, 0::2, 0::2], w[:, 0::2, 1::2]),
+                           floats.maximum(w[:, 1::2, 0::2], w[:, 1::2, 1::2]))
+    return np.asarray(y, dtype=np.int64)
 
 
 # Host side: beats <-> arrays ------------------------------------------------------------------------------

@@ -172,8 +172,10 @@ class LayerPlan:
         """The golden output of the layer: `hwgen.postops.apply` on its accumulators ``acc[M, E, F]``. With
         stochastic rounding each emitting command rounds with its own draws (the generators restart per command),
         so the chain is applied command by command."""
-        from .postops import apply
+        from .postops import apply, apply_float
         spec = self.spec
+        if spec.is_float:
+            return apply_float(acc, params, self.postops)
         if self.postops.rounding != "stochastic":
             return apply(acc, params, self.postops, spec.acc_type)
         acc = np.asarray(acc)

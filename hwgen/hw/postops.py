@@ -28,6 +28,10 @@ Stages (one register each; lane ``j`` of every stage is channel ``mf*cols + j``)
 - An output zero point ``z`` (``cfg.zero_point``) is added in S10 to the rounded value in range; the
   saturation tests compare against the type's bounds less ``z`` (made a stage earlier), ReLU clamps at ``z``.
 - ``cfg.dest`` rides with the beat and leaves on ``o_dest`` beside it (the top routes the beat by it).
+- Float accelerators (``spec.is_float``, `hwgen.floats`): the lanes are fp32 patterns; S3 adds the bias with an
+  `fpu.Fp32Adder` (round to nearest even), S4-S9 only carry the value (no requantization: the host rejects
+  it, `hwgen.postops.check_float`), S10 applies ReLU (negatives and -0 to +0), and pooling takes the fp32
+  maximum (`fpu.fp32_max`) in the same stages; the same latency, so the cycle model is unchanged.
 
 Timing: `LATENCY` = 13. A beat accepted on ``i`` in cycle ``t`` (``i.valid & i.ready``) is presented on ``o``
 in cycle ``t + 13`` when no stall intervenes; with pooling, the window's output appears 13 cycles after its
@@ -51,6 +55,7 @@ from amaranth.lib.wiring import In, Out
 from ..postops import POOL_CODES, column_seeds, config_layout, params_layout
 from ..spec import AcceleratorSpec
 from .bram import PipelinedMemory
+from .fpu import fp32_add, fp32_max, fp32_relu
 from .lfsr import unrolled_draw
 from .wide_multiplier import WideMultiplier
 
@@ -237,7 +242,31 @@ class PostOpPipeline(wiring.Component):
         row_above = Mux(forward11, forward_data11, line_buffer.read_data)
 
         out_lanes, lb_lanes = [], []
-        for j in range(cols):
+        for j in range(cols if spec.is_float else 0):
+            # The float lane: bias add in S3, carried to S9, ReLU into S10, max pooling in S11/S12.
+            lane = params[j]
+            acc = s2_beat[j * 32:(j + 1) * 32]
+            x = stage(f"s3_x_{j}", 32)
+            biased = fp32_add(m, acc, lane.bias.as_unsigned(), f"bias_adder_{j}")
+            with m.If(advance):
+                m.d.sync += x.eq(Mux(s2.bias, biased, acc))
+            x9 = delayed(f"x_{j}", x, 6)
+            y = stage(f"s10_y_{j}", 32)
+            with m.If(advance):
+                m.d.sync += y.eq(Mux(s9.relu, fp32_relu(x9), x9))
+            held = stage(f"pool_held_{j}", 32)
+            with m.If(advance & valid[9] & ~s10.col_odd):
+                m.d.sync += held.eq(y)
+            y11, pair = stage(f"s11_y_{j}", 32), stage(f"s11_pair_{j}", 32)
+            with m.If(advance):
+                m.d.sync += [y11.eq(y), pair.eq(fp32_max(held, y))]
+            above = row_above[j * lb_bits:j * lb_bits + 32]
+            y12, window = stage(f"s12_y_{j}", 32), stage(f"s12_window_{j}", 32)
+            with m.If(advance):
+                m.d.sync += [y12.eq(y11), window.eq(fp32_max(above, pair))]
+            out_lanes.append(Mux(out_pool_on, window, y12))
+            lb_lanes.append(Cat(pair, Const(0, lb_bits - 32)))
+        for j in range(0 if spec.is_float else cols):
             # S3: bias add, and the multiplier operands (bypassed to *1 >> 0 without requantization).
             lane = params[j]
             acc = s2_beat[j * acc_bits:(j + 1) * acc_bits].as_signed()

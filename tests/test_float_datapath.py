@@ -1,0 +1,226 @@
+"""The float datapath (bf16/fp16 operands, fp32 accumulation): the generator option and its checks, the PE and
+the post-op chain on the Amaranth simulator against the golden model, the reference's accumulation order, and
+(cocotb, Icarus) whole layers on the generated Verilog: every output word bit for bit, cycles = model."""
+
+import os
+from math import ceil
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hwgen import AcceleratorSpec, floats
+from hwgen.dtypes import bf16, fp16, fp32, parse_dtype
+from hwgen.errors import MappingError, UnsupportedTypeError
+from hwgen.hw.pe import WeightStationaryPE
+from hwgen.hw.systolic import SystolicArray
+from hwgen.postops import PostOps, apply_float, check_layer, config_values, float_params, pack_params, pack_stream
+from hwgen.problem import ConvProblem
+from hwgen.reference import conv2d, float_layer
+from hwgen.sim.job import float_operands
+from hwgen.tiling import plan_layer
+
+SIM = os.environ.get("SIM", "icarus")
+
+
+def conv(name, *, C, M, H, W, R, S=None, stride=1, pad=0):
+    S = R if S is None else S
+    E = (H + 2 * pad - R) // stride + 1
+    F = (W + 2 * pad - S) // stride + 1
+    return ConvProblem(name, "conv2d", C=C, H=H, W=W, M=M, E=E, F=F, R=R, S=S, stride_h=stride,
+                       stride_w=stride, pad_h=pad, pad_w=pad)
+
+
+def linear(name, *, K, M, N):
+    return ConvProblem(name, "linear", C=K, H=1, W=N, M=M, E=1, F=N, R=1, S=1, act_axes=(1, None, 0),
+                       out_axes=(1, None, 0), act_shape=(N, K), weight_shape=(M, K), out_shape=(N, M))
+
+
+def float_spec(fmt="bf16", **kw):
+    base = dict(rows=4, cols=4, act_type=fmt, weight_type=fmt, acc_type="fp32", act_buffer_bytes=2048,
+                weight_buffer_bytes=4096, acc_buffer_bytes=2048, name=f"{fmt}_ws4x4")
+    return AcceleratorSpec(**{**base, **kw})
+
+
+# The generator option -----------------------------------------------------------------------------------------
+
+def test_float_types_parse_and_spec_builds():
+    assert parse_dtype("bfloat16", what="x") == bf16 and parse_dtype("half", what="x") == fp16
+    spec = float_spec()
+    assert spec.is_float and spec.float_format == "bf16" and spec.act_type == bf16 and spec.acc_type == fp32
+    assert spec.psum_bits == 32 and spec.acc_word_bits == 4 * 32 and spec.act_word_bits == 4 * 16
+    assert AcceleratorSpec.from_dict(spec.to_dict()) == spec
+    assert float_spec("fp16").float_format == "fp16"
+    assert not AcceleratorSpec(rows=2, cols=2).is_float
+
+
+@pytest.mark.parametrize("kw, error, words", [
+    (dict(act_type="bf16", weight_type="int8", acc_type="int32"), UnsupportedTypeError, "mix integer"),
+    (dict(act_type="int8", weight_type="int8", acc_type="fp32"), UnsupportedTypeError, "mix integer"),
+    (dict(act_type="bf16", weight_type="fp16", acc_type="fp32"), UnsupportedTypeError, "one 16-bit format"),
+    (dict(act_type="fp32", weight_type="fp32", acc_type="fp32"), UnsupportedTypeError, "one 16-bit format"),
+    (dict(act_type="bf16", weight_type="bf16", acc_type="bf16"), UnsupportedTypeError, "accumulates in fp32"),
+    (dict(act_type="float64", weight_type="float64", acc_type="fp32"), UnsupportedTypeError, "'bf16'"),
+    (dict(dataflow="output_stationary"), MappingError, "weight-stationary"),
+    (dict(mv_engine=True), MappingError, "integer-only"),
+    (dict(stochastic_rounding=True), MappingError, "integer-only"),
+])
+def test_float_spec_rejects_what_it_cannot_build(kw, error, words):
+    base = dict(rows=4, cols=4, act_type="bf16", weight_type="bf16", acc_type="fp32")
+    with pytest.raises(error, match=words):
+        AcceleratorSpec(**{**base, **kw})
+
+
+@pytest.mark.parametrize("postops, words", [
+    (PostOps(requant=True), "requant=True"), (PostOps(pool="avg"), "pool='avg'"),
+])
+def test_float_layers_reject_integer_postops(postops, words):
+    with pytest.raises(MappingError, match=words):
+        plan_layer(float_spec(), conv("c", C=4, M=4, H=4, W=4, R=1), postops)
+
+
+# The PE -------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["bf16", "fp16"])
+def test_float_pe_timing_and_values(fmt):
+    """The float PE has the integer PE's timing: act_in * w[bank_in] joins psum_in 4 cycles later, and
+    psum_out = fp32(psum_in + product) one cycle after that."""
+    pe = WeightStationaryPE(act_shape=fp16.amaranth_shape(), weight_shape=fp16.amaranth_shape(),
+                            psum_shape=fp32.amaranth_shape(), fmt=fmt)
+    rng = np.random.default_rng(3)
+    n = 300
+    acts = float_operands(rng, n, fmt, specials=True)
+    ws = float_operands(rng, 2, fmt)
+    psums = floats.encode(rng.standard_normal(n) * 4, "fp32")
+    banks = rng.integers(0, 2, n)
+    seen = []
+
+    async def testbench(ctx):
+        for bank in range(2):
+            ctx.set(pe.load_en, 1)
+            ctx.set(pe.load_bank, bank)
+            ctx.set(pe.load_data, int(ws[bank]))
+            await ctx.tick()
+        ctx.set(pe.load_en, 0)
+        for t in range(n + 6):
+            ctx.set(pe.act_in, int(acts[t]) if t < n else 0)
+            ctx.set(pe.bank_in, int(banks[t]) if t < n else 0)
+            ctx.set(pe.psum_in, int(psums[t - 4]) if 4 <= t < n + 4 else 0)
+            seen.append(ctx.get(pe.psum_out))
+            await ctx.tick()
+
+    sim = Simulator(pe)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    products = floats.product(acts, ws[banks], fmt)
+    want = floats.add(psums, products)
+    assert [int(v) for v in want] == seen[5:5 + n]
+
+
+def test_systolic_array_column_order():
+    """A 3x2 float array: column sums are ((+0 + p0) + p1) + p2, top to bottom, de-skewed."""
+    rows, cols, fmt = 3, 2, "bf16"
+    array = SystolicArray(rows=rows, cols=cols, act_type=bf16, weight_type=bf16, psum_bits=32)
+    rng = np.random.default_rng(5)
+    w = float_operands(rng, (rows, cols), fmt)
+    vectors = [float_operands(rng, rows, fmt, specials=True) for _ in range(40)]
+    # Values whose order matters: big, small, -big in one column.
+    vectors.append(floats.encode([2.0 ** 25, 1.0, -2.0 ** 25], fmt).astype(np.int64))
+    w[:, 0] = floats.encode([1.0, 1.0, 1.0], fmt)
+    seen = []
+
+    async def testbench(ctx):
+        for i in range(rows):
+            ctx.set(array.load_en, 1)
+            ctx.set(array.load_row, i)
+            ctx.set(array.load_bank, 0)
+            ctx.set(array.load_data, sum(int(w[i, j]) << (16 * j) for j in range(cols)))
+            await ctx.tick()
+        ctx.set(array.load_en, 0)
+        for t in range(len(vectors) + array.latency + 1):
+            vec = vectors[t] if t < len(vectors) else np.zeros(rows, dtype=np.int64)
+            ctx.set(array.acts, sum(int(v) << (16 * i) for i, v in enumerate(vec)))
+            seen.append(ctx.get(array.psums))
+            await ctx.tick()
+
+    sim = Simulator(array)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    for t, vec in enumerate(vectors):
+        word = seen[t + array.latency]
+        for j in range(cols):
+            want = floats.float_sum([np.uint64(0)] + [floats.product(vec[i], w[i, j], fmt) for i in range(rows)])
+            assert (word >> (32 * j)) & 0xFFFFFFFF == int(want), (t, j)
+    # (2**25 + 1) - 2**25 in fp32 is 0 when summed in that order: the array's order, not the exact sum.
+    assert seen[len(vectors) - 1 + array.latency] & 0xFFFFFFFF == 0
+
+
+# The reference's order -----------------------------------------------------------------------------------------
+
+def test_float_reference_is_exact_for_integer_valued_data_and_follows_tiles():
+    """With small integer values every product and sum is exact, so the float reference must equal the
+    integer one whatever the order; a tiled plan (split reduction) gives the same too."""
+    rng = np.random.default_rng(1)
+    problem = conv("c", C=6, M=5, H=6, W=5, R=3, pad=1)
+    ints_a = rng.integers(-8, 9, problem.act_canonical_shape)
+    ints_w = rng.integers(-8, 9, problem.weight_canonical_shape)
+    acts, weights = floats.encode(ints_a, "bf16"), floats.encode(ints_w, "bf16")
+    exact = conv2d(ints_a, ints_w, padding=1)
+    for spec in (float_spec(), float_spec(rows=2, cols=2, act_buffer_bytes=128, acc_buffer_bytes=96,
+                                          weight_buffer_bytes=16, max_out_channels=2, name="tiny")):
+        plan = plan_layer(spec, problem)
+        got = floats.decode(float_layer(plan, acts, weights), "fp32")
+        np.testing.assert_array_equal(got, exact)
+    assert plan.tiled
+
+
+def test_float_reference_rounding_depends_on_order_and_is_close_to_exact():
+    rng = np.random.default_rng(2)
+    problem = conv("c", C=9, M=4, H=5, W=5, R=3, pad=1)
+    acts = float_operands(rng, problem.act_canonical_shape, "bf16")
+    weights = float_operands(rng, problem.weight_canonical_shape, "bf16")
+    plan = plan_layer(float_spec(), problem)
+    got = floats.decode(float_layer(plan, acts, weights), "fp32")
+    exact = np.zeros_like(got)
+    a, w = floats.decode(acts, "bf16"), floats.decode(weights, "bf16")
+    for r in range(3):
+        for s in range(3):
+            window = np.pad(a, ((0, 0), (1, 1), (1, 1)))[:, r:r + 5, s:s + 5]
+            exact += np.tensordot(w[:, :, r, s], window, axes=1)
+    np.testing.assert_allclose(got, exact, rtol=1e-5, atol=1e-5)
+    assert not np.array_equal(got, exact.astype(np.float32))      # it does round somewhere
+
+
+# The post-op chain --------------------------------------------------------------------------------------------
+
+FLOAT_CHAINS = [PostOps(), PostOps(bias=True), PostOps(relu=True), PostOps(bias=True, relu=True, pool="max"),
+                PostOps(pool="max")]
+
+
+@pytest.mark.parametrize("postops", FLOAT_CHAINS, ids=str)
+def test_float_postop_chain_equals_golden(postops):
+    from tests.test_hw_postops import StreamBench
+
+    spec = float_spec(cols=4, name="pp")
+
+    class FloatLayer:
+        def __init__(self, shape, rng):
+            M, E, F = shape
+            self.postops, self.shape = postops, shape
+            self.m_folds = ceil(M / spec.cols)
+            acc = floats.encode(rng.standard_normal(shape), "fp32").astype(np.int64)
+            specials = np.array([0, 0x80000000, 0x7F800000, 0xFF800000, floats.CANONICAL_NAN, 0x00000001])
+            acc = np.where(rng.random(shape) < 0.05, rng.choice(specials, shape), acc)
+            params = float_params(floats.encode(rng.standard_normal(M), "fp32").astype(np.int64))
+            self.cfg = config_values(postops, spec.acc_type, out_h=E, out_w=F, m_folds=self.m_folds)
+            self.param_beats = pack_params(params, cols=spec.cols, M=M) if postops.needs_params else []
+            self.in_beats = pack_stream(acc, cols=spec.cols, lane_type=spec.acc_type)
+            self.expected = apply_float(acc, params, postops)
+            self.out_size = postops.out_size(E, F)
+
+    rng = np.random.default_rng(11)
+    layers = [FloatLayer(shape, rng) for shape in [(6, 5, 7), (3, 4, 4)]]
+    bench = StreamBench(spec)
+    bench.check(layers, bench.run(layers, p_valid=0.7, p_ready=0.6, seed=4))
