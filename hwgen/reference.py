@@ -149,7 +149,7 @@ def evaluate_loop_nest(nest: LoopNest, tensors: dict[str, np.ndarray],
     return result
 
 
-def float_layer(plan, act_canonical, weight_canonical):
+def float_layer(plan, act_canonical, weight_canonical, *, pad_channels=False):
     """The fp32 accumulators ``[M, E, F]`` (bit patterns, int64) of a float layer planned for a float accelerator
     (`hwgen.tiling.LayerPlan` of a spec with ``act_type='bf16'``/``'fp16'``), computed in the hardware's order
     with the hardware's arithmetic (`hwgen.floats`): float addition is not associative, so the order is part of
@@ -161,6 +161,10 @@ def float_layer(plan, act_canonical, weight_canonical):
     ``rows`` products top to bottom from ``+0`` - rows past the last channel multiply ``0 * 0``, padded reads
     are ``+0`` - and the accumulator adds that column sum to the pixel's running total (the first fold of a
     command that starts the reduction takes it as it is; later commands of a split reduction continue it).
+
+    ``pad_channels=True``: also the array columns past ``M`` in the last m-fold (zero weights), ``[M', E, F]`` with
+    ``M' = ceil(M / cols) * cols``: what the hardware's padding lanes carry (``+0``, or NaN where an activation
+    it multiplies by ``+0`` is an infinity or NaN).
     """
     from . import floats
     from .tiling import im2col_acts, im2col_weights
@@ -183,21 +187,24 @@ def float_layer(plan, act_canonical, weight_canonical):
                             f"hwgen.floats.encode(values, {fmt!r})")
     if plan.im2col:
         acts, weights = im2col_acts(p, acts, pad_value=0), im2col_weights(weights)
-    total = np.zeros((p.M, p.E, p.F), dtype=np.uint64)
+    cols = spec.cols
+    M_out = -(-p.M // cols) * cols if pad_channels else p.M
+    total = np.zeros((M_out, p.E, p.F), dtype=np.uint64)
     for tile in plan.tiles:
         sched = tile.schedule
         sub = sched.problem
+        m_rows = sched.m_folds * cols if pad_channels and tile.m1 == p.M else sub.M
         groups = sched.c_groups * rows
         window = np.zeros((groups, sub.H, sub.W), dtype=np.uint64)
         window[:sub.C] = acts[tile.c0:tile.c1, tile.h0:tile.h1]
-        w = np.zeros((sub.M, groups, sub.R, sub.S), dtype=np.uint64)
-        w[:, :sub.C] = weights[tile.m0:tile.m1, tile.c0:tile.c1]
+        w = np.zeros((m_rows, groups, sub.R, sub.S), dtype=np.uint64)
+        w[:sub.M, :sub.C] = weights[tile.m0:tile.m1, tile.c0:tile.c1]
         # Reads outside the window are padding: +0 (a margin wide enough for every read).
         ph, pw = sub.pad_h, sub.pad_w
         padded = np.zeros((groups, ph + sub.H + sub.R + sub.E * sub.stride_h, pw + sub.W + sub.S + sub.F * sub.stride_w),
                           dtype=np.uint64)
         padded[:, ph:ph + sub.H, pw:pw + sub.W] = window
-        out = total[tile.m0:tile.m1, tile.e0:tile.e0 + sub.E]
+        out = total[tile.m0:tile.m0 + m_rows, tile.e0:tile.e0 + sub.E]
         first = sched.acc_init
         for r in range(sub.R):
             for s in range(sub.S):

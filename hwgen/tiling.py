@@ -165,7 +165,8 @@ class LayerPlan:
                     beats += tile.schedule.pack_outputs(flat[:, None, tile.p0:tile.p1])
                     continue
                 r0, r1 = self._out_rows(tile)
-                beats += tile.schedule.pack_outputs(out_canonical[tile.m0:tile.m1, r0:r1])
+                m1 = len(out_canonical) if tile.m1 == self.problem.M else tile.m1   # padding lanes, if given
+                beats += tile.schedule.pack_outputs(out_canonical[tile.m0:m1, r0:r1])
         return beats
 
     def apply_postops(self, acc, params):
