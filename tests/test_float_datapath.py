@@ -256,3 +256,34 @@ def test_float_layers_exact_under_random_stalls():
     for layer in result.layers:
         assert layer["exact"], f"{layer['layer']}: {layer['report']}"
         assert layer["measured_cycles"] >= layer["model_cycles"]
+
+
+# Tiled: bands of rows, input-channel tiles (the reduction continues in the accumulator across commands: the
+# order of the additions crosses commands), output-channel tiles, and a host-unrolled (im2col) plan.
+SPEC_TILED = dict(rows=2, cols=2, act_buffer_bytes=96, weight_buffer_bytes=16, acc_buffer_bytes=96,
+                  max_out_channels=2, max_pool_width=8)
+TILED_LAYERS = [
+    (conv("bands_c_tiles", C=3, M=3, H=5, W=3, R=3, pad=1), PostOps()),
+    (conv("bands_c_m_tiles_bias_relu_maxpool", C=3, M=3, H=6, W=3, R=3, pad=1),
+     PostOps(bias=True, relu=True, pool="max")),
+    (linear("fc_c_m_tiles_bias_specials", K=15, M=3, N=2), PostOps(bias=True)),
+    (conv("im2col_c1_specials", C=1, M=3, H=4, W=3, R=3, pad=1), PostOps(bias=True)),
+]
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("stall", [0.0, 0.3], ids=["no_stall", "random_stall"])
+def test_tiled_float_layers_exact_and_cycle_accurate(stall):
+    from hwgen.sim.runner import run_layers
+    spec = float_spec("bf16", **SPEC_TILED, name="bf16_ws2x2_tiled")
+    plans = [plan_layer(spec, problem, postops) for problem, postops in TILED_LAYERS]
+    assert all(plan.tiled for plan in plans) and plans[3].im2col
+    assert all(len({(t.c0, t.c1) for t in plan.tiles}) > 1 for plan in plans)      # split reductions
+    result = run_layers(spec, TILED_LAYERS, simulator=SIM, stall=stall, seed=6, tag="float_tiled")
+    for layer, plan in zip(result.layers, plans):
+        assert layer["exact"], f"{layer['layer']}: {layer['report']}"
+        assert layer["commands"] == len(plan.tiles)
+        if stall:
+            assert layer["measured_cycles"] >= layer["model_cycles"]
+        else:
+            assert layer["measured_cycles"] == layer["model_cycles"], layer["layer"]
