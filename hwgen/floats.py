@@ -36,8 +36,8 @@ import numpy as np
 
 from .errors import DataError
 
-__all__ = ["FORMATS", "CANONICAL_NAN", "encode", "decode", "product", "add", "relu", "maximum", "narrow",
-           "float_sum"]
+__all__ = ["FORMATS", "CANONICAL_NAN", "encode", "decode", "product", "add", "mul", "relu", "maximum",
+           "round_to", "to_format", "narrow", "float_sum"]
 
 CANONICAL_NAN = 0x7FC00000
 _SIGN32 = np.uint32(0x80000000)
@@ -174,10 +174,50 @@ def maximum(a_bits, b_bits):
     return np.where(nan(a) | nan(b), np.uint64(CANONICAL_NAN), out).astype(np.uint64)
 
 
-def narrow(bits, fmt):
-    """fp32 patterns -> ``fmt`` (bf16/fp16/fp32) patterns, rounded to nearest even; overflow to infinity,
-    results below ``fmt``'s smallest normal flushed to zeros of their sign, NaN canonical."""
-    bits = np.asarray(bits, dtype=np.uint64)
+_RANGE = {"bf16": (8, 2.0 ** -126, 2.0 ** 128), "fp16": (11, 2.0 ** -14, 2.0 ** 16),
+          "fp32": (24, 2.0 ** -126, 2.0 ** 128)}     # significand bits, smallest normal, overflow threshold
+
+
+def _round_value(value, fmt):
+    """float64 values -> fp32 patterns of the nearest ``fmt`` value: rounded to ``fmt``'s significand bits, ties
+    to even, as if the exponent were unbounded; then ``>=`` the overflow threshold is an infinity and below the
+    smallest normal a zero of the value's sign (tininess after rounding); NaN canonical."""
+    sig, smallest, overflow = _RANGE[fmt]
+    value = np.asarray(value, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        mant, exp = np.frexp(value)                      # value = mant * 2**exp, 0.5 <= |mant| < 1
+        q = np.ldexp(np.round(mant * 2.0 ** sig) / 2.0 ** sig, exp)   # np.round: half to even
+    q = np.where(np.isinf(value), value, q)
+    q = np.where(np.abs(q) >= overflow, np.copysign(np.inf, value), q)
+    q = np.where(np.abs(q) < smallest, np.copysign(0.0, value), q)
+    with np.errstate(invalid="ignore", over="ignore"):
+        bits = q.astype(np.float32).view(np.uint32).astype(np.uint64)     # exact: q is an fmt value
+    return np.where(np.isnan(value), np.uint64(CANONICAL_NAN), bits).astype(np.uint64)
+
+
+def mul(a_bits, b_bits):
+    """The fp32 multiplier of the post-op chain (the requantization scale): the exact product rounded to 24
+    bits, ties to even; overflow to infinity, results below ``2**-126`` (after rounding) flushed to zeros of
+    their sign; subnormal operands read as zeros; ``0 * inf`` and NaN give the canonical NaN."""
+    a, b = _daz_value(a_bits, "fp32"), _daz_value(b_bits, "fp32")
+    with np.errstate(invalid="ignore", over="ignore"):
+        p = a * b                                         # exact in float64 (24 x 24 bits)
+    return _round_value(p, "fp32")
+
+
+def round_to(bits, fmt):
+    """fp32 patterns -> fp32 patterns of the nearest ``fmt`` (bf16/fp16/fp32) value (`_round_value`'s rules:
+    ties to even, overflow to infinity, results below ``fmt``'s smallest normal flushed, NaN canonical)."""
+    return _round_value(_daz_value(bits, "fp32"), fmt)
+
+
+def to_format(bits, fmt):
+    """fp32 patterns of ``fmt`` values (`round_to`'s results) -> ``fmt`` patterns, exactly (NaN canonical)."""
     if fmt == "fp32":
-        return _flush(bits, "fp32")
-    return encode(decode(_flush(bits, "fp32"), "fp32"), fmt)
+        return np.asarray(bits, dtype=np.uint64)
+    return encode(decode(bits, "fp32"), fmt)
+
+
+def narrow(bits, fmt):
+    """fp32 patterns -> ``fmt`` (bf16/fp16/fp32) patterns: `round_to` then `to_format`."""
+    return to_format(round_to(bits, fmt), fmt)

@@ -93,7 +93,7 @@ def float_operands(rng, shape, fmt, *, scale=1.0, specials=False):
 
 def make_float_layer_data(plan, seed):
     """A float layer's data: bf16/fp16 operands (`float_operands`; with special values when the layer's name
-    contains ``specials``), fp32 post-op parameters (bias ~ N(0, 1)), and the reference (`float_layer`, then
+    contains ``specials``), fp32 post-op parameters (bias ~ N(0, 1), scale ~ U(0.01, 4)), and the reference (`float_layer`, then
     `hwgen.postops.apply_float`) as output beats - the padding lanes of the last m-fold included, as the hardware
     computes them (zero weights: ``+0``, or NaN where an activation is an infinity or NaN)."""
     from hwgen import floats
@@ -106,8 +106,10 @@ def make_float_layer_data(plan, seed):
     weights = float_operands(rng, p.weight_canonical_shape, fmt, scale=0.5, specials=specials)
     acc = float_layer(plan, acts, weights, pad_channels=True)     # the padding lanes as the hardware has them
     bias = floats.encode(rng.standard_normal(p.M), "fp32").astype(np.int64)
-    params = float_params(bias)
-    padded = float_params(np.concatenate([bias, np.zeros(len(acc) - p.M, dtype=np.int64)]))
+    scale = floats.encode(rng.uniform(0.01, 4.0, p.M), "fp32").astype(np.int64)
+    params = float_params(bias, scale)
+    pad = np.zeros(len(acc) - p.M, dtype=np.int64)       # the padding lanes' parameters: zeros
+    padded = float_params(np.concatenate([bias, pad]), np.concatenate([scale, pad]))
     expected = apply_float(acc, padded, plan.postops)
     return LayerData(config_words=plan.config_words(), weight_words=plan.weight_stream(weights),
                      act_words=plan.act_stream(acts), param_words=plan.params_stream(params),

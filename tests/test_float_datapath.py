@@ -72,7 +72,8 @@ def test_float_spec_rejects_what_it_cannot_build(kw, error, words):
 
 
 @pytest.mark.parametrize("postops, words", [
-    (PostOps(requant=True), "requant=True"), (PostOps(pool="avg"), "pool='avg'"),
+    (PostOps(requant=True), "outputs fp32 or bf16, not int8"), (PostOps(requant=True, out_type="fp16"), "not fp16"),
+    (PostOps(pool="avg"), "pool='avg'"), (PostOps(requant=True, out_type="bf16", zero_point=3), "zero_point=3"),
 ])
 def test_float_layers_reject_integer_postops(postops, words):
     with pytest.raises(MappingError, match=words):
@@ -196,24 +197,30 @@ def test_float_reference_rounding_depends_on_order_and_is_close_to_exact():
 # The post-op chain --------------------------------------------------------------------------------------------
 
 FLOAT_CHAINS = [PostOps(), PostOps(bias=True), PostOps(relu=True), PostOps(bias=True, relu=True, pool="max"),
-                PostOps(pool="max")]
+                PostOps(pool="max"), PostOps(bias=True, requant=True, out_type="fp32"),
+                PostOps(bias=True, requant=True, out_type="bf16", relu=True, pool="max"),
+                PostOps(requant=True, out_type="bf16")]
 
 
+@pytest.mark.parametrize("fmt", ["bf16", "fp16"])
 @pytest.mark.parametrize("postops", FLOAT_CHAINS, ids=str)
-def test_float_postop_chain_equals_golden(postops):
+def test_float_postop_chain_equals_golden(postops, fmt):
     from tests.test_hw_postops import StreamBench
 
-    spec = float_spec(cols=4, name="pp")
+    if postops.requant and postops.out_type.name != "fp32":
+        postops = PostOps(**{**postops.__dict__, "out_type": fmt})
+    spec = float_spec(fmt, cols=4, name="pp")
 
     class FloatLayer:
         def __init__(self, shape, rng):
             M, E, F = shape
             self.postops, self.shape = postops, shape
             self.m_folds = ceil(M / spec.cols)
-            acc = floats.encode(rng.standard_normal(shape), "fp32").astype(np.int64)
+            acc = floats.encode(rng.standard_normal(shape) * 10.0 ** rng.integers(-6, 6, shape), "fp32").astype(np.int64)
             specials = np.array([0, 0x80000000, 0x7F800000, 0xFF800000, floats.CANONICAL_NAN, 0x00000001])
             acc = np.where(rng.random(shape) < 0.05, rng.choice(specials, shape), acc)
-            params = float_params(floats.encode(rng.standard_normal(M), "fp32").astype(np.int64))
+            params = float_params(floats.encode(rng.standard_normal(M), "fp32").astype(np.int64),
+                                  floats.encode(rng.uniform(0, 3, M) ** 4, "fp32").astype(np.int64))
             self.cfg = config_values(postops, spec.acc_type, out_h=E, out_w=F, m_folds=self.m_folds)
             self.param_beats = pack_params(params, cols=spec.cols, M=M) if postops.needs_params else []
             self.in_beats = pack_stream(acc, cols=spec.cols, lane_type=spec.acc_type)
@@ -233,7 +240,16 @@ FLOAT_LAYERS = [
     (conv("conv_s2_p1_specials", C=5, M=5, H=7, W=7, R=3, stride=2, pad=1), PostOps()),
     (linear("fc_batch2_bias", K=21, M=10, N=2), PostOps(bias=True)),
     (linear("fc_batch1_specials_relu", K=13, M=6, N=1), PostOps(bias=True, relu=True)),
+    (conv("conv_requant_narrow_relu_maxpool", C=5, M=7, H=6, W=5, R=2, pad=1),
+     PostOps(bias=True, requant=True, out_type="bf16", relu=True, pool="max")),
+    (linear("fc_requant_fp32_specials", K=9, M=5, N=3), PostOps(requant=True, out_type="fp32")),
 ]
+
+
+def float_layers(fmt):
+    """`FLOAT_LAYERS` with the narrowing to ``fmt`` (the spec's format) instead of bf16."""
+    return [(p, PostOps(**{**o.__dict__, "out_type": fmt}) if o.requant and o.out_type.name == "bf16" else o)
+            for p, o in FLOAT_LAYERS]
 
 
 @pytest.mark.cocotb
@@ -241,8 +257,9 @@ FLOAT_LAYERS = [
 def test_float_layers_exact_and_cycle_accurate_on_verilog(fmt):
     from hwgen.sim.runner import run_layers
     spec = float_spec(fmt)
-    result = run_layers(spec, FLOAT_LAYERS, simulator=SIM, stall=0.0, seed=3, tag=f"float_{fmt}")
-    assert [layer["layer"] for layer in result.layers] == [p.name for p, _ in FLOAT_LAYERS]
+    layers = float_layers(fmt)
+    result = run_layers(spec, layers, simulator=SIM, stall=0.0, seed=3, tag=f"float_{fmt}")
+    assert [layer["layer"] for layer in result.layers] == [p.name for p, _ in layers]
     for layer in result.layers:
         assert layer["exact"], f"{layer['layer']}: {layer['report']}"
         assert layer["measured_cycles"] == layer["model_cycles"], layer["layer"]
@@ -252,7 +269,7 @@ def test_float_layers_exact_and_cycle_accurate_on_verilog(fmt):
 def test_float_layers_exact_under_random_stalls():
     from hwgen.sim.runner import run_layers
     spec = float_spec("bf16")
-    result = run_layers(spec, FLOAT_LAYERS[:2], simulator=SIM, stall=0.3, seed=8, tag="float_stall")
+    result = run_layers(spec, float_layers("bf16")[3:5], simulator=SIM, stall=0.3, seed=8, tag="float_stall")
     for layer in result.layers:
         assert layer["exact"], f"{layer['layer']}: {layer['report']}"
         assert layer["measured_cycles"] >= layer["model_cycles"]
@@ -266,7 +283,7 @@ TILED_LAYERS = [
     (conv("bands_c_tiles", C=3, M=3, H=5, W=3, R=3, pad=1), PostOps()),
     (conv("bands_c_m_tiles_bias_relu_maxpool", C=3, M=3, H=6, W=3, R=3, pad=1),
      PostOps(bias=True, relu=True, pool="max")),
-    (linear("fc_c_m_tiles_bias_specials", K=15, M=3, N=2), PostOps(bias=True)),
+    (linear("fc_c_m_tiles_bias_requant_specials", K=15, M=3, N=2), PostOps(bias=True, requant=True, out_type="bf16")),
     (conv("im2col_c1_specials", C=1, M=3, H=4, W=3, R=3, pad=1), PostOps(bias=True)),
 ]
 

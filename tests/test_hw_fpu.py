@@ -3,10 +3,14 @@ of the numeric policy: cancellation to zero, ties to even, overflow, inf - inf, 
 
 import numpy as np
 import pytest
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from hwgen import floats
-from hwgen.hw.fpu import Fp32Adder, FloatProductPipe
+from hwgen.hw.fpu import (Fp32Adder, FloatProductPipe, fp32_mul_operands, fp32_mul_round, fp32_round_to,
+                          fp32_to_format)
 
 SPECIALS32 = [0x00000000, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00001, 0x7F800001,
               0x00000001, 0x807FFFFF, 0x00800000, 0x80800000, 0x7F7FFFFF, 0xFF7FFFFF, 0x3F800000, 0xBF800000,
@@ -163,3 +167,50 @@ def test_encode_decode_round_trip_and_relu_max():
     assert relu.tolist() == [0, 0, 0x3F800000, floats.CANONICAL_NAN]
     mx = floats.maximum(np.array([0x80000000, 0xBF800000, 0x3F800000]), np.array([0, 0xC0000000, 0xFF800000]))
     assert mx.tolist() == [0, 0xBF800000, 0x3F800000]
+
+
+class _MulNarrow(wiring.Component):
+    """fp32 multiply (combinational here: the chain pipelines the significand product) and the narrowings."""
+
+    def __init__(self):
+        super().__init__({"a": In(32), "b": In(32), "p": Out(32), "bf": Out(16), "hf": Out(16),
+                          "bf32": Out(32), "hf32": Out(32)})
+
+    def elaborate(self, platform):
+        m = Module()
+        sa, sb, meta = fp32_mul_operands(m, self.a, self.b, "mul")
+        m.d.comb += self.p.eq(fp32_mul_round(m, sa * sb, meta, "mul"))
+        bf = fp32_round_to(m, self.a, "bf16", "bf")
+        hf = fp32_round_to(m, self.a, "fp16", "hf")
+        m.d.comb += [self.bf32.eq(bf), self.hf32.eq(hf), self.bf.eq(fp32_to_format(bf, "bf16")),
+                     self.hf.eq(fp32_to_format(hf, "fp16"))]
+        return m
+
+
+def test_fp32_multiply_and_narrowing_match_golden():
+    rng = np.random.default_rng(99)
+    pairs = adder_vectors(rng, 2500)
+    # Values at the edges of fp16/bf16 rounding and range: 65504..65536, around 2**-14, ties at bit 13 and 16.
+    edges = [0x477FE000, 0x477FEFFF, 0x477FF000, 0x477FFFFF, 0x38800000, 0x387FF000, 0x387FEFFF, 0x387FE000,
+             0x3F801000, 0x3F803000, 0x3F802000, 0x3F808000, 0x3F818000, 0x7F7FFFFF, 0x7F7F8000, 0x00800000]
+    pairs += [(e | s, 0x3F800000) for e in edges for s in (0, 0x80000000)]
+    dut = _MulNarrow()
+    got = []
+
+    async def testbench(ctx):
+        for a, b in pairs:
+            ctx.set(dut.a, a)
+            ctx.set(dut.b, b)
+            got.append(tuple(ctx.get(getattr(dut, name)) for name in ("p", "bf", "hf", "bf32", "hf32")))
+
+    sim = Simulator(dut)
+    sim.add_testbench(testbench)
+    sim.run()
+    a = np.array([x for x, _ in pairs], dtype=np.uint64)
+    b = np.array([y for _, y in pairs], dtype=np.uint64)
+    want = list(zip(floats.mul(a, b).tolist(), floats.narrow(a, "bf16").tolist(), floats.narrow(a, "fp16").tolist(),
+                    floats.round_to(a, "bf16").tolist(), floats.round_to(a, "fp16").tolist()))
+    assert len(got) == len(want)
+    bad = [(hex(x), hex(y), [hex(v) for v in g], [hex(v) for v in w])
+           for (x, y), g, w in zip(pairs, got, want) if tuple(g) != tuple(w)]
+    assert not bad, f"{len(bad)} of {len(pairs)} differ, e.g. {bad[:4]}"

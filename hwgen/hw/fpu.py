@@ -10,6 +10,9 @@ flushed, IEEE infinities, one canonical NaN).
   `PipelinedMultiplier` (so it maps to the same hard multiplier, with the same two-cycle latency), sign and
   exponent in registers beside it, and the exact fp32 product packed from them.
 * `fp32_relu`, `fp32_max`: the post-op chain's comparisons.
+* `fp32_mul_operands`/`fp32_mul_round`: the post-op chain's fp32 multiply (the requantization scale), split
+  around a pipelined 24 x 24 significand multiplier; `fp32_round_to`/`fp32_to_format`: the narrowing to
+  bf16/fp16 (round to nearest even, flush, overflow to infinity).
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
@@ -19,7 +22,8 @@ from amaranth.lib.wiring import In, Out
 from ..floats import CANONICAL_NAN, FORMATS
 from .multiplier import PipelinedMultiplier
 
-__all__ = ["Fp32Adder", "FloatProductPipe", "fp32_add", "fp32_relu", "fp32_max", "fp32_is_nan"]
+__all__ = ["Fp32Adder", "FloatProductPipe", "fp32_add", "fp32_relu", "fp32_max", "fp32_is_nan",
+           "fp32_mul_operands", "fp32_mul_round", "fp32_round_to", "fp32_to_format"]
 
 
 def fp32_is_nan(x):
@@ -193,3 +197,90 @@ class FloatProductPipe(wiring.Component):
         with m.Else():
             m.d.comb += self.p.eq(Cat(frac, exp[0:8], s2_sign))
         return m
+
+
+def fp32_mul_operands(m, a, b, name):
+    """The parts of ``a * b`` (fp32 patterns) around the significand multiply: returns the two 24-bit
+    significands (``1.f``) and the meta word (`fp32_mul_round` takes it, delayed as the product is): sign,
+    exponent sum and the special-value flags."""
+    ea, eb = a[23:31], b[23:31]
+    a_zero, b_zero = ea == 0, eb == 0                 # zero or subnormal (read as zero)
+    a_inf, b_inf = (ea == 0xFF) & (a[0:23] == 0), (eb == 0xFF) & (b[0:23] == 0)
+    nan = fp32_is_nan(a) | fp32_is_nan(b) | (a_zero & b_inf) | (a_inf & b_zero)
+    meta = Signal(14, name=f"{name}_meta")            # sign, exp sum - 127 (10 bits signed), nan, inf, zero
+    exp = Signal(range(-512, 512), name=f"{name}_exp")
+    m.d.comb += [exp.eq(ea + eb - 127),
+                 meta.eq(Cat(a[31] ^ b[31], exp[:10], nan, a_inf | b_inf, a_zero | b_zero))]
+    return Cat(a[0:23], Const(1, 1)), Cat(b[0:23], Const(1, 1)), meta
+
+
+def fp32_mul_round(m, product, meta, name):
+    """The fp32 pattern of the product: the 48-bit significand ``product`` normalised, rounded to 24 bits
+    (ties to even), then overflow to infinity, below ``2**-126`` a zero of its sign (tininess after rounding),
+    NaN canonical (`hwgen.floats.mul`)."""
+    sign, nan, inf, zero = meta[0], meta[11], meta[12], meta[13]
+    exp_sum = meta[1:11].as_signed()
+    top = product[47]
+    mant, guard, rest = Signal(24, name=f"{name}_mant"), Signal(name=f"{name}_guard"), Signal(name=f"{name}_rest")
+    m.d.comb += [mant.eq(Mux(top, product[24:48], product[23:47])), guard.eq(Mux(top, product[23], product[22])),
+                 rest.eq(Mux(top, product[0:23].any(), product[0:22].any()))]
+    rounded = Signal(25, name=f"{name}_rounded")
+    m.d.comb += rounded.eq(mant + (guard & (rest | mant[0])))
+    exp = Signal(range(-512, 512), name=f"{name}_exp_r")
+    m.d.comb += exp.eq(exp_sum + top + rounded[24])
+    frac = Mux(rounded[24], rounded[1:24], rounded[0:23])
+    result = Signal(32, name=f"{name}_result")
+    with m.If(nan):
+        m.d.comb += result.eq(CANONICAL_NAN)
+    with m.Elif(inf | (exp >= 255)):
+        m.d.comb += result.eq(Cat(Const(0, 23), Const(0xFF, 8), sign))
+    with m.Elif(zero | (exp <= 0)):
+        m.d.comb += result.eq(Cat(Const(0, 31), sign))
+    with m.Else():
+        m.d.comb += result.eq(Cat(frac, exp[:8], sign))
+    return result
+
+
+def fp32_round_to(m, v, fmt, name):
+    """fp32 pattern ``v`` -> the fp32 pattern of the nearest ``fmt`` (``"bf16"``/``"fp16"``) value, ties to even
+    (`hwgen.floats.round_to`): overflow to infinity, below the format's smallest normal a zero of its sign
+    (after rounding), NaN canonical."""
+    e = v[23:31]
+    special = e == 0xFF
+    result = Signal(32, name=f"{name}_rounded")
+    if fmt == "bf16":
+        up = v[15] & (v[0:15].any() | v[16])
+        top = Signal(16, name=f"{name}_top")
+        m.d.comb += top.eq(v[16:32] + up)             # a carry runs into the exponent: 0x7f7f + 1 = inf
+        with m.If(fp32_is_nan(v)):
+            m.d.comb += result.eq(CANONICAL_NAN)
+        with m.Elif(special | (e == 0)):
+            m.d.comb += result.eq(Mux(special, v, Cat(Const(0, 31), v[31])))
+        with m.Else():
+            m.d.comb += result.eq(Cat(Const(0, 16), top))
+        return result
+    assert fmt == "fp16"
+    up = v[12] & (v[0:12].any() | v[13])
+    body = Signal(18, name=f"{name}_body")             # exponent (8) and 10 fraction bits, rounded
+    m.d.comb += body.eq(v[13:31] + up)
+    e_r = body[10:18]
+    with m.If(fp32_is_nan(v)):
+        m.d.comb += result.eq(CANONICAL_NAN)
+    with m.Elif(special | (e_r >= 127 + 16)):          # >= 2**16 after rounding: infinity
+        m.d.comb += result.eq(Cat(Const(0, 23), Const(0xFF, 8), v[31]))
+    with m.Elif(e_r < 127 - 14):                       # below 2**-14 after rounding (zeros too): flushed
+        m.d.comb += result.eq(Cat(Const(0, 31), v[31]))
+    with m.Else():
+        m.d.comb += result.eq(Cat(Const(0, 13), body, v[31]))
+    return result
+
+
+def fp32_to_format(v, fmt):
+    """The ``fmt`` pattern (16 bits) of an fp32 pattern ``v`` that holds an ``fmt`` value (`fp32_round_to`'s
+    result): a re-packing, exact."""
+    if fmt == "bf16":
+        return v[16:32]
+    e = v[23:31]
+    return Mux(fp32_is_nan(v), 0x7E00,
+               Mux(e == 0xFF, Cat(Const(0, 10), Const(0x1F, 5), v[31]),
+                   Mux(e == 0, Cat(Const(0, 15), v[31]), Cat(v[13:23], (e - 112)[:5], v[31]))))
