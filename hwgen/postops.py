@@ -138,6 +138,10 @@ class PostOps:
         """The element type of the results: ``out_type`` when requantizing, else ``acc_type``."""
         acc_type = parse_dtype(acc_type, what="acc_type")
         out = self.out_type if self.requant else acc_type
+        if getattr(out, "is_float", False) != getattr(acc_type, "is_float", False):
+            raise DesignError(f"out_type {out} and acc_type {acc_type}: a float output needs a float accelerator "
+                              f"(acc_type fp32, PostOps(requant=True, out_type='bf16'/'fp16'/'fp32')), an integer "
+                              f"one an integer out_type (e.g. int8)")
         if out.min < acc_type.min or out.max > acc_type.max:
             raise DesignError(f"out_type {out} does not fit the {acc_type} output lanes; use an out_type whose "
                              f"range lies inside {acc_type} (e.g. int8)")

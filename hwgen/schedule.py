@@ -106,8 +106,8 @@ class LayerSchedule:
             raise MappingError(f"{p.name}: accelerator {spec.name!r} has no {self.engine} engine (it has "
                                f"{', '.join(spec.engines)}); build it with mv_engine=True for the matrix-vector "
                                f"engine beside the array")
-        self.postops.output_type(spec.acc_type)
         check_supported(spec, self.postops, p.name)
+        self.postops.output_type(spec.acc_type)
         self._check_chaining()
         if self.acc_emit:
             check_layer(self.postops, out_h=p.E, out_w=p.F, m_folds=self.m_folds, max_out_w=spec.max_pool_width,
