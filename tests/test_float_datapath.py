@@ -304,3 +304,16 @@ def test_tiled_float_layers_exact_and_cycle_accurate(stall):
             assert layer["measured_cycles"] >= layer["model_cycles"]
         else:
             assert layer["measured_cycles"] == layer["model_cycles"], layer["layer"]
+
+
+@pytest.mark.cocotb
+def test_float_layers_in_ecp5_cells_form():
+    """The ECP5 form (the significand multipliers as MULT18X18D cells, block RAMs as DP16KD; simulated with
+    sim/models/ecp5_cells.v): the same values and cycles."""
+    from hwgen.sim.runner import run_layers
+    spec = float_spec("bf16")
+    layers = float_layers("bf16")[:5]
+    result = run_layers(spec, layers, simulator=SIM, stall=0.0, seed=12, tag="float_ecp5", family="ecp5")
+    for layer in result.layers:
+        assert layer["exact"], f"{layer['layer']}: {layer['report']}"
+        assert layer["measured_cycles"] == layer["model_cycles"], layer["layer"]
