@@ -317,3 +317,35 @@ def test_float_layers_in_ecp5_cells_form():
     for layer in result.layers:
         assert layer["exact"], f"{layer['layer']}: {layer['report']}"
         assert layer["measured_cycles"] == layer["model_cycles"], layer["layer"]
+
+
+def test_the_cocotb_data_exercises_rounding_and_special_values():
+    """The layers the Verilog runs are not degenerate: sums that round (the fp32 result differs from the exact
+    sum rounded once) and, in the ``specials`` layers, NaN, infinities and zeros of both signs on the lanes."""
+    from hwgen.sim.job import make_layer_data
+    spec = float_spec("bf16")
+    seen = set()
+    for index, (problem, postops) in enumerate(float_layers("bf16")):
+        plan = plan_layer(spec, problem, postops)
+        data = make_layer_data(plan, seed=3 * 1000 + index)
+        lanes = {(int(beat) >> (32 * j)) & 0xFFFFFFFF for beat in data.expected_beats for j in range(spec.cols)}
+        if "specials" in problem.name:
+            seen |= {"nan" for v in lanes if v == floats.CANONICAL_NAN}
+            seen |= {"inf" for v in lanes if v & 0x7FFFFFFF == 0x7F800000}
+            seen |= {"-0" for v in lanes if v == 0x80000000} | {"+0" for v in lanes if v == 0}
+    assert {"nan", "inf", "+0"} <= seen, seen
+    # Rounding: the accumulators of an ordinary layer against the exact sum rounded once.
+    problem = FLOAT_LAYERS[0][0]
+    plan = plan_layer(spec, problem)
+    rng = np.random.default_rng(0)
+    acts = float_operands(rng, problem.act_canonical_shape, "bf16")
+    weights = float_operands(rng, problem.weight_canonical_shape, "bf16", scale=0.5)
+    got = float_layer(plan, acts, weights)
+    a, w = floats.decode(acts, "bf16"), floats.decode(weights, "bf16")
+    exact = np.zeros(got.shape)
+    padded = np.pad(a, ((0, 0), (1, 1), (1, 1)))
+    for r in range(3):
+        for s in range(3):
+            exact += np.tensordot(w[:, :, r, s], padded[:, r:r + problem.E, s:s + problem.F], axes=1)
+    once = floats.encode(exact, "fp32").astype(np.int64)
+    assert 0 < np.count_nonzero(got != once) < got.size
