@@ -22,6 +22,13 @@ The numeric policy (the hardware, `hwgen.hw.fpu`, implements exactly this; `prod
   ``inf``); ``inf - inf`` and ``0 * inf`` are invalid and give NaN.
 * **NaN**: every NaN result is the one canonical quiet NaN ``0x7FC00000`` (payloads and signs are not
   propagated); a NaN operand makes the result NaN.
+* **The post-op chain** (`hwgen.postops.apply_float`): the bias is an fp32 `add`; the requantization scale an
+  fp32 multiply (`mul`: the exact product rounded to 24 bits, ties to even, as if the exponent were unbounded,
+  then overflow to infinity and a result below ``2**-126`` flushed - tininess after rounding); the output
+  narrowing to bf16/fp16 (`round_to`, `to_format`) rounds the same way to 8/11 significant bits (fp16: ``>=
+  2**16`` after rounding is an infinity, below ``2**-14`` a zero of its sign); ReLU sends negatives and ``-0``
+  to ``+0`` (NaN stays NaN); max pooling orders ``-0`` below ``+0`` and gives NaN if any input is NaN. The
+  canonical NaN of bf16 is ``0x7FC0``, of fp16 ``0x7E00``.
 
 The order of the additions is the hardware's (it matters: float addition is not associative). A
 weight-stationary column adds its PEs' products top to bottom starting from ``+0`` (``((+0 + p0) + p1) + ...``,
