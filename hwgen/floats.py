@@ -33,7 +33,8 @@ The numeric policy (the hardware, `hwgen.hw.fpu`, implements exactly this; `prod
 The order of the additions is the hardware's (it matters: float addition is not associative). A
 weight-stationary column adds its PEs' products top to bottom starting from ``+0`` (``((+0 + p0) + p1) + ...``,
 unused rows contributing their ``0 * 0 = +0`` products), and the accumulator adds each fold's column sum to the
-running total in the order the schedule issues the folds (the first fold's sum is taken as it is).
+running total in the order the schedule issues the folds (the first fold's sum is taken as it is); an
+output-stationary PE adds its output's ``K`` host-unrolled products in order, the first taken as it is.
 `hwgen.reference.float_layer` follows that order from a `hwgen.tiling.LayerPlan`.
 """
 

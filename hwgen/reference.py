@@ -160,7 +160,9 @@ def float_layer(plan, act_canonical, weight_canonical, *, pad_channels=False):
     groups of the host-unrolled windows when the plan runs im2col), the weight-stationary column sums its
     ``rows`` products top to bottom from ``+0`` - rows past the last channel multiply ``0 * 0``, padded reads
     are ``+0`` - and the accumulator adds that column sum to the pixel's running total (the first fold of a
-    command that starts the reduction takes it as it is; later commands of a split reduction continue it).
+    command that starts the reduction takes it as it is; later commands of a split reduction continue it). On
+    the output-stationary array each output sums its ``K = C*R*S`` unrolled inputs in order (``(r, s, c)``), the
+    first product as it is.
 
     ``pad_channels=True``: also the array columns past ``M`` in the last m-fold (zero weights), ``[M', E, F]`` with
     ``M' = ceil(M / cols) * cols``: what the hardware's padding lanes carry (``+0``, or NaN where an activation
@@ -172,8 +174,9 @@ def float_layer(plan, act_canonical, weight_canonical, *, pad_channels=False):
     if not getattr(spec, "is_float", False):
         raise UnsupportedTypeError(f"{plan.problem.name}: float_layer evaluates layers of float accelerators; "
                                    f"use conv2d for integer ones")
-    if plan.engine != "weight_stationary":
-        raise UnsupportedTypeError(f"{plan.problem.name}: the float datapath runs on the weight-stationary array")
+    if plan.engine not in ("weight_stationary", "output_stationary"):
+        raise UnsupportedTypeError(f"{plan.problem.name}: the float datapath runs on the weight-stationary and "
+                                   f"output-stationary arrays, not on the {plan.engine} engine")
     fmt, rows = spec.float_format, spec.rows
     acts = np.asarray(act_canonical).astype(np.int64)
     weights = np.asarray(weight_canonical).astype(np.int64)
@@ -189,6 +192,17 @@ def float_layer(plan, act_canonical, weight_canonical, *, pad_channels=False):
         acts, weights = im2col_acts(p, acts, pad_value=0), im2col_weights(weights)
     cols = spec.cols
     M_out = -(-p.M // cols) * cols if pad_channels else p.M
+    if plan.engine == "output_stationary":
+        # Every PE sums its output's K host-unrolled inputs in order, the first product as it is; a command
+        # always covers the whole reduction, so the tiling does not change the order.
+        K = acts.shape[0]
+        w = np.zeros((M_out, K), dtype=np.uint64)
+        w[:p.M] = weights[:, :, 0, 0]
+        total = None
+        for k in range(K):
+            term = floats.product(acts[k][None].astype(np.uint64), w[:, k][:, None, None], fmt)
+            total = term if total is None else floats.add(total, term)
+        return total.astype(np.int64)
     total = np.zeros((M_out, p.E, p.F), dtype=np.uint64)
     for tile in plan.tiles:
         sched = tile.schedule

@@ -260,7 +260,7 @@ class AcceleratorSpec:
 
     def _check_float(self):
         """The float datapath (`hwgen.floats`): bf16 or fp16 operands of one format, fp32 accumulation, on the
-        weight-stationary array."""
+        weight-stationary or output-stationary array."""
         a, w, acc = self.act_type, self.weight_type, self.acc_type
         example = "AcceleratorSpec(..., act_type='bf16', weight_type='bf16', acc_type='fp32')"
         if not (is_float(a) and is_float(w) and is_float(acc)):
@@ -274,9 +274,10 @@ class AcceleratorSpec:
                 f"bf16 x bf16 or fp16 x fp16 (products exact in fp32); use {example}")
         if acc.name != "fp32":
             raise UnsupportedTypeError(f"acc_type {acc}: the float datapath accumulates in fp32; use {example}")
-        if self.dataflow != "weight_stationary":
-            raise MappingError(f"the float datapath is built on the weight-stationary array, not {self.dataflow}; "
-                               f"set dataflow='weight_stationary' (or use integer types)")
+        if self.dataflow == "matrix_vector":
+            raise MappingError(f"the float datapath is built on the weight-stationary and output-stationary "
+                               f"arrays, not the matrix-vector engine; set dataflow='weight_stationary' (or use "
+                               f"integer types)")
         for flag, why in (("mv_engine", "the matrix-vector engine"), ("chaining", "on-chip chaining"),
                           ("stochastic_rounding", "stochastic rounding"), ("sparse_mv", "the sparse engine"),
                           ("packed_int4", "packed int4 weights")):

@@ -160,12 +160,12 @@ class LayerPlan:
         out_canonical = np.asarray(out_canonical)
         for tile in self.tiles:
             if tile.schedule.acc_emit:
+                m1 = len(out_canonical) if tile.m1 == self.problem.M else tile.m1   # padding lanes, if given
                 if tile.pixel_range:
-                    flat = out_canonical[tile.m0:tile.m1].reshape(tile.m1 - tile.m0, -1)
+                    flat = out_canonical[tile.m0:m1].reshape(m1 - tile.m0, -1)
                     beats += tile.schedule.pack_outputs(flat[:, None, tile.p0:tile.p1])
                     continue
                 r0, r1 = self._out_rows(tile)
-                m1 = len(out_canonical) if tile.m1 == self.problem.M else tile.m1   # padding lanes, if given
                 beats += tile.schedule.pack_outputs(out_canonical[tile.m0:m1, r0:r1])
         return beats
 

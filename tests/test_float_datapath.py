@@ -61,7 +61,7 @@ def test_float_types_parse_and_spec_builds():
     (dict(act_type="fp32", weight_type="fp32", acc_type="fp32"), UnsupportedTypeError, "one 16-bit format"),
     (dict(act_type="bf16", weight_type="bf16", acc_type="bf16"), UnsupportedTypeError, "accumulates in fp32"),
     (dict(act_type="float64", weight_type="float64", acc_type="fp32"), UnsupportedTypeError, "'bf16'"),
-    (dict(dataflow="output_stationary"), MappingError, "weight-stationary"),
+    (dict(dataflow="matrix_vector"), MappingError, "not the matrix-vector engine"),
     (dict(mv_engine=True), MappingError, "integer-only"),
     (dict(stochastic_rounding=True), MappingError, "integer-only"),
 ])
@@ -349,3 +349,34 @@ def test_the_cocotb_data_exercises_rounding_and_special_values():
             exact += np.tensordot(w[:, :, r, s], padded[:, r:r + problem.E, s:s + problem.F], axes=1)
     once = floats.encode(exact, "fp32").astype(np.int64)
     assert 0 < np.count_nonzero(got != once) < got.size
+
+
+# The output-stationary array: each output's K unrolled inputs summed in order in its PE; pixel-range commands,
+# m-tiles sharing their activations, pooled bands.
+SPEC_OS = dict(rows=4, cols=4, dataflow="output_stationary", act_buffer_bytes=2 * 80 * 8, weight_buffer_bytes=512,
+               acc_buffer_bytes=256, max_out_channels=8, max_pool_width=16)
+OS_LAYERS = [
+    (conv("os_s1_p1_bias_requant_relu", C=4, M=10, H=7, W=7, R=3, pad=1),
+     PostOps(bias=True, requant=True, out_type="bf16", relu=True)),
+    (conv("os_s2_p0_specials", C=3, M=5, H=9, W=8, R=3, stride=2), PostOps()),
+    (conv("os_s2_p1_maxpool", C=2, M=6, H=10, W=10, R=3, stride=2, pad=1), PostOps(bias=True, pool="max")),
+    (linear("os_matmul_batch6_specials", K=13, M=9, N=6), PostOps(bias=True)),
+]
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("stall", [0.0, 0.3], ids=["no_stall", "random_stall"])
+def test_output_stationary_float_layers_exact_and_cycle_accurate(stall):
+    from hwgen.sim.runner import run_layers
+    spec = float_spec("bf16", **SPEC_OS, name="bf16_os4x4")
+    plans = [plan_layer(spec, problem, postops) for problem, postops in OS_LAYERS]
+    assert any(len({t.p0 for t in plan.tiles}) > 1 for plan in plans)             # pixel-range commands
+    assert any(len({(t.m0, t.m1) for t in plan.tiles}) > 1 for plan in plans)      # m-tiles
+    result = run_layers(spec, OS_LAYERS, simulator=SIM, stall=stall, seed=9, tag="float_os")
+    for layer, plan in zip(result.layers, plans):
+        assert layer["exact"], f"{layer['layer']}: {layer['report']}"
+        assert layer["commands"] == len(plan.tiles)
+        if stall:
+            assert layer["measured_cycles"] >= layer["model_cycles"]
+        else:
+            assert layer["measured_cycles"] == layer["model_cycles"], layer["layer"]

@@ -22,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 from ..floats import CANONICAL_NAN, FORMATS
 from .multiplier import PipelinedMultiplier
 
-__all__ = ["Fp32Adder", "FloatProductPipe", "fp32_add", "fp32_relu", "fp32_max", "fp32_is_nan",
+__all__ = ["Fp32Adder", "FloatProductPipe", "float_product", "fp32_add", "fp32_relu", "fp32_max", "fp32_is_nan",
            "fp32_mul_operands", "fp32_mul_round", "fp32_round_to", "fp32_to_format"]
 
 
@@ -137,6 +137,35 @@ def fp32_max(a, b):
     def greater(x, y):       # x > y as values
         return Mux(x[31], Mux(y[31], x[0:31] < y[0:31], 0), Mux(y[31], 1, x[0:31] > y[0:31]))
     return Mux(fp32_is_nan(a) | fp32_is_nan(b), CANONICAL_NAN, Mux(greater(b, a), b, a))
+
+
+def float_product(m, a, b, fmt, name):
+    """The exact fp32 product of two ``fmt`` (bf16/fp16) patterns, combinational (`hwgen.floats.product`): the
+    output-stationary PE's multiplier, whose product register is its only stage."""
+    ebits, fbits = FORMATS[fmt]
+    emax, bias = (1 << ebits) - 1, (1 << (ebits - 1)) - 1
+    ea, eb = a[fbits:fbits + ebits], b[fbits:fbits + ebits]
+    fa, fb = a[0:fbits], b[0:fbits]
+    a_zero, b_zero = ea == 0, eb == 0
+    a_inf, b_inf = (ea == emax) & (fa == 0), (eb == emax) & (fb == 0)
+    nan = ((ea == emax) & (fa != 0)) | ((eb == emax) & (fb != 0)) | (a_zero & b_inf) | (a_inf & b_zero)
+    sig = Signal(2 * fbits + 2, name=f"{name}_sig")
+    m.d.comb += sig.eq(Cat(fa, Const(1, 1)) * Cat(fb, Const(1, 1)))
+    top = sig[2 * fbits + 1]
+    exp = Signal(range(-512, 512), name=f"{name}_exp")
+    m.d.comb += exp.eq(ea + eb - 2 * bias + 127 + top)
+    frac = Mux(top, sig[0:2 * fbits + 1] << (23 - (2 * fbits + 1)), sig[0:2 * fbits] << (23 - 2 * fbits))[:23]
+    sign = a[15] ^ b[15]
+    result = Signal(32, name=f"{name}_product")
+    with m.If(nan):
+        m.d.comb += result.eq(CANONICAL_NAN)
+    with m.Elif(a_inf | b_inf | (exp >= 255)):
+        m.d.comb += result.eq(Cat(Const(0, 23), Const(0xFF, 8), sign))
+    with m.Elif(a_zero | b_zero | (exp <= 0)):
+        m.d.comb += result.eq(Cat(Const(0, 31), sign))
+    with m.Else():
+        m.d.comb += result.eq(Cat(frac, exp[:8], sign))
+    return result
 
 
 class FloatProductPipe(wiring.Component):
