@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from hwgen import floats
-from hwgen.hw.fpu import (Fp32Adder, FloatProductPipe, fp32_mul_operands, fp32_mul_round, fp32_round_to,
+from hwgen.hw.fpu import (Fp32Adder, FloatProductPipe, float_product, fp32_mul_operands, fp32_mul_round, fp32_round_to,
                           fp32_to_format)
 
 SPECIALS32 = [0x00000000, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00001, 0x7F800001,
@@ -214,3 +214,27 @@ def test_fp32_multiply_and_narrowing_match_golden():
     bad = [(hex(x), hex(y), [hex(v) for v in g], [hex(v) for v in w])
            for (x, y), g, w in zip(pairs, got, want) if tuple(g) != tuple(w)]
     assert not bad, f"{len(bad)} of {len(pairs)} differ, e.g. {bad[:4]}"
+
+
+class _CombProduct(wiring.Component):
+    def __init__(self, fmt):
+        self.fmt = fmt
+        super().__init__({"a": In(16), "b": In(16), "p": Out(32)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.p.eq(float_product(m, self.a, self.b, self.fmt, "mul"))
+        return m
+
+
+@pytest.mark.parametrize("fmt", ["bf16", "fp16"])
+def test_combinational_float_product_matches_golden(fmt):
+    """The output-stationary PE's multiplier."""
+    rng = np.random.default_rng(17 if fmt == "bf16" else 18)
+    pairs = product_vectors(rng, fmt, 1500)
+    got = run_comb(_CombProduct(fmt), [{"a": a, "b": b} for a, b in pairs], "p")
+    want = floats.product(np.array([a for a, _ in pairs], dtype=np.uint64),
+                          np.array([b for _, b in pairs], dtype=np.uint64), fmt)
+    assert len(got) == len(pairs)
+    bad = [(hex(a), hex(b), hex(g), hex(int(w))) for (a, b), g, w in zip(pairs, got, want) if g != int(w)]
+    assert not bad, f"{len(bad)} of {len(pairs)} products differ, e.g. {bad[:5]}"
