@@ -215,8 +215,9 @@ def float_layer(plan, act_canonical, weight_canonical, *, pad_channels=False):
         w[:sub.M, :sub.C] = weights[tile.m0:tile.m1, tile.c0:tile.c1]
         # Reads outside the window are padding: +0 (a margin wide enough for every read).
         ph, pw = sub.pad_h, sub.pad_w
-        padded = np.zeros((groups, ph + sub.H + sub.R + sub.E * sub.stride_h, pw + sub.W + sub.S + sub.F * sub.stride_w),
-                          dtype=np.uint64)
+        height = ph + sub.H + sub.R + sub.E * sub.stride_h
+        width = pw + sub.W + sub.S + sub.F * sub.stride_w
+        padded = np.zeros((groups, height, width), dtype=np.uint64)
         padded[:, ph:ph + sub.H, pw:pw + sub.W] = window
         out = total[tile.m0:tile.m0 + m_rows, tile.e0:tile.e0 + sub.E]
         first = sched.acc_init

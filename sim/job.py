@@ -93,8 +93,8 @@ def float_operands(rng, shape, fmt, *, scale=1.0, specials=False):
 
 def make_float_layer_data(plan, seed):
     """A float layer's data: bf16/fp16 operands (`float_operands`; with special values when the layer's name
-    contains ``specials``), fp32 post-op parameters (bias ~ N(0, 1), scale ~ U(0.01, 4)), and the reference (`float_layer`, then
-    `hwgen.postops.apply_float`) as output beats - the padding lanes of the last m-fold included, as the hardware
+    contains ``specials``), fp32 post-op parameters (bias ~ N(0, 1), scale ~ U(0.01, 4)), and the reference
+    (`float_layer`, then `hwgen.postops.apply_float`) as output beats - the padding lanes of the last m-fold included, as the hardware
     computes them (zero weights: ``+0``, or NaN where an activation is an infinity or NaN)."""
     from hwgen import floats
     from hwgen.postops import apply_float, float_params

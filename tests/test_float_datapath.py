@@ -216,7 +216,8 @@ def test_float_postop_chain_equals_golden(postops, fmt):
             M, E, F = shape
             self.postops, self.shape = postops, shape
             self.m_folds = ceil(M / spec.cols)
-            acc = floats.encode(rng.standard_normal(shape) * 10.0 ** rng.integers(-6, 6, shape), "fp32").astype(np.int64)
+            values = rng.standard_normal(shape) * 10.0 ** rng.integers(-6, 6, shape)
+            acc = floats.encode(values, "fp32").astype(np.int64)
             specials = np.array([0, 0x80000000, 0x7F800000, 0xFF800000, floats.CANONICAL_NAN, 0x00000001])
             acc = np.where(rng.random(shape) < 0.05, rng.choice(specials, shape), acc)
             params = float_params(floats.encode(rng.standard_normal(M), "fp32").astype(np.int64),

@@ -9,8 +9,8 @@ from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from hwgen import floats
-from hwgen.hw.fpu import (Fp32Adder, FloatProductPipe, float_product, fp32_mul_operands, fp32_mul_round, fp32_round_to,
-                          fp32_to_format)
+from hwgen.hw.fpu import (Fp32Adder, FloatProductPipe, float_product, fp32_mul_operands, fp32_mul_round,
+                          fp32_round_to, fp32_to_format)
 
 SPECIALS32 = [0x00000000, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00001, 0x7F800001,
               0x00000001, 0x807FFFFF, 0x00800000, 0x80800000, 0x7F7FFFFF, 0xFF7FFFFF, 0x3F800000, 0xBF800000,
@@ -101,7 +101,8 @@ def product_vectors(rng, fmt, n):
         if kind == 0:
             a, b = int(rng.integers(0, 1 << 16)), int(rng.integers(0, 1 << 16))
         elif kind == 1:      # exponents whose sum leaves fp32's range (bf16) or sits at its edges
-            a = int(rng.integers(0, 1 << 16)) & ~(emax << fbits) | (int(rng.choice([1, 2, emax - 2, emax - 1])) << fbits)
+            edge = int(rng.choice([1, 2, emax - 2, emax - 1]))
+            a = int(rng.integers(0, 1 << 16)) & ~(emax << fbits) | (edge << fbits)
             b = int(rng.integers(0, 1 << 16)) & ~(emax << fbits) | (int(rng.integers(1, emax)) << fbits)
         else:                # ordinary values
             bias = (1 << (ebits - 1)) - 1

@@ -64,7 +64,8 @@ class Accumulator(wiring.Component):
         sum_word = Signal(spec.acc_word_bits, name="sum_word")
         acc_shape = spec.acc_type.amaranth_shape()
         fmt = spec.float_format
-        make_lane = lambda: AccumulatorLane(psum_bits=psum_bits, acc_shape=acc_shape, fp32=fmt is not None)  # noqa: E731
+        make_lane = lambda: AccumulatorLane(psum_bits=psum_bits, acc_shape=acc_shape,  # noqa: E731
+                                            fp32=fmt is not None)
         lane_key = (psum_bits, acc_shape.width, acc_shape.signed, fmt is not None)
         for j in range(spec.cols):
             lane = slice(j * acc_bits, (j + 1) * acc_bits)
