@@ -58,14 +58,22 @@ class Fp32Adder(wiring.Component):
         small_ext = Cat(Const(0, 3), small[0:23], Const(1, 1))
         shifted = Signal(27)
         m.d.comb += shifted.eq(small_ext >> shift)
-        lost_mask = Signal(27)
-        m.d.comb += lost_mask.eq(~(Const((1 << 27) - 1, 27) << shift)[:27])
-        sticky = (small_ext & lost_mask).any()
+        # Sticky: a set bit was shifted out exactly when the shift exceeds the trailing zeros of small_ext (3 + those
+        # of 1.f: at most 26), a priority encoder and a compare instead of a masked OR over a second shifter.
+        trailing = Signal(5)
+        m.d.comb += trailing.eq(26)
+        for i in reversed(range(23)):           # the lowest set bit wins (the last assignment)
+            with m.If(small[i]):
+                m.d.comb += trailing.eq(3 + i)
+        sticky = shift > trailing
         aligned = Signal(27)
         m.d.comb += aligned.eq(shifted | sticky)
         subtract = big[31] ^ small[31]
+        # One adder: big + aligned, or big + ~aligned + 1 (= big - aligned >= 0, its carry out dropped).
+        raw = Signal(28)
+        m.d.comb += raw.eq(big_ext + (aligned ^ subtract.replicate(27)) + subtract)
         total = Signal(28)
-        m.d.comb += total.eq(Mux(subtract, big_ext - aligned, big_ext + aligned))
+        m.d.comb += total.eq(Cat(raw[0:27], raw[27] & ~subtract))
 
         # Normalise: a carry shifts right by one (its lost bit joins the sticky bits); otherwise shift left by
         # the leading zeros so that the hidden bit is bit 26.
