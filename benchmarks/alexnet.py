@@ -26,9 +26,11 @@ from hwgen.perf import predict_plan   # noqa: E402
 from hwgen.tiling import plan_layer   # noqa: E402
 
 # A 16x16 int8 array with 256 KiB of activations (two 128 KiB banks), a 16 KiB weight FIFO and 64 KiB of
-# accumulators: buffer sizes of the order of SCALE-Sim's default scratchpads.
+# accumulators: buffer sizes of the order of SCALE-Sim's default scratchpads; a post-op lane per column (a
+# network's chain, `hwgen.compiler.build.size_spec`).
 SPEC = AcceleratorSpec(rows=16, cols=16, act_buffer_bytes=256 * 1024, weight_buffer_bytes=16 * 1024,
-                       acc_buffer_bytes=64 * 1024, max_out_channels=512, max_pool_width=64, name="alexnet_ws16")
+                       acc_buffer_bytes=64 * 1024, max_out_channels=512, max_pool_width=64, name="alexnet_ws16",
+                       postop_lanes=16)
 # The output-stationary array with the same activation budget (the accumulators live in the PEs; no
 # accumulator buffer is used).
 OS_SPEC = AcceleratorSpec(rows=16, cols=16, dataflow="output_stationary", act_buffer_bytes=256 * 1024,
@@ -41,7 +43,7 @@ POSTOPS = PostOps(bias=True, requant=True, relu=True)   # int8 out, as the next 
 # 256-byte weight word per cycle.
 MV_SPEC = AcceleratorSpec(rows=16, cols=16, dataflow="matrix_vector", act_buffer_bytes=64 * 1024,
                           weight_buffer_bytes=64 * 1024, acc_buffer_bytes=4 * 1024, max_out_channels=4096,
-                          name="alexnet_mv16")
+                          name="alexnet_mv16", postop_lanes=16)
 ALEXNET_FC = (("fc6", 9216, 4096), ("fc7", 4096, 4096), ("fc8", 4096, 1000))
 
 

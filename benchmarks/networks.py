@@ -31,13 +31,14 @@ from hwgen.compiler.program import compile_program   # noqa: E402
 from hwgen.compiler.zoo import alexnet, conv, fc, lenet   # noqa: E402,F401  (the networks live in the package)
 from hwgen.spec import AcceleratorSpec   # noqa: E402
 
+# Both with one post-op lane per column, as `hwgen compile` builds a network's accelerator (`size_spec`).
 LENET_SPEC = AcceleratorSpec(rows=8, cols=8, mv_engine=True, chaining=True, act_buffer_bytes=64 * 1024,
                              weight_buffer_bytes=4 * 1024, acc_buffer_bytes=32 * 784, max_out_channels=128,
-                             max_pool_width=28, name="lenet_net8")
+                             max_pool_width=28, name="lenet_net8", postop_lanes=8)
 # AlexNet: 256 KiB of activations (two banks), the 16x16 array's buffers of benchmarks/alexnet.py.
 ALEXNET_SPEC = AcceleratorSpec(rows=16, cols=16, mv_engine=True, chaining=True, act_buffer_bytes=256 * 1024,
                                weight_buffer_bytes=16 * 1024, acc_buffer_bytes=64 * 1024, max_out_channels=4096,
-                               max_pool_width=64, name="alexnet_net16")
+                               max_pool_width=64, name="alexnet_net16", postop_lanes=16)
 
 
 def ideal_cycles(spec, layers, batch):

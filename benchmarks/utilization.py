@@ -22,7 +22,7 @@ def main():
     args = parser.parse_args()
 
     spec = AcceleratorSpec(rows=8, cols=8, act_buffer_bytes=16 * 1024, weight_buffer_bytes=40 * 1024,
-                           acc_buffer_bytes=8 * 1024, name="bench_ws8")
+                           acc_buffer_bytes=8 * 1024, name="bench_ws8", postop_lanes=8)
     nest = conv2d(name="conv64_16x16_3x3", in_channels=64, out_channels=64, height=16, width=16, kernel=3,
                   padding=1)
     problem = recognize(nest, default_mapping(nest))

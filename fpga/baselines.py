@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-__all__ = ["BASELINE_DIR", "DEFAULT_TOLERANCE", "BASELINE_DESIGNS", "load_baselines", "spec_of", "compare",
+__all__ = ["BASELINE_DIR", "DEFAULT_TOLERANCE", "BASELINE_DESIGNS", "load_baselines", "needs_pnr", "spec_of", "compare",
            "record", "main"]
 
 BASELINE_DIR = Path(__file__).resolve().parent / "baselines"
@@ -36,11 +36,22 @@ BASELINE_DESIGNS = {
     # 5960 cells (the chain is pipelined for the ECP5's clock).
     "ws2x1nopost-ice40-up5k": ("ice40-up5k", {"rows": 2, "cols": 1, **_SMALL_BUFFERS, "postops": False}, 24.0),
     "ws2x2nopost-ice40-up5k": ("ice40-up5k", {"rows": 2, "cols": 2, **_SMALL_BUFFERS, "postops": False}, 24.0),
+    # The default 8x8 int8 with the full post-op chain (2 lanes behind a block-RAM FIFO) and the spec's
+    # default buffers (`hwgen synth --rows 8 --cols 8`): the area target of issue 13 (LUT4 and FF per
+    # multiplier); the file also keeps the per-module breakdown (`--breakdown`). Its place and route takes
+    # tens of minutes: record it from a finished run with `--from-summary`.
+    "ws8x8-ecp5-85f": ("ecp5-85f", {"rows": 8, "cols": 8}, 150.0),
 }
 
 
 def load_baselines(directory=BASELINE_DIR):
     return {path.stem: json.loads(path.read_text()) for path in sorted(Path(directory).glob("*.json"))}
+
+
+def needs_pnr(baseline):
+    """Whether checking ``baseline`` needs place and route: not when it records no Fmax (a synthesis-only
+    figure, e.g. an array whose place and route takes most of an hour)."""
+    return baseline["metrics"].get("fmax_mhz") is not None
 
 
 def spec_of(baseline):
@@ -85,16 +96,27 @@ def _tool_versions():
     return versions
 
 
-def record(name, *, directory=BASELINE_DIR, progress=None, build_root="build/fpga/baselines"):
-    """Synthesize baseline ``name`` (a key of :data:`BASELINE_DESIGNS`) and write its JSON file."""
+def record(name, *, directory=BASELINE_DIR, progress=None, build_root="build/fpga/baselines", summary=None):
+    """Synthesize baseline ``name`` (a key of :data:`BASELINE_DESIGNS`) and write its JSON file; or, given
+    ``summary`` (a ``<name>.summary.json`` of a run with the same spec, device and clock), record that."""
     from hwgen.spec import AcceleratorSpec
     from .flow import synthesize
     device, fields, freq = BASELINE_DESIGNS[name]
     spec = AcceleratorSpec(**fields, name=name.split("-")[0])
-    summary = synthesize(spec, device, freq_mhz=freq, build_dir=Path(build_root) / name, seed=1,
-                         progress=progress)
+    if summary is None:
+        summary = synthesize(spec, device, freq_mhz=freq, build_dir=Path(build_root) / name, seed=1,
+                             progress=progress)
+    else:
+        got = AcceleratorSpec.from_dict(summary["spec"])
+        for key in fields:
+            if getattr(got, key) != getattr(spec, key):
+                raise ValueError(f"the summary's {key} is {getattr(got, key)!r}, baseline {name} has "
+                                 f"{getattr(spec, key)!r}")
+        if summary.get("device") not in (device, None) or summary.get("freq_mhz") not in (freq, None):
+            raise ValueError(f"the summary is for {summary.get('device')} at {summary.get('freq_mhz')} MHz, "
+                             f"baseline {name} for {device} at {freq} MHz")
     baseline = {
-        "design": name, "device": device, "freq_mhz": freq, "seed": 1,
+        "design": name, "device": device, "freq_mhz": freq, "seed": summary.get("seed", 1),
         "spec": {**fields, "name": spec.name},
         "metrics": {m: summary.get(m) for m in DEFAULT_TOLERANCE},
         "tolerance": dict(DEFAULT_TOLERANCE),
@@ -103,6 +125,8 @@ def record(name, *, directory=BASELINE_DIR, progress=None, build_root="build/fpg
         "tools": _tool_versions(),
         "recorded": datetime.date.today().isoformat(),
     }
+    if summary.get("breakdown"):
+        baseline["breakdown"] = summary["breakdown"]
     path = Path(directory) / f"{name}.json"
     path.write_text(json.dumps(baseline, indent=2) + "\n")
     return path, baseline
@@ -114,9 +138,17 @@ def main(argv=None):
     parser.add_argument("--update", nargs="*", metavar="NAME",
                         help="re-record these baselines (all when no name is given)")
     parser.add_argument("--check", action="store_true", help="resynthesize and compare (as the fpga tests do)")
+    parser.add_argument("--from-summary", nargs=2, metavar=("NAME", "SUMMARY_JSON"),
+                        help="record baseline NAME from a finished run's <name>.summary.json (same spec, device "
+                             "and clock), e.g. a long place and route")
     args = parser.parse_args(argv)
     from .tools import Progress
     progress = Progress()
+    if args.from_summary:
+        name, summary_path = args.from_summary
+        path, baseline = record(name, summary=json.loads(Path(summary_path).read_text()))
+        print(f"{path}: {baseline['metrics']}")
+        return 0
     if args.update is not None:
         for name in args.update or list(BASELINE_DESIGNS):
             path, baseline = record(name, progress=progress)
@@ -128,7 +160,7 @@ def main(argv=None):
         for name, baseline in load_baselines().items():
             summary = synthesize(spec_of(baseline), baseline["device"], freq_mhz=baseline["freq_mhz"],
                                  seed=baseline.get("seed", 1), build_dir=Path("build/fpga/baselines") / name,
-                                 progress=progress)
+                                 progress=progress, pnr=needs_pnr(baseline))
             failures = compare(baseline, summary)
             failed += bool(failures)
             print(f"{name}: " + ("; ".join(failures) if failures else "ok"))

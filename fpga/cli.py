@@ -73,10 +73,19 @@ def add_synth_parser(subparsers):
     spec.add_argument("--acc-buffer-bytes", type=int)
     spec.add_argument("--no-postops", dest="postops", action="store_const", const=False,
                       help="build without the post-op chain (postops=False: raw int32 accumulators on out)")
+    spec.add_argument("--postop-lanes", type=int, metavar="N",
+                      help="channels the post-op chain processes per cycle (a divisor of cols; default cols // 4)")
+    spec.add_argument("--mv-engine", dest="mv_engine", action="store_const", const=True,
+                      help="build the matrix-vector engine beside the array (mv_engine=True)")
+    spec.add_argument("--chaining", action="store_const", const=True,
+                      help="build the on-chip feedback from the post-op chain to the loader (chaining=True)")
     spec.add_argument("--name", help="top module / file name")
     out = p.add_argument_group("output")
     out.add_argument("-o", "--out", metavar="DIR", help="build directory (default build/fpga/<name>-<target>)")
     out.add_argument("--no-pnr", action="store_true", help="synthesis only (no place and route, no Fmax)")
+    out.add_argument("--breakdown", action="store_true",
+                     help="also synthesize keeping the hierarchy and report the cells of every block "
+                          "(<name>.breakdown.txt: PEs, skew, accumulator, post-op chain, loader, ...)")
     out.add_argument("--estimate", action="store_true",
                      help="only print the fit estimate (DSPs, block RAMs, pins) and exit")
     out.add_argument("--json", action="store_true", help="print the summary as JSON instead of the table")
@@ -92,7 +101,8 @@ DEFAULT_DEPTHS = {"act": 2048, "weight": 2048, "acc": 256}
 _SPEC_FIELDS = {"dataflow": "dataflow", "rows": "rows", "cols": "cols", "act_type": "act_type", "weight_type": "weight_type",
                 "acc_type": "acc_type", "act_buffer_bytes": "act_buffer_bytes",
                 "weight_buffer_bytes": "weight_buffer_bytes", "acc_buffer_bytes": "acc_buffer_bytes",
-                "postops": "postops", "name": "name"}
+                "postops": "postops", "postop_lanes": "postop_lanes", "mv_engine": "mv_engine",
+                "chaining": "chaining", "name": "name"}
 
 
 def spec_from_args(args):
@@ -165,7 +175,7 @@ def run_synth(args):
             summary = synthesize(spec, args.device or "ecp5-85f", freq_mhz=args.freq, build_dir=args.out,
                                  lut_multipliers=args.lut_multipliers, io_bits=args.io_bits, seed=args.seed,
                                  pnr=not args.no_pnr, progress=progress, timeout_s=args.timeout,
-                                 nextpnr_extra=nextpnr_options(args))
+                                 nextpnr_extra=nextpnr_options(args), breakdown=args.breakdown)
     except FitError as error:
         print(f"hwgen synth: {error}", file=err)
         return 2
@@ -177,6 +187,9 @@ def run_synth(args):
         print(json.dumps(summary, indent=2))
     else:
         print(format_summary(summary))
+        if summary.get("breakdown"):
+            from .breakdown import format_breakdown
+            print(format_breakdown(summary["breakdown"], macs=summary["macs"]))
         if summary.get("bitstream"):
             print(f"bitstream: {summary['bitstream']}")
         if summary.get("files"):

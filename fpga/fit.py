@@ -1,7 +1,8 @@
 """Will this accelerator fit that FPGA? Estimates from the spec alone, before any synthesis.
 
 * Multipliers: the weight-stationary array has one multiplier per PE (``spec.pes``), and the post-op chain one
-  33x32 requantization multiply per column (4 MULT18X18D; none with ``postops=False``). Each PE multiply maps to one hard
+  33x32 requantization multiply per lane (``spec.postop_lanes``, 4 MULT18X18D each; none with
+  ``postops=False``). Each PE multiply maps to one hard
   multiplier (MULT18X18D on ECP5, SB_MAC16 on iCE40 UltraPlus) when both operands fit it. A design that needs
   more than the device has is rejected with the fix spelled out, unless the caller allows the LUT fallback
   (``lut_multipliers=True``): then every multiplier is built from LUTs (Yosys ``-nodsp``) and a warning says so.
@@ -111,11 +112,12 @@ def dsp_tiles(a_bits, b_bits, device):
 
 
 def postop_multipliers(spec):
-    """The post-op chain's multipliers: one ``(acc + bias) x multiplier`` per column, ``max(acc_bits, 32) + 1``
-    by 32 bits (4 MULT18X18D each on ECP5); none when the spec is built without post-ops."""
+    """The post-op chain's multipliers: one ``(acc + bias) x multiplier`` per lane (``postop_lanes``),
+    ``max(acc_bits, 32) + 1`` by 32 bits (4 MULT18X18D each on ECP5); none when the spec is built without
+    post-ops."""
     if not spec.postops:
         return []
-    return [(max(spec.acc_type.bits, 32) + 1, 32)] * spec.cols
+    return [(max(spec.acc_type.bits, 32) + 1, 32)] * spec.postop_lanes
 
 
 def spec_resources(spec, device):
@@ -133,11 +135,14 @@ def spec_resources(spec, device):
 
 
 def _buffers(spec):
-    return {
+    buffers = {
         "act": (spec.act_depth, spec.act_word_bits),
         "weight": (spec.weight_depth, spec.weight_word_bits),
         "acc": (spec.acc_depth, spec.acc_word_bits),
     }
+    if spec.postop_fifo_depth:
+        buffers["postop_fifo"] = (spec.postop_fifo_depth, spec.acc_word_bits)
+    return buffers
 
 
 def estimate_fit(spec, device, *, lut_multipliers=False, io_bits=8, check=True, resources=None):
@@ -234,10 +239,11 @@ def estimate_fit(spec, device, *, lut_multipliers=False, io_bits=8, check=True, 
 
     # Rough logic estimate (LUT4 + carry halves = nextpnr TRELLIS_COMB), calibrated on the measured hwgen top
     # (2x2, 4x4 and 8x8 on the ECP5-85F): ~1000 for control, ~50 per PE (operand and psum registers, weight
-    # banks), ~100 per column (accumulator, output FIFO) and ~1600 per column for the post-op chain (its
-    # 66-bit shifter, adders and stage registers). iCE40 logic cells hold a LUT and a flip-flop together and
-    # this top has about as many flip-flops as LUTs: x2.2 there (1x1 with post-ops measured 5959 cells).
-    postop_luts = 1600 * spec.cols if spec.postops else 0
+    # banks), ~100 per column (accumulator, output FIFO) and ~1600 per post-op lane (its 66-bit shifter, adders
+    # and stage registers) plus ~40 per column for its group multiplexer and output register. iCE40 logic
+    # cells hold a LUT and a flip-flop together and this top has about as many flip-flops as LUTs: x2.2 there
+    # (1x1 with post-ops measured 5959 cells).
+    postop_luts = 1600 * spec.postop_lanes + (40 * spec.cols if spec.postop_groups > 1 else 0) if spec.postops else 0
     luts = 1000 + 50 * spec.pes + 100 * spec.cols + postop_luts
     if device.family == "ice40":
         luts = int(luts * 2.2)

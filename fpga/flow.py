@@ -118,7 +118,7 @@ def memory_check(estimate, cells_summary):
 
 def synthesize(spec, device, *, component=None, freq_mhz=None, build_dir=None, name=None,
                lut_multipliers=False, io_bits=8, seed=1, pnr=True, progress=None, timeout_s=None,
-               yosys_extra=(), nextpnr_extra=(), check_fit=True, check_memory=True):
+               yosys_extra=(), nextpnr_extra=(), check_fit=True, check_memory=True, breakdown=False):
     """Synthesize (and unless ``pnr=False`` place and route) ``spec`` for ``device``; return the summary dict.
 
     ``component``: the Amaranth stream component to wrap (default: ``AcceleratorTop(spec)``).
@@ -126,6 +126,8 @@ def synthesize(spec, device, *, component=None, freq_mhz=None, build_dir=None, n
     rejecting the design with :class:`~fpga.fit.FitError`.
     ``check_memory``: compare the block RAMs Yosys used with the spec's buffers (off for experiments whose
     component is not an accelerator).
+    ``breakdown``: synthesize once more keeping the hierarchy and add the cells of every block
+    (`fpga.breakdown`) as ``summary["breakdown"]`` (also ``<name>.breakdown.txt``).
     """
     device = get_device(device) if isinstance(device, str) else device
     progress = progress or Progress()
@@ -170,6 +172,17 @@ def synthesize(spec, device, *, component=None, freq_mhz=None, build_dir=None, n
         "pnr": pnr,
         "tool_seconds": {"yosys": round(yosys_s, 1)},
     }
+    if breakdown:
+        from .breakdown import format_breakdown, hierarchy_script, module_breakdown
+        hier = lambda mount: hierarchy_script(name, file_arg(f"{name}.il", mount),  # noqa: E731
+                                              file_arg(f"{name}.hier.stat.json", mount),
+                                              synth=device.synth_cmd if use_dsp else device.synth_cmd_nodsp)
+        seconds = run_tool(yosys, lambda mount: ["-p", hier(mount).replace("\n", "; ")], build_dir=build_dir,
+                           log_name="yosys.hier.log", progress=progress, timeout_s=timeout_s)
+        summary["tool_seconds"]["yosys_hierarchy"] = round(seconds, 1)
+        summary["breakdown"] = module_breakdown((build_dir / f"{name}.hier.stat.json").read_text(), device.family)
+        (build_dir / f"{name}.breakdown.txt").write_text(format_breakdown(summary["breakdown"],
+                                                                          macs=spec.pes) + "\n")
     summary["memory_mapping"] = memory_check(estimate, counts) if check_memory else None
     if check_memory and summary["memory_mapping"]["status"] != "ok":
         summary["warnings"].append(summary["memory_mapping"]["message"])

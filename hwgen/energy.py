@@ -10,7 +10,7 @@ MACs alone:
   that reads a real, unpadded position (`hwgen.hw.top` enables the block RAM's read only then);
 - **weight FIFO**: every weight word written and read once; **accumulators** (weight-stationary): a read per
   valid slot and a write per valid slot of every k-fold but a reduction's last (which emits instead); **post-op parameters**: a write per parameter word, a read per
-  beat entering the chain; the **post-op arithmetic**: per lane of every beat, a 32-bit add (bias) and a 32-bit
+  beat entering the chain and lane group (``postop_groups`` reads of ``postop_lanes`` channels' parameters); the **post-op arithmetic**: per lane of every beat, a 32-bit add (bias) and a 32-bit
   multiply (requantization) when the layer has them; the **feedback FIFO**: a write and a read per chained beat;
 - **DRAM**: the bytes the layer moves off chip (`hwgen.roofline.layer_traffic`).
 
@@ -129,7 +129,7 @@ def access_counts(plan, *, source="stream", dest="out"):
         if s.acc_emit:
             beats = s.m_folds * s.pixels
             counts["postop_beats"] += beats
-            counts["param_reads"] += beats if s.postops.needs_params else 0
+            counts["param_reads"] += beats * spec.postop_groups if s.postops.needs_params else 0
         if s.out_dest == "feedback":
             counts["feedback_beats"] += s.out_beats
     return counts
@@ -159,7 +159,7 @@ def layer_energy(plan, table=None, *, source="stream", dest="out"):
         "weights": (1 + write) * c["weight_words"] * table.sram(weight_size, weight_bits),
         "accumulators": (c["acc_reads"] + write * c["acc_writes"]) * table.sram(acc_size, acc_word_bits),
         "params": (c["param_reads"] + write * c["param_writes"]) * table.sram(
-            2 * spec.max_param_folds * ceil(70 * spec.cols / 8), 70 * spec.cols),
+            2 * spec.max_param_folds * ceil(70 * spec.cols / 8), 70 * spec.postop_lanes),
         "feedback": (1 + write) * c["feedback_beats"] * table.sram(
             spec.feedback_depth * spec.act_word_bits // 8 if spec.chaining else 0, spec.act_word_bits),
     }

@@ -429,27 +429,32 @@ def params_lane_layout():
 
 
 def params_port_bits(spec):
-    """Width of the accelerator's ``params`` stream: one `params_layout` beat, or 1 (an unused port that never
-    accepts) when the spec builds no post-op chain (``postops=False``)."""
-    return params_layout(spec.cols).size if spec.postops else 1
+    """Width of the accelerator's ``params`` stream: one `params_layout` beat of ``spec.postop_lanes`` lanes, or 1
+    (an unused port that never accepts) when the spec builds no post-op chain (``postops=False``)."""
+    return params_layout(spec.postop_lanes).size if spec.postops else 1
 
 
-def params_layout(cols):
-    """One parameter beat: ``cols`` lanes of `params_lane_layout`, lane ``j`` (channel ``mf*cols + j``) at bit
-    ``70*j``."""
-    return data.ArrayLayout(params_lane_layout(), cols)
+def params_layout(lanes):
+    """One parameter beat: ``lanes`` lanes of `params_lane_layout`, lane ``j`` at bit ``70*j``."""
+    return data.ArrayLayout(params_lane_layout(), lanes)
 
 
-def pack_params(params, *, cols, M=None):
-    """`QuantParams` -> the parameter-stream words, one per m-fold (``ceil(M / cols)``), lane 0 in the LSBs.
+def pack_params(params, *, cols, M=None, lanes=None):
+    """`QuantParams` -> the parameter-stream words: per m-fold (``ceil(M / cols)``), ``cols // lanes`` words of
+    ``lanes`` channels each (the post-op chain's groups; ``lanes`` defaults to ``cols``: one word per m-fold),
+    lane 0 of a word in its LSBs. Word ``mf * (cols // lanes) + g`` holds channels
+    ``mf*cols + g*lanes .. + lanes - 1``.
 
     Missing fields and lanes past ``M`` are packed as zero (bias 0, multiplier 0, shift 0).
     """
     M = params.channels if M is None else M
+    lanes = cols if lanes is None else lanes
     if M is None:
         raise DataError("pack_params needs M when QuantParams holds no arrays")
     if params.channels is not None and params.channels != M:
         raise DataError(f"QuantParams has {params.channels} channels, not M={M}")
+    if lanes < 1 or cols % lanes:
+        raise DataError(f"lanes={lanes} must divide cols={cols}")
     lane_layout = params_lane_layout()
     m_folds = ceil(M / cols)
     fields = {name: np.zeros(m_folds * cols, dtype=np.int64) for name, _ in PARAM_FIELDS}
@@ -457,13 +462,13 @@ def pack_params(params, *, cols, M=None):
         if getattr(params, name) is not None:
             fields[name][:M] = getattr(params, name)
     words = []
-    for mf in range(m_folds):
+    for first in range(0, m_folds * cols, lanes):
         word = 0
-        for j in range(cols):
+        for j in range(lanes):
             lane = 0
             for name, shape in PARAM_FIELDS:
                 field = lane_layout[name]
-                lane |= (int(fields[name][mf * cols + j]) & ((1 << field.width) - 1)) << field.offset
+                lane |= (int(fields[name][first + j]) & ((1 << field.width) - 1)) << field.offset
             word |= lane << (j * lane_layout.size)
         words.append(word)
     return words

@@ -366,7 +366,10 @@ class LayerSchedule:
 
     @property
     def param_words(self):
-        return self.m_folds if (self.acc_emit and self.postops.needs_params) else 0
+        """Post-op parameter beats: ``postop_groups`` per m-fold (one per group of ``postop_lanes`` channels)."""
+        if not (self.acc_emit and self.postops.needs_params):
+            return 0
+        return self.m_folds * self.spec.postop_groups
 
     @property
     def macs(self):

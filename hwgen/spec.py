@@ -12,7 +12,7 @@ from .dtypes import IntType, is_float, parse_dtype
 from .errors import DesignTypeError, MappingError, UnsupportedTypeError
 
 __all__ = ["AcceleratorSpec", "DATAFLOWS", "buffer_bytes_for", "buffer_granule_bytes", "check_name",
-           "MAX_BUFFER_WORDS", "MAX_OUT_CHANNELS", "MAX_POOL_WIDTH", "MAX_NAME_LENGTH"]
+           "default_postop_lanes", "MAX_BUFFER_WORDS", "MAX_OUT_CHANNELS", "MAX_POOL_WIDTH", "MAX_NAME_LENGTH"]
 
 DATAFLOWS = ("weight_stationary", "output_stationary", "matrix_vector")
 
@@ -71,6 +71,17 @@ def _positive_int(value, what, *, fix):
     return value
 
 
+def default_postop_lanes(cols, dataflow="weight_stationary", is_float=False):
+    """The default `AcceleratorSpec.postop_lanes`: all ``cols`` on the output-stationary array and on a float
+    datapath (its post-op lane is built for a full-width chain only), else the largest divisor of ``cols`` not
+    above ``max(1, cols // 4)`` (a beat in four cycles on an 8- or 16-wide array).
+    """
+    if dataflow == "output_stationary" or is_float:
+        return cols
+    target = max(1, cols // 4)
+    return max(d for d in range(1, target + 1) if cols % d == 0)
+
+
 def buffer_granule_bytes(word_bits):
     """The smallest byte count that is a whole number of `word_bits`-bit words."""
     return word_bits // gcd(word_bits, 8)
@@ -101,6 +112,16 @@ class AcceleratorSpec:
     ``postops=False`` builds no post-op chain (no parameter memory, no requantization multipliers, no pooling
     line buffer): the int32 accumulators go straight to ``out``, and layers that ask for post-ops are rejected.
 
+    ``postop_lanes``: how many channels the post-op chain processes per cycle (a divisor of ``cols``). With fewer
+    lanes than columns, finished accumulator beats wait in a block-RAM FIFO (``postop_fifo_depth`` beats) and
+    each beat passes the chain in ``cols // postop_lanes`` cycles (`postop_groups`): the chain is sized to the
+    rate outputs are finished at (one beat per pixel per m-fold, after the last k-fold) rather than to the
+    array's peak rate. A compute engine issues a slot that finishes a beat only while the FIFO has room for it
+    (`hwgen.perf` models it exactly). Default: ``cols // 4`` lanes (at least 1; the largest divisor of
+    ``cols`` not above it) on the weight-stationary array and the matrix-vector engine, all ``cols`` on the
+    output-stationary array (which needs them: its read-out is not held back) and on a float datapath (its
+    fp32 post-op lanes are built for a full-width chain only; a narrower one is rejected).
+
     Whole networks (`hwgen.compiler`): ``mv_engine=True`` builds the matrix-vector engine beside a
     weight-stationary array, in one accelerator (shared loader, activation buffer, post-op chain and output;
     its weights arrive on a port of their own, ``mv_weights``, into a FIFO of ``mv_weight_buffer_bytes``), so
@@ -127,6 +148,9 @@ class AcceleratorSpec:
     mv_weight_buffer_bytes: int = None   # its weight FIFO (default: 32 words of rows x cols weights)
     chaining: bool = False        # the on-chip path from the post-op output back into the activation loader
     feedback_depth: int = 512     # words the on-chip feedback FIFO holds (chaining), in block RAM
+    postop_lanes: int = None      # channels the post-op chain processes per cycle (default: see above)
+    postop_fifo_depth: int = None  # beats its input FIFO holds when it is narrower than the array (default: 2 x
+                                   # the accumulator buffer's words, at least 16; always 0 without it)
     stochastic_rounding: bool = False   # build a random-number generator per column for stochastic rounding
     rounding_seed: int = 1        # its seed (1 .. 2**32 - 1): the column generators start from column_seeds(seed)
     sparse_mv: bool = False       # the sparse matrix-vector engine (`hwgen.hw.sparse_mv`, `hwgen.sparse`)
@@ -229,6 +253,32 @@ class AcceleratorSpec:
             _positive_int(self.feedback_depth, "feedback_depth", fix="give the feedback FIFO's depth in words")
             if not 2 <= self.feedback_depth <= MAX_BUFFER_WORDS:
                 raise MappingError(f"feedback_depth={self.feedback_depth} must be from 2 to {MAX_BUFFER_WORDS} words")
+        if self.postop_lanes is None:
+            object.__setattr__(self, "postop_lanes", default_postop_lanes(self.cols, self.dataflow, self.is_float))
+        lanes = self.postop_lanes
+        if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1 or self.cols % lanes:
+            divisors = [d for d in range(1, self.cols + 1) if self.cols % d == 0]
+            raise MappingError(f"postop_lanes={lanes!r} must divide cols={self.cols} (one of {divisors}): each "
+                               f"output beat passes the post-op chain in cols // postop_lanes cycles")
+        if self.dataflow == "output_stationary" and lanes != self.cols:
+            raise MappingError(f"postop_lanes={lanes}: the output-stationary array's read-out cannot be held back "
+                               f"for a narrower post-op chain; use postop_lanes={self.cols} (= cols)")
+        if self.is_float and lanes != self.cols:
+            raise MappingError(f"postop_lanes={lanes}: the float post-op chain ({self.act_type}) is built full width "
+                               f"only (one fp32 lane per column); use postop_lanes={self.cols} (= cols), or leave "
+                               f"postop_lanes unset")
+        narrow = self.postops and self.postop_groups > 1
+        if self.postop_fifo_depth is None:
+            object.__setattr__(self, "postop_fifo_depth", max(2 * self.acc_depth, 16) if narrow else 0)
+        elif narrow:
+            depth = self.postop_fifo_depth
+            if not isinstance(depth, int) or isinstance(depth, bool) or not 2 <= depth <= MAX_BUFFER_WORDS:
+                raise MappingError(f"postop_fifo_depth={depth!r} must be an integer from 2 to {MAX_BUFFER_WORDS} "
+                                   f"(beats waiting for the post-op chain)")
+        else:
+            # No FIFO in front of a chain as wide as the array (or without one): a depth carried over from a
+            # narrower spec (`dataclasses.replace(spec, postops=False)`, `from_dict`) is dropped.
+            object.__setattr__(self, "postop_fifo_depth", 0)
 
         if not isinstance(self.stochastic_rounding, bool):
             raise MappingError(f"stochastic_rounding must be True or False, not {self.stochastic_rounding!r}")
@@ -370,6 +420,11 @@ class AcceleratorSpec:
         return -(-self.max_out_channels // self.cols)
 
     @property
+    def postop_groups(self):
+        """Cycles one output beat takes through the post-op chain: ``cols // postop_lanes``."""
+        return self.cols // self.postop_lanes
+
+    @property
     def act_bank_depth(self):
         """The activation buffer is two banks: one loads while the other is read."""
         return self.act_depth // 2
@@ -401,5 +456,6 @@ class AcceleratorSpec:
         for key in ("act_type", "weight_type", "acc_type"):
             data[key] = getattr(self, key).name
         data.update(pes=self.pes, act_depth=self.act_depth, weight_depth=self.weight_depth,
-                    acc_depth=self.acc_depth, psum_bits=self.psum_bits, mv_weight_depth=self.mv_weight_depth)
+                    acc_depth=self.acc_depth, psum_bits=self.psum_bits, mv_weight_depth=self.mv_weight_depth,
+                    postop_groups=self.postop_groups)
         return data

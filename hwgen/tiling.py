@@ -114,7 +114,8 @@ class LayerPlan:
         words = []
         for tile in self.tiles:
             if tile.schedule.param_words:
-                words += pack_params(params.channels_slice(tile.m0, tile.m1), cols=self.spec.cols)
+                words += pack_params(params.channels_slice(tile.m0, tile.m1), cols=self.spec.cols,
+                                      lanes=self.spec.postop_lanes)
         return words
 
     @property

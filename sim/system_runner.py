@@ -39,11 +39,14 @@ class SystemRun:
 
 
 def run_system(image, spec, *, scenarios=({},), pause=0.0, interval=1, seed=1, simulator="icarus",
-               build_root=None, timeout_cycles=200_000, tag="sys", **system_kwargs):
+               build_root=None, timeout_cycles=200_000, tag="sys", latency=None, trace=False, **system_kwargs):
     """Run `image` (`hwgen.system.image.SystemImage`) on the system top of `spec`, once per scenario:
     ``{"fault": (start, end)}`` makes every read touching those bytes answer SLVERR; ``{"watchdog": n}`` sets
     the watchdog; ``{"program": (addr, count)}`` runs another program of the image; ``pause`` and ``interval``
-    (default: the arguments) set the DRAM's timing for that run (`hwgen.sim.tb_system`)."""
+    (default: the arguments) set the DRAM's timing for that run (`hwgen.sim.tb_system`). ``latency`` (an
+    argument or a scenario's key): the DRAM is the testbench's `ExactDram` (fixed latency and bandwidth, no
+    back-pressure, the timing `hwgen.system.exact` models) instead of cocotbext-axi's `AxiRam`, for the whole
+    job."""
     if simulator not in SIMULATORS:
         raise ArgumentError(f"unknown simulator {simulator!r}; choose one of {SIMULATORS}")
     env = simulator_environment(simulator)
@@ -63,9 +66,11 @@ def run_system(image, spec, *, scenarios=({},), pause=0.0, interval=1, seed=1, s
                          "clear": [(a, len(e)) for a, e, _ in image.outputs],
                          "fault": list(scenario["fault"]) if scenario.get("fault") else None,
                          "watchdog": scenario.get("watchdog", 0), "timeout_cycles": timeout_cycles,
-                         "pause": scenario.get("pause", pause), "interval": scenario.get("interval", interval)})
+                         "pause": scenario.get("pause", pause), "interval": scenario.get("interval", interval),
+                         "latency": scenario.get("latency", latency)})
         job = {"size": -(-image.size // 4096) * 4096, "segments": [(a, d.hex()) for a, d in image.segments],
-               "runs": runs, "seed": seed, "results_path": str(results_path)}
+               "runs": runs, "seed": seed, "results_path": str(results_path),
+               "exact": any(run["latency"] is not None for run in runs), "trace": trace}
         job_path = run_dir / "job.json"
         job_path.write_text(json.dumps(job))
         try:

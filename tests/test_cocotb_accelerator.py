@@ -211,3 +211,19 @@ def test_short_commands_with_parameters_meet_the_model_on_the_rtl(spec, layers):
     result = run_layers(spec, layers, simulator=SIM, seed=4, tag="short")
     plans = _check(spec, layers, result, stall=False)
     assert all(len(plan.tiles) >= 2 for plan in plans)
+
+
+# int16 activations with int8 weights (the wide-activation mode; a layer of int8 data runs on it too).
+SPEC_INT16 = AcceleratorSpec(rows=4, cols=4, act_type="int16", weight_type="int8", acc_type="int32",
+                             act_buffer_bytes=4096, weight_buffer_bytes=4096, acc_buffer_bytes=2048, name="ws4x4_a16")
+LAYERS_INT16 = [
+    (conv("a16_requant_relu_maxpool", C=6, M=6, H=8, W=6, R=3, pad=1),
+     PostOps(bias=True, requant=True, relu=True, pool="max", out_type="int16")),
+    (linear("a16_fc_requant", K=20, M=9, N=3), PostOps(bias=True, requant=True, out_type="int16")),
+    conv("a16_raw_accumulators", C=5, M=4, H=5, W=5, R=2),
+]
+
+
+def test_int16_activations_exact_and_cycle_accurate():
+    result = run_layers(SPEC_INT16, LAYERS_INT16, simulator=SIM, tag="a16")
+    _check(SPEC_INT16, LAYERS_INT16, result, stall=0.0)

@@ -45,6 +45,21 @@ def test_compile_writes_every_step_and_a_design(compiled):
     design = load_design(compiled)
     assert isinstance(design, NetworkDesign) and design.spec.rows == 4 and design.spec.mv_engine
     assert design.program.predict().cycles == program["model_cycles"]
+    # A post-op lane per column (not the bare spec's cols // 4), written into design.py so a re-load keeps it.
+    assert design.spec.postop_lanes == 4 and "postop_lanes=4" in (compiled / "design.py").read_text()
+
+
+def test_postop_lanes_option_builds_a_narrower_chain(model_files, compiled, tmp_path):
+    code = main(["compile", str(model_files / "tiny.onnx"), "--array", "4x4", "--calibrate",
+                 str(model_files / "calib.npy"), "--postop-lanes", "1", "--no-verilog", "-o", str(tmp_path)])
+    assert code == 0
+    design = load_design(tmp_path)
+    assert (design.spec.postop_lanes, design.spec.postop_groups) == (1, 4)
+    wide = json.loads((compiled / "program.json").read_text())["model_cycles"]
+    narrow = json.loads((tmp_path / "program.json").read_text())["model_cycles"]
+    assert narrow == design.program.predict().cycles > wide
+    assert main(["compile", str(model_files / "tiny.onnx"), "--array", "4x4", "--calibrate",
+                 str(model_files / "calib.npy"), "--postop-lanes", "3", "-o", str(tmp_path / "bad")]) == 2
 
 
 def test_stop_after_prints_the_intermediate(model_files, tmp_path, capsys):

@@ -40,7 +40,8 @@ def probes_of(dut):
         if "postops" in p:
             post = p["postops"]
             watched["param_writes"] = post.params_en
-            watched["param_reads"] = post.i.valid & post.i.ready
+            # a read per lane group entering the chain (the whole pipe advances: o empty or taken)
+            watched["param_reads"] = post.i.valid & (~post.o.valid | post.o.ready)
         if "feedback" in p:
             watched["feedback_in"] = p["feedback"].w_stream.valid & p["feedback"].w_stream.ready
             watched["feedback_out"] = p["feedback"].r_en & p["feedback"].r_rdy

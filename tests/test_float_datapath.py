@@ -52,6 +52,9 @@ def test_float_types_parse_and_spec_builds():
     assert AcceleratorSpec.from_dict(spec.to_dict()) == spec
     assert float_spec("fp16").float_format == "fp16"
     assert not AcceleratorSpec(rows=2, cols=2).is_float
+    # A float accelerator's post-op chain is full width (the integer default is cols // 4).
+    assert float_spec(rows=8, cols=8).postop_lanes == 8 and float_spec(rows=8, cols=8).postop_groups == 1
+    assert float_spec(postops=False).postop_lanes == 4
 
 
 @pytest.mark.parametrize("kw, error, words", [
@@ -64,6 +67,8 @@ def test_float_types_parse_and_spec_builds():
     (dict(dataflow="matrix_vector"), MappingError, "not the matrix-vector engine"),
     (dict(mv_engine=True), MappingError, "integer-only"),
     (dict(stochastic_rounding=True), MappingError, "integer-only"),
+    (dict(cols=8, postop_lanes=2), MappingError, "postop_lanes=8"),
+    (dict(cols=8, postop_lanes=4), MappingError, "float post-op chain"),
 ])
 def test_float_spec_rejects_what_it_cannot_build(kw, error, words):
     base = dict(rows=4, cols=4, act_type="bf16", weight_type="bf16", acc_type="fp32")

@@ -52,7 +52,8 @@ def test_timing_miss_is_reported_not_fatal(tmp_path, capsys):
 def test_baseline(name, tmp_path):
     baseline = baselines.load_baselines()[name]
     summary = synthesize(baselines.spec_of(baseline), baseline["device"], freq_mhz=baseline["freq_mhz"],
-                         seed=baseline.get("seed", 1), build_dir=tmp_path / name)
+                         seed=baseline.get("seed", 1), build_dir=tmp_path / name,
+                         pnr=baselines.needs_pnr(baseline))
     failures = baselines.compare(baseline, summary)
     assert not failures, f"{name} regressed (re-record with `python -m hwgen.fpga.baselines --update {name}` if " \
                          f"intended):\n  " + "\n  ".join(failures)

@@ -27,10 +27,10 @@ from hwgen.postops import (PostOps, QuantParams, apply, check_layer, config_valu
 from hwgen.spec import AcceleratorSpec
 
 
-def make_spec(cols, acc_type=int32):
+def make_spec(cols, acc_type=int32, lanes=None):
     acc_type = IntType(acc_type) if isinstance(acc_type, int) else acc_type
     return AcceleratorSpec(rows=2, cols=cols, acc_type=acc_type, act_buffer_bytes=64, weight_buffer_bytes=64,
-                           acc_buffer_bytes=cols * acc_type.bits * 8)
+                           acc_buffer_bytes=cols * acc_type.bits * 8, postop_lanes=lanes)
 
 
 class Layer:
@@ -42,7 +42,8 @@ class Layer:
         self.shape = (M, E, F)
         self.m_folds = ceil(M / spec.cols)
         self.cfg = config_values(postops, spec.acc_type, out_h=E, out_w=F, m_folds=self.m_folds)
-        self.param_beats = pack_params(params, cols=spec.cols, M=M) if postops.needs_params else []
+        self.param_beats = (pack_params(params, cols=spec.cols, M=M, lanes=spec.postop_lanes)
+                            if postops.needs_params else [])
         self.in_beats = pack_stream(acc, cols=spec.cols, lane_type=spec.acc_type)
         self.expected = apply(acc, params, postops, spec.acc_type)
         self.out_size = postops.out_size(E, F)
@@ -98,7 +99,7 @@ class StreamBench:
                     users = [n for n in range(loading) if banks[n] == banks[loading] and layers[n].param_beats]
                     if not users or sent > last_beat.get(users[-1], -1):
                         k = written[loading]
-                        ctx.set(dut.params_addr, banks[loading] * dut.max_m_folds + k)
+                        ctx.set(dut.params_addr, banks[loading] * dut.bank_words + k)
                         ctx.set(dut.params_data, layers[loading].param_beats[k])
                         written[loading] += 1
                         write = True
@@ -169,9 +170,14 @@ CHAINS = {
 }
 
 
+# Lanes of the chain: all four columns (a beat per cycle), two (a beat in two cycles), one (in four).
+LANES = pytest.mark.parametrize("lanes", [4, 2, 1], ids=lambda n: f"lanes{n}")
+
+
+@LANES
 @pytest.mark.parametrize("name", list(CHAINS))
-def test_chain_equals_golden_model_under_random_stalls(name):
-    spec = make_spec(cols=4)
+def test_chain_equals_golden_model_under_random_stalls(name, lanes):
+    spec = make_spec(cols=4, lanes=lanes)
     rng = np.random.default_rng(len(name))
     bench = StreamBench(spec)
     # Odd and even sizes, M not a multiple of cols (padding lanes), one and several m-folds.
@@ -179,9 +185,10 @@ def test_chain_equals_golden_model_under_random_stalls(name):
     bench.check(layers, bench.run(layers, p_valid=0.7, p_ready=0.6, seed=len(name)))
 
 
+@pytest.mark.parametrize("lanes", [2, 1], ids=lambda n: f"lanes{n}")
 @pytest.mark.parametrize("acc_type", [IntType(20), int48], ids=str)
-def test_other_accumulator_widths(acc_type):
-    spec = make_spec(cols=2, acc_type=acc_type)
+def test_other_accumulator_widths(acc_type, lanes):
+    spec = make_spec(cols=2, acc_type=acc_type, lanes=lanes)
     rng = np.random.default_rng(acc_type.bits)
     bench = StreamBench(spec)
     layers = [random_layer(spec, postops, (3, 4, 5), rng) for postops in
@@ -189,9 +196,10 @@ def test_other_accumulator_widths(acc_type):
     bench.check(layers, bench.run(layers, p_valid=0.8, p_ready=0.7, seed=acc_type.bits))
 
 
-def test_extreme_values_back_to_back_layers():
+@LANES
+def test_extreme_values_back_to_back_layers(lanes):
     """int32 extremes, shift 0 and 63, the largest multiplier; layers change configuration back to back."""
-    spec = make_spec(cols=4)
+    spec = make_spec(cols=4, lanes=lanes)
     rng = np.random.default_rng(7)
     M, E, F = 8, 2, 3
     acc = rng.choice([int32.min, int32.min + 1, -1, 0, 1, int32.max - 1, int32.max], size=(M, E, F))
@@ -208,10 +216,11 @@ def test_extreme_values_back_to_back_layers():
     bench.check(layers, bench.run(layers, p_valid=0.9, p_ready=0.5, seed=7))
 
 
-def test_full_throughput_without_stalls():
-    """Layers with different chains, every source valid and the sink ready: one beat in per cycle from the
-    first to the last, across every change of settings (no drain between layers)."""
-    spec = make_spec(cols=4)
+@LANES
+def test_full_throughput_without_stalls(lanes):
+    """Layers with different chains, every source valid and the sink ready: one beat in per cols / lanes
+    cycles from the first to the last, across every change of settings (no drain between layers)."""
+    spec = make_spec(cols=4, lanes=lanes)
     rng = np.random.default_rng(8)
     chains = ["requant_relu", "requant_relu_maxpool", "none", "bias_maxpool", "requant_uint8_avgpool", "requant"]
     layers = [random_layer(spec, CHAINS[name], shape, rng)
@@ -219,14 +228,16 @@ def test_full_throughput_without_stalls():
     bench = StreamBench(spec)
     bench.check(layers, bench.run(layers))
     total = sum(len(layer.in_beats) for layer in layers)
-    assert bench.accepted == list(range(bench.accepted[0], bench.accepted[0] + total))
+    groups = spec.postop_groups
+    assert bench.accepted == list(range(bench.accepted[0], bench.accepted[0] + groups * total, groups))
 
 
+@LANES
 @pytest.mark.parametrize("p_valid, p_ready", [(1.0, 1.0), (0.9, 0.9)], ids=["full_rate", "stalls"])
-def test_pooling_rows_of_two_and_three_outputs(p_valid, p_ready):
+def test_pooling_rows_of_two_and_three_outputs(p_valid, p_ready, lanes):
     """With out_w = 2 the row above's pair is written at the very edge its reader is issued (two beats
     behind): the line buffer forwards that write. out_w = 3 is one beat further."""
-    spec = make_spec(cols=4)
+    spec = make_spec(cols=4, lanes=lanes)
     rng = np.random.default_rng(11)
     layers = [random_layer(spec, CHAINS[name], shape, rng)
               for name, shape in [("avgpool", (4, 4, 2)), ("requant_relu_maxpool", (6, 6, 2)),
@@ -235,9 +246,10 @@ def test_pooling_rows_of_two_and_three_outputs(p_valid, p_ready):
     bench.check(layers, bench.run(layers, p_valid=p_valid, p_ready=p_ready, seed=11))
 
 
-def test_a_bank_shared_by_consecutive_layers_waits_for_their_beats():
+@pytest.mark.parametrize("lanes", [2, 1], ids=lambda n: f"lanes{n}")
+def test_a_bank_shared_by_consecutive_layers_waits_for_their_beats(lanes):
     """Parameters for a bank still in use are written only once its last beat is in: same results."""
-    spec = make_spec(cols=2)
+    spec = make_spec(cols=2, lanes=lanes)
     rng = np.random.default_rng(9)
     layers = [random_layer(spec, CHAINS[name], (3, 3, 4), rng)
               for name in ("requant", "requant_relu_maxpool", "bias", "none", "requant_relu")]
@@ -250,7 +262,7 @@ def test_latency_is_documented_value():
     """A beat accepted in cycle t is on ``o`` in cycle t + LATENCY; a pooled window LATENCY cycles after its
     last input; ``i.ready`` stays high while ``o`` is ready; a stalled ``o`` holds everything, and ready is
     combinational from ``o.ready``."""
-    spec = make_spec(cols=2)
+    spec = make_spec(cols=2, lanes=2)
     dut = PostOpPipeline(spec, max_m_folds=2, max_out_w=4)
     assert dut.latency == PostOpPipeline.LATENCY == 13
     latency = PostOpPipeline.LATENCY
@@ -303,6 +315,39 @@ def test_latency_is_documented_value():
     sim.add_testbench(testbench)
     sim.run()
     assert seen == {"plain": PostOpPipeline.LATENCY, "pool": 3 + PostOpPipeline.LATENCY}
+
+
+def test_a_beat_of_groups_leaves_after_its_last_group():
+    """With G groups a beat offered in cycle 0 is taken group by group in cycles 0 .. G-1 (``i.ready`` with
+    the last) and leaves on ``o`` in cycle G - 1 + LATENCY; the next beat follows G cycles later."""
+    spec = make_spec(cols=4, lanes=1)
+    groups = spec.postop_groups
+    dut = PostOpPipeline(spec, max_m_folds=2, max_out_w=4)
+    readies, outs = [], []
+
+    async def testbench(ctx):
+        ctx.set(dut.o.ready, 1)
+        ctx.set(dut.cfg, config_values(PostOps(), spec.acc_type, out_h=2, out_w=2, m_folds=1))
+        ctx.set(dut.i.valid, 1)
+        for cycle in range(2 * groups + PostOpPipeline.LATENCY + 2):
+            beat = len(readies)
+            ctx.set(dut.i.payload, (beat + 1) * 0x0000000300000002_0000000100000000 + beat)
+            ctx.set(dut.i.valid, beat < 2)
+            if beat < 2 and ctx.get(dut.i.ready):
+                readies.append(cycle)
+            if ctx.get(dut.o.valid):
+                outs.append((cycle, ctx.get(dut.o.payload)))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert readies == [groups - 1, 2 * groups - 1]
+    assert [cycle for cycle, _ in outs] == [groups - 1 + PostOpPipeline.LATENCY,
+                                            2 * groups - 1 + PostOpPipeline.LATENCY]
+    assert [payload for _, payload in outs] == [(beat + 1) * 0x0000000300000002_0000000100000000 + beat
+                                                for beat in range(2)]
 
 
 def test_constructor_checks():

@@ -96,7 +96,7 @@ def run_sequence(spec, commands, *, seed, stall=0.0):
         streams["weights"] += schedule.pack_weights(ops.weight)
         streams["acts"] += schedule.pack_acts(ops.act)
         if schedule.param_words:
-            streams["params"] += pack_params(ops.params, cols=spec.cols)
+            streams["params"] += pack_params(ops.params, cols=spec.cols, lanes=spec.postop_lanes)
         expected.append(schedule.pack_outputs(ops.expected(schedule.postops, spec.acc_type)))
     run = run_top(spec, **streams, expect_beats=sum(len(beats) for beats in expected), stall=stall, seed=seed)
     at, run.last_out = 0, []
@@ -192,8 +192,9 @@ def test_without_postop_chain_raw_accumulators_meet_the_cycle_model(tiled):
     run = run_plan_on_top(plan, seed=3)
     model = predict_plan(plan).cycles
     assert run.cycles == model
-    # The same layer with the chain built (and unused) takes exactly the chain's latency longer.
-    assert predict_plan(plan_layer(spec, problem, PostOps(), im2col=False)).cycles == model + POSTOPS
+    # The same layer with a full-width chain built (and unused) takes exactly the chain's latency longer.
+    full = dataclasses.replace(spec, postop_lanes=spec.cols)
+    assert predict_plan(plan_layer(full, problem, PostOps(), im2col=False)).cycles == model + POSTOPS
 
 
 def test_without_postop_chain_under_random_stalls():

@@ -77,7 +77,10 @@ def random_accelerator(seed):
                            act_buffer_bytes=rng.choice([64, 256, 1024]) * size, weight_buffer_bytes=32 * size,
                            acc_buffer_bytes=rng.choice([32, 128]) * 4 * size,
                            max_out_channels=rng.choice([size, 64]), max_pool_width=16,
-                           feedback_depth=rng.choice([16, 256]))
+                           feedback_depth=rng.choice([16, 256]),
+                           # the post-op chain takes a beat in `size` cycles; a small FIFO in front of it makes
+                           # the engines hold back beat-finishing slots
+                           postop_fifo_depth=rng.choice([None, 3, 8]))
 
 
 def run_on_top(program, inputs, *, stall=0.0, seed=0):

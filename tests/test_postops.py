@@ -289,6 +289,12 @@ def test_pack_params_layout():
     assert pack_params(QuantParams(bias=[1, 2, 3]), cols=4) == [1 | 2 << 70 | 3 << 140]
     part = params.channels_slice(1, 3)
     assert pack_params(part, cols=2) == [(words[0] >> 70) | (words[1] & ((1 << 70) - 1)) << 70]
+    # Narrower words for a narrower post-op chain: cols // lanes words per m-fold, channels in order.
+    one_lane = pack_params(params, cols=2, lanes=1)
+    assert one_lane == [words[0] & ((1 << 70) - 1), words[0] >> 70, words[1] & ((1 << 70) - 1), 0]
+    assert pack_params(QuantParams(bias=[1, 2, 3]), cols=4, lanes=2) == [1 | 2 << 70, 3]
+    with pytest.raises(ValueError, match="lanes=3 must divide cols=4"):
+        pack_params(params, cols=4, lanes=3)
 
 
 def test_config_and_layer_checks():

@@ -265,7 +265,8 @@ def test_tile_flags_and_postops_in_the_config_word(flags):
     emits, postops = flags.get("acc_emit", True), flags.get("postops", PostOps())
     assert values["emit_words"] == (3 * 12 if emits else 0)
     assert schedule.out_beats == (3 * postops.out_size(3, 4)[0] * postops.out_size(3, 4)[1] if emits else 0)
-    assert values["param_words"] == (3 if emits and postops.needs_params else 0) == schedule.param_words
+    # a parameter beat per m-fold and lane group
+    assert values["param_words"] == (3 * spec.postop_groups if emits and postops.needs_params else 0) == schedule.param_words
     assert values["param_bank"] == flags.get("param_bank", 0)
     out = postops.output_type(spec.acc_type)
     assert (values["pp_bias"], values["pp_requant"], values["pp_relu"], values["pp_pool"]) == (

@@ -23,9 +23,10 @@ from tests.test_hw_postops import Layer, StreamBench, random_layer
 SR = PostOps(bias=True, requant=True, rounding="stochastic")
 
 
-def sr_spec(cols=4, seed=12345):
+def sr_spec(cols=4, seed=12345, postop_lanes=None):
     return AcceleratorSpec(rows=2, cols=cols, act_buffer_bytes=64, weight_buffer_bytes=64,
-                           acc_buffer_bytes=cols * 32 * 8, stochastic_rounding=True, rounding_seed=seed)
+                           acc_buffer_bytes=cols * 32 * 8, stochastic_rounding=True, rounding_seed=seed,
+                           postop_lanes=postop_lanes)
 
 
 # The golden model ------------------------------------------------------------------------------------------------
@@ -122,11 +123,13 @@ def test_pipeline_latency_grows_by_one_stage():
     assert postops_latency(dataclasses.replace(spec, stochastic_rounding=False)) == PostOpPipeline.LATENCY
 
 
+@pytest.mark.parametrize("lanes", [4, 2, 1], ids=["lanes4", "lanes2", "lanes1"])
 @pytest.mark.parametrize("stalls", [False, True], ids=["full_rate", "stalls"])
-def test_pipeline_equals_golden_model_back_to_back(stalls):
+def test_pipeline_equals_golden_model_back_to_back(stalls, lanes):
     """Stochastic and nearest layers interleaved (each restarts the generators on its first beat), pooling and
-    ReLU after the rounding, small shifts (where the random part matters most) and large ones."""
-    spec = sr_spec(cols=4)
+    ReLU after the rounding, small shifts (where the random part matters most) and large ones. A narrow chain
+    (lanes < cols) keeps each column's generator and advances it as that column's group passes."""
+    spec = sr_spec(cols=4, postop_lanes=lanes)
     rng = np.random.default_rng(5)
     layers = []
     for n, (postops, shape) in enumerate([

@@ -6,8 +6,13 @@ host packing makes. RTL (cocotb on Icarus, cocotbext-axi `AxiRam` as DRAM and `A
 output region of DRAM equal to the NumPy reference network's bytes, the registers and counters, random
 back-pressure on every AXI channel and a slower DRAM, an injected read error reported through the registers
 and a clean run after it, the watchdog, and a malformed program.
+
+The exact cycle model (`hwgen.system.exact`) against the RTL on the testbench's `ExactDram` (fixed latency,
+fixed bandwidth, no back-pressure): measured ``CYCLES`` equal to the model for every network, mode and DRAM
+timing here, LeNet-5 included (``-m slow``).
 """
 
+import dataclasses
 import shutil
 
 import numpy as np
@@ -22,11 +27,19 @@ from tests.test_network_program import random_accelerator, random_network
 needs_icarus = pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog is not installed")
 
 
-def compiled(seed, batch=1):
+def compiled(seed, batch=1, chain=True, narrow=False):
+    """A random network on a random accelerator with a post-op lane per column (the exact model's class; as
+    `hwgen compile` builds a network's accelerator), or ``narrow``: the spec's own post-op lanes."""
     layers, spec = random_network(seed), random_accelerator(seed)
-    program = compile_program(spec, layers, batch=batch)
+    if not narrow:
+        spec = dataclasses.replace(spec, postop_lanes=spec.cols, postop_fifo_depth=None)
+    program = compile_program(spec, layers, batch=batch, chain=chain)
     rng = np.random.default_rng(seed)
     return spec, program, [rng.integers(-128, 128, layers[0].in_shape) for _ in range(batch)]
+
+
+# (latency, cycles per beat) of the exact DRAM: 8, 4 and 2 bytes per cycle on the 64-bit bus
+EXACT_TIMINGS = ((1, 1), (10, 1), (1, 2), (10, 2), (3, 4))
 
 
 def test_descriptor_encoding():
@@ -197,3 +210,87 @@ def test_golden_command_processor_rejects_a_malformed_program():
         memory[addr:addr + len(raw)] = raw
     with pytest.raises(ValueError, match="descriptor 0 is malformed"):
         interpret(image, spec, memory)
+
+
+def test_exact_model_with_words_always_there_is_the_stream_model():
+    """The accelerator's half of the exact model (`hwgen.perf.predict_commands` with ``arrivals``): every word
+    offered from cycle 0 gives the stream-fed model's cycles on a program with no boundary through DRAM."""
+    from hwgen.perf import predict_commands
+    from hwgen.system.exact import _words_per_channel
+    for seed in (1, 4, 9):
+        spec, program, inputs = compiled(seed)
+        assert all(pl.source != "host" for pl in program.layers)
+        totals = _words_per_channel(build_image(program, inputs), spec)
+        arrivals = {name: [0] * n for name, n in totals.items()}
+        arrivals.update({f"{name}_ready": [0] * totals[name] for name in ("weights", "mv_weights") if name in totals})
+        record = {}
+        assert predict_commands(program.commands(), arrivals=arrivals, record=record).cycles == \
+            program.predict().cycles
+        assert not record["inexact"]
+        assert len(record["out"]) == sum(pl.plan.out_beats for pl in program.layers if pl.dest == "out")
+    # A narrow post-op chain (fewer lanes than columns, behind a FIFO) is outside the exact class: said so.
+    spec, program, inputs = compiled(1, narrow=True)
+    assert spec.postop_lanes < spec.cols
+    totals = _words_per_channel(build_image(program, inputs), spec)
+    record = {}
+    predict_commands(program.commands(), arrivals={name: [0] * n for name, n in totals.items()}, record=record)
+    assert any("narrow post-op chain" in reason for reason in record["inexact"])
+
+
+def test_exact_model_bounds_and_monotone():
+    """Never below the hard lower bound; more latency or fewer bytes per cycle never make a run faster."""
+    from hwgen.system.dram_model import predict_system
+    from hwgen.system.exact import predict_exact
+    spec, program, inputs = compiled(13)
+    image = build_image(program, inputs)
+    cycles = {}
+    for latency, interval in EXACT_TIMINGS:
+        result = predict_exact(program, image, latency=latency, interval=interval)
+        assert result.exact, result.reasons
+        assert result.cycles >= predict_system(program, image, interval=interval).lower
+        cycles[latency, interval] = result.cycles
+    assert cycles[1, 1] < cycles[10, 1] < cycles[10, 2] and cycles[1, 1] < cycles[1, 2] < cycles[3, 4]
+
+
+@pytest.mark.cocotb
+@needs_icarus
+@pytest.mark.parametrize("seed, mode", [(14, "prefetch"), (15, "prefetch"), (13, "prefetch"), (13, "fence"),
+                                        (13, "baseline"), (13, "batch2"), (14, "bus256")])
+def test_exact_model_equals_the_rtl(tmp_path, seed, mode):
+    """Measured CYCLES = the exact model on a fixed-latency, fixed-bandwidth DRAM: layers fed from DRAM
+    (gathered from an earlier output) and on chip, both engines, prefetch and fenced, without chaining, a batch
+    of two, a 256-bit bus; five DRAM timings each; bit-exact values."""
+    from hwgen.sim.system_runner import run_system
+    from hwgen.system.exact import predict_exact
+    spec, program, inputs = compiled(seed, batch=2 if mode == "batch2" else 1, chain=mode != "baseline")
+    image = build_image(program, inputs, fence=mode in ("fence", "baseline"))
+    width = 256 if mode == "bus256" else 64
+    result = run_system(image, spec, build_root=tmp_path, data_width=width,
+                        scenarios=[{"latency": latency, "interval": interval} for latency, interval in EXACT_TIMINGS])
+    assert result.exact
+    for (latency, interval), run in zip(EXACT_TIMINGS, result.runs):
+        model = predict_exact(program, image, beat_bytes=width // 8, latency=latency, interval=interval)
+        assert model.exact, model.reasons
+        assert run["registers"]["CYCLES"] == model.cycles, (latency, interval, run["registers"]["CYCLES"], model)
+
+
+@pytest.mark.slow
+@pytest.mark.cocotb
+@needs_icarus
+def test_lenet_from_one_start_cycles_equal_the_model(tmp_path):
+    """LeNet-5 (8x8 array + MV engine) from one start register write at 8 bytes/cycle, DRAM latency 1 and 10:
+    bit-exact, measured CYCLES = the exact model (16,708 and 16,735; about 4 minutes on Icarus)."""
+    from benchmarks.networks import LENET_SPEC, lenet
+    from hwgen.sim.system_runner import run_system
+    from hwgen.system.exact import predict_exact
+    layers = lenet()
+    program = compile_program(LENET_SPEC, layers)
+    image = build_image(program, [np.random.default_rng(0).integers(-128, 128, layers[0].in_shape)])
+    timings = ((1, 1), (10, 1))
+    result = run_system(image, LENET_SPEC, build_root=tmp_path, timeout_cycles=400_000,
+                        scenarios=[{"latency": latency, "interval": interval} for latency, interval in timings])
+    assert result.exact
+    for (latency, interval), run in zip(timings, result.runs):
+        model = predict_exact(program, image, latency=latency, interval=interval)
+        assert model.exact, model.reasons
+        assert run["registers"]["CYCLES"] == model.cycles, (latency, run["registers"]["CYCLES"], model.cycles)

@@ -93,7 +93,7 @@ def check_structure(plan):
         s, sub = tile.schedule, tile.schedule.problem
         # It fits: one activation bank, the accumulators, one parameter bank.
         assert s.act_words <= spec.act_bank_depth and s.acc_words <= spec.acc_depth
-        assert s.param_words <= spec.max_param_folds
+        assert s.param_words <= spec.max_param_folds * spec.postop_groups   # a beat per lane group
         assert s.postops == postops
         # The sub-problem is the tile's block of the layer, reading the rows [h0, h1) of the input.
         assert (sub.C, sub.M, sub.E) == (tile.c1 - tile.c0, tile.m1 - tile.m0, tile.e1 - tile.e0)
@@ -110,7 +110,7 @@ def check_structure(plan):
         reduced.setdefault((tile.m0, tile.m1, tile.e0, tile.e1), []).append(index)
         if s.acc_emit:
             covered[tile.m0:tile.m1, tile.e0:tile.e1] += 1
-            assert s.param_words == (s.m_folds if postops.needs_params else 0)
+            assert s.param_words == (s.m_folds * spec.postop_groups if postops.needs_params else 0)
         else:
             assert s.param_words == 0 and s.out_beats == 0
     assert (covered == 1).all(), "the emitting tiles must cover the output exactly once"
@@ -349,7 +349,7 @@ def run_plan(plan, operands):
     rows, cols = spec.rows, spec.cols
     acts = [decode_lanes(w, spec.act_type, rows) for w in plan.act_stream(operands.act)]
     weights = [decode_lanes(w, spec.weight_type, cols) for w in plan.weight_stream(operands.weight)]
-    params = [decode_params(w, cols) for w in plan.params_stream(operands.params)]
+    params = [decode_params(w, spec.postop_lanes) for w in plan.params_stream(operands.params)]
     acts_at = weights_at = params_at = 0
     banks = [None, None]
     accumulators = [None] * spec.acc_depth

@@ -110,8 +110,13 @@ def test_port_map_widths_follow_the_spec():
     assert ports["acts__payload"][:2] == ("input", 3 * 16)
     assert ports["weights__payload"][:2] == ("input", 5 * 4)
     assert ports["out__payload"][:2] == ("output", 5 * 48)
-    # One post-op parameter beat: per output lane a 32-bit bias, a 32-bit multiplier and a 6-bit shift.
-    assert ports["params__payload"][:2] == ("input", 5 * 70)
+    # One post-op parameter beat: per post-op lane (``postop_lanes``, cols // 4 = 1 for 5 columns) a 32-bit bias, a
+    # 32-bit multiplier and a 6-bit shift; a beat of 5 channels takes 5 parameter beats (``postop_groups``).
+    assert (spec.postop_lanes, spec.postop_groups) == (1, 5)
+    assert ports["params__payload"][:2] == ("input", spec.postop_lanes * 70) == ("input", 70)
+    wide = port_map(small_spec(3, 5, "ws_3x5_wide", act_type="int16", weight_type="int4", acc_type="int48",
+                               postop_lanes=5))
+    assert wide["params__payload"][:2] == ("input", 5 * 70)
     assert ports["params__valid"][:2] == ("input", 1) and ports["params__ready"][:2] == ("output", 1)
     assert ports["cfg__payload"][:2] == ("input", config_layout(spec).size)
     assert ports["out__ready"][:2] == ("input", 1) and ports["cfg__ready"][:2] == ("output", 1)

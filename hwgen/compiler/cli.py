@@ -30,6 +30,27 @@ def _load_npy(path, what):
         raise MappingError(f"{what} {path}: not a plain NumPy array file ({error})") from None
 
 
+def _weight_bits(text):
+    """``--weight-bits``: ``8``, or ``NAME=BITS[,NAME=BITS...]`` where NAME is a layer or ``linear`` (every fully
+    connected layer), e.g. ``linear=4``."""
+    if text is None:
+        return 8
+    def bits_of(value, where):
+        if value.strip() not in ("8", "4"):
+            raise MappingError(f"--weight-bits {text!r}: {where} must be 8 or 4, not {value.strip()!r}")
+        return int(value)
+    if "=" not in text:
+        return bits_of(text, "the precision")
+    chosen = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip():
+            raise MappingError(f"--weight-bits {text!r}: write NAME=BITS[,NAME=BITS...] with NAME a layer or "
+                               f"'linear' (every fully connected layer), e.g. --weight-bits linear=4")
+        chosen[name.strip()] = bits_of(value, f"the bits of {name.strip()!r}")
+    return chosen
+
+
 def cmd_compile(args):
     from .build import BuildConfig, build, intermediate_text
     model = Path(args.model)
@@ -46,7 +67,9 @@ def cmd_compile(args):
                          calibration=calibration,
                          method=args.method, percentile=args.percentile, activations=args.activations,
                          array=_array(args.array), mv_engine=not args.no_mv, chaining=not args.no_chain,
-                         batch=args.batch, stop_after=args.stop_after, verilog=not args.no_verilog)
+                         postop_lanes=args.postop_lanes,
+                         batch=args.batch, stop_after=args.stop_after, verilog=not args.no_verilog,
+                         weight_bits=_weight_bits(args.weight_bits))
     started = time.perf_counter()
     b = build(config)
     print(intermediate_text(b, b.done[-1]))
@@ -135,6 +158,9 @@ def add_compile_parsers(sub):
     p.add_argument("--array", default="8x8", help="array size ROWSxCOLS (default 8x8)")
     p.add_argument("--no-mv", action="store_true", help="no matrix-vector engine beside the array")
     p.add_argument("--no-chain", action="store_true", help="send every layer's output through `out` (no on-chip chaining)")
+    p.add_argument("--postop-lanes", type=int, metavar="N",
+                   help="post-op lanes, a divisor of the array's columns (default: one per column; fewer take "
+                        "cols/N cycles per output beat behind a FIFO, for less area)")
     p.add_argument("--calibrate", metavar="DATA.npy", help="float inputs [N, ...] to calibrate a float model on")
     p.add_argument("--method", default="minmax", choices=("minmax", "percentile"),
                    help="activation range calibration (default minmax)")
@@ -142,6 +168,9 @@ def add_compile_parsers(sub):
     p.add_argument("--activations", default="symmetric", choices=("symmetric", "asymmetric"),
                    help="activation quantization: symmetric (zero point 0) or asymmetric (zero points)")
     p.add_argument("--batch", type=int, default=1, help="inputs per program (default 1)")
+    p.add_argument("--weight-bits", metavar="SPEC", help="weight precision per layer: 8 (default) or NAME=BITS[,...] "
+                   "with NAME a layer or 'linear' for every fully connected layer; BITS 8 or 4 (int4 weights run "
+                   "packed two to a byte on the matrix-vector engine), e.g. --weight-bits linear=4")
     p.add_argument("--stop-after", default="emit", choices=STEPS, help="end the build after this step and print "
                                                                         "its intermediate")
     p.add_argument("--name", help="the network's name (default: the model's)")

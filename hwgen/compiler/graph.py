@@ -191,8 +191,23 @@ def _dims(shape):
     return "x".join(str(d) for d in shape)
 
 
+class NetworkShapes:
+    """The shapes of a network of layers read from ``input_layout`` (`FloatNetwork`, `QuantizedNetwork`)."""
+
+    @property
+    def input_shape(self):
+        """The input as ``(C, H, W)`` (a flat ``(K,)`` input is ``(K, 1, 1)``)."""
+        return _canonical(self.input_layout)
+
+    @property
+    def output_shape(self):
+        """One sample's output: ``(M,)`` after a linear layer, ``(M, E', F')`` after a conv."""
+        last = self.layers[-1]
+        return (last.out_shape[0],) if last.kind == "linear" else last.out_shape
+
+
 @dataclass(frozen=True, eq=False, kw_only=True)
-class FloatNetwork:
+class FloatNetwork(NetworkShapes):
     """A chain of `FloatLayer`s, the output of `hwgen.compiler.import_onnx` on a float model.
 
     ``input_layout`` is the input shape without the batch axis as the model has it (``(C, H, W)`` or
@@ -212,17 +227,6 @@ class FloatNetwork:
         object.__setattr__(self, "layers", layers)
         object.__setattr__(self, "input_layout", tuple(int(d) for d in self.input_layout))
         _check_chain(self.name, self.input_shape, layers)
-
-    @property
-    def input_shape(self):
-        """The input as ``(C, H, W)`` (a flat ``(K,)`` input is ``(K, 1, 1)``)."""
-        return _canonical(self.input_layout)
-
-    @property
-    def output_shape(self):
-        """One sample's output: ``(M,)`` after a linear layer, ``(M, E', F')`` after a conv."""
-        last = self.layers[-1]
-        return (last.out_shape[0],) if last.kind == "linear" else last.out_shape
 
     def forward(self, x):
         """``x[N, *input_layout]`` (float) -> the output ``[N, *output_shape]`` (float64)."""

@@ -31,16 +31,28 @@ from pathlib import Path
 import numpy as np
 
 from .. import reference
-from ..dtypes import int8, int32
+from ..dtypes import int4, int8, int32
 from ..postops import PostOps, QuantParams, apply as apply_postops, quantize_multiplier
 from ..problem import ConvProblem
-from .graph import _batch, _canonical, _check_chain, _dims, _pair, _read_doc, _shape, format_table, layer_nest
-from .graph import layer_problem
+from .graph import _batch, _check_chain, _dims, _pair, _read_doc, _shape, format_table, layer_nest
+from .graph import NetworkShapes, layer_problem
 
 __all__ = ["QLayer", "QuantizedNetwork", "quantize_tensor", "ACT_TYPE"]
 
 ACT_TYPE = int8       # every activation tensor between layers
 WEIGHT_TYPE = int8
+WEIGHT_TYPES = {8: int8, 4: int4}      # a layer's weight precision: int8, or int4 (fully connected layers)
+
+
+def check_weight_bits(bits, name, kind):
+    """A layer's ``weight_bits``: 8, or 4 for a fully connected layer (int4 weights run packed two to a byte on
+    the matrix-vector engine, which takes fully connected layers only)."""
+    if isinstance(bits, bool) or bits not in WEIGHT_TYPES:
+        raise ValueError(f"{name}: weight_bits must be 8 or 4, not {bits!r}")
+    if bits == 4 and kind != "linear":
+        raise ValueError(f"{name}: int4 weights run packed on the matrix-vector engine, which takes fully "
+                         f"connected layers only; keep this {kind} layer at 8 bits")
+    return bits
 
 
 def _as_int(value, what):
@@ -93,6 +105,7 @@ class QLayer:
     weight_scale: np.ndarray
     flatten_from: tuple | None = None
     source: tuple = ()
+    weight_bits: int = 8
 
     def __post_init__(self):
         name = self.name
@@ -107,8 +120,10 @@ class QLayer:
         weight = weight.astype(np.int64)
         if weight.shape != p.weight_canonical_shape:
             raise ValueError(f"{name}: weight has shape {weight.shape}, the problem needs {p.weight_canonical_shape}")
-        if weight.size and (weight.min() < WEIGHT_TYPE.min or weight.max() > WEIGHT_TYPE.max):
-            raise ValueError(f"{name}: weights must be int8 ({WEIGHT_TYPE.min}..{WEIGHT_TYPE.max}), found "
+        bits = check_weight_bits(self.weight_bits, name, self.kind)
+        wtype = WEIGHT_TYPES[bits]
+        if weight.size and (weight.min() < wtype.min or weight.max() > wtype.max):
+            raise ValueError(f"{name}: weights must be {wtype} ({wtype.min}..{wtype.max}), found "
                              f"{int(weight.min())}..{int(weight.max())}")
         object.__setattr__(self, "weight", weight)
         if not isinstance(self.postops, PostOps):
@@ -143,7 +158,7 @@ class QLayer:
     @classmethod
     def from_quantized(cls, *, name, kind, in_shape, weight, weight_scale, bias, in_scale, in_zero_point,
                        out_scale, out_zero_point, relu=False, pool="none", stride=(1, 1), pad=(0, 0),
-                       flatten_from=None, source=()):
+                       flatten_from=None, source=(), weight_bits=8):
         """Build a layer from its quantized operands, folding the input zero point into the bias.
 
         ``weight`` int8 ``[M, C, R, S]`` (symmetric, zero point 0), ``weight_scale[M]`` (or a scalar),
@@ -192,7 +207,7 @@ class QLayer:
                           zero_point=out_zero_point)
         return cls(name=name, kind=kind, problem=problem, weight=weight, params=params, postops=postops,
                    in_zero_point=in_zero_point, in_scale=in_scale, out_scale=out_scale, weight_scale=wscale,
-                   flatten_from=flatten_from, source=tuple(source))
+                   flatten_from=flatten_from, source=tuple(source), weight_bits=weight_bits)
 
     # Geometry ------------------------------------------------------------------------------------------
 
@@ -253,11 +268,11 @@ class QLayer:
                 "out_zero_point": self.out_zero_point, "in_zero_point": self.in_zero_point,
                 "in_scale": self.in_scale, "out_scale": self.out_scale,
                 "flatten_from": None if self.flatten_from is None else list(self.flatten_from),
-                "source": list(self.source)}
+                "source": list(self.source), "weight_bits": self.weight_bits}
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class QuantizedNetwork:
+class QuantizedNetwork(NetworkShapes):
     """A chain of `QLayer`s with the quantization of its input: the integer reference network.
 
     ``input_layout`` is the model's input shape without the batch axis (``(C, H, W)`` or ``(K,)``), ``in_scale``
@@ -293,17 +308,6 @@ class QuantizedNetwork:
                                  f"scale {layer.in_scale} and zero point {layer.in_zero_point}, but {before} has "
                                  f"scale {scale} and zero point {zero_point}")
             scale, zero_point, before = layer.out_scale, layer.out_zero_point, f"layer {layer.name}'s output"
-
-    @property
-    def input_shape(self):
-        """The input as ``(C, H, W)`` (a flat ``(K,)`` input is ``(K, 1, 1)``)."""
-        return _canonical(self.input_layout)
-
-    @property
-    def output_shape(self):
-        """One sample's output: ``(M,)`` after a linear layer, ``(M, E', F')`` after a conv."""
-        last = self.layers[-1]
-        return (last.out_shape[0],) if last.kind == "linear" else last.out_shape
 
     @property
     def out_scale(self):
@@ -423,6 +427,6 @@ class QuantizedNetwork:
                                      postops=postops, in_zero_point=d["in_zero_point"], in_scale=d["in_scale"],
                                      out_scale=d["out_scale"], weight_scale=tensors[f"{name}.weight_scale"],
                                      flatten_from=None if d["flatten_from"] is None else tuple(d["flatten_from"]),
-                                     source=tuple(d["source"])))
+                                     source=tuple(d["source"]), weight_bits=d.get("weight_bits", 8)))
         return cls(name=doc["name"], layers=tuple(layers), input_layout=tuple(doc["input_layout"]),
                    in_scale=doc["in_scale"], in_zero_point=doc["in_zero_point"], metadata=doc["metadata"])

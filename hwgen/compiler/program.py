@@ -67,6 +67,7 @@ class IntLayer:
     pad_value: int = 0
     flatten: bool = False
     host_pool: tuple = None
+    weight_bits: int = 8
 
     def __post_init__(self):
         if not isinstance(self.problem, ConvProblem):
@@ -79,6 +80,16 @@ class IntLayer:
         # is; anything else is copied, so the caller's array can change without changing the layer.
         keep = weight.dtype == np.int64 and not weight.flags.writeable
         object.__setattr__(self, "weight", weight if keep else weight.astype(np.int64))
+        if isinstance(self.weight_bits, bool) or self.weight_bits not in (8, 4):
+            raise MappingError(f"{self.name}: weight_bits must be 8 or 4, not {self.weight_bits!r}")
+        if self.weight_bits == 4:
+            if self.problem.kind != "linear":
+                raise MappingError(f"{self.name}: int4 weights run packed on the matrix-vector engine, which takes "
+                                   f"fully connected layers only; keep this {self.problem.kind} layer at 8 bits")
+            w = self.weight
+            if w.size and (w.min() < -8 or w.max() > 7):
+                raise MappingError(f"{self.name}: int4 weights must lie in -8..7, got {int(w.min())}.."
+                                   f"{int(w.max())}; quantize the layer to 4 bits (weight_bits)")
         if self.postops.needs_params:
             if not isinstance(self.params, QuantParams):
                 raise MappingError(f"{self.name}: {self.postops} needs QuantParams (bias/multiplier/shift)")
@@ -383,13 +394,23 @@ class MappedLayer:
 
     def to_dict(self):
         return {"layer": self.layer.name, "engine": self.engine, "problem": self.problem.to_dict(),
-                "im2col": self.im2col, "flatten": self.layer.flatten, "pad_value": self.layer.pad_value}
+                "im2col": self.im2col, "flatten": self.layer.flatten, "pad_value": self.layer.pad_value,
+                "weight_bits": self.layer.weight_bits}
 
 
 @lru_cache(maxsize=256)
-def _engine_plans(spec, problem, postops, *, im2col):
+def _engine_plans(spec, problem, postops, *, im2col, weight_bits=8):
     """The plan on every engine that can run the layer (errors of the ones that cannot); cached, as the map
-    and tile steps both ask."""
+    and tile steps both ask. A layer with int4 weights runs packed on the matrix-vector engine only."""
+    if weight_bits == 4:
+        if not (spec.packed_int4 and "matrix_vector" in spec.engines):
+            raise MappingError(f"{problem.name}: its int4 weights run packed on a matrix-vector engine built with "
+                               f"AcceleratorSpec(..., mv_engine=True, packed_int4=True); accelerator {spec.name!r} "
+                               f"has {'no such engine' if 'matrix_vector' not in spec.engines else 'packed_int4=False'}"
+                               f" (or quantize the layer to 8 bits)")
+        if spec.dataflow == "matrix_vector":
+            return {"matrix_vector": plan_layer(spec, problem, postops, packed_int4=True)}
+        return {"matrix_vector": plan_layer(spec, problem, postops, engine="matrix_vector", packed_int4=True)}
     plans, errors = {}, []
     attempts = [(spec.dataflow, im2col)]
     if im2col is False:
@@ -429,7 +450,7 @@ def map_layers(spec, layers, *, chain=True):
                                   R=1, S=1)
         # A layer meant to be fed on chip takes its input as it is laid out: no host-unrolled windows.
         im2col = False if chain and spec.chaining and index > 0 and not layers[index - 1].host_pool else "auto"
-        plans = _engine_plans(spec, problem, layer.postops, im2col=im2col)
+        plans = _engine_plans(spec, problem, layer.postops, im2col=im2col, weight_bits=layer.weight_bits)
         engine = min(plans, key=lambda name: predict_plan(plans[name]).cycles)
         mapped.append(MappedLayer(layer, engine, problem, weight, im2col))
     return mapped
@@ -441,7 +462,8 @@ def tile_layers(spec, mapped):
     fed through the host)."""
     program_layers = []
     for m in mapped:
-        plan = _engine_plans(spec, m.problem, m.layer.postops, im2col=m.im2col)[m.engine]
+        plan = _engine_plans(spec, m.problem, m.layer.postops, im2col=m.im2col,
+                             weight_bits=m.layer.weight_bits)[m.engine]
         if m.layer.pad_value and plan.engine == "weight_stationary" and not plan.im2col:
             plan = _retag(plan, pad_value=m.layer.pad_value)
         program_layers.append(ProgramLayer(layer=m.layer, plan=plan, weight=m.weight))

@@ -4,7 +4,9 @@ Written once, each step a small function with exact semantics:
 
 * **Weights** (`quantize_weights`): int8, symmetric, per output channel. ``weight_scale[m] = max|W[m]| / 127``
   (1.0 for an all-zero channel) and ``w = clip(rint(W / weight_scale[m]), -127, 127)``; ``rint`` rounds half to
-  even. -128 is never used, so the weight range is symmetric.
+  even. -128 is never used, so the weight range is symmetric. ``weight_bits`` picks int4 per layer instead
+  (``q = 7``: ``weight_scale[m] = max|W[m]| / 7``, ``w`` in ``[-7, 7]``) for fully connected layers, which run
+  packed two to a byte on the matrix-vector engine (`layer_weight_bits`).
 * **Activations** (`calibrate_range`, `activation_qparams`): one scale and zero point per tensor, from the float
   network run on the calibration inputs (`FloatNetwork.trace`). The tensor a layer's output quantization sees
   is its output after bias and ReLU, before pooling (pooling commutes with it). The range is the min/max of
@@ -27,27 +29,57 @@ Written once, each step a small function with exact semantics:
 
 import numpy as np
 
+from ..errors import MappingError
 from .graph import FloatNetwork
 from .network import ACT_TYPE, QLayer, QuantizedNetwork
 
-__all__ = ["quantize", "quantize_weights", "calibrate_range", "activation_qparams", "quantize_bias",
-           "ACTIVATION_MODES", "CALIBRATION_METHODS"]
+__all__ = ["quantize", "quantize_weights", "layer_weight_bits", "calibrate_range", "activation_qparams",
+           "quantize_bias", "ACTIVATION_MODES", "CALIBRATION_METHODS"]
 
 ACTIVATION_MODES = ("symmetric", "asymmetric")
 CALIBRATION_METHODS = ("minmax", "percentile")
 WEIGHT_MAX = 127
 
 
-def quantize_weights(weight):
-    """Float ``weight[M, ...]`` -> ``(w, weight_scale)``: int64 ``w`` in ``[-127, 127]`` and float64 scales [M]
-    with ``weight ~ weight_scale[m] * w[m]`` (symmetric, per output channel, ``rint`` half to even)."""
+def quantize_weights(weight, bits=8):
+    """Float ``weight[M, ...]`` -> ``(w, weight_scale)``: int64 ``w`` in ``[-q, q]`` with ``q = 2**(bits-1) - 1``
+    (127 for int8, 7 for int4) and float64 scales [M] with ``weight ~ weight_scale[m] * w[m]`` (symmetric, per
+    output channel, ``rint`` half to even)."""
     weight = np.asarray(weight, dtype=np.float64)
     if weight.ndim < 1 or not np.all(np.isfinite(weight)):
         raise ValueError("quantize_weights takes a finite float array [M, ...]")
+    if bits not in (8, 4):
+        raise ValueError(f"quantize_weights: bits must be 8 or 4, not {bits!r}")
+    qmax = 2 ** (bits - 1) - 1
     peak = np.abs(weight.reshape(len(weight), -1)).max(axis=1, initial=0.0)
-    scale = np.where(peak > 0, peak / WEIGHT_MAX, 1.0)
+    scale = np.where(peak > 0, peak / qmax, 1.0)
     q = np.rint(weight / scale.reshape((-1,) + (1,) * (weight.ndim - 1)))
-    return np.clip(q, -WEIGHT_MAX, WEIGHT_MAX).astype(np.int64), scale
+    return np.clip(q, -qmax, qmax).astype(np.int64), scale
+
+
+def layer_weight_bits(network, weight_bits):
+    """``{layer name: bits}`` from a `quantize` ``weight_bits`` argument: one number for every layer, or a dict
+    naming layers, where the key ``"linear"`` stands for every fully connected layer (e.g. ``{"linear": 4}``:
+    int4 weights on the FC layers, int8 on the convolutions). Raises `MappingError` naming the culprit."""
+    names = [layer.name for layer in network.layers]
+    kinds = {layer.name: layer.kind for layer in network.layers}
+    if isinstance(weight_bits, dict):
+        unknown = sorted(set(weight_bits) - set(names) - {"linear"})
+        if unknown:
+            raise MappingError(f"weight_bits names layers {unknown} that network {network.name!r} does not have; "
+                               f"its layers are {names} (or 'linear' for every fully connected layer)")
+        chosen = {name: weight_bits.get(name, weight_bits.get("linear", 8) if kinds[name] == "linear" else 8)
+                  for name in names}
+    else:
+        chosen = {name: weight_bits for name in names}
+    for name, bits in chosen.items():
+        if isinstance(bits, bool) or bits not in (8, 4):
+            raise MappingError(f"{name}: weight_bits must be 8 or 4, not {bits!r}")
+        if bits == 4 and kinds[name] != "linear":
+            raise MappingError(f"{name}: int4 weights run packed on the matrix-vector engine, which takes fully "
+                               f"connected layers only; keep this {kinds[name]} layer at 8 bits (e.g. "
+                               f"weight_bits={{'linear': 4}}, hwgen compile --weight-bits linear=4)")
+    return chosen
 
 
 def calibrate_range(values, *, method="minmax", percentile=99.99):
@@ -117,8 +149,10 @@ def _calibration_batches(data, layout, batch_size):
 
 
 def quantize(network, calibration_data, *, activations="symmetric", method="minmax", percentile=99.99,
-             name=None, batch_size=256):
+             name=None, batch_size=256, weight_bits=8):
     """Quantize a `FloatNetwork` to int8 with calibration inputs ``[N, *input_layout]`` (float).
+    ``weight_bits``: 8, or per layer (`layer_weight_bits`: e.g. ``{"linear": 4}`` for int4 weights on the fully
+    connected layers).
 
     Returns a `QuantizedNetwork` whose ``metadata`` records the options. See the module docstring for every
     rule; ``activations`` is ``"symmetric"`` or ``"asymmetric"``, ``method`` ``"minmax"`` or ``"percentile"``.
@@ -132,6 +166,7 @@ def quantize(network, calibration_data, *, activations="symmetric", method="minm
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
     symmetric = activations == "symmetric"
+    bits = layer_weight_bits(network, weight_bits)
     batches = _calibration_batches(calibration_data, network.input_layout, batch_size)
 
     # One pass of the float network: the values each quantized tensor sees (input; each layer before pooling).
@@ -145,17 +180,17 @@ def quantize(network, calibration_data, *, activations="symmetric", method="minm
     layers = []
     (in_scale, in_zero_point) = qparams[0]
     for layer, (out_scale, out_zero_point) in zip(network.layers, qparams[1:]):
-        weight, weight_scale = quantize_weights(layer.weight)
+        weight, weight_scale = quantize_weights(layer.weight, bits[layer.name])
         bias = quantize_bias(layer.bias, in_scale, weight_scale, layer=layer.name)
         layers.append(QLayer.from_quantized(
             name=layer.name, kind=layer.kind, in_shape=layer.in_shape, weight=weight, weight_scale=weight_scale,
             bias=bias, in_scale=in_scale, in_zero_point=in_zero_point, out_scale=out_scale,
             out_zero_point=out_zero_point, relu=layer.relu, pool=layer.pool, stride=layer.stride, pad=layer.pad,
-            flatten_from=layer.flatten_from, source=layer.source))
+            flatten_from=layer.flatten_from, source=layer.source, weight_bits=bits[layer.name]))
         in_scale, in_zero_point = out_scale, out_zero_point
     metadata = {"source": "hwgen.quantize", "from": network.name, "activations": activations, "method": method,
                 "calibration_inputs": int(sum(len(b) for b in batches)),
-                "ranges": [[lo, hi] for lo, hi in ranges]}
+                "ranges": [[lo, hi] for lo, hi in ranges], "weight_bits": bits}
     if method == "percentile":
         metadata["percentile"] = percentile
     return QuantizedNetwork(name=name or network.name, layers=tuple(layers), input_layout=network.input_layout,

@@ -33,6 +33,8 @@ def main(argv=None):
     parser.add_argument("--array", default="8x8", help="array size ROWSxCOLS (default 8x8)")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("-o", "--output", default="build/digits", help="the design folder (default build/digits)")
+    parser.add_argument("--int4-fc", action="store_true", help="int4 weights on the fully connected layers (packed "
+                        "two to a byte on the matrix-vector engine), int8 on the convolutions")
     args = parser.parse_args(argv)
     if args.images < 1:
         parser.error("--images must be at least 1")
@@ -55,7 +57,7 @@ def main(argv=None):
     proto = digits.export_onnx(model)
     onnx.save(proto, str(out / "digits.onnx"))
     b = build(BuildConfig(model=str(out / "digits.onnx"), output=out, name="digits", calibration=x_train,
-                          array=_array(args.array)))
+                          array=_array(args.array), weight_bits={"linear": 4} if args.int4_fc else 8))
     compiled = time.perf_counter()
     network, program = b.network, b.program
     float_pred = digits.float_predict(model, x_test)
@@ -74,12 +76,13 @@ def main(argv=None):
     rtl_pred = np.array([int(np.argmax(y.reshape(-1))) for y in result.outputs]) if result.exact else None
 
     n, k = len(y_test), args.images
-    print(f"\n{'':<22}{'held-out images':>18}{f'RTL sample ({k})':>20}")
-    rows = [("float (PyTorch)", float_pred), ("int8 (NumPy network)", int_pred)]
+    print(f"\n{'':<{w}}{'held-out images':>18}{f'RTL sample ({k})':>20}")
+    kind, w = ("int8/int4-FC", 30) if args.int4_fc else ("int8", 22)
+    rows = [("float (PyTorch)", float_pred), (f"{kind} (NumPy network)", int_pred)]
     for label, pred in rows:
-        print(f"{label:<22}{np.mean(pred == y_test):>17.1%}{np.mean(pred[:k] == y_test[:k]):>20.1%}")
+        print(f"{label:<{w}}{np.mean(pred == y_test):>17.1%}{np.mean(pred[:k] == y_test[:k]):>20.1%}")
     rtl_cell = f"{np.mean(rtl_pred == y_test[:k]):.1%}" if rtl_pred is not None else "WRONG"
-    print(f"{'int8 (RTL)':<22}{'-':>18}{rtl_cell:>20}")
+    print(f"{kind + ' (RTL)':<{w}}{'-':>18}{rtl_cell:>20}")
 
     print(f"\n{'layer':<8}{'engine':<8}{'input':>10}{'output':>10}{'last beat':>12}{'model':>9}{'MACs':>9}")
     layers = len(rtl_program.layers)
@@ -95,7 +98,7 @@ def main(argv=None):
     print(f"simulation {result.wall_seconds:.1f} s (build {result.build_seconds:.1f} s); total "
           f"{time.perf_counter() - started:.1f} s")
     ok = result.exact and result.measured_cycles == result.model_cycles and result.layer_ends == result.layer_model_ends
-    print("RTL bit-exact against the int8 network on every image, cycles equal to the model on every layer" if ok
+    print(f"RTL bit-exact against the {kind} network on every image, cycles equal to the model on every layer" if ok
           else f"FAILED: {result.report or 'cycles differ from the model'}")
     return 0 if ok else 1
 

@@ -168,6 +168,8 @@ class DigitsRun:
     qdq_model: object = None
     qdq_network: object = None
     agreement: object = None
+    int4_network: object = None
+    int4_predictions: np.ndarray = None
 
     @property
     def labels(self):
@@ -187,6 +189,8 @@ class DigitsRun:
         o = self.options
         rows = [("float (PyTorch)", self.float_predictions),
                 (f"int8 hwgen network ({o['activations']}, {o['method']})", self.int8_predictions)]
+        if self.int4_network is not None:
+            rows.append(("hwgen network, int4 weights on the FC layers", self.int4_predictions))
         if self.agreement is not None:
             rows += [("int8 onnxruntime QDQ", self.agreement.ort_predictions),
                      ("int8 hwgen network from the QDQ model", self.agreement.hwgen_predictions)]
@@ -204,12 +208,13 @@ class DigitsRun:
 
 
 def run_digits(*, seed=0, epochs=15, activations="symmetric", method="minmax", percentile=99.99,
-               onnxruntime=False):
+               onnxruntime=False, int4_fc=False):
     """Train, export, quantize (calibrated on the training images) and predict the held-out split -> `DigitsRun`.
 
     ``onnxruntime=True`` also quantizes the exported model with onnxruntime (QDQ, uint8 activations, per-channel
     weights, calibrated on every 4th training image) and compares hwgen's network imported from it with
-    onnxruntime on every held-out image.
+    onnxruntime on every held-out image. ``int4_fc=True`` also quantizes the fully connected layers' weights
+    to int4 (``weight_bits={"linear": 4}``; the convolutions stay int8) and predicts with that network.
     """
     split = load_digits_split()
     x_train, _, x_test, _ = split
@@ -223,6 +228,10 @@ def run_digits(*, seed=0, epochs=15, activations="symmetric", method="minmax", p
                        train_seconds=train_seconds,
                        options={"seed": seed, "epochs": epochs, "activations": activations, "method": method,
                                 "percentile": percentile})
+    if int4_fc:
+        result.int4_network = quantize_digits(proto, x_train, activations=activations, method=method,
+                                              percentile=percentile, weight_bits={"linear": 4})
+        result.int4_predictions = result.int4_network.predict(x_test)
     if onnxruntime:
         from ..compiler import import_onnx
         from ..compiler.oracle import compare_with_onnxruntime, quantize_static_qdq
@@ -241,11 +250,13 @@ def main(argv=None):
     parser.add_argument("--percentile", type=float, default=99.99)
     parser.add_argument("--onnxruntime", action="store_true",
                         help="also quantize with onnxruntime (QDQ) and compare hwgen's network imported from it")
+    parser.add_argument("--int4-fc", action="store_true",
+                        help="also quantize the fully connected layers' weights to int4 and report that accuracy")
     parser.add_argument("--save", metavar="DIR", help="save digits.onnx and the quantized network here")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     result = run_digits(seed=args.seed, epochs=args.epochs, activations=args.activations, method=args.method,
-                        percentile=args.percentile, onnxruntime=args.onnxruntime)
+                        percentile=args.percentile, onnxruntime=args.onnxruntime, int4_fc=args.int4_fc)
     print(result.network)
     print(result.report())
     if args.save:

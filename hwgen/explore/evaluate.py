@@ -50,8 +50,12 @@ def point_spec(target, point):
                                   "dataflow": "weight_stationary", **_whole_words(own, point.rows, point.cols)})
     fields = base.to_dict()
     fields = {k: fields[k] for k in AcceleratorSpec.__dataclass_fields__}
+    # The post-op chain's width and FIFO: a network's, one lane per column as `hwgen compile` builds it
+    # (`size_spec`); a layer design's, the defaults of the point's own array and dataflow (a base spec's,
+    # defaulted for another, would not fit: e.g. a narrow chain behind the output-stationary array).
     fields.update(dataflow=dataflow, mv_engine=mv_engine, chaining=point.chaining and target.kind == "network",
-                  mv_weight_buffer_bytes=None)
+                  mv_weight_buffer_bytes=None, postop_fifo_depth=None,
+                  postop_lanes=point.cols if target.kind == "network" else None)
     # A buffer given in bytes is rounded up to whole words of the point's array.
     from ..spec import buffer_bytes_for
     probe = AcceleratorSpec(**{**fields, "chaining": False, "mv_engine": False})

@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 
 from .bram import READ_LATENCY, PipelinedMemory
 
-__all__ = ["BlockRAMFIFO"]
+__all__ = ["BlockRAMFIFO", "BlockRAMHeadFIFO"]
 
 
 class BlockRAMFIFO(wiring.Component):
@@ -96,6 +96,65 @@ class BlockRAMFIFO(wiring.Component):
         m.d.comb += self.next_r_rdy.eq(arrive | queued_2up | (queued_1 & ~pop))
         m.d.sync += [queued.eq(next_queued), self.r_rdy.eq(self.next_r_rdy)]
         m.d.comb += self.r_data.eq(words[head])
+        return m
+
+
+class BlockRAMHeadFIFO(wiring.Component):
+    """A block-RAM FIFO for wide words whose head is the block RAM's own output register: no register queue
+    (a `BlockRAMFIFO` holds ``QUEUE`` words in flip-flops), for a consumer that takes a word at most every
+    other cycle or so - the post-op chain, which takes a beat in ``postop_groups`` cycles.
+
+    A word passes the memory's two read steps (`PipelinedMemory`): ``read_en`` latches it in the block RAM's
+    read latch (it leaves the storage: ``released``), ``data_en`` moves it into the output register, which is
+    ``r_data``. The latch refills in the cycle the head moves on, so the FIFO still delivers a word per cycle
+    while words are stored.
+
+    Timing: a word written in cycle ``t`` (``w_stream`` handshake) is latched from ``t + 1`` and is the head
+    (``r_rdy``) from ``t + WRITE_TO_HEAD`` when the FIFO was empty; a pop in cycle ``t`` (``r_en & r_rdy``)
+    shows the next word from ``t + 1`` if it was latched. The storage holds ``depth`` words, plus one latched
+    and one at the head. ``w_stream.ready`` is low only while the storage is full.
+    """
+    WRITE_TO_HEAD = 3
+
+    def __init__(self, *, width, depth):
+        if not isinstance(width, int) or width < 1:
+            raise ValueError(f"width must be a positive integer, not {width!r}")
+        if not isinstance(depth, int) or depth < 2:
+            raise ValueError(f"depth must be an integer of at least 2, not {depth!r}")
+        self.width, self.depth = width, depth
+        super().__init__({
+            "w_stream": In(stream.Signature(unsigned(width))),
+            "r_data": Out(unsigned(width)), "r_rdy": Out(1), "r_en": In(1),
+            "released": Out(1),          # a word left the storage this cycle (latched)
+            "busy": Out(1),              # a word is stored, latched or at the head
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        depth = self.depth
+        m.submodules.ram = storage = PipelinedMemory(width=self.width, depth=depth)
+        produce, consume = Signal(range(depth)), Signal(range(depth))
+        stored = Signal(range(depth + 1))
+        latched = Signal()                       # a word waits in the read latch
+        write, read, move, pop = Signal(), Signal(), Signal(), Signal()
+        m.d.comb += [
+            self.w_stream.ready.eq(stored != depth),
+            write.eq(self.w_stream.valid & self.w_stream.ready),
+            pop.eq(self.r_en & self.r_rdy),
+            move.eq(latched & (~self.r_rdy | pop)),                  # latch -> output register
+            read.eq((stored != 0) & (~latched | move)),              # storage -> latch
+            storage.write_addr.eq(produce), storage.write_data.eq(self.w_stream.payload),
+            storage.write_en.eq(write),
+            storage.read_addr.eq(consume), storage.read_en.eq(read), storage.data_en.eq(move),
+            self.r_data.eq(storage.read_data), self.released.eq(read),
+            self.busy.eq((stored != 0) | latched | self.r_rdy),
+        ]
+        m.d.sync += [stored.eq(stored + write - read), latched.eq(read | (latched & ~move)),
+                     self.r_rdy.eq(move | (self.r_rdy & ~pop))]
+        with m.If(write):
+            m.d.sync += produce.eq(_advance(produce, depth))
+        with m.If(read):
+            m.d.sync += consume.eq(_advance(consume, depth))
         return m
 
 

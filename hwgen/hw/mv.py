@@ -38,6 +38,9 @@ class MatrixVectorEngine(wiring.Component):
             "act_data": In(unsigned(spec.act_word_bits)),      # the buffer's answer, two cycles after act_addr
             "weight_data": In(unsigned(spec.mv_weight_word_bits)),  # the FIFO head, taken when issue & en
             "out_valid": Out(1), "out_data": Out(unsigned(spec.acc_word_bits)),
+            # The slot that finishes a beat (the last of its reduction) issues only with `credit` (room in the
+            # post-op FIFO, see AcceleratorTop); without it a bubble issues instead. `beat_issued`: it issued.
+            "credit": In(1, init=1), "beat_issued": Out(1),
         })
 
     def elaborate(self, platform):
@@ -58,12 +61,14 @@ class MatrixVectorEngine(wiring.Component):
         # Packed int4 weights (cfg.w_packed): a word holds two slots' weights, the even slot's in its low half;
         # `odd` says the slot uses the word popped for the slot before it.
         odd = Signal()
-        m.d.comb += [self.issue.eq(self.busy), self.act_addr.eq(addr),
-                     self.pop.eq(self.busy & ~(odd & cfg.w_packed))]
+        hold = self.busy & last_kg & ~self.credit
+        m.d.comb += [self.issue.eq(self.busy & ~hold), self.act_addr.eq(addr),
+                     self.pop.eq(self.issue & ~(odd & cfg.w_packed)),
+                     self.beat_issued.eq(en & self.issue & last_kg)]
         with m.If(self.start):
             m.d.sync += [self.busy.eq(1), self.done.eq(0), mf.eq(0), n.eq(0), kg.eq(0), base.eq(0), addr.eq(0),
                          odd.eq(0)]
-        with m.Elif(en & self.busy):
+        with m.Elif(en & self.issue):
             m.d.sync += odd.eq(~odd)
             with m.If(~last_kg):
                 m.d.sync += [kg.eq(kg + 1), addr.eq(addr + cfg.plane)]
@@ -77,7 +82,7 @@ class MatrixVectorEngine(wiring.Component):
                         m.d.sync += [self.busy.eq(0), self.done.eq(1)]
 
         # Control beside the data: valid, first (kg == 0) and last (kg == c_groups - 1) of a reduction.
-        control = [self.busy, kg == 0, last_kg]
+        control = [self.issue, kg == 0, last_kg]
         stages = [control]
         for stage in range(self.LATENCY):
             delayed = [Signal(name=f"mv_ctl{stage}_{k}") for k in range(len(control))]

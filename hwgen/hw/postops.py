@@ -3,26 +3,38 @@
 One pass: every output beat goes through the chain once, on its way out; nothing is written back. Semantics are
 `hwgen.postops.apply`, bit for bit (the module docstring there defines the rounding and the widths).
 
-Stages (one register each; lane ``j`` of every stage is channel ``mf*cols + j``)::
+The chain has ``spec.postop_lanes`` lanes: a beat of ``cols`` channels passes it as ``G = spec.postop_groups``
+*groups* of ``lanes`` channels, one group per cycle (group ``g`` = channels ``mf*cols + g*lanes ..``). Finished
+outputs leave the accumulators far less often than once a cycle on most layers (one beat per pixel per m-fold,
+after the last k-fold), so a chain sized to that rate does the work of ``cols`` lanes with ``lanes`` of them;
+the top keeps the beats waiting in a block-RAM FIFO and holds back the compute engines only when it is full
+(`hwgen.hw.top`, modelled exactly by `hwgen.perf`). With ``lanes == cols`` (``G = 1``) a beat passes in one
+cycle.
 
-    i ─► S1 beat ─► S2 beat + params ─► S3 x = acc + bias ─► S4-S7 p = x * multiplier ─► S8 sh = 2p >> shift
+Stages (one register each; lane ``j`` of every stage is channel ``mf*cols + g*lanes + j`` of the group's beat)::
+
+    i ─► S1 group ─► S2 group + params ─► S3 x = acc + bias ─► S4-S7 p = x * multiplier ─► S8 sh = 2p >> shift
       ─► S9 r = (sh + 1) >> 1, under/over ─► S10 y = clamp(r) ─► S11 horizontal pair ─► S12 window ─► O ─► o
 
-- The params memory (indexed by the beat's m-fold) is read as the beat is accepted and answers from a
-  register in S2 (a `PipelinedMemory`: no block RAM clock-to-out in front of an adder); S3 adds the bias (or
-  0), widening to ``max(acc_bits, 32) + 1``; S4-S7 is the multiply, a `WideMultiplier` (18-bit tiles on hard
-  multipliers with their own registers, then two registered levels of partial sums); S8 is the barrel
-  shifter and S9 the rounding of ``round_shift(p, s) = ((2p >> s) + 1) >> 1``, beside the saturation tests
-  made on the shifted value (``(sh + 1) >> 1 < lo`` exactly when ``sh < 2 lo - 1``, ``> hi`` when
+- ``i`` offers a whole beat; the chain takes its groups on consecutive advancing cycles (the group multiplexer
+  in front of S1) and accepts the beat (``i.ready``) with its last group. The output register assembles the
+  groups of a beat and offers it on ``o`` with the last one.
+- The params memory holds one word of ``lanes`` channels per (m-fold, group) and is read as the group is taken;
+  it answers from a register in S2 (a `PipelinedMemory`: no block RAM clock-to-out in front of an adder); S3
+  adds the bias (or 0), widening to ``max(acc_bits, 32) + 1``; S4-S7 is the multiply, a `WideMultiplier` (18-bit
+  tiles on hard multipliers with their own registers, then two registered levels of partial sums); S8 is the
+  barrel shifter and S9 the rounding of ``round_shift(p, s) = ((2p >> s) + 1) >> 1``, beside the saturation
+  tests made on the shifted value (``(sh + 1) >> 1 < lo`` exactly when ``sh < 2 lo - 1``, ``> hi`` when
   ``sh > 2 hi``), so S10's clamp is a multiplexer; the bounds (from the output type, raised to 0 by ReLU) are
-  registered as the beat enters S8.
-- Pooling in one pass: a register holds the even column's value; on the odd column the horizontal pair
-  (max, or sum) is formed and registered (S11); on even rows it is written to a line buffer (``max_out_w // 2``
-  entries of ``cols`` lanes, a `PipelinedMemory` read as the beat enters S10, with the one write that can
-  land at the edge of that read forwarded), on odd rows it is combined with the entry of the row above: the
-  window's sum and compare are registered side by side (S12), and the way out picks the maximum or divides
-  (average: ``(sum4 + 2) >> 2``). Every adder and compare has a
-  cycle of its own: the chain is built for the array's clock.
+  registered as the group enters S8.
+- Pooling in one pass: the even column's value is held (per group: a register with one group, a small LUT
+  memory of ``G`` entries otherwise); on the odd column the horizontal pair (max, or sum) is formed and
+  registered (S11); on even rows it is written to a line buffer (``max_out_w // 2`` entries per group, a
+  `PipelinedMemory` read as the group enters S10; with one group the one write that can land at the edge of
+  that read is forwarded, with more the row above is always written several cycles before), on odd rows it is
+  combined with the entry of the row above: the window's sum and compare are registered side by side (S12), and
+  the way out picks the maximum or divides (average: ``(sum4 + 2) >> 2``). Every adder and compare has a cycle
+  of its own: the chain is built for the array's clock.
 - Without requantization the multiplier is forced to 1 and the shift to 0, and the configuration sets the
   clamp to the accumulator range, so one datapath serves every combination.
 - An output zero point ``z`` (``cfg.zero_point``) is added in S10 to the rounded value in range; the
@@ -35,23 +47,24 @@ Stages (one register each; lane ``j`` of every stage is channel ``mf*cols + j``)
   pooling takes the fp32 maximum (`fpu.fp32_max`) in the same stages, and the way out re-packs a 16-bit
   output. The same latency, so the cycle model is unchanged.
 
-Timing: `LATENCY` = 13. A beat accepted on ``i`` in cycle ``t`` (``i.valid & i.ready``) is presented on ``o``
-in cycle ``t + 13`` when no stall intervenes; with pooling, the window's output appears 13 cycles after its
-bottom-right input. Throughput is one beat per cycle while ``o`` is ready (pooling emits one beat per 2x2
-window, i.e. per four kept inputs). The pipeline stalls as a whole: ``i.ready = ~o.valid | o.ready``
-(combinational from ``o.ready``, independent of ``i.valid``), so it holds up to 13 beats and never drops one.
+Timing: `LATENCY` = 13. A group taken in cycle ``t`` (``advance`` with ``i.valid``) is in the output register in
+cycle ``t + 13`` when no stall intervenes; a beat's groups are taken in cycles ``t .. t + G - 1`` and the beat
+is presented on ``o`` in cycle ``t + G - 1 + 13``; with pooling, the window's output appears then for its
+bottom-right input. Throughput is one group per cycle while ``o`` is ready (pooling emits one beat per 2x2
+window, i.e. per four kept inputs). The pipeline stalls as a whole: ``advance = ~o.valid | o.ready``
+(combinational from ``o.ready``, independent of ``i.valid``), so it holds up to 13 groups and never drops one.
 
 Position in the layer comes from counters over accepted beats (``f``, then ``e``, then m-fold, wrapping back to
 zero after ``m_folds * out_h * out_w`` beats). ``cfg`` and ``bank`` describe the command whose beats arrive on
-``i``; they are sampled with each beat and ride down the stages with it, so consecutive commands with different
-settings follow each other without a drain (the top switches them at the exact beat boundary). Parameters are
-written through ``params_en``/``params_addr``/``params_data`` into two banks of ``max_m_folds`` words (bank ``b``
-holds m-fold ``k`` at ``b * max_m_folds + k``), so the next command's parameters load while this one's beats
-still read the other bank.
+``i``; they are sampled with each group and ride down the stages with it, so consecutive commands with
+different settings follow each other without a drain (the top switches them at the exact beat boundary).
+Parameters are written through ``params_en``/``params_addr``/``params_data`` into two banks of
+``max_m_folds * G`` words (bank ``b`` holds group ``g`` of m-fold ``k`` at ``(b * max_m_folds + k) * G + g``,
+`param_address`), so the next command's parameters load while this one's beats still read the other bank.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..postops import POOL_CODES, column_seeds, config_layout, params_layout
@@ -65,17 +78,24 @@ from .wide_multiplier import WideMultiplier
 __all__ = ["PostOpPipeline"]
 
 
-class PostOpPipeline(wiring.Component):
-    """Post-op chain for ``spec``'s output beats.
+def _times(value, constant):
+    """``value * constant`` as a sum of shifts: no multiplier cell (Yosys may give a product by a constant such
+    as 3 a hard multiplier, and the fit check counts every ``$mul``)."""
+    terms = [value << k for k in range(constant.bit_length()) if constant >> k & 1]
+    return sum(terms[1:], terms[0]) if terms else Const(0)
 
-    ``max_m_folds``: entries of the parameter memory (the most m-folds a layer with bias or requantization may
+
+class PostOpPipeline(wiring.Component):
+    """Post-op chain for ``spec``'s output beats, ``spec.postop_lanes`` channels per cycle.
+
+    ``max_m_folds``: m-folds of parameters per bank (the most m-folds a layer with bias or requantization may
     have). ``max_out_w``: the widest layer output (``out_w``, before pooling) that can be pooled; the line buffer
-    holds ``max_out_w // 2`` words. ``dims_bits``: width of the ``cfg`` fields ``out_h``, ``out_w``,
+    holds ``max_out_w // 2`` words per group. ``dims_bits``: width of the ``cfg`` fields ``out_h``, ``out_w``,
     ``m_folds`` (default: the accelerator's configuration field width).
 
-    Ports: ``cfg`` (`hwgen.postops.config_layout`), ``params`` (stream of `hwgen.postops.params_layout` beats,
-    plain unsigned), ``i`` and ``o`` (streams of ``cols`` lanes of ``acc_bits``), ``busy`` (a beat is in
-    flight).
+    Ports: ``cfg`` (`hwgen.postops.config_layout`), ``params_*`` (words of `hwgen.postops.params_layout`
+    (``postop_lanes``), plain unsigned, at `param_address`), ``i`` and ``o`` (streams of ``cols`` lanes of
+    ``acc_bits``), ``busy`` (a group is in flight).
     """
 
     LATENCY = 13             # one more with stochastic rounding (`latency_for`)
@@ -95,15 +115,16 @@ class PostOpPipeline(wiring.Component):
         if not isinstance(max_out_w, int) or isinstance(max_out_w, bool) or max_out_w < 2:
             raise ValueError(f"max_out_w must be an integer >= 2 (the widest output to pool), not {max_out_w!r}")
         self.spec = spec
+        self.lanes, self.groups = spec.postop_lanes, spec.postop_groups
         self.max_m_folds = max_m_folds
         self.max_out_w = max_out_w
         self.cfg_layout = config_layout(spec, dims_bits=dims_bits)
-        self.params_layout = params_layout(spec.cols)
+        self.params_layout = params_layout(self.lanes)
         super().__init__({
             "cfg": In(self.cfg_layout),           # of the command whose beats arrive on `i`
             "bank": In(1),                        # which parameter bank those beats use
-            # Parameter writes: bank b holds m-fold k at address b * max_m_folds + k.
-            "params_en": In(1), "params_addr": In(range(2 * max_m_folds)),
+            # Parameter writes: see `param_address`.
+            "params_en": In(1), "params_addr": In(range(2 * self.bank_words)),
             "params_data": In(unsigned(self.params_layout.size)),
             "i": In(stream.Signature(unsigned(spec.acc_word_bits))),
             "o": Out(stream.Signature(unsigned(spec.acc_word_bits))),
@@ -115,25 +136,43 @@ class PostOpPipeline(wiring.Component):
     def latency(self):
         return self.latency_for(self.spec)
 
+    @property
+    def bank_words(self):
+        """Parameter words per bank: ``max_m_folds`` m-folds of ``groups`` words."""
+        return self.max_m_folds * self.groups
+
+    def param_address(self, bank, m_fold, group):
+        """Where the parameters of ``group`` of ``m_fold`` in ``bank`` live (the host writes word ``k`` of a
+        command's parameter stream at ``bank * bank_words + k``: words come m-fold by m-fold, group by group)."""
+        return (bank * self.max_m_folds + m_fold) * self.groups + group
+
     def elaborate(self, platform):
         m = Module()
         spec, cfg = self.spec, self.cfg
-        cols, acc_bits = spec.cols, spec.acc_type.bits
+        lanes, groups, cols = self.lanes, self.groups, spec.cols
+        acc_bits = spec.acc_type.bits
         X = int(spec.stochastic_rounding)       # the extra stage (S7a: p + rounding offset) shifts S8 on by X
         x_bits = max(acc_bits, 32) + 1          # acc + bias, exact
         p_bits = x_bits + 32                    # x * multiplier, exact
         lb_bits = acc_bits + 1                  # a horizontal pair: max, or sum of two
+        group_bits = lanes * acc_bits
 
         advance = Signal()                      # every stage register moves on (the whole pipe stalls at once)
-        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
-        accept = self.i.valid & advance
+        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
+        take = self.i.valid & advance           # a group enters S1
+        group = Signal(range(groups))           # the group of the beat on `i` taken next
+        last_group = group == groups - 1
+        m.d.comb += self.i.ready.eq(advance & last_group)
+        accept = self.i.valid & self.i.ready    # the beat's last group: the beat is consumed
+        if groups > 1:
+            with m.If(take):
+                m.d.sync += group.eq(Mux(last_group, 0, group + 1))
 
-        # Parameter memory: two banks of one word per m-fold, so the next command's parameters load while
-        # this command's beats still use the other bank.
-        # A `PipelinedMemory`: its read data leaves from a register (on ECP5 the block RAM's own), so the bias
-        # adder does not follow a block RAM's clock-to-out.
+        # Parameter memory: two banks of one word per (m-fold, group), so the next command's parameters load
+        # while this command's beats still use the other bank. A `PipelinedMemory`: its read data leaves from a
+        # register (on ECP5 the block RAM's own), so the bias adder does not follow a block RAM's clock-to-out.
         m.submodules.params_mem = params_mem = PipelinedMemory(width=self.params_layout.size,
-                                                               depth=2 * self.max_m_folds)
+                                                               depth=2 * self.bank_words)
         m.d.comb += [params_mem.write_addr.eq(self.params_addr), params_mem.write_data.eq(self.params_data),
                      params_mem.write_en.eq(self.params_en)]
 
@@ -146,21 +185,22 @@ class PostOpPipeline(wiring.Component):
                 m.d.sync += e.eq(Mux(last_e, 0, e + 1))
                 with m.If(last_e):
                     m.d.sync += mf.eq(Mux(mf + 1 >= cfg.m_folds, 0, mf + 1))
-        m.d.comb += [params_mem.read_addr.eq(mf + Mux(self.bank, self.max_m_folds, 0)),
-                     params_mem.read_en.eq(accept), params_mem.data_en.eq(advance)]   # read for a beat only
+        m.d.comb += [params_mem.read_addr.eq(_times(mf + Mux(self.bank, self.max_m_folds, 0), groups) + group),
+                     params_mem.read_en.eq(take), params_mem.data_en.eq(advance)]   # read for a group only
 
         # Pooling tags ride beside the data: odd row/column and the line-buffer entry (the column pair). Floor
         # semantics need no tag: an odd E's last row and an odd F's last column have even indices, so they only
         # fill the line buffer or the held value, and a later beat overwrites both before any use.
         lb_depth = max(self.max_out_w // 2, 2)
-        # The command's settings ride with every beat too: commands follow each other without a drain.
+        # The command's settings ride with every group too: commands follow each other without a drain.
         tag_layout = data.StructLayout({"row_odd": 1, "col_odd": 1, "pair": range(lb_depth),
+                                        "group": range(groups),
                                         "bias": 1, "requant": 1, "relu": 1, "pool": 2,
                                         "out_bits": cfg.out_bits.shape(), "out_signed": 1,
                                         "zero_point": cfg.zero_point.shape(), "dest": 1,
                                         "first": 1, "stochastic": 1})
         tag = Signal(tag_layout)
-        m.d.comb += [tag.row_odd.eq(e[0]), tag.col_odd.eq(f[0]), tag.pair.eq(f >> 1),
+        m.d.comb += [tag.row_odd.eq(e[0]), tag.col_odd.eq(f[0]), tag.pair.eq(f >> 1), tag.group.eq(group),
                      tag.bias.eq(cfg.bias), tag.requant.eq(cfg.requant), tag.relu.eq(cfg.relu),
                      tag.pool.eq(cfg.pool), tag.out_bits.eq(cfg.out_bits), tag.out_signed.eq(cfg.out_signed),
                      tag.zero_point.eq(cfg.zero_point), tag.dest.eq(cfg.dest),
@@ -169,7 +209,7 @@ class PostOpPipeline(wiring.Component):
         def stage(name, shape):
             return Signal(shape, name=name)
 
-        # Stage k (1-based) of the beat: its valid flag and tags are valid[k - 1], tags[k - 1].
+        # Stage k (1-based) of the group: its valid flag and tags are valid[k - 1], tags[k - 1].
         stages = self.latency - 1
         valid = [stage(f"s{k}_valid", 1) for k in range(1, stages + 1)]
         tags = [stage(f"s{k}_tag", tag_layout) for k in range(1, stages + 1)]
@@ -188,12 +228,20 @@ class PostOpPipeline(wiring.Component):
                 value = reg
             return value
 
-        # S1, S2: the beat, while the params memory (read as it is accepted) answers in S2.
-        s2_beat = delayed("beat", self.i.payload, 2)
+        # S1, S2: the group, while the params memory (read as it is taken) answers in S2.
+        if groups == 1:
+            offered = self.i.payload
+        else:
+            offered = Signal(group_bits)
+            with m.Switch(group):
+                for g in range(groups):
+                    with m.Case(g):
+                        m.d.comb += offered.eq(self.i.payload[g * group_bits:(g + 1) * group_bits])
+        s2_group = delayed("group", offered, 2)
         params = data.View(self.params_layout, params_mem.read_data)
         s2 = tags[1]
 
-        # Saturation bounds of the beat entering S8 (one set for all lanes), registered with it: lo and hi,
+        # Saturation bounds of the group entering S8 (one set for all lanes), registered with it: lo and hi,
         # and the bounds on the shifted value S9 compares (see there). With an output zero point z the clamp
         # is of r + z: r itself is compared with lo - z and hi - z, and ReLU raises lo to z (lo - z to 0).
         # The bounds are made in two steps (S6 -> S7: the type's range; S7 -> S8: less z), a register apart.
@@ -227,32 +275,57 @@ class PostOpPipeline(wiring.Component):
         out_is_avg = s12.pool == POOL_CODES["avg"]
 
         # Line buffer of horizontal pairs from even rows, a `PipelinedMemory` (no block RAM clock-to-out in
-        # front of the window's adder): read issued as a beat enters S10, its word in S11. Only the pair of the
-        # row above can be written at the edge the read is issued (2 beats ahead, when out_w is 2): that write
-        # is forwarded.
-        m.submodules.line_buffer = line_buffer = PipelinedMemory(width=cols * lb_bits, depth=lb_depth)
+        # front of the window's adder): entry pair * groups + group; read issued as a group enters S10, its word
+        # in S11. With one group, only the pair of the row above can be written at the edge the read is issued
+        # (2 beats ahead, when out_w is 2): that write is forwarded. With more, the row above was written at
+        # least 2 * groups groups before its read.
+        m.submodules.line_buffer = line_buffer = PipelinedMemory(width=lanes * lb_bits, depth=lb_depth * groups)
         lb_write_en = advance & valid[10 + X] & pool_on & s11.col_odd & ~s11.row_odd
-        lb_data = Signal(cols * lb_bits)
-        m.d.comb += [line_buffer.read_addr.eq(s9.pair), line_buffer.read_en.eq(advance),
+        lb_data = Signal(lanes * lb_bits)
+        m.d.comb += [line_buffer.read_addr.eq(_times(s9.pair, groups) + s9.group), line_buffer.read_en.eq(advance),
                      line_buffer.data_en.eq(advance),
-                     line_buffer.write_addr.eq(s11.pair), line_buffer.write_data.eq(lb_data),
+                     line_buffer.write_addr.eq(_times(s11.pair, groups) + s11.group), line_buffer.write_data.eq(lb_data),
                      line_buffer.write_en.eq(lb_write_en)]
-        forward10, forward_data10 = stage("s10_forward", 1), stage("s10_forward_data", cols * lb_bits)
-        with m.If(advance):
-            m.d.sync += [forward10.eq(lb_write_en & (s11.pair == s9.pair)), forward_data10.eq(lb_data)]
-        forward11 = delayed("s11_forward", forward10, 1)
-        forward_data11 = delayed("s11_forward_data", forward_data10, 1)
-        row_above = Mux(forward11, forward_data11, line_buffer.read_data)
+        if groups == 1:
+            forward10, forward_data10 = stage("s10_forward", 1), stage("s10_forward_data", lanes * lb_bits)
+            with m.If(advance):
+                m.d.sync += [forward10.eq(lb_write_en & (s11.pair == s9.pair)), forward_data10.eq(lb_data)]
+            forward11 = delayed("s11_forward", forward10, 1)
+            forward_data11 = delayed("s11_forward_data", forward_data10, 1)
+            row_above = Mux(forward11, forward_data11, line_buffer.read_data)
+        else:
+            row_above = line_buffer.read_data
 
-        out_lanes, lb_lanes = [], []
-        for j in range(cols if spec.is_float else 0):
+        # The even column's value of every group, read as the odd column's group forms its pair.
+        if groups == 1:
+            held_all = stage("pool_held", unsigned(group_bits))
+            held_write = advance & valid[9 + X] & ~s10.col_odd
+            held_word = held_all
+        else:
+            # Read a cycle ahead (the group in S9, as it enters S10) into the read port's register, so the pair's
+            # compare starts from a flip-flop, not a LUT RAM read (that was the 8x8's critical path, 9.2 ns). The
+            # even column's group g is written as it leaves S10; the odd column's group g enters S10 at least
+            # `groups` groups later, so with groups >= 2 its read (an edge earlier) always follows the write.
+            m.submodules.pool_held = held_mem = memory.Memory(shape=unsigned(group_bits), depth=groups, init=[])
+            held_w, held_r = held_mem.write_port(), held_mem.read_port()
+            held_write = held_w.en
+            m.d.comb += [held_w.addr.eq(s10.group), held_r.addr.eq(s9.group), held_r.en.eq(advance),
+                         held_w.en.eq(advance & valid[9 + X] & ~s10.col_odd)]
+            held_word = held_r.data
+
+        out_lanes, lb_lanes, y_lanes = [], [], []
+        if spec.is_float:
+            # The float lane is built for a full-width chain (the spec rejects postop_lanes < cols on a float
+            # datapath), so one group: s2_group is the whole beat and pool_held one register.
+            assert groups == 1 and lanes == cols, (lanes, cols)
+            s8 = tags[7 + X]
+        for j in range(lanes if spec.is_float else 0):
             # The float lane: bias add into S3; the scale multiply (S4-S7 on a 24 x 24 `WideMultiplier`, rounded
             # into S8); rounding to the 16-bit output format into S9 (still an fp32 pattern); ReLU into S10; max
             # pooling in S11/S12; re-packed to 16 bits on the way out.
             fmt = spec.float_format
-            s7, s8 = tags[6], tags[7]
             lane = params[j]
-            acc = s2_beat[j * 32:(j + 1) * 32]
+            acc = s2_group[j * 32:(j + 1) * 32]
             x, scale = stage(f"s3_x_{j}", 32), stage(f"s3_scale_{j}", 32)
             biased = fp32_add(m, acc, lane.bias.as_unsigned(), f"bias_adder_{j}")
             with m.If(advance):
@@ -272,9 +345,8 @@ class PostOpPipeline(wiring.Component):
             y = stage(f"s10_y_{j}", 32)
             with m.If(advance):
                 m.d.sync += y.eq(Mux(s9.relu, fp32_relu(n9), n9))
-            held = stage(f"pool_held_{j}", 32)
-            with m.If(advance & valid[9] & ~s10.col_odd):
-                m.d.sync += held.eq(y)
+            y_lanes.append(y)
+            held = held_word[j * 32:(j + 1) * 32]          # the even column's value (the shared pool_held)
             y11, pair = stage(f"s11_y_{j}", 32), stage(f"s11_pair_{j}", 32)
             with m.If(advance):
                 m.d.sync += [y11.eq(y), pair.eq(fp32_max(held, y))]
@@ -286,10 +358,10 @@ class PostOpPipeline(wiring.Component):
             out16 = s12.requant & (s12.out_bits == 16)
             out_lanes.append(Mux(out16, fp32_to_format(value, fmt), value))
             lb_lanes.append(Cat(pair, Const(0, lb_bits - 32)))
-        for j in range(0 if spec.is_float else cols):
+        for j in range(0 if spec.is_float else lanes):
             # S3: bias add, and the multiplier operands (bypassed to *1 >> 0 without requantization).
             lane = params[j]
-            acc = s2_beat[j * acc_bits:(j + 1) * acc_bits].as_signed()
+            acc = s2_group[j * acc_bits:(j + 1) * acc_bits].as_signed()
             x, mult = stage(f"s3_x_{j}", signed(x_bits)), stage(f"s3_mult_{j}", signed(32))
             shift3 = stage(f"s3_shift_{j}", unsigned(6))
             with m.If(advance):
@@ -306,14 +378,30 @@ class PostOpPipeline(wiring.Component):
                 # Stochastic rounding: lane j's LFSR gives the beat in S3 its 16-bit draw R (restarting at the
                 # lane's seed on a command's first beat); r = floor(R * 2**(s - 16)) = (R << 47) >> (63 - s), and
                 # the offset r - 2**(s-1) added to p (S7a) turns S8/S9's round-half-up into floor((p + r) / 2**s).
+                # A narrow chain (groups > 1): lane j processes column g * lanes + j for group g, so it keeps
+                # that column's generator for each group and selects (and advances) the one of the group in S3:
+                # still one generator per column, drawing once per beat.
                 s3 = tags[2]
-                seed = column_seeds(spec.rounding_seed, cols)[j]
-                state = Signal(32, init=seed, name=f"sr_state_{j}")
+                seeds = [column_seeds(spec.rounding_seed, cols)[g * lanes + j] for g in range(groups)]
+                states = [Signal(32, init=seed, name=f"sr_state_{j}" if groups == 1 else f"sr_state_{j}_g{g}")
+                          for g, seed in enumerate(seeds)]
                 current = Signal(32, name=f"sr_current_{j}")
-                m.d.comb += current.eq(Mux(s3.first, seed, state))
+                if groups == 1:
+                    m.d.comb += current.eq(Mux(s3.first, seeds[0], states[0]))
+                else:
+                    with m.Switch(s3.group):
+                        for g in range(groups):
+                            with m.Case(g):
+                                m.d.comb += current.eq(Mux(s3.first, seeds[g], states[g]))
                 following, draw = unrolled_draw(current)
                 with m.If(advance & valid[2]):
-                    m.d.sync += state.eq(following)
+                    if groups == 1:
+                        m.d.sync += states[0].eq(following)
+                    else:
+                        with m.Switch(s3.group):
+                            for g in range(groups):
+                                with m.Case(g):
+                                    m.d.sync += states[g].eq(following)
                 r = Signal(unsigned(63), name=f"sr_r_{j}")
                 half = Signal(unsigned(63), name=f"sr_half_{j}")
                 m.d.comb += [r.eq((draw << 47) >> (~shift3)[:6]), half.eq((Const(1, 64) << shift3)[1:])]
@@ -341,12 +429,11 @@ class PostOpPipeline(wiring.Component):
             y = stage(f"s10_y_{j}", signed(acc_bits))
             with m.If(advance):
                 m.d.sync += y.eq(Mux(under, lo9, Mux(over, hi9, r + s9.zero_point.as_signed())))
+            y_lanes.append(y)
 
             # Pooling: the horizontal pair registered into S11 (beside the value itself); the window, from the
             # pair and the line buffer's entry of the row above, into S12; averaged on the way out.
-            held = stage(f"pool_held_{j}", signed(acc_bits))      # the even column's value
-            with m.If(advance & valid[9 + X] & ~s10.col_odd):
-                m.d.sync += held.eq(y)
+            held = held_word[j * acc_bits:(j + 1) * acc_bits].as_signed()       # the even column's value
             y11 = stage(f"s11_y_{j}", signed(acc_bits))
             pair = stage(f"s11_pair_{j}", signed(lb_bits))
             with m.If(advance):
@@ -365,9 +452,24 @@ class PostOpPipeline(wiring.Component):
             out_lanes.append(Mux(out_pool_on, pooled, y12)[:acc_bits])
             lb_lanes.append(pair)
         m.d.comb += lb_data.eq(Cat(*lb_lanes))
+        if groups == 1:
+            with m.If(held_write):
+                m.d.sync += held_all.eq(Cat(*y_lanes))
+        else:
+            m.d.comb += held_w.data.eq(Cat(*y_lanes))
 
+        # The output register: each group's lanes, the beat offered with its last group.
         emit = ~out_pool_on | (s12.col_odd & s12.row_odd)
+        last_group12 = s12.group == groups - 1
         with m.If(advance):
-            m.d.sync += [self.o.valid.eq(valid[11 + X] & emit), self.o.payload.eq(Cat(*out_lanes)),
-                         self.o_dest.eq(s12.dest)]
+            m.d.sync += [self.o.valid.eq(valid[11 + X] & emit & last_group12), self.o_dest.eq(s12.dest)]
+            if groups == 1:
+                m.d.sync += self.o.payload.eq(Cat(*out_lanes))
+            else:
+                with m.If(valid[11 + X] & emit):
+                    with m.Switch(s12.group):
+                        for g in range(groups):
+                            with m.Case(g):
+                                m.d.sync += self.o.payload[g * group_bits:(g + 1) * group_bits].eq(
+                                    Cat(*out_lanes))
         return m

@@ -57,6 +57,10 @@ class SlotQueue(wiring.Component):
             "next_advance": Out(1), "next_load_en": Out(1),
             # the loader: words [0, written) of the bank are in; `writing` writes word `written` now
             "written": In(range(max(spec.act_depth, 2) + 1)), "writing": In(1), "same_bank": In(1),
+            # A slot that finishes an output beat (valid, last k-fold of an emitting command) issues only with
+            # `beat_credit` (the post-op FIFO has room for it, see AcceleratorTop); without it the head stays
+            # and a bubble issues in its place. `beat_issued`: such a slot is popped in this cycle.
+            "beat_credit": In(1, init=1), "beat_issued": Out(1),
         })
 
     def elaborate(self, platform):
@@ -90,8 +94,11 @@ class SlotQueue(wiring.Component):
         at_pointer = [entry.act_addr == self.written for entry in entries]
 
         next_count, pop, pop_entries = Signal.like(count), Signal(), Signal()
-        m.d.comb += [pop.eq(self.pop & ~empty), pop_entries.eq(self.pop_entries & ~empty),
-                     next_count.eq(count + push - pop)]
+        held = Signal()          # the head finishes a beat and has no credit: a bubble issues instead
+        m.d.comb += [held.eq(entries[0].slot_valid & entries[0].last_k & ~self.beat_credit),
+                     pop.eq(self.pop & ~empty & ~held), pop_entries.eq(self.pop_entries & ~empty & ~held),
+                     next_count.eq(count + push - pop),
+                     self.beat_issued.eq(pop & entries[0].slot_valid & entries[0].last_k)]
         # count as a one-hot register too: where a push lands (count - pop) is then a multiplexer, not a sum
         count_is = Signal(depth + 1, init=1)
         m.d.sync += count_is.eq(1 << next_count)
@@ -137,6 +144,6 @@ class SlotQueue(wiring.Component):
         advance = Signal()
         m.d.sync += advance.eq(self.next_advance)
         m.d.comb += [self.head.eq(entries[0]), self.advance.eq(advance)]
-        with m.If(empty):
+        with m.If(empty | held):
             m.d.comb += [self.head.slot_valid.eq(0), self.head.reads.eq(0), self.head.load_en.eq(0)]
         return m

@@ -39,7 +39,7 @@ from .accumulator import Accumulator
 from .addrgen import FoldSequencer
 from .bram import PipelinedMemory
 from .fanout import assign_all, flag_copies, follow_unless, registered_copies
-from .fifo import BlockRAMFIFO
+from .fifo import BlockRAMFIFO, BlockRAMHeadFIFO
 from .slot_queue import SlotQueue
 from .mv import MatrixVectorEngine
 from .sparse_mv import SparseEngine
@@ -105,7 +105,15 @@ class AcceleratorTop(wiring.Component):
             wiring.connect(m, wiring.flipped(self.mv_weights), mv_weight_fifo.w_stream)
 
         out_depth = OUTPUT_FIFO_DEPTH if spec.dataflow == "matrix_vector" else WS_OUTPUT_FIFO_DEPTH
-        m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=spec.acc_word_bits, depth=out_depth)
+        # A post-op chain narrower than the array (postop_groups > 1) takes a beat in several cycles: finished
+        # beats wait in a block-RAM FIFO, and the engines issue a slot that finishes one only while the FIFO
+        # has room for it (`credit`, below), so it never fills and never stalls the pipeline.
+        narrow = spec.postops and spec.postop_groups > 1
+        if narrow:
+            m.submodules.out_fifo = out_fifo = BlockRAMHeadFIFO(width=spec.acc_word_bits,
+                                                                depth=spec.postop_fifo_depth)
+        else:
+            m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=spec.acc_word_bits, depth=out_depth)
         feedback = None
         if spec.postops:
             m.submodules.postops = postops = PostOpPipeline(spec, max_m_folds=spec.max_param_folds,
@@ -185,13 +193,14 @@ class AcceleratorTop(wiring.Component):
         # and the write pointer the slot queue's interlock compares with (its own flip-flops: a wide fan-out).
         write_addr = Signal(range(2 * bank_depth))
         written = Signal(range(bank_depth + 1), name="written_copy_0")
-        params_left = Signal(range(spec.max_param_folds + 1))
-        param_addr = Signal(range(spec.max_param_folds))
+        param_bank_words = spec.max_param_folds * spec.postop_groups     # parameter words per bank
+        params_left = Signal(range(param_bank_words + 1))
+        param_addr = Signal(range(param_bank_words))
         params_en = Signal()
         m.d.comb += params_en.eq(self.params.valid & self.params.ready)
         if postops is not None:
             m.d.comb += [
-                postops.params_addr.eq(param_addr + Mux(load_cmd.param_bank, spec.max_param_folds, 0)),
+                postops.params_addr.eq(param_addr + Mux(load_cmd.param_bank, postops.bank_words, 0)),
                 postops.params_data.eq(self.params.payload),
                 postops.params_en.eq(params_en),
             ]
@@ -293,7 +302,7 @@ class AcceleratorTop(wiring.Component):
             m.submodules.sparse_engine = sparse = SparseEngine(spec)
             m.d.comb += [sparse.cfg.eq(compute_cmd), sparse.start.eq(starting & compute_cmd.sparse),
                          sparse.word_valid.eq(sparse_fifo.r_rdy), sparse.word.eq(sparse_fifo.r_data),
-                         sparse_fifo.r_en.eq(sparse.pop), sparse.out_room.eq(out_fifo.w_rdy)]
+                         sparse_fifo.r_en.eq(sparse.pop)]
         if both:
             m.d.comb += [array_seq.start.eq(starting & ~mv_selected), mv.start.eq(starting & mv_selected)]
         elif sparse is not None:
@@ -343,10 +352,27 @@ class AcceleratorTop(wiring.Component):
         same_bank = loader_loading & (load_cmd.act_bank == compute_cmd.act_bank)
         bank_base = Mux(compute_cmd.act_bank, bank_depth, 0)
         read_addr, read_en, data_en = Signal.like(act_buffer.read_addr), Signal(), Signal()
-        out_valid, out_data = Signal(), Signal.like(out_fifo.w_data)
+        out_valid, out_data = Signal(), Signal(spec.acc_word_bits)
         m.d.comb += [act_buffer.read_addr.eq(read_addr), act_buffer.read_en.eq(read_en),
-                     act_buffer.data_en.eq(data_en), out_fifo.w_en.eq(out_valid), out_fifo.w_data.eq(out_data)]
-        if spec.dataflow == "matrix_vector":
+                     act_buffer.data_en.eq(data_en)]
+        if narrow:
+            m.d.comb += [out_fifo.w_stream.valid.eq(out_valid), out_fifo.w_stream.payload.eq(out_data)]
+            # Credits: `free` counts the FIFO's storage words not promised to a beat already issued; an engine
+            # issues a slot that finishes a beat only with `credit` (free >= 1 in this cycle, a flip-flop).
+            depth = spec.postop_fifo_depth
+            free = Signal(range(depth + 1), init=depth)
+            credit, beat_issued = Signal(init=1), Signal()
+            released = out_fifo.released
+            m.d.sync += [free.eq(free - beat_issued + released),
+                         credit.eq(Mux(beat_issued & ~released, free >= 2,
+                                       Mux(released & ~beat_issued, 1, free >= 1)))]
+            beats_issued = []
+        else:
+            m.d.comb += [out_fifo.w_en.eq(out_valid), out_fifo.w_data.eq(out_data)]
+        if narrow:
+            # The credits keep the FIFO from filling: the pipeline never waits for it.
+            out_room = next_out_room = 1
+        elif spec.dataflow == "matrix_vector":
             out_room = out_fifo.w_rdy
         else:
             # The datapath writes one cycle after `en` (see `_systolic`): room for one more beat then. r_level
@@ -376,6 +402,9 @@ class AcceleratorTop(wiring.Component):
                     slots.push_data.load_bank.eq(array_seq.load_bank),
                     slots.written.eq(written), slots.writing.eq(writes[2]), slots.same_bank.eq(same_bank),
                 ]
+                if narrow:
+                    m.d.comb += slots.beat_credit.eq(credit)
+                    beats_issued.append(slots.beat_issued)
                 # The enable is decided a cycle ahead from the next values of the registers it is made of
                 # (exact: it is the same function of the same registers) and registered as a few copies, each
                 # driving a part of its fan-out: the queue's control, the queue's entries, the weight FIFO, the
@@ -405,7 +434,10 @@ class AcceleratorTop(wiring.Component):
             mv_fifo = mv_weight_fifo if both else weight_fifo
             mv_en = Signal(name="mv_en")
             ready = ~(same_bank & mv.issue & (mv.act_addr >= act_addr))
-            mv_room = out_fifo.w_rdy
+            mv_room = 1 if narrow else out_fifo.w_rdy
+            if narrow:
+                m.d.comb += mv.credit.eq(credit)
+                beats_issued.append(mv.beat_issued)
             m.d.comb += [mv_en.eq(mv_room & ready & (~mv.pop | mv_fifo.r_rdy)), mv.en.eq(mv_en),
                          mv_fifo.r_en.eq(mv.pop & mv_en),
                          mv.act_data.eq(act_buffer.read_data), mv.weight_data.eq(mv_fifo.r_data),
@@ -422,15 +454,21 @@ class AcceleratorTop(wiring.Component):
         else:
             (e_addr, e_en, e_data_en, e_valid, e_data), = engine_ports
             if sparse is not None:     # the engines take turns: either writes the output FIFO
+                # The sparse engine sends a beat only with the same output-slot credit as the other engines.
+                m.d.comb += sparse.out_room.eq(credit if narrow else out_fifo.w_rdy)
+                if narrow:
+                    beats_issued.append(sparse.out_valid)
                 e_valid, e_data = e_valid | sparse.out_valid, Mux(sparse.out_valid, sparse.out_data, e_data)
                 in_flights.append(sparse.busy)
             m.d.comb += [read_addr.eq(e_addr), read_en.eq(e_en), data_en.eq(e_data_en), out_valid.eq(e_valid),
                          out_data.eq(e_data)]
 
+        if narrow:
+            m.d.comb += beat_issued.eq(Cat(*beats_issued).any())   # the engines take turns: one at a time
         loading = acts_more | params_more
         engines_busy = Cat(*(engine.busy for engine in (array_seq, mv) if engine is not None)).any()
         busy = (loading | handoff_valid | compute_busy[0] | engines_busy | Cat(*in_flights).any() |
-                (out_fifo.r_level != 0))
+                (out_fifo.busy if narrow else out_fifo.r_level != 0))
         if postops is not None:
             self._postops(m, layout, emit_queue, out_fifo, postops, clear_param_busy)
             busy = busy | emit_queue.r_rdy | postops.busy

@@ -1,6 +1,8 @@
-"""The cycle model of a whole run on the system top (`hwgen.hw.system`): the stream-fed accelerator's exact model
-(`hwgen.compiler.program.Program.predict`) with the memory wall added - what the DMA channels and the DRAM
-cost on top of ideal streams.
+"""A quick roofline estimate and a hard lower bound of a whole run on the system top (`hwgen.hw.system`): the
+stream-fed accelerator's exact model (`hwgen.compiler.program.Program.predict`) with the memory wall added -
+what the DMA channels and the DRAM cost on top of ideal streams. The *exact* model of a run on a DRAM of fixed
+latency and fixed bandwidth is `hwgen.system.exact` (a cycle-by-cycle simulation of the memory side, slower);
+this one is closed form, for sweeps and for DRAMs the exact one does not model (random back-pressure).
 
 A run's cycles (``CYCLES``: from the start register write to ``done``) are modelled layer by layer, as a
 roofline in time:
@@ -24,9 +26,9 @@ roofline in time:
 nor its read channel's bandwidth. Both are checked against the RTL (`tests/test_system.py`): measured >=
 ``lower`` always, and the estimate within `TOLERANCE` of the measured cycles for a DRAM of fixed bandwidth
 (cocotbext-axi `AxiRam`, one beat every ``interval`` cycles, no random back-pressure). With random
-back-pressure only the lower bound holds. The model is *not* cycle-exact: ``START`` and ``ROUND_TRIP`` are
+back-pressure only the lower bound holds. This estimate is *not* cycle-exact: ``START`` and ``ROUND_TRIP`` are
 calibrated on `AxiRam` (fit over three networks x four bandwidths x three modes and LeNet-5: worst error
-15 %), not derived from the RTL's pipeline.
+15 %), not derived from the RTL's pipeline (`hwgen.system.exact` is).
 """
 
 from dataclasses import dataclass
