@@ -632,7 +632,8 @@ def single_command_cycles(*, start_words, folds, fold_period, pixels, rows, cols
 
     ``groups``: `AcceleratorSpec.postop_groups`, the cycles a beat takes through the post-op chain. With more
     than one, the last m-fold's ``pixels`` beats pass the chain one per ``groups`` cycles behind its FIFO
-    (`BlockRAMHeadFIFO.WRITE_TO_HEAD` = 3 instead of the full-width chain's `OUTPUT_FIFO` = 2); the form holds
+    (`BlockRAMHeadFIFO.WRITE_TO_HEAD` = 3 instead of the full-width chain's `OUTPUT_FIFO` = 2) and the chain's
+    latency is one more (`PostOpPipeline.latency_for`: its pooling pair takes two stages); the form holds
     when that FIFO is empty as they start, e.g. with one m-fold (a later m-fold's beats may still wait for an
     earlier one's otherwise: `predict` follows them)."""
     to_chain = BlockRAMHeadFIFO.WRITE_TO_HEAD if postops and groups > 1 else OUTPUT_FIFO
@@ -640,4 +641,4 @@ def single_command_cycles(*, start_words, folds, fold_period, pixels, rows, cols
     return (start_words + TAKE_TO_DECIDE + DECIDE + LOAD_HANDOFF + TAKE_TO_FIRST_SLOT + QUEUED_SLOT
             + (folds - 1) * fold_period + beats
             + BUFFER_READ + array_latency(rows=rows, cols=cols) + Accumulator.LATENCY + to_chain
-            + (POSTOPS if postops else 0))
+            + (POSTOPS + int(groups > 1) if postops else 0))   # a narrow chain's pair takes two stages

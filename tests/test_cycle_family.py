@@ -41,10 +41,11 @@ def assert_exact_and_modelled(plan, seed=1):
     return run
 
 
-@pytest.mark.parametrize("lanes, cycles", [(5, 149), (1, 262)], ids=["full_chain", "one_lane"])
+@pytest.mark.parametrize("lanes, cycles", [(5, 149), (1, 263)], ids=["full_chain", "one_lane"])
 def test_the_reported_layer_meets_the_model(lanes, cycles):
     """Eight one-row commands with bias on a 3x5 array: the model said 149, the RTL took 152 (with a chain of
-    all five lanes; with one lane, each beat takes five cycles through it and the commands wait for it)."""
+    all five lanes; with one lane, each beat takes five cycles through it and the commands wait for it, and the
+    chain's pooling pair takes two stages: one cycle more)."""
     spec = AcceleratorSpec(rows=3, cols=5, act_buffer_bytes=12288, weight_buffer_bytes=4000,
                            acc_buffer_bytes=8000, name="ws35_big", postop_lanes=lanes)
     prob = ConvProblem("c258", "conv2d", C=3, H=18, W=7, M=2, E=8, F=5, R=1, S=1, stride_h=3, stride_w=3,
@@ -54,7 +55,7 @@ def test_the_reported_layer_meets_the_model(lanes, cycles):
     assert assert_exact_and_modelled(plan).cycles == cycles
 
 
-@pytest.mark.parametrize("lanes, cycles", [(4, 67), (1, 81)], ids=["full_chain", "one_lane"])
+@pytest.mark.parametrize("lanes, cycles", [(4, 67), (1, 82)], ids=["full_chain", "one_lane"])
 def test_the_smallest_reported_case_meets_the_model(lanes, cycles):
     spec = AcceleratorSpec(rows=4, cols=4, max_out_channels=4, postop_lanes=lanes)
     plan = plan_layer(spec, lin("k1", 1, 1, 12), BIAS)

@@ -11,6 +11,7 @@ cycle (an offered output holds its payload until taken). Each layer's output bea
 same accumulators. Directed tests check the documented latency and full throughput.
 """
 
+import dataclasses
 import gc
 import warnings
 from math import ceil
@@ -22,6 +23,7 @@ from amaranth.sim import Simulator
 
 from hwgen.dtypes import IntType, int4, int32, int48, uint8
 from hwgen.hw.postops import PostOpPipeline
+from hwgen.perf import postops_latency
 from hwgen.postops import (PostOps, QuantParams, apply, check_layer, config_values, pack_params, pack_stream,
                            unpack_stream)
 from hwgen.spec import AcceleratorSpec
@@ -265,6 +267,10 @@ def test_latency_is_documented_value():
     spec = make_spec(cols=2, lanes=2)
     dut = PostOpPipeline(spec, max_m_folds=2, max_out_w=4)
     assert dut.latency == PostOpPipeline.LATENCY == 13
+    # A narrow chain splits the pooling pair into two stages; stochastic rounding adds its offset stage.
+    narrow = make_spec(cols=4, lanes=1)
+    assert PostOpPipeline.latency_for(narrow) == 14 == postops_latency(narrow)
+    assert PostOpPipeline.latency_for(dataclasses.replace(narrow, stochastic_rounding=True)) == 15
     latency = PostOpPipeline.LATENCY
     seen = {}
 
@@ -319,17 +325,20 @@ def test_latency_is_documented_value():
 
 def test_a_beat_of_groups_leaves_after_its_last_group():
     """With G groups a beat offered in cycle 0 is taken group by group in cycles 0 .. G-1 (``i.ready`` with
-    the last) and leaves on ``o`` in cycle G - 1 + LATENCY; the next beat follows G cycles later."""
+    the last) and leaves on ``o`` in cycle G - 1 + L (L = `latency_for`: 14, the pair split over two stages);
+    the next beat follows G cycles later."""
     spec = make_spec(cols=4, lanes=1)
     groups = spec.postop_groups
     dut = PostOpPipeline(spec, max_m_folds=2, max_out_w=4)
+    latency = dut.latency
+    assert latency == PostOpPipeline.LATENCY + 1
     readies, outs = [], []
 
     async def testbench(ctx):
         ctx.set(dut.o.ready, 1)
         ctx.set(dut.cfg, config_values(PostOps(), spec.acc_type, out_h=2, out_w=2, m_folds=1))
         ctx.set(dut.i.valid, 1)
-        for cycle in range(2 * groups + PostOpPipeline.LATENCY + 2):
+        for cycle in range(2 * groups + latency + 2):
             beat = len(readies)
             ctx.set(dut.i.payload, (beat + 1) * 0x0000000300000002_0000000100000000 + beat)
             ctx.set(dut.i.valid, beat < 2)
@@ -344,8 +353,7 @@ def test_a_beat_of_groups_leaves_after_its_last_group():
     sim.add_testbench(testbench)
     sim.run()
     assert readies == [groups - 1, 2 * groups - 1]
-    assert [cycle for cycle, _ in outs] == [groups - 1 + PostOpPipeline.LATENCY,
-                                            2 * groups - 1 + PostOpPipeline.LATENCY]
+    assert [cycle for cycle, _ in outs] == [groups - 1 + latency, 2 * groups - 1 + latency]
     assert [payload for _, payload in outs] == [(beat + 1) * 0x0000000300000002_0000000100000000 + beat
                                                 for beat in range(2)]
 

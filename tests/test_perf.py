@@ -295,13 +295,14 @@ def test_a_command_object_repeated_counts_from_the_first_handshake():
 @pytest.mark.parametrize("postops", [True, False])
 def test_closed_form_is_the_readme_formula(postops):
     """The README prints the closed form with its constants: keep the two the same. G is the post-op chain's
-    cycles per beat (`postop_groups`): 1 with a full-width chain, whose FIFO adds 2, and more with a narrower one,
-    whose block-RAM FIFO adds 3."""
+    cycles per beat (`postop_groups`): 1 with a full-width chain, whose FIFO adds 2 and whose latency L is 13,
+    and more with a narrower one, whose block-RAM FIFO adds 3 and whose L is 14 (the pooling pair in two
+    stages)."""
     for start_words, folds, period, pixels, rows, cols in [(1, 1, 4, 4, 4, 4), (9, 3, 16, 16, 8, 8),
                                                            (0, 2, 12, 10, 12, 3)]:
         for groups in (1, 4):
             g = groups if postops else 1
             readme = (start_words + 10 + (folds - 1) * period + g * pixels - 1
-                      + (2 + (rows + cols + 3) + 1 + (2 if g == 1 else 3) + (13 if postops else 0)))
+                      + (2 + (rows + cols + 3) + 1 + (2 if g == 1 else 3) + ((13 if g == 1 else 14) if postops else 0)))
             assert single_command_cycles(start_words=start_words, folds=folds, fold_period=period, pixels=pixels,
                                          rows=rows, cols=cols, postops=postops, groups=groups) == readme

@@ -118,9 +118,12 @@ class SRLayer(Layer):
 
 
 def test_pipeline_latency_grows_by_one_stage():
-    spec = sr_spec()
+    spec = sr_spec(postop_lanes=4)
     assert PostOpPipeline.latency_for(spec) == PostOpPipeline.LATENCY + 1 == postops_latency(spec)
     assert postops_latency(dataclasses.replace(spec, stochastic_rounding=False)) == PostOpPipeline.LATENCY
+    # a narrow chain (the default one lane of 4 columns) has one stage more, its pooling pair's
+    narrow = sr_spec()
+    assert PostOpPipeline.latency_for(narrow) == PostOpPipeline.LATENCY + 2 == postops_latency(narrow)
 
 
 @pytest.mark.parametrize("lanes", [4, 2, 1], ids=["lanes4", "lanes2", "lanes1"])

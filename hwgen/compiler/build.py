@@ -119,7 +119,7 @@ def size_spec(layers, *, rows, cols, name, mv_engine=True, chaining=True, act_ty
     weights gets the matrix-vector engine packed int4 weights (``packed_int4``).
     ``postop_lanes``: the post-op chain's lanes; None builds one per column (``cols``), not the bare spec's lean
     default (`hwgen.spec.default_postop_lanes`, ``cols // 4``): a network's pooled and chained layers then never
-    wait for the chain (LeNet-5 on 8x8: 9,397 cycles with 8 lanes, 11,915 with 2)."""
+    wait for the chain (LeNet-5 on 8x8: 9,397 cycles with 8 lanes, 11,920 with 2)."""
     # Only for the word widths: buffers of 64 x rows x cols bytes are whole words of any width (3x3, 6x6 too).
     probe = AcceleratorSpec(rows=rows, cols=cols, act_type=act_type, weight_type=weight_type, acc_type=acc_type,
                             act_buffer_bytes=64 * rows * cols, weight_buffer_bytes=64 * rows * cols,

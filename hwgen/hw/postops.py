@@ -14,7 +14,9 @@ cycle.
 Stages (one register each; lane ``j`` of every stage is channel ``mf*cols + g*lanes + j`` of the group's beat)::
 
     i ─► S1 group ─► S2 group + params ─► S3 x = acc + bias ─► S4-S7 p = x * multiplier ─► S8 sh = 2p >> shift
-      ─► S9 r = (sh + 1) >> 1, under/over ─► S10 y = clamp(r) ─► S11 horizontal pair ─► S12 window ─► O ─► o
+      ─► S9 r = ((sh + 1) >> 1) + z, under/over ─► S10 y = clamp(r) ─► S11 horizontal pair ─► S12 window ─► O ─► o
+
+    (a narrow chain, ``G > 1``: S11 the pair's compare and sum ─► S11b the pair, its sum + 2)
 
 - ``i`` offers a whole beat; the chain takes its groups on consecutive advancing cycles (the group multiplexer
   in front of S1) and accepts the beat (``i.ready``) with its last group. The output register assembles the
@@ -23,21 +25,23 @@ Stages (one register each; lane ``j`` of every stage is channel ``mf*cols + g*la
   it answers from a register in S2 (a `PipelinedMemory`: no block RAM clock-to-out in front of an adder); S3
   adds the bias (or 0), widening to ``max(acc_bits, 32) + 1``; S4-S7 is the multiply, a `WideMultiplier` (18-bit
   tiles on hard multipliers with their own registers, then two registered levels of partial sums); S8 is the
-  barrel shifter and S9 the rounding of ``round_shift(p, s) = ((2p >> s) + 1) >> 1``, beside the saturation
-  tests made on the shifted value (``(sh + 1) >> 1 < lo`` exactly when ``sh < 2 lo - 1``, ``> hi`` when
-  ``sh > 2 hi``), so S10's clamp is a multiplexer; the bounds (from the output type, raised to 0 by ReLU) are
-  registered as the group enters S8.
+  barrel shifter and S9 the rounding of ``round_shift(p, s) = ((2p >> s) + 1) >> 1`` with the output zero
+  point added in the same adder (``(sh + 2z + 1) >> 1``), beside the saturation tests made on the shifted value
+  (``(sh + 1) >> 1 < lo`` exactly when ``sh < 2 lo - 1``, ``> hi`` when ``sh > 2 hi``), so S10's clamp is a
+  multiplexer; the bounds (from the output type, raised to 0 by ReLU) are registered as the group enters S8.
 - Pooling in one pass: the even column's value is held (per group: a register with one group, a small LUT
-  memory of ``G`` entries otherwise); on the odd column the horizontal pair (max, or sum) is formed and
-  registered (S11); on even rows it is written to a line buffer (``max_out_w // 2`` entries per group, a
-  `PipelinedMemory` read as the group enters S10; with one group the one write that can land at the edge of
-  that read is forwarded, with more the row above is always written several cycles before), on odd rows it is
-  combined with the entry of the row above: the window's sum and compare are registered side by side (S12), and
-  the way out picks the maximum or divides (average: ``(sum4 + 2) >> 2``). Every adder and compare has a cycle
-  of its own: the chain is built for the array's clock.
+  memory of ``G`` entries otherwise, read a cycle ahead); on the odd column the horizontal pair (max, or sum) is
+  formed and registered (S11; on a narrow chain in two stages: the compare and the sum registered with both
+  operands in S11, the choice in S11b beside the sum + 2 the average's rounding adds); on even rows it is
+  written to a line buffer (``max_out_w // 2`` entries per group, a `PipelinedMemory` read as the group enters
+  the stage before the pair's; with one group the one write that can land at the edge of that read is
+  forwarded, with more the row above is always written several cycles before), on odd rows it is combined
+  with the entry of the row above: the window's sum and compare are registered side by side (S12), and the way
+  out picks the maximum or divides (average: ``(sum4 + 2) >> 2``; on a narrow chain the window's sum already
+  holds the + 2). Every adder and compare has a cycle of its own: the chain is built for the array's clock.
 - Without requantization the multiplier is forced to 1 and the shift to 0, and the configuration sets the
   clamp to the accumulator range, so one datapath serves every combination.
-- An output zero point ``z`` (``cfg.zero_point``) is added in S10 to the rounded value in range; the
+- An output zero point ``z`` (``cfg.zero_point``) is added in S9's rounding adder (S10 takes it in range); the
   saturation tests compare against the type's bounds less ``z`` (made a stage earlier), ReLU clamps at ``z``.
 - ``cfg.dest`` rides with the beat and leaves on ``o_dest`` beside it (the top routes the beat by it).
 - Float accelerators (``spec.is_float``, `hwgen.floats`): the lanes are fp32 patterns; S3 adds the bias with an
@@ -47,12 +51,13 @@ Stages (one register each; lane ``j`` of every stage is channel ``mf*cols + g*la
   pooling takes the fp32 maximum (`fpu.fp32_max`) in the same stages, and the way out re-packs a 16-bit
   output. The same latency, so the cycle model is unchanged.
 
-Timing: `LATENCY` = 13. A group taken in cycle ``t`` (``advance`` with ``i.valid``) is in the output register in
-cycle ``t + 13`` when no stall intervenes; a beat's groups are taken in cycles ``t .. t + G - 1`` and the beat
-is presented on ``o`` in cycle ``t + G - 1 + 13``; with pooling, the window's output appears then for its
-bottom-right input. Throughput is one group per cycle while ``o`` is ready (pooling emits one beat per 2x2
-window, i.e. per four kept inputs). The pipeline stalls as a whole: ``advance = ~o.valid | o.ready``
-(combinational from ``o.ready``, independent of ``i.valid``), so it holds up to 13 groups and never drops one.
+Timing: `LATENCY` = 13 (`latency_for`: 14 on a narrow chain, one more with stochastic rounding; ``L`` below). A
+group taken in cycle ``t`` (``advance`` with ``i.valid``) is in the output register in cycle ``t + L`` when no
+stall intervenes; a beat's groups are taken in cycles ``t .. t + G - 1`` and the beat is presented on ``o`` in
+cycle ``t + G - 1 + L``; with pooling, the window's output appears then for its bottom-right input. Throughput
+is one group per cycle while ``o`` is ready (pooling emits one beat per 2x2 window, i.e. per four kept inputs).
+The pipeline stalls as a whole: ``advance = ~o.valid | o.ready`` (combinational from ``o.ready``, independent
+of ``i.valid``), so it holds up to ``L`` groups and never drops one.
 
 Position in the layer comes from counters over accepted beats (``f``, then ``e``, then m-fold, wrapping back to
 zero after ``m_folds * out_h * out_w`` beats). ``cfg`` and ``bank`` describe the command whose beats arrive on
@@ -98,13 +103,21 @@ class PostOpPipeline(wiring.Component):
     ``acc_bits``), ``busy`` (a group is in flight).
     """
 
-    LATENCY = 13             # one more with stochastic rounding (`latency_for`)
+    LATENCY = 13             # one more with stochastic rounding, one more for a narrow chain (`latency_for`)
 
     @classmethod
     def latency_for(cls, spec):
         """The pipeline's latency for ``spec``: `LATENCY`, plus the stage that adds the rounding offset when the
-        spec builds stochastic rounding."""
-        return cls.LATENCY + int(spec.stochastic_rounding)
+        spec builds stochastic rounding, plus the pooling pair's second stage when the chain is narrower than the
+        array (``postop_groups > 1``: the held value comes from a small memory and the pair is split into a
+        compare/sum stage and a choice stage, `split_pair`)."""
+        return cls.LATENCY + int(spec.stochastic_rounding) + int(cls.split_pair(spec))
+
+    @staticmethod
+    def split_pair(spec):
+        """Whether the horizontal pair takes two stages (registered compare and sum, then the choice): on a
+        narrow chain (``postop_groups > 1``), whose pair stage was the 8x8's critical path."""
+        return spec.postop_groups > 1
 
     def __init__(self, spec, *, max_m_folds, max_out_w=None, dims_bits=None):
         if not isinstance(spec, AcceleratorSpec):
@@ -152,6 +165,7 @@ class PostOpPipeline(wiring.Component):
         lanes, groups, cols = self.lanes, self.groups, spec.cols
         acc_bits = spec.acc_type.bits
         X = int(spec.stochastic_rounding)       # the extra stage (S7a: p + rounding offset) shifts S8 on by X
+        P = int(self.split_pair(spec))          # the pair's second stage (S11b) shifts the window and out by P
         x_bits = max(acc_bits, 32) + 1          # acc + bias, exact
         p_bits = x_bits + 32                    # x * multiplier, exact
         lb_bits = acc_bits + 1                  # a horizontal pair: max, or sum of two
@@ -263,33 +277,43 @@ class PostOpPipeline(wiring.Component):
                      lo_rel.eq(Mux(s7.relu, 0, lo7 - z7)), hi_rel.eq(hi7 - z7)]
         lo8, hi8 = stage("s8_lo", signed(acc_bits + 1)), stage("s8_hi", signed(acc_bits + 1))
         below8, above8 = stage("s8_below", signed(acc_bits + 4)), stage("s8_above", signed(acc_bits + 4))
+        # S9 rounds and adds the zero point in one adder: ((sh + 1) >> 1) + z = (sh + 2z + 1) >> 1.
+        round8 = stage("s8_round", signed(cfg.zero_point.shape().width + 2))
         with m.If(advance):
-            m.d.sync += [lo8.eq(lo_now), hi8.eq(hi_now), below8.eq((lo_rel << 1) - 1), above8.eq(hi_rel << 1)]
+            m.d.sync += [lo8.eq(lo_now), hi8.eq(hi_now), below8.eq((lo_rel << 1) - 1), above8.eq(hi_rel << 1),
+                         round8.eq((z7 << 1) + 1)]
         lo9, hi9 = delayed("s9_lo", lo8, 1), delayed("s9_hi", hi8, 1)
 
-        s9, s10, s11 = tags[8 + X], tags[9 + X], tags[10 + X]
-        pair_avg = s10.pool == POOL_CODES["avg"]          # the pair is formed entering S11
-        pool_on = s11.pool != POOL_CODES["none"]
-        s12 = tags[11 + X]
-        out_pool_on = s12.pool != POOL_CODES["none"]      # and divided on the way out
-        out_is_avg = s12.pool == POOL_CODES["avg"]
+        # Pooling stages: the pair is registered in S11 (split: compare and sum in S11, the choice in S11b), the
+        # window in S12; tags of the stage a group leaves as it enters the next one.
+        s9, s10 = tags[8 + X], tags[9 + X]
+        s_lb_read = tags[8 + X + P]                       # entering the stage before the pair's
+        s_pair_in = tags[9 + X + P]                       # entering the pair register
+        s_pair = tags[10 + X + P]                         # in the pair register
+        s_window = tags[11 + X + P]                       # in the window register, entering the output one
+        pair_avg = s_pair_in.pool == POOL_CODES["avg"]
+        pool_on = s_pair.pool != POOL_CODES["none"]
+        out_pool_on = s_window.pool != POOL_CODES["none"]  # and divided on the way out
+        out_is_avg = s_window.pool == POOL_CODES["avg"]
 
         # Line buffer of horizontal pairs from even rows, a `PipelinedMemory` (no block RAM clock-to-out in
-        # front of the window's adder): entry pair * groups + group; read issued as a group enters S10, its word
-        # in S11. With one group, only the pair of the row above can be written at the edge the read is issued
-        # (2 beats ahead, when out_w is 2): that write is forwarded. With more, the row above was written at
-        # least 2 * groups groups before its read.
+        # front of the window's adder): entry pair * groups + group; read issued as a group enters the stage
+        # before the pair's (S10; S11 when split), its word with the group's pair. With one group, only the pair
+        # of the row above can be written at the edge the read is issued (2 beats ahead, when out_w is 2): that
+        # write is forwarded. With more, the row above was written at least 2 * groups groups before its read.
         m.submodules.line_buffer = line_buffer = PipelinedMemory(width=lanes * lb_bits, depth=lb_depth * groups)
-        lb_write_en = advance & valid[10 + X] & pool_on & s11.col_odd & ~s11.row_odd
+        lb_write_en = advance & valid[10 + X + P] & pool_on & s_pair.col_odd & ~s_pair.row_odd
         lb_data = Signal(lanes * lb_bits)
-        m.d.comb += [line_buffer.read_addr.eq(_times(s9.pair, groups) + s9.group), line_buffer.read_en.eq(advance),
-                     line_buffer.data_en.eq(advance),
-                     line_buffer.write_addr.eq(_times(s11.pair, groups) + s11.group), line_buffer.write_data.eq(lb_data),
-                     line_buffer.write_en.eq(lb_write_en)]
+        m.d.comb += [line_buffer.read_addr.eq(_times(s_lb_read.pair, groups) + s_lb_read.group),
+                     line_buffer.read_en.eq(advance), line_buffer.data_en.eq(advance),
+                     line_buffer.write_addr.eq(_times(s_pair.pair, groups) + s_pair.group),
+                     line_buffer.write_data.eq(lb_data), line_buffer.write_en.eq(lb_write_en)]
         if groups == 1:
+            assert not P
             forward10, forward_data10 = stage("s10_forward", 1), stage("s10_forward_data", lanes * lb_bits)
             with m.If(advance):
-                m.d.sync += [forward10.eq(lb_write_en & (s11.pair == s9.pair)), forward_data10.eq(lb_data)]
+                m.d.sync += [forward10.eq(lb_write_en & (s_pair.pair == s_lb_read.pair)),
+                             forward_data10.eq(lb_data)]
             forward11 = delayed("s11_forward", forward10, 1)
             forward_data11 = delayed("s11_forward_data", forward_data10, 1)
             row_above = Mux(forward11, forward_data11, line_buffer.read_data)
@@ -418,37 +442,55 @@ class PostOpPipeline(wiring.Component):
             sh = stage(f"s8_sh_{j}", signed(p_bits + 2))
             with m.If(advance):
                 m.d.sync += sh.eq((p << 1) >> shift7)
-            # S9: the rounded value's low bits (all a value in range has), and the saturation tests made on
-            # sh itself: (sh + 1) >> 1 < lo  <=>  sh < 2 lo - 1, and  > hi  <=>  sh > 2 hi.
-            r = stage(f"s9_r_{j}", signed(acc_bits))
+            # S9: the rounded value plus the zero point, ((sh + 1) >> 1) + z = (sh + 2z + 1) >> 1, in its low
+            # bits (all a value in range has; modulo 2**acc_bits the same bits), and the saturation tests made
+            # on sh itself: (sh + 1) >> 1 < lo  <=>  sh < 2 lo - 1, and  > hi  <=>  sh > 2 hi.
+            rz = stage(f"s9_rz_{j}", signed(acc_bits))
             under, over = stage(f"s9_under_{j}", 1), stage(f"s9_over_{j}", 1)
             with m.If(advance):
-                m.d.sync += [r.eq(((sh[:acc_bits + 1] + 1) >> 1)[:acc_bits]),
+                m.d.sync += [rz.eq(((sh[:acc_bits + 1] + round8) >> 1)[:acc_bits]),
                              under.eq(sh < below8), over.eq(sh > above8)]
             # S10: saturate to the output type (ReLU raised the lower bound to z); in range, r + z.
             y = stage(f"s10_y_{j}", signed(acc_bits))
             with m.If(advance):
-                m.d.sync += y.eq(Mux(under, lo9, Mux(over, hi9, r + s9.zero_point.as_signed())))
+                m.d.sync += y.eq(Mux(under, lo9, Mux(over, hi9, rz)))
             y_lanes.append(y)
 
             # Pooling: the horizontal pair registered into S11 (beside the value itself); the window, from the
-            # pair and the line buffer's entry of the row above, into S12; averaged on the way out.
+            # pair and the line buffer's entry of the row above, into S12; averaged on the way out. Split (a
+            # narrow chain): S11 registers the pair's compare and sum beside both operands, S11b the choice, and
+            # the sum + 2 that the average's rounding needs, so the window's sum is the rounded one.
             held = held_word[j * acc_bits:(j + 1) * acc_bits].as_signed()       # the even column's value
             y11 = stage(f"s11_y_{j}", signed(acc_bits))
             pair = stage(f"s11_pair_{j}", signed(lb_bits))
-            with m.If(advance):
-                m.d.sync += [y11.eq(y), pair.eq(Mux(pair_avg, held + y, Mux(held > y, held, y)))]
+            if P:
+                held11 = stage(f"s11_held_{j}", signed(acc_bits))
+                sum11 = stage(f"s11_sum_{j}", signed(lb_bits))
+                held_greater11 = stage(f"s11_held_greater_{j}", 1)
+                with m.If(advance):
+                    m.d.sync += [y11.eq(y), held11.eq(held), sum11.eq(held + y), held_greater11.eq(held > y)]
+                y_pair = stage(f"s11b_y_{j}", signed(acc_bits))
+                pair = stage(f"s11b_pair_{j}", signed(lb_bits))
+                pair_rounding = stage(f"s11b_pair_plus_2_{j}", signed(lb_bits + 1))   # sum + 2 (average only)
+                with m.If(advance):
+                    m.d.sync += [y_pair.eq(y11), pair_rounding.eq(sum11 + 2),
+                                 pair.eq(Mux(pair_avg, sum11, Mux(held_greater11, held11, y11)))]
+            else:
+                with m.If(advance):
+                    m.d.sync += [y11.eq(y), pair.eq(Mux(pair_avg, held + y, Mux(held > y, held, y)))]
+                y_pair, pair_rounding = y11, None
             above = row_above[j * lb_bits:(j + 1) * lb_bits].as_signed()
             # The window's sum and compare side by side (registered with both operands); the output stage
             # picks the maximum, or divides the sum.
             y12 = stage(f"s12_y_{j}", signed(acc_bits))
-            window_sum = stage(f"s12_window_sum_{j}", signed(lb_bits + 1))
+            window_sum = stage(f"s12_window_sum_{j}", signed(lb_bits + 2))
             above_greater = stage(f"s12_above_greater_{j}", 1)
             above12, pair12 = stage(f"s12_above_{j}", signed(lb_bits)), stage(f"s12_pair_{j}", signed(lb_bits))
             with m.If(advance):
-                m.d.sync += [y12.eq(y11), window_sum.eq(above + pair), above_greater.eq(above > pair),
-                             above12.eq(above), pair12.eq(pair)]
-            pooled = Mux(out_is_avg, (window_sum + 2) >> 2, Mux(above_greater, above12, pair12))
+                m.d.sync += [y12.eq(y_pair), above_greater.eq(above > pair), above12.eq(above), pair12.eq(pair),
+                             window_sum.eq(above + (pair if pair_rounding is None else pair_rounding))]
+            average = (window_sum + 2) >> 2 if pair_rounding is None else window_sum >> 2
+            pooled = Mux(out_is_avg, average, Mux(above_greater, above12, pair12))
             out_lanes.append(Mux(out_pool_on, pooled, y12)[:acc_bits])
             lb_lanes.append(pair)
         m.d.comb += lb_data.eq(Cat(*lb_lanes))
@@ -459,15 +501,15 @@ class PostOpPipeline(wiring.Component):
             m.d.comb += held_w.data.eq(Cat(*y_lanes))
 
         # The output register: each group's lanes, the beat offered with its last group.
-        emit = ~out_pool_on | (s12.col_odd & s12.row_odd)
-        last_group12 = s12.group == groups - 1
+        emit = ~out_pool_on | (s_window.col_odd & s_window.row_odd)
+        last_group12 = s_window.group == groups - 1
         with m.If(advance):
-            m.d.sync += [self.o.valid.eq(valid[11 + X] & emit & last_group12), self.o_dest.eq(s12.dest)]
+            m.d.sync += [self.o.valid.eq(valid[11 + X + P] & emit & last_group12), self.o_dest.eq(s_window.dest)]
             if groups == 1:
                 m.d.sync += self.o.payload.eq(Cat(*out_lanes))
             else:
-                with m.If(valid[11 + X] & emit):
-                    with m.Switch(s12.group):
+                with m.If(valid[11 + X + P] & emit):
+                    with m.Switch(s_window.group):
                         for g in range(groups):
                             with m.Case(g):
                                 m.d.sync += self.o.payload[g * group_bits:(g + 1) * group_bits].eq(
