@@ -12,7 +12,9 @@ from amaranth.sim import Simulator
 from hwgen import AcceleratorSpec, floats
 from hwgen.dtypes import bf16, fp16, fp32, parse_dtype
 from hwgen.errors import MappingError, UnsupportedTypeError
+from hwgen.perf import postops_latency
 from hwgen.hw.pe import WeightStationaryPE
+from hwgen.hw.postops import PostOpPipeline
 from hwgen.hw.systolic import SystolicArray
 from hwgen.postops import PostOps, apply_float, check_layer, config_values, float_params, pack_params, pack_stream
 from hwgen.problem import ConvProblem
@@ -237,6 +239,16 @@ def test_float_postop_chain_equals_golden(postops, fmt):
     layers = [FloatLayer(shape, rng) for shape in [(6, 5, 7), (3, 4, 4)]]
     bench = StreamBench(spec)
     bench.check(layers, bench.run(layers, p_valid=0.7, p_ready=0.6, seed=4))
+
+
+def test_float_chain_is_full_width_with_the_integer_latency():
+    """A float spec's chain has one group (postop_lanes = cols, also where the integer default is narrower), so
+    the pooling pair is one stage and the latency is the full-width chain's: the cycle model holds unchanged."""
+    spec = float_spec(rows=8, cols=8)
+    assert AcceleratorSpec(rows=8, cols=8).postop_groups == 4 and spec.postop_groups == 1
+    assert spec.postop_fifo_depth == 0 and not PostOpPipeline.split_pair(spec)
+    dut = PostOpPipeline(spec, max_m_folds=2, max_out_w=4)
+    assert dut.groups == 1 and dut.latency == PostOpPipeline.LATENCY == 13 == postops_latency(spec)
 
 
 # Whole layers on the generated Verilog (cocotb, Icarus) ------------------------------------------------------

@@ -49,7 +49,9 @@ Stages (one register each; lane ``j`` of every stage is channel ``mf*cols + g*la
   ``multiplier`` field holds its pattern) on a 24 x 24 `WideMultiplier` in S4-S7, rounded into S8, and rounds
   to the 16-bit output format (the spec's bf16/fp16) into S9; S10 applies ReLU (negatives and -0 to +0),
   pooling takes the fp32 maximum (`fpu.fp32_max`) in the same stages, and the way out re-packs a 16-bit
-  output. The same latency, so the cycle model is unchanged.
+  output. A float chain is always full width (``postop_lanes == cols``, `AcceleratorSpec` rejects a narrower
+  one): one group, the pair in one stage, the integer full-width chain's latency (13), so the cycle model is
+  unchanged.
 
 Timing: `LATENCY` = 13 (`latency_for`: 14 on a narrow chain, one more with stochastic rounding; ``L`` below). A
 group taken in cycle ``t`` (``advance`` with ``i.valid``) is in the output register in cycle ``t + L`` when no
@@ -340,9 +342,10 @@ class PostOpPipeline(wiring.Component):
         out_lanes, lb_lanes, y_lanes = [], [], []
         if spec.is_float:
             # The float lane is built for a full-width chain (the spec rejects postop_lanes < cols on a float
-            # datapath), so one group: s2_group is the whole beat and pool_held one register.
-            assert groups == 1 and lanes == cols, (lanes, cols)
-            s8 = tags[7 + X]
+            # datapath), so one group: s2_group is the whole beat, pool_held one register, and the pooling pair
+            # one stage (no S11b: P = 0, X = 0), so the float lane's latency is latency_for(spec) = LATENCY.
+            assert groups == 1 and lanes == cols and not P and not X, (lanes, cols, P, X)
+            s8 = tags[7]
         for j in range(lanes if spec.is_float else 0):
             # The float lane: bias add into S3; the scale multiply (S4-S7 on a 24 x 24 `WideMultiplier`, rounded
             # into S8); rounding to the 16-bit output format into S9 (still an fp32 pattern); ReLU into S10; max
@@ -379,7 +382,7 @@ class PostOpPipeline(wiring.Component):
             with m.If(advance):
                 m.d.sync += [y12.eq(y11), window.eq(fp32_max(above, pair))]
             value = Mux(out_pool_on, window, y12)
-            out16 = s12.requant & (s12.out_bits == 16)
+            out16 = s_window.requant & (s_window.out_bits == 16)
             out_lanes.append(Mux(out16, fp32_to_format(value, fmt), value))
             lb_lanes.append(Cat(pair, Const(0, lb_bits - 32)))
         for j in range(0 if spec.is_float else lanes):
