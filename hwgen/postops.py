@@ -65,7 +65,7 @@ __all__ = [
     "round_shift", "add_bias", "requantize", "relu", "max_pool2x2", "avg_pool2x2", "pool_out_size", "apply",
     "PARAM_FIELDS", "params_lane_layout", "params_layout", "pack_params",
     "config_layout", "config_values", "pack_config", "check_layer", "check_supported", "params_port_bits",
-    "pack_stream", "unpack_stream",
+    "pack_stream", "unpack_stream", "float_params", "apply_float", "check_float",
 ]
 
 POOL_MODES = ("none", "max", "avg")
@@ -138,6 +138,10 @@ class PostOps:
         """The element type of the results: ``out_type`` when requantizing, else ``acc_type``."""
         acc_type = parse_dtype(acc_type, what="acc_type")
         out = self.out_type if self.requant else acc_type
+        if getattr(out, "is_float", False) != getattr(acc_type, "is_float", False):
+            raise DesignError(f"out_type {out} and acc_type {acc_type}: a float output needs a float accelerator "
+                              f"(acc_type fp32, PostOps(requant=True, out_type='bf16'/'fp16'/'fp32')), an integer "
+                              f"one an integer out_type (e.g. int8)")
         if out.min < acc_type.min or out.max > acc_type.max:
             raise DesignError(f"out_type {out} does not fit the {acc_type} output lanes; use an out_type whose "
                              f"range lies inside {acc_type} (e.g. int8)")
@@ -532,6 +536,8 @@ def check_layer(postops, *, out_h, out_w, m_folds, max_out_w, max_m_folds, layer
 
 def check_supported(spec, postops, layer="layer"):
     """Raise `MappingError` if ``postops`` asks for a chain that ``spec`` was built without."""
+    if getattr(spec, "is_float", False):
+        check_float(postops, layer, spec.float_format)
     if postops.rounding == "stochastic" and not getattr(spec, "stochastic_rounding", False):
         raise MappingError(f"{layer}: the layer asks for stochastic rounding but accelerator {spec.name!r} is built "
                            f"without the rounding generators; build it with AcceleratorSpec(..., "
@@ -543,6 +549,86 @@ def check_supported(spec, postops, layer="layer"):
                            f"{spec.name!r} is built without the post-op chain (postops=False); build it with "
                            f"AcceleratorSpec(..., postops=True), or drop the post-ops from the layer and apply "
                            f"them on the host (hwgen.postops.apply)")
+
+
+# The float chain (`hwgen.floats`; accelerators with act_type bf16/fp16 and acc_type fp32) ----------------------
+
+def check_float(postops, layer="layer", fmt=None):
+    """Raise `MappingError` unless ``postops`` is a chain the float datapath (operands of format ``fmt``) runs:
+    fp32 bias add, requantization as an fp32 scale multiply with the output in ``fmt`` or fp32
+    (``PostOps(requant=True, out_type=fmt)``), ReLU and 2x2 max pooling. Average pooling, zero points and
+    stochastic rounding are integer-only."""
+    asked = [name for name, on in (("pool='avg'", postops.pool == "avg"),
+                                   (f"zero_point={postops.zero_point}", postops.zero_point != 0),
+                                   ("rounding='stochastic'", postops.rounding == "stochastic")) if on]
+    if asked:
+        raise MappingError(f"{layer}: a float layer's post-ops are an fp32 bias add, an fp32 scale (requant), "
+                           f"ReLU and 2x2 max pooling; {', '.join(asked)} is integer-only - drop it, or quantize "
+                           f"the layer to an integer accelerator")
+    if postops.requant:
+        allowed = ("fp32",) + ((fmt,) if fmt else ("bf16", "fp16"))
+        if not getattr(postops.out_type, "is_float", False) or postops.out_type.name not in allowed:
+            raise MappingError(f"{layer}: a float layer's requantization multiplies by an fp32 scale and outputs "
+                               f"{' or '.join(allowed)}, not {postops.out_type}; use PostOps(requant=True, "
+                               f"out_type={allowed[-1]!r})")
+
+
+def float_params(bias=None, scale=None):
+    """Per-channel fp32 biases and requantization scales (bit patterns, e.g. from ``hwgen.floats.encode(b,
+    "fp32")``; scales non-negative) as the `QuantParams` the parameter stream carries: the bias pattern in the
+    32-bit bias field, the scale's in the multiplier field."""
+    fields = {}
+    for name, value in (("bias", bias), ("scale", scale)):
+        if value is None:
+            continue
+        bits = np.asarray(value, dtype=np.int64)
+        top = 0x7FFFFFFF if name == "scale" else 0xFFFFFFFF
+        if bits.ndim != 1 or (bits.size and (bits.min() < 0 or bits.max() > top)):
+            raise DataError(f"float {name}s must be a 1-D array of {'non-negative ' if name == 'scale' else ''}"
+                            f"fp32 bit patterns (0..{top:#x}); encode real values with "
+                            f"hwgen.floats.encode(values, 'fp32')")
+        fields[name] = bits
+    params = {}
+    if "bias" in fields:
+        bits = fields["bias"]
+        params["bias"] = np.where(bits >= 1 << 31, bits - (1 << 32), bits)
+    if "scale" in fields:
+        params["multiplier"] = fields["scale"]
+        params["shift"] = np.zeros_like(fields["scale"])
+    return QuantParams(**params)
+
+
+def apply_float(acc, params, postops):
+    """The float post-op chain on fp32 accumulators ``acc[M, E, F]`` (bit patterns) -> output patterns (int64):
+    ``x = acc + bias[m]`` (`hwgen.floats.add`), with ``requant`` ``y = round_to(x * scale[m], out_type)``
+    (`hwgen.floats.mul`, `hwgen.floats.round_to`: fp32, then the output format, each to nearest even), ``relu``
+    (negatives and -0 to +0, NaN kept), 2x2 max pooling (floor semantics; ``+0 > -0``, NaN if any of the window
+    is NaN), then the output format's patterns (fp32, or bf16/fp16 in the low 16 bits of the lane)."""
+    from . import floats
+    check_float(postops)
+    acc = np.asarray(acc)
+    if acc.ndim != 3:
+        raise DataError(f"acc must be a [M, E, F] array, got shape {acc.shape}")
+    y = acc.astype(np.uint64)
+    if postops.needs_params:
+        if not isinstance(params, QuantParams):
+            raise DataTypeError("a float layer with bias or scale needs hwgen.postops.float_params(bias, scale)")
+        params.check(postops, acc.shape[0])
+    if postops.bias:
+        bias = (params.bias.astype(np.int64) & 0xFFFFFFFF).astype(np.uint64)
+        y = floats.add(y, bias[:, None, None])
+    out = postops.out_type.name if postops.requant else "fp32"
+    if postops.requant:
+        y = floats.mul(y, params.multiplier.astype(np.uint64)[:, None, None])
+        y = floats.round_to(y, out)
+    if postops.relu:
+        y = floats.relu(y)
+    if postops.pool == "max":
+        E, F = pool_out_size(acc.shape[1], acc.shape[2])
+        w = y[:, :2 * E, :2 * F]
+        y = floats.maximum(floats.maximum(w[:, 0::2, 0::2], w[:, 0::2, 1::2]),
+                           floats.maximum(w[:, 1::2, 0::2], w[:, 1::2, 1::2]))
+    return np.asarray(floats.to_format(y, out), dtype=np.int64)
 
 
 # Host side: beats <-> arrays ------------------------------------------------------------------------------

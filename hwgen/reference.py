@@ -16,7 +16,7 @@ from .dtypes import IntType, int32, parse_dtype
 from .errors import DataError, DataOverflowError, UnsupportedTypeError
 from .ir import LoopNest
 
-__all__ = ["conv2d", "linear", "run_problem", "evaluate_loop_nest"]
+__all__ = ["conv2d", "linear", "run_problem", "evaluate_loop_nest", "float_layer"]
 
 
 def _int_array(value, what, ndim):
@@ -147,3 +147,89 @@ def evaluate_loop_nest(nest: LoopNest, tensors: dict[str, np.ndarray],
             raise IndexError(f"{nest.name}: {nest.out} writes {index}, outside the output shape {result.shape}")
         result[index] += read(nest.lhs, env) * read(nest.rhs, env)
     return result
+
+
+def float_layer(plan, act_canonical, weight_canonical, *, pad_channels=False):
+    """The fp32 accumulators ``[M, E, F]`` (bit patterns, int64) of a float layer planned for a float accelerator
+    (`hwgen.tiling.LayerPlan` of a spec with ``act_type='bf16'``/``'fp16'``), computed in the hardware's order
+    with the hardware's arithmetic (`hwgen.floats`): float addition is not associative, so the order is part of
+    the result.
+
+    ``act_canonical`` ``[C, H, W]`` and ``weight_canonical`` ``[M, C, R, S]`` hold bf16/fp16 bit patterns. For each
+    command (tile) in plan order, for each of its folds in issue order (``for r: for s: for cg``, or the channel
+    groups of the host-unrolled windows when the plan runs im2col), the weight-stationary column sums its
+    ``rows`` products top to bottom from ``+0`` - rows past the last channel multiply ``0 * 0``, padded reads
+    are ``+0`` - and the accumulator adds that column sum to the pixel's running total (the first fold of a
+    command that starts the reduction takes it as it is; later commands of a split reduction continue it). On
+    the output-stationary array each output sums its ``K = C*R*S`` unrolled inputs in order (``(r, s, c)``), the
+    first product as it is.
+
+    ``pad_channels=True``: also the array columns past ``M`` in the last m-fold (zero weights), ``[M', E, F]`` with
+    ``M' = ceil(M / cols) * cols``: what the hardware's padding lanes carry (``+0``, or NaN where an activation
+    it multiplies by ``+0`` is an infinity or NaN).
+    """
+    from . import floats
+    from .tiling import im2col_acts, im2col_weights
+    spec = plan.spec
+    if not getattr(spec, "is_float", False):
+        raise UnsupportedTypeError(f"{plan.problem.name}: float_layer evaluates layers of float accelerators; "
+                                   f"use conv2d for integer ones")
+    if plan.engine not in ("weight_stationary", "output_stationary"):
+        raise UnsupportedTypeError(f"{plan.problem.name}: the float datapath runs on the weight-stationary and "
+                                   f"output-stationary arrays, not on the {plan.engine} engine")
+    fmt, rows = spec.float_format, spec.rows
+    acts = np.asarray(act_canonical).astype(np.int64)
+    weights = np.asarray(weight_canonical).astype(np.int64)
+    p = plan.problem
+    if acts.shape != tuple(p.act_canonical_shape) or weights.shape != tuple(p.weight_canonical_shape):
+        raise DataError(f"{p.name}: expected activations {p.act_canonical_shape} and weights "
+                        f"{p.weight_canonical_shape}, got {acts.shape} and {weights.shape}")
+    for name, array in (("activations", acts), ("weights", weights)):
+        if array.size and (array.min() < 0 or array.max() > 0xFFFF):
+            raise DataError(f"{p.name}: {name} must be {fmt} bit patterns (0..0xffff); encode real values with "
+                            f"hwgen.floats.encode(values, {fmt!r})")
+    if plan.im2col:
+        acts, weights = im2col_acts(p, acts, pad_value=0), im2col_weights(weights)
+    cols = spec.cols
+    M_out = -(-p.M // cols) * cols if pad_channels else p.M
+    if plan.engine == "output_stationary":
+        # Every PE sums its output's K host-unrolled inputs in order, the first product as it is; a command
+        # always covers the whole reduction, so the tiling does not change the order.
+        K = acts.shape[0]
+        w = np.zeros((M_out, K), dtype=np.uint64)
+        w[:p.M] = weights[:, :, 0, 0]
+        total = None
+        for k in range(K):
+            term = floats.product(acts[k][None].astype(np.uint64), w[:, k][:, None, None], fmt)
+            total = term if total is None else floats.add(total, term)
+        return total.astype(np.int64)
+    total = np.zeros((M_out, p.E, p.F), dtype=np.uint64)
+    for tile in plan.tiles:
+        sched = tile.schedule
+        sub = sched.problem
+        m_rows = sched.m_folds * cols if pad_channels and tile.m1 == p.M else sub.M
+        groups = sched.c_groups * rows
+        window = np.zeros((groups, sub.H, sub.W), dtype=np.uint64)
+        window[:sub.C] = acts[tile.c0:tile.c1, tile.h0:tile.h1]
+        w = np.zeros((m_rows, groups, sub.R, sub.S), dtype=np.uint64)
+        w[:sub.M, :sub.C] = weights[tile.m0:tile.m1, tile.c0:tile.c1]
+        # Reads outside the window are padding: +0 (a margin wide enough for every read).
+        ph, pw = sub.pad_h, sub.pad_w
+        height = ph + sub.H + sub.R + sub.E * sub.stride_h
+        width = pw + sub.W + sub.S + sub.F * sub.stride_w
+        padded = np.zeros((groups, height, width), dtype=np.uint64)
+        padded[:, ph:ph + sub.H, pw:pw + sub.W] = window
+        out = total[tile.m0:tile.m0 + m_rows, tile.e0:tile.e0 + sub.E]
+        first = sched.acc_init
+        for r in range(sub.R):
+            for s in range(sub.S):
+                for cg in range(sched.c_groups):
+                    column = np.zeros(out.shape, dtype=np.uint64)          # +0 enters the top PE
+                    for i in range(rows):
+                        c = cg * rows + i
+                        tap = padded[c, r:r + (sub.E - 1) * sub.stride_h + 1:sub.stride_h,
+                                     s:s + (sub.F - 1) * sub.stride_w + 1:sub.stride_w]
+                        column = floats.add(column, floats.product(tap[None], w[:, c, r, s][:, None, None], fmt))
+                    out[...] = column if first else floats.add(out, column)
+                    first = False
+    return total.astype(np.int64)

@@ -106,8 +106,8 @@ class LayerSchedule:
             raise MappingError(f"{p.name}: accelerator {spec.name!r} has no {self.engine} engine (it has "
                                f"{', '.join(spec.engines)}); build it with mv_engine=True for the matrix-vector "
                                f"engine beside the array")
-        self.postops.output_type(spec.acc_type)
         check_supported(spec, self.postops, p.name)
+        self.postops.output_type(spec.acc_type)
         self._check_chaining()
         if self.acc_emit:
             check_layer(self.postops, out_h=p.E, out_w=p.F, m_folds=self.m_folds, max_out_w=spec.max_pool_width,
@@ -469,11 +469,16 @@ class LayerSchedule:
     def pack_outputs(self, out_canonical):
         """Canonical O[M,E',F'] (after the post-ops) -> the output beats the hardware sends (every lane is
         acc_bits wide, the value sign-extended). Lanes beyond M carry the post-ops of a zero sum with zero
-        parameters: the output zero point (0 unless the layer has one)."""
+        parameters: the output zero point (0 unless the layer has one) - or, when ``out_canonical`` has rows for
+        them too (float layers: `hwgen.reference.float_layer(..., pad_channels=True)`), those rows."""
         p, cols = self.problem, self.spec.cols
         e_out, f_out = self.out_size
         out = np.full((self.m_folds * cols, e_out, f_out), self.postops.zero_point, dtype=np.int64)
-        out[:p.M] = out_canonical
+        out_canonical = np.asarray(out_canonical)
+        if not p.M <= len(out_canonical) <= len(out):
+            raise DataError(f"{p.name}: {len(out_canonical)} output channels given, expected {p.M} (or up to the "
+                            f"{len(out)} lanes of its m-folds, padding lanes included)")
+        out[:len(out_canonical)] = out_canonical
         lanes = out.reshape(self.m_folds, cols, e_out * f_out).transpose(0, 2, 1).reshape(-1, cols)
         return self._lanes_to_words(lanes, self.spec.acc_type)
 

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, asdict
 from math import gcd
 
-from .dtypes import IntType, parse_dtype
+from .dtypes import IntType, is_float, parse_dtype
 from .errors import DesignTypeError, MappingError, UnsupportedTypeError
 
 __all__ = ["AcceleratorSpec", "DATAFLOWS", "buffer_bytes_for", "buffer_granule_bytes", "check_name",
@@ -71,11 +71,12 @@ def _positive_int(value, what, *, fix):
     return value
 
 
-def default_postop_lanes(cols, dataflow="weight_stationary"):
-    """The default `AcceleratorSpec.postop_lanes`: all ``cols`` on the output-stationary array, else the
-    largest divisor of ``cols`` not above ``max(1, cols // 4)`` (a beat in four cycles on an 8- or 16-wide array).
+def default_postop_lanes(cols, dataflow="weight_stationary", is_float=False):
+    """The default `AcceleratorSpec.postop_lanes`: all ``cols`` on the output-stationary array and on a float
+    datapath (its post-op lane is built for a full-width chain only), else the largest divisor of ``cols`` not
+    above ``max(1, cols // 4)`` (a beat in four cycles on an 8- or 16-wide array).
     """
-    if dataflow == "output_stationary":
+    if dataflow == "output_stationary" or is_float:
         return cols
     target = max(1, cols // 4)
     return max(d for d in range(1, target + 1) if cols % d == 0)
@@ -118,7 +119,8 @@ class AcceleratorSpec:
     array's peak rate. A compute engine issues a slot that finishes a beat only while the FIFO has room for it
     (`hwgen.perf` models it exactly). Default: ``cols // 4`` lanes (at least 1; the largest divisor of
     ``cols`` not above it) on the weight-stationary array and the matrix-vector engine, all ``cols`` on the
-    output-stationary array (which needs them: its read-out is not held back).
+    output-stationary array (which needs them: its read-out is not held back) and on a float datapath (its
+    fp32 post-op lanes are built for a full-width chain only; a narrower one is rejected).
 
     Whole networks (`hwgen.compiler`): ``mv_engine=True`` builds the matrix-vector engine beside a
     weight-stationary array, in one accelerator (shared loader, activation buffer, post-op chain and output;
@@ -165,12 +167,14 @@ class AcceleratorSpec:
             raise MappingError(f"dataflow {self.dataflow!r} is not implemented; choose one of {DATAFLOWS}")
         for field_name in ("act_type", "weight_type", "acc_type"):
             object.__setattr__(self, field_name, parse_dtype(getattr(self, field_name), what=field_name))
+        if any(is_float(getattr(self, name)) for name in ("act_type", "weight_type", "acc_type")):
+            self._check_float()
         for field_name in ("act_type", "weight_type"):
             dtype = getattr(self, field_name)
             if dtype.bits not in _OPERAND_BITS:
                 raise UnsupportedTypeError(
                     f"{field_name} {dtype} is not supported: multiplier operands must be 2 to 16 bits wide")
-        if not self.acc_type.signed:
+        if not self.acc_type.signed and not self.is_float:
             raise UnsupportedTypeError(f"acc_type {self.acc_type} must be signed (e.g. int32)")
         if self.acc_type.bits < self.product_bits:
             raise UnsupportedTypeError(
@@ -250,7 +254,7 @@ class AcceleratorSpec:
             if not 2 <= self.feedback_depth <= MAX_BUFFER_WORDS:
                 raise MappingError(f"feedback_depth={self.feedback_depth} must be from 2 to {MAX_BUFFER_WORDS} words")
         if self.postop_lanes is None:
-            object.__setattr__(self, "postop_lanes", default_postop_lanes(self.cols, self.dataflow))
+            object.__setattr__(self, "postop_lanes", default_postop_lanes(self.cols, self.dataflow, self.is_float))
         lanes = self.postop_lanes
         if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1 or self.cols % lanes:
             divisors = [d for d in range(1, self.cols + 1) if self.cols % d == 0]
@@ -259,6 +263,10 @@ class AcceleratorSpec:
         if self.dataflow == "output_stationary" and lanes != self.cols:
             raise MappingError(f"postop_lanes={lanes}: the output-stationary array's read-out cannot be held back "
                                f"for a narrower post-op chain; use postop_lanes={self.cols} (= cols)")
+        if self.is_float and lanes != self.cols:
+            raise MappingError(f"postop_lanes={lanes}: the float post-op chain ({self.act_type}) is built full width "
+                               f"only (one fp32 lane per column); use postop_lanes={self.cols} (= cols), or leave "
+                               f"postop_lanes unset")
         narrow = self.postops and self.postop_groups > 1
         if self.postop_fifo_depth is None:
             object.__setattr__(self, "postop_fifo_depth", max(2 * self.acc_depth, 16) if narrow else 0)
@@ -300,6 +308,43 @@ class AcceleratorSpec:
                 raise UnsupportedTypeError(f"packed_int4=True packs two int4 weights into each int8 weight lane's "
                                            f"byte; it needs weight_type int8, not {self.weight_type}")
 
+    def _check_float(self):
+        """The float datapath (`hwgen.floats`): bf16 or fp16 operands of one format, fp32 accumulation, on the
+        weight-stationary or output-stationary array."""
+        a, w, acc = self.act_type, self.weight_type, self.acc_type
+        example = "AcceleratorSpec(..., act_type='bf16', weight_type='bf16', acc_type='fp32')"
+        if not (is_float(a) and is_float(w) and is_float(acc)):
+            raise UnsupportedTypeError(
+                f"act_type {a}, weight_type {w}, acc_type {acc} mix integer and floating-point types; the float "
+                f"datapath multiplies bf16 or fp16 operands and accumulates in fp32: use {example} (or 'fp16' "
+                f"operands), or integer types throughout")
+        if a.name not in ("bf16", "fp16") or w != a:
+            raise UnsupportedTypeError(
+                f"act_type {a} and weight_type {w}: the float PEs multiply two operands of one 16-bit format, "
+                f"bf16 x bf16 or fp16 x fp16 (products exact in fp32); use {example}")
+        if acc.name != "fp32":
+            raise UnsupportedTypeError(f"acc_type {acc}: the float datapath accumulates in fp32; use {example}")
+        if self.dataflow == "matrix_vector":
+            raise MappingError(f"the float datapath is built on the weight-stationary and output-stationary "
+                               f"arrays, not the matrix-vector engine; set dataflow='weight_stationary' (or use "
+                               f"integer types)")
+        for flag, why in (("mv_engine", "the matrix-vector engine"), ("chaining", "on-chip chaining"),
+                          ("stochastic_rounding", "stochastic rounding"), ("sparse_mv", "the sparse engine"),
+                          ("packed_int4", "packed int4 weights")):
+            if getattr(self, flag) is True:
+                raise MappingError(f"{flag}=True: {why} is integer-only; leave {flag}=False for a {a} "
+                                   f"accelerator")
+
+    @property
+    def is_float(self):
+        """Whether the datapath is floating point (bf16/fp16 operands, fp32 accumulation)."""
+        return is_float(self.acc_type)
+
+    @property
+    def float_format(self):
+        """The operands' float format (``"bf16"``/``"fp16"``), None for an integer datapath."""
+        return self.act_type.name if self.is_float else None
+
     @property
     def sparse_word_bits(self):
         """The sparse engine's stream word: the activation, a last flag, and per lane (valid, slot, weight)."""
@@ -314,7 +359,9 @@ class AcceleratorSpec:
 
     @property
     def product_bits(self):
-        """Width of one exact product of an activation and a weight."""
+        """Width of one exact product of an activation and a weight (fp32 for the float datapath)."""
+        if self.is_float:
+            return 32
         return self.act_type.bits + self.weight_type.bits
 
     @property
@@ -324,7 +371,9 @@ class AcceleratorSpec:
 
     @property
     def psum_bits(self):
-        """Column partial sums add at most ``rows`` products: this width cannot overflow."""
+        """Column partial sums add at most ``rows`` products: this width cannot overflow (fp32 when float)."""
+        if self.is_float:
+            return 32
         return self.product_bits + max(1, (self.rows - 1).bit_length()) + 1
 
     @property
@@ -389,6 +438,10 @@ class AcceleratorSpec:
         return self.acc_buffer_bytes * 8 // self.acc_word_bits
 
     def max_abs_product(self):
+        """The largest |product| (integer datapaths; 0 for float, whose sums cannot overflow a type: they
+        saturate to infinities by the numeric policy)."""
+        if self.is_float:
+            return 0
         a, w = self.act_type, self.weight_type
         return max(abs(x * y) for x in (a.min, a.max) for y in (w.min, w.max))
 

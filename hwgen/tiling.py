@@ -161,20 +161,23 @@ class LayerPlan:
         out_canonical = np.asarray(out_canonical)
         for tile in self.tiles:
             if tile.schedule.acc_emit:
+                m1 = len(out_canonical) if tile.m1 == self.problem.M else tile.m1   # padding lanes, if given
                 if tile.pixel_range:
-                    flat = out_canonical[tile.m0:tile.m1].reshape(tile.m1 - tile.m0, -1)
+                    flat = out_canonical[tile.m0:m1].reshape(m1 - tile.m0, -1)
                     beats += tile.schedule.pack_outputs(flat[:, None, tile.p0:tile.p1])
                     continue
                 r0, r1 = self._out_rows(tile)
-                beats += tile.schedule.pack_outputs(out_canonical[tile.m0:tile.m1, r0:r1])
+                beats += tile.schedule.pack_outputs(out_canonical[tile.m0:m1, r0:r1])
         return beats
 
     def apply_postops(self, acc, params):
         """The golden output of the layer: `hwgen.postops.apply` on its accumulators ``acc[M, E, F]``. With
         stochastic rounding each emitting command rounds with its own draws (the generators restart per command),
         so the chain is applied command by command."""
-        from .postops import apply
+        from .postops import apply, apply_float
         spec = self.spec
+        if spec.is_float:
+            return apply_float(acc, params, self.postops)
         if self.postops.rounding != "stochastic":
             return apply(acc, params, self.postops, spec.acc_type)
         acc = np.asarray(acc)

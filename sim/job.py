@@ -75,10 +75,53 @@ def random_params(rng, acc, M):
     return QuantParams(bias=bias, multiplier=np.array(multipliers), shift=np.array(shifts))
 
 
+def float_operands(rng, shape, fmt, *, scale=1.0, specials=False):
+    """Random ``fmt`` (bf16/fp16) bit patterns of normally distributed values (every product and sum rounds);
+    ``specials``: about 2 % of them replaced by zeros of both signs, infinities, NaN, subnormals (read as
+    zeros), the largest finite value (bf16 products overflow) and the smallest normal (products flush)."""
+    from hwgen import floats
+    bits = floats.encode(rng.standard_normal(shape) * scale, fmt).astype(np.int64)
+    if specials:
+        ebits, fbits = floats.FORMATS[fmt]
+        emax = (1 << ebits) - 1
+        pool = [0x0000, 0x8000, emax << fbits, 0x8000 | (emax << fbits), (emax << fbits) | 1, 0x0001, 0x8002,
+                ((emax - 1) << fbits) | ((1 << fbits) - 1), 1 << fbits, 0x8000 | (1 << fbits)]
+        where = rng.random(shape) < 0.02
+        bits = np.where(where, rng.choice(pool, shape), bits)
+    return bits
+
+
+def make_float_layer_data(plan, seed):
+    """A float layer's data: bf16/fp16 operands (`float_operands`; with special values when the layer's name
+    contains ``specials``), fp32 post-op parameters (bias ~ N(0, 1), scale ~ U(0.01, 4)), and the reference
+    (`float_layer`, then `hwgen.postops.apply_float`) as output beats - the padding lanes of the last m-fold included, as the hardware
+    computes them (zero weights: ``+0``, or NaN where an activation is an infinity or NaN)."""
+    from hwgen import floats
+    from hwgen.postops import apply_float, float_params
+    from hwgen.reference import float_layer
+    spec, p = plan.spec, plan.problem
+    rng = np.random.default_rng(seed)
+    fmt, specials = spec.float_format, "specials" in p.name
+    acts = float_operands(rng, p.act_canonical_shape, fmt, specials=specials)
+    weights = float_operands(rng, p.weight_canonical_shape, fmt, scale=0.5, specials=specials)
+    acc = float_layer(plan, acts, weights, pad_channels=True)     # the padding lanes as the hardware has them
+    bias = floats.encode(rng.standard_normal(p.M), "fp32").astype(np.int64)
+    scale = floats.encode(rng.uniform(0.01, 4.0, p.M), "fp32").astype(np.int64)
+    params = float_params(bias, scale)
+    pad = np.zeros(len(acc) - p.M, dtype=np.int64)       # the padding lanes' parameters: zeros
+    padded = float_params(np.concatenate([bias, pad]), np.concatenate([scale, pad]))
+    expected = apply_float(acc, padded, plan.postops)
+    return LayerData(config_words=plan.config_words(), weight_words=plan.weight_stream(weights),
+                     act_words=plan.act_stream(acts), param_words=plan.params_stream(params),
+                     expected_beats=plan.pack_outputs(expected))
+
+
 def make_layer_data(plan, seed):
     """Random operands over the full range of their types, random post-op parameters, and the reference
-    result as output beats."""
+    result as output beats (float accelerators: `make_float_layer_data`)."""
     spec, p = plan.spec, plan.problem
+    if spec.is_float:
+        return make_float_layer_data(plan, seed)
     rng = np.random.default_rng(seed)
     if isinstance(plan, SparseLayerPlan):       # the plan is made for its data: W @ x, then the post-ops
         acc = (plan.weight.astype(np.int64) @ plan.x.astype(np.int64)).reshape(p.M, 1, 1)

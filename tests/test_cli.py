@@ -95,7 +95,8 @@ def test_an_unknown_design_lists_the_built_in_ones(name, message, capsys):
 
 def test_built_in_designs_load_from_any_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert builtin_designs() == ["conv_ws8", "fc_mv", "fxp_lstm", "fxp_train", "lenet_os4", "lenet_ws4", "mlp_mv"]
+    assert builtin_designs() == ["bf16_ws4", "conv_ws8", "fc_mv", "fxp_lstm", "fxp_train", "lenet_os4", "lenet_ws4",
+                                 "mlp_mv"]
     assert load_design("lenet_ws4").name == "lenet_ws4"
 
 

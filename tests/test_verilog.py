@@ -34,6 +34,9 @@ SPECS = {
     "os_3x4_u8": small_spec(3, 4, "os_3x4_u8", act_type="uint8", dataflow="output_stationary"),
     "os_1x1": small_spec(1, 1, "os_1x1", dataflow="output_stationary"),
     "ws_2x3_nopost": small_spec(2, 3, "ws_2x3_nopost", postops=False),   # no post-op chain
+    "ws_2x2_bf16": small_spec(2, 2, "ws_2x2_bf16", act_type="bf16", weight_type="bf16", acc_type="fp32"),  # float
+    "os_2x3_fp16": small_spec(2, 3, "os_2x3_fp16", act_type="fp16", weight_type="fp16", acc_type="fp32",
+                              dataflow="output_stationary"),
 }
 
 

@@ -15,6 +15,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .bram import PipelinedMemory
+from .fpu import fp32_add
 from .library import place
 
 __all__ = ["Accumulator", "AccumulatorLane"]
@@ -62,8 +63,10 @@ class Accumulator(wiring.Component):
         # The lanes: `cols` instances of one `AccumulatorLane` (with a module library, one module).
         sum_word = Signal(spec.acc_word_bits, name="sum_word")
         acc_shape = spec.acc_type.amaranth_shape()
-        make_lane = lambda: AccumulatorLane(psum_bits=psum_bits, acc_shape=acc_shape)  # noqa: E731
-        lane_key = (psum_bits, acc_shape.width, acc_shape.signed)
+        fmt = spec.float_format
+        make_lane = lambda: AccumulatorLane(psum_bits=psum_bits, acc_shape=acc_shape,  # noqa: E731
+                                            fp32=fmt is not None)
+        lane_key = (psum_bits, acc_shape.width, acc_shape.signed, fmt is not None)
         for j in range(spec.cols):
             lane = slice(j * acc_bits, (j + 1) * acc_bits)
             place(m, f"lane_{j}", make_lane, kind="acc_lane", key=lane_key, platform=platform,
@@ -87,10 +90,13 @@ class AccumulatorLane(wiring.Component):
     was set in the enabled cycle before (the lane's own registered copy, ``forward_copy_lane``: a flag of wide
     fan-out, see `fanout`), the word of one of the two sums before it (``forward1``: the one registered in the
     cycle before), kept in registers here. Everything advances in cycles with ``en``.
+
+    ``fp32=True`` (the float datapath): the sum is an fp32 addition (`fpu.Fp32Adder`, round to nearest even),
+    ``previous + psum``; on ``first`` the column sum is taken as it is.
     """
 
-    def __init__(self, *, psum_bits, acc_shape):
-        self.psum_bits, self.acc_shape = psum_bits, acc_shape
+    def __init__(self, *, psum_bits, acc_shape, fp32=False):
+        self.psum_bits, self.acc_shape, self.fp32 = psum_bits, acc_shape, fp32
         acc_bits = acc_shape.width
         super().__init__({
             "psum": In(psum_bits), "read_data": In(acc_bits),
@@ -111,7 +117,10 @@ class AccumulatorLane(wiring.Component):
         previous = Mux(forward, forward_word, self.read_data)
         total = Signal(self.acc_shape, name="total")
         # The schedule proved |sum| fits acc_type, so truncating the adder's carry loses nothing.
-        m.d.comb += total.eq(Mux(self.first, 0, previous.as_signed()) + self.psum.as_signed())
+        if self.fp32:
+            m.d.comb += total.eq(Mux(self.first, self.psum, fp32_add(m, previous, self.psum, "adder")))
+        else:
+            m.d.comb += total.eq(Mux(self.first, 0, previous.as_signed()) + self.psum.as_signed())
         with m.If(self.en):
             m.d.sync += sum_word.eq(total)
         m.d.comb += self.sum.eq(sum_word)

@@ -16,11 +16,18 @@ are at least ``rows`` reductions apart at most one PE of a column is ``done`` in
 multiplexer per column picks it into a register, and the columns are de-skewed. The result leaves as one beat
 per pixel, the ``cols`` channels side by side, in pixel order: ``LATENCY + i`` cycles after the vector with
 ``last`` entered, for row ``i``.
+
+Float form (``act_type`` bf16/fp16, ``acc_type`` fp32; `hwgen.floats`): the product register takes the exact
+fp32 product (`fpu.float_product`) and the accumulator ``product`` on ``first``, else ``acc + product`` with a
+combinational `fpu.Fp32Adder` (round to nearest even): each output sums its ``k`` in order, the first product
+as it is. The same registers and timing.
 """
 
 from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+
+from .fpu import float_product, fp32_add
 
 __all__ = ["OutputStationaryArray"]
 
@@ -52,7 +59,8 @@ class OutputStationaryArray(wiring.Component):
         abits, wbits, accbits = self.act_type.bits, self.weight_type.bits, self.acc_type.bits
         act_shape, weight_shape = self.act_type.amaranth_shape(), self.weight_type.amaranth_shape()
         acc_shape = self.acc_type.amaranth_shape()
-        product_bits = abits + wbits
+        fmt = self.act_type.name if getattr(self.act_type, "is_float", False) else None
+        product_bits = 32 if fmt else abits + wbits
         product_shape = signed(product_bits) if self.act_type.signed or self.weight_type.signed \
             else unsigned(product_bits)
 
@@ -91,15 +99,18 @@ class OutputStationaryArray(wiring.Component):
                 acc = Signal(acc_shape, name=f"pe_{i}_{j}_acc")
                 done = Signal(name=f"pe_{i}_{j}_done")
                 valid_p, first_p, last_p = ctl_p[0], ctl_p[1], ctl_p[2]
+                multiplied = (act_in * weight_in if fmt is None
+                              else float_product(m, act_in, weight_in, fmt, f"pe_{i}_{j}_mul"))
                 m.d.sync += [act_out.eq(act_in), weight_out.eq(weight_in), ctl_out.eq(ctl_in),
-                             product.eq(act_in * weight_in), ctl_p.eq(ctl_in),
+                             product.eq(multiplied), ctl_p.eq(ctl_in),
                              done.eq(valid_p & last_p)]
                 # The schedule proved the reduction fits acc_type: the truncation loses nothing.
+                summed = acc + product if fmt is None else fp32_add(m, acc, product, f"pe_{i}_{j}_adder")
                 with m.If(valid_p):
                     with m.If(first_p):
                         m.d.sync += acc.eq(product)
                     with m.Else():
-                        m.d.sync += acc.eq(acc + product)
+                        m.d.sync += acc.eq(summed)
                 column_sums[j].append((done, acc))
                 act_in, ctl_in = act_out, ctl_out
                 weights_in[j] = weight_out

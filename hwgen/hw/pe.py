@@ -4,6 +4,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .fpu import FloatProductPipe, fp32_add
 from .multiplier import PipelinedMultiplier
 
 __all__ = ["WeightStationaryPE"]
@@ -25,12 +26,18 @@ class WeightStationaryPE(wiring.Component):
     (the banks as they are in the cycle ``act_in`` arrives); ``product`` = ``act_out * weight`` delayed 2 (the
     multiplier), i.e. ``act_in * w[bank_in]`` delayed 3; ``product_d`` = ``product`` delayed 1; ``psum_out`` =
     ``psum_in + product_d`` delayed 1.
+
+    Float form (``fmt="bf16"``/``"fp16"``, `hwgen.floats`): the operands are 16-bit patterns, the multiplier is
+    a `fpu.FloatProductPipe` (the significands on the same `PipelinedMultiplier`, the same two cycles) giving
+    the exact fp32 product, and the adder is a combinational `fpu.Fp32Adder` (round to nearest even): the same
+    registers and the same cycle timing, with the fp32 add as the PE's longest path.
     """
 
     LATENCY = 4      # act_in -> product_d register; psum_in -> psum_out is 1
 
-    def __init__(self, *, act_shape, weight_shape, psum_shape):
+    def __init__(self, *, act_shape, weight_shape, psum_shape, fmt=None):
         self.act_shape, self.weight_shape, self.psum_shape = act_shape, weight_shape, psum_shape
+        self.fmt = fmt
         super().__init__({
             "act_in": In(act_shape), "bank_in": In(1),
             "act_out": Out(act_shape), "bank_out": Out(1),
@@ -44,10 +51,17 @@ class WeightStationaryPE(wiring.Component):
         m = Module()
         weights = [Signal(self.weight_shape, name=f"w{bank}") for bank in range(2)]
         selected = Signal(self.weight_shape, name="weight")
-        m.submodules.multiplier = multiplier = PipelinedMultiplier(a_shape=self.act_shape,
-                                                                   b_shape=self.weight_shape)
+        if self.fmt is None:
+            m.submodules.multiplier = multiplier = PipelinedMultiplier(a_shape=self.act_shape,
+                                                                       b_shape=self.weight_shape)
+            p_shape = multiplier.p_shape
+        else:
+            m.submodules.multiplier = multiplier = FloatProductPipe(self.fmt)
+            p_shape = 32
         m.d.comb += [multiplier.a.eq(self.act_out), multiplier.b.eq(selected), multiplier.en.eq(self.en)]
-        product_d = Signal(multiplier.p_shape, reset_less=True)
+        product_d = Signal(p_shape, reset_less=True)
+        total = (self.psum_in + product_d if self.fmt is None
+                 else fp32_add(m, self.psum_in, product_d, "adder"))
         with m.If(self.en):
             for bank, weight in enumerate(weights):
                 with m.If(self.load_en & (self.load_bank == bank)):
@@ -57,6 +71,6 @@ class WeightStationaryPE(wiring.Component):
                 self.bank_out.eq(self.bank_in),
                 selected.eq(Mux(self.bank_in, weights[1], weights[0])),
                 product_d.eq(multiplier.p),
-                self.psum_out.eq(self.psum_in + product_d),
+                self.psum_out.eq(total),
             ]
         return m

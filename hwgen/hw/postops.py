@@ -44,6 +44,14 @@ Stages (one register each; lane ``j`` of every stage is channel ``mf*cols + g*la
 - An output zero point ``z`` (``cfg.zero_point``) is added in S9's rounding adder (S10 takes it in range); the
   saturation tests compare against the type's bounds less ``z`` (made a stage earlier), ReLU clamps at ``z``.
 - ``cfg.dest`` rides with the beat and leaves on ``o_dest`` beside it (the top routes the beat by it).
+- Float accelerators (``spec.is_float``, `hwgen.floats`): the lanes are fp32 patterns; S3 adds the bias with an
+  `fpu.Fp32Adder` (round to nearest even); requantization multiplies by the channel's fp32 scale (the
+  ``multiplier`` field holds its pattern) on a 24 x 24 `WideMultiplier` in S4-S7, rounded into S8, and rounds
+  to the 16-bit output format (the spec's bf16/fp16) into S9; S10 applies ReLU (negatives and -0 to +0),
+  pooling takes the fp32 maximum (`fpu.fp32_max`) in the same stages, and the way out re-packs a 16-bit
+  output. A float chain is always full width (``postop_lanes == cols``, `AcceleratorSpec` rejects a narrower
+  one): one group, the pair in one stage, the integer full-width chain's latency (13), so the cycle model is
+  unchanged.
 
 Timing: `LATENCY` = 13 (`latency_for`: 14 on a narrow chain, one more with stochastic rounding; ``L`` below). A
 group taken in cycle ``t`` (``advance`` with ``i.valid``) is in the output register in cycle ``t + L`` when no
@@ -69,6 +77,8 @@ from amaranth.lib.wiring import In, Out
 from ..postops import POOL_CODES, column_seeds, config_layout, params_layout
 from ..spec import AcceleratorSpec
 from .bram import PipelinedMemory
+from .fpu import (fp32_add, fp32_max, fp32_mul_operands, fp32_mul_round, fp32_relu, fp32_round_to,
+                  fp32_to_format)
 from .lfsr import unrolled_draw
 from .wide_multiplier import WideMultiplier
 
@@ -330,7 +340,52 @@ class PostOpPipeline(wiring.Component):
             held_word = held_r.data
 
         out_lanes, lb_lanes, y_lanes = [], [], []
-        for j in range(lanes):
+        if spec.is_float:
+            # The float lane is built for a full-width chain (the spec rejects postop_lanes < cols on a float
+            # datapath), so one group: s2_group is the whole beat, pool_held one register, and the pooling pair
+            # one stage (no S11b: P = 0, X = 0), so the float lane's latency is latency_for(spec) = LATENCY.
+            assert groups == 1 and lanes == cols and not P and not X, (lanes, cols, P, X)
+            s8 = tags[7]
+        for j in range(lanes if spec.is_float else 0):
+            # The float lane: bias add into S3; the scale multiply (S4-S7 on a 24 x 24 `WideMultiplier`, rounded
+            # into S8); rounding to the 16-bit output format into S9 (still an fp32 pattern); ReLU into S10; max
+            # pooling in S11/S12; re-packed to 16 bits on the way out.
+            fmt = spec.float_format
+            lane = params[j]
+            acc = s2_group[j * 32:(j + 1) * 32]
+            x, scale = stage(f"s3_x_{j}", 32), stage(f"s3_scale_{j}", 32)
+            biased = fp32_add(m, acc, lane.bias.as_unsigned(), f"bias_adder_{j}")
+            with m.If(advance):
+                m.d.sync += [x.eq(Mux(s2.bias, biased, acc)), scale.eq(lane.multiplier.as_unsigned())]
+            sig_x, sig_scale, meta = fp32_mul_operands(m, x, scale, f"scale_{j}")
+            multiplier = WideMultiplier(a_shape=unsigned(24), b_shape=unsigned(24))
+            m.submodules[f"scale_multiplier_{j}"] = multiplier
+            m.d.comb += [multiplier.a.eq(sig_x), multiplier.b.eq(sig_scale), multiplier.en.eq(advance)]
+            meta7 = delayed(f"scale_meta_{j}", meta, WideMultiplier.LATENCY)
+            x7 = delayed(f"x_{j}", x, WideMultiplier.LATENCY)
+            scaled = fp32_mul_round(m, multiplier.p, meta7, f"scale_{j}")
+            r8, n9 = stage(f"s8_r_{j}", 32), stage(f"s9_n_{j}", 32)
+            narrowed = fp32_round_to(m, r8, fmt, f"narrow_{j}")
+            with m.If(advance):
+                m.d.sync += [r8.eq(Mux(s7.requant, scaled, x7)),
+                             n9.eq(Mux(s8.requant & (s8.out_bits == 16), narrowed, r8))]
+            y = stage(f"s10_y_{j}", 32)
+            with m.If(advance):
+                m.d.sync += y.eq(Mux(s9.relu, fp32_relu(n9), n9))
+            y_lanes.append(y)
+            held = held_word[j * 32:(j + 1) * 32]          # the even column's value (the shared pool_held)
+            y11, pair = stage(f"s11_y_{j}", 32), stage(f"s11_pair_{j}", 32)
+            with m.If(advance):
+                m.d.sync += [y11.eq(y), pair.eq(fp32_max(held, y))]
+            above = row_above[j * lb_bits:j * lb_bits + 32]
+            y12, window = stage(f"s12_y_{j}", 32), stage(f"s12_window_{j}", 32)
+            with m.If(advance):
+                m.d.sync += [y12.eq(y11), window.eq(fp32_max(above, pair))]
+            value = Mux(out_pool_on, window, y12)
+            out16 = s_window.requant & (s_window.out_bits == 16)
+            out_lanes.append(Mux(out16, fp32_to_format(value, fmt), value))
+            lb_lanes.append(Cat(pair, Const(0, lb_bits - 32)))
+        for j in range(0 if spec.is_float else lanes):
             # S3: bias add, and the multiplier operands (bypassed to *1 >> 0 without requantization).
             lane = params[j]
             acc = s2_group[j * acc_bits:(j + 1) * acc_bits].as_signed()

@@ -48,6 +48,7 @@ class SystolicArray(wiring.Component):
         self.act_type, self.weight_type = act_type, weight_type
         is_signed = act_type.signed or weight_type.signed
         self.psum_shape = signed(psum_bits) if is_signed else unsigned(psum_bits)
+        self.fmt = act_type.name if getattr(act_type, "is_float", False) else None   # the float PEs' format
         super().__init__({
             "acts": In(unsigned(rows * act_type.bits)),
             "bank": In(1),
@@ -90,8 +91,8 @@ class SystolicArray(wiring.Component):
         # Activations (and their bank tag) travel right from column to column, partial sums down each column.
         make_column = lambda: SystolicColumn(rows=rows, act_shape=act_shape,  # noqa: E731
                                              weight_shape=weight_shape, psum_shape=self.psum_shape,
-                                             enable_copies=self.enable_copies)
-        column_key = (rows, self.enable_copies, *_shape_key(act_shape, weight_shape, self.psum_shape))
+                                             enable_copies=self.enable_copies, fmt=self.fmt)
+        column_key = (rows, self.enable_copies, self.fmt, *_shape_key(act_shape, weight_shape, self.psum_shape))
         acts, banks = Cat(*skewed_acts), Cat(*skewed_banks)
         column_sums = []
         for j in range(cols):
@@ -115,7 +116,8 @@ class SystolicArray(wiring.Component):
 
 
 class SystolicColumn(wiring.Component):
-    """One column of the array: ``rows`` PEs ``pe_i``, partial sums flowing down from zero at the top.
+    """One column of the array: ``rows`` PEs ``pe_i``, partial sums flowing down from zero at the top (``+0``
+    for the float form, ``fmt``: the column sum is ``((+0 + p_0) + p_1) + ...``, top to bottom).
 
     Lane ``i`` of ``acts_in``/``banks_in`` feeds PE ``i``; ``acts_out``/``banks_out`` are the PEs' registered
     activations and bank tags (for the next column), ``psum_out`` the bottom PE's partial sum. Bit ``i`` of
@@ -123,8 +125,8 @@ class SystolicColumn(wiring.Component):
     advances on its own registered copy of ``en`` (``en_copy_pe_i``); otherwise always.
     """
 
-    def __init__(self, *, rows, act_shape, weight_shape, psum_shape, enable_copies):
-        self.rows, self.enable_copies = rows, enable_copies
+    def __init__(self, *, rows, act_shape, weight_shape, psum_shape, enable_copies, fmt=None):
+        self.rows, self.enable_copies, self.fmt = rows, enable_copies, fmt
         self.act_shape, self.weight_shape, self.psum_shape = act_shape, weight_shape, psum_shape
         abits = act_shape.width
         super().__init__({
@@ -139,8 +141,8 @@ class SystolicColumn(wiring.Component):
         m = Module()
         abits = self.act_shape.width
         make_pe = lambda: WeightStationaryPE(act_shape=self.act_shape, weight_shape=self.weight_shape,  # noqa: E731
-                                             psum_shape=self.psum_shape)
-        pe_key = _shape_key(self.act_shape, self.weight_shape, self.psum_shape)
+                                             psum_shape=self.psum_shape, fmt=self.fmt)
+        pe_key = (self.fmt, *_shape_key(self.act_shape, self.weight_shape, self.psum_shape))
         psum = Const(0, self.psum_shape)
         acts, banks = [], []
         for i in range(self.rows):
