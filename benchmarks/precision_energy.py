@@ -2,7 +2,8 @@
 same multiplier count on AlexNet FC6 (9216 -> 4096, batch 1), with energy split by level (`hwgen.energy`), the
 crossover sparsity, and stochastic rounding's mean error beside round-to-nearest; then whole networks (LeNet-5
 on 64 multipliers, AlexNet on 256) at batch 1 and 16 in three modes - int8 everywhere, int4 weights packed on the
-fully connected layers, and the fully connected layers pruned to 90 % zero weights on the sparse engine - with
+fully connected layers, the fully connected layers pruned to 90 % zero weights on the sparse engine, and fp16
+with fp32 accumulation on the array - with
 a bar chart of energy per inference and cycles (``benchmarks/results/precision_energy.png``).
 
     python benchmarks/precision_energy.py            # tables + one `BENCH {...}` JSON line (a few minutes)
@@ -68,7 +69,22 @@ NETWORK_SPECS = {
                                weight_buffer_bytes=16 * 1024, acc_buffer_bytes=64 * 1024, max_out_channels=4096,
                                max_pool_width=64, packed_int4=True, postop_lanes=16, name="alexnet_net16"),
 }
-NETWORK_MODES = ("int8", "int4-FC", "sparse-FC w90% a50%")
+NETWORK_MODES = ("int8", "int4-FC", "sparse-FC w90% a50%", "fp16")
+
+
+def float_spec(spec):
+    """The same array in fp16 with fp32 accumulation (`AcceleratorSpec(act_type="fp16", ...)`): buffers of twice
+    the bytes (the same words), no matrix-vector engine (the float datapath is on the arrays only), so every
+    layer runs on the weight-stationary array."""
+    return AcceleratorSpec(rows=spec.rows, cols=spec.cols, act_type="fp16", weight_type="fp16", acc_type="fp32",
+                           act_buffer_bytes=2 * spec.act_buffer_bytes, weight_buffer_bytes=2 * spec.weight_buffer_bytes,
+                           acc_buffer_bytes=spec.acc_buffer_bytes, max_out_channels=spec.max_out_channels,
+                           max_pool_width=spec.max_pool_width, name=f"{spec.name}_fp16")
+
+
+def float_postops(postops):
+    return PostOps(bias=postops.bias, requant=postops.requant, relu=postops.relu, pool=postops.pool,
+                   out_type="fp16")
 
 
 def sparse_spec(spec):
@@ -93,7 +109,8 @@ def network_rows(name, batch, table, seed=15):
     takes the faster engine at batch 1 and, at batch > 1, the weight-stationary array over the whole batch at
     once (each weight read from memory once per batch) when that is at most 1 % slower than the matrix-vector
     engine once per input; int4 runs on the matrix-vector engine (the only one that unpacks int4) once per
-    input, and so does the sparse engine (batch-1 matrix-vector by construction)."""
+    input, and so does the sparse engine (batch-1 matrix-vector by construction). fp16 runs every layer on the
+    array in fp16 with fp32 accumulation (`float_spec`), fully connected layers like int8's."""
     spec = NETWORK_SPECS[name]
     layers = (lenet if name == "lenet" else alexnet)(random=True)
     rng = np.random.default_rng(seed)
@@ -103,7 +120,14 @@ def network_rows(name, batch, table, seed=15):
         for layer in layers:
             p = layer.problem
             runs = batch       # how many times the plan runs for the batch
-            if p.kind != "linear":
+            if mode == "fp16":
+                fspec, fpost = float_spec(spec), float_postops(layer.postops)
+                plan = plan_layer(fspec, p, fpost)
+                if p.kind == "linear" and batch > 1:
+                    whole = plan_layer(fspec, batched_fc(p, batch), fpost)
+                    if predict_plan(whole).cycles <= 1.01 * batch * predict_plan(plan).cycles:
+                        plan, runs = whole, 1
+            elif p.kind != "linear":
                 plan = plan_layer(spec, p, layer.postops)
             elif mode == "int8":
                 plan = min((plan_layer(spec, p, layer.postops, engine=engine)
@@ -177,7 +201,7 @@ def bar_chart(rows, path):
         ax.set_xticks(x, modes, fontsize=8)
         ax.set_ylabel("cycles per input (model)")
         ax.legend(fontsize=7, ncol=2)
-    fig.suptitle("hwgen: int8 vs int4 FC weights vs 90 %-sparse FC (Horowitz 45 nm energy table)")
+    fig.suptitle("hwgen: int8 vs int4 FC weights vs 90 %-sparse FC vs fp16 (Horowitz 45 nm energy table)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -221,7 +245,8 @@ def main():
                      "multipliers": SPEC.pes, "cycles_model": cycles, "dense_cycles": plan.dense_cycles,
                      "speedup": round(plan.dense_cycles / cycles, 2),
                      "energy_pj": split(layer_energy(plan, table)),
-                     "weight_zeros": round(float(np.mean(weight == 0)), 4), "act_zeros": round(float(np.mean(x == 0)), 4)})
+                     "weight_zeros": round(float(np.mean(weight == 0)), 4),
+                     "act_zeros": round(float(np.mean(x == 0)), 4)})
 
     # Crossover: sparse / dense cycles over the weight sparsity, compute-bound (a stream word per cycle) and
     # bandwidth-bound (the stream carries the dense engine's weight bits per cycle; a sparse word is wider).

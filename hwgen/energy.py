@@ -18,7 +18,8 @@ Energies per operation come from a table (`EnergyTable`, default `hwgen/data/ene
 2014, 45 nm), a file a user can replace. An SRAM access costs the table's 64-bit read energy of a memory of its
 size (interpolated log-linearly between the sizes the table gives, clamped at the ends), scaled by the word
 width; a write costs ``sram_write_factor`` reads. Energy is split by level: DRAM, SRAM (per buffer), compute
-(MACs, post-ops).
+(MACs, post-ops). A floating-point accelerator's MACs cost the table's fp multiply of its operand width and
+fp add of its accumulator's (fp16 x fp16 + fp32: 1.1 + 0.9 pJ), its post-op lanes fp32 adds and multiplies.
 """
 
 import json
@@ -69,6 +70,12 @@ class EnergyTable:
 
     def add(self, bits):
         return self._by_width(self.int_add, bits, "integer add")
+
+    def fmult(self, bits):
+        return self._by_width(self.fp_mult, bits, "floating-point multiply")
+
+    def fadd(self, bits):
+        return self._by_width(self.fp_add, bits, "floating-point add")
 
     def sram(self, size_bytes, word_bits):
         """One read of a ``word_bits`` word from an SRAM of ``size_bytes``."""
@@ -142,7 +149,10 @@ def layer_energy(plan, table=None, *, source="stream", dest="out"):
     c = access_counts(plan, source=source, dest=dest)
     traffic = layer_traffic(plan, source=source, dest=dest)
     operand = max(spec.act_type.bits, spec.weight_type.bits)
-    mac = table.mult(operand) + table.add(spec.acc_type.bits)
+    if spec.is_float:     # bf16/fp16 products, fp32 accumulation (the float datapath)
+        mac = table.fmult(operand) + table.fadd(spec.acc_type.bits)
+    else:
+        mac = table.mult(operand) + table.add(spec.acc_type.bits)
     act_size, acc_size = spec.act_buffer_bytes, spec.acc_buffer_bytes
     acc_word_bits = spec.acc_word_bits
     weight_bits = plan.commands[0].weight_word_bits
@@ -164,7 +174,8 @@ def layer_energy(plan, table=None, *, source="stream", dest="out"):
             spec.feedback_depth * spec.act_word_bits // 8 if spec.chaining else 0, spec.act_word_bits),
     }
     postops = plan.postops
-    per_lane = (table.add(32) if postops.bias else 0) + (table.mult(32) if postops.requant else 0)
+    add32, mult32 = (table.fadd, table.fmult) if spec.is_float else (table.add, table.mult)
+    per_lane = (add32(32) if postops.bias else 0) + (mult32(32) if postops.requant else 0)
     compute = {"macs": c["macs_performed"] * mac, "postops": c["postop_beats"] * spec.cols * per_lane}
     dram = traffic.dram_bytes * 8 / 64 * table.dram_64b
     total = dram + sum(sram.values()) + sum(compute.values())

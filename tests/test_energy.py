@@ -112,3 +112,20 @@ def test_dram_dominates_batch1_fully_connected_layers():
     conv2 = energy["layers"][1]
     assert conv2["pj_per_mac"] < fc["pj_per_mac"]
     assert energy["inferences_per_joule"] == pytest.approx(1e12 / energy["total_pj"])
+
+
+def test_a_float_layer_costs_the_tables_float_operations():
+    """fp16 x fp16 with fp32 accumulation: a MAC is the table's fp16 multiply plus fp32 add, the post-op lanes
+    fp32 adds and multiplies; the counts are the integer layer's."""
+    from hwgen.spec import AcceleratorSpec
+    table = EnergyTable.load()
+    layer = conv("c", C=6, M=8, H=6, W=6, R=3)
+    args = dict(rows=4, cols=4, act_buffer_bytes=4096, weight_buffer_bytes=4096, acc_buffer_bytes=2048)
+    int8 = plan_layer(AcceleratorSpec(**args, name="i"), layer, PostOps(bias=True, requant=True))
+    fp16 = plan_layer(AcceleratorSpec(**args, act_type="fp16", weight_type="fp16", acc_type="fp32", name="f"),
+                      layer, PostOps(bias=True, requant=True, out_type="fp16"))
+    e8, e16 = layer_energy(int8, table), layer_energy(fp16, table)
+    assert e16["counts"]["macs_performed"] == e8["counts"]["macs_performed"]
+    assert e16["compute"]["macs"] == pytest.approx(e8["counts"]["macs_performed"] * (1.1 + 0.9))
+    assert e8["compute"]["macs"] == pytest.approx(e8["counts"]["macs_performed"] * (0.2 + 0.1))
+    assert e16["compute"]["postops"] == pytest.approx(e8["counts"]["postop_beats"] * 4 * (0.9 + 3.7))
