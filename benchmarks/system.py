@@ -73,7 +73,7 @@ def images(spec, layers, seed):
     return out
 
 
-def synth(build_dir="build/fpga/ws4x4_system"):
+def synth(build_dir="build/fpga/ws4x4_system", router=None):
     """Synthesize, place and route the system around the 4x4 array of the FPGA baseline `ws4x4-ecp5-85f` and
     print both (the DMA channels, command processor and registers against the bare accelerator)."""
     from hwgen.fpga.baselines import load_baselines, spec_of
@@ -82,7 +82,8 @@ def synth(build_dir="build/fpga/ws4x4_system"):
     base = load_baselines()["ws4x4-ecp5-85f"]
     spec = spec_of(base)
     summary = synthesize(spec, "ecp5-85f", component=SystemStreams(spec), name="ws4x4_system",
-                         build_dir=build_dir, check_memory=False, freq_mhz=base["freq_mhz"])
+                         build_dir=build_dir, check_memory=False, freq_mhz=base["freq_mhz"],
+                         nextpnr_extra=("--router", router) if router else ())
     keys = ("lut4", "carry", "ff", "dsp", "bram", "fmax_mhz")
     print(f"{'':16}" + "".join(f"{k:>10}" for k in keys))
     print(f"{'bare 4x4':16}" + "".join(f"{base['metrics'][k]:>10}" for k in keys))
@@ -98,9 +99,11 @@ def main(argv=None):
     parser.add_argument("--build-root", default=None)
     parser.add_argument("--latency", type=int, default=10, help="DRAM latency in cycles (default 10)")
     parser.add_argument("--synth", action="store_true", help="only synthesize the system on ECP5-85F")
+    parser.add_argument("--router", choices=["router1", "router2"], default=None,
+                        help="with --synth: the nextpnr router (default nextpnr's, router1; router2 finishes sooner)")
     args = parser.parse_args(argv)
     if args.synth:
-        return synth()
+        return synth(router=args.router)
     rows = []
     for name, spec, layers, seed in networks(args.lenet):
         print(f"\n{name}: {len(layers)} layers on {spec.rows}x{spec.cols}"

@@ -281,3 +281,60 @@ def test_parameters_are_checked():
         ReadDMA(word_bits=64, data_width=48)
     with pytest.raises(ValueError, match="narrow_bits"):
         WriteDMA(word_bits=64, lanes=2, narrow_bits=33)
+
+
+@pytest.mark.parametrize("beat_bytes, max_beats", [(4, 16), (8, 3), (8, 16), (16, 1), (32, 256)])
+def test_burst_planner_matches_the_split(beat_bytes, max_beats):
+    """`_BurstPlanner` (load once, then plan / advance per burst) plans the bursts of `split_bursts` - the
+    exact model's `_plan` - field by field: addresses, beats (never more than max_beats, never across 4 KiB),
+    bytes carried, first and last beats' byte ranges, the final flag; a transfer near the top of the 32-bit
+    space, and the first burst of the longest one."""
+    from amaranth.hdl import Module, Signal
+    from hwgen.hw.dma import _BurstPlanner
+    from hwgen.system.exact import _plan
+    B = beat_bytes
+    m = Module()
+    planner = _BurstPlanner(beat_bytes=B, addr_width=32, max_burst_beats=max_beats)
+    addr, nbytes, load, plan, advance = Signal(32), Signal(32), Signal(), Signal(), Signal()
+    with m.If(load):
+        m.d.sync += planner.load(addr, nbytes)
+    with m.If(plan):
+        m.d.sync += planner.plan(m)
+    with m.If(advance):
+        m.d.sync += planner.advance()
+    rng = random.Random(B * 1000 + max_beats)
+    cases = [((1 << 32) - 3 * B - 1, 2), (4096 - 1, 2), (0, 4096), (4096 - B + 1, (1 << 32) - 4096 - 1)]
+    for _ in range(25):
+        cases.append((rng.choice([rng.randrange(1 << 31), 4096 * rng.randrange(1, 50) - rng.randrange(70),
+                                  rng.randrange(9000)]),
+                      rng.choice([1, B, rng.randrange(1, 300), rng.randrange(1, 6000)])))
+
+    async def bench(ctx):
+        for start, count in cases:
+            ctx.set(addr, start)
+            ctx.set(nbytes, count)
+            ctx.set(load, 1)
+            await ctx.tick()
+            ctx.set(load, 0)
+            at, left = start, count
+            for _ in range(3 if count > 100_000 else 10_000):
+                ctx.set(plan, 1)
+                await ctx.tick()
+                ctx.set(plan, 0)
+                base, beats, carried, lo, hi, final = _plan(at, left, B, max_beats)
+                got = (ctx.get(planner.addr), ctx.get(planner.len) + 1, ctx.get(planner.carried),
+                       ctx.get(planner.lo), ctx.get(planner.hi), bool(ctx.get(planner.final)))
+                assert got == (base, beats, carried, lo, hi, final), (start, count, at, left)
+                assert 1 <= beats <= max_beats and base // 4096 == (base + beats * B - 1) // 4096
+                at, left = at + carried, left - carried
+                if final:
+                    assert left == 0
+                    break
+                ctx.set(advance, 1)
+                await ctx.tick()
+                ctx.set(advance, 0)
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()

@@ -59,46 +59,62 @@ def _positive(value, name, owner):
 
 
 class _BurstPlanner:
-    """The burst arithmetic both channels share: from the next byte address and the bytes left, the next burst
-    (`hwgen.system.layout.split_bursts`), as registers set in one cycle."""
+    """The burst arithmetic both channels share (`hwgen.system.layout.split_bursts`), kept short: a transfer is
+    tracked as its next byte address ``at``, the beats still to move from ``at``'s beat on (``rest``, computed
+    once from the descriptor) and where its last beat ends (``end``, fixed for the transfer), so planning the
+    next burst (`plan`, one cycle) is narrow arithmetic only - the 4 KiB-boundary room from ``at``'s bits below
+    4 KiB, ``rest`` saturated against ``max_burst_beats`` (an OR of its high bits) and the bytes the burst
+    carries (at most ``max_burst_beats x beat_bytes``) - and the wide updates (`advance`: ``at`` plus the bytes
+    carried, ``rest`` minus the beats) are each one adder from registers when the burst is issued."""
 
     def __init__(self, *, beat_bytes, addr_width, max_burst_beats):
         self.B, self.addr_width, self.max_beats = beat_bytes, addr_width, max_burst_beats
+        self.shift = beat_size(8 * beat_bytes)
+        self.at = Signal(addr_width)              # the transfer's next byte address
+        self.rest = Signal(LENGTH_BITS + 1)       # beats from at's beat to the transfer's end
+        self.end = Signal(range(1, beat_bytes + 1), init=beat_bytes)   # end of the transfer's last beat's bytes
+        # The planned burst:
         self.addr = Signal(addr_width)            # aligned address of the burst's first beat
+        self.beats = Signal(range(max_burst_beats + 1))
         self.len = Signal(8)                      # beats - 1
-        self.carried = Signal(LENGTH_BITS)        # bytes of the transfer it carries
+        self.carried = Signal(range(max_burst_beats * beat_bytes + 1))   # bytes of the transfer it carries
         self.lo = Signal(range(beat_bytes))       # first byte of its first beat
         self.hi = Signal(range(1, beat_bytes + 1), init=beat_bytes)   # end of its last beat's bytes
         self.final = Signal()                     # the transfer's last burst
 
-    def compute(self, m, at, left):
-        """Statements (sync) that set the registers from the transfer's next address `at` and `left` bytes."""
-        B = self.B
-        shift = beat_size(8 * B)
-        base = Cat(Const(0, shift), at[shift:])
+    def load(self, addr, nbytes):
+        """Statements (sync) that start a transfer of `nbytes` (> 0) bytes at `addr`."""
+        B, shift = self.B, self.shift
+        offset = addr[:shift]
+        return [self.at.eq(addr),
+                self.rest.eq((offset + nbytes + (B - 1))[shift:]),
+                self.end.eq(((offset + nbytes[:shift] - 1) & (B - 1)) + 1)]
+
+    def plan(self, m):
+        """Statements (sync) that set the burst registers for the transfer's next burst."""
+        B, shift, at = self.B, self.shift, self.at
         offset = at[:shift]
         to_boundary = Signal(range(BOUNDARY_BYTES // B + 1))
         m.d.comb += to_boundary.eq((BOUNDARY_BYTES // B) - at[shift:12])
-        # Beats needed for the rest: ceil((offset + left) / B), saturated (only compared with small limits).
-        span = Signal(LENGTH_BITS + 1)
-        m.d.comb += span.eq(offset + left + (B - 1))
-        needed = Signal(range(MAX_BURST_BEATS + 2))
-        limit = MAX_BURST_BEATS + 1
-        m.d.comb += needed.eq(Mux(span[shift:] >= limit, limit, span[shift:]))
-        beats = Signal(range(MAX_BURST_BEATS + 1))
-        m.d.comb += beats.eq(self.max_beats)
-        with m.If(to_boundary < self.max_beats):
-            m.d.comb += beats.eq(to_boundary)
-        with m.If((needed < self.max_beats) & (needed < to_boundary)):
-            m.d.comb += beats.eq(needed)
-        capacity = Signal(LENGTH_BITS + 1)        # bytes the burst's beats hold from the offset on
-        m.d.comb += capacity.eq(Cat(Const(0, shift), beats) - offset)
+        big = Signal()                            # more than max_burst_beats beats to go
+        m.d.comb += big.eq(self.rest > self.max_beats)
+        needed = self.rest[:len(self.beats)]     # the beats to go, when not big
+        most = Signal.like(self.beats)
+        m.d.comb += most.eq(Mux(big, self.max_beats, needed))
+        beats = Signal.like(self.beats)
+        m.d.comb += beats.eq(Mux(to_boundary < most, to_boundary, most))
         final = Signal()
-        m.d.comb += final.eq(left <= capacity)
-        end = Signal(range(B + 1))                # (offset + left) mod B, as 1..B
-        m.d.comb += end.eq(((offset + left - 1) & (B - 1)) + 1)
-        return [self.addr.eq(base), self.len.eq(beats - 1), self.lo.eq(offset), self.final.eq(final),
-                self.carried.eq(Mux(final, left, capacity)), self.hi.eq(Mux(final, end, B))]
+        m.d.comb += final.eq(~big & (needed == beats))
+        full = Signal(range(self.max_beats * B + 1))          # the burst's bytes from its first beat on
+        m.d.comb += full.eq(Cat(Const(0, shift), beats))
+        carried = Mux(final, full - B + self.end - offset, full - offset)
+        return [self.addr.eq(Cat(Const(0, shift), at[shift:])), self.beats.eq(beats), self.len.eq(beats - 1),
+                self.lo.eq(offset), self.final.eq(final), self.carried.eq(carried),
+                self.hi.eq(Mux(final, self.end, B))]
+
+    def advance(self):
+        """Statements (sync) that step the transfer past the planned burst (when it is issued)."""
+        return [self.at.eq(self.at + self.carried), self.rest.eq(self.rest - self.beats)]
 
 
 class ReadDMA(wiring.Component):
@@ -152,7 +168,6 @@ class ReadDMA(wiring.Component):
         bus = self.bus
 
         # Issue side ------------------------------------------------------------------------------------------
-        at, left = Signal(self.addr_width), Signal(LENGTH_BITS)
         active, calc, pending, committed = Signal(), Signal(), Signal(), Signal()
         planner = _BurstPlanner(beat_bytes=B, addr_width=self.addr_width, max_burst_beats=self.max_burst_beats)
         credits = Signal(range(self.capacity_bytes + 1), init=self.capacity_bytes)
@@ -162,9 +177,10 @@ class ReadDMA(wiring.Component):
 
         m.d.comb += self.desc.ready.eq(~active)
         with m.If(self.desc.valid & self.desc.ready & (self.desc.payload.bytes != 0)):
-            m.d.sync += [at.eq(self.desc.payload.addr), left.eq(self.desc.payload.bytes), active.eq(1), calc.eq(1)]
+            m.d.sync += planner.load(self.desc.payload.addr, self.desc.payload.bytes)
+            m.d.sync += [active.eq(1), calc.eq(1)]
         with m.If(calc):
-            m.d.sync += planner.compute(m, at, left)
+            m.d.sync += planner.plan(m)
             m.d.sync += [calc.eq(0), pending.eq(1)]
         may_offer = (credits >= planner.carried) & (outstanding != self.max_outstanding) & ~stopping
         ar_valid = Signal()
@@ -176,8 +192,8 @@ class ReadDMA(wiring.Component):
         issued = Signal()
         m.d.comb += issued.eq(ar_valid & bus.ar.ready)
         with m.If(issued):
-            m.d.sync += [pending.eq(0), committed.eq(0), at.eq(at + planner.carried),
-                         left.eq(left - planner.carried)]
+            m.d.sync += [pending.eq(0), committed.eq(0)]
+            m.d.sync += planner.advance()
             with m.If(planner.final):
                 m.d.sync += active.eq(0)
             with m.Else():
@@ -284,7 +300,6 @@ class WriteDMA(wiring.Component):
         m.d.comb += stopping.eq(self.abort | self.error)
 
         # Address side: a descriptor's bursts, offered on aw as computed. --------------------------------------
-        at, left = Signal(self.addr_width), Signal(LENGTH_BITS)
         active, calc, pending, committed = Signal(), Signal(), Signal(), Signal()
         planner = _BurstPlanner(beat_bytes=B, addr_width=self.addr_width, max_burst_beats=self.max_burst_beats)
         outstanding = Signal(range(self.max_outstanding + 1))
@@ -299,9 +314,10 @@ class WriteDMA(wiring.Component):
         m.d.comb += [transfers.w_en.eq(take),
                      transfers.w_data.eq(Cat(desc.bytes, desc.addr[:beat_size(self.data_width)], desc.narrow))]
         with m.If(take):
-            m.d.sync += [at.eq(desc.addr), left.eq(desc.bytes), active.eq(1), calc.eq(1)]
+            m.d.sync += planner.load(desc.addr, desc.bytes)
+            m.d.sync += [active.eq(1), calc.eq(1)]
         with m.If(calc):
-            m.d.sync += planner.compute(m, at, left)
+            m.d.sync += planner.plan(m)
             m.d.sync += [calc.eq(0), pending.eq(1)]
 
         m.submodules.w_bursts = w_bursts = fifo.SyncFIFO(width=8, depth=self.max_outstanding)
@@ -319,8 +335,8 @@ class WriteDMA(wiring.Component):
         m.d.comb += [w_bursts.w_en.eq(issued), w_bursts.w_data.eq(planner.len),
                      b_bursts.w_en.eq(issued), b_bursts.w_data.eq(Cat(planner.addr, planner.final))]
         with m.If(issued):
-            m.d.sync += [pending.eq(0), committed.eq(0), at.eq(at + planner.carried),
-                         left.eq(left - planner.carried)]
+            m.d.sync += [pending.eq(0), committed.eq(0)]
+            m.d.sync += planner.advance()
             with m.If(planner.final):
                 m.d.sync += active.eq(0)
             with m.Else():
