@@ -76,8 +76,8 @@ def main(argv=None):
     rtl_pred = np.array([int(np.argmax(y.reshape(-1))) for y in result.outputs]) if result.exact else None
 
     n, k = len(y_test), args.images
-    print(f"\n{'':<{w}}{'held-out images':>18}{f'RTL sample ({k})':>20}")
     kind, w = ("int8/int4-FC", 30) if args.int4_fc else ("int8", 22)
+    print(f"\n{'':<{w}}{'held-out images':>18}{f'RTL sample ({k})':>20}")
     rows = [("float (PyTorch)", float_pred), (f"{kind} (NumPy network)", int_pred)]
     for label, pred in rows:
         print(f"{label:<{w}}{np.mean(pred == y_test):>17.1%}{np.mean(pred[:k] == y_test[:k]):>20.1%}")
