@@ -26,7 +26,7 @@ from amaranth.lib.wiring import In, Out
 from . import target
 from .library import shared_body
 
-__all__ = ["PipelinedMemory", "READ_LATENCY", "ecp5_tiling", "ECP5_SHAPES", "generic_rtlil"]
+__all__ = ["PipelinedMemory", "READ_LATENCY", "check_width_depth", "ecp5_tiling", "ECP5_SHAPES", "generic_rtlil"]
 
 READ_LATENCY = 2
 
@@ -47,15 +47,20 @@ def ecp5_tiling(depth, width):
     return best[1:]
 
 
+def check_width_depth(width, depth):
+    """A memory's (or FIFO's) ``width`` (bits, >= 1) and ``depth`` (words, >= 2), validated."""
+    if not isinstance(width, int) or width < 1:
+        raise ValueError(f"width must be a positive integer, not {width!r}")
+    if not isinstance(depth, int) or depth < 2:
+        raise ValueError(f"depth must be an integer of at least 2, not {depth!r}")
+    return width, depth
+
+
 class PipelinedMemory(wiring.Component):
     """``depth`` words of ``width`` bits; one write port, one two-step read port (see the module docstring)."""
 
     def __init__(self, *, width, depth):
-        if not isinstance(width, int) or width < 1:
-            raise ValueError(f"width must be a positive integer, not {width!r}")
-        if not isinstance(depth, int) or depth < 2:
-            raise ValueError(f"depth must be an integer of at least 2, not {depth!r}")
-        self.width, self.depth = width, depth
+        self.width, self.depth = check_width_depth(width, depth)
         super().__init__({
             "write_addr": In(range(depth)), "write_data": In(unsigned(width)), "write_en": In(1),
             "read_addr": In(range(depth)), "read_en": In(1),

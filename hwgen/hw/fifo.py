@@ -14,7 +14,7 @@ from amaranth.hdl import Array, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .bram import READ_LATENCY, PipelinedMemory
+from .bram import READ_LATENCY, PipelinedMemory, check_width_depth
 
 __all__ = ["BlockRAMFIFO", "BlockRAMHeadFIFO"]
 
@@ -25,11 +25,7 @@ class BlockRAMFIFO(wiring.Component):
     WRITE_TO_READ = 2 + READ_LATENCY
 
     def __init__(self, *, width, depth):
-        if not isinstance(width, int) or width < 1:
-            raise ValueError(f"width must be a positive integer, not {width!r}")
-        if not isinstance(depth, int) or depth < 2:
-            raise ValueError(f"depth must be an integer of at least 2, not {depth!r}")
-        self.width, self.depth = width, depth
+        self.width, self.depth = check_width_depth(width, depth)
         super().__init__({
             "w_stream": In(stream.Signature(unsigned(width))),
             "r_data": Out(unsigned(width)), "r_rdy": Out(1), "r_en": In(1),
@@ -117,11 +113,7 @@ class BlockRAMHeadFIFO(wiring.Component):
     WRITE_TO_HEAD = 3
 
     def __init__(self, *, width, depth):
-        if not isinstance(width, int) or width < 1:
-            raise ValueError(f"width must be a positive integer, not {width!r}")
-        if not isinstance(depth, int) or depth < 2:
-            raise ValueError(f"depth must be an integer of at least 2, not {depth!r}")
-        self.width, self.depth = width, depth
+        self.width, self.depth = check_width_depth(width, depth)
         super().__init__({
             "w_stream": In(stream.Signature(unsigned(width))),
             "r_data": Out(unsigned(width)), "r_rdy": Out(1), "r_en": In(1),
