@@ -17,25 +17,14 @@ from hwgen.hw.pe import WeightStationaryPE
 from hwgen.hw.postops import PostOpPipeline
 from hwgen.hw.systolic import SystolicArray
 from hwgen.postops import PostOps, apply_float, check_layer, config_values, float_params, pack_params, pack_stream
-from hwgen.problem import ConvProblem
 from hwgen.reference import conv2d, float_layer
 from hwgen.sim.job import float_operands
 from hwgen.tiling import plan_layer
+from tests.test_cocotb_accelerator import conv, linear
 
 SIM = os.environ.get("SIM", "icarus")
 
 
-def conv(name, *, C, M, H, W, R, S=None, stride=1, pad=0):
-    S = R if S is None else S
-    E = (H + 2 * pad - R) // stride + 1
-    F = (W + 2 * pad - S) // stride + 1
-    return ConvProblem(name, "conv2d", C=C, H=H, W=W, M=M, E=E, F=F, R=R, S=S, stride_h=stride,
-                       stride_w=stride, pad_h=pad, pad_w=pad)
-
-
-def linear(name, *, K, M, N):
-    return ConvProblem(name, "linear", C=K, H=1, W=N, M=M, E=1, F=N, R=1, S=1, act_axes=(1, None, 0),
-                       out_axes=(1, None, 0), act_shape=(N, K), weight_shape=(M, K), out_shape=(N, M))
 
 
 def float_spec(fmt="bf16", **kw):

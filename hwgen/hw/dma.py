@@ -116,6 +116,27 @@ class _BurstPlanner:
         """Statements (sync) that step the transfer past the planned burst (when it is issued)."""
         return [self.at.eq(self.at + self.carried), self.rest.eq(self.rest - self.beats)]
 
+    def offer(self, m, channel, *, valid, axi_id, data_width, pending, committed, active, calc):
+        """Drive the address channel (``ar`` or ``aw``) with the planned burst while ``valid``, and step on its
+        handshake: the next burst is planned (``calc``) or the transfer ends (``active``); an offer once made
+        stays (``committed``) until taken, as AXI requires. Returns the handshake signal."""
+        m.d.comb += [
+            channel.valid.eq(valid), channel.id.eq(axi_id), channel.addr.eq(self.addr),
+            channel.len.eq(self.len), channel.size.eq(beat_size(data_width)), channel.burst.eq(BURST_INCR),
+        ]
+        issued = Signal()
+        m.d.comb += issued.eq(valid & channel.ready)
+        with m.If(issued):
+            m.d.sync += [pending.eq(0), committed.eq(0)]
+            m.d.sync += self.advance()
+            with m.If(self.final):
+                m.d.sync += active.eq(0)
+            with m.Else():
+                m.d.sync += calc.eq(1)
+        with m.Elif(valid):
+            m.d.sync += committed.eq(1)
+        return issued
+
 
 class ReadDMA(wiring.Component):
     """DRAM -> ``words`` (see the module docstring).
@@ -185,21 +206,8 @@ class ReadDMA(wiring.Component):
         may_offer = (credits >= planner.carried) & (outstanding != self.max_outstanding) & ~stopping
         ar_valid = Signal()
         m.d.comb += ar_valid.eq(pending & (committed | may_offer))
-        m.d.comb += [
-            bus.ar.valid.eq(ar_valid), bus.ar.id.eq(self.axi_id), bus.ar.addr.eq(planner.addr),
-            bus.ar.len.eq(planner.len), bus.ar.size.eq(beat_size(self.data_width)), bus.ar.burst.eq(BURST_INCR),
-        ]
-        issued = Signal()
-        m.d.comb += issued.eq(ar_valid & bus.ar.ready)
-        with m.If(issued):
-            m.d.sync += [pending.eq(0), committed.eq(0)]
-            m.d.sync += planner.advance()
-            with m.If(planner.final):
-                m.d.sync += active.eq(0)
-            with m.Else():
-                m.d.sync += calc.eq(1)
-        with m.Elif(ar_valid):
-            m.d.sync += committed.eq(1)
+        issued = planner.offer(m, bus.ar, valid=ar_valid, axi_id=self.axi_id, data_width=self.data_width,
+                               pending=pending, committed=committed, active=active, calc=calc)
 
         # Read-data side --------------------------------------------------------------------------------------
         info_layout = data.StructLayout({"lo": range(B), "hi": range(1, B + 1), "addr": unsigned(self.addr_width)})
@@ -326,23 +334,10 @@ class WriteDMA(wiring.Component):
         may_offer = (outstanding != self.max_outstanding) & ~stopping & w_bursts.w_rdy & b_bursts.w_rdy
         aw_valid = Signal()
         m.d.comb += aw_valid.eq(pending & (committed | may_offer))
-        m.d.comb += [
-            bus.aw.valid.eq(aw_valid), bus.aw.id.eq(self.axi_id), bus.aw.addr.eq(planner.addr),
-            bus.aw.len.eq(planner.len), bus.aw.size.eq(beat_size(self.data_width)), bus.aw.burst.eq(BURST_INCR),
-        ]
-        issued = Signal()
-        m.d.comb += issued.eq(aw_valid & bus.aw.ready)
+        issued = planner.offer(m, bus.aw, valid=aw_valid, axi_id=self.axi_id, data_width=self.data_width,
+                               pending=pending, committed=committed, active=active, calc=calc)
         m.d.comb += [w_bursts.w_en.eq(issued), w_bursts.w_data.eq(planner.len),
                      b_bursts.w_en.eq(issued), b_bursts.w_data.eq(Cat(planner.addr, planner.final))]
-        with m.If(issued):
-            m.d.sync += [pending.eq(0), committed.eq(0)]
-            m.d.sync += planner.advance()
-            with m.If(planner.final):
-                m.d.sync += active.eq(0)
-            with m.Else():
-                m.d.sync += calc.eq(1)
-        with m.Elif(aw_valid):
-            m.d.sync += committed.eq(1)
 
         # Words side: tag each word with its transfer's start and end, narrow it, and pack it into beats. ------
         info = data.View(word_info, transfers.r_data)
