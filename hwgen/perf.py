@@ -396,13 +396,13 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
                 used[port] += s.weight_words
                 ready_at = np.asarray(arrivals[f"{port}_ready"][first:first + s.weight_words], dtype=np.int64)
             if ready_at is not None:
-                # Slot j (for mf: for n: for kg) pops weight word j (every other slot for packed int4 words)
+                # Slot j (for mf: for n: for kg) pops weight word j // k when j % k == 0 (k = slots_per_word:
+                # 2 for packed int4 words, 4 for int2)
                 # and reads activation word kg * plane + n; it waits, the engine frozen, until the word can be
                 # popped and (the interlock) the activation word was written in an earlier cycle.
                 j = np.arange(s.mv_slots)
                 need = np.full(s.mv_slots, -1, dtype=np.int64)
-                word = j // 2 if s.packed_int4 else j
-                popping = (j % 2 == 0) if s.packed_int4 else np.ones(s.mv_slots, dtype=bool)
+                word, popping = j // s.slots_per_word, j % s.slots_per_word == 0
                 need[popping] = ready_at[word[popping]]
                 earliest = first_slot + j
                 if act_writes is not None and len(act_writes):
@@ -426,9 +426,11 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
                 if record is not None:
                     record[port].extend(int(p) for p, pop in zip(pops, popping) if pop)
             elif record is not None:
-                record[port].extend(first_slot + j for j in range(s.weight_words))
-                record[f"{port}_earliest"].extend(first_slot + j for j in range(s.weight_words))
-                record[f"{port}_gap"].extend([0] + [1] * (s.weight_words - 1))
+                # Word t is popped by slot k*t (k = slots_per_word).
+                k = s.slots_per_word
+                record[port].extend(first_slot + k * t for t in range(s.weight_words))
+                record[f"{port}_earliest"].extend(first_slot + k * t for t in range(s.weight_words))
+                record[f"{port}_gap"].extend([0] + [k] * (s.weight_words - 1))
             drained["mv"] = last_slot + MV_DRAIN
         elif s.dataflow == "output_stationary":
             # No pre-slot; tile after tile, `fold_period` slots each, the reduction in the last K.

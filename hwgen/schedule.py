@@ -23,7 +23,7 @@ from math import ceil
 
 import numpy as np
 
-from .dtypes import int4
+from .dtypes import IntType
 from .errors import (AccumulatorOverflowError, BufferOverflowError, ConfigFieldError, DataError, DesignTypeError,
                      MappingError)
 from .hw.config import CONFIG_FIELDS, COUNT_FIELDS, ZERO_POINT_BITS, field_bits, pack_config
@@ -87,7 +87,9 @@ class LayerSchedule:
     act_source: str = "stream"
     out_dest: str = "out"         # where its output goes: "out" or "feedback" (activation words, on chip)
     pad_value: int = 0            # what a padded read gives (the input's zero point), weight-stationary only
-    packed_int4: bool = False     # matrix-vector: int4 weights, two slots' words packed in one (spec.packed_int4)
+    # Matrix-vector: the weights' width when packed (4: int4, two slots per weight word; 2: int2, four), one of
+    # spec.packed_weight_bits; None: the spec's weight_type, one slot per word.
+    packed_bits: int = None
     # The sparse engine (spec.sparse_mv): the words of the command's `sparse` stream (`hwgen.sparse`) and the
     # multiplies they hold; None: a dense command.
     sparse_words: int = None
@@ -95,9 +97,11 @@ class LayerSchedule:
 
     def __post_init__(self):
         spec, p = self.spec, self.problem
-        if self.packed_int4 and not spec.packed_int4:
-            raise MappingError(f"{p.name}: packed int4 weights need an accelerator built with "
-                               f"AcceleratorSpec(..., packed_int4=True); or plan the layer with int8 weights")
+        if self.packed_bits is not None and self.packed_bits not in spec.packed_weight_bits:
+            raise MappingError(f"{p.name}: packed int{self.packed_bits} weights need an accelerator built with "
+                               f"AcceleratorSpec(..., packed_weight_bits=({self.packed_bits},)) (accelerator "
+                               f"{spec.name!r} has packed_weight_bits={spec.packed_weight_bits}); or plan the "
+                               f"layer with int8 weights")
         if not isinstance(self.postops, PostOps):
             raise DesignTypeError(f"{p.name}: postops must be a hwgen.postops.PostOps, not {self.postops!r}")
         if self.engine is None:
@@ -124,7 +128,7 @@ class LayerSchedule:
                 if not spec.sparse_mv:
                     raise MappingError(f"{p.name}: a sparse command needs an accelerator built with "
                                        f"AcceleratorSpec(..., sparse_mv=True)")
-                if self.pixels != 1 or self.load_acts or self.packed_int4 or self.sparse_words < 1:
+                if self.pixels != 1 or self.load_acts or self.packed_bits or self.sparse_words < 1:
                     raise MappingError(f"{p.name}: a sparse command is one batch-1 product whose activations "
                                        f"ride in its words (load_acts=False), of at least one word")
                 if self.m_folds > spec.rows * spec.sparse_depth:
@@ -133,8 +137,9 @@ class LayerSchedule:
                                        f"with hwgen.tiling.plan_sparse_layer, which splits it")
         elif self.sparse_words is not None:
             raise MappingError(f"{p.name}: sparse commands run on the matrix-vector side only")
-        elif self.packed_int4:
-            raise MappingError(f"{p.name}: packed int4 weights run on the matrix-vector engine only, not on the "
+        elif self.packed_bits is not None:
+            raise MappingError(f"{p.name}: packed int{self.packed_bits} weights run on the matrix-vector engine "
+                               f"only, not on the "
                                f"{self.dataflow} one; plan the layer with int8 weights")
         if self.dataflow == "output_stationary":
             if not (p.R == p.S == p.stride_h == p.stride_w == 1 and p.pad_h == p.pad_w == 0):
@@ -283,11 +288,23 @@ class LayerSchedule:
         return self.m_folds * self.pixels * self.c_groups
 
     @property
+    def slots_per_word(self):
+        """Matrix-vector slots one weight word serves: ``8 // packed_bits`` packed (2 for int4, 4 for int2), else 1.
+        The engine pops a word every ``slots_per_word`` slots; the weight stream and FIFO carry that many times
+        fewer words."""
+        return 1 if self.packed_bits is None else self.spec.weight_type.bits // self.packed_bits
+
+    @property
+    def weight_type(self):
+        """The type of the weights the host streams: ``int{packed_bits}`` packed, else the spec's."""
+        return self.spec.weight_type if self.packed_bits is None else IntType(self.packed_bits)
+
+    @property
     def weight_words(self):
         if self.sparse_words is not None:
             return self.sparse_words
         if self.dataflow == "matrix_vector":
-            return -(-self.mv_slots // 2) if self.packed_int4 else self.mv_slots
+            return -(-self.mv_slots // self.slots_per_word)
         if self.dataflow == "output_stationary":
             return self.m_folds * self.pixel_tiles * self.reduction
         return self.folds * self.spec.rows
@@ -394,7 +411,7 @@ class LayerSchedule:
         chain = postops_config_values(self.postops, self.spec.acc_type, out_h=p.E, out_w=p.F,
                                       m_folds=self.m_folds)
         values.update(pp_bias=chain["bias"], pp_requant=chain["requant"], pp_relu=chain["relu"],
-                      pp_stochastic=chain["stochastic"], w_packed=int(self.packed_int4),
+                      pp_stochastic=chain["stochastic"], w_packing=self.slots_per_word.bit_length() - 1,
                       sparse=int(self.sparse_words is not None),
                       pp_pool=chain["pool"], pp_out_bits=chain["out_bits"], pp_out_signed=chain["out_signed"],
                       pp_zero_point=self.postops.zero_point & ((1 << ZERO_POINT_BITS) - 1),
@@ -452,15 +469,18 @@ class LayerSchedule:
         if self.dataflow == "matrix_vector":
             w = w[:, :, 0, 0].reshape(self.m_folds, cols, self.c_groups, rows).transpose(0, 2, 1, 3)
             w = np.broadcast_to(w[:, None], (self.m_folds, self.pixels, self.c_groups, cols, rows))
-            if self.packed_int4:
-                # Two slots per word: slot 2t in the low half, 2t + 1 in the high half, 4 bits a weight.
-                if w.size and (w.min() < int4.min or w.max() > int4.max):
-                    raise DataError(f"{p.name}: packed int4 weights must lie in -8..7, got {int(w.min())}.."
-                                    f"{int(w.max())}; quantize the layer to int4")
-                slots = self._lanes_to_words(w.reshape(-1, cols * rows), int4)
-                half = cols * rows * 4
-                slots = slots + [0] * (len(slots) % 2)
-                return [lo | (hi << half) for lo, hi in zip(slots[0::2], slots[1::2])]
+            if self.packed_bits is not None:
+                # `slots_per_word` (k) slots per word: slot k*t + j in part j of word t (part 0 in the least
+                # significant bits), `packed_bits` a weight; the last word zero-filled.
+                wtype, per = self.weight_type, self.slots_per_word
+                if w.size and (w.min() < wtype.min or w.max() > wtype.max):
+                    raise DataError(f"{p.name}: packed {wtype} weights must lie in {wtype.min}..{wtype.max}, got "
+                                    f"{int(w.min())}..{int(w.max())}; quantize the layer to {wtype}")
+                slots = self._lanes_to_words(w.reshape(-1, cols * rows), wtype)
+                part = cols * rows * wtype.bits
+                slots = slots + [0] * (-len(slots) % per)
+                return [sum(slot << (j * part) for j, slot in enumerate(slots[t:t + per]))
+                        for t in range(0, len(slots), per)]
             return self._lanes_to_words(w.reshape(-1, cols * rows), self.spec.weight_type)
         # (mf, lane, cg, row, r, s) -> (mf, r, s, cg, row, lane)
         w = w.reshape(self.m_folds, cols, self.c_groups, rows, p.R, p.S).transpose(0, 4, 5, 2, 3, 1)

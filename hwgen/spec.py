@@ -12,7 +12,7 @@ from .dtypes import IntType, is_float, parse_dtype
 from .errors import DesignTypeError, MappingError, UnsupportedTypeError
 
 __all__ = ["AcceleratorSpec", "DATAFLOWS", "buffer_bytes_for", "buffer_granule_bytes", "check_name",
-           "default_postop_lanes", "MAX_BUFFER_WORDS", "MAX_OUT_CHANNELS", "MAX_POOL_WIDTH", "MAX_NAME_LENGTH"]
+           "default_postop_lanes", "MAX_BUFFER_WORDS", "PACKED_WEIGHT_BITS", "MAX_OUT_CHANNELS", "MAX_POOL_WIDTH", "MAX_NAME_LENGTH"]
 
 DATAFLOWS = ("weight_stationary", "output_stationary", "matrix_vector")
 
@@ -23,6 +23,8 @@ _OPERAND_BITS = range(2, 17)
 # proportion to its depth (65,536 words: tens of seconds), and no FPGA target holds more (the LFE5U-85F has
 # 0.47 MiB of block RAM in all).
 MAX_BUFFER_WORDS = 1 << 16
+# Packed weight widths the matrix-vector engine can decode from its int8 weight lanes (8 // bits weights a byte).
+PACKED_WEIGHT_BITS = (4, 2)
 MAX_OUT_CHANNELS = 1 << 15       # post-op parameter memory: two banks of max_out_channels / cols entries
 MAX_POOL_WIDTH = 1 << 16         # pooling line buffer: max_pool_width / 2 entries
 MAX_NAME_LENGTH = 64
@@ -155,7 +157,9 @@ class AcceleratorSpec:
     rounding_seed: int = 1        # its seed (1 .. 2**32 - 1): the column generators start from column_seeds(seed)
     sparse_mv: bool = False       # the sparse matrix-vector engine (`hwgen.hw.sparse_mv`, `hwgen.sparse`)
     sparse_depth: int = 64        # its accumulators per lane: a command covers rows x cols x sparse_depth outputs
-    packed_int4: bool = False     # the matrix-vector engine also takes int4 weights packed two per byte, per layer
+    # Packed weights on the matrix-vector engine, per layer: the widths it also decodes, each from int8 weight lanes
+    # holding 8 // bits weights (``(4,)``: int4 two per byte; ``(2,)``: int2 four per byte; ``(4, 2)``: both).
+    packed_weight_bits: tuple = ()
 
     def __post_init__(self):
         _positive_int(self.rows, "rows", fix="give the array height, e.g. rows=8")
@@ -298,15 +302,25 @@ class AcceleratorSpec:
         if self.sparse_mv and self.dataflow != "matrix_vector":
             raise MappingError(f"sparse_mv=True builds the sparse engine beside the matrix-vector engine of a "
                                f"dataflow='matrix_vector' accelerator, not beside a {self.dataflow} one")
-        if not isinstance(self.packed_int4, bool):
-            raise MappingError(f"packed_int4 must be True or False, not {self.packed_int4!r}")
-        if self.packed_int4:
+        self._check_packed_weight_bits()
+
+    def _check_packed_weight_bits(self):
+        bits = self.packed_weight_bits
+        if isinstance(bits, (list, tuple)) and all(isinstance(b, int) and not isinstance(b, bool) for b in bits):
+            bits = tuple(sorted(set(bits), reverse=True))
+        if not isinstance(bits, tuple) or not set(bits) <= set(PACKED_WEIGHT_BITS):
+            raise MappingError(f"packed_weight_bits must be a tuple of the packed weight widths the matrix-vector "
+                               f"engine decodes, from {PACKED_WEIGHT_BITS} (e.g. (4,) or (4, 2)), not "
+                               f"{self.packed_weight_bits!r}")
+        object.__setattr__(self, "packed_weight_bits", bits)
+        if bits:
+            what = f"packed_weight_bits={bits}"
             if "matrix_vector" not in self.engines:
-                raise MappingError("packed_int4=True decodes packed int4 weights in the matrix-vector engine; build "
-                                   "one (dataflow='matrix_vector', or mv_engine=True)")
+                raise MappingError(f"{what} decodes packed weights in the matrix-vector engine; build one "
+                                   f"(dataflow='matrix_vector', or mv_engine=True)")
             if self.weight_type.bits != 8 or not self.weight_type.signed:
-                raise UnsupportedTypeError(f"packed_int4=True packs two int4 weights into each int8 weight lane's "
-                                           f"byte; it needs weight_type int8, not {self.weight_type}")
+                raise UnsupportedTypeError(f"{what} packs int{min(bits)}..int{max(bits)} weights into each int8 "
+                                           f"weight lane's byte; it needs weight_type int8, not {self.weight_type}")
 
     def _check_float(self):
         """The float datapath (`hwgen.floats`): bf16 or fp16 operands of one format, fp32 accumulation, on the
@@ -330,10 +344,11 @@ class AcceleratorSpec:
                                f"integer types)")
         for flag, why in (("mv_engine", "the matrix-vector engine"), ("chaining", "on-chip chaining"),
                           ("stochastic_rounding", "stochastic rounding"), ("sparse_mv", "the sparse engine"),
-                          ("packed_int4", "packed int4 weights")):
-            if getattr(self, flag) is True:
-                raise MappingError(f"{flag}=True: {why} is integer-only; leave {flag}=False for a {a} "
-                                   f"accelerator")
+                          ("packed_weight_bits", "packed weights")):
+            value = getattr(self, flag)
+            if value not in (False, ()):
+                raise MappingError(f"{flag}={value!r}: {why} is integer-only; leave {flag}="
+                                   f"{'()' if flag == 'packed_weight_bits' else 'False'} for a {a} accelerator")
 
     @property
     def is_float(self):

@@ -34,7 +34,7 @@ from .problem import ConvProblem
 from .schedule import LayerSchedule, fold_period
 from .spec import MAX_BUFFER_WORDS, AcceleratorSpec, buffer_bytes_for
 
-__all__ = ["Tile", "LayerPlan", "plan_layer", "pack_int4", "SparseLayerPlan", "plan_sparse_layer", "MAX_COMMANDS"]
+__all__ = ["Tile", "LayerPlan", "plan_layer", "pack_weights", "SparseLayerPlan", "plan_sparse_layer", "MAX_COMMANDS"]
 
 ORDERS = ("e_outer", "m_outer")
 # The most commands one layer may take. Planning evaluates its candidates in closed form, whatever their size,
@@ -120,9 +120,8 @@ class LayerPlan:
 
     @property
     def weight_type(self):
-        """The type of the weights the host streams: int4 when packed, else the spec's."""
-        from .dtypes import int4
-        return int4 if self.tiles[0].schedule.packed_int4 else self.spec.weight_type
+        """The type of the weights the host streams: int4/int2 when packed, else the spec's."""
+        return self.tiles[0].schedule.weight_type
 
     @property
     def engine(self):
@@ -236,7 +235,7 @@ class LayerPlan:
                 "postops": {"bias": self.postops.bias, "requant": self.postops.requant,
                             "relu": self.postops.relu, "pool": self.postops.pool,
                             "rounding": self.postops.rounding},
-                "packed_int4": self.tiles[0].schedule.packed_int4,
+                "packed_bits": self.tiles[0].schedule.packed_bits,
                 "config_words": [hex(word) for word in self.config_words()],
                 "order": self.order, "commands": len(self.tiles), "im2col": self.im2col,
                 "bytes_moved": self.bytes_moved,
@@ -363,7 +362,7 @@ def _max_m_folds_per_command(spec, pixels):
 
 
 def plan_layer(spec: AcceleratorSpec, problem: ConvProblem, postops: PostOps = PostOps(), *,
-               im2col: bool | str = "auto", engine: str | None = None, packed_int4: bool = False) -> LayerPlan:
+               im2col: bool | str = "auto", engine: str | None = None, packed_bits: int | None = None) -> LayerPlan:
     """The plan whose every command fits the buffers and that moves the fewest bytes.
 
     With few input channels (C < rows) most array rows idle, as the implicit im2col puts only channels on
@@ -376,14 +375,13 @@ def plan_layer(spec: AcceleratorSpec, problem: ConvProblem, postops: PostOps = P
     every tiling takes more than `MAX_COMMANDS` commands, and the errors of `_check_layer` for what no tiling
     changes (the accumulator type, the pooling line buffer, the engine's kind of layer).
 
-    ``packed_int4=True`` (a fully connected layer on the matrix-vector engine of an accelerator built with
-    ``packed_int4=True``) streams its int4 weights two to a byte (`pack_int4`)."""
+    ``packed_bits=4`` or ``2`` (a fully connected layer on the matrix-vector engine of an accelerator whose
+    ``packed_weight_bits`` has it) streams its int4 weights two to a byte, or its int2 weights four
+    (`pack_weights`)."""
     plan = _plan_layer(spec, problem, postops, im2col=im2col, engine=engine)
     _check_size(problem)        # after the closed-form planning (its errors are more specific), before any model
-    if packed_int4 is not False:
-        if packed_int4 is not True:
-            raise DesignError(f"packed_int4 must be True or False, not {packed_int4!r}")
-        plan = pack_int4(plan)
+    if packed_bits is not None:
+        plan = pack_weights(plan, packed_bits)
     return plan
 
 
@@ -404,15 +402,20 @@ def _check_size(problem):
                 f"them whole): split the layer (fewer output channels or a smaller batch or image per layer)")
 
 
-def pack_int4(plan):
-    """``plan`` with int4 weights packed two per byte: each matrix-vector command streams ``ceil(slots / 2)``
-    words (the engine decodes the halves in front of its multipliers); cycles are unchanged, the weight bytes
-    (and the weight FIFO's words) halve."""
+def pack_weights(plan, bits):
+    """``plan`` with its weights packed ``8 // bits`` to a byte (``bits`` 4: int4, two; 2: int2, four): each
+    matrix-vector command streams ``ceil(slots / (8 // bits))`` words, which the engine decodes in front of its
+    multipliers (a word every ``8 // bits`` slots); cycles are unchanged (one slot per cycle, while the stream
+    keeps up), the weight bytes (and the weight FIFO's words) shrink by ``8 // bits``."""
     from dataclasses import replace
+    from .spec import PACKED_WEIGHT_BITS
+    if isinstance(bits, bool) or bits not in PACKED_WEIGHT_BITS:
+        raise DesignError(f"packed_bits must be one of {PACKED_WEIGHT_BITS} (int4 or int2 weights) or None "
+                          f"(unpacked), not {bits!r}")
     if plan.engine != "matrix_vector":
-        raise MappingError(f"{plan.problem.name}: packed int4 weights run on the matrix-vector engine, not on the "
-                           f"{plan.engine} one")
-    tiles = tuple(replace(tile, schedule=replace(tile.schedule, packed_int4=True)) for tile in plan.tiles)
+        raise MappingError(f"{plan.problem.name}: packed int{bits} weights run on the matrix-vector engine, not on "
+                           f"the {plan.engine} one")
+    tiles = tuple(replace(tile, schedule=replace(tile.schedule, packed_bits=bits)) for tile in plan.tiles)
     return replace(plan, tiles=tiles, bytes_moved=_bytes_moved(plan.spec, tiles))
 
 

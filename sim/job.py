@@ -30,10 +30,10 @@ class SimJob:
     extra: dict = field(default_factory=dict)
 
     @staticmethod
-    def layer(problem: ConvProblem, postops: PostOps = PostOps(), im2col="auto", packed_int4=False, sparse=None):
+    def layer(problem: ConvProblem, postops: PostOps = PostOps(), im2col="auto", packed_bits=None, sparse=None):
         """``sparse``: ``(weight, x)`` of a layer on the sparse engine (the plan is made for its data)."""
         return {"problem": {key: getattr(problem, key) for key in _CANONICAL}, "im2col": im2col,
-                "packed_int4": packed_int4,
+                "packed_bits": packed_bits,
                 "sparse": None if sparse is None else [np.asarray(a).tolist() for a in sparse],
                 "postops": {**{key: getattr(postops, key) for key in _POSTOPS},   # and the output type, by name
                             "out_type": postops.out_type.name if postops.out_type else None}}
@@ -45,7 +45,7 @@ class SimJob:
                                   x=np.array(layer["sparse"][1], dtype=np.int64))
                 if layer.get("sparse") else
                 plan_layer(spec, ConvProblem(**layer["problem"]), PostOps(**layer["postops"]),
-                           im2col=layer.get("im2col", "auto"), packed_int4=layer.get("packed_int4", False))
+                           im2col=layer.get("im2col", "auto"), packed_bits=layer.get("packed_bits"))
                 for layer in self.layers]
 
     def dumps(self):

@@ -322,7 +322,7 @@ def _job_layer(layer):
     if isinstance(layer, LayerPlan):
         # The testbench re-plans from the problem; pinning im2col reproduces every plan plan_layer makes.
         return SimJob.layer(layer.problem, layer.postops, im2col=layer.im2col,
-                            packed_int4=layer.tiles[0].schedule.packed_int4)
+                            packed_bits=layer.tiles[0].schedule.packed_bits)
     if isinstance(layer, ConvProblem):
         return SimJob.layer(layer)
     problem, postops = layer

@@ -36,15 +36,16 @@ FLAG_FIELDS = (
     "param_bank",      # which bank of the post-op parameter memory this command's parameters use
     "pp_bias", "pp_requant", "pp_relu",   # the post-op chain (`hwgen.postops.PostOps`)
     "pp_stochastic",   # stochastic rounding of the requantization (PostOps.rounding)
-    "w_packed",        # matrix-vector engine: int4 weights packed two slots per word (AcceleratorSpec.packed_int4)
     "sparse",          # run on the sparse matrix-vector engine (AcceleratorSpec.sparse_mv), words from `sparse`
     "engine",          # 0: the array (the spec's dataflow), 1: the matrix-vector engine beside it (mv_engine)
     "act_source",      # 0: load activations from the `acts` stream, 1: from the on-chip feedback (chaining)
     "out_dest",        # 0: emit to `out`, 1: to the on-chip feedback, as activation words (chaining)
 )
-# Wider settings: the post-op chain, and the value a padded read gives (an input's zero point).
+# Wider settings: the post-op chain, the value a padded read gives (an input's zero point), and the packing of
+# the matrix-vector engine's weights: log2 of the slots one weight word holds (0: int8, 1: int4 two per byte,
+# 2: int2 four per byte; AcceleratorSpec.packed_weight_bits).
 POSTOP_FIELDS = ("pp_pool", "pp_out_bits", "pp_out_signed", "pp_zero_point")
-VALUE_FIELDS = ("pad_value",)
+VALUE_FIELDS = ("pad_value", "w_packing")
 CONFIG_FIELDS = COUNT_FIELDS + FLAG_FIELDS + POSTOP_FIELDS + VALUE_FIELDS
 from ..postops import ZERO_POINT_BITS   # an output zero point: -2**15 .. 2**15 - 1, two's complement
 
@@ -61,7 +62,7 @@ def config_layout(spec):
                               **{name: unsigned(1) for name in FLAG_FIELDS},
                               "pp_pool": unsigned(2), "pp_out_bits": unsigned(spec.acc_type.bits.bit_length()),
                               "pp_out_signed": unsigned(1), "pp_zero_point": unsigned(ZERO_POINT_BITS),
-                              "pad_value": unsigned(spec.act_type.bits)})
+                              "pad_value": unsigned(spec.act_type.bits), "w_packing": unsigned(2)})
 
 
 def pack_fields(layout, values, *, what="config"):

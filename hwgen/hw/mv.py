@@ -12,7 +12,7 @@ Pipeline: issue (0) -> operands (2: the buffer's two-step read, the popped weigh
 products (3) -> tree and accumulate/emit (`LATENCY` = 4 after issue).
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -32,7 +32,7 @@ class MatrixVectorEngine(wiring.Component):
             "start": In(1), "en": In(1),
             "busy": Out(1), "done": Out(1),
             "issue": Out(1),                                   # a slot is issued this cycle
-            "pop": Out(1),                                     # ... and pops a weight word (packed int4: every other)
+            "pop": Out(1),                                     # ... and pops a weight word (packed: every 2nd/4th)
             "in_flight": Out(1),                               # busy, or a slot still on its way to out_valid
             "act_addr": Out(range(max(spec.act_depth, 2))),
             "act_data": In(unsigned(spec.act_word_bits)),      # the buffer's answer, two cycles after act_addr
@@ -58,18 +58,20 @@ class MatrixVectorEngine(wiring.Component):
         last_kg = kg == cfg.c_groups - 1
         last_n = n == cfg.pixels - 1
         last_mf = mf == cfg.m_folds - 1
-        # Packed int4 weights (cfg.w_packed): a word holds two slots' weights, the even slot's in its low half;
-        # `odd` says the slot uses the word popped for the slot before it.
-        odd = Signal()
+        # Packed weights (cfg.w_packing = log2 of the slots a word serves: 1 for int4, 2 for int2): slot k*t + j
+        # takes part j of word t (part 0 in the low bits); `phase` is j, and only j == 0 pops a word.
+        phase = Signal(2)
+        last_phase = Signal(2)
+        m.d.comb += last_phase.eq((1 << cfg.w_packing) - 1)
         hold = self.busy & last_kg & ~self.credit
         m.d.comb += [self.issue.eq(self.busy & ~hold), self.act_addr.eq(addr),
-                     self.pop.eq(self.issue & ~(odd & cfg.w_packed)),
+                     self.pop.eq(self.issue & (phase == 0)),
                      self.beat_issued.eq(en & self.issue & last_kg)]
         with m.If(self.start):
             m.d.sync += [self.busy.eq(1), self.done.eq(0), mf.eq(0), n.eq(0), kg.eq(0), base.eq(0), addr.eq(0),
-                         odd.eq(0)]
+                         phase.eq(0)]
         with m.Elif(en & self.issue):
-            m.d.sync += odd.eq(~odd)
+            m.d.sync += phase.eq(Mux(phase == last_phase, 0, phase + 1))
             with m.If(~last_kg):
                 m.d.sync += [kg.eq(kg + 1), addr.eq(addr + cfg.plane)]
             with m.Else():
@@ -92,19 +94,20 @@ class MatrixVectorEngine(wiring.Component):
         m.d.comb += self.in_flight.eq(self.busy | Cat(*(stage[0] for stage in stages[1:])).any())
 
         popped, weights = Signal.like(self.weight_data), Signal.like(self.weight_data)
-        high1, packed1 = Signal(), Signal()
+        phase1, packing1 = Signal(2), Signal(2)
         word = popped
-        if spec.packed_int4:
-            # The slot's half of the word, each int4 sign-extended to its 8-bit weight lane.
-            half = rows * cols * 4
-            nibbles = Mux(high1, popped[half:2 * half], popped[:half])
-            decoded = Cat(*(Cat(nibbles[4 * k:4 * k + 4], *([nibbles[4 * k + 3]] * (wbits - 4)))
+        for bits in spec.packed_weight_bits:
+            # Part `phase1` of the word, each packed weight sign-extended to its int8 weight lane.
+            per, part = wbits // bits, rows * cols * bits
+            parts = Signal(part, name=f"int{bits}_part")
+            m.d.comb += parts.eq(Array(popped[j * part:(j + 1) * part] for j in range(per))[phase1[:per.bit_length() - 1]])
+            decoded = Cat(*(Cat(parts[bits * k:bits * (k + 1)], *([parts[bits * (k + 1) - 1]] * (wbits - bits)))
                             for k in range(rows * cols)))
-            word = Mux(packed1, decoded, popped)
+            word = Mux(packing1 == per.bit_length() - 1, decoded, word)
         with m.If(en):
             with m.If(self.pop):
                 m.d.sync += popped.eq(self.weight_data)
-            m.d.sync += [high1.eq(odd & cfg.w_packed), packed1.eq(cfg.w_packed), weights.eq(word)]
+            m.d.sync += [phase1.eq(phase), packing1.eq(cfg.w_packing), weights.eq(word)]
 
         # The lanes: `cols` instances of one `MatrixVectorLane` (with a module library, one module).
         acc_shape = spec.acc_type.amaranth_shape()

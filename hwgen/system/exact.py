@@ -30,7 +30,7 @@ networks).
 
 Where the accelerator would stall in a way the first half does not follow, the result says so (``exact``
 False, ``reasons``; the cycles are then an estimate): an ``out`` beat that waits for the write channel (the
-output FIFO may back up into the pipeline), a packed-int4 matrix-vector weight word that is late. The
+output FIFO may back up into the pipeline), a packed (int4, int2) matrix-vector weight word that is late. The
 output-stationary array and the sparse engine have no arrival-aware model (their stall is not followed either).
 With random back-pressure (cocotbext-axi's `AxiRam` with pauses) only the bound of
 `hwgen.system.dram_model` holds.
