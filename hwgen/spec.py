@@ -470,6 +470,7 @@ class AcceleratorSpec:
         data = asdict(self)
         for key in ("act_type", "weight_type", "acc_type"):
             data[key] = getattr(self, key).name
+        data["packed_weight_bits"] = list(self.packed_weight_bits)     # JSON's form (from_dict takes it back)
         data.update(pes=self.pes, act_depth=self.act_depth, weight_depth=self.weight_depth,
                     acc_depth=self.acc_depth, psum_bits=self.psum_bits, mv_weight_depth=self.mv_weight_depth,
                     postop_groups=self.postop_groups)

@@ -45,18 +45,29 @@ def test_random_networks_on_the_rtl(seed):
     assert result.measured_cycles == result.model_cycles
 
 
-def test_int4_fc_program_on_the_rtl():
-    """int4 weights on the fully connected layers (packed two to a byte on the matrix-vector engine), int8 on
-    the convolutions, one program on the Verilog: every output exact, cycles equal to the model per layer."""
+@pytest.mark.parametrize("fc_bits, first", [(4, 4), (2, 2), (2, 4)], ids=["int4", "int2", "int4_then_int2"])
+def test_packed_fc_program_on_the_rtl(fc_bits, first):
+    """int4 or int2 weights on the fully connected layers (packed two or four to a byte on the matrix-vector
+    engine; ``first``: the first FC layer's width), int8 on the convolutions, one program on the Verilog: every
+    output exact, cycles equal to the model per layer."""
     import dataclasses
-    spec = dataclasses.replace(SPEC, packed_int4=True, name="net4x4_int4")
-    layers = [dataclasses.replace(layer, weight=np.clip(layer.weight // 16, -8, 7), weight_bits=4)
-              if layer.kind == "linear" else layer for layer in small_cnn(seed=3, zero_points=(-3, 0, 6))]
+    spec = dataclasses.replace(SPEC, packed_weight_bits=(4, 2), name="net4x4_packed")
+    layers, fcs = [], 0
+    for layer in small_cnn(seed=3, zero_points=(-3, 0, 6)):
+        if layer.kind == "linear":
+            bits = first if fcs == 0 else fc_bits
+            fcs += 1
+            lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+            layer = dataclasses.replace(layer, weight=np.clip(layer.weight // (1 << (8 - bits)), lo, hi),
+                                        weight_bits=bits)
+        layers.append(layer)
     program = compile_program(spec, layers, batch=2)
-    assert [pl.engine for pl in program.layers if pl.layer.weight_bits == 4] == ["matrix_vector"] * 2
+    packed = [pl for pl in program.layers if pl.layer.weight_bits != 8]
+    assert [pl.engine for pl in packed] == ["matrix_vector"] * 2
+    assert [pl.plan.tiles[0].schedule.packed_bits for pl in packed] == [first, fc_bits]
     rng = np.random.default_rng(12)
     inputs = [rng.integers(-128, 128, (2, 8, 8)) for _ in range(2)]
-    result = run_program(program, inputs, simulator=SIM, seed=5, tag="int4fc")
+    result = run_program(program, inputs, simulator=SIM, seed=5, tag=f"fc{first}{fc_bits}")
     assert result.exact, result.report
     goldens = [program.reference(x)[-1] for x in inputs]
     assert all(np.array_equal(got, want) for got, want in zip(result.outputs, goldens))

@@ -55,14 +55,15 @@ class BuildConfig:
     stop_after: str = "emit"
     verilog: bool = True
     sparsity: object = None       # magnitude pruning after quantization: a fraction, or {layer name: fraction}
-    weight_bits: object = 8       # 8, or per layer: {layer name or "linear": 4 or 8} (int4 on FC layers)
+    weight_bits: object = 8       # 8, or per layer: {layer name or "linear": 8, 4 or 2} (int4/int2 on FC layers)
 
     def __post_init__(self):
         if self.stop_after not in STEPS:
             raise MappingError(f"stop_after must be one of the steps {', '.join(STEPS)}, not {self.stop_after!r}")
         bits = self.weight_bits
         if not (isinstance(bits, dict) or (isinstance(bits, int) and not isinstance(bits, bool))):
-            raise MappingError(f"weight_bits must be 8, 4 or a dict {{layer name or 'linear': bits}}, not {bits!r}")
+            raise MappingError(f"weight_bits must be 8, 4, 2 or a dict {{layer name or 'linear': bits}}, not "
+                               f"{bits!r}")
 
 
 @dataclass
@@ -115,8 +116,8 @@ def size_spec(layers, *, rows, cols, name, mv_engine=True, chaining=True, act_ty
     most output channels, a pooling line buffer for the widest pooled output - powers of two, so a user can
     read them off and change them. ``max_words``: no buffer deeper than that (e.g. `hwgen.spec.MAX_BUFFER_WORDS`:
     `hwgen explore` sizes AlexNet's buffers as large as hwgen builds them, and the planner tiles what does not
-    fit); None: as deep as the network needs (a buffer deeper than hwgen builds is an error). A layer with int4
-    weights gets the matrix-vector engine packed int4 weights (``packed_int4``).
+    fit); None: as deep as the network needs (a buffer deeper than hwgen builds is an error). The matrix-vector
+    engine decodes the packed widths the layers have (``packed_weight_bits``: 4 for int4 layers, 2 for int2).
     ``postop_lanes``: the post-op chain's lanes; None builds one per column (``cols``), not the bare spec's lean
     default (`hwgen.spec.default_postop_lanes`, ``cols // 4``): a network's pooled and chained layers then never
     wait for the chain (LeNet-5 on 8x8: 9,397 cycles with 8 lanes, 11,920 with 2)."""
@@ -137,7 +138,7 @@ def size_spec(layers, *, rows, cols, name, mv_engine=True, chaining=True, act_ty
         channels = max(channels, p.M)
         if layer.postops.pool != "none":
             pool_width = max(pool_width, p.F)
-    packed = any(getattr(layer, "weight_bits", 8) == 4 for layer in layers)
+    packed = tuple(sorted({getattr(layer, "weight_bits", 8) for layer in layers} - {8}, reverse=True))
 
     def cap(words):
         return words if max_words is None else min(words, max_words)
@@ -147,7 +148,7 @@ def size_spec(layers, *, rows, cols, name, mv_engine=True, chaining=True, act_ty
         weight_buffer_bytes=buffer_bytes_for(512, probe.weight_word_bits),
         acc_buffer_bytes=buffer_bytes_for(cap(_pow2_at_least(acc_words, 64)), probe.acc_word_bits),
         max_out_channels=_pow2_at_least(channels, cols), max_pool_width=_pow2_at_least(pool_width, 2),
-        mv_engine=mv_engine, chaining=chaining and rows == cols, packed_int4=packed and mv_engine, name=name,
+        mv_engine=mv_engine, chaining=chaining and rows == cols, packed_weight_bits=packed if mv_engine else (), name=name,
         postop_lanes=cols if postop_lanes is None else postop_lanes)
 
 
@@ -186,7 +187,7 @@ def step_quantize(b):
     elif b.config.weight_bits != 8:
         raise MappingError(f"weight_bits={b.config.weight_bits!r} picks the precision hwgen quantizes a float model "
                            f"to; {b.network.name!r} comes quantized (a QDQ model or a QuantizedNetwork) and keeps its "
-                           f"own weights: quantize it to int4 before export, or give the float model")
+                           f"own weights: quantize it to int4/int2 before export, or give the float model")
     if b.config.sparsity is not None:
         from .prune import prune_network
         b.network = prune_network(b.network, b.config.sparsity)
@@ -263,7 +264,7 @@ design = NetworkDesign(
 def spec_arguments(spec):
     fields = ["rows", "cols", "dataflow", "act_type", "weight_type", "acc_type", "act_buffer_bytes",
               "weight_buffer_bytes", "acc_buffer_bytes", "max_out_channels", "max_pool_width", "postops",
-              "postop_lanes", "mv_engine", "chaining", "feedback_depth", "packed_int4", "name"]
+              "postop_lanes", "mv_engine", "chaining", "feedback_depth", "packed_weight_bits", "name"]
     parts = []
     for f in fields:
         value = getattr(spec, f)

@@ -32,12 +32,12 @@ def _load_npy(path, what):
 
 def _weight_bits(text):
     """``--weight-bits``: ``8``, or ``NAME=BITS[,NAME=BITS...]`` where NAME is a layer or ``linear`` (every fully
-    connected layer), e.g. ``linear=4``."""
+    connected layer), e.g. ``linear=4`` or ``linear=2``; BITS is 8, 4 or 2."""
     if text is None:
         return 8
     def bits_of(value, where):
-        if value.strip() not in ("8", "4"):
-            raise MappingError(f"--weight-bits {text!r}: {where} must be 8 or 4, not {value.strip()!r}")
+        if value.strip() not in ("8", "4", "2"):
+            raise MappingError(f"--weight-bits {text!r}: {where} must be 8, 4 or 2, not {value.strip()!r}")
         return int(value)
     if "=" not in text:
         return bits_of(text, "the precision")
@@ -169,8 +169,9 @@ def add_compile_parsers(sub):
                    help="activation quantization: symmetric (zero point 0) or asymmetric (zero points)")
     p.add_argument("--batch", type=int, default=1, help="inputs per program (default 1)")
     p.add_argument("--weight-bits", metavar="SPEC", help="weight precision per layer: 8 (default) or NAME=BITS[,...] "
-                   "with NAME a layer or 'linear' for every fully connected layer; BITS 8 or 4 (int4 weights run "
-                   "packed two to a byte on the matrix-vector engine), e.g. --weight-bits linear=4")
+                   "with NAME a layer or 'linear' for every fully connected layer; BITS 8, 4 or 2 (int4/int2 "
+                   "weights run packed two/four to a byte on the matrix-vector engine), e.g. --weight-bits "
+                   "linear=4")
     p.add_argument("--stop-after", default="emit", choices=STEPS, help="end the build after this step and print "
                                                                         "its intermediate")
     p.add_argument("--name", help="the network's name (default: the model's)")

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import reference
-from ..dtypes import int4, int8, int32
+from ..dtypes import IntType, int4, int8, int32
 from ..postops import PostOps, QuantParams, apply as apply_postops, quantize_multiplier
 from ..problem import ConvProblem
 from .graph import _batch, _check_chain, _dims, _pair, _read_doc, _shape, format_table, layer_nest
@@ -41,17 +41,20 @@ __all__ = ["QLayer", "QuantizedNetwork", "quantize_tensor", "ACT_TYPE"]
 
 ACT_TYPE = int8       # every activation tensor between layers
 WEIGHT_TYPE = int8
-WEIGHT_TYPES = {8: int8, 4: int4}      # a layer's weight precision: int8, or int4 (fully connected layers)
+# A layer's weight precision: int8, or (fully connected layers) int4 or int2, packed 8 // bits to a byte on the
+# matrix-vector engine (`hwgen.spec.PACKED_WEIGHT_BITS`).
+WEIGHT_TYPES = {8: int8, 4: int4, 2: IntType(2)}
 
 
-def check_weight_bits(bits, name, kind):
-    """A layer's ``weight_bits``: 8, or 4 for a fully connected layer (int4 weights run packed two to a byte on
-    the matrix-vector engine, which takes fully connected layers only)."""
+def check_weight_bits(bits, name, kind, *, error=ValueError):
+    """A layer's ``weight_bits``: 8, or 4 or 2 for a fully connected layer (int4/int2 weights run packed two/four
+    to a byte on the matrix-vector engine, which takes fully connected layers only). Raises ``error``."""
     if isinstance(bits, bool) or bits not in WEIGHT_TYPES:
-        raise ValueError(f"{name}: weight_bits must be 8 or 4, not {bits!r}")
-    if bits == 4 and kind != "linear":
-        raise ValueError(f"{name}: int4 weights run packed on the matrix-vector engine, which takes fully "
-                         f"connected layers only; keep this {kind} layer at 8 bits")
+        raise error(f"{name}: weight_bits must be 8, 4 or 2, not {bits!r}")
+    if bits != 8 and kind != "linear":
+        raise error(f"{name}: int{bits} weights run packed on the matrix-vector engine, which takes fully "
+                    f"connected layers only; keep this {kind} layer at 8 bits (e.g. weight_bits={{'linear': "
+                    f"{bits}}}, hwgen compile --weight-bits linear={bits})")
     return bits
 
 

@@ -43,6 +43,7 @@ from ..postops import PostOps, QuantParams, apply
 from ..problem import ConvProblem
 from ..spec import AcceleratorSpec
 from ..tiling import LayerPlan, plan_layer
+from .network import WEIGHT_TYPES, check_weight_bits
 
 __all__ = ["IntLayer", "MappedLayer", "ProgramLayer", "Program", "check_network", "compile_program",
            "link_layers", "map_layers", "reference_network", "storage_order_weights", "tile_layers"]
@@ -80,16 +81,13 @@ class IntLayer:
         # is; anything else is copied, so the caller's array can change without changing the layer.
         keep = weight.dtype == np.int64 and not weight.flags.writeable
         object.__setattr__(self, "weight", weight if keep else weight.astype(np.int64))
-        if isinstance(self.weight_bits, bool) or self.weight_bits not in (8, 4):
-            raise MappingError(f"{self.name}: weight_bits must be 8 or 4, not {self.weight_bits!r}")
-        if self.weight_bits == 4:
-            if self.problem.kind != "linear":
-                raise MappingError(f"{self.name}: int4 weights run packed on the matrix-vector engine, which takes "
-                                   f"fully connected layers only; keep this {self.problem.kind} layer at 8 bits")
-            w = self.weight
-            if w.size and (w.min() < -8 or w.max() > 7):
-                raise MappingError(f"{self.name}: int4 weights must lie in -8..7, got {int(w.min())}.."
-                                   f"{int(w.max())}; quantize the layer to 4 bits (weight_bits)")
+        bits = check_weight_bits(self.weight_bits, self.name, self.problem.kind, error=MappingError)
+        if bits != 8:
+            wtype, w = WEIGHT_TYPES[bits], self.weight
+            if w.size and (w.min() < wtype.min or w.max() > wtype.max):
+                raise MappingError(f"{self.name}: {wtype} weights must lie in {wtype.min}..{wtype.max}, got "
+                                   f"{int(w.min())}..{int(w.max())}; quantize the layer to {bits} bits "
+                                   f"(weight_bits)")
         if self.postops.needs_params:
             if not isinstance(self.params, QuantParams):
                 raise MappingError(f"{self.name}: {self.postops} needs QuantParams (bias/multiplier/shift)")
@@ -401,16 +399,16 @@ class MappedLayer:
 @lru_cache(maxsize=256)
 def _engine_plans(spec, problem, postops, *, im2col, weight_bits=8):
     """The plan on every engine that can run the layer (errors of the ones that cannot); cached, as the map
-    and tile steps both ask. A layer with int4 weights runs packed on the matrix-vector engine only."""
-    if weight_bits == 4:
-        if not (spec.packed_int4 and "matrix_vector" in spec.engines):
-            raise MappingError(f"{problem.name}: its int4 weights run packed on a matrix-vector engine built with "
-                               f"AcceleratorSpec(..., mv_engine=True, packed_int4=True); accelerator {spec.name!r} "
-                               f"has {'no such engine' if 'matrix_vector' not in spec.engines else 'packed_int4=False'}"
-                               f" (or quantize the layer to 8 bits)")
-        if spec.dataflow == "matrix_vector":
-            return {"matrix_vector": plan_layer(spec, problem, postops, packed_int4=True)}
-        return {"matrix_vector": plan_layer(spec, problem, postops, engine="matrix_vector", packed_int4=True)}
+    and tile steps both ask. A layer with int4 or int2 weights runs packed on the matrix-vector engine only."""
+    if weight_bits != 8:
+        if not (weight_bits in spec.packed_weight_bits and "matrix_vector" in spec.engines):
+            has = ("no such engine" if "matrix_vector" not in spec.engines else
+                   f"packed_weight_bits={spec.packed_weight_bits}")
+            raise MappingError(f"{problem.name}: its int{weight_bits} weights run packed on a matrix-vector engine "
+                               f"built with AcceleratorSpec(..., mv_engine=True, packed_weight_bits=({weight_bits},)"
+                               f"); accelerator {spec.name!r} has {has} (or quantize the layer to 8 bits)")
+        engine = None if spec.dataflow == "matrix_vector" else "matrix_vector"
+        return {"matrix_vector": plan_layer(spec, problem, postops, engine=engine, packed_bits=weight_bits)}
     plans, errors = {}, []
     attempts = [(spec.dataflow, im2col)]
     if im2col is False:

@@ -4,9 +4,14 @@ Written once, each step a small function with exact semantics:
 
 * **Weights** (`quantize_weights`): int8, symmetric, per output channel. ``weight_scale[m] = max|W[m]| / 127``
   (1.0 for an all-zero channel) and ``w = clip(rint(W / weight_scale[m]), -127, 127)``; ``rint`` rounds half to
-  even. -128 is never used, so the weight range is symmetric. ``weight_bits`` picks int4 per layer instead
-  (``q = 7``: ``weight_scale[m] = max|W[m]| / 7``, ``w`` in ``[-7, 7]``) for fully connected layers, which run
-  packed two to a byte on the matrix-vector engine (`layer_weight_bits`).
+  even. -128 is never used, so the weight range is symmetric. ``weight_bits`` picks int4 or int2 per layer
+  instead for fully connected layers, which run packed two (four) to a byte on the matrix-vector engine
+  (`layer_weight_bits`): int4 ``q = 7``, ``weight_scale[m] = max|W[m]| / 7``, ``w`` in ``[-7, 7]``; int2
+  ``q = 1``, ``w`` in ``[-1, 1]`` (ternary: symmetric and zero-centred like int8/int4 - a per-channel scale
+  carries the magnitude, so -2, which would make the range lopsided, is not used). With one level a side,
+  ``max|W[m]| / 1`` would round every weight under half the channel's peak to 0; the int2 scale is instead the
+  one of ``max|W[m]| * k / 64``, ``k = 1..64``, with the least squared error ``sum (W - scale * w)**2`` over the
+  channel (the smallest such ``k`` on a tie).
 * **Activations** (`calibrate_range`, `activation_qparams`): one scale and zero point per tensor, from the float
   network run on the calibration inputs (`FloatNetwork.trace`). The tensor a layer's output quantization sees
   is its output after bias and ReLU, before pooling (pooling commutes with it). The range is the min/max of
@@ -31,7 +36,7 @@ import numpy as np
 
 from ..errors import MappingError
 from .graph import FloatNetwork
-from .network import ACT_TYPE, QLayer, QuantizedNetwork
+from .network import ACT_TYPE, WEIGHT_TYPES, QLayer, QuantizedNetwork, check_weight_bits
 
 __all__ = ["quantize", "quantize_weights", "layer_weight_bits", "calibrate_range", "activation_qparams",
            "quantize_bias", "ACTIVATION_MODES", "CALIBRATION_METHODS"]
@@ -39,20 +44,30 @@ __all__ = ["quantize", "quantize_weights", "layer_weight_bits", "calibrate_range
 ACTIVATION_MODES = ("symmetric", "asymmetric")
 CALIBRATION_METHODS = ("minmax", "percentile")
 WEIGHT_MAX = 127
+INT2_SCALE_STEPS = 64     # the int2 scale: the best of max|W[m]| * k / 64, k = 1..64
 
 
 def quantize_weights(weight, bits=8):
     """Float ``weight[M, ...]`` -> ``(w, weight_scale)``: int64 ``w`` in ``[-q, q]`` with ``q = 2**(bits-1) - 1``
-    (127 for int8, 7 for int4) and float64 scales [M] with ``weight ~ weight_scale[m] * w[m]`` (symmetric, per
-    output channel, ``rint`` half to even)."""
+    (127 for int8, 7 for int4, 1 for int2) and float64 scales [M] with ``weight ~ weight_scale[m] * w[m]``
+    (symmetric, per output channel, ``rint`` half to even; the int2 scale least-squares, see the module)."""
     weight = np.asarray(weight, dtype=np.float64)
     if weight.ndim < 1 or not np.all(np.isfinite(weight)):
         raise ValueError("quantize_weights takes a finite float array [M, ...]")
-    if bits not in (8, 4):
-        raise ValueError(f"quantize_weights: bits must be 8 or 4, not {bits!r}")
+    if isinstance(bits, bool) or bits not in WEIGHT_TYPES:
+        raise ValueError(f"quantize_weights: bits must be 8, 4 or 2, not {bits!r}")
     qmax = 2 ** (bits - 1) - 1
-    peak = np.abs(weight.reshape(len(weight), -1)).max(axis=1, initial=0.0)
+    flat = weight.reshape(len(weight), -1)
+    peak = np.abs(flat).max(axis=1, initial=0.0)
     scale = np.where(peak > 0, peak / qmax, 1.0)
+    if bits == 2:
+        best = np.full(len(flat), np.inf)
+        for k in range(1, INT2_SCALE_STEPS + 1):
+            candidate = np.where(peak > 0, peak * k / INT2_SCALE_STEPS, 1.0)
+            q = np.clip(np.rint(flat / candidate[:, None]), -qmax, qmax)
+            error = ((flat - candidate[:, None] * q) ** 2).sum(axis=1)
+            better = error < best
+            best, scale = np.where(better, error, best), np.where(better, candidate, scale)
     q = np.rint(weight / scale.reshape((-1,) + (1,) * (weight.ndim - 1)))
     return np.clip(q, -qmax, qmax).astype(np.int64), scale
 
@@ -60,7 +75,8 @@ def quantize_weights(weight, bits=8):
 def layer_weight_bits(network, weight_bits):
     """``{layer name: bits}`` from a `quantize` ``weight_bits`` argument: one number for every layer, or a dict
     naming layers, where the key ``"linear"`` stands for every fully connected layer (e.g. ``{"linear": 4}``:
-    int4 weights on the FC layers, int8 on the convolutions). Raises `MappingError` naming the culprit."""
+    int4 weights on the FC layers, int8 on the convolutions; ``{"linear": 2}``: int2). Raises `MappingError`
+    naming the culprit."""
     names = [layer.name for layer in network.layers]
     kinds = {layer.name: layer.kind for layer in network.layers}
     if isinstance(weight_bits, dict):
@@ -73,12 +89,7 @@ def layer_weight_bits(network, weight_bits):
     else:
         chosen = {name: weight_bits for name in names}
     for name, bits in chosen.items():
-        if isinstance(bits, bool) or bits not in (8, 4):
-            raise MappingError(f"{name}: weight_bits must be 8 or 4, not {bits!r}")
-        if bits == 4 and kinds[name] != "linear":
-            raise MappingError(f"{name}: int4 weights run packed on the matrix-vector engine, which takes fully "
-                               f"connected layers only; keep this {kinds[name]} layer at 8 bits (e.g. "
-                               f"weight_bits={{'linear': 4}}, hwgen compile --weight-bits linear=4)")
+        check_weight_bits(bits, name, kinds[name], error=MappingError)
     return chosen
 
 
@@ -152,7 +163,7 @@ def quantize(network, calibration_data, *, activations="symmetric", method="minm
              name=None, batch_size=256, weight_bits=8):
     """Quantize a `FloatNetwork` to int8 with calibration inputs ``[N, *input_layout]`` (float).
     ``weight_bits``: 8, or per layer (`layer_weight_bits`: e.g. ``{"linear": 4}`` for int4 weights on the fully
-    connected layers).
+    connected layers, ``{"linear": 2}`` for int2).
 
     Returns a `QuantizedNetwork` whose ``metadata`` records the options. See the module docstring for every
     rule; ``activations`` is ``"symmetric"`` or ``"asymmetric"``, ``method`` ``"minmax"`` or ``"percentile"``.
