@@ -1,9 +1,9 @@
 """Fewer bits, skipped zeros, and joules (issue 15): the sparse matrix-vector mode against the dense engine of the
 same multiplier count on AlexNet FC6 (9216 -> 4096, batch 1), with energy split by level (`hwgen.energy`), the
 crossover sparsity, and stochastic rounding's mean error beside round-to-nearest; then whole networks (LeNet-5
-on 64 multipliers, AlexNet on 256) at batch 1 and 16 in three modes - int8 everywhere, int4 weights packed on the
-fully connected layers, the fully connected layers pruned to 90 % zero weights on the sparse engine, and fp16
-with fp32 accumulation on the array - with
+on 64 multipliers, AlexNet on 256) at batch 1 and 16 in five modes - int8 everywhere, int4 or int2 weights packed
+(two or four to a byte) on the fully connected layers, the fully connected layers pruned to 90 % zero weights on
+the sparse engine, and fp16 with fp32 accumulation on the array - with
 a bar chart of energy per inference and cycles (``benchmarks/results/precision_energy.png``).
 
     python benchmarks/precision_energy.py            # tables + one `BENCH {...}` JSON line (a few minutes)
@@ -35,10 +35,10 @@ from hwgen.spec import AcceleratorSpec   # noqa: E402
 from hwgen.tiling import plan_layer, plan_sparse_layer   # noqa: E402
 
 M, K = 4096, 9216
-# One accelerator: the dense matrix-vector engine (8x8 = 64 multipliers), which also takes packed int4 weights,
+# One accelerator: the dense matrix-vector engine (8x8 = 64 multipliers), which also takes packed int4/int2 weights,
 # and the sparse engine beside it with the same 64 multipliers.
 SPEC = AcceleratorSpec(rows=8, cols=8, dataflow="matrix_vector", act_buffer_bytes=2 * K, weight_buffer_bytes=2048,
-                       acc_buffer_bytes=256, max_out_channels=M, sparse_mv=True, sparse_depth=64, packed_int4=True,
+                       acc_buffer_bytes=256, max_out_channels=M, sparse_mv=True, sparse_depth=64, packed_weight_bits=(4, 2),
                        name="fc6_mv8x8", postop_lanes=8)
 POSTOPS = PostOps(bias=True, requant=True, relu=True)
 
@@ -58,18 +58,20 @@ def operands(w_sparsity, a_sparsity, seed=15):
 
 
 # Whole networks: the accelerators of benchmarks/networks.py (weight-stationary array + matrix-vector engine),
-# able to take packed int4 weights on the matrix-vector engine; the sparse engine is built only on a
+# able to take packed int4 and int2 weights on the matrix-vector engine; the sparse engine is built only on a
 # matrix-vector accelerator (`AcceleratorSpec(sparse_mv=True)` needs dataflow="matrix_vector"), so the sparse
 # rows run their fully connected layers on one of those with the same multipliers.
 NETWORK_SPECS = {
     "lenet": AcceleratorSpec(rows=8, cols=8, mv_engine=True, chaining=True, act_buffer_bytes=64 * 1024,
                              weight_buffer_bytes=4 * 1024, acc_buffer_bytes=32 * 784, max_out_channels=128,
-                             max_pool_width=28, packed_int4=True, postop_lanes=8, name="lenet_net8"),
+                             max_pool_width=28, packed_weight_bits=(4, 2), postop_lanes=8, name="lenet_net8"),
     "alexnet": AcceleratorSpec(rows=16, cols=16, mv_engine=True, chaining=True, act_buffer_bytes=256 * 1024,
                                weight_buffer_bytes=16 * 1024, acc_buffer_bytes=64 * 1024, max_out_channels=4096,
-                               max_pool_width=64, packed_int4=True, postop_lanes=16, name="alexnet_net16"),
+                               max_pool_width=64, packed_weight_bits=(4, 2), postop_lanes=16,
+                               name="alexnet_net16"),
 }
-NETWORK_MODES = ("int8", "int4-FC", "sparse-FC w90% a50%", "fp16")
+NETWORK_MODES = ("int8", "int4-FC", "int2-FC", "sparse-FC w90% a50%", "fp16")
+PACKED_MODES = {"int4-FC": 4, "int2-FC": 2}
 
 
 def float_spec(spec):
@@ -108,8 +110,8 @@ def network_rows(name, batch, table, seed=15):
     Convolutions run once per input (a batch re-streams their weights per input). Fully connected layers: int8
     takes the faster engine at batch 1 and, at batch > 1, the weight-stationary array over the whole batch at
     once (each weight read from memory once per batch) when that is at most 1 % slower than the matrix-vector
-    engine once per input; int4 runs on the matrix-vector engine (the only one that unpacks int4) once per
-    input, and so does the sparse engine (batch-1 matrix-vector by construction). fp16 runs every layer on the
+    engine once per input; int4 and int2 run on the matrix-vector engine (the only one that unpacks them) once
+    per input, and so does the sparse engine (batch-1 matrix-vector by construction). fp16 runs every layer on the
     array in fp16 with fp32 accumulation (`float_spec`), fully connected layers like int8's."""
     spec = NETWORK_SPECS[name]
     layers = (lenet if name == "lenet" else alexnet)(random=True)
@@ -137,8 +139,8 @@ def network_rows(name, batch, table, seed=15):
                     whole = plan_layer(spec, batched_fc(p, batch), layer.postops, engine="weight_stationary")
                     if predict_plan(whole).cycles <= 1.01 * batch * predict_plan(plan).cycles:
                         plan, runs = whole, 1
-            elif mode == "int4-FC":
-                plan = plan_layer(spec, p, layer.postops, engine="matrix_vector", packed_int4=True)
+            elif mode in PACKED_MODES:
+                plan = plan_layer(spec, p, layer.postops, engine="matrix_vector", packed_bits=PACKED_MODES[mode])
             else:
                 weight = magnitude_prune(np.asarray(layer.weight).reshape(p.M, p.C), 0.9)
                 x = rng.integers(1, 128, p.C)
@@ -201,7 +203,7 @@ def bar_chart(rows, path):
         ax.set_xticks(x, modes, fontsize=8)
         ax.set_ylabel("cycles per input (model)")
         ax.legend(fontsize=7, ncol=2)
-    fig.suptitle("hwgen: int8 vs int4 FC weights vs 90 %-sparse FC vs fp16 (Horowitz 45 nm energy table)")
+    fig.suptitle("hwgen: int8 vs int4 / int2 FC weights vs 90 %-sparse FC vs fp16 (Horowitz 45 nm energy table)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -233,9 +235,11 @@ def main():
     dense_cycles = predict_plan(dense_plan).cycles
     rows.append({"layer": "alexnet_fc6", "mode": "int8 dense M×V", "multipliers": SPEC.pes,
                  "cycles_model": dense_cycles, "energy_pj": split(layer_energy(dense_plan, table))})
-    int4_plan = plan_layer(SPEC, fc("fc6"), POSTOPS, packed_int4=True)
-    rows.append({"layer": "alexnet_fc6", "mode": "int4-packed dense M×V", "multipliers": SPEC.pes,
-                 "cycles_model": predict_plan(int4_plan).cycles, "energy_pj": split(layer_energy(int4_plan, table))})
+    for bits in (4, 2):
+        packed_plan = plan_layer(SPEC, fc("fc6"), POSTOPS, packed_bits=bits)
+        rows.append({"layer": "alexnet_fc6", "mode": f"int{bits}-packed dense M×V", "multipliers": SPEC.pes,
+                     "cycles_model": predict_plan(packed_plan).cycles,
+                     "energy_pj": split(layer_energy(packed_plan, table))})
 
     for w_s, a_s in ((0.9, 0.5), (0.9, 0.0), (0.5, 0.5)):
         weight, x = operands(w_s, a_s)
@@ -298,8 +302,8 @@ def main():
         for batch in (1, 16):
             networks += network_rows(name, batch, table)
     print(f"\nwhole networks (sum of the layers' exact models; every layer through memory; energy of one "
-          f"inference, uJ; at batch 16 the int8 FC layers take the whole batch on the array, int4 and sparse run "
-          f"once per input)")
+          f"inference, uJ; at batch 16 the int8 FC layers take the whole batch on the array, int4, int2 and "
+          f"sparse run once per input)")
     print(f"{'network':8} {'batch':>5} {'mode':22} {'cycles':>12} {'DRAM uJ':>9} {'SRAM uJ':>9} {'compute uJ':>10} "
           f"{'total uJ':>9} {'pJ/MAC':>7} {'inf/J':>10}")
     for r in networks:

@@ -33,8 +33,12 @@ def main(argv=None):
     parser.add_argument("--array", default="8x8", help="array size ROWSxCOLS (default 8x8)")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("-o", "--output", default="build/digits", help="the design folder (default build/digits)")
-    parser.add_argument("--int4-fc", action="store_true", help="int4 weights on the fully connected layers (packed "
-                        "two to a byte on the matrix-vector engine), int8 on the convolutions")
+    fc = parser.add_mutually_exclusive_group()
+    fc.add_argument("--int4-fc", dest="fc_bits", action="store_const", const=4, default=8,
+                    help="int4 weights on the fully connected layers (packed two to a byte on the matrix-vector "
+                    "engine), int8 on the convolutions")
+    fc.add_argument("--int2-fc", dest="fc_bits", action="store_const", const=2,
+                    help="int2 weights on the fully connected layers (packed four to a byte)")
     args = parser.parse_args(argv)
     if args.images < 1:
         parser.error("--images must be at least 1")
@@ -57,7 +61,7 @@ def main(argv=None):
     proto = digits.export_onnx(model)
     onnx.save(proto, str(out / "digits.onnx"))
     b = build(BuildConfig(model=str(out / "digits.onnx"), output=out, name="digits", calibration=x_train,
-                          array=_array(args.array), weight_bits={"linear": 4} if args.int4_fc else 8))
+                          array=_array(args.array), weight_bits={"linear": args.fc_bits} if args.fc_bits != 8 else 8))
     compiled = time.perf_counter()
     network, program = b.network, b.program
     float_pred = digits.float_predict(model, x_test)
@@ -76,7 +80,7 @@ def main(argv=None):
     rtl_pred = np.array([int(np.argmax(y.reshape(-1))) for y in result.outputs]) if result.exact else None
 
     n, k = len(y_test), args.images
-    kind, w = ("int8/int4-FC", 30) if args.int4_fc else ("int8", 22)
+    kind, w = (f"int8/int{args.fc_bits}-FC", 30) if args.fc_bits != 8 else ("int8", 22)
     print(f"\n{'':<{w}}{'held-out images':>18}{f'RTL sample ({k})':>20}")
     rows = [("float (PyTorch)", float_pred), (f"{kind} (NumPy network)", int_pred)]
     for label, pred in rows:

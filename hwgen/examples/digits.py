@@ -168,8 +168,9 @@ class DigitsRun:
     qdq_model: object = None
     qdq_network: object = None
     agreement: object = None
-    int4_network: object = None
-    int4_predictions: np.ndarray = None
+    fc_bits: int = 8                  # the FC layers' weight width in `fc_network` (4 or 2; 8: none made)
+    fc_network: object = None
+    fc_predictions: np.ndarray = None
 
     @property
     def labels(self):
@@ -189,8 +190,8 @@ class DigitsRun:
         o = self.options
         rows = [("float (PyTorch)", self.float_predictions),
                 (f"int8 hwgen network ({o['activations']}, {o['method']})", self.int8_predictions)]
-        if self.int4_network is not None:
-            rows.append(("hwgen network, int4 weights on the FC layers", self.int4_predictions))
+        if self.fc_network is not None:
+            rows.append((f"hwgen network, int{self.fc_bits} weights on the FC layers", self.fc_predictions))
         if self.agreement is not None:
             rows += [("int8 onnxruntime QDQ", self.agreement.ort_predictions),
                      ("int8 hwgen network from the QDQ model", self.agreement.hwgen_predictions)]
@@ -208,13 +209,14 @@ class DigitsRun:
 
 
 def run_digits(*, seed=0, epochs=15, activations="symmetric", method="minmax", percentile=99.99,
-               onnxruntime=False, int4_fc=False):
+               onnxruntime=False, fc_bits=8):
     """Train, export, quantize (calibrated on the training images) and predict the held-out split -> `DigitsRun`.
 
     ``onnxruntime=True`` also quantizes the exported model with onnxruntime (QDQ, uint8 activations, per-channel
     weights, calibrated on every 4th training image) and compares hwgen's network imported from it with
-    onnxruntime on every held-out image. ``int4_fc=True`` also quantizes the fully connected layers' weights
-    to int4 (``weight_bits={"linear": 4}``; the convolutions stay int8) and predicts with that network.
+    onnxruntime on every held-out image. ``fc_bits=4`` (or 2) also quantizes the fully connected layers' weights
+    to int4 (int2) (``weight_bits={"linear": fc_bits}``; the convolutions stay int8) and predicts with that
+    network.
     """
     split = load_digits_split()
     x_train, _, x_test, _ = split
@@ -228,10 +230,11 @@ def run_digits(*, seed=0, epochs=15, activations="symmetric", method="minmax", p
                        train_seconds=train_seconds,
                        options={"seed": seed, "epochs": epochs, "activations": activations, "method": method,
                                 "percentile": percentile})
-    if int4_fc:
-        result.int4_network = quantize_digits(proto, x_train, activations=activations, method=method,
-                                              percentile=percentile, weight_bits={"linear": 4})
-        result.int4_predictions = result.int4_network.predict(x_test)
+    if fc_bits != 8:
+        result.fc_bits = fc_bits
+        result.fc_network = quantize_digits(proto, x_train, activations=activations, method=method,
+                                            percentile=percentile, weight_bits={"linear": fc_bits})
+        result.fc_predictions = result.fc_network.predict(x_test)
     if onnxruntime:
         from ..compiler import import_onnx
         from ..compiler.oracle import compare_with_onnxruntime, quantize_static_qdq
@@ -250,13 +253,16 @@ def main(argv=None):
     parser.add_argument("--percentile", type=float, default=99.99)
     parser.add_argument("--onnxruntime", action="store_true",
                         help="also quantize with onnxruntime (QDQ) and compare hwgen's network imported from it")
-    parser.add_argument("--int4-fc", action="store_true",
-                        help="also quantize the fully connected layers' weights to int4 and report that accuracy")
+    fc = parser.add_mutually_exclusive_group()
+    fc.add_argument("--int4-fc", dest="fc_bits", action="store_const", const=4, default=8,
+                    help="also quantize the fully connected layers' weights to int4 and report that accuracy")
+    fc.add_argument("--int2-fc", dest="fc_bits", action="store_const", const=2,
+                    help="... to int2 ([-1, 1], least-squares scale per channel)")
     parser.add_argument("--save", metavar="DIR", help="save digits.onnx and the quantized network here")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     result = run_digits(seed=args.seed, epochs=args.epochs, activations=args.activations, method=args.method,
-                        percentile=args.percentile, onnxruntime=args.onnxruntime, int4_fc=args.int4_fc)
+                        percentile=args.percentile, onnxruntime=args.onnxruntime, fc_bits=args.fc_bits)
     print(result.network)
     print(result.report())
     if args.save:
