@@ -38,7 +38,8 @@ M, K = 4096, 9216
 # One accelerator: the dense matrix-vector engine (8x8 = 64 multipliers), which also takes packed int4/int2 weights,
 # and the sparse engine beside it with the same 64 multipliers.
 SPEC = AcceleratorSpec(rows=8, cols=8, dataflow="matrix_vector", act_buffer_bytes=2 * K, weight_buffer_bytes=2048,
-                       acc_buffer_bytes=256, max_out_channels=M, sparse_mv=True, sparse_depth=64, packed_weight_bits=(4, 2),
+                       acc_buffer_bytes=256, max_out_channels=M, sparse_mv=True, sparse_depth=64,
+                       packed_weight_bits=(4, 2),
                        name="fc6_mv8x8", postop_lanes=8)
 POSTOPS = PostOps(bias=True, requant=True, relu=True)
 

@@ -12,7 +12,8 @@ from .dtypes import IntType, is_float, parse_dtype
 from .errors import DesignTypeError, MappingError, UnsupportedTypeError
 
 __all__ = ["AcceleratorSpec", "DATAFLOWS", "buffer_bytes_for", "buffer_granule_bytes", "check_name",
-           "default_postop_lanes", "MAX_BUFFER_WORDS", "PACKED_WEIGHT_BITS", "MAX_OUT_CHANNELS", "MAX_POOL_WIDTH", "MAX_NAME_LENGTH"]
+           "default_postop_lanes", "MAX_BUFFER_WORDS", "PACKED_WEIGHT_BITS", "MAX_OUT_CHANNELS", "MAX_POOL_WIDTH",
+           "MAX_NAME_LENGTH"]
 
 DATAFLOWS = ("weight_stationary", "output_stationary", "matrix_vector")
 

@@ -148,7 +148,8 @@ def size_spec(layers, *, rows, cols, name, mv_engine=True, chaining=True, act_ty
         weight_buffer_bytes=buffer_bytes_for(512, probe.weight_word_bits),
         acc_buffer_bytes=buffer_bytes_for(cap(_pow2_at_least(acc_words, 64)), probe.acc_word_bits),
         max_out_channels=_pow2_at_least(channels, cols), max_pool_width=_pow2_at_least(pool_width, 2),
-        mv_engine=mv_engine, chaining=chaining and rows == cols, packed_weight_bits=packed if mv_engine else (), name=name,
+        mv_engine=mv_engine, chaining=chaining and rows == cols, packed_weight_bits=packed if mv_engine else (),
+        name=name,
         postop_lanes=cols if postop_lanes is None else postop_lanes)
 
 

@@ -7,6 +7,12 @@ each lane multiplies element-wise, sums in a registered adder tree and accumulat
 of the reduction; after the last one the ``cols`` sums leave as one beat. It is bound only by the weight
 stream: one word per cycle, so a layer takes ``m_folds * N * c_groups`` cycles plus the pipeline.
 
+Packed weights (``spec.packed_weight_bits``, per command ``cfg.w_packing``): a word holds ``k = 8 // bits``
+slots' weights (int4: 2, int2: 4), slot ``k*t + j`` in part ``j`` of word ``t``; the engine pops a word every
+``k`` slots and sign-extends the slot's part into the int8 weight lanes, so the multipliers, the adder tree and
+the accumulators are those of int8 weights (whose bounds cover the narrower products). The slot rate is the
+same; the stream needs a word every ``k`` cycles.
+
 Loop order ``for mf: for n: for kg`` keeps the output beat order of the systolic schedule (beat ``mf*N + n``).
 Pipeline: issue (0) -> operands (2: the buffer's two-step read, the popped weight registered twice) ->
 products (3) -> tree and accumulate/emit (`LATENCY` = 4 after issue).
@@ -100,7 +106,8 @@ class MatrixVectorEngine(wiring.Component):
             # Part `phase1` of the word, each packed weight sign-extended to its int8 weight lane.
             per, part = wbits // bits, rows * cols * bits
             parts = Signal(part, name=f"int{bits}_part")
-            m.d.comb += parts.eq(Array(popped[j * part:(j + 1) * part] for j in range(per))[phase1[:per.bit_length() - 1]])
+            select = phase1[:per.bit_length() - 1]
+            m.d.comb += parts.eq(Array(popped[j * part:(j + 1) * part] for j in range(per))[select])
             decoded = Cat(*(Cat(parts[bits * k:bits * (k + 1)], *([parts[bits * (k + 1) - 1]] * (wbits - bits)))
                             for k in range(rows * cols)))
             word = Mux(packing1 == per.bit_length() - 1, decoded, word)
