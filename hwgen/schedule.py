@@ -150,13 +150,14 @@ class LayerSchedule:
             if self.keep_partials or not (self.acc_init and self.acc_emit):
                 raise MappingError(f"{p.name}: the output-stationary array keeps each output in its PE for the "
                                    f"whole reduction; a command cannot split it")
-        worst = p.C * p.R * p.S * spec.max_abs_product()
+        # The products of the weights this command streams (packed int4/int2: narrower than the spec's).
+        worst = p.C * p.R * p.S * spec.max_abs_product(self.weight_type)
         if worst > spec.acc_type.max:
             need = worst.bit_length() + 1
             raise AccumulatorOverflowError(
                 f"{p.name}: the reduction over C*R*S = {p.C}*{p.R}*{p.S} = {p.C * p.R * p.S} products of "
-                f"{spec.act_type} x {spec.weight_type} (|product| <= {spec.max_abs_product()}) can reach "
-                f"{worst}, which overflows acc_type {spec.acc_type} (max {spec.acc_type.max}); use an "
+                f"{spec.act_type} x {self.weight_type} (|product| <= {spec.max_abs_product(self.weight_type)}) can "
+                f"reach {worst}, which overflows acc_type {spec.acc_type} (max {spec.acc_type.max}); use an "
                 f"accumulator of at least int{need} or reduce the reduction size")
         if self.act_bank not in (0, 1):
             raise MappingError(f"act_bank must be 0 or 1, not {self.act_bank!r}")

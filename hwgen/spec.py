@@ -453,12 +453,13 @@ class AcceleratorSpec:
     def acc_depth(self):
         return self.acc_buffer_bytes * 8 // self.acc_word_bits
 
-    def max_abs_product(self):
+    def max_abs_product(self, weight_type=None):
         """The largest |product| (integer datapaths; 0 for float, whose sums cannot overflow a type: they
-        saturate to infinities by the numeric policy)."""
+        saturate to infinities by the numeric policy). ``weight_type``: of the weights a layer streams, when
+        narrower than the spec's (packed int4/int2 on the matrix-vector engine; e.g. int8 x int2: 256)."""
         if self.is_float:
             return 0
-        a, w = self.act_type, self.weight_type
+        a, w = self.act_type, weight_type or self.weight_type
         return max(abs(x * y) for x in (a.min, a.max) for y in (w.min, w.max))
 
     @classmethod

@@ -32,9 +32,10 @@ from .hw.config import COUNT_FIELDS, field_bits
 from .postops import PostOps, check_supported, pack_params
 from .problem import ConvProblem
 from .schedule import LayerSchedule, fold_period
-from .spec import MAX_BUFFER_WORDS, AcceleratorSpec, buffer_bytes_for
+from .dtypes import IntType
+from .spec import MAX_BUFFER_WORDS, PACKED_WEIGHT_BITS, AcceleratorSpec, buffer_bytes_for
 
-__all__ = ["Tile", "LayerPlan", "plan_layer", "pack_weights", "SparseLayerPlan", "plan_sparse_layer", "MAX_COMMANDS"]
+__all__ = ["Tile", "LayerPlan", "plan_layer", "SparseLayerPlan", "plan_sparse_layer", "MAX_COMMANDS"]
 
 ORDERS = ("e_outer", "m_outer")
 # The most commands one layer may take. Planning evaluates its candidates in closed form, whatever their size,
@@ -310,7 +311,7 @@ def _schedule(spec, problem, **flags):
     return LayerSchedule(spec, problem, **flags)
 
 
-def _build(spec, problem, postops, *, cg_tile, e_tile, mf_tile, order, engine=None):
+def _build(spec, problem, postops, *, cg_tile, e_tile, mf_tile, order, engine=None, packed_bits=None):
     p, rows, cols = problem, spec.rows, spec.cols
     c_ranges = _ranges(p.C, cg_tile * rows)
     e_ranges = _ranges(_computed_rows(p, postops), e_tile)
@@ -340,7 +341,8 @@ def _build(spec, problem, postops, *, cg_tile, e_tile, mf_tile, order, engine=No
         schedule = _schedule(spec, sub, engine=engine, act_bank=bank, load_acts=load, release=release,
                              acc_init=c0 == 0,
                              acc_emit=emit, keep_partials=keep_partials, postops=postops,
-                             param_bank=param_bank if emit and postops.needs_params else 0)
+                             param_bank=param_bank if emit and postops.needs_params else 0,
+                             packed_bits=packed_bits)
         tiles.append(Tile(schedule, m0, m1, c0, c1, e0, e1, h0, h1))
     moved = _bytes_moved(spec, tiles)
     return LayerPlan(spec, problem, tuple(tiles), order, moved, postops)
@@ -376,12 +378,13 @@ def plan_layer(spec: AcceleratorSpec, problem: ConvProblem, postops: PostOps = P
     changes (the accumulator type, the pooling line buffer, the engine's kind of layer).
 
     ``packed_bits=4`` or ``2`` (a fully connected layer on the matrix-vector engine of an accelerator whose
-    ``packed_weight_bits`` has it) streams its int4 weights two to a byte, or its int2 weights four
-    (`pack_weights`)."""
-    plan = _plan_layer(spec, problem, postops, im2col=im2col, engine=engine)
+    ``packed_weight_bits`` has it) streams its int4 weights two to a byte, or its int2 weights four: each
+    command streams ``ceil(slots / k)`` words (``k = 8 // packed_bits``), which the engine decodes in front of
+    its multipliers (a word every ``k`` slots); cycles are unchanged while the stream keeps up, the weight
+    bytes (and the weight FIFO's words) shrink ``k`` times, and the accumulator has to hold a reduction of
+    int8 x int4 (int2) products only."""
+    plan = _plan_layer(spec, problem, postops, im2col=im2col, engine=engine, packed_bits=packed_bits)
     _check_size(problem)        # after the closed-form planning (its errors are more specific), before any model
-    if packed_bits is not None:
-        plan = pack_weights(plan, packed_bits)
     return plan
 
 
@@ -402,26 +405,9 @@ def _check_size(problem):
                 f"them whole): split the layer (fewer output channels or a smaller batch or image per layer)")
 
 
-def pack_weights(plan, bits):
-    """``plan`` with its weights packed ``8 // bits`` to a byte (``bits`` 4: int4, two; 2: int2, four): each
-    matrix-vector command streams ``ceil(slots / (8 // bits))`` words, which the engine decodes in front of its
-    multipliers (a word every ``8 // bits`` slots); cycles are unchanged (one slot per cycle, while the stream
-    keeps up), the weight bytes (and the weight FIFO's words) shrink by ``8 // bits``."""
-    from dataclasses import replace
-    from .spec import PACKED_WEIGHT_BITS
-    if isinstance(bits, bool) or bits not in PACKED_WEIGHT_BITS:
-        raise DesignError(f"packed_bits must be one of {PACKED_WEIGHT_BITS} (int4 or int2 weights) or None "
-                          f"(unpacked), not {bits!r}")
-    if plan.engine != "matrix_vector":
-        raise MappingError(f"{plan.problem.name}: packed int{bits} weights run on the matrix-vector engine, not on "
-                           f"the {plan.engine} one")
-    tiles = tuple(replace(tile, schedule=replace(tile.schedule, packed_bits=bits)) for tile in plan.tiles)
-    return replace(plan, tiles=tiles, bytes_moved=_bytes_moved(plan.spec, tiles))
-
-
 def _plan_layer(spec: AcceleratorSpec, problem: ConvProblem, postops: PostOps = PostOps(), *,
-                im2col: bool | str = "auto", engine: str | None = None) -> LayerPlan:
-    """`plan_layer` without the packing."""
+                im2col: bool | str = "auto", engine: str | None = None, packed_bits: int | None = None) -> LayerPlan:
+    """`plan_layer` without the size check."""
     if im2col not in ("auto", True, False):
         raise DesignError(f"im2col must be 'auto', True or False, not {im2col!r}")
     if not isinstance(spec, AcceleratorSpec):
@@ -434,14 +420,21 @@ def _plan_layer(spec: AcceleratorSpec, problem: ConvProblem, postops: PostOps = 
     if engine is not None and engine not in spec.engines:
         raise MappingError(f"{problem.name}: accelerator {spec.name!r} has no {engine} engine (it has "
                            f"{', '.join(spec.engines)})")
-    _check_layer(spec, problem, postops, engine)
+    if packed_bits is not None:
+        if isinstance(packed_bits, bool) or packed_bits not in PACKED_WEIGHT_BITS:
+            raise DesignError(f"packed_bits must be one of {PACKED_WEIGHT_BITS} (int4 or int2 weights) or None "
+                              f"(unpacked), not {packed_bits!r}")
+        if (engine or spec.dataflow) != "matrix_vector":
+            raise MappingError(f"{problem.name}: packed int{packed_bits} weights run on the matrix-vector engine, "
+                               f"not on the {engine or spec.dataflow} one")
+    _check_layer(spec, problem, postops, engine, packed_bits)
     if postops.pool != "none" and (problem.E < 2 or problem.F < 2):
         # Checked on the layer as written (tiles and the unrolled form would report a part of it).
         raise MappingError(f"{problem.name}: 2x2 pooling needs an output of at least 2x2, not "
                            f"{problem.E}x{problem.F}; drop the pooling or enlarge the layer")
     if engine == "matrix_vector" and spec.dataflow != "matrix_vector":
         # The matrix-vector engine beside an array: fully connected layers only, planned as on their own.
-        return _plan_tiles(spec, problem, postops, engine=engine)
+        return _plan_tiles(spec, problem, postops, engine=engine, packed_bits=packed_bits)
     if spec.dataflow == "output_stationary":
         if im2col is False:
             raise MappingError(f"{problem.name}: the output-stationary array always takes host-unrolled (im2col) "
@@ -451,7 +444,7 @@ def _plan_layer(spec: AcceleratorSpec, problem: ConvProblem, postops: PostOps = 
     if im2col is True and not lowerable:
         im2col = False
     if im2col is False or (im2col == "auto" and (problem.C >= spec.rows or not lowerable)):
-        return _plan_tiles(spec, problem, postops)
+        return _plan_tiles(spec, problem, postops, packed_bits=packed_bits)
     # A form that cannot be planned (its tiles overflow a buffer or a configuration field, or too many of them)
     # leaves the other.
     unplannable = (BufferOverflowError, ConfigFieldError, PlanTooLargeError)
@@ -479,21 +472,23 @@ def _plan_layer(spec: AcceleratorSpec, problem: ConvProblem, postops: PostOps = 
     return lowered if predict_plan(lowered).cycles < predict_plan(direct).cycles else direct
 
 
-def _check_layer(spec, problem, postops, engine=None):
+def _check_layer(spec, problem, postops, engine=None, packed_bits=None):
     """What holds for every command of the layer, checked once on the layer as the user wrote it (the
     commands would report a part of it)."""
     p = problem
     postops.output_type(spec.acc_type)
-    # The accumulators keep partial sums across input-channel tiles: the whole reduction must fit.
+    # The accumulators keep partial sums across input-channel tiles: the whole reduction must fit, of the
+    # products of the weights streamed (packed: int4/int2, decoded into the int8 lanes).
     K = p.C * p.R * p.S
-    worst = K * spec.max_abs_product()
+    wtype = spec.weight_type if packed_bits is None else IntType(packed_bits)
+    worst = K * spec.max_abs_product(wtype)
     if worst > spec.acc_type.max:
         need = worst.bit_length() + 1
         terms = (f"K = in_features = {K}" if p.kind == "linear" and p.R == p.S == 1 else
                  f"C*R*S = {p.C}*{p.R}*{p.S} = {K}")
         raise AccumulatorOverflowError(
-            f"{p.name}: the reduction over {terms} products of {spec.act_type} x {spec.weight_type} "
-            f"(|product| <= {spec.max_abs_product()}) can reach {worst}, which overflows acc_type {spec.acc_type} "
+            f"{p.name}: the reduction over {terms} products of {spec.act_type} x {wtype} "
+            f"(|product| <= {spec.max_abs_product(wtype)}) can reach {worst}, which overflows acc_type {spec.acc_type} "
             f"(max {spec.acc_type.max}); use an accumulator of at least int{need} or reduce the reduction size")
     if postops.pool != "none" and p.F > spec.max_pool_width:
         raise MappingError(f"{p.name}: pooling an output {p.F} pixels wide needs a line buffer of {p.F // 2} "
@@ -506,7 +501,7 @@ def _check_layer(spec, problem, postops, engine=None):
             f"weight_stationary accelerator")
 
 
-def _plan_tiles(spec, problem, postops, engine=None, *, widest=False):
+def _plan_tiles(spec, problem, postops, engine=None, *, widest=False, packed_bits=None):
     """Candidates: for every input-channel tile size, every band of output rows that fits (bands even when
     pooling; one height per band count, plus the tallest), m-tiles as large as the buffers allow or of one
     m-fold, both loop orders; the fewest bytes moved wins (ties: fewer commands, then the first candidate).
@@ -587,10 +582,10 @@ def _plan_tiles(spec, problem, postops, engine=None, *, widest=False):
             break   # the whole reduction and every row fit: splitting the reduction only moves more bytes
     if best is not None:
         return _build(spec, p, postops, cg_tile=best.cg_tile, e_tile=best.e_tile, mf_tile=best.mf_tile,
-                      order=best.order, engine=engine)
+                      order=best.order, engine=engine, packed_bits=packed_bits)
     if too_many is not None or (lowest > band and field_failure is None):
         if not widest:
-            return _plan_tiles(spec, p, postops, engine, widest=True)
+            return _plan_tiles(spec, p, postops, engine, widest=True, packed_bits=packed_bits)
         raise _too_many_commands(spec, p, too_many, rows_out, band)
     if field_failure is not None:
         raise field_failure.field_error

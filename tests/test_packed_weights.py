@@ -131,6 +131,31 @@ def test_extreme_int2_weights_exact():
     assert run.cycles == predict_plan(plan).cycles
 
 
+def test_accumulator_bound_follows_the_packed_width():
+    """The reduction bound is K x |int8 x int{bits}| (int2: 256, int4: 1024, int8: 16384): on an int16
+    accumulator an int2 layer of K = 127 fits (127 x 256 = 32,512) and runs exact at that extreme, K = 128 is a
+    named error asking for int17; int4 and int8 weights overflow far earlier."""
+    from hwgen.errors import AccumulatorOverflowError
+    spec = dataclasses.replace(SPEC, acc_type="int16", name="mv4x4_acc16")
+    fits = linear("fc_k127", K=127, M=4, N=1)
+    plan = plan_layer(spec, fits, PostOps(), packed_bits=2)
+    w = np.full(fits.weight_canonical_shape, -2)
+    x = np.full(fits.act_canonical_shape, -128)
+    (s,) = plan.commands
+    expected = s.pack_outputs(np.full((4, 1, 1), 127 * 256))
+    run = run_top(spec, cfg=plan.config_words(), weights=plan.weight_stream(w), acts=s.pack_acts(x), params=[],
+                  expect_beats=len(expected))
+    check_beats(run.beats, expected, decode=lane_decoder(spec))
+    assert run.cycles == predict_plan(plan).cycles
+    with pytest.raises(AccumulatorOverflowError, match=r"int8 x int2 \(\|product\| <= 256\) can reach 32768.*int17"):
+        plan_layer(spec, linear("fc_k128", K=128, M=4, N=1), PostOps(), packed_bits=2)
+    with pytest.raises(AccumulatorOverflowError, match=r"int8 x int4 \(\|product\| <= 1024\)"):
+        plan_layer(spec, fits, PostOps(), packed_bits=4)
+    with pytest.raises(AccumulatorOverflowError, match=r"int8 x int8 \(\|product\| <= 16384\)"):
+        plan_layer(spec, fits, PostOps())
+    assert plan_layer(spec, linear("fc_k31", K=31, M=4, N=1), PostOps(), packed_bits=4).commands
+
+
 @pytest.mark.parametrize("bits", BITS)
 def test_weight_bytes_shrink_in_roofline_and_energy(bits):
     problem, postops = linear("fc", K=64, M=32, N=1), PostOps(bias=True, requant=True)
