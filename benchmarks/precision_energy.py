@@ -185,7 +185,7 @@ def bar_chart(rows, path):
                        alpha=1.0 if i == 0 else 0.6, edgecolor="black", linewidth=0.4,
                        label=f"{level} (batch {batch})")
                 bottom += values
-        ax.set_xticks(x, modes, fontsize=8)
+        ax.set_xticks(x, [m.replace(" ", "\n", 1) for m in modes], fontsize=8)
         ax.set_ylabel("energy per inference (uJ)")
         ax.set_title(f"{network}: energy per inference by level (left bar batch {batches[0]}, right batch "
                      f"{batches[-1]})", fontsize=9)
@@ -201,7 +201,7 @@ def bar_chart(rows, path):
                    linewidth=0.4, label=f"conv layers (batch {batch})")
             ax.bar(at, fc, width, bottom=conv, color="#ccb974", alpha=1.0 if i == 0 else 0.6, edgecolor="black",
                    linewidth=0.4, label=f"FC layers (batch {batch})")
-        ax.set_xticks(x, modes, fontsize=8)
+        ax.set_xticks(x, [m.replace(" ", "\n", 1) for m in modes], fontsize=8)
         ax.set_ylabel("cycles per input (model)")
         ax.legend(fontsize=7, ncol=2)
     fig.suptitle("hwgen: int8 vs int4 / int2 FC weights vs 90 %-sparse FC vs fp16 (Horowitz 45 nm energy table)")

@@ -139,8 +139,7 @@ class LayerSchedule:
             raise MappingError(f"{p.name}: sparse commands run on the matrix-vector side only")
         elif self.packed_bits is not None:
             raise MappingError(f"{p.name}: packed int{self.packed_bits} weights run on the matrix-vector engine "
-                               f"only, not on the "
-                               f"{self.dataflow} one; plan the layer with int8 weights")
+                               f"only, not on the {self.dataflow} one; plan the layer with int8 weights")
         if self.dataflow == "output_stationary":
             if not (p.R == p.S == p.stride_h == p.stride_w == 1 and p.pad_h == p.pad_w == 0):
                 raise MappingError(

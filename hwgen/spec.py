@@ -347,7 +347,7 @@ class AcceleratorSpec:
                           ("stochastic_rounding", "stochastic rounding"), ("sparse_mv", "the sparse engine"),
                           ("packed_weight_bits", "packed weights")):
             value = getattr(self, flag)
-            if value not in (False, ()):
+            if value:                                   # True, or a non-empty packed_weight_bits
                 raise MappingError(f"{flag}={value!r}: {why} is integer-only; leave {flag}="
                                    f"{'()' if flag == 'packed_weight_bits' else 'False'} for a {a} accelerator")
 
