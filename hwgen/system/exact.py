@@ -31,7 +31,8 @@ networks).
 Where the accelerator would stall in a way the first half does not follow, the result says so (``exact``
 False, ``reasons``; the cycles are then an estimate): an ``out`` beat that waits for the write channel (the
 output FIFO may back up into the pipeline). Packed (int4, int2) matrix-vector weights are followed: a word
-popped every 2 or 4 slots (`tests/test_system.py -k packed` against the RTL). The output-stationary array and the sparse engine have no arrival-aware model (their stall is not followed either).
+popped every 2 or 4 slots (`tests/test_system.py -k packed` against the RTL). The output-stationary array and
+the sparse engine have no arrival-aware model (their stall is not followed either).
 With random back-pressure (cocotbext-axi's `AxiRam` with pauses) only the bound of
 `hwgen.system.dram_model` holds.
 """
