@@ -214,7 +214,8 @@ def estimate_fit(spec, device, *, lut_multipliers=False, io_bits=8, check=True, 
                 if bare:
                     fix += (f", or build without the post-op chain (postops=False, --no-postops: "
                             f"up to {bare}x{bare})")
-            problems.append(f"{reason}. Fix: {fix}, or allow LUT multipliers with --lut-multipliers")
+            problems.append(f"{reason}. Fix: {fix}, or build the PEs beyond the "
+                            f"{device.dsp_cell} cells in logic with --lut-multipliers")
 
     primary = device.brams[0]
     buffers, blocks_total, bits_total = {}, 0, 0
