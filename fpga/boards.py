@@ -109,7 +109,7 @@ class BoardTop(Elaboratable):
         return m
 
 
-def prepare_board(spec, board, *, component=None, name=None, use_dsp=True, seed=1):
+def prepare_board(spec, board, *, component=None, name=None, use_dsp=True, pe_multiplier_cells=None, seed=1):
     """Elaborate the board top and let Amaranth write its build plan (no tool runs); returns the plan."""
     board = BOARDS[board] if isinstance(board, str) else board
     device = get_device(board.device)
@@ -117,6 +117,7 @@ def prepare_board(spec, board, *, component=None, name=None, use_dsp=True, seed=
     wrapped = PinLightTop(component if component is not None else default_component(spec), io_bits=board.io_bits)
     platform = board.platform()
     platform.multiplier_cells = use_dsp     # `hwgen.hw.target`: no MULT18X18D cells with LUT multipliers
+    platform.pe_multiplier_cells = pe_multiplier_cells      # or only this many PEs on them
     platform.add_resources(board.resources(wrapped.status_bits))
     platform.default_rst = "hwgen_rst"
     synth_opts = []
@@ -166,8 +167,9 @@ def build_board(spec, board, *, component=None, build_dir=None, name=None, lut_m
                                    lut_multipliers=lut_multipliers, check_fit=check_fit)
     for warning in estimate.warnings:
         progress.say(f"warning: {warning}")
-    use_dsp = estimate.lut_multipliers == 0
-    plan = prepare_board(spec, board, component=component, name=name, use_dsp=use_dsp, seed=seed)
+    use_dsp = estimate.use_dsp
+    plan = prepare_board(spec, board, component=component, name=name, use_dsp=use_dsp,
+                         pe_multiplier_cells=estimate.pe_multiplier_cells, seed=seed)
     plan.extract(str(build_dir))
     commands = json.loads((build_dir / f"build_{name}.json").read_text())["commands"]
 

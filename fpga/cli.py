@@ -52,8 +52,9 @@ def add_synth_parser(subparsers):
                         help="target clock for place and route (default 150 on ECP5, 24 on iCE40; "
                              "boards use their oscillator)")
     target.add_argument("--lut-multipliers", action="store_true",
-                        help="if the device has too few DSPs, build the multipliers from LUTs (warning) "
-                             "instead of rejecting the design")
+                        help="if the device has too few DSPs, build the PEs beyond them from LUTs (all "
+                             "multipliers if even the post-ops' do not fit; warning) instead of rejecting the "
+                             "design")
     target.add_argument("--io-bits", type=int, default=8, help="width of the pin-light top's data pins (8)")
     target.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (1)")
     target.add_argument("--router", choices=["router1", "router2"],

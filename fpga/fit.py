@@ -5,7 +5,10 @@
   ``postops=False``). Each PE multiply maps to one hard
   multiplier (MULT18X18D on ECP5, SB_MAC16 on iCE40 UltraPlus) when both operands fit it. A design that needs
   more than the device has is rejected with the fix spelled out, unless the caller allows the LUT fallback
-  (``lut_multipliers=True``): then every multiplier is built from LUTs (Yosys ``-nodsp``) and a warning says so.
+  (``lut_multipliers=True``): then the PEs take the hard multipliers the other multipliers leave, column by
+  column, and the rest of the PEs multiply in logic (``pe_multiplier_cells``, `hwgen.hw.target`); only when
+  the other multipliers alone do not fit is every multiplier built from LUTs (Yosys ``-nodsp``). A warning
+  says which.
 * Block RAM: every buffer is one memory of ``depth`` words of one array-wide vector. Its block count is the best
   tiling of the device's block shapes (e.g. DP16KD: 512x36, 1024x18, 2048x9, 4096x4, ...). SPRAM (iCE40) is only
   counted as a hint: Yosys maps only single-port memories to it. On ECP5 the buffers are DP16KD instances
@@ -52,6 +55,12 @@ class FitEstimate:
     luts_estimate: int               # rough: PEs' adders and registers + LUT multipliers
     warnings: list = field(default_factory=list)
     problems: list = field(default_factory=list)   # why it does not fit (empty: it fits)
+    pe_multiplier_cells: int | None = None         # PEs on hard multipliers when not all fit (None: all or none)
+
+    @property
+    def use_dsp(self):
+        """Whether synthesis maps multipliers to the device's hard cells (all, or all but the logic PEs)."""
+        return self.lut_multipliers == 0 or self.pe_multiplier_cells is not None
 
     def to_dict(self):
         return dict(self.__dict__)
@@ -164,18 +173,24 @@ def estimate_fit(spec, device, *, lut_multipliers=False, io_bits=8, check=True, 
     other_dsps = dsp_need - pe_dsps
     warnings, problems = [], []
     use_dsp = dsp_need <= device.dsps
+    per_pe = dsp_tiles(a_bits, w_bits, device)
+    pe_cells = None
+    if not use_dsp and lut_multipliers and per_pe and other_dsps <= device.dsps:
+        pe_cells = (device.dsps - other_dsps) // per_pe
     if not use_dsp:
         detail = f"{spec.rows}x{spec.cols} = {spec.pes} PE multipliers"
         if other_dsps > 0:
             detail += f" + {other_dsps} {device.dsp_cell} for the other {muls - spec.pes} multipliers (post-ops)"
         reason = (f"{detail} need {dsp_need} {device.dsp_cell} but the {device.part} has {device.dsps} "
                   f"{device.dsp_cell}")
-        if lut_multipliers:
+        if pe_cells is not None:
+            warnings.append(f"{reason}: {pe_cells} PEs multiply on {device.dsp_cell}, the other "
+                            f"{spec.pes - pe_cells} in logic (about {lut_mult_cost(a_bits, w_bits)} LUT4 each)")
+        elif lut_multipliers:
             warnings.append(f"{reason}: ALL {muls} multipliers will be built from LUTs (about "
                             f"{lut_mult_cost(a_bits, w_bits)} LUT4 per PE) and Fmax will be lower")
         else:
             per_col = other_dsps / spec.cols if spec.cols else 0
-            per_pe = dsp_tiles(a_bits, w_bits, device)
 
             def fits(r, c):
                 return r * c * per_pe + c * per_col <= device.dsps
@@ -199,7 +214,8 @@ def estimate_fit(spec, device, *, lut_multipliers=False, io_bits=8, check=True, 
                 if bare:
                     fix += (f", or build without the post-op chain (postops=False, --no-postops: "
                             f"up to {bare}x{bare})")
-            problems.append(f"{reason}. Fix: {fix}, or allow LUT multipliers with --lut-multipliers")
+            problems.append(f"{reason}. Fix: {fix}, or build the PEs beyond the "
+                            f"{device.dsp_cell} cells in logic with --lut-multipliers")
 
     primary = device.brams[0]
     buffers, blocks_total, bits_total = {}, 0, 0
@@ -247,7 +263,7 @@ def estimate_fit(spec, device, *, lut_multipliers=False, io_bits=8, check=True, 
     luts = 1000 + 50 * spec.pes + 100 * spec.cols + postop_luts
     if device.family == "ice40":
         luts = int(luts * 2.2)
-    lut_muls = 0 if use_dsp else muls
+    lut_muls = 0 if use_dsp else muls if pe_cells is None else spec.pes - pe_cells
     luts += lut_muls * lut_mult_cost(a_bits, w_bits)
     if luts > 1.1 * device.luts:
         fix = "a smaller array"
@@ -259,11 +275,12 @@ def estimate_fit(spec, device, *, lut_multipliers=False, io_bits=8, check=True, 
         warnings.append(f"about {luts} LUT4 needed (rough estimate) of {device.luts}: placement may fail")
 
     estimate = FitEstimate(
-        device=device.key, source=source, multipliers=muls, dsps=0 if not use_dsp else dsp_need,
+        device=device.key, source=source, multipliers=muls,
+        dsps=dsp_need if use_dsp else 0 if pe_cells is None else other_dsps + pe_cells * per_pe,
         dsps_needed=dsp_need, dsps_available=device.dsps,
         lut_multipliers=lut_muls, brams=blocks_total, brams_available=primary.count, buffers=buffers,
         buffer_bits=bits_total, pins=pins, pins_available=device.io, luts_estimate=luts, warnings=warnings,
-        problems=problems)
+        problems=problems, pe_multiplier_cells=pe_cells)
     if problems and check:
         raise FitError(f"{spec.name} ({spec.rows}x{spec.cols} {spec.act_type}x{spec.weight_type}) does not fit "
                        f"the {device.key} ({device.part}):\n  - " + "\n  - ".join(problems))

@@ -39,15 +39,17 @@ def default_component(spec):
 def elaborate_fitted(spec, component, device, *, io_bits, name, lut_multipliers=False, check_fit=True):
     """``(rtlil_text, estimate)``: ``component`` behind the pin-light top, elaborated for ``device`` (its cells,
     e.g. DP16KD and MULT18X18D on ECP5, see `hwgen.hw.target`), with the exact fit check of the result. When
-    the multipliers only fit as LUTs (``lut_multipliers``), it is elaborated again without multiplier cells."""
-    def elaborate(multiplier_cells):
-        platform = Target(device.family, multiplier_cells) if device.family in FAMILIES else None
+    the multipliers only fit with some in LUTs (``lut_multipliers``), it is elaborated again: with the PEs
+    beyond the hard multipliers' count in logic, or without multiplier cells at all."""
+    def elaborate(multiplier_cells, pe_cells=None):
+        platform = (Target(device.family, multiplier_cells, pe_multiplier_cells=pe_cells)
+                    if device.family in FAMILIES else None)
         return rtlil.convert(PinLightTop(component, io_bits=io_bits), name=name, platform=platform)
     text = elaborate(True)
     estimate = estimate_fit(spec, device, lut_multipliers=lut_multipliers, io_bits=io_bits, check=check_fit,
                             resources=design_resources(text))
     if estimate.lut_multipliers and device.family in FAMILIES:
-        text = elaborate(False)
+        text = elaborate(estimate.use_dsp, estimate.pe_multiplier_cells)
     return text, estimate
 
 
@@ -122,8 +124,8 @@ def synthesize(spec, device, *, component=None, freq_mhz=None, build_dir=None, n
     """Synthesize (and unless ``pnr=False`` place and route) ``spec`` for ``device``; return the summary dict.
 
     ``component``: the Amaranth stream component to wrap (default: ``AcceleratorTop(spec)``).
-    ``lut_multipliers``: when the device has too few DSPs, build all multipliers from LUTs (warning) instead of
-    rejecting the design with :class:`~fpga.fit.FitError`.
+    ``lut_multipliers``: when the device has too few DSPs, build the PEs beyond them from LUTs (every multiplier
+    when even the others do not fit; warning) instead of rejecting the design with :class:`~fpga.fit.FitError`.
     ``check_memory``: compare the block RAMs Yosys used with the spec's buffers (off for experiments whose
     component is not an accelerator).
     ``breakdown``: synthesize once more keeping the hierarchy and add the cells of every block
@@ -148,7 +150,7 @@ def synthesize(spec, device, *, component=None, freq_mhz=None, build_dir=None, n
     (build_dir / f"{name}.il").write_text(rtlil_text)
     for warning in estimate.warnings:
         progress.say(f"warning: {warning}")
-    use_dsp = estimate.lut_multipliers == 0
+    use_dsp = estimate.use_dsp
 
     yosys = find_tool("yosys")
     script = lambda mount: yosys_script(name, device, use_dsp=use_dsp, mount=mount, extra=yosys_extra)  # noqa
@@ -161,7 +163,8 @@ def synthesize(spec, device, *, component=None, freq_mhz=None, build_dir=None, n
     summary = {
         "design": name, "device": device.key, "part": device.part, "package": device.package,
         "spec": spec.to_dict(), "macs": spec.pes, "freq_mhz": freq_mhz, "io_bits": io_bits,
-        "multipliers": "dsp" if use_dsp else "lut", "seed": seed,
+        "multipliers": ("lut" if not use_dsp else "dsp" if estimate.pe_multiplier_cells is None
+                        else f"dsp for {estimate.pe_multiplier_cells} PEs, lut for the rest"), "seed": seed,
         **counts,
         "yosys_cells": cells,
         "available": {"lut4": device.luts, "ff": device.ffs, "dsp": device.dsps,

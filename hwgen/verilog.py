@@ -30,23 +30,25 @@ __all__ = ["generate", "elaborate", "rtlil_to_verilog", "port_map", "write_desig
 CELL_MODELS = {"ecp5": Path(str(importlib.resources.files("hwgen.sim") / "models" / "ecp5_cells.v"))}
 
 
-def generate(spec: AcceleratorSpec, *, family: str | None = None) -> str:
+def generate(spec: AcceleratorSpec, *, family: str | None = None, pe_multiplier_cells: int | None = None) -> str:
     """Elaborate the accelerator and return its Verilog text (top module named ``spec.name``).
 
     ``family="ecp5"``: the form an ECP5 build gets, with DP16KD and MULT18X18D instances (simulate it with
     `CELL_MODELS` ``[family]``); default: the generic form, plain Verilog for any tool.
+    ``pe_multiplier_cells=N``: only N of the array's PEs multiply on the device's multiplier (the generic
+    form's ``*``), the others in logic, as an FPGA build with more PEs than hard multipliers gets them.
 
     The PEs are ``rows * cols`` instances of one module, ``<name>.pe`` (see `hwgen.hw.library`); every other
     block is a module of its own, named after its place in the hierarchy (``<name>.array``, ...).
     """
-    return rtlil_to_verilog(elaborate(spec, family=family))
+    return rtlil_to_verilog(elaborate(spec, family=family, pe_multiplier_cells=pe_multiplier_cells))
 
 
-def elaborate(spec: AcceleratorSpec, *, family: str | None = None) -> str:
+def elaborate(spec: AcceleratorSpec, *, family: str | None = None, pe_multiplier_cells: int | None = None) -> str:
     """The accelerator as RTLIL text: the shared modules (`hwgen.hw.library`), then the hierarchy below the
     top module ``spec.name``. `generate` is ``rtlil_to_verilog(elaborate(spec))``."""
     library = ModuleLibrary(prefix=spec.name)
-    platform = Target(family, library=library)
+    platform = Target(family, library=library, pe_multiplier_cells=pe_multiplier_cells)
     with _without_cyclic_gc():
         text = rtlil.convert(AcceleratorTop(spec), name=spec.name, platform=platform, emit_src=False)
     shared = library.rtlil()

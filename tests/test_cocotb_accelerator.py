@@ -5,8 +5,11 @@ output-channel tiles; with post-op chains (bias, requantization, ReLU, pooling) 
 
 import dataclasses
 import os
+import re
 
 import pytest
+
+from hwgen.verilog import generate
 
 from hwgen import AcceleratorSpec
 from hwgen.dtypes import uint8
@@ -186,6 +189,20 @@ def test_output_stationary_exact_and_cycle_accurate(stall):
 def test_ecp5_cells_form_is_exact_and_cycle_accurate(spec, layers, stall):
     result = run_layers(spec, layers, simulator=SIM, stall=stall, seed=3, tag="ecp5", family="ecp5")
     _check(spec, layers, result, stall=stall)
+
+
+def test_pes_beyond_the_hard_multipliers_are_exact_and_cycle_accurate():
+    """The form a device with too few multipliers gets (`hwgen.hw.target` ``pe_multiplier_cells``, the FPGA
+    flow's --lut-multipliers): 6 of the 16 PEs on MULT18X18D cells (column 0 and two of column 1), the
+    other 10 multiplying in logic. Same values, same cycles."""
+    verilog = generate(SPEC_4X4, family="ecp5", pe_multiplier_cells=6)
+    bodies = dict(re.findall(r"^module \\(\S+) ?\((.*?)^endmodule", verilog, re.M | re.S))
+    name = SPEC_4X4.name
+    assert "MULT18X18D" in bodies[f"{name}.pe.multiplier"]              # the PEs on cells
+    assert "MULT18X18D" not in bodies[f"{name}.pe_2.multiplier"]        # the PEs in logic
+    assert {f"{name}.column", f"{name}.column_2", f"{name}.column_3"} <= set(bodies)   # all, two, no cells
+    result = run_layers(SPEC_4X4, LAYERS_4X4, simulator=SIM, seed=3, tag="mixed", family="ecp5", verilog=verilog)
+    _check(SPEC_4X4, LAYERS_4X4, result, stall=0.0)
 
 
 # Issue 18's family on the Verilog: short commands that each load post-op parameters (the slot queue froze the

@@ -97,11 +97,21 @@ def test_16x16_int8_does_not_fit_ecp5_dsps():
     assert "--lut-multipliers" in message and "12x12" in message
 
 
-def test_lut_multiplier_fallback_warns():
+def test_lut_multiplier_fallback_puts_only_the_pes_beyond_the_dsps_in_logic():
     estimate = estimate_fit(spec(16, 16), "ecp5-85f", lut_multipliers=True)
-    # PEs + one post-op multiply per lane (16 // 4 lanes)
+    # One 33x32 post-op multiply per lane (16 // 4 lanes, 4 MULT18X18D each) keeps its cells; of the 256 PEs,
+    # 156 - 16 = 140 take the rest and 116 multiply in logic.
+    assert estimate.pe_multiplier_cells == 140 and estimate.lut_multipliers == 116
+    assert estimate.dsps == 156 and estimate.use_dsp and not estimate.problems
+    assert any("140 PEs multiply on MULT18X18D, the other 116 in logic" in w for w in estimate.warnings)
+
+
+def test_lut_multiplier_fallback_is_all_logic_when_the_post_ops_alone_do_not_fit():
+    estimate = estimate_fit(spec(16, 16), "ice40-up5k", lut_multipliers=True, check=False)
+    # 4 lanes x 33x32 post-op multiplies take more than the UP5K's 8 SB_MAC16: nothing on the cells.
+    assert estimate.pe_multiplier_cells is None and not estimate.use_dsp
     assert estimate.dsps == 0 and estimate.lut_multipliers == 256 + 4
-    assert any("LUTs" in w for w in estimate.warnings)
+    assert any("ALL 260 multipliers" in w for w in estimate.warnings)
 
 
 def test_12x12_fits_ecp5_with_one_dsp_per_mac():

@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
-from amaranth.hdl import signed, unsigned
+from amaranth.hdl import Fragment, signed, unsigned
 from amaranth.sim import Simulator
 
 from hwgen.dtypes import IntType
+from hwgen.hw.multiplier import PipelinedMultiplier
 from hwgen.hw.pe import WeightStationaryPE
 from hwgen.spec import AcceleratorSpec
 
@@ -42,14 +43,14 @@ class PEModel:
             self.weights[load_bank] = load_data
 
 
-def make_pe(act_type, weight_type, rows=4):
+def make_pe(act_type, weight_type, rows=4, multiplier_cell=True):
     """A PE shaped as `SystolicArray` shapes it for an array of ``rows`` rows."""
     spec = AcceleratorSpec(rows=rows, cols=4, act_type=act_type, weight_type=weight_type)
     psum_signed = spec.act_type.signed or spec.weight_type.signed
     psum_type = IntType(spec.psum_bits, psum_signed)
     pe = WeightStationaryPE(act_shape=spec.act_type.amaranth_shape(),
                             weight_shape=spec.weight_type.amaranth_shape(),
-                            psum_shape=psum_type.amaranth_shape())
+                            psum_shape=psum_type.amaranth_shape(), multiplier_cell=multiplier_cell)
     return pe, spec, psum_type
 
 
@@ -78,9 +79,11 @@ DTYPE_PAIRS = [("int8", "int8"), ("uint8", "int8"), ("uint8", "uint8"), ("int4",
                ("int2", "uint4")]
 
 
+@pytest.mark.parametrize("multiplier_cell", [True, False], ids=["cell", "logic"])
 @pytest.mark.parametrize("act_name, weight_name", DTYPE_PAIRS)
-def test_pe_equals_model_every_cycle(act_name, weight_name):
-    pe, spec, psum_type = make_pe(act_name, weight_name)
+def test_pe_equals_model_every_cycle(act_name, weight_name, multiplier_cell):
+    """Either multiplier form: the device's (the generic ``*`` here) or partial products in logic."""
+    pe, spec, psum_type = make_pe(act_name, weight_name, multiplier_cell=multiplier_cell)
     a, w = spec.act_type, spec.weight_type
     rng = np.random.default_rng(len(act_name) * 31 + len(weight_name))
     headroom = psum_type.max - spec.max_abs_product()
@@ -168,3 +171,38 @@ def test_unsigned_activations_are_not_sign_extended(act, weight):
     seen = run_cycles(pe, [dict(load_en=1, load_bank=0, load_data=weight), dict(act_in=act), {}, {}, {}, {}, {}])
     assert seen[6]["psum_out"] == act * weight
     assert seen[2]["act_out"] == act
+
+
+def test_logic_multiplier_is_exact_on_every_int8_and_uint8_pair():
+    """`PipelinedMultiplier(cell=False)` (the PEs beyond a device's hard multipliers): every int8 x int8 and
+    uint8 x int8 product, two enabled cycles after its operands, with ``en`` low in between freezing it."""
+    for a_shape, b_shape in [(signed(8), signed(8)), (unsigned(8), signed(8))]:
+        dut = PipelinedMultiplier(a_shape=a_shape, b_shape=b_shape, cell=False)
+        a_values = np.arange(-128, 128) if a_shape.signed else np.arange(256)
+        pairs = [(int(a), int(b)) for a in a_values for b in range(-128, 128)]
+        got = []
+
+        async def testbench(ctx):
+            for n, (a, b) in enumerate(pairs + [(0, 0), (0, 0)]):
+                ctx.set(dut.a, a)
+                ctx.set(dut.b, b)
+                if n == 100:            # a frozen cycle: nothing moves, the same product stays
+                    ctx.set(dut.en, 0)
+                    before = ctx.get(dut.p)
+                    await ctx.tick()
+                    assert ctx.get(dut.p) == before
+                    ctx.set(dut.en, 1)
+                got.append(ctx.get(dut.p))
+                await ctx.tick()
+
+        sim = Simulator(dut)
+        sim.add_clock(1e-6)
+        sim.add_testbench(testbench)
+        sim.run()
+        assert got[2:] == [a * b for a, b in pairs], (a_shape, b_shape)
+
+
+def test_a_float_pe_keeps_its_hard_multiplier():
+    pe = WeightStationaryPE(act_shape=16, weight_shape=16, psum_shape=32, fmt="bf16", multiplier_cell=False)
+    with pytest.raises(ValueError, match="multiplier_cell=True"):
+        Fragment.get(pe, None)

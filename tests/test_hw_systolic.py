@@ -8,9 +8,11 @@ from math import ceil
 
 import numpy as np
 import pytest
+from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 from hwgen.hw.systolic import SystolicArray, array_latency
+from hwgen.hw.target import Target
 from hwgen.dtypes import int32, parse_dtype
 from hwgen.schedule import fold_period
 from hwgen.spec import AcceleratorSpec
@@ -44,7 +46,8 @@ def small_spec(rows, cols, *, act_type="int8", weight_type="int8", acc_type=int3
 class ArrayBench:
     """Drives a `SystolicArray` one cycle at a time from per-cycle plans and records its output every cycle."""
 
-    def __init__(self, rows, cols, act_type="int8", weight_type="int8"):
+    def __init__(self, rows, cols, act_type="int8", weight_type="int8", platform=None):
+        self.platform = platform    # e.g. a Target limiting the PEs on hard multipliers
         self.spec = small_spec(rows, cols, act_type=act_type, weight_type=weight_type)
         spec = self.spec
         self.dut = SystolicArray(rows=rows, cols=cols, act_type=spec.act_type, weight_type=spec.weight_type,
@@ -82,7 +85,7 @@ class ArrayBench:
                 outputs.append(unpack(ctx.get(dut.psums), spec.psum_bits, spec.cols, self.is_signed))
                 await ctx.tick()
 
-        sim = Simulator(dut)
+        sim = Simulator(dut if self.platform is None else Fragment.get(dut, self.platform))
         sim.add_clock(1e-6)
         sim.add_testbench(testbench)
         sim.run()
@@ -129,6 +132,30 @@ def test_back_to_back_vectors_give_exact_column_sums(rows, cols, act_type):
     assert np.array_equal(got, acts @ weights)
     # Before the first result and after the last one the output is the sum of zero activations.
     assert not np.any(outputs[:first + latency]) and not np.any(outputs[first + latency + len(acts):])
+
+
+@pytest.mark.parametrize("cells", [0, 5, 7])
+def test_pes_beyond_the_hard_multipliers_multiply_in_logic_with_the_same_sums(cells):
+    """A platform that gives the array ``cells`` hard multipliers: column 0's three PEs and two of column 1's
+    take them (5), or column 0 and all of column 1 (7 of 3x4 = 12 would be 6: one of column 2), or none; the
+    rest multiply in logic. Same latency, same exact sums."""
+    bench = ArrayBench(3, 4, platform=Target(None, pe_multiplier_cells=cells))
+    spec, rows, cols = bench.spec, 3, 4
+    fragment = Fragment.get(bench.dut, bench.platform)
+    columns = [fragment.find_subfragment(f"col_{j}") for j in range(cols)]
+    logic_pes = sum(not column.find_subfragment(f"pe_{i}").origins[0].multiplier_cell
+                    for column in columns for i in range(rows))
+    assert logic_pes == rows * cols - cells
+    rng = np.random.default_rng(cells)
+    weights = random_values(rng, spec.weight_type, (rows, cols))
+    acts = random_values(rng, spec.act_type, (16, rows))
+    acts[0], acts[1] = spec.act_type.min, spec.act_type.max
+    bench.load_set(0, 0, weights)
+    for n, vector in enumerate(acts):
+        bench.vector(rows + n, vector, 0)
+    outputs = bench.run(rows + len(acts) + bench.dut.latency + 2)
+    got = np.array(outputs[rows + bench.dut.latency:rows + bench.dut.latency + len(acts)])
+    assert np.array_equal(got, acts @ weights)
 
 
 @pytest.mark.parametrize("rows, act_type, weight_type", [(4, "int8", "int8"), (5, "int8", "int8"),

@@ -7,11 +7,16 @@ holds any product of the operand shapes).
 Generic form: Amaranth registers around a ``*`` (Yosys infers the hard multiplier, but never folds fabric
 flip-flops into it, so the DSP sits combinationally between two routes). ECP5 form
 (`target.family(platform) == "ecp5"`, unless the platform asks for no multiplier cells): a MULT18X18D instance with its input and output registers on
-(``REG_INPUTA/B``, ``REG_OUTPUT`` on CLK0, clock-enabled by CE0 = ``en``). The two forms behave the same cycle
-for cycle; no register here is reset (nothing consumes a product before operands have passed through).
+(``REG_INPUTA/B``, ``REG_OUTPUT`` on CLK0, clock-enabled by CE0 = ``en``). Logic form (``cell=False``, on
+any platform): the product from LUTs and carry chains, for the multipliers a device has no hard cell left for
+(a 16x16 array on the ECP5-85F: 256 PEs, 156 MULT18X18D). It is written as partial products, not ``*``, so
+that synthesis cannot map it to a hard multiplier anyway: the operand registers are replaced by two registered
+half sums of the partial products (taken from ``a`` and ``b`` directly, which the PE has registered), and the
+product register takes their sum; the same two enabled cycles. The three forms behave the same cycle for
+cycle; no register here is reset (nothing consumes a product before operands have passed through).
 """
 
-from amaranth.hdl import ClockSignal, Const, Instance, Module, Shape, Signal, signed
+from amaranth.hdl import ClockSignal, Const, Instance, Module, Mux, Shape, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -31,8 +36,12 @@ def product_shape(a_shape, b_shape):
 class PipelinedMultiplier(wiring.Component):
     LATENCY = 2
 
-    def __init__(self, *, a_shape, b_shape):
+    def __init__(self, *, a_shape, b_shape, cell=True):
+        if not isinstance(cell, bool):
+            raise TypeError(f"cell must be True (a hard multiplier where the platform has one) or False (from "
+                            f"logic), not {cell!r}")
         self.a_shape, self.b_shape = Shape.cast(a_shape), Shape.cast(b_shape)
+        self.cell = cell
         self.p_shape = product_shape(self.a_shape, self.b_shape)
         super().__init__({"a": In(self.a_shape), "b": In(self.b_shape), "en": In(1, init=1),
                           "p": Out(self.p_shape)})
@@ -43,6 +52,8 @@ class PipelinedMultiplier(wiring.Component):
         return shape.width + (0 if shape.signed else 1) <= _MULT18_BITS
 
     def elaborate(self, platform):
+        if not self.cell:
+            return self._elaborate_logic()
         if (target.multiplier_cells(platform) and target.family(platform) == "ecp5"
                 and self._fits_mult18(self.a_shape)
                 and self._fits_mult18(self.b_shape)):
@@ -53,6 +64,25 @@ class PipelinedMultiplier(wiring.Component):
         with m.If(self.en):
             m.d.sync += [a.eq(self.a), b.eq(self.b), p.eq(a * b)]
         m.d.comb += self.p.eq(p)
+        return m
+
+    def _elaborate_logic(self):
+        m = Module()
+        p_shape, width = self.p_shape, self.p_shape.width
+        a = self.a.as_signed() if self.a_shape.signed else self.a
+        # One partial product per bit of b, ``a << k`` where bit k is set; a signed b's top bit weighs -2**k.
+        bits = self.b_shape.width
+        partials = []
+        for k in range(bits):
+            term = Mux(self.b[k], a.shift_left(k), 0)
+            partials.append(-term if self.b_shape.signed and k == bits - 1 else term)
+        half = (bits + 1) // 2
+        sums = [Signal(p_shape, name=f"half_{n}", reset_less=True) for n in range(2)]
+        p = Signal(p_shape, reset_less=True)
+        with m.If(self.en):
+            m.d.sync += [sums[0].eq(sum(partials[:half])), sums[1].eq(sum(partials[half:], Const(0, p_shape))),
+                         p.eq(sums[0] + sums[1])]
+        m.d.comb += self.p.eq(p[:width])
         return m
 
     def _elaborate_ecp5(self):

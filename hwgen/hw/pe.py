@@ -31,13 +31,16 @@ class WeightStationaryPE(wiring.Component):
     a `fpu.FloatProductPipe` (the significands on the same `PipelinedMultiplier`, the same two cycles) giving
     the exact fp32 product, and the adder is a combinational `fpu.Fp32Adder` (round to nearest even): the same
     registers and the same cycle timing, with the fp32 add as the PE's longest path.
+
+    ``multiplier_cell=False``: the integer product from logic (`PipelinedMultiplier`'s ``cell=False``) instead of
+    the device's hard multiplier, for PEs beyond a device's multiplier count; same cycles, same values.
     """
 
     LATENCY = 4      # act_in -> product_d register; psum_in -> psum_out is 1
 
-    def __init__(self, *, act_shape, weight_shape, psum_shape, fmt=None):
+    def __init__(self, *, act_shape, weight_shape, psum_shape, fmt=None, multiplier_cell=True):
         self.act_shape, self.weight_shape, self.psum_shape = act_shape, weight_shape, psum_shape
-        self.fmt = fmt
+        self.fmt, self.multiplier_cell = fmt, multiplier_cell
         super().__init__({
             "act_in": In(act_shape), "bank_in": In(1),
             "act_out": Out(act_shape), "bank_out": Out(1),
@@ -48,12 +51,15 @@ class WeightStationaryPE(wiring.Component):
         })
 
     def elaborate(self, platform):
+        if self.fmt is not None and not self.multiplier_cell:
+            raise ValueError("a float PE's significands always take the hard multiplier (multiplier_cell=True)")
         m = Module()
         weights = [Signal(self.weight_shape, name=f"w{bank}") for bank in range(2)]
         selected = Signal(self.weight_shape, name="weight")
         if self.fmt is None:
             m.submodules.multiplier = multiplier = PipelinedMultiplier(a_shape=self.act_shape,
-                                                                       b_shape=self.weight_shape)
+                                                                       b_shape=self.weight_shape,
+                                                                       cell=self.multiplier_cell)
             p_shape = multiplier.p_shape
         else:
             m.submodules.multiplier = multiplier = FloatProductPipe(self.fmt)

@@ -17,12 +17,17 @@ Structure: ``cols`` instances ``col_j`` of one `SystolicColumn` (``rows`` PEs ``
 flowing down inside it), so PE ``(i, j)`` is ``array.col_j.pe_i``; the skew and de-skew are `delay.DelayLine`
 blocks. With a module library (`library`; the Verilog back end) the column and the PE are one module each:
 the Verilog of an array is a few hundred lines whatever its size.
+
+Under a platform that limits the array's hard multipliers (`target.pe_multiplier_cells`, e.g. a 16x16 array on
+the 156 MULT18X18D of an ECP5-85F), PEs take them column by column from ``col_0``, top row first, and the
+rest multiply in logic (`WeightStationaryPE`'s ``multiplier_cell=False``): same cycles, same sums.
 """
 
 from amaranth.hdl import Cat, Const, Module, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from . import target
 from .delay import delayed
 from .library import place
 from .pe import WeightStationaryPE
@@ -89,13 +94,17 @@ class SystolicArray(wiring.Component):
         m.d.comb += row_selects.eq(Cat(self.load_en & (self.load_row == i) for i in range(rows)))
 
         # Activations (and their bank tag) travel right from column to column, partial sums down each column.
-        make_column = lambda: SystolicColumn(rows=rows, act_shape=act_shape,  # noqa: E731
-                                             weight_shape=weight_shape, psum_shape=self.psum_shape,
-                                             enable_copies=self.enable_copies, fmt=self.fmt)
-        column_key = (rows, self.enable_copies, self.fmt, *_shape_key(act_shape, weight_shape, self.psum_shape))
+        cells = target.pe_multiplier_cells(platform)
+        cells = rows * cols if cells is None or self.fmt is not None else cells
         acts, banks = Cat(*skewed_acts), Cat(*skewed_banks)
         column_sums = []
         for j in range(cols):
+            cell_rows = min(rows, max(0, cells - j * rows))     # this column's PEs on hard multipliers
+            make_column = lambda cell_rows=cell_rows: SystolicColumn(  # noqa: E731
+                rows=rows, act_shape=act_shape, weight_shape=weight_shape, psum_shape=self.psum_shape,
+                enable_copies=self.enable_copies, fmt=self.fmt, cell_rows=cell_rows)
+            column_key = (rows, self.enable_copies, self.fmt, *_shape_key(act_shape, weight_shape, self.psum_shape),
+                          *((cell_rows,) if cell_rows < rows else ()))
             acts_out = Signal(rows * abits, name=f"col_{j}_acts")
             banks_out = Signal(rows, name=f"col_{j}_banks")
             psum = Signal(self.psum_shape, name=f"col_{j}_psum")
@@ -122,11 +131,13 @@ class SystolicColumn(wiring.Component):
     Lane ``i`` of ``acts_in``/``banks_in`` feeds PE ``i``; ``acts_out``/``banks_out`` are the PEs' registered
     activations and bank tags (for the next column), ``psum_out`` the bottom PE's partial sum. Bit ``i`` of
     ``load_rows`` loads PE ``i``'s weight bank ``load_bank`` with ``load_data``. ``enable_copies=True``: every PE
-    advances on its own registered copy of ``en`` (``en_copy_pe_i``); otherwise always.
+    advances on its own registered copy of ``en`` (``en_copy_pe_i``); otherwise always. ``cell_rows``: the PEs
+    of the top ``cell_rows`` rows multiply on the device's hard multiplier, the others in logic (all: ``None``).
     """
 
-    def __init__(self, *, rows, act_shape, weight_shape, psum_shape, enable_copies, fmt=None):
+    def __init__(self, *, rows, act_shape, weight_shape, psum_shape, enable_copies, fmt=None, cell_rows=None):
         self.rows, self.enable_copies, self.fmt = rows, enable_copies, fmt
+        self.cell_rows = rows if cell_rows is None else cell_rows
         self.act_shape, self.weight_shape, self.psum_shape = act_shape, weight_shape, psum_shape
         abits = act_shape.width
         super().__init__({
@@ -140,9 +151,9 @@ class SystolicColumn(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         abits = self.act_shape.width
-        make_pe = lambda: WeightStationaryPE(act_shape=self.act_shape, weight_shape=self.weight_shape,  # noqa: E731
-                                             psum_shape=self.psum_shape, fmt=self.fmt)
-        pe_key = (self.fmt, *_shape_key(self.act_shape, self.weight_shape, self.psum_shape))
+        def make_pe(cell):
+            return lambda: WeightStationaryPE(act_shape=self.act_shape, weight_shape=self.weight_shape,
+                                              psum_shape=self.psum_shape, fmt=self.fmt, multiplier_cell=cell)
         psum = Const(0, self.psum_shape)
         acts, banks = [], []
         for i in range(self.rows):
@@ -153,7 +164,10 @@ class SystolicColumn(wiring.Component):
                 m.d.sync += en.eq(self.en)
             else:
                 en = 1
-            place(m, f"pe_{i}", make_pe, kind="pe", key=pe_key, platform=platform,
+            cell = i < self.cell_rows
+            pe_key = (self.fmt, *_shape_key(self.act_shape, self.weight_shape, self.psum_shape),
+                      *(() if cell else ("logic",)))
+            place(m, f"pe_{i}", make_pe(cell), kind="pe", key=pe_key, platform=platform,
                   act_in=self.acts_in[i * abits:(i + 1) * abits], bank_in=self.banks_in[i],
                   act_out=act, bank_out=bank, psum_in=psum, psum_out=psum_out,
                   load_en=self.load_rows[i], load_bank=self.load_bank, load_data=self.load_data, en=en)

@@ -10,7 +10,9 @@ tiles over SB_MAC16, instead of 18-bit tiles).
 An Amaranth vendor platform (e.g. amaranth-boards' ULX3S, a ``LatticePlatform``) carries its family; for
 out-of-context synthesis and for simulating the device form, pass ``Target("ecp5")`` (or ``Target("ice40")``)
 as the platform. A
-platform with ``multiplier_cells = False`` gets no multiplier cells (the FPGA flow's LUT-multiplier fallback).
+platform with ``multiplier_cells = False`` gets no multiplier cells (the FPGA flow's LUT-multiplier fallback);
+one with ``pe_multiplier_cells = N`` lets only N of the array's PEs use the hard multiplier and builds the rest
+in logic (the fallback for arrays with more PEs than the device has multipliers: the rest stay hard).
 
 A platform may also carry a `library.ModuleLibrary` (``Target(family, library=...)``, ``family=None`` for the
 generic form): blocks of many identical components (the array's PEs) then instantiate one shared module
@@ -19,7 +21,7 @@ instead of elaborating every copy (`hwgen.verilog.generate` does this).
 
 from dataclasses import dataclass, field
 
-__all__ = ["FAMILIES", "Target", "family", "multiplier_cells", "module_library"]
+__all__ = ["FAMILIES", "Target", "family", "multiplier_cells", "pe_multiplier_cells", "module_library"]
 
 FAMILIES = ("ecp5", "ice40")     # families the hardware knows (names lower-case: Amaranth says "iCE40")
 
@@ -31,8 +33,12 @@ class Target:
     family: str | None
     multiplier_cells: bool = True
     library: object = field(default=None, compare=False)    # a `library.ModuleLibrary`, or None
+    pe_multiplier_cells: int | None = None                  # the array's PEs on hard multipliers (None: all)
 
     def __post_init__(self):
+        cells = self.pe_multiplier_cells
+        if cells is not None and (not isinstance(cells, int) or isinstance(cells, bool) or cells < 0):
+            raise ValueError(f"pe_multiplier_cells must be a count of PEs >= 0 or None (all), not {cells!r}")
         if self.family is not None and self.family not in FAMILIES:
             raise ValueError(f"no hardware forms for FPGA family {self.family!r}; choose one of {FAMILIES} "
                              f"(or None for the generic form)")
@@ -48,6 +54,13 @@ def family(platform):
 def multiplier_cells(platform):
     """Whether multipliers become the device's hard multiplier cells under ``platform``."""
     return family(platform) is not None and bool(getattr(platform, "multiplier_cells", True))
+
+
+def pe_multiplier_cells(platform):
+    """How many of an array's PEs multiply on a hard cell under ``platform`` (the others in logic), or ``None``
+    for all of them."""
+    cells = getattr(platform, "pe_multiplier_cells", None)
+    return cells if isinstance(cells, int) and not isinstance(cells, bool) else None
 
 
 def module_library(platform):
