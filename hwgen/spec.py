@@ -328,7 +328,7 @@ class AcceleratorSpec:
             raise MappingError(f"the float datapath is built on the weight-stationary and output-stationary "
                                f"arrays, not the matrix-vector engine; set dataflow='weight_stationary' (or use "
                                f"integer types)")
-        for flag, why in (("mv_engine", "the matrix-vector engine"), ("chaining", "on-chip chaining"),
+        for flag, why in (("mv_engine", "the matrix-vector engine"),
                           ("stochastic_rounding", "stochastic rounding"), ("sparse_mv", "the sparse engine"),
                           ("packed_int4", "packed int4 weights")):
             if getattr(self, flag) is True:
