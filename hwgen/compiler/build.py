@@ -108,6 +108,15 @@ class Build:
         from .program import compile_program
         return compile_program(self.spec, self.layers, batch=batch, chain=self.config.chaining)
 
+    def predict(self, x):
+        """Top-1 class of float inputs ``[N, ...]``: the int8 network's (`QuantizedNetwork.predict`), or a float
+        build's bit-exact reference (the program's, `Program.float_reference`: the hardware's order of additions)."""
+        if not self.config.is_float:
+            return self.network.predict(x)
+        program = self.program_for(1)
+        return np.array([int(np.argmax(program.output_values(program.reference(sample)[-1]).reshape(-1)))
+                         for sample in check_inputs(self.network, x)], dtype=np.int64)
+
     def save_json(self, name, doc):
         if self.config.output is None:
             return None

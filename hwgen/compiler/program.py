@@ -289,6 +289,16 @@ class Program:
             return [out[:pl.layer.problem.M] for pl, out in zip(self.layers, self.float_reference(x))]
         return reference_network([pl.layer for pl in self.layers], x, self.spec.acc_type)
 
+    def output_values(self, y):
+        """The last layer's output as numbers to compare or rank: the integers themselves, or on a float
+        accelerator the bit patterns decoded (fp32, or the operand format after a narrowing requant)."""
+        y = np.asarray(y)
+        if not self.spec.is_float:
+            return y
+        from .. import floats
+        fmt = self.layers[-1].layer.postops.output_type(self.spec.acc_type).name
+        return floats.decode(y.astype(np.uint64), fmt)
+
     def float_reference(self, x):
         """A float program's golden outputs for one input ``x`` (``[C, H, W]`` bf16/fp16 patterns), each with the
         padding lanes of its last m-fold (``[M', E', F']``, ``M' = ceil(M / cols) * cols``), exactly as the
