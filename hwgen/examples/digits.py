@@ -170,6 +170,8 @@ class DigitsRun:
     agreement: object = None
     int4_network: object = None
     int4_predictions: np.ndarray = None
+    float_builds: dict = None          # precision ("bf16"/"fp16") -> the `Build` (cast network, program)
+    cast_predictions: dict = None      # precision -> held-out top-1 of its bit-exact reference
 
     @property
     def labels(self):
@@ -191,6 +193,8 @@ class DigitsRun:
                 (f"int8 hwgen network ({o['activations']}, {o['method']})", self.int8_predictions)]
         if self.int4_network is not None:
             rows.append(("hwgen network, int4 weights on the FC layers", self.int4_predictions))
+        for fmt, pred in (self.cast_predictions or {}).items():
+            rows.append((f"{fmt} hwgen network (fp32 accumulation, the hardware's order)", pred))
         if self.agreement is not None:
             rows += [("int8 onnxruntime QDQ", self.agreement.ort_predictions),
                      ("int8 hwgen network from the QDQ model", self.agreement.hwgen_predictions)]
@@ -208,13 +212,16 @@ class DigitsRun:
 
 
 def run_digits(*, seed=0, epochs=15, activations="symmetric", method="minmax", percentile=99.99,
-               onnxruntime=False, int4_fc=False):
+               onnxruntime=False, int4_fc=False, precisions=()):
     """Train, export, quantize (calibrated on the training images) and predict the held-out split -> `DigitsRun`.
 
     ``onnxruntime=True`` also quantizes the exported model with onnxruntime (QDQ, uint8 activations, per-channel
     weights, calibrated on every 4th training image) and compares hwgen's network imported from it with
     onnxruntime on every held-out image. ``int4_fc=True`` also quantizes the fully connected layers' weights
     to int4 (``weight_bits={"linear": 4}``; the convolutions stay int8) and predicts with that network.
+    ``precisions`` (``"bf16"``, ``"fp16"``): also cast the float model to each (`hwgen.compiler.cast`), compile it
+    for an 8x8 float accelerator and predict with the program's bit-exact float reference (slow: about 0.4 s an
+    image).
     """
     split = load_digits_split()
     x_train, _, x_test, _ = split
@@ -232,6 +239,13 @@ def run_digits(*, seed=0, epochs=15, activations="symmetric", method="minmax", p
         result.int4_network = quantize_digits(proto, x_train, activations=activations, method=method,
                                               percentile=percentile, weight_bits={"linear": 4})
         result.int4_predictions = result.int4_network.predict(x_test)
+    if precisions:
+        from ..compiler.build import BuildConfig, build
+        result.float_builds, result.cast_predictions = {}, {}
+        for fmt in precisions:
+            b = build(BuildConfig(model=proto, name="lenet_digits", precision=fmt, stop_after="schedule"))
+            result.float_builds[fmt] = b
+            result.cast_predictions[fmt] = b.predict(x_test)
     if onnxruntime:
         from ..compiler import import_onnx
         from ..compiler.oracle import compare_with_onnxruntime, quantize_static_qdq
@@ -252,11 +266,15 @@ def main(argv=None):
                         help="also quantize with onnxruntime (QDQ) and compare hwgen's network imported from it")
     parser.add_argument("--int4-fc", action="store_true",
                         help="also quantize the fully connected layers' weights to int4 and report that accuracy")
+    parser.add_argument("--precision", action="append", choices=("bf16", "fp16"), default=[],
+                        help="also compile the float model for the bf16 (or fp16) datapath and report the bit-exact "
+                             "reference's accuracy (repeat for both)")
     parser.add_argument("--save", metavar="DIR", help="save digits.onnx and the quantized network here")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     result = run_digits(seed=args.seed, epochs=args.epochs, activations=args.activations, method=args.method,
-                        percentile=args.percentile, onnxruntime=args.onnxruntime, int4_fc=args.int4_fc)
+                        percentile=args.percentile, onnxruntime=args.onnxruntime, int4_fc=args.int4_fc,
+                        precisions=tuple(dict.fromkeys(args.precision)))
     print(result.network)
     print(result.report())
     if args.save:
