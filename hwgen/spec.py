@@ -130,6 +130,8 @@ class AcceleratorSpec:
     may send its (requantized) output there instead of to ``out``, and a later command may load its
     activations from there instead of from ``acts`` - layer N's output becomes layer N+1's input without
     leaving the chip.
+    On a float accelerator (bf16/fp16) the feedback takes each post-op lane's low 16 bits: a layer chains when
+    its chain narrows the output to the operand format (``PostOps(requant=True, out_type=fmt)``).
     """
     rows: int
     cols: int

@@ -1,6 +1,7 @@
 """The compiler's build: a list of named steps from a model to an accelerator and its program.
 
     import -> quantize -> map -> tile -> schedule -> emit
+    import -> cast -> map -> tile -> schedule -> emit          (precision="bf16" / "fp16")
 
 Each step is a function of a `Build` (the intermediates so far) that adds its own and, when the build has an
 output folder, saves it there (FINN's build steps, hls4ml's passes); ``stop_after`` ends the build after any
@@ -8,6 +9,9 @@ step, and every intermediate prints (``str``):
 
 - ``import``: ``graph/`` (a `FloatNetwork`) - or, for a QDQ model, the quantized network directly;
 - ``quantize``: ``network/`` (the `QuantizedNetwork`: int8 weights, folded biases, multipliers, shifts, scales);
+- ``cast`` (the float build's step instead of quantize): ``network/`` (the `CastNetwork`: bf16/fp16 weight
+  patterns, fp32 biases, `hwgen.compiler.cast`); the map step then sizes a float weight-stationary accelerator
+  (the matrix-vector engine is integer-only: fully connected layers run on the array);
 - ``map``: ``map.json`` (each layer's engine, and the problem the hardware sees);
 - ``tile``: ``tiles.json`` (each layer's commands);
 - ``schedule``: ``program.json`` (the commands in order with their configuration fields, where each layer's
@@ -41,7 +45,9 @@ class BuildConfig:
     (then import and quantize have nothing to do). ``calibration``: float inputs ``[N, ...]`` for the quantizer
     (required for a float model). ``spec``: the accelerator, or None to size one for the network
     (`size_spec`) as ``array`` (rows, cols) with the given engines. ``postop_lanes``: the sized accelerator's
-    post-op lanes (None: one per column, so the chain keeps up with the array - see `size_spec`)."""
+    post-op lanes (None: one per column, so the chain keeps up with the array - see `size_spec`).
+    ``precision``: ``"int8"`` (quantize), or ``"bf16"``/``"fp16"`` (cast: no calibration; ``weight_bits`` and
+    ``sparsity`` are integer-only and rejected; ``mv_engine`` is ignored, the float datapath has none)."""
     model: object
     output: Path = None
     name: str = None
