@@ -149,7 +149,7 @@ def evaluate_loop_nest(nest: LoopNest, tensors: dict[str, np.ndarray],
     return result
 
 
-def float_layer(plan, act_canonical, weight_canonical, *, pad_channels=False):
+def float_layer(plan, act_canonical, weight_canonical, *, pad_channels=False, lanes=False):
     """The fp32 accumulators ``[M, E, F]`` (bit patterns, int64) of a float layer planned for a float accelerator
     (`hwgen.tiling.LayerPlan` of a spec with ``act_type='bf16'``/``'fp16'``), computed in the hardware's order
     with the hardware's arithmetic (`hwgen.floats`): float addition is not associative, so the order is part of
@@ -167,6 +167,11 @@ def float_layer(plan, act_canonical, weight_canonical, *, pad_channels=False):
     ``pad_channels=True``: also the array columns past ``M`` in the last m-fold (zero weights), ``[M', E, F]`` with
     ``M' = ceil(M / cols) * cols``: what the hardware's padding lanes carry (``+0``, or NaN where an activation
     it multiplies by ``+0`` is an infinity or NaN).
+
+    ``lanes=True``: ``act_canonical`` may hold more than ``C`` channels, up to the ``ceil(C / rows) * rows``
+    lanes of its activation words - the activations a layer fed on chip reads (the previous layer's padding
+    lanes, `hwgen.compiler.program`), which the rows past ``C`` multiply by zero weights. (Weight-stationary,
+    without host-unrolled windows; without ``lanes`` they are ``+0``.)
     """
     from . import floats
     from .tiling import im2col_acts, im2col_weights
@@ -181,6 +186,13 @@ def float_layer(plan, act_canonical, weight_canonical, *, pad_channels=False):
     acts = np.asarray(act_canonical).astype(np.int64)
     weights = np.asarray(weight_canonical).astype(np.int64)
     p = plan.problem
+    extra = 0
+    if lanes and acts.ndim == 3 and acts.shape[0] > p.C:
+        extra = acts.shape[0] - p.C
+        if (extra > -(-p.C // rows) * rows - p.C or plan.im2col or plan.engine != "weight_stationary"):
+            raise DataError(f"{p.name}: {acts.shape[0]} activation lanes for C={p.C} on {rows} rows "
+                            f"(lanes past C are read by a weight-stationary layer without host-unrolled windows)")
+        acts_lanes, acts = acts, acts[:p.C]
     if acts.shape != tuple(p.act_canonical_shape) or weights.shape != tuple(p.weight_canonical_shape):
         raise DataError(f"{p.name}: expected activations {p.act_canonical_shape} and weights "
                         f"{p.weight_canonical_shape}, got {acts.shape} and {weights.shape}")
@@ -211,6 +223,9 @@ def float_layer(plan, act_canonical, weight_canonical, *, pad_channels=False):
         groups = sched.c_groups * rows
         window = np.zeros((groups, sub.H, sub.W), dtype=np.uint64)
         window[:sub.C] = acts[tile.c0:tile.c1, tile.h0:tile.h1]
+        if extra and tile.c1 == p.C:       # the last channel group's lanes past C, as the words carry them
+            more = min(extra, groups - sub.C)
+            window[sub.C:sub.C + more] = acts_lanes[p.C:p.C + more, tile.h0:tile.h1]
         w = np.zeros((m_rows, groups, sub.R, sub.S), dtype=np.uint64)
         w[:sub.M, :sub.C] = weights[tile.m0:tile.m1, tile.c0:tile.c1]
         # Reads outside the window are padding: +0 (a margin wide enough for every read).

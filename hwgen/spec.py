@@ -133,6 +133,8 @@ class AcceleratorSpec:
     may send its (requantized) output there instead of to ``out``, and a later command may load its
     activations from there instead of from ``acts`` - layer N's output becomes layer N+1's input without
     leaving the chip.
+    On a float accelerator (bf16/fp16) the feedback takes each post-op lane's low 16 bits: a layer chains when
+    its chain narrows the output to the operand format (``PostOps(requant=True, out_type=fmt)``).
     """
     rows: int
     cols: int
@@ -343,7 +345,7 @@ class AcceleratorSpec:
             raise MappingError(f"the float datapath is built on the weight-stationary and output-stationary "
                                f"arrays, not the matrix-vector engine; set dataflow='weight_stationary' (or use "
                                f"integer types)")
-        for flag, why in (("mv_engine", "the matrix-vector engine"), ("chaining", "on-chip chaining"),
+        for flag, why in (("mv_engine", "the matrix-vector engine"),
                           ("stochastic_rounding", "stochastic rounding"), ("sparse_mv", "the sparse engine"),
                           ("packed_weight_bits", "packed weights")):
             value = getattr(self, flag)

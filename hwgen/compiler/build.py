@@ -1,6 +1,7 @@
 """The compiler's build: a list of named steps from a model to an accelerator and its program.
 
     import -> quantize -> map -> tile -> schedule -> emit
+    import -> cast -> map -> tile -> schedule -> emit          (precision="bf16" / "fp16")
 
 Each step is a function of a `Build` (the intermediates so far) that adds its own and, when the build has an
 output folder, saves it there (FINN's build steps, hls4ml's passes); ``stop_after`` ends the build after any
@@ -8,6 +9,9 @@ step, and every intermediate prints (``str``):
 
 - ``import``: ``graph/`` (a `FloatNetwork`) - or, for a QDQ model, the quantized network directly;
 - ``quantize``: ``network/`` (the `QuantizedNetwork`: int8 weights, folded biases, multipliers, shifts, scales);
+- ``cast`` (the float build's step instead of quantize): ``network/`` (the `CastNetwork`: bf16/fp16 weight
+  patterns, fp32 biases, `hwgen.compiler.cast`); the map step then sizes a float weight-stationary accelerator
+  (the matrix-vector engine is integer-only: fully connected layers run on the array);
 - ``map``: ``map.json`` (each layer's engine, and the problem the hardware sees);
 - ``tile``: ``tiles.json`` (each layer's commands);
 - ``schedule``: ``program.json`` (the commands in order with their configuration fields, where each layer's
@@ -25,11 +29,14 @@ import numpy as np
 
 from ..errors import HwgenError, MappingError
 from ..spec import AcceleratorSpec, buffer_bytes_for
+from .cast import FLOAT_PRECISIONS
 from .program import IntLayer, link_layers, map_layers, tile_layers
 
-__all__ = ["STEPS", "Build", "BuildConfig", "build", "int_layers", "size_spec"]
+__all__ = ["STEPS", "FLOAT_STEPS", "PRECISIONS", "Build", "BuildConfig", "build", "int_layers", "size_spec"]
 
 STEPS = ("import", "quantize", "map", "tile", "schedule", "emit")
+FLOAT_STEPS = ("import", "cast", "map", "tile", "schedule", "emit")     # --precision bf16 / fp16
+PRECISIONS = ("int8", "bf16", "fp16")
 
 
 @dataclass
@@ -38,7 +45,9 @@ class BuildConfig:
     (then import and quantize have nothing to do). ``calibration``: float inputs ``[N, ...]`` for the quantizer
     (required for a float model). ``spec``: the accelerator, or None to size one for the network
     (`size_spec`) as ``array`` (rows, cols) with the given engines. ``postop_lanes``: the sized accelerator's
-    post-op lanes (None: one per column, so the chain keeps up with the array - see `size_spec`)."""
+    post-op lanes (None: one per column, so the chain keeps up with the array - see `size_spec`).
+    ``precision``: ``"int8"`` (quantize), or ``"bf16"``/``"fp16"`` (cast: no calibration; ``weight_bits`` and
+    ``sparsity`` are integer-only and rejected; ``mv_engine`` is ignored, the float datapath has none)."""
     model: object
     output: Path = None
     name: str = None
@@ -56,10 +65,31 @@ class BuildConfig:
     verilog: bool = True
     sparsity: object = None       # magnitude pruning after quantization: a fraction, or {layer name: fraction}
     weight_bits: object = 8       # 8, or per layer: {layer name or "linear": 8, 4 or 2} (int4/int2 on FC layers)
+    precision: str = "int8"       # "int8" (quantize), or "bf16"/"fp16": the float datapath (cast, no calibration)
+
+    @property
+    def is_float(self):
+        return self.precision in FLOAT_PRECISIONS
+
+    @property
+    def steps(self):
+        return FLOAT_STEPS if self.is_float else STEPS
 
     def __post_init__(self):
-        if self.stop_after not in STEPS:
-            raise MappingError(f"stop_after must be one of the steps {', '.join(STEPS)}, not {self.stop_after!r}")
+        if self.precision not in PRECISIONS:
+            raise MappingError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if self.stop_after not in self.steps:
+            other = {"quantize": "cast", "cast": "quantize"}.get(self.stop_after)
+            hint = (f" (a {self.precision} build has a {other!r} step instead of {self.stop_after!r})"
+                    if other else "")
+            raise MappingError(f"stop_after must be one of the steps {', '.join(self.steps)}, not "
+                               f"{self.stop_after!r}{hint}")
+        if self.is_float:
+            for name, value, default in (("weight_bits", self.weight_bits, 8), ("sparsity", self.sparsity, None)):
+                if value != default:
+                    raise MappingError(f"{name}={value!r} is integer-only (int4 weights, pruning of int8 weights); "
+                                       f"a {self.precision} build casts every layer to {self.precision}: leave "
+                                       f"{name} unset, or build with precision='int8'")
         bits = self.weight_bits
         if not (isinstance(bits, dict) or (isinstance(bits, int) and not isinstance(bits, bool))):
             raise MappingError(f"weight_bits must be 8, 4, 2 or a dict {{layer name or 'linear': bits}}, not "
@@ -85,6 +115,15 @@ class Build:
         from .program import compile_program
         return compile_program(self.spec, self.layers, batch=batch, chain=self.config.chaining)
 
+    def predict(self, x):
+        """Top-1 class of float inputs ``[N, ...]``: the int8 network's (`QuantizedNetwork.predict`), or a float
+        build's bit-exact reference (the program's, `Program.float_reference`: the hardware's order of additions)."""
+        if not self.config.is_float:
+            return self.network.predict(x)
+        program = self.program_for(1)
+        return np.array([int(np.argmax(program.output_values(program.reference(sample)[-1]).reshape(-1)))
+                         for sample in check_inputs(self.network, x)], dtype=np.int64)
+
     def save_json(self, name, doc):
         if self.config.output is None:
             return None
@@ -95,7 +134,11 @@ class Build:
 
 
 def int_layers(network):
-    """A `QuantizedNetwork` -> the back end's `IntLayer`s (same integers; the input zero point pads)."""
+    """A `QuantizedNetwork` -> the back end's `IntLayer`s (same integers; the input zero point pads); a
+    `CastNetwork` -> its float layers' bit patterns (`hwgen.compiler.cast.cast_layers`)."""
+    from .cast import CastNetwork, cast_layers
+    if isinstance(network, CastNetwork):
+        return cast_layers(network)
     return [IntLayer(name=layer.name, problem=layer.problem, weight=layer.weight, postops=layer.postops,
                      params=layer.params, pad_value=layer.in_zero_point, flatten=layer.flatten_from is not None,
                      weight_bits=layer.weight_bits)
@@ -156,10 +199,16 @@ def size_spec(layers, *, rows, cols, name, mv_engine=True, chaining=True, act_ty
 # The steps -------------------------------------------------------------------------------------------------
 
 def step_import(b):
+    from .cast import CastNetwork
     from .graph import FloatNetwork
     from .network import QuantizedNetwork
     model = b.config.model
-    if isinstance(model, QuantizedNetwork):
+    if isinstance(model, CastNetwork):
+        if model.fmt != b.config.precision:
+            raise MappingError(f"{model.name!r} is cast to {model.fmt}; build it with precision={model.fmt!r}, not "
+                               f"{b.config.precision!r} (or give the float model)")
+        b.network = model
+    elif isinstance(model, QuantizedNetwork):
         b.network = model
     elif isinstance(model, FloatNetwork):
         b.float_network = model
@@ -170,9 +219,25 @@ def step_import(b):
             b.network = imported
         else:
             b.float_network = imported
+    if b.config.is_float and isinstance(b.network, QuantizedNetwork):
+        raise MappingError(f"precision={b.config.precision!r} casts a float model to {b.config.precision}; "
+                           f"{b.network.name!r} comes quantized (a QDQ model or a QuantizedNetwork) and has int8 "
+                           f"weights and scales: give the float model, or build it with precision='int8'")
     if b.float_network is not None and b.config.output is not None:
         b.files["graph"] = b.float_network.save(Path(b.config.output) / "graph")
     return b.float_network or b.network
+
+
+def step_cast(b):
+    """The float build's step in place of quantize: weights to the chosen format, biases to fp32
+    (`hwgen.compiler.cast`); leaves ``network/`` (a `CastNetwork`)."""
+    if b.network is None:
+        from .cast import cast
+        b.network = cast(b.float_network, b.config.precision)
+    if b.config.output is not None:
+        b.files["network"] = b.network.save(Path(b.config.output) / "network")
+    b.layers = int_layers(b.network)
+    return b.network
 
 
 def step_quantize(b):
@@ -203,8 +268,22 @@ def step_map(b):
     name = c.name or b.network.name
     ident = "".join(ch if ch.isalnum() else "_" for ch in name).strip("_") or "network"
     ident = ident if not ident[0].isdigit() else f"n_{ident}"
-    b.spec = c.spec or size_spec(b.layers, rows=c.array[0], cols=c.array[1], name=ident, mv_engine=c.mv_engine,
-                                 chaining=c.chaining, postop_lanes=c.postop_lanes)
+    if c.is_float:
+        # The float datapath is the weight-stationary array's (the matrix-vector engine is integer-only):
+        # fully connected layers run on the array too.
+        if c.spec is not None and c.spec.float_format != c.precision:
+            raise MappingError(f"precision={c.precision!r} but the spec {c.spec.name!r} is built for "
+                               f"{c.spec.act_type}: give AcceleratorSpec(act_type={c.precision!r}, weight_type="
+                               f"{c.precision!r}, acc_type='fp32', ...) or spec=None to size one")
+        types = dict(act_type=c.precision, weight_type=c.precision, acc_type="fp32")
+        mv_engine = False
+    else:
+        if c.spec is not None and c.spec.is_float:
+            raise MappingError(f"the spec {c.spec.name!r} is a {c.spec.float_format} accelerator; an int8 network "
+                               f"needs integer types (or build with precision={c.spec.float_format!r})")
+        types, mv_engine = {}, c.mv_engine
+    b.spec = c.spec or size_spec(b.layers, rows=c.array[0], cols=c.array[1], name=ident, mv_engine=mv_engine,
+                                 chaining=c.chaining, postop_lanes=c.postop_lanes, **types)
     b.mapped = map_layers(b.spec, b.layers, chain=c.chaining)
     b.save_json("map.json", {"spec": b.spec.to_dict(), "layers": [m.to_dict() for m in b.mapped]})
     return b.mapped
@@ -242,8 +321,7 @@ def program_document(program, model, timeline):
 
 DESIGN_TEMPLATE = '''"""{title}
 
-Made by `hwgen compile` ({date}). The accelerator below runs the network in network/ (int8 weights, biases,
-requantization multipliers and shifts, scales: `hwgen.compiler.QuantizedNetwork`). Edit the spec - array size,
+Made by `hwgen compile` ({date}). The accelerator below runs the network in network/ ({network_text}). Edit the spec - array size,
 buffers, engines - and run `hwgen run` (or `hwgen plan`, `hwgen generate`) on this file or its folder again.
 """
 
@@ -281,7 +359,9 @@ def step_emit(b):
     design_path = out / "design.py"
     design_path.write_text(DESIGN_TEMPLATE.format(
         title=f"{b.network.name}: {b.spec.rows}x{b.spec.cols} accelerator ({', '.join(b.spec.engines)})",
-        date=time.strftime("%Y-%m-%d"), name=b.spec.name, spec_args=spec_arguments(b.spec), batch=b.config.batch,
+        date=time.strftime("%Y-%m-%d"), name=b.spec.name, network_text=(
+            f"{b.network.fmt} weights and fp32 biases: `hwgen.compiler.cast.CastNetwork`" if b.config.is_float else
+            "int8 weights, biases,\nrequantization multipliers and shifts, scales: `hwgen.compiler.QuantizedNetwork`"), spec_args=spec_arguments(b.spec), batch=b.config.batch,
         chaining=b.config.chaining))
     b.files["design"] = design_path
     if b.config.verilog:
@@ -297,7 +377,8 @@ def step_emit(b):
     return design_path
 
 
-STEP_FUNCTIONS = {"import": step_import, "quantize": step_quantize, "map": step_map, "tile": step_tile,
+STEP_FUNCTIONS = {"import": step_import, "quantize": step_quantize, "cast": step_cast, "map": step_map,
+                  "tile": step_tile,
                   "schedule": step_schedule, "emit": step_emit}
 
 
@@ -335,7 +416,7 @@ def build(config):
             raise MappingError(f"the output {out} exists and is not a folder; give a folder (-o DIR)")
         out.mkdir(parents=True, exist_ok=True)
     b = Build(config)
-    for step in STEPS:
+    for step in config.steps:
         started = time.perf_counter()
         STEP_FUNCTIONS[step](b)
         b.seconds[step] = time.perf_counter() - started
@@ -345,7 +426,7 @@ def build(config):
     return b
 
 
-__all__ += ["step_import", "step_quantize", "step_map", "step_tile", "step_schedule", "step_emit",
+__all__ += ["step_import", "step_quantize", "step_cast", "step_map", "step_tile", "step_schedule", "step_emit",
             "program_document", "report_text"]
 
 
@@ -353,7 +434,7 @@ def intermediate_text(b, step):
     """What a step left, as text (`hwgen compile --stop-after STEP` prints it)."""
     if step == "import":
         return str(b.float_network or b.network)
-    if step == "quantize":
+    if step in ("quantize", "cast"):
         return str(b.network)
     if step == "map":
         rows = [f"{m.layer.name:<10}{m.engine:<20}{m.problem.kind:<8}C={m.problem.C} M={m.problem.M} "
@@ -372,6 +453,12 @@ def check_inputs(network, x):
     x = np.asarray(x)
     if x.ndim == len(network.input_layout):
         x = x[None]
+    from .cast import CastNetwork
+    if isinstance(network, CastNetwork):
+        if tuple(x.shape[1:]) != tuple(network.input_layout):
+            raise MappingError(f"inputs of shape {x.shape} do not match the network's input "
+                               f"{tuple(network.input_layout)} (give [N, {', '.join(map(str, network.input_layout))}])")
+        return network.encode_input(x)
     if tuple(x.shape[1:]) not in (tuple(network.input_layout), tuple(network.input_shape)):
         raise MappingError(f"inputs of shape {x.shape} do not match the network's input "
                            f"{tuple(network.input_layout)} (give [N, {', '.join(map(str, network.input_layout))}])")

@@ -62,6 +62,12 @@ def cmd_compile(args):
                            f"hwgen.compiler.to_onnx or torch.onnx.export first")
     if not args.output:
         raise MappingError("-o/--output must name a folder for the design, program and report")
+    if args.precision != "int8":
+        for flag, given in (("--calibrate", args.calibrate), ("--weight-bits", args.weight_bits),
+                            ("--activations", args.activations != "symmetric"), ("--method", args.method != "minmax")):
+            if given:
+                raise MappingError(f"{flag} sets up int8 quantization; --precision {args.precision} casts the float "
+                                   f"model (no calibration, every layer {args.precision}): drop {flag}")
     calibration = _load_npy(args.calibrate, "--calibrate") if args.calibrate else None
     config = BuildConfig(model=str(model), output=Path(args.output), name=args.name or model.stem,
                          calibration=calibration,
@@ -69,7 +75,7 @@ def cmd_compile(args):
                          array=_array(args.array), mv_engine=not args.no_mv, chaining=not args.no_chain,
                          postop_lanes=args.postop_lanes,
                          batch=args.batch, stop_after=args.stop_after, verilog=not args.no_verilog,
-                         weight_bits=_weight_bits(args.weight_bits))
+                         weight_bits=_weight_bits(args.weight_bits), precision=args.precision)
     started = time.perf_counter()
     b = build(config)
     print(intermediate_text(b, b.done[-1]))
@@ -105,9 +111,11 @@ def cmd_run(args):
         print(f"{design.name}: {len(inputs)} inputs as one program ({len(program.commands())} commands) on "
               f"{args.sim}" + (f", random stalls p={args.stall}" if args.stall else "") + " ...", flush=True)
     result = run_program(program, list(inputs), simulator=args.sim, stall=args.stall, seed=args.seed, tag="run")
+    precision = getattr(network, "fmt", "int8")
     reference = [program.reference(x)[-1] for x in inputs]
-    reference_top1 = [int(np.argmax(y.reshape(-1))) for y in reference]
-    rtl_top1 = [int(np.argmax(y.reshape(-1))) for y in result.outputs] if result.exact else []
+    reference_top1 = [int(np.argmax(program.output_values(y).reshape(-1))) for y in reference]
+    rtl_top1 = ([int(np.argmax(program.output_values(y).reshape(-1))) for y in result.outputs]
+                if result.exact else [])
     per_layer = []
     n_layers = len(program.layers)
     for index, pl in enumerate(program.layers):
@@ -139,20 +147,22 @@ def cmd_run(args):
     print(f"predictions (RTL): {rtl_top1 if rtl_top1 else 'n/a (not exact)'}")
     if labels is not None:
         acc = summary["accuracy_rtl"]
-        print(f"accuracy: RTL {acc:.1%} / int8 NumPy {summary['accuracy_reference']:.1%} on {len(inputs)} inputs"
-              if acc is not None else f"accuracy: int8 NumPy {summary['accuracy_reference']:.1%}")
+        print(f"accuracy: RTL {acc:.1%} / {precision} NumPy {summary['accuracy_reference']:.1%} on {len(inputs)} "
+              f"inputs" if acc is not None else f"accuracy: {precision} NumPy {summary['accuracy_reference']:.1%}")
     print(f"cycles: measured {result.measured_cycles}, model {result.model_cycles}; build {result.build_seconds:.1f} s, "
           f"simulation {result.wall_seconds:.1f} s")
-    print(("bit-exact against the integer reference network" + ("" if args.stall else ", cycles equal to the model"))
+    what = "integer" if precision == "int8" else f"{precision} (hardware-order) float"
+    print((f"bit-exact against the {what} reference network" + ("" if args.stall else ", cycles equal to the model"))
           if ok else f"FAILED: {result.report or 'cycles differ from the model'}")
     return 0 if ok else 1
 
 
 def add_compile_parsers(sub):
-    from .build import STEPS
+    from .build import FLOAT_STEPS, PRECISIONS, STEPS
     p = sub.add_parser("compile", help="compile an ONNX model into an accelerator and its program (a design folder)",
-                       description="import -> quantize -> map -> tile -> schedule -> emit; every step leaves its "
-                                   "intermediate in the output folder.")
+                       description="import -> quantize -> map -> tile -> schedule -> emit (--precision bf16/fp16: "
+                                   "import -> cast -> map -> ...); every step leaves its intermediate in the output "
+                                   "folder.")
     p.add_argument("model", help="an ONNX model: float (quantized with --calibrate) or QDQ (keeps its own scales)")
     p.add_argument("-o", "--output", required=True, help="the design folder to write")
     p.add_argument("--array", default="8x8", help="array size ROWSxCOLS (default 8x8)")
@@ -172,16 +182,23 @@ def add_compile_parsers(sub):
                    "with NAME a layer or 'linear' for every fully connected layer; BITS 8, 4 or 2 (int4/int2 "
                    "weights run packed two/four to a byte on the matrix-vector engine), e.g. --weight-bits "
                    "linear=4")
-    p.add_argument("--stop-after", default="emit", choices=STEPS, help="end the build after this step and print "
-                                                                        "its intermediate")
+    p.add_argument("--precision", default="int8", choices=PRECISIONS,
+                   help="int8 (default: quantized with --calibrate), or bf16 / fp16: the float datapath (weights "
+                        "rounded to nearest even, fp32 accumulation and biases, no calibration; every layer on "
+                        "the weight-stationary array, chained on chip)")
+    p.add_argument("--stop-after", default="emit", choices=tuple(dict.fromkeys(STEPS + FLOAT_STEPS)),
+                   help="end the build after this step and print its intermediate (quantize for int8, cast for "
+                        "bf16/fp16)")
     p.add_argument("--name", help="the network's name (default: the model's)")
     p.add_argument("--no-verilog", action="store_true", help="do not write the Verilog in the emit step")
     p.set_defaults(func=cmd_compile)
 
-    p = sub.add_parser("run", help="run a compiled network on the RTL against its integer reference network")
+    p = sub.add_parser("run", help="run a compiled network on the RTL against its reference network (int8, "
+                                             "or the bit-exact bf16/fp16 one)")
     p.add_argument("design", help="a folder `hwgen compile` wrote (or its design.py)")
     p.add_argument("--inputs", required=True, metavar="X.npy", help="inputs [N, ...]: float (quantized with the "
-                                                                    "network's input scale) or int8")
+                                                                    "network's input scale, or rounded to bf16/fp16"
+                                                                    " for a float network) or int8")
     p.add_argument("--labels", metavar="Y.npy", help="class labels [N], to report accuracy")
     p.add_argument("--limit", type=int, help="run only the first N inputs")
     p.add_argument("--sim", default="icarus", choices=("icarus", "verilator"))

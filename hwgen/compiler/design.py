@@ -19,8 +19,8 @@ __all__ = ["NetworkDesign"]
 
 @dataclass(frozen=True, eq=False)
 class NetworkDesign:
-    """``network`` is a `hwgen.compiler.QuantizedNetwork` or the folder one was saved to (``network.json`` and
-    ``tensors.npz``). ``batch`` inputs run as one program; ``chaining`` keeps layer outputs on chip where the
+    """``network`` is a `hwgen.compiler.QuantizedNetwork` (an integer spec) or a `hwgen.compiler.cast.CastNetwork`
+    (a bf16/fp16 spec), or the folder one was saved to (``network.json`` and ``tensors.npz``). ``batch`` inputs run as one program; ``chaining`` keeps layer outputs on chip where the
     next layer can take them (the spec must be built with ``chaining=True`` too)."""
     name: str
     spec: AcceleratorSpec
@@ -31,6 +31,7 @@ class NetworkDesign:
     def __post_init__(self):
         if not isinstance(self.spec, AcceleratorSpec):
             raise MappingError(f"design {self.name!r}: spec must be an AcceleratorSpec, not {self.spec!r}")
+        from .cast import CastNetwork
         from .network import QuantizedNetwork
         network = self.network
         if isinstance(network, (str, Path)):
@@ -38,10 +39,17 @@ class NetworkDesign:
             if not (path / "network.json").is_file():
                 raise MappingError(f"design {self.name!r}: {path} holds no saved network (network.json); give the "
                                    f"folder `hwgen compile` wrote, or a QuantizedNetwork")
-            network = QuantizedNetwork.load(path)
-        if not isinstance(network, QuantizedNetwork):
-            raise MappingError(f"design {self.name!r}: network must be a QuantizedNetwork or its folder, not "
-                               f"{network!r}")
+            import json
+            fmt = json.loads((path / "network.json").read_text()).get("format")
+            network = CastNetwork.load(path) if fmt == "hwgen.CastNetwork" else QuantizedNetwork.load(path)
+        if not isinstance(network, (QuantizedNetwork, CastNetwork)):
+            raise MappingError(f"design {self.name!r}: network must be a QuantizedNetwork, a CastNetwork or its "
+                               f"folder, not {network!r}")
+        if isinstance(network, CastNetwork) != self.spec.is_float or (
+                isinstance(network, CastNetwork) and network.fmt != self.spec.float_format):
+            raise MappingError(f"design {self.name!r}: the network is "
+                               f"{network.fmt if isinstance(network, CastNetwork) else 'int8'} but the spec's "
+                               f"activations are {self.spec.act_type}; give a spec of the network's precision")
         object.__setattr__(self, "network", network)
         if not isinstance(self.batch, int) or isinstance(self.batch, bool) or self.batch < 1:
             raise MappingError(f"design {self.name!r}: batch must be a positive integer, not {self.batch!r}")

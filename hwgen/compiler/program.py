@@ -281,8 +281,51 @@ class Program:
         return rows
 
     def reference(self, x):
-        """Every layer's golden output for one input (canonical ``[M, E', F']`` each)."""
+        """Every layer's golden output for one input (canonical ``[M, E', F']`` each). On a float accelerator
+        the input and the outputs are bit patterns (`hwgen.floats`) and the reference is `float_reference`."""
+        if self.spec.is_float:
+            return [out[:pl.layer.problem.M] for pl, out in zip(self.layers, self.float_reference(x))]
         return reference_network([pl.layer for pl in self.layers], x, self.spec.acc_type)
+
+    def output_values(self, y):
+        """The last layer's output as numbers to compare or rank: the integers themselves, or on a float
+        accelerator the bit patterns decoded (fp32, or the operand format after a narrowing requant)."""
+        y = np.asarray(y)
+        if not self.spec.is_float:
+            return y
+        from .. import floats
+        fmt = self.layers[-1].layer.postops.output_type(self.spec.acc_type).name
+        return floats.decode(y.astype(np.uint64), fmt)
+
+    def float_reference(self, x):
+        """A float program's golden outputs for one input ``x`` (``[C, H, W]`` bf16/fp16 patterns), each with the
+        padding lanes of its last m-fold (``[M', E', F']``, ``M' = ceil(M / cols) * cols``), exactly as the
+        hardware computes them: each layer's fp32 accumulators in the hardware's order of additions
+        (`hwgen.reference.float_layer` on its plan), then the float post-op chain (`hwgen.postops.apply_float`,
+        zero parameters on the padding lanes). A layer fed on chip reads the previous layer's output with its
+        padding lanes (``+0`` for finite data; an infinity times a zero weight makes them NaN, and the next
+        layer's rows past its channels multiply them by zero weights), a layer fed by the host or the
+        ``acts`` stream reads zeros there."""
+        from ..postops import apply_float, float_params
+        outputs, carried = [], np.asarray(x)
+        for pl in self.layers:
+            layer, plan = pl.layer, pl.plan
+            if layer.host_pool:
+                raise MappingError(f"{layer.name}: host pooling is integer-only")
+            if outputs and pl.source != "feedback":       # the host packs the real channels, zeros past them
+                carried = carried[:self.layers[len(outputs) - 1].layer.problem.M]
+            acts = pl.hardware_input(carried)
+            acc = reference.float_layer(plan, acts, pl.weight, pad_channels=True, lanes=pl.source == "feedback")
+            params = layer.params
+            if layer.postops.needs_params:
+                pad = np.zeros(len(acc) - layer.problem.M, dtype=np.int64)
+                params = float_params(
+                    None if params.bias is None else np.concatenate([params.bias & 0xFFFFFFFF, pad]),
+                    None if params.multiplier is None or not layer.postops.requant
+                    else np.concatenate([params.multiplier, pad]))
+            carried = apply_float(acc, params, layer.postops)
+            outputs.append(carried)
+        return outputs
 
     def streams(self, inputs):
         """The words of every input stream for a batch of ``inputs`` (each ``[C, H, W]`` of the first layer),
@@ -293,10 +336,12 @@ class Program:
         words = {"cfg": [], "weights": [], "mv_weights": [], "params": [], "acts": []}
         expected, goldens = [], []
         for x, plans in zip(inputs, self._image_plans()):
-            outs = self.reference(x)
+            lanes = self.float_reference(x) if self.spec.is_float else None
+            outs = self.reference(x) if lanes is None else [o[:pl.layer.problem.M]
+                                                            for pl, o in zip(self.layers, lanes)]
             goldens.append(outs)
             previous = x
-            for pl, plan, out in zip(self.layers, plans, outs):
+            for index, (pl, plan, out) in enumerate(zip(self.layers, plans, outs)):
                 words["cfg"] += plan.config_words()
                 stream = "mv_weights" if plan.engine == "matrix_vector" and self.spec.mv_engine else "weights"
                 words[stream] += plan.weight_stream(pl.weight)
@@ -305,7 +350,7 @@ class Program:
                 if pl.source in ("stream", "host"):
                     words["acts"] += plan.act_stream(pl.hardware_input(previous), pad_value=pl.layer.pad_value)
                 if pl.dest == "out":
-                    expected += plan.pack_outputs(out)
+                    expected += plan.pack_outputs(out if lanes is None else lanes[index])
                 previous = pl.layer.host_pooled(out)
         return words, expected, goldens
 
@@ -437,6 +482,12 @@ def map_layers(spec, layers, *, chain=True):
     if not isinstance(spec, AcceleratorSpec):
         raise TypeError(f"spec must be an AcceleratorSpec, not {spec!r}")
     layers = check_network(layers)
+    if spec.is_float:
+        for layer in layers:
+            if layer.host_pool or layer.weight_bits != 8:
+                raise MappingError(f"{layer.name}: {'host pooling' if layer.host_pool else 'int4 weights'} is "
+                                   f"integer-only; the float accelerator {spec.name!r} runs {spec.float_format} "
+                                   f"layers with the post-op chain's 2x2 max pooling")
     mapped = []
     for index, layer in enumerate(layers):
         problem, weight = layer.problem, layer.weight

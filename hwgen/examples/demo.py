@@ -39,9 +39,15 @@ def main(argv=None):
                     "engine), int8 on the convolutions")
     fc.add_argument("--int2-fc", dest="fc_bits", action="store_const", const=2,
                     help="int2 weights on the fully connected layers (packed four to a byte)")
+    parser.add_argument("--precision", default="int8", choices=("int8", "bf16", "fp16"),
+                        help="int8 (default), or the float datapath: bf16 / fp16 operands, fp32 accumulation, every "
+                             "layer on the array (hwgen compile --precision)")
     args = parser.parse_args(argv)
     if args.images < 1:
         parser.error("--images must be at least 1")
+    if args.int4_fc and args.precision != "int8":
+        parser.error("--int4-fc is an int8 build's option; drop it for --precision " + args.precision)
+    float_build = args.precision != "int8"
 
     import onnx
 
@@ -60,27 +66,30 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     proto = digits.export_onnx(model)
     onnx.save(proto, str(out / "digits.onnx"))
-    b = build(BuildConfig(model=str(out / "digits.onnx"), output=out, name="digits", calibration=x_train,
+    b = build(BuildConfig(model=str(out / "digits.onnx"), output=out, name="digits",
+                          calibration=None if float_build else x_train, precision=args.precision,
                           array=_array(args.array), weight_bits={"linear": args.fc_bits} if args.fc_bits != 8 else 8))
     compiled = time.perf_counter()
     network, program = b.network, b.program
     float_pred = digits.float_predict(model, x_test)
-    int_pred = network.predict(x_test)
+    int_pred = b.predict(x_test)
+    engines = "array + matrix-vector engine" if b.spec.mv_engine else f"{args.precision} array"
     print(f"digits: LeNet-5 trained on {len(y_train)} images in {trained - started:.1f} s; compiled to "
-          f"{b.spec.rows}x{b.spec.cols} array + matrix-vector engine in {compiled - trained:.1f} s -> {out}/")
+          f"{b.spec.rows}x{b.spec.cols} {engines} in {compiled - trained:.1f} s -> {out}/")
     for note in program.notes:
         print(f"  {note}")
 
-    sample = network.quantize_input(x_test[:args.images])
+    from ..compiler.build import check_inputs
+    sample = check_inputs(network, x_test[:args.images])
     rtl_program = NetworkDesign(name="digits", spec=b.spec, network=network).program_for(args.images)
     print(f"running {args.images} held-out images on the RTL ({args.sim}, one program of "
           f"{len(rtl_program.commands())} commands) ...", flush=True)
-    result = run_program(rtl_program, list(sample.reshape((args.images,) + tuple(network.input_shape))),
-                         simulator=args.sim, tag="demo")
-    rtl_pred = np.array([int(np.argmax(y.reshape(-1))) for y in result.outputs]) if result.exact else None
+    result = run_program(rtl_program, list(sample), simulator=args.sim, tag="demo")
+    rtl_pred = (np.array([int(np.argmax(rtl_program.output_values(y).reshape(-1))) for y in result.outputs])
+                if result.exact else None)
 
     n, k = len(y_test), args.images
-    kind, w = (f"int8/int{args.fc_bits}-FC", 30) if args.fc_bits != 8 else ("int8", 22)
+    kind, w = (f"int8/int{args.fc_bits}-FC", 30) if args.fc_bits != 8 else (args.precision, 22)
     print(f"\n{'':<{w}}{'held-out images':>18}{f'RTL sample ({k})':>20}")
     rows = [("float (PyTorch)", float_pred), (f"{kind} (NumPy network)", int_pred)]
     for label, pred in rows:

@@ -171,6 +171,8 @@ class DigitsRun:
     fc_bits: int = 8                  # the FC layers' weight width in `fc_network` (4 or 2; 8: none made)
     fc_network: object = None
     fc_predictions: np.ndarray = None
+    float_builds: dict = None          # precision ("bf16"/"fp16") -> the `Build` (cast network, program)
+    cast_predictions: dict = None      # precision -> held-out top-1 of its bit-exact reference
 
     @property
     def labels(self):
@@ -192,6 +194,8 @@ class DigitsRun:
                 (f"int8 hwgen network ({o['activations']}, {o['method']})", self.int8_predictions)]
         if self.fc_network is not None:
             rows.append((f"hwgen network, int{self.fc_bits} weights on the FC layers", self.fc_predictions))
+        for fmt, pred in (self.cast_predictions or {}).items():
+            rows.append((f"{fmt} hwgen network (fp32 accumulation, the hardware's order)", pred))
         if self.agreement is not None:
             rows += [("int8 onnxruntime QDQ", self.agreement.ort_predictions),
                      ("int8 hwgen network from the QDQ model", self.agreement.hwgen_predictions)]
@@ -209,7 +213,7 @@ class DigitsRun:
 
 
 def run_digits(*, seed=0, epochs=15, activations="symmetric", method="minmax", percentile=99.99,
-               onnxruntime=False, fc_bits=8):
+               onnxruntime=False, fc_bits=8, precisions=()):
     """Train, export, quantize (calibrated on the training images) and predict the held-out split -> `DigitsRun`.
 
     ``onnxruntime=True`` also quantizes the exported model with onnxruntime (QDQ, uint8 activations, per-channel
@@ -217,6 +221,9 @@ def run_digits(*, seed=0, epochs=15, activations="symmetric", method="minmax", p
     onnxruntime on every held-out image. ``fc_bits=4`` (or 2) also quantizes the fully connected layers' weights
     to int4 (int2) (``weight_bits={"linear": fc_bits}``; the convolutions stay int8) and predicts with that
     network.
+    ``precisions`` (``"bf16"``, ``"fp16"``): also cast the float model to each (`hwgen.compiler.cast`), compile it
+    for an 8x8 float accelerator and predict with the program's bit-exact float reference (slow: about 0.4 s an
+    image).
     """
     split = load_digits_split()
     x_train, _, x_test, _ = split
@@ -235,6 +242,13 @@ def run_digits(*, seed=0, epochs=15, activations="symmetric", method="minmax", p
         result.fc_network = quantize_digits(proto, x_train, activations=activations, method=method,
                                             percentile=percentile, weight_bits={"linear": fc_bits})
         result.fc_predictions = result.fc_network.predict(x_test)
+    if precisions:
+        from ..compiler.build import BuildConfig, build
+        result.float_builds, result.cast_predictions = {}, {}
+        for fmt in precisions:
+            b = build(BuildConfig(model=proto, name="lenet_digits", precision=fmt, stop_after="schedule"))
+            result.float_builds[fmt] = b
+            result.cast_predictions[fmt] = b.predict(x_test)
     if onnxruntime:
         from ..compiler import import_onnx
         from ..compiler.oracle import compare_with_onnxruntime, quantize_static_qdq
@@ -258,11 +272,15 @@ def main(argv=None):
                     help="also quantize the fully connected layers' weights to int4 and report that accuracy")
     fc.add_argument("--int2-fc", dest="fc_bits", action="store_const", const=2,
                     help="... to int2 ([-1, 1], least-squares scale per channel)")
+    parser.add_argument("--precision", action="append", choices=("bf16", "fp16"), default=[],
+                        help="also compile the float model for the bf16 (or fp16) datapath and report the bit-exact "
+                             "reference's accuracy (repeat for both)")
     parser.add_argument("--save", metavar="DIR", help="save digits.onnx and the quantized network here")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     result = run_digits(seed=args.seed, epochs=args.epochs, activations=args.activations, method=args.method,
-                        percentile=args.percentile, onnxruntime=args.onnxruntime, fc_bits=args.fc_bits)
+                        percentile=args.percentile, onnxruntime=args.onnxruntime, fc_bits=args.fc_bits,
+                        precisions=tuple(dict.fromkeys(args.precision)))
     print(result.network)
     print(result.report())
     if args.save:
