@@ -79,6 +79,16 @@ def add_synth_parser(subparsers):
                       help="build the matrix-vector engine beside the array (mv_engine=True)")
     spec.add_argument("--chaining", action="store_const", const=True,
                       help="build the on-chip feedback from the post-op chain to the loader (chaining=True)")
+    spec.add_argument("--packed-int4", dest="packed_int4", action="store_const", const=True,
+                      help="the matrix-vector engine also takes int4 weights packed two per byte "
+                           "(packed_int4=True; needs --mv-engine or --dataflow matrix_vector, int8 weights)")
+    spec.add_argument("--max-out-channels", type=int, metavar="N",
+                      help="output channels the post-op parameter memory holds per bank (default 512)")
+    spec.add_argument("--max-pool-width", type=int, metavar="N",
+                      help="widest output row the 2x2 pooling line buffer holds (default 64)")
+    spec.add_argument("--postop-fifo-depth", type=int, metavar="N",
+                      help="beats the FIFO in front of a post-op chain narrower than the array holds "
+                           "(default 2 x the accumulator buffer's words, at least 16)")
     spec.add_argument("--name", help="top module / file name")
     out = p.add_argument_group("output")
     out.add_argument("-o", "--out", metavar="DIR", help="build directory (default build/fpga/<name>-<target>)")
@@ -102,7 +112,8 @@ _SPEC_FIELDS = {"dataflow": "dataflow", "rows": "rows", "cols": "cols", "act_typ
                 "acc_type": "acc_type", "act_buffer_bytes": "act_buffer_bytes",
                 "weight_buffer_bytes": "weight_buffer_bytes", "acc_buffer_bytes": "acc_buffer_bytes",
                 "postops": "postops", "postop_lanes": "postop_lanes", "mv_engine": "mv_engine",
-                "chaining": "chaining", "name": "name"}
+                "chaining": "chaining", "packed_int4": "packed_int4", "max_out_channels": "max_out_channels",
+                "max_pool_width": "max_pool_width", "postop_fifo_depth": "postop_fifo_depth", "name": "name"}
 
 
 def spec_from_args(args):

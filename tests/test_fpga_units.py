@@ -147,6 +147,16 @@ def test_yosys_script_uses_ice40_dsps():
     assert "read_rtlil top.il" in script and "stat -json" in script and "write_json top.json" in script
 
 
+def test_yosys_script_declares_ice40_read_collisions_undefined():
+    """iCE40: the synchronous read ports are declared collision-undefined before synthesis (else Yosys emulates
+    Amaranth's read-first ports with a registered write and a bypass per bit); ECP5 is left as it was."""
+    from hwgen.fpga.flow import COLLISION_UNDEFINED
+    script = yosys_script("top", ICE40).splitlines()
+    assert COLLISION_UNDEFINED in script
+    assert script.index(COLLISION_UNDEFINED) < next(n for n, line in enumerate(script) if line.startswith("synth_"))
+    assert "COLLISION_X_MASK" not in yosys_script("top", ECP5)
+
+
 def test_yosys_script_keeps_the_enable_copies_apart():
     """The array's registered enable copies (en_copy_*) are identical flip-flops: without `keep`, opt_merge
     folds them back into one net that drives every clock enable of the array."""
@@ -201,6 +211,20 @@ def test_cli_spec_from_rows_and_cols():
     s = spec_from_args(parse("--rows", "12", "--cols", "12"))
     assert (s.act_depth, s.weight_depth, s.acc_depth) == (2048, 2048, 256)
     assert args.func is run_synth and args.device == "ice40-up5k"
+
+
+def test_cli_spec_options_for_precisions_and_small_devices():
+    s = spec_from_args(parse("--rows", "8", "--cols", "8", "--mv-engine", "--packed-int4"))
+    assert s.mv_engine and s.packed_int4 and s.weight_type.name == "int8"
+    s = spec_from_args(parse("--rows", "8", "--cols", "8", "--act-type", "bf16", "--weight-type", "bf16",
+                             "--acc-type", "fp32"))
+    assert (s.act_type.name, s.acc_type.name, s.postop_lanes, s.act_depth, s.acc_depth) == ("bf16", "fp32", 8, 2048,
+                                                                                             256)
+    s = spec_from_args(parse("--rows", "2", "--cols", "2", "--max-out-channels", "64", "--max-pool-width", "32",
+                             "--postop-lanes", "1", "--postop-fifo-depth", "8"))
+    assert (s.max_out_channels, s.max_pool_width, s.postop_lanes, s.postop_fifo_depth) == (64, 32, 1, 8)
+    # the spec validates them: packed int4 needs the matrix-vector engine
+    assert run_synth(parse("--rows", "8", "--cols", "8", "--packed-int4", "--estimate", "-q")) == 2
 
 
 def test_cli_rejects_design_that_cannot_fit(capsys):
