@@ -82,6 +82,9 @@ def add_synth_parser(subparsers):
     spec.add_argument("--packed-int4", dest="packed_int4", action="store_const", const=True,
                       help="the matrix-vector engine also takes int4 weights packed two per byte "
                            "(packed_int4=True; needs --mv-engine or --dataflow matrix_vector, int8 weights)")
+    spec.add_argument("--no-pooling", dest="postop_pooling", action="store_const", const=False,
+                      help="build the post-op chain without its 2x2 pooling (postop_pooling=False: bias, "
+                           "requantization and ReLU; a smaller chain for small devices)")
     spec.add_argument("--max-out-channels", type=int, metavar="N",
                       help="output channels the post-op parameter memory holds per bank (default 512)")
     spec.add_argument("--max-pool-width", type=int, metavar="N",
@@ -113,7 +116,8 @@ _SPEC_FIELDS = {"dataflow": "dataflow", "rows": "rows", "cols": "cols", "act_typ
                 "weight_buffer_bytes": "weight_buffer_bytes", "acc_buffer_bytes": "acc_buffer_bytes",
                 "postops": "postops", "postop_lanes": "postop_lanes", "mv_engine": "mv_engine",
                 "chaining": "chaining", "packed_int4": "packed_int4", "max_out_channels": "max_out_channels",
-                "max_pool_width": "max_pool_width", "postop_fifo_depth": "postop_fifo_depth", "name": "name"}
+                "max_pool_width": "max_pool_width", "postop_fifo_depth": "postop_fifo_depth", "postop_pooling": "postop_pooling",
+                "name": "name"}
 
 
 def spec_from_args(args):

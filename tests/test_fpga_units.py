@@ -221,8 +221,9 @@ def test_cli_spec_options_for_precisions_and_small_devices():
     assert (s.act_type.name, s.acc_type.name, s.postop_lanes, s.act_depth, s.acc_depth) == ("bf16", "fp32", 8, 2048,
                                                                                              256)
     s = spec_from_args(parse("--rows", "2", "--cols", "2", "--max-out-channels", "64", "--max-pool-width", "32",
-                             "--postop-lanes", "1", "--postop-fifo-depth", "8"))
+                             "--postop-lanes", "1", "--postop-fifo-depth", "8", "--no-pooling"))
     assert (s.max_out_channels, s.max_pool_width, s.postop_lanes, s.postop_fifo_depth) == (64, 32, 1, 8)
+    assert s.postop_pooling is False and spec_from_args(parse("--rows", "2", "--cols", "2")).postop_pooling
     # the spec validates them: packed int4 needs the matrix-vector engine
     assert run_synth(parse("--rows", "8", "--cols", "8", "--packed-int4", "--estimate", "-q")) == 2
 
