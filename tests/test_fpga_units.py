@@ -399,8 +399,11 @@ def test_up5k_rejects_the_post_op_chain_by_logic_cells_and_names_the_fix():
     from hwgen.fpga.fit import FitError, estimate_fit
     from hwgen.spec import AcceleratorSpec
     small = {"act_buffer_bytes": 256, "weight_buffer_bytes": 256, "acc_buffer_bytes": 512}
-    with pytest.raises(FitError, match="LUT4 needed.*--no-postops"):
+    with pytest.raises(FitError, match="LUT4 needed.*--no-pooling.*--no-postops"):
         estimate_fit(AcceleratorSpec(rows=1, cols=1, **small), "ice40-up5k")
+    # without its pooling the chain beside a 1x1 array fits, barely (measured 4991 of 5280 cells)
+    bare = estimate_fit(AcceleratorSpec(rows=1, cols=1, postop_pooling=False, **small), "ice40-up5k")
+    assert not bare.problems and any("placement may fail" in w for w in bare.warnings)
     assert not estimate_fit(AcceleratorSpec(rows=2, cols=2, postops=False, **small), "ice40-up5k",
                             check=False).problems
 
