@@ -408,6 +408,18 @@ def test_up5k_rejects_the_post_op_chain_by_logic_cells_and_names_the_fix():
                             check=False).problems
 
 
+def test_logic_estimate_of_a_float_datapath():
+    """bf16 PEs are ~20 times an int8 PE in LUTs: the 8x8 bf16 top (87,700 LUT4 + carry halves in Yosys) is
+    flagged against the 85F's 83,640 LUTs; the 4x4 (27,180) is not."""
+    from hwgen.fpga.fit import estimate_fit
+    from hwgen.spec import AcceleratorSpec
+    bf16 = {"act_type": "bf16", "weight_type": "bf16", "acc_type": "fp32"}
+    big = estimate_fit(AcceleratorSpec(rows=8, cols=8, **bf16), "ecp5-85f", check=False)
+    assert 80000 < big.luts_estimate < 95000 and any("placement may fail" in w for w in big.warnings)
+    small = estimate_fit(AcceleratorSpec(rows=4, cols=4, **bf16), "ecp5-85f", check=False)
+    assert 20000 < small.luts_estimate < 35000 and not small.warnings
+
+
 def test_breakdown_groups_modules_into_blocks():
     """`hwgen synth --breakdown`: each module's own cells (submodule instances excluded) summed per block."""
     from hwgen.fpga.breakdown import block_of, format_breakdown, module_breakdown
