@@ -32,10 +32,18 @@ BASELINE_DESIGNS = {
     "ws4x4-ecp5-85f": ("ecp5-85f", {"rows": 4, "cols": 4, **_SMALL_BUFFERS}, 150.0),
     # Without the post-op chain (postops=False): what the Fmax work on the weight-stationary path tracks.
     "ws4x4nopost-ecp5-85f": ("ecp5-85f", {"rows": 4, "cols": 4, **_SMALL_BUFFERS, "postops": False}, 150.0),
-    # The UP5K (5280 logic cells) holds the array without the post-op chain: with it, even 1x1 needs about
-    # 5960 cells (the chain is pipelined for the ECP5's clock).
+    # The UP5K (5280 logic cells) without the post-op chain; with the whole chain (pooling too) even 1x1 needs
+    # about 5600-6400 cells (the chain is pipelined for the ECP5's clock).
     "ws2x1nopost-ice40-up5k": ("ice40-up5k", {"rows": 2, "cols": 1, **_SMALL_BUFFERS, "postops": False}, 24.0),
     "ws2x2nopost-ice40-up5k": ("ice40-up5k", {"rows": 2, "cols": 2, **_SMALL_BUFFERS, "postops": False}, 24.0),
+    # The largest array with the post-op chain that fits the UP5K (issue 13): bias, requantization and ReLU
+    # without its pooling (postop_pooling=False), int20 accumulators, 64-byte buffers and 64 output channels of
+    # parameters: 4786 of 5280 logic cells (91 %; 1x1 4744; 4x1 packs into 4975, 94 %, the fill at which a
+    # 1x1 with pooling did not place).
+    "ws2x1nopool-ice40-up5k": ("ice40-up5k", {"rows": 2, "cols": 1, "act_buffer_bytes": 64,
+                                              "weight_buffer_bytes": 64, "acc_buffer_bytes": 160,
+                                              "acc_type": "int20", "max_out_channels": 64,
+                                              "postop_pooling": False}, 24.0),
     # The default 8x8 int8 with the full post-op chain (2 lanes behind a block-RAM FIFO) and the spec's
     # default buffers (`hwgen synth --rows 8 --cols 8`): the area target of issue 13 (LUT4 and FF per
     # multiplier); the file also keeps the per-module breakdown (`--breakdown`). Its place and route takes

@@ -30,7 +30,7 @@ from amaranth.lib import io
 
 from .devices import get_device
 from .fit import estimate_fit
-from .flow import KEEP_COPIES, default_component, elaborate_fitted, memory_check, share
+from .flow import after_read, default_component, elaborate_fitted, memory_check, share
 from .reports import cell_summary, format_summary, parse_nextpnr_report, parse_yosys_stat
 from .tools import Progress, file_arg, find_tool, run_tool
 from .wrapper import PinLightTop
@@ -127,7 +127,7 @@ def prepare_board(spec, board, *, component=None, name=None, use_dsp=True, pe_mu
         synth_opts.append("-nodsp")
     overrides = {
         "synth_opts": " ".join(synth_opts),
-        "script_after_read": KEEP_COPIES,
+        "script_after_read": "\n".join(after_read(device)),
         "script_after_synth": f"tee -q -o {name}.stat.json stat -json",
         "nextpnr_opts": f"--timing-allow-fail --report {name}.report.json --seed {seed}",
         "verbose": True,             # full tool output in the logs (and for the progress lines)

@@ -80,6 +80,20 @@ def add_synth_parser(subparsers):
                       help="build the matrix-vector engine beside the array (mv_engine=True)")
     spec.add_argument("--chaining", action="store_const", const=True,
                       help="build the on-chip feedback from the post-op chain to the loader (chaining=True)")
+    spec.add_argument("--packed-weight-bits", dest="packed_weight_bits", type=_bit_widths, metavar="BITS",
+                      help="the matrix-vector engine also takes weights of these widths packed into bytes: 4 "
+                           "(int4, two per byte), 2 (int2, four per byte) or 4,2 (packed_weight_bits; needs "
+                           "--mv-engine or --dataflow matrix_vector, int8 weights)")
+    spec.add_argument("--no-pooling", dest="postop_pooling", action="store_const", const=False,
+                      help="build the post-op chain without its 2x2 pooling (postop_pooling=False: bias, "
+                           "requantization and ReLU; a smaller chain for small devices)")
+    spec.add_argument("--max-out-channels", type=int, metavar="N",
+                      help="output channels the post-op parameter memory holds per bank (default 512)")
+    spec.add_argument("--max-pool-width", type=int, metavar="N",
+                      help="widest output row the 2x2 pooling line buffer holds (default 64)")
+    spec.add_argument("--postop-fifo-depth", type=int, metavar="N",
+                      help="beats the FIFO in front of a post-op chain narrower than the array holds "
+                           "(default 2 x the accumulator buffer's words, at least 16)")
     spec.add_argument("--name", help="top module / file name")
     out = p.add_argument_group("output")
     out.add_argument("-o", "--out", metavar="DIR", help="build directory (default build/fpga/<name>-<target>)")
@@ -99,11 +113,21 @@ def add_synth_parser(subparsers):
 
 DEFAULT_DEPTHS = {"act": 2048, "weight": 2048, "acc": 256}
 
+
+def _bit_widths(text):
+    """``--packed-weight-bits 4,2`` -> ``(4, 2)`` (the spec checks which widths it can pack)."""
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected widths like 4 or 4,2, not {text!r}") from None
+
 _SPEC_FIELDS = {"dataflow": "dataflow", "rows": "rows", "cols": "cols", "act_type": "act_type", "weight_type": "weight_type",
                 "acc_type": "acc_type", "act_buffer_bytes": "act_buffer_bytes",
                 "weight_buffer_bytes": "weight_buffer_bytes", "acc_buffer_bytes": "acc_buffer_bytes",
                 "postops": "postops", "postop_lanes": "postop_lanes", "mv_engine": "mv_engine",
-                "chaining": "chaining", "name": "name"}
+                "chaining": "chaining", "packed_weight_bits": "packed_weight_bits", "max_out_channels": "max_out_channels",
+                "max_pool_width": "max_pool_width", "postop_fifo_depth": "postop_fifo_depth", "postop_pooling": "postop_pooling",
+                "name": "name"}
 
 
 def spec_from_args(args):

@@ -256,11 +256,18 @@ def estimate_fit(spec, device, *, lut_multipliers=False, io_bits=8, check=True, 
     # Rough logic estimate (LUT4 + carry halves = nextpnr TRELLIS_COMB), calibrated on the measured hwgen top
     # (2x2, 4x4 and 8x8 on the ECP5-85F): ~1000 for control, ~50 per PE (operand and psum registers, weight
     # banks), ~100 per column (accumulator, output FIFO) and ~1600 per post-op lane (its 66-bit shifter, adders
-    # and stage registers) plus ~40 per column for its group multiplexer and output register. iCE40 logic
-    # cells hold a LUT and a flip-flop together and this top has about as many flip-flops as LUTs: x2.2 there
-    # (1x1 with post-ops measured 5959 cells).
-    postop_luts = 1600 * spec.postop_lanes + (40 * spec.cols if spec.postop_groups > 1 else 0) if spec.postops else 0
-    luts = 1000 + 50 * spec.pes + 100 * spec.cols + postop_luts
+    # and stage registers; ~1400 without its pooling, `postop_pooling=False`) plus ~40 per column for its group
+    # multiplexer and output register. iCE40 logic cells hold a LUT and a flip-flop together and this top has
+    # about as many flip-flops as LUTs: x2.2 there (1x1 with post-ops measured 5959 cells; 1x1 without pooling,
+    # int20 accumulators and small buffers 4991).
+    # A float datapath (bf16/fp16 x bf16/fp16 -> fp32) is another order: ~1100 per PE (the fp32 adder, the
+    # product's normalisation) and ~1900 per fp32 post-op lane (bias adder, scale multiply rounding, max
+    # pooling), from the 4x4 and 8x8 bf16 tops (27,180 and 87,700 LUT4 + carry halves in Yosys).
+    lane_luts = 1900 if spec.is_float else 1600 if spec.postop_pooling else 1400
+    pe_luts = 1100 if spec.is_float else 50
+    postop_luts = (lane_luts * spec.postop_lanes + (40 * spec.cols if spec.postop_groups > 1 else 0)
+                   if spec.postops else 0)
+    luts = 1000 + pe_luts * spec.pes + 100 * spec.cols + postop_luts
     if device.family == "ice40":
         luts = int(luts * 2.2)
     lut_muls = 0 if use_dsp else muls if pe_cells is None else spec.pes - pe_cells
@@ -269,6 +276,8 @@ def estimate_fit(spec, device, *, lut_multipliers=False, io_bits=8, check=True, 
         fix = "a smaller array"
         if postop_luts:
             fix = "build without the post-op chain (postops=False, --no-postops), or " + fix
+            if spec.postop_pooling:
+                fix = "build the post-op chain without its pooling (postop_pooling=False, --no-pooling), " + fix
         problems.append(f"about {luts} LUT4 needed (rough estimate), the {device.part} has {device.luts}. "
                         f"Fix: {fix}")
     elif luts > 0.8 * device.luts:

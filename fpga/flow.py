@@ -23,7 +23,7 @@ from .reports import cell_summary, format_summary, parse_nextpnr_report, parse_y
 from .tools import Progress, ToolError, file_arg, find_tool, run_tool
 from .wrapper import PinLightTop
 
-__all__ = ["synthesize", "default_component", "elaborate_fitted", "yosys_script", "nextpnr_args", "memory_check",
+__all__ = ["synthesize", "default_component", "elaborate_fitted", "yosys_script", "after_read", "nextpnr_args", "memory_check",
            "share"]
 
 
@@ -57,13 +57,27 @@ def elaborate_fitted(spec, component, device, *, io_bits, name, lut_multipliers=
 # part of a huge fan-out: keep them, or synthesis merges the identical flip-flops back into one net.
 KEEP_COPIES = "setattr -set keep 1 w:*_copy_* %ci1:+$dff[Q] t:$dff %i"
 
+# iCE40: no synchronous read port of an hwgen top reads a word in the cycle it is written, or uses what such a
+# read returns (`hwgen.hw.bram.PipelinedMemory` documents it as undefined; the post-op chain's `pool_held`
+# memory always reads a group after its write; Amaranth's SyncFIFOBuffered never reads an address it writes).
+# Amaranth emits them as read-first ports (COLLISION_X_MASK 0), which SB_RAM40_4K cannot do: Yosys emulates it
+# with the write address and data registered and a bypass multiplexer, two flip-flops and a LUT per bit of every
+# memory (371 FF and 228 LUT4 of a 1x1 top). Declaring the collision undefined removes the emulation.
+# (ECP5 buffers are DP16KD instances already.)
+COLLISION_UNDEFINED = "setparam -set COLLISION_X_MASK 1 t:$memrd_v2 r:CLK_ENABLE=1 %i"
+
+
+def after_read(device):
+    """Yosys commands between reading the RTLIL and synthesis, for ``device``'s family."""
+    return [KEEP_COPIES] + ([COLLISION_UNDEFINED] if device.family == "ice40" else [])
+
 
 def yosys_script(name, device, *, use_dsp=True, mount=None, extra=()):
     f = lambda suffix: file_arg(f"{name}{suffix}", mount)  # noqa: E731
     synth = device.synth_cmd if use_dsp else device.synth_cmd_nodsp
     return "\n".join([
         f"read_rtlil {f('.il')}",
-        KEEP_COPIES,
+        *after_read(device),
         *extra,
         f"{synth} -top {name}",
         f"tee -q -o {f('.stat.json')} stat -json",
@@ -179,7 +193,8 @@ def synthesize(spec, device, *, component=None, freq_mhz=None, build_dir=None, n
         from .breakdown import format_breakdown, hierarchy_script, module_breakdown
         hier = lambda mount: hierarchy_script(name, file_arg(f"{name}.il", mount),  # noqa: E731
                                               file_arg(f"{name}.hier.stat.json", mount),
-                                              synth=device.synth_cmd if use_dsp else device.synth_cmd_nodsp)
+                                              synth=device.synth_cmd if use_dsp else device.synth_cmd_nodsp,
+                                              keep_copies="\n".join(after_read(device)))
         seconds = run_tool(yosys, lambda mount: ["-p", hier(mount).replace("\n", "; ")], build_dir=build_dir,
                            log_name="yosys.hier.log", progress=progress, timeout_s=timeout_s)
         summary["tool_seconds"]["yosys_hierarchy"] = round(seconds, 1)

@@ -542,6 +542,11 @@ def check_supported(spec, postops, layer="layer"):
         raise MappingError(f"{layer}: the layer asks for stochastic rounding but accelerator {spec.name!r} is built "
                            f"without the rounding generators; build it with AcceleratorSpec(..., "
                            f"stochastic_rounding=True), or use PostOps(rounding='nearest')")
+    if postops.pool != "none" and getattr(spec, "postops", False) and not getattr(spec, "postop_pooling", True):
+        raise MappingError(f"{layer}: the layer asks for pool={postops.pool!r} but accelerator {spec.name!r} is "
+                           f"built without the post-op chain's pooling (postop_pooling=False); build it with "
+                           f"AcceleratorSpec(..., postop_pooling=True), or pool on the host (hwgen.postops."
+                           f"max_pool2x2 / avg_pool2x2)")
     if not spec.postops and not postops.is_identity:
         asked = [name for name in ("bias", "requant", "relu") if getattr(postops, name)]
         asked += [f"pool={postops.pool!r}"] if postops.pool != "none" else []

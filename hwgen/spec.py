@@ -115,6 +115,11 @@ class AcceleratorSpec:
     ``postops=False`` builds no post-op chain (no parameter memory, no requantization multipliers, no pooling
     line buffer): the int32 accumulators go straight to ``out``, and layers that ask for post-ops are rejected.
 
+    ``postop_pooling=False`` builds the chain without its 2x2 pooling (no line buffer, no held column, no pair
+    or window compare): the stages keep their registers, so the latency and the cycle model are unchanged, and
+    layers that ask for pooling are rejected (`hwgen.postops.check_supported`). For devices where the chain
+    barely fits (the iCE40 UP5K).
+
     ``postop_lanes``: how many channels the post-op chain processes per cycle (a divisor of ``cols``). With fewer
     lanes than columns, finished accumulator beats wait in a block-RAM FIFO (``postop_fifo_depth`` beats) and
     each beat passes the chain in ``cols // postop_lanes`` cycles (`postop_groups`): the chain is sized to the
@@ -163,6 +168,8 @@ class AcceleratorSpec:
     # Packed weights on the matrix-vector engine, per layer: the widths it also decodes, each from int8 weight lanes
     # holding 8 // bits weights (``(4,)``: int4 two per byte; ``(2,)``: int2 four per byte; ``(4, 2)``: both).
     packed_weight_bits: tuple = ()
+    postop_pooling: bool = True   # build the chain's 2x2 pooling (line buffer, held column, pair and window);
+                                  # False: bias, requantization and ReLU only, layers that pool are rejected
 
     def __post_init__(self):
         _positive_int(self.rows, "rows", fix="give the array height, e.g. rows=8")
@@ -287,6 +294,10 @@ class AcceleratorSpec:
             # narrower spec (`dataclasses.replace(spec, postops=False)`, `from_dict`) is dropped.
             object.__setattr__(self, "postop_fifo_depth", 0)
 
+        if not isinstance(self.postop_pooling, bool):
+            raise MappingError(f"postop_pooling must be True (build the post-op chain's 2x2 pooling) or False "
+                               f"(bias, requantization and ReLU only: a smaller chain for small devices), not "
+                               f"{self.postop_pooling!r}")
         if not isinstance(self.stochastic_rounding, bool):
             raise MappingError(f"stochastic_rounding must be True or False, not {self.stochastic_rounding!r}")
         if self.stochastic_rounding and not self.postops:

@@ -73,7 +73,7 @@ class StreamBench:
         """Stream every layer, back to back; return the output beats of each layer.
 
         ``banks[n]``: the parameter bank of layer ``n`` (default ``n % 2``). Records the cycle of every accepted
-        input beat in ``self.accepted``."""
+        input beat in ``self.accepted`` and of every output beat taken in ``self.emitted``."""
         dut, rng = self.dut, np.random.default_rng(seed)
         banks = [n % 2 for n in range(len(layers))] if banks is None else banks
         for layer in layers:
@@ -85,7 +85,7 @@ class StreamBench:
             last_beat[n] = index
         expected = sum(layer.m_folds * layer.out_size[0] * layer.out_size[1] for layer in layers)
         configs = [layer.cfg for layer in layers]
-        got, self.accepted = [], []
+        got, self.accepted, self.emitted = [], [], []
 
         async def testbench(ctx):
             cycle, sent, offered, held = 0, 0, False, None
@@ -131,6 +131,7 @@ class StreamBench:
                 if ctx.get(dut.o.valid):
                     if ready:
                         got.append(ctx.get(dut.o.payload))
+                        self.emitted.append(cycle)
                     else:
                         held = ctx.get(dut.o.payload)
                 await ctx.tick()
@@ -258,6 +259,34 @@ def test_a_bank_shared_by_consecutive_layers_waits_for_their_beats(lanes):
     bench = StreamBench(spec, max_m_folds=2)
     for banks in ([0, 0, 0, 0, 0], [1, 1, 0, 1, 1]):
         bench.check(layers, bench.run(layers, p_valid=0.8, p_ready=0.8, seed=sum(banks), banks=banks))
+
+
+@LANES
+@pytest.mark.parametrize("p_valid, p_ready", [(1.0, 1.0), (0.7, 0.6)], ids=["full_rate", "stalls"])
+def test_chain_without_pooling_hardware_is_exact_and_cycle_identical(p_valid, p_ready, lanes):
+    """``postop_pooling=False`` (small devices): bias, requantization and ReLU bit for bit as the golden model,
+    every beat taken and emitted in the same cycle as by the chain with pooling (same latency), and layers that
+    pool are rejected when planned."""
+    from hwgen.errors import MappingError
+    from hwgen.postops import check_supported
+    spec = make_spec(cols=4, lanes=lanes)
+    bare = dataclasses.replace(spec, postop_pooling=False)
+    assert PostOpPipeline.latency_for(bare) == PostOpPipeline.latency_for(spec) == postops_latency(bare)
+    rng = np.random.default_rng(17)
+    names = [name for name, chain in CHAINS.items() if chain.pool == "none"]
+    layers = [random_layer(spec, CHAINS[name], shape, rng)
+              for name, shape in zip(names * 2, [(6, 5, 7), (3, 4, 4), (5, 2, 3), (4, 3, 2), (8, 2, 2)] * 2)]
+    with_pooling, without = StreamBench(spec), StreamBench(bare)
+    results = without.run(layers, p_valid=p_valid, p_ready=p_ready, seed=lanes)
+    without.check(layers, results)
+    with_pooling.run(layers, p_valid=p_valid, p_ready=p_ready, seed=lanes)
+    assert (without.accepted, without.emitted) == (with_pooling.accepted, with_pooling.emitted)
+    check_supported(bare, CHAINS["requant_relu"])
+    for name in ("requant_relu_maxpool", "avgpool"):
+        with pytest.raises(MappingError, match="postop_pooling=False"):
+            check_supported(bare, CHAINS[name], "conv1")
+    with pytest.raises(Exception, match="postop_pooling must be True"):
+        dataclasses.replace(spec, postop_pooling="no")
 
 
 def test_latency_is_documented_value():

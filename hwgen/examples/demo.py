@@ -45,8 +45,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.images < 1:
         parser.error("--images must be at least 1")
-    if args.int4_fc and args.precision != "int8":
-        parser.error("--int4-fc is an int8 build's option; drop it for --precision " + args.precision)
+    if args.fc_bits != 8 and args.precision != "int8":
+        parser.error(f"--int{args.fc_bits}-fc is an int8 build's option; drop it for --precision {args.precision}")
     float_build = args.precision != "int8"
 
     import onnx

@@ -44,6 +44,9 @@ Stages (one register each; lane ``j`` of every stage is channel ``mf*cols + g*la
 - An output zero point ``z`` (``cfg.zero_point``) is added in S9's rounding adder (S10 takes it in range); the
   saturation tests compare against the type's bounds less ``z`` (made a stage earlier), ReLU clamps at ``z``.
 - ``cfg.dest`` rides with the beat and leaves on ``o_dest`` beside it (the top routes the beat by it).
+- Without pooling hardware (``spec.postop_pooling=False``, for small devices): no line buffer, no held
+  column, no pair or window; S11 (S11b) and S12 keep only the value's registers, so the latency and every
+  cycle are those of the chain with pooling. Layers that pool are rejected (`hwgen.postops.check_supported`).
 - Float accelerators (``spec.is_float``, `hwgen.floats`): the lanes are fp32 patterns; S3 adds the bias with an
   `fpu.Fp32Adder` (round to nearest even); requantization multiplies by the channel's fp32 scale (the
   ``multiplier`` field holds its pattern) on a 24 x 24 `WideMultiplier` in S4-S7, rounded into S8, and rounds
@@ -298,46 +301,49 @@ class PostOpPipeline(wiring.Component):
         out_pool_on = s_window.pool != POOL_CODES["none"]  # and divided on the way out
         out_is_avg = s_window.pool == POOL_CODES["avg"]
 
-        # Line buffer of horizontal pairs from even rows, a `PipelinedMemory` (no block RAM clock-to-out in
-        # front of the window's adder): entry pair * groups + group; read issued as a group enters the stage
-        # before the pair's (S10; S11 when split), its word with the group's pair. With one group, only the pair
-        # of the row above can be written at the edge the read is issued (2 beats ahead, when out_w is 2): that
-        # write is forwarded. With more, the row above was written at least 2 * groups groups before its read.
-        m.submodules.line_buffer = line_buffer = PipelinedMemory(width=lanes * lb_bits, depth=lb_depth * groups)
-        lb_write_en = advance & valid[10 + X + P] & pool_on & s_pair.col_odd & ~s_pair.row_odd
-        lb_data = Signal(lanes * lb_bits)
-        m.d.comb += [line_buffer.read_addr.eq(_times(s_lb_read.pair, groups) + s_lb_read.group),
-                     line_buffer.read_en.eq(advance), line_buffer.data_en.eq(advance),
-                     line_buffer.write_addr.eq(_times(s_pair.pair, groups) + s_pair.group),
-                     line_buffer.write_data.eq(lb_data), line_buffer.write_en.eq(lb_write_en)]
-        if groups == 1:
-            assert not P
-            forward10, forward_data10 = stage("s10_forward", 1), stage("s10_forward_data", lanes * lb_bits)
-            with m.If(advance):
-                m.d.sync += [forward10.eq(lb_write_en & (s_pair.pair == s_lb_read.pair)),
-                             forward_data10.eq(lb_data)]
-            forward11 = delayed("s11_forward", forward10, 1)
-            forward_data11 = delayed("s11_forward_data", forward_data10, 1)
-            row_above = Mux(forward11, forward_data11, line_buffer.read_data)
-        else:
-            row_above = line_buffer.read_data
+        pooling = spec.postop_pooling            # False: no pooling hardware (the stages keep their
+                                                 # registers: same latency, same cycles)
+        if pooling:
+            # Line buffer of horizontal pairs from even rows, a `PipelinedMemory` (no block RAM clock-to-out in
+            # front of the window's adder): entry pair * groups + group; read issued as a group enters the stage
+            # before the pair's (S10; S11 when split), its word with the group's pair. With one group, only the pair
+            # of the row above can be written at the edge the read is issued (2 beats ahead, when out_w is 2): that
+            # write is forwarded. With more, the row above was written at least 2 * groups groups before its read.
+            m.submodules.line_buffer = line_buffer = PipelinedMemory(width=lanes * lb_bits, depth=lb_depth * groups)
+            lb_write_en = advance & valid[10 + X + P] & pool_on & s_pair.col_odd & ~s_pair.row_odd
+            lb_data = Signal(lanes * lb_bits)
+            m.d.comb += [line_buffer.read_addr.eq(_times(s_lb_read.pair, groups) + s_lb_read.group),
+                         line_buffer.read_en.eq(advance), line_buffer.data_en.eq(advance),
+                         line_buffer.write_addr.eq(_times(s_pair.pair, groups) + s_pair.group),
+                         line_buffer.write_data.eq(lb_data), line_buffer.write_en.eq(lb_write_en)]
+            if groups == 1:
+                assert not P
+                forward10, forward_data10 = stage("s10_forward", 1), stage("s10_forward_data", lanes * lb_bits)
+                with m.If(advance):
+                    m.d.sync += [forward10.eq(lb_write_en & (s_pair.pair == s_lb_read.pair)),
+                                 forward_data10.eq(lb_data)]
+                forward11 = delayed("s11_forward", forward10, 1)
+                forward_data11 = delayed("s11_forward_data", forward_data10, 1)
+                row_above = Mux(forward11, forward_data11, line_buffer.read_data)
+            else:
+                row_above = line_buffer.read_data
 
-        # The even column's value of every group, read as the odd column's group forms its pair.
-        if groups == 1:
-            held_all = stage("pool_held", unsigned(group_bits))
-            held_write = advance & valid[9 + X] & ~s10.col_odd
-            held_word = held_all
-        else:
-            # Read a cycle ahead (the group in S9, as it enters S10) into the read port's register, so the pair's
-            # compare starts from a flip-flop, not a LUT RAM read (that was the 8x8's critical path, 9.2 ns). The
-            # even column's group g is written as it leaves S10; the odd column's group g enters S10 at least
-            # `groups` groups later, so with groups >= 2 its read (an edge earlier) always follows the write.
-            m.submodules.pool_held = held_mem = memory.Memory(shape=unsigned(group_bits), depth=groups, init=[])
-            held_w, held_r = held_mem.write_port(), held_mem.read_port()
-            held_write = held_w.en
-            m.d.comb += [held_w.addr.eq(s10.group), held_r.addr.eq(s9.group), held_r.en.eq(advance),
-                         held_w.en.eq(advance & valid[9 + X] & ~s10.col_odd)]
-            held_word = held_r.data
+            # The even column's value of every group, read as the odd column's group forms its pair.
+            if groups == 1:
+                held_all = stage("pool_held", unsigned(group_bits))
+                held_write = advance & valid[9 + X] & ~s10.col_odd
+                held_word = held_all
+            else:
+                # Read a cycle ahead (the group in S9, as it enters S10) into the read port's register, so the pair's
+                # compare starts from a flip-flop, not a LUT RAM read (that was the 8x8's critical path, 9.2 ns). The
+                # even column's group g is written as it leaves S10; the odd column's group g enters S10 at least
+                # `groups` groups later, so with groups >= 2 its read (an edge earlier) always follows the write.
+                m.submodules.pool_held = held_mem = memory.Memory(shape=unsigned(group_bits), depth=groups, init=[])
+                held_w, held_r = held_mem.write_port(), held_mem.read_port()
+                held_write = held_w.en
+                m.d.comb += [held_w.addr.eq(s10.group), held_r.addr.eq(s9.group), held_r.en.eq(advance),
+                             held_w.en.eq(advance & valid[9 + X] & ~s10.col_odd)]
+                held_word = held_r.data
 
         out_lanes, lb_lanes, y_lanes = [], [], []
         if spec.is_float:
@@ -373,6 +379,13 @@ class PostOpPipeline(wiring.Component):
             with m.If(advance):
                 m.d.sync += y.eq(Mux(s9.relu, fp32_relu(n9), n9))
             y_lanes.append(y)
+            if not pooling:
+                y11, y12 = stage(f"s11_y_{j}", 32), stage(f"s12_y_{j}", 32)
+                with m.If(advance):
+                    m.d.sync += [y11.eq(y), y12.eq(y11)]
+                out16 = s_window.requant & (s_window.out_bits == 16)
+                out_lanes.append(Mux(out16, fp32_to_format(y12, fmt), y12))
+                continue
             held = held_word[j * 32:(j + 1) * 32]          # the even column's value (the shared pool_held)
             y11, pair = stage(f"s11_y_{j}", 32), stage(f"s11_pair_{j}", 32)
             with m.If(advance):
@@ -463,6 +476,16 @@ class PostOpPipeline(wiring.Component):
             # pair and the line buffer's entry of the row above, into S12; averaged on the way out. Split (a
             # narrow chain): S11 registers the pair's compare and sum beside both operands, S11b the choice, and
             # the sum + 2 that the average's rounding needs, so the window's sum is the rounded one.
+            if not pooling:
+                # The pooling stages' value registers only (S11, S11b on a narrow chain, S12).
+                value = y
+                for name in ("s11_y", "s11b_y", "s12_y") if P else ("s11_y", "s12_y"):
+                    reg = stage(f"{name}_{j}", signed(acc_bits))
+                    with m.If(advance):
+                        m.d.sync += reg.eq(value)
+                    value = reg
+                out_lanes.append(value)
+                continue
             held = held_word[j * acc_bits:(j + 1) * acc_bits].as_signed()       # the even column's value
             y11 = stage(f"s11_y_{j}", signed(acc_bits))
             pair = stage(f"s11_pair_{j}", signed(lb_bits))
@@ -496,15 +519,16 @@ class PostOpPipeline(wiring.Component):
             pooled = Mux(out_is_avg, average, Mux(above_greater, above12, pair12))
             out_lanes.append(Mux(out_pool_on, pooled, y12)[:acc_bits])
             lb_lanes.append(pair)
-        m.d.comb += lb_data.eq(Cat(*lb_lanes))
-        if groups == 1:
-            with m.If(held_write):
-                m.d.sync += held_all.eq(Cat(*y_lanes))
-        else:
-            m.d.comb += held_w.data.eq(Cat(*y_lanes))
+        if pooling:
+            m.d.comb += lb_data.eq(Cat(*lb_lanes))
+            if groups == 1:
+                with m.If(held_write):
+                    m.d.sync += held_all.eq(Cat(*y_lanes))
+            else:
+                m.d.comb += held_w.data.eq(Cat(*y_lanes))
 
         # The output register: each group's lanes, the beat offered with its last group.
-        emit = ~out_pool_on | (s_window.col_odd & s_window.row_odd)
+        emit = (~out_pool_on | (s_window.col_odd & s_window.row_odd)) if pooling else 1
         last_group12 = s_window.group == groups - 1
         with m.If(advance):
             m.d.sync += [self.o.valid.eq(valid[11 + X + P] & emit & last_group12), self.o_dest.eq(s_window.dest)]
