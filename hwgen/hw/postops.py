@@ -77,12 +77,26 @@ from amaranth.lib.wiring import In, Out
 from ..postops import POOL_CODES, column_seeds, config_layout, params_layout
 from ..spec import AcceleratorSpec
 from .bram import PipelinedMemory
+from .fanout import registered_copies
 from .fpu import (fp32_add, fp32_max, fp32_mul_operands, fp32_mul_round, fp32_relu, fp32_round_to,
                   fp32_to_format)
 from .lfsr import unrolled_draw
 from .wide_multiplier import WideMultiplier
 
 __all__ = ["PostOpPipeline"]
+
+
+def _shift_right(value, amounts, width):
+    """``value >> amount`` (arithmetic; ``value`` signed, sign-extended to ``width`` bits) as levels of 2:1
+    multiplexers, one level per bit of the amount; output bit ``i`` of every level is selected by the copy
+    ``amounts[i * len(amounts) // width]`` (all copies hold the same amount)."""
+    bits = [value.as_signed()[min(i, len(value) - 1)] for i in range(width)]
+    sign = bits[-1]
+    for k in range(len(amounts[0])):
+        step = 1 << k
+        bits = [Mux(amounts[i * len(amounts) // width][k], bits[i + step] if i + step < width else sign, bits[i])
+                for i in range(width)]
+    return Cat(*bits).as_signed()
 
 
 def _times(value, constant):
@@ -105,6 +119,7 @@ class PostOpPipeline(wiring.Component):
     ``acc_bits``), ``busy`` (a group is in flight).
     """
 
+    SHIFT_COPIES = 4         # flip-flop copies of each lane's shift amount in S8, each driving part of the shifter
     LATENCY = 13             # one more with stochastic rounding, one more for a narrow chain (`latency_for`)
 
     @classmethod
@@ -465,11 +480,15 @@ class PostOpPipeline(wiring.Component):
                 with m.If(advance):
                     m.d.sync += p2.eq(p + off7)
                 p = p2
-            shift7 = delayed(f"shift_{j}", shift3, WideMultiplier.LATENCY + X)
+            # The shift amount reaches S8 as SHIFT_COPIES flip-flop copies, each selecting one part of every
+            # level of the shifter (not a shifter per part: the levels are shared), so no flip-flop drives
+            # a whole level (the 8x8's critical path at seed 1: 4.9 ns of route from one shift register).
+            shift6 = delayed(f"shift_{j}", shift3, WideMultiplier.LATENCY + X - 1)
+            shift7 = registered_copies(m, shift6, name=f"shift_{j}", count=self.SHIFT_COPIES, enable=advance)
             # S8: sh = (2p) >> s (arithmetic), so that round_shift(p, s) = (sh + 1) >> 1.
             sh = stage(f"s8_sh_{j}", signed(p_bits + 2))
             with m.If(advance):
-                m.d.sync += sh.eq((p << 1) >> shift7)
+                m.d.sync += sh.eq(_shift_right(p << 1, shift7, p_bits + 2))
             # S9: the rounded value plus the zero point, ((sh + 1) >> 1) + z = (sh + 2z + 1) >> 1, in its low
             # bits (all a value in range has; modulo 2**acc_bits the same bits), and the saturation tests made
             # on sh itself: (sh + 1) >> 1 < lo  <=>  sh < 2 lo - 1, and  > hi  <=>  sh > 2 hi.
