@@ -58,8 +58,16 @@ group taken in cycle ``t`` (``advance`` with ``i.valid``) is in the output regis
 stall intervenes; a beat's groups are taken in cycles ``t .. t + G - 1`` and the beat is presented on ``o`` in
 cycle ``t + G - 1 + L``; with pooling, the window's output appears then for its bottom-right input. Throughput
 is one group per cycle while ``o`` is ready (pooling emits one beat per 2x2 window, i.e. per four kept inputs).
-The pipeline stalls as a whole: ``advance = ~o.valid | o.ready`` (combinational from ``o.ready``, independent
-of ``i.valid``), so it holds up to ``L`` groups and never drops one.
+A full-width chain (``G = 1``) stalls as a whole: ``advance = ~o.valid | o.ready`` (combinational from
+``o.ready``, independent of ``i.valid``), so it holds up to ``L`` groups and never drops one. A narrow chain
+(``G > 1``, `free_running`) never stalls: every stage moves on each cycle (no clock enable from ``o.ready``), a
+group enters only with an output credit (``credit``, a flip-flop: ``i.ready = credit & last group``), and a
+beat ``o`` does not take in the cycle it reaches the output register waits in a skid (a LUT memory of
+`skid_depth` entries, one per credit) and is offered from there in order; with the skid empty ``o`` is the
+output register itself, so while ``o`` is ready the timing above is unchanged. A credit is taken as a beat is
+accepted and returned a cycle after the beat leaves on ``o``, or as its last group leaves the window stage
+without an output (pooling): ``o.ready`` reaches only the skid's pointers and one flip-flop, not the stages or
+the block-RAM FIFO in front of the chain.
 
 Position in the layer comes from counters over accepted beats (``f``, then ``e``, then m-fold, wrapping back to
 zero after ``m_folds * out_h * out_w`` beats). ``cfg`` and ``bank`` describe the command whose beats arrive on
