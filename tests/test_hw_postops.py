@@ -398,3 +398,41 @@ def test_constructor_checks():
         with pytest.raises(ValueError, match="max_out_w"):
             PostOpPipeline(spec, max_m_folds=2, max_out_w=1)
         gc.collect()
+
+
+def test_a_narrow_chain_runs_free_against_credits():
+    """A narrow chain (``free_running``) never stalls: with ``o`` not ready it accepts `skid_depth` beats (its
+    credits), then ``i.ready`` falls; ``i.ready`` does not follow ``o.ready`` within a cycle; once ``o`` is
+    ready every beat leaves, in order, unchanged (no post-ops), and the credits come back."""
+    spec = make_spec(cols=4, lanes=1)
+    assert PostOpPipeline.free_running(spec) and not PostOpPipeline.free_running(make_spec(cols=2, lanes=2))
+    dut = PostOpPipeline(spec, max_m_folds=2, max_out_w=4)
+    depth = PostOpPipeline.skid_depth(spec)
+    beats = [(k + 1) * 0x0000000700000005_0000000300000001 + k for k in range(3 * depth)]
+    accepted, outs = [], []
+
+    async def testbench(ctx):
+        ctx.set(dut.cfg, config_values(PostOps(), spec.acc_type, out_h=8, out_w=8, m_folds=1))
+        ctx.set(dut.o.ready, 0)
+        for cycle in range(400):
+            sent = len(accepted)
+            ctx.set(dut.i.valid, sent < len(beats))
+            ctx.set(dut.i.payload, beats[sent] if sent < len(beats) else 0)
+            ready = cycle >= 200 and cycle % 3 != 0
+            ctx.set(dut.o.ready, not ready)
+            before = ctx.get(dut.i.ready)
+            ctx.set(dut.o.ready, ready)
+            assert ctx.get(dut.i.ready) == before, "i.ready must not depend on o.ready"
+            if cycle == 199:
+                assert len(accepted) == depth and not ctx.get(dut.i.ready)
+            if sent < len(beats) and ctx.get(dut.i.ready):
+                accepted.append(cycle)
+            if ready and ctx.get(dut.o.valid):
+                outs.append(ctx.get(dut.o.payload))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert outs == beats

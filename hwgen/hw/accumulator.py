@@ -10,7 +10,7 @@ slots, so a read misses at most the writes of the two cycles before its sum (rec
 apart): those words are forwarded from registers, and the sum never uses a stale word.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -23,12 +23,17 @@ __all__ = ["Accumulator", "AccumulatorLane"]
 
 class Accumulator(wiring.Component):
     LATENCY = 1           # sum_* -> out_*
+    READ_PARTS = 4        # copies of the read address, each driving part of the block RAM columns
+
     def __init__(self, spec):
         self.spec = spec
         depth = max(spec.acc_depth, 2)
         super().__init__({
             "en": In(1),
             "read_valid": In(1), "read_pixel": In(range(depth)),
+            # READ_PARTS copies of read_pixel (each from a flip-flop of its own; `PipelinedMemory.read_parts`)
+            "read_pixel_parts": In(unsigned(self.READ_PARTS * Shape.cast(range(depth)).width)),
+            "read_valid_parts": In(self.READ_PARTS),        # and of read_valid
             "psums": In(unsigned(spec.cols * spec.psum_bits)),  # arrives with sum_*, two cycles after read_*
             "sum_valid": In(1), "sum_pixel": In(range(depth)), "sum_first": In(1), "sum_last": In(1),
             "out_valid": Out(1), "out_data": Out(unsigned(spec.acc_word_bits)),
@@ -38,8 +43,11 @@ class Accumulator(wiring.Component):
         m = Module()
         spec = self.spec
         acc_bits, psum_bits = spec.acc_type.bits, spec.psum_bits
-        m.submodules.buffer = buffer = PipelinedMemory(width=spec.acc_word_bits, depth=max(spec.acc_depth, 2))
-        m.d.comb += [buffer.read_addr.eq(self.read_pixel), buffer.read_en.eq(self.en & self.read_valid),
+        m.submodules.buffer = buffer = PipelinedMemory(width=spec.acc_word_bits, depth=max(spec.acc_depth, 2),
+                                                       read_parts=self.READ_PARTS)
+        m.d.comb += [buffer.read_addr.eq(self.read_pixel), buffer.read_addr_parts.eq(self.read_pixel_parts),
+                     buffer.read_en_parts.eq(self.read_valid_parts & self.en.replicate(self.READ_PARTS)),
+                     buffer.read_en.eq(self.en & self.read_valid),
                      buffer.data_en.eq(self.en)]
 
         # Stage T: the sum, registered. Stage T + 1: it is written back (or emitted). A read issued in cycle t

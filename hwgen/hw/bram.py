@@ -59,20 +59,31 @@ def check_width_depth(width, depth):
 class PipelinedMemory(wiring.Component):
     """``depth`` words of ``width`` bits; one write port, one two-step read port (see the module docstring)."""
 
-    def __init__(self, *, width, depth):
+    def __init__(self, *, width, depth, read_parts=1):
         self.width, self.depth = check_width_depth(width, depth)
-        super().__init__({
+        if not isinstance(read_parts, int) or read_parts < 1:
+            raise ValueError(f"read_parts must be a positive integer, not {read_parts!r}")
+        self.read_parts = read_parts
+        members = {
             "write_addr": In(range(depth)), "write_data": In(unsigned(width)), "write_en": In(1),
             "read_addr": In(range(depth)), "read_en": In(1),
             "data_en": In(1), "read_data": Out(unsigned(width)),
-        })
+        }
+        if read_parts > 1:
+            # Copies of read_addr and read_en (the caller drives each with the same value, from flip-flops of
+            # its own):
+            # the ECP5 form gives copy k to the k-th part of its block RAM columns, so no flip-flop drives the
+            # address pins of every block of a wide memory; the generic form reads read_addr only.
+            members["read_addr_parts"] = In(unsigned(read_parts * Shape.cast(range(depth)).width))
+            members["read_en_parts"] = In(read_parts)       # copies of read_en, likewise
+        super().__init__(members)
 
     def elaborate(self, platform):
         ecp5 = target.family(platform) == "ecp5"
         # With a module library, one module per memory shape; the generic form's RTLIL written by
         # `generic_rtlil` (the same text Amaranth writes, without the cost of a zero initializer emitted bit by
         # bit).
-        shared = shared_body(self, platform, kind=f"memory_{self.width}x{self.depth}", key=(self.width, self.depth),
+        shared = None if self.read_parts > 1 else shared_body(self, platform, kind=f"memory_{self.width}x{self.depth}", key=(self.width, self.depth),
                              make=lambda: PipelinedMemory(width=self.width, depth=self.depth),
                              rtlil_text=None if ecp5 else
                              lambda name: generic_rtlil(name, width=self.width, depth=self.depth),
@@ -106,8 +117,13 @@ class PipelinedMemory(wiring.Component):
                 m.d.comb += [din.eq(self.write_data[lo:hi]), banked[b][lo:hi].eq(dout[:hi - lo])]
                 wa, ra = Signal(14, name=f"ram{b}_{c}_wa"), Signal(14, name=f"ram{b}_{c}_ra")
                 # The word address sits on AD[13:lsb]; in 18-bit mode AD[1:0] are port A's byte enables.
+                read_addr, read_en = self.read_addr, self.read_en
+                if self.read_parts > 1:
+                    part, bits = c * self.read_parts // columns, len(self.read_addr)
+                    read_addr = self.read_addr_parts[part * bits:(part + 1) * bits]
+                    read_en = self.read_en_parts[part]
                 m.d.comb += [wa.eq((self.write_addr[:low_bits] << lsb) | (0b11 if block_width == 18 else 0)),
-                             ra.eq(self.read_addr[:low_bits] << lsb)]
+                             ra.eq(read_addr[:low_bits] << lsb)]
                 ports = {}
                 for k in range(14):
                     ports[f"i_ADA{k}"], ports[f"i_ADB{k}"] = wa[k], ra[k]
@@ -122,7 +138,7 @@ class PipelinedMemory(wiring.Component):
                     p_GSR="AUTO",
                     i_CLKA=ClockSignal(), i_CEA=1, i_OCEA=1, i_WEA=write_here, i_RSTA=0,
                     i_CSA0=0, i_CSA1=0, i_CSA2=0,
-                    i_CLKB=ClockSignal(), i_CEB=self.read_en, i_OCEB=self.data_en, i_WEB=0, i_RSTB=0,
+                    i_CLKB=ClockSignal(), i_CEB=read_en, i_OCEB=self.data_en, i_WEB=0, i_RSTB=0,
                     i_CSB0=0, i_CSB1=0, i_CSB2=0,
                     **ports)
         if banks == 1:

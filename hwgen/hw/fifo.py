@@ -10,17 +10,19 @@ Timing: a word written in cycle ``t`` is the head (``r_rdy``) from cycle ``t + W
 earliest; the capacity is ``depth + QUEUE`` words. Golden model: `FIFOModel` in ``tests/test_hw_fifo.py``.
 """
 
-from amaranth.hdl import Array, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .bram import READ_LATENCY, PipelinedMemory, check_width_depth
+from .bram import READ_LATENCY, PipelinedMemory, check_width_depth, ecp5_tiling
+from .fanout import registered_copies
 
 __all__ = ["BlockRAMFIFO", "BlockRAMHeadFIFO"]
 
 
 class BlockRAMFIFO(wiring.Component):
     QUEUE = READ_LATENCY + 2
+    READ_PARTS = 4      # at most this many copies of the read enable and address (one per part of the columns)
     # write -> counted in storage (1) -> read issued (1) -> two read steps -> into the queue (1)
     WRITE_TO_READ = 2 + READ_LATENCY
 
@@ -35,7 +37,10 @@ class BlockRAMFIFO(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         depth, queue_size = self.depth, self.QUEUE
-        m.submodules.ram = storage = PipelinedMemory(width=self.width, depth=depth)
+        # The read enable and address also as flip-flop copies, each driving a part of the block RAM columns
+        # (a wide FIFO's blocks can sit far apart: one read enable's route to them was the 8x8's critical path).
+        parts = min(self.READ_PARTS, ecp5_tiling(depth, self.width)[1])
+        m.submodules.ram = storage = PipelinedMemory(width=self.width, depth=depth, read_parts=parts)
 
         # Storage side: words written and not yet read out of the block RAM.
         produce, consume = Signal(range(depth)), Signal(range(depth))
@@ -70,14 +75,22 @@ class BlockRAMFIFO(wiring.Component):
             """``count + up - down == value``."""
             return Mux(up, Mux(down, count == value, count == value - 1), Mux(down, count == value + 1,
                                                                               count == value))
-        m.d.sync += [issue.eq(~next_is(stored, 0, write, issue) &
-                              Mux(issue & ~pop, reserved < queue_size - 1,
-                                  Mux(~issue & pop, 1, reserved < queue_size))),
+        next_issue = Signal()
+        m.d.comb += next_issue.eq(~next_is(stored, 0, write, issue) &
+                                  Mux(issue & ~pop, reserved < queue_size - 1,
+                                      Mux(~issue & pop, 1, reserved < queue_size)))
+        m.d.sync += [issue.eq(next_issue),
                      stored.eq(next_stored), reserved.eq(next_reserved),
                      not_full.eq(~next_is(stored, depth, write, issue))]
         m.d.sync += in_flight.eq((in_flight >> 1) | (issue << (READ_LATENCY - 1)))
         with m.If(issue):
             m.d.sync += consume.eq(_advance(consume, depth))
+        if parts > 1:
+            issues = registered_copies(m, next_issue, name="issue", count=parts)
+            consumes = [Signal.like(consume, name=f"consume_copy_{k}") for k in range(parts)]
+            with m.If(issue):
+                m.d.sync += [copy.eq(_advance(consume, depth)) for copy in consumes]
+            m.d.comb += [storage.read_addr_parts.eq(Cat(*consumes)), storage.read_en_parts.eq(Cat(*issues))]
 
         words = Array(Signal(self.width, name=f"queue{k}", reset_less=True) for k in range(queue_size))
         head, tail = Signal(range(queue_size)), Signal(range(queue_size))

@@ -61,8 +61,16 @@ group taken in cycle ``t`` (``advance`` with ``i.valid``) is in the output regis
 stall intervenes; a beat's groups are taken in cycles ``t .. t + G - 1`` and the beat is presented on ``o`` in
 cycle ``t + G - 1 + L``; with pooling, the window's output appears then for its bottom-right input. Throughput
 is one group per cycle while ``o`` is ready (pooling emits one beat per 2x2 window, i.e. per four kept inputs).
-The pipeline stalls as a whole: ``advance = ~o.valid | o.ready`` (combinational from ``o.ready``, independent
-of ``i.valid``), so it holds up to ``L`` groups and never drops one.
+A full-width chain (``G = 1``) stalls as a whole: ``advance = ~o.valid | o.ready`` (combinational from
+``o.ready``, independent of ``i.valid``), so it holds up to ``L`` groups and never drops one. A narrow chain
+(``G > 1``, `free_running`) never stalls: every stage moves on each cycle (no clock enable from ``o.ready``), a
+group enters only with an output credit (``credit``, a flip-flop: ``i.ready = credit & last group``), and a
+beat ``o`` does not take in the cycle it reaches the output register waits in a skid (a LUT memory of
+`skid_depth` entries, one per credit) and is offered from there in order; with the skid empty ``o`` is the
+output register itself, so while ``o`` is ready the timing above is unchanged. A credit is taken as a beat is
+accepted and returned a cycle after the beat leaves on ``o``, or as its last group leaves the window stage
+without an output (pooling): ``o.ready`` reaches only the skid's pointers and one flip-flop, not the stages or
+the block-RAM FIFO in front of the chain.
 
 Position in the layer comes from counters over accepted beats (``f``, then ``e``, then m-fold, wrapping back to
 zero after ``m_folds * out_h * out_w`` beats). ``cfg`` and ``bank`` describe the command whose beats arrive on
@@ -80,12 +88,26 @@ from amaranth.lib.wiring import In, Out
 from ..postops import POOL_CODES, column_seeds, config_layout, params_layout
 from ..spec import AcceleratorSpec
 from .bram import PipelinedMemory
+from .fanout import registered_copies
 from .fpu import (fp32_add, fp32_max, fp32_mul_operands, fp32_mul_round, fp32_relu, fp32_round_to,
                   fp32_to_format)
 from .lfsr import unrolled_draw
 from .wide_multiplier import WideMultiplier
 
 __all__ = ["PostOpPipeline"]
+
+
+def _shift_right(value, amounts, width):
+    """``value >> amount`` (arithmetic; ``value`` signed, sign-extended to ``width`` bits) as levels of 2:1
+    multiplexers, one level per bit of the amount; output bit ``i`` of every level is selected by the copy
+    ``amounts[i * len(amounts) // width]`` (all copies hold the same amount)."""
+    bits = [value.as_signed()[min(i, len(value) - 1)] for i in range(width)]
+    sign = bits[-1]
+    for k in range(len(amounts[0])):
+        step = 1 << k
+        bits = [Mux(amounts[i * len(amounts) // width][k], bits[i + step] if i + step < width else sign, bits[i])
+                for i in range(width)]
+    return Cat(*bits).as_signed()
 
 
 def _times(value, constant):
@@ -108,6 +130,7 @@ class PostOpPipeline(wiring.Component):
     ``acc_bits``), ``busy`` (a group is in flight).
     """
 
+    SHIFT_COPIES = 4         # flip-flop copies of each lane's shift amount in S8, each driving part of the shifter
     LATENCY = 13             # one more with stochastic rounding, one more for a narrow chain (`latency_for`)
 
     @classmethod
@@ -123,6 +146,22 @@ class PostOpPipeline(wiring.Component):
         """Whether the horizontal pair takes two stages (registered compare and sum, then the choice): on a
         narrow chain (``postop_groups > 1``), whose pair stage was the 8x8's critical path."""
         return spec.postop_groups > 1
+
+    @staticmethod
+    def free_running(spec):
+        """Whether the chain never stalls (a narrow chain, ``postop_groups > 1``): its stages always advance, a
+        beat enters only with an output credit, and beats ``o`` does not take at once wait in a skid of
+        `skid_depth` entries behind the output register. ``o.ready`` then reaches only the skid and a credit
+        flip-flop, not the stage registers' enables or the input FIFO's read port (the 8x8's critical path)."""
+        return spec.postop_groups > 1
+
+    @classmethod
+    def skid_depth(cls, spec):
+        """Skid entries (= output credits) of a free-running chain: enough that the credits never hold back a
+        beat while ``o`` is ready. A credit is out from the cycle after a beat is accepted until two cycles
+        after the beat reaches the output register (``L + 1`` cycles), and a beat is accepted at most every
+        ``postop_groups`` cycles."""
+        return -(-(cls.latency_for(spec) + 2) // spec.postop_groups) + 1
 
     def __init__(self, spec, *, max_m_folds, max_out_w=None, dims_bits=None):
         if not isinstance(spec, AcceleratorSpec):
@@ -176,12 +215,21 @@ class PostOpPipeline(wiring.Component):
         lb_bits = acc_bits + 1                  # a horizontal pair: max, or sum of two
         group_bits = lanes * acc_bits
 
+        free = self.free_running(spec)
         advance = Signal()                      # every stage register moves on (the whole pipe stalls at once)
-        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
-        take = self.i.valid & advance           # a group enters S1
         group = Signal(range(groups))           # the group of the beat on `i` taken next
         last_group = group == groups - 1
-        m.d.comb += self.i.ready.eq(advance & last_group)
+        if free:
+            # Never stalls: every stage moves on each cycle. A beat enters only with an output credit (`credit`,
+            # a flip-flop), so the skid behind the output register has room for every beat in flight.
+            credit = Signal(init=1)
+            m.d.comb += advance.eq(1)
+            take = self.i.valid & credit        # a group enters S1
+            m.d.comb += self.i.ready.eq(credit & last_group)
+        else:
+            m.d.comb += advance.eq(~self.o.valid | self.o.ready)
+            take = self.i.valid & advance       # a group enters S1
+            m.d.comb += self.i.ready.eq(advance & last_group)
         accept = self.i.valid & self.i.ready    # the beat's last group: the beat is consumed
         if groups > 1:
             with m.If(take):
@@ -233,7 +281,7 @@ class PostOpPipeline(wiring.Component):
         valid = [stage(f"s{k}_valid", 1) for k in range(1, stages + 1)]
         tags = [stage(f"s{k}_tag", tag_layout) for k in range(1, stages + 1)]
         with m.If(advance):
-            m.d.sync += [valid[0].eq(self.i.valid), tags[0].eq(tag)]
+            m.d.sync += [valid[0].eq(take), tags[0].eq(tag)]
             m.d.sync += [valid[k].eq(valid[k - 1]) for k in range(1, stages)]
             m.d.sync += [tags[k].eq(tags[k - 1]) for k in range(1, stages)]
         m.d.comb += self.busy.eq(Cat(*valid, self.o.valid).any())
@@ -453,11 +501,15 @@ class PostOpPipeline(wiring.Component):
                 with m.If(advance):
                     m.d.sync += p2.eq(p + off7)
                 p = p2
-            shift7 = delayed(f"shift_{j}", shift3, WideMultiplier.LATENCY + X)
+            # The shift amount reaches S8 as SHIFT_COPIES flip-flop copies, each selecting one part of every
+            # level of the shifter (not a shifter per part: the levels are shared), so no flip-flop drives
+            # a whole level (the 8x8's critical path at seed 1: 4.9 ns of route from one shift register).
+            shift6 = delayed(f"shift_{j}", shift3, WideMultiplier.LATENCY + X - 1)
+            shift7 = registered_copies(m, shift6, name=f"shift_{j}", count=self.SHIFT_COPIES, enable=advance)
             # S8: sh = (2p) >> s (arithmetic), so that round_shift(p, s) = (sh + 1) >> 1.
             sh = stage(f"s8_sh_{j}", signed(p_bits + 2))
             with m.If(advance):
-                m.d.sync += sh.eq((p << 1) >> shift7)
+                m.d.sync += sh.eq(_shift_right(p << 1, shift7, p_bits + 2))
             # S9: the rounded value plus the zero point, ((sh + 1) >> 1) + z = (sh + 2z + 1) >> 1, in its low
             # bits (all a value in range has; modulo 2**acc_bits the same bits), and the saturation tests made
             # on sh itself: (sh + 1) >> 1 < lo  <=>  sh < 2 lo - 1, and  > hi  <=>  sh > 2 hi.
@@ -527,18 +579,60 @@ class PostOpPipeline(wiring.Component):
             else:
                 m.d.comb += held_w.data.eq(Cat(*y_lanes))
 
-        # The output register: each group's lanes, the beat offered with its last group.
-        emit = (~out_pool_on | (s_window.col_odd & s_window.row_odd)) if pooling else 1
+        # The output register: each group's lanes, the beat offered with its last group (on a free-running
+        # chain offered through the skid below).
+        if free:
+            o_valid, o_dest = Signal(name="co_valid"), Signal(name="co_dest")
+            o_payload = Signal(spec.acc_word_bits, name="co_payload")
+        else:
+            o_valid, o_dest, o_payload = self.o.valid, self.o_dest, self.o.payload
+        emit = (~out_pool_on | (s_window.col_odd & s_window.row_odd)) if pooling else Const(1, 1)
         last_group12 = s_window.group == groups - 1
         with m.If(advance):
-            m.d.sync += [self.o.valid.eq(valid[11 + X + P] & emit & last_group12), self.o_dest.eq(s_window.dest)]
+            m.d.sync += [o_valid.eq(valid[11 + X + P] & emit & last_group12), o_dest.eq(s_window.dest)]
             if groups == 1:
-                m.d.sync += self.o.payload.eq(Cat(*out_lanes))
+                m.d.sync += o_payload.eq(Cat(*out_lanes))
             else:
                 with m.If(valid[11 + X + P] & emit):
                     with m.Switch(s_window.group):
                         for g in range(groups):
                             with m.Case(g):
-                                m.d.sync += self.o.payload[g * group_bits:(g + 1) * group_bits].eq(
-                                    Cat(*out_lanes))
+                                m.d.sync += o_payload[g * group_bits:(g + 1) * group_bits].eq(Cat(*out_lanes))
+        if free:
+            # The skid: a beat the output register offers while `o` is not ready (or behind older beats) is
+            # written into a small LUT memory, read from there in order; `o` shows the skid's head, or the
+            # output register itself when the skid is empty (no cycle added while `o` is ready).
+            depth = self.skid_depth(spec)
+            width = spec.acc_word_bits + 1
+            m.submodules.skid = skid = memory.Memory(shape=unsigned(width), depth=depth, init=[])
+            skid_w, skid_r = skid.write_port(), skid.read_port(domain="comb")
+            head, tail = Signal(range(depth), name="skid_head"), Signal(range(depth), name="skid_tail")
+            count = Signal(range(depth + 1), name="skid_count")
+            nonempty = Signal(name="skid_nonempty")
+            skid_read = Signal(name="skid_read")
+            m.d.comb += [
+                self.o.valid.eq(nonempty | o_valid),
+                self.o.payload.eq(Mux(nonempty, skid_r.data[:-1], o_payload)),
+                self.o_dest.eq(Mux(nonempty, skid_r.data[-1], o_dest)),
+                skid_r.addr.eq(head), skid_w.addr.eq(tail), skid_w.data.eq(Cat(o_payload, o_dest)),
+                skid_w.en.eq(o_valid & (nonempty | ~self.o.ready)),
+                skid_read.eq(nonempty & self.o.ready),
+            ]
+            next_count = Signal(range(depth + 1))
+            m.d.comb += next_count.eq(count + skid_w.en - skid_read)
+            m.d.sync += [count.eq(next_count), nonempty.eq(next_count != 0)]
+            with m.If(skid_w.en):
+                m.d.sync += tail.eq(Mux(tail == depth - 1, 0, tail + 1))
+            with m.If(skid_read):
+                m.d.sync += head.eq(Mux(head == depth - 1, 0, head + 1))
+            # Credits: one per skid entry, taken as a beat is accepted, returned a cycle after the beat leaves
+            # on `o` (registered: `o.ready` reaches no further than the skid and this flip-flop) or as its last
+            # group leaves the window stage without an output (pooling keeps one beat of four).
+            credits = Signal(range(depth + 1), init=depth, name="out_credits")
+            left, dropped = Signal(name="credit_left"), Signal(name="credit_dropped")
+            m.d.sync += [left.eq(self.o.valid & self.o.ready),
+                         dropped.eq(valid[11 + X + P] & ~emit & last_group12)]
+            next_credits = Signal(range(depth + 1))
+            m.d.comb += next_credits.eq(credits - accept + left + dropped)
+            m.d.sync += [credits.eq(next_credits), credit.eq(next_credits != 0)]
         return m

@@ -311,7 +311,8 @@ class AcceleratorTop(wiring.Component):
             m.d.comb += (array_seq or mv).start.eq(starting)
         # Emitting commands queue their post-op settings; the chain takes them in order, beat-count by count.
         if postops is not None:
-            m.submodules.emit_queue = emit_queue = fifo.SyncFIFO(width=layout.size, depth=4)
+            # Buffered: the head the chain reads (its settings, the beat count) is a register, not a LUT-RAM read.
+            m.submodules.emit_queue = emit_queue = fifo.SyncFIFOBuffered(width=layout.size, depth=4)
             m.d.comb += [emit_queue.w_data.eq(handoff.as_value()),
                          emit_queue.w_en.eq(handoff_take & handoff.acc_emit)]
             emit_room = ~handoff.acc_emit | emit_queue.w_rdy
@@ -538,9 +539,17 @@ class AcceleratorTop(wiring.Component):
                 m.d.sync += [d.eq(s) for d, s in zip(delayed, stages[-1])]
             stages.append(delayed)
         read_stage, sum_stage = stages[latency - 1], stages[latency + 1]
+        # The read address also as kept copies of its register, each driving a part of the accumulator's block
+        # RAM columns (15 DP16KD on the 8x8: one register's route to all of them was 10.9 ns).
+        parts, read_enable = Accumulator.READ_PARTS, en if latency == 2 else en_d
+        read_copies = registered_copies(m, stages[latency - 2][1], name="acc_read_addr", count=parts,
+                                        enable=read_enable)
+        valid_copies = registered_copies(m, stages[latency - 2][0], name="acc_read_valid", count=parts,
+                                         enable=read_enable)
         m.d.comb += [
             acc.en.eq(en_acc), acc.psums.eq(array.psums),
             acc.read_valid.eq(read_stage[0]), acc.read_pixel.eq(read_stage[1]),
+            acc.read_pixel_parts.eq(Cat(*read_copies)), acc.read_valid_parts.eq(Cat(*valid_copies)),
             acc.sum_valid.eq(sum_stage[0]), acc.sum_pixel.eq(sum_stage[1]),
             acc.sum_first.eq(sum_stage[2]), acc.sum_last.eq(sum_stage[3]),
         ]
@@ -588,7 +597,9 @@ class AcceleratorTop(wiring.Component):
     def _postops(self, m, layout, emit_queue, out_fifo, postops, clear_param_busy):
         """The head of the emit queue describes the beats entering the post-op chain."""
         head = data.View(layout, emit_queue.r_data)
-        head_count = Signal.like(head.emit_words)
+        # head_count + 1 (beats of the head taken, with the one now), compared with emit_words as it is: no
+        # subtraction between the head register and the queue's read enable (8x8 seed 1's critical path).
+        head_count = Signal.like(head.emit_words, init=1)
         m.d.comb += [
             postops.cfg.bias.eq(head.pp_bias), postops.cfg.requant.eq(head.pp_requant),
             postops.cfg.relu.eq(head.pp_relu), postops.cfg.pool.eq(head.pp_pool),
@@ -602,8 +613,8 @@ class AcceleratorTop(wiring.Component):
             out_fifo.r_en.eq(postops.i.ready & emit_queue.r_rdy),
         ]
         with m.If(postops.i.valid & postops.i.ready):
-            with m.If(head_count == head.emit_words - 1):
-                m.d.sync += head_count.eq(0)
+            with m.If(head_count == head.emit_words):
+                m.d.sync += head_count.eq(1)
                 m.d.comb += emit_queue.r_en.eq(1)
                 with m.If(head.param_words != 0):
                     m.d.comb += clear_param_busy.eq(Mux(head.param_bank, 0b10, 0b01))
