@@ -22,8 +22,8 @@ __all__ = ["BLOCKS", "block_of", "module_breakdown", "format_breakdown", "hierar
 
 # (regular expression on the module path below the top, block name, what it is), first match wins.
 BLOCKS = (
-    (r"core\.array\.(pe_\d+_\d+|col_\d+\.pe_\d+)(\..*)?$", "array PEs",
-     "multiply-accumulate PEs (weights, operand/product/psum registers)"),
+    (r"core\.array\.(pe_\d+_\d+|col_\d+\.pe_\d+|cols_\d+_\d+\.pair_\d+)(\..*)?$", "array PEs",
+     "multiply-accumulate PEs (weights, operand/product/psum registers; two PEs per multiplier in a pair)"),
     (r"core\.array(\..*)?$", "array skew/de-skew", "input skew, output de-skew, enable copies"),
     (r"core\.postops\.requant_multiplier_\d+(\..*)?$", "post-op requant multipliers",
      "33x32 requantization products (MULT18X18D tiles, partial-sum adders)"),

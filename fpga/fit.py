@@ -22,6 +22,8 @@ import re
 from dataclasses import dataclass, field
 
 from hwgen.hw.bram import ecp5_tiling
+from hwgen.hw.pe_pair import pair_weight_shape
+from hwgen.hw.target import FAMILIES, Target, pair_operand_bits
 
 from .devices import get_device
 
@@ -129,11 +131,25 @@ def postop_multipliers(spec):
     return [(max(spec.acc_type.bits, 32) + 1, 32)] * spec.postop_lanes
 
 
+def pe_multipliers(spec, device):
+    """The array's multipliers as ``[(a_bits, b_bits)]``: one per PE, or one per pair of PEs in neighbouring
+    columns where two products fit the device's hard multiplier (`hwgen.hw.pe_pair`: int8 x int4 on a
+    MULT18X18D; the odd last column alone)."""
+    a, w = spec.act_type, spec.weight_type
+    bits = pair_operand_bits(Target(device.family)) if device.family in FAMILIES and not spec.is_float else None
+    packed = bits and pair_weight_shape(a.amaranth_shape(), w.amaranth_shape(), operand_bits=bits)
+    if not packed:
+        return [(a.bits, w.bits)] * spec.pes
+    return ([(a.bits, packed.width)] * (spec.rows * (spec.cols // 2))
+            + [(a.bits, w.bits)] * (spec.rows * (spec.cols % 2)))
+
+
 def spec_resources(spec, device):
-    """The resources the spec alone implies: one multiplier per PE, the post-op chain's multipliers (unless
-    ``postops=False``) and the three buffers (on ECP5 as the DP16KD cells `hwgen.hw.bram` instantiates)."""
-    resources = {"multipliers": [(spec.act_type.bits, spec.weight_type.bits)] * spec.pes
-                 + postop_multipliers(spec), "memories": [], "bram_cells": 0}
+    """The resources the spec alone implies: one multiplier per PE (per pair of PEs where two products share
+    one, `pe_multipliers`), the post-op chain's multipliers (unless ``postops=False``) and the three buffers
+    (on ECP5 as the DP16KD cells `hwgen.hw.bram` instantiates)."""
+    resources = {"multipliers": pe_multipliers(spec, device) + postop_multipliers(spec), "memories": [],
+                 "bram_cells": 0}
     for name, (depth, width) in _buffers(spec).items():
         if device.family == "ecp5":
             banks, columns, _ = ecp5_tiling(max(depth, 2), width)
@@ -169,18 +185,19 @@ def estimate_fit(spec, device, *, lut_multipliers=False, io_bits=8, check=True, 
     a_bits, w_bits = spec.act_type.bits, spec.weight_type.bits
     muls = len(resources["multipliers"])
     dsp_need = sum(dsp_tiles(a, b, device) for a, b in resources["multipliers"])
-    pe_dsps = spec.pes * dsp_tiles(a_bits, w_bits, device)
+    pe_muls = pe_multipliers(spec, device)
+    pe_dsps = sum(dsp_tiles(a, b, device) for a, b in pe_muls)
     other_dsps = dsp_need - pe_dsps
     warnings, problems = [], []
     use_dsp = dsp_need <= device.dsps
-    per_pe = dsp_tiles(a_bits, w_bits, device)
+    per_pe = pe_dsps / spec.pes          # 1 per PE for int8 on ECP5, 1/2 where two PEs share a multiplier
     pe_cells = None
     if not use_dsp and lut_multipliers and per_pe and other_dsps <= device.dsps:
-        pe_cells = (device.dsps - other_dsps) // per_pe
+        pe_cells = int((device.dsps - other_dsps) / per_pe)
     if not use_dsp:
         detail = f"{spec.rows}x{spec.cols} = {spec.pes} PE multipliers"
         if other_dsps > 0:
-            detail += f" + {other_dsps} {device.dsp_cell} for the other {muls - spec.pes} multipliers (post-ops)"
+            detail += f" + {other_dsps} {device.dsp_cell} for the other {muls - len(pe_muls)} multipliers (post-ops)"
         reason = (f"{detail} need {dsp_need} {device.dsp_cell} but the {device.part} has {device.dsps} "
                   f"{device.dsp_cell}")
         if pe_cells is not None:
@@ -285,7 +302,7 @@ def estimate_fit(spec, device, *, lut_multipliers=False, io_bits=8, check=True, 
 
     estimate = FitEstimate(
         device=device.key, source=source, multipliers=muls,
-        dsps=dsp_need if use_dsp else 0 if pe_cells is None else other_dsps + pe_cells * per_pe,
+        dsps=dsp_need if use_dsp else 0 if pe_cells is None else other_dsps + math.ceil(pe_cells * per_pe),
         dsps_needed=dsp_need, dsps_available=device.dsps,
         lut_multipliers=lut_muls, brams=blocks_total, brams_available=primary.count, buffers=buffers,
         buffer_bits=bits_total, pins=pins, pins_available=device.io, luts_estimate=luts, warnings=warnings,

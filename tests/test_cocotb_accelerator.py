@@ -205,6 +205,27 @@ def test_pes_beyond_the_hard_multipliers_are_exact_and_cycle_accurate():
     _check(SPEC_4X4, LAYERS_4X4, result, stall=0.0)
 
 
+def test_paired_pes_on_one_multiplier_are_exact_and_cycle_accurate():
+    """int8 activations x int4 weights in the ECP5 form: two PEs of a row share one MULT18X18D
+    (`hwgen.hw.pe_pair`), 2 x 5 pairs of a 5x5 array on 10 cells and its odd last column on 5 more; the
+    post-op chain as usual. Same values (bias, requantization, ReLU, pooling included), same cycles as the
+    model, with and without stalls."""
+    spec = AcceleratorSpec(rows=5, cols=5, weight_type="int4", act_buffer_bytes=2560, weight_buffer_bytes=2560,
+                           acc_buffer_bytes=2560, name="ws5x5_int4")
+    verilog = generate(spec, family="ecp5")
+    bodies = dict(re.findall(r"^module \\(\S+) ?\((.*?)^endmodule", verilog, re.M | re.S))
+    assert "MULT18X18D" in bodies[f"{spec.name}.pe_pair.multiplier"]
+    assert f"{spec.name}.column_pair" in bodies and f"{spec.name}.column" in bodies
+    layers = [conv("int4_s1_p1", C=7, M=8, H=6, W=5, R=3, pad=1),
+              (conv("int4_requant_relu_maxpool", C=5, M=6, H=6, W=6, R=3, pad=1),
+               PostOps(bias=True, requant=True, relu=True, pool="max")),
+              linear("int4_mv", K=23, M=11, N=1)]
+    for stall in (0.0, 0.3):
+        result = run_layers(spec, layers, simulator=SIM, seed=5, stall=stall, tag="pairs", family="ecp5",
+                            verilog=verilog)
+        _check(spec, layers, result, stall=stall)
+
+
 # Issue 18's family on the Verilog: short commands that each load post-op parameters (the slot queue froze the
 # pipeline when a command's first slot reached an empty queue), and a bank loaded full while it is read (the
 # loader's write address wrapped) -------------------------------------------------------------------------------

@@ -21,6 +21,12 @@ the Verilog of an array is a few hundred lines whatever its size.
 Under a platform that limits the array's hard multipliers (`target.pe_multiplier_cells`, e.g. a 16x16 array on
 the 156 MULT18X18D of an ECP5-85F), PEs take them column by column from ``col_0``, top row first, and the
 rest multiply in logic (`WeightStationaryPE`'s ``multiplier_cell=False``): same cycles, same sums.
+
+Where the products are narrow enough for two to share one hard multiplier (int8 x int4 on a MULT18X18D;
+`target.pair_operand_bits`, `pe_pair.pair_weight_shape`), columns ``2k`` and ``2k + 1`` are one
+`SystolicColumnPair` ``cols_{2k}_{2k+1}`` of `pe_pair.PackedPEPair` ``pair_i``, half the multipliers; an odd last
+column stays a `SystolicColumn`. The right column of a pair multiplies a cycle early (the pair shares the left
+PE's activation) and its de-skew is a cycle longer, so the array's latency and its output are unchanged.
 """
 
 from amaranth.hdl import Cat, Const, Module, Signal, signed, unsigned
@@ -31,8 +37,9 @@ from . import target
 from .delay import delayed
 from .library import place
 from .pe import WeightStationaryPE
+from .pe_pair import PackedPEPair, pair_weight_shape
 
-__all__ = ["SystolicArray", "SystolicColumn", "array_latency"]
+__all__ = ["SystolicArray", "SystolicColumn", "SystolicColumnPair", "array_latency"]
 
 
 def array_latency(*, rows, cols):
@@ -96,30 +103,55 @@ class SystolicArray(wiring.Component):
         # Activations (and their bank tag) travel right from column to column, partial sums down each column.
         cells = target.pe_multiplier_cells(platform)
         cells = rows * cols if cells is None or self.fmt is not None else cells
+        operand_bits = target.pair_operand_bits(platform)
+        paired = (self.fmt is None and operand_bits is not None
+                  and pair_weight_shape(act_shape, weight_shape, operand_bits=operand_bits) is not None)
         acts, banks = Cat(*skewed_acts), Cat(*skewed_banks)
-        column_sums = []
-        for j in range(cols):
-            cell_rows = min(rows, max(0, cells - j * rows))     # this column's PEs on hard multipliers
-            make_column = lambda cell_rows=cell_rows: SystolicColumn(  # noqa: E731
-                rows=rows, act_shape=act_shape, weight_shape=weight_shape, psum_shape=self.psum_shape,
-                enable_copies=self.enable_copies, fmt=self.fmt, cell_rows=cell_rows)
-            column_key = (rows, self.enable_copies, self.fmt, *_shape_key(act_shape, weight_shape, self.psum_shape),
-                          *((cell_rows,) if cell_rows < rows else ()))
+        column_sums, early = [], []         # early: the column's sum leaves a cycle ahead (a pair's right column)
+        j = 0
+        while j < cols:
             acts_out = Signal(rows * abits, name=f"col_{j}_acts")
             banks_out = Signal(rows, name=f"col_{j}_banks")
-            psum = Signal(self.psum_shape, name=f"col_{j}_psum")
-            place(m, f"col_{j}", make_column, kind="column", key=column_key, platform=platform,
-                  acts_in=acts, banks_in=banks, acts_out=acts_out, banks_out=banks_out,
-                  load_rows=row_selects, load_bank=self.load_bank,
-                  load_data=self.load_data[j * wbits:(j + 1) * wbits], psum_out=psum,
-                  **({"en": self.en} if self.enable_copies else {}))
+            common = dict(acts_in=acts, banks_in=banks, acts_out=acts_out, banks_out=banks_out,
+                          load_rows=row_selects, load_bank=self.load_bank,
+                          **({"en": self.en} if self.enable_copies else {}))
+            if paired and j + 1 < cols:
+                # Pair column j // 2: its PEs take hard multipliers two at a time, top row first.
+                cell_rows = min(rows, max(0, cells // 2 - (j // 2) * rows))
+                make_pair = lambda cell_rows=cell_rows: SystolicColumnPair(  # noqa: E731
+                    rows=rows, act_shape=act_shape, weight_shape=weight_shape, psum_shape=self.psum_shape,
+                    enable_copies=self.enable_copies, operand_bits=operand_bits, cell_rows=cell_rows)
+                pair_key = (rows, self.enable_copies, operand_bits,
+                            *_shape_key(act_shape, weight_shape, self.psum_shape),
+                            *((cell_rows,) if cell_rows < rows else ()))
+                psums = [Signal(self.psum_shape, name=f"col_{j + k}_psum") for k in range(2)]
+                place(m, f"cols_{j}_{j + 1}", make_pair, kind="column_pair", key=pair_key, platform=platform,
+                      load_data=self.load_data[j * wbits:(j + 2) * wbits],
+                      psum0_out=psums[0], psum1_out=psums[1], **common)
+                column_sums += psums
+                early += [False, True]
+                j += 2
+            else:
+                cell_rows = min(rows, max(0, cells - j * rows))     # this column's PEs on hard multipliers
+                make_column = lambda cell_rows=cell_rows: SystolicColumn(  # noqa: E731
+                    rows=rows, act_shape=act_shape, weight_shape=weight_shape, psum_shape=self.psum_shape,
+                    enable_copies=self.enable_copies, fmt=self.fmt, cell_rows=cell_rows)
+                column_key = (rows, self.enable_copies, self.fmt,
+                              *_shape_key(act_shape, weight_shape, self.psum_shape),
+                              *((cell_rows,) if cell_rows < rows else ()))
+                psum = Signal(self.psum_shape, name=f"col_{j}_psum")
+                place(m, f"col_{j}", make_column, kind="column", key=column_key, platform=platform,
+                      load_data=self.load_data[j * wbits:(j + 1) * wbits], psum_out=psum, **common)
+                column_sums.append(psum)
+                early.append(False)
+                j += 1
             acts, banks = acts_out, banks_out
-            column_sums.append(psum)
 
         # Output de-skew: column j waits cols-1-j cycles so every column leaves together.
         for j in range(cols):
-            psum = delayed(m, column_sums[j], cols - 1 - j, name=f"deskew_{j}", platform=platform,
-                           en=enable(f"deskew_{j}") if j < cols - 1 else 1)
+            wait = cols - 1 - j + early[j]
+            psum = delayed(m, column_sums[j], wait, name=f"deskew_{j}", platform=platform,
+                           en=enable(f"deskew_{j}") if wait else 1)
             m.d.comb += self.psums[j * pbits:(j + 1) * pbits].eq(psum)
         return m
 
@@ -175,4 +207,63 @@ class SystolicColumn(wiring.Component):
             banks.append(bank)
             psum = psum_out
         m.d.comb += [self.acts_out.eq(Cat(*acts)), self.banks_out.eq(Cat(*banks)), self.psum_out.eq(psum)]
+        return m
+
+
+class SystolicColumnPair(wiring.Component):
+    """Two neighbouring columns of the array as ``rows`` `pe_pair.PackedPEPair` ``pair_i``, each sharing one
+    multiplier between its two PEs (``operand_bits``: the multiplier's signed operand width).
+
+    Ports as `SystolicColumn`'s, for two columns: ``load_data`` holds the left column's weight (low) and the
+    right's (high); ``psum0_out`` is the left column's sum, ``psum1_out`` the right's, which leaves one cycle
+    earlier than a `SystolicColumn` would give it (the pair multiplies with the left PE's activation);
+    ``acts_out``/``banks_out`` leave after both columns' registers (two cycles), as after two columns.
+    ``cell_rows``: the pairs of the top ``cell_rows`` rows multiply on the device's hard multiplier, the others
+    in logic.
+    """
+
+    def __init__(self, *, rows, act_shape, weight_shape, psum_shape, enable_copies, operand_bits, cell_rows=None):
+        self.rows, self.enable_copies, self.operand_bits = rows, enable_copies, operand_bits
+        self.cell_rows = rows if cell_rows is None else cell_rows
+        self.act_shape, self.weight_shape, self.psum_shape = act_shape, weight_shape, psum_shape
+        abits = act_shape.width
+        super().__init__({
+            "acts_in": In(rows * abits), "banks_in": In(rows),
+            "acts_out": Out(rows * abits), "banks_out": Out(rows),
+            "load_rows": In(rows), "load_bank": In(1), "load_data": In(2 * weight_shape.width),
+            "psum0_out": Out(psum_shape), "psum1_out": Out(psum_shape),
+            "en": In(1, init=1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        abits = self.act_shape.width
+
+        def make_pair(cell):
+            return lambda: PackedPEPair(act_shape=self.act_shape, weight_shape=self.weight_shape,
+                                        psum_shape=self.psum_shape, operand_bits=self.operand_bits,
+                                        multiplier_cell=cell)
+        psums = [Const(0, self.psum_shape)] * 2
+        acts, banks = [], []
+        for i in range(self.rows):
+            act, bank = Signal(self.act_shape, name=f"pair_{i}_act"), Signal(name=f"pair_{i}_bank")
+            outs = [Signal(self.psum_shape, name=f"pair_{i}_psum{k}") for k in range(2)]
+            if self.enable_copies:
+                en = Signal(name=f"en_copy_pair_{i}")
+                m.d.sync += en.eq(self.en)
+            else:
+                en = 1
+            cell = i < self.cell_rows
+            key = (self.operand_bits, *_shape_key(self.act_shape, self.weight_shape, self.psum_shape),
+                   *(() if cell else ("logic",)))
+            place(m, f"pair_{i}", make_pair(cell), kind="pe_pair", key=key, platform=platform,
+                  act_in=self.acts_in[i * abits:(i + 1) * abits], bank_in=self.banks_in[i],
+                  act_out=act, bank_out=bank, psum0_in=psums[0], psum1_in=psums[1],
+                  psum0_out=outs[0], psum1_out=outs[1],
+                  load_en=self.load_rows[i], load_bank=self.load_bank, load_data=self.load_data, en=en)
+            acts.append(act)
+            banks.append(bank)
+            psums = outs
+        m.d.comb += [self.acts_out.eq(Cat(*acts)), self.banks_out.eq(Cat(*banks)),
+                     self.psum0_out.eq(psums[0]), self.psum1_out.eq(psums[1])]
         return m
