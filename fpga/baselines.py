@@ -32,6 +32,9 @@ BASELINE_DESIGNS = {
     "ws4x4-ecp5-85f": ("ecp5-85f", {"rows": 4, "cols": 4, **_SMALL_BUFFERS}, 150.0),
     # Without the post-op chain (postops=False): what the Fmax work on the weight-stationary path tracks.
     "ws4x4nopost-ecp5-85f": ("ecp5-85f", {"rows": 4, "cols": 4, **_SMALL_BUFFERS, "postops": False}, 150.0),
+    # int8 x int4 without post-ops: two PEs per MULT18X18D (`hwgen.hw.pe_pair`), 8 for 16 PEs.
+    "ws4x4w4nopost-ecp5-85f": ("ecp5-85f", {"rows": 4, "cols": 4, **_SMALL_BUFFERS, "weight_type": "int4",
+                                            "postops": False}, 150.0),
     # The UP5K (5280 logic cells) without the post-op chain; with the whole chain (pooling too) even 1x1 needs
     # about 5600-6400 cells (the chain is pipelined for the ECP5's clock).
     "ws2x1nopost-ice40-up5k": ("ice40-up5k", {"rows": 2, "cols": 1, **_SMALL_BUFFERS, "postops": False}, 24.0),

@@ -460,3 +460,24 @@ def test_a_baseline_without_fmax_is_checked_by_synthesis_alone():
     assert baselines.needs_pnr(recorded["ws2x2-ecp5-85f"])
     assert not baselines.needs_pnr(recorded["ws8x8-ecp5-85f"])
     assert baselines.compare(recorded["ws8x8-ecp5-85f"], {**recorded["ws8x8-ecp5-85f"]["metrics"]}) == []
+
+
+def test_fit_counts_two_pes_per_multiplier_where_products_pair():
+    """int8 x int4 PEs share a MULT18X18D two by two (`hwgen.hw.pe_pair`): the 8x8 with its post-op chain needs
+    32 + 8, the 16x16 128 + 16 (it fits the 85F, where the int8 16x16 needs 272); an odd last column keeps a
+    multiplier per PE; iCE40's 16-bit SB_MAC16 does not pair int8 x int4 (the packed weight is 17 bits)."""
+    from hwgen.fpga.breakdown import block_of
+    from hwgen.fpga.fit import pe_multipliers
+    small = {"act_buffer_bytes": 4096, "weight_buffer_bytes": 4096, "acc_buffer_bytes": 4096}
+    w4 = AcceleratorSpec(rows=8, cols=8, weight_type="int4", **small)
+    assert estimate_fit(w4, "ecp5-85f").dsps == 32 + 8
+    assert estimate_fit(AcceleratorSpec(rows=16, cols=16, weight_type="int4", **small), "ecp5-85f").dsps == 144
+    with pytest.raises(FitError, match="272 MULT18X18D"):
+        estimate_fit(AcceleratorSpec(rows=16, cols=16, **small), "ecp5-85f")
+    odd = AcceleratorSpec(rows=3, cols=5, weight_type="int4", act_buffer_bytes=600, weight_buffer_bytes=600,
+                          acc_buffer_bytes=640)
+    assert pe_multipliers(odd, get_device("ecp5-85f")) == [(8, 17)] * 6 + [(8, 4)] * 3
+    assert pe_multipliers(odd, get_device("ice40-up5k")) == [(8, 4)] * 15
+    assert pe_multipliers(AcceleratorSpec(rows=2, cols=2), get_device("ecp5-85f")) == [(8, 8)] * 4
+    assert block_of("core.array.cols_2_3.pair_7.multiplier") == "array PEs"
+    assert block_of("core.array.cols_2_3") == "array skew/de-skew"
