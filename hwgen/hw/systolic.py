@@ -39,7 +39,7 @@ from .library import place
 from .pe import WeightStationaryPE
 from .pe_pair import PackedPEPair, pair_weight_shape
 
-__all__ = ["SystolicArray", "SystolicColumn", "SystolicColumnPair", "array_latency"]
+__all__ = ["SystolicArray", "SystolicColumn", "SystolicColumnPair", "array_latency", "load_select_groups"]
 
 
 def array_latency(*, rows, cols):
@@ -53,10 +53,27 @@ def _shape_key(*shapes):
     return tuple((shape.width, shape.signed) for shape in shapes)
 
 
+def load_select_groups(cols):
+    """Column groups that take their own copy of the weight-load selects (`SystolicArray`'s
+    ``load_select_groups``): one per 4 columns."""
+    return -(-cols // 4)
+
+
 class SystolicArray(wiring.Component):
-    def __init__(self, *, rows, cols, act_type, weight_type, psum_bits, enable_copies=False):
+    """See the module docstring. ``load_select_groups=G``: instead of ``load_en``/``load_row``/``load_bank``
+    the array takes ``load_sel``, G copies of the decoded selects, copy ``g`` (bits ``g * (rows + 1)`` on: the
+    one-hot row select ``load_en & (load_row == i)``, then ``load_bank``) driving the columns ``j`` with
+    ``j * G // cols == g`` (a pair by its left column). The copies are registers outside (the top decodes the
+    row a stage early), so a row select reaches ``cols / G`` columns from a flip-flop instead of being decoded
+    once for the whole width: the same loads in the same cycles."""
+
+    def __init__(self, *, rows, cols, act_type, weight_type, psum_bits, enable_copies=False,
+                 load_select_groups=None):
         self.rows, self.cols = rows, cols
         self.enable_copies = enable_copies
+        if load_select_groups is not None and not 1 <= load_select_groups <= cols:
+            raise ValueError(f"load_select_groups must be 1 to cols ({cols}), not {load_select_groups!r}")
+        self.load_select_groups = load_select_groups
         self.act_type, self.weight_type = act_type, weight_type
         is_signed = act_type.signed or weight_type.signed
         self.psum_shape = signed(psum_bits) if is_signed else unsigned(psum_bits)
@@ -64,7 +81,8 @@ class SystolicArray(wiring.Component):
         super().__init__({
             "acts": In(unsigned(rows * act_type.bits)),
             "bank": In(1),
-            "load_en": In(1), "load_row": In(range(rows)), "load_bank": In(1),
+            **({"load_en": In(1), "load_row": In(range(rows)), "load_bank": In(1)} if load_select_groups is None
+               else {"load_sel": In(load_select_groups * (rows + 1))}),
             "load_data": In(unsigned(cols * weight_type.bits)),
             "psums": Out(unsigned(cols * psum_bits)),
             **({"en": In(1)} if enable_copies else {}),
@@ -97,8 +115,15 @@ class SystolicArray(wiring.Component):
             skewed_banks.append(lane[abits])
 
         # Weight load: one row per cycle, broadcast along the row.
-        row_selects = Signal(rows, name="load_rows")
-        m.d.comb += row_selects.eq(Cat(self.load_en & (self.load_row == i) for i in range(rows)))
+        groups = self.load_select_groups
+        if groups is None:
+            row_selects = Signal(rows, name="load_rows")
+            m.d.comb += row_selects.eq(Cat(self.load_en & (self.load_row == i) for i in range(rows)))
+            selects = lambda j: (row_selects, self.load_bank)     # noqa: E731
+        else:
+            def selects(j):
+                g = j * groups // cols
+                return self.load_sel[g * (rows + 1):g * (rows + 1) + rows], self.load_sel[g * (rows + 1) + rows]
 
         # Activations (and their bank tag) travel right from column to column, partial sums down each column.
         cells = target.pe_multiplier_cells(platform)
@@ -112,8 +137,9 @@ class SystolicArray(wiring.Component):
         while j < cols:
             acts_out = Signal(rows * abits, name=f"col_{j}_acts")
             banks_out = Signal(rows, name=f"col_{j}_banks")
+            load_rows, load_bank = selects(j)
             common = dict(acts_in=acts, banks_in=banks, acts_out=acts_out, banks_out=banks_out,
-                          load_rows=row_selects, load_bank=self.load_bank,
+                          load_rows=load_rows, load_bank=load_bank,
                           **({"en": self.en} if self.enable_copies else {}))
             if paired and j + 1 < cols:
                 # Pair column j // 2: its PEs take hard multipliers two at a time, top row first.

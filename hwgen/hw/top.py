@@ -47,7 +47,7 @@ from .config import config_layout
 from .os_array import OutputStationaryArray, output_latency
 from .os_sequencer import OutputStationarySequencer
 from .postops import PostOpPipeline
-from .systolic import SystolicArray, array_latency
+from .systolic import SystolicArray, array_latency, load_select_groups
 
 __all__ = ["AcceleratorTop", "OUTPUT_FIFO_DEPTH"]
 
@@ -497,8 +497,10 @@ class AcceleratorTop(wiring.Component):
         the ``en_d`` side except the output FIFO's fill level, which ``en`` reads with one beat of margin."""
         spec = self.spec
         m.submodules.accumulator = acc = Accumulator(spec)
+        groups = load_select_groups(spec.cols)
         array = SystolicArray(rows=spec.rows, cols=spec.cols, act_type=spec.act_type,
-                              weight_type=spec.weight_type, psum_bits=spec.psum_bits, enable_copies=True)
+                              weight_type=spec.weight_type, psum_bits=spec.psum_bits, enable_copies=True,
+                              load_select_groups=groups)
         # `en` registered: one copy for the second registers and the control delay line, one for the
         # accumulator; the array registers its own copies (a few dozen registers per copy, see SystolicArray).
         en_d, en_acc = Signal(name="en_copy_ctl"), Signal(name="en_copy_acc")
@@ -510,21 +512,24 @@ class AcceleratorTop(wiring.Component):
         row_shape = range(spec.rows)
         load_en_d, load_row_d, load_bank_d = Signal(), Signal(row_shape), Signal()
         load_data_d = Signal.like(weight_fifo.r_data)
-        load_en_dd, load_row_dd, load_bank_dd = Signal(), Signal(row_shape), Signal()
         load_data_dd = Signal.like(weight_fifo.r_data)
+        # The weight-load selects decoded here, a stage early, into a register copy per column group (the
+        # array's load_sel): each row select reaches a few columns from a flip-flop (16x16: the decode's
+        # fan-out over the whole width was the critical path).
+        load_sel_copies = [Signal(spec.rows + 1, name=f"load_sel_copy_{g}") for g in range(groups)]
         with m.If(en):
             m.d.sync += [padded_d.eq(seq.padded), bank_d.eq(seq.bank), load_en_d.eq(seq.load_en),
                          load_row_d.eq(seq.load_row), load_bank_d.eq(seq.load_bank),
                          load_data_d.eq(weight_fifo.r_data), pad_d.eq(cmd.pad_value)]
         with m.If(en_d):
-            m.d.sync += [padded_dd.eq(padded_d), bank_dd.eq(bank_d),
-                         load_en_dd.eq(load_en_d), load_row_dd.eq(load_row_d), load_bank_dd.eq(load_bank_d),
-                         load_data_dd.eq(load_data_d), pad_dd.eq(pad_d)]
+            m.d.sync += [padded_dd.eq(padded_d), bank_dd.eq(bank_d), load_data_dd.eq(load_data_d),
+                         pad_dd.eq(pad_d)]
+            for copy in load_sel_copies:
+                m.d.sync += copy.eq(Cat(*(load_en_d & (load_row_d == i) for i in range(spec.rows)), load_bank_d))
         pad_word = Cat(*([pad_dd] * spec.rows))
         m.d.comb += [
             array.acts.eq(Mux(padded_dd, pad_word, act_buffer.read_data)), array.bank.eq(bank_dd),
-            array.load_en.eq(load_en_dd), array.load_row.eq(load_row_dd), array.load_bank.eq(load_bank_dd),
-            array.load_data.eq(load_data_dd),
+            array.load_sel.eq(Cat(*load_sel_copies)), array.load_data.eq(load_data_dd),
         ]
 
         # Slot control rides a delay line beside the data: `latency` stages to the column sums (the
