@@ -6,7 +6,9 @@ paired columns gives the same column sums in the same cycle as one without (`tes
 
 import numpy as np
 import pytest
-from amaranth.hdl import Fragment, signed
+from amaranth.hdl import Cat, Fragment, Module, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In
 from amaranth.sim import Simulator
 
 from hwgen.dtypes import parse_dtype
@@ -167,3 +169,44 @@ def test_int8_weights_do_not_pair():
     bench = ArrayBench(2, 4, platform=PAIRED)
     fragment = Fragment.get(bench.dut, bench.platform)
     assert fragment.find_subfragment("col_0") is not None
+
+
+class _DecodedSelects(wiring.Component):
+    """An array with ``load_select_groups`` behind the plain load ports: the selects decoded here (the top
+    registers them a stage early instead)."""
+
+    def __init__(self, array):
+        self.array, self.latency = array, array.latency
+        ports = {name: member for name, member in array.signature.members.items() if name != "load_sel"}
+        super().__init__({**ports, "load_en": In(1), "load_row": In(range(array.rows)), "load_bank": In(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.array = array = self.array
+        rows = array.rows
+        copy = Cat(*(self.load_en & (self.load_row == i) for i in range(rows)), self.load_bank)
+        m.d.comb += array.load_sel.eq(Cat(*([copy] * array.load_select_groups)))
+        for name, member in array.signature.members.items():
+            if name != "load_sel":
+                ours, theirs = getattr(self, name), getattr(array, name)
+                m.d.comb += (theirs.eq(ours) if member.flow == In else ours.eq(theirs))
+        return m
+
+
+@pytest.mark.filterwarnings("ignore:.*created but never used")   # the bench's own array, replaced
+@pytest.mark.parametrize("rows, cols, groups, weight", [(3, 8, 2, "int4"), (2, 7, 2, "int8"), (4, 5, 5, "int4"),
+                                                        (3, 6, 1, "int4")])
+def test_grouped_load_selects_load_the_same_weights_in_the_same_cycles(rows, cols, groups, weight):
+    """`SystolicArray(load_select_groups=G)` (the top's form): fold after fold at the tightest period, paired
+    or not, every column group on its own copy of the selects: the same sums."""
+    bench = paired_bench(rows, cols, weight=weight)
+    spec = bench.spec
+    bench.dut = _DecodedSelects(SystolicArray(rows=rows, cols=cols, act_type=spec.act_type,
+                                              weight_type=spec.weight_type, psum_bits=spec.psum_bits,
+                                              load_select_groups=groups))
+    period = fold_period(pixels=2, rows=rows, cols=cols)
+    results = stream_folds(bench, np.random.default_rng(groups), folds=4, pixels=2, period=period)
+    assert [cycle for cycle, got, want in results if got != want.tolist()] == []
+    with pytest.raises(ValueError, match="load_select_groups"):
+        SystolicArray(rows=2, cols=3, act_type=spec.act_type, weight_type=spec.weight_type, psum_bits=20,
+                      load_select_groups=4)
