@@ -245,13 +245,23 @@ class PostOpPipeline(wiring.Component):
 
         # Position of the next input beat.
         f, e, mf = Signal.like(cfg.out_w), Signal.like(cfg.out_h), Signal.like(cfg.m_folds)
-        last_f, last_e = f + 1 >= cfg.out_w, e + 1 >= cfg.out_h
+        if groups == 1:
+            last_f, last_e, last_mf = f + 1 >= cfg.out_w, e + 1 >= cfg.out_h, mf + 1 >= cfg.m_folds
+        else:
+            # Registered a cycle ahead (the 8x8's critical path at seed 4: f -> the emit queue's `out_w` ->
+            # `f + 1 >= out_w` carry chain -> the counters' enables). Exact with groups > 1: a beat is accepted
+            # with its last group, at least one cycle after its first group was taken, so in the cycle before an
+            # accept the counters (moved only by accepts) and `cfg` (switched only at a beat boundary, the cycle
+            # after an accept, or before the next beat's first group) already hold what the accept sees.
+            last_f, last_e, last_mf = (Signal(name=name) for name in ("last_f", "last_e", "last_mf"))
+            m.d.sync += [last_f.eq(f + 1 >= cfg.out_w), last_e.eq(e + 1 >= cfg.out_h),
+                         last_mf.eq(mf + 1 >= cfg.m_folds)]
         with m.If(accept):
             m.d.sync += f.eq(Mux(last_f, 0, f + 1))
             with m.If(last_f):
                 m.d.sync += e.eq(Mux(last_e, 0, e + 1))
                 with m.If(last_e):
-                    m.d.sync += mf.eq(Mux(mf + 1 >= cfg.m_folds, 0, mf + 1))
+                    m.d.sync += mf.eq(Mux(last_mf, 0, mf + 1))
         m.d.comb += [params_mem.read_addr.eq(_times(mf + Mux(self.bank, self.max_m_folds, 0), groups) + group),
                      params_mem.read_en.eq(take), params_mem.data_en.eq(advance)]   # read for a group only
 

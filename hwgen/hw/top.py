@@ -612,8 +612,16 @@ class AcceleratorTop(wiring.Component):
             postops.i.valid.eq(out_fifo.r_rdy & emit_queue.r_rdy),
             out_fifo.r_en.eq(postops.i.ready & emit_queue.r_rdy),
         ]
+        if postops.groups > 1:
+            # Registered a cycle ahead, as the chain's position flags (`PostOpPipeline`): a beat of a narrow
+            # chain is accepted at least a cycle after its first group was taken, and head_count and the head
+            # change only with an accept (the head the cycle after, or when it arrives before the first group).
+            head_last = Signal(name="emit_head_last")
+            m.d.sync += head_last.eq(head_count == head.emit_words)
+        else:
+            head_last = head_count == head.emit_words
         with m.If(postops.i.valid & postops.i.ready):
-            with m.If(head_count == head.emit_words):
+            with m.If(head_last):
                 m.d.sync += head_count.eq(1)
                 m.d.comb += emit_queue.r_en.eq(1)
                 with m.If(head.param_words != 0):
