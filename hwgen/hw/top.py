@@ -549,7 +549,7 @@ class AcceleratorTop(wiring.Component):
         valid_copies = registered_copies(m, stages[latency - 2][0], name="acc_read_valid", count=parts,
                                          enable=read_enable)
         m.d.comb += [
-            acc.en.eq(en_acc), acc.psums.eq(array.psums),
+            acc.en.eq(en_acc), acc.en_next.eq(en), acc.psums.eq(array.psums),
             acc.read_valid.eq(read_stage[0]), acc.read_pixel.eq(read_stage[1]),
             acc.read_pixel_parts.eq(Cat(*read_copies)), acc.read_valid_parts.eq(Cat(*valid_copies)),
             acc.sum_valid.eq(sum_stage[0]), acc.sum_pixel.eq(sum_stage[1]),
