@@ -375,6 +375,11 @@ class PostOpPipeline(wiring.Component):
             m.submodules.line_buffer = line_buffer = PipelinedMemory(width=lanes * lb_bits, depth=lb_depth * groups)
             lb_write_en = advance & valid[10 + X + P] & pool_on & s_pair.col_odd & ~s_pair.row_odd
             lb_data = Signal(lanes * lb_bits)
+            if groups > 1:
+                # Read a stage earlier still and registered in the fabric (the window's compare started at the
+                # block RAM's output register, 7.8 ns of route at the 8x8's seed 1): the row above was written at
+                # least 2 * groups - 1 groups before this read (2 * groups before the one a stage later).
+                s_lb_read = tags[7 + X + P]
             m.d.comb += [line_buffer.read_addr.eq(_times(s_lb_read.pair, groups) + s_lb_read.group),
                          line_buffer.read_en.eq(advance), line_buffer.data_en.eq(advance),
                          line_buffer.write_addr.eq(_times(s_pair.pair, groups) + s_pair.group),
@@ -389,7 +394,7 @@ class PostOpPipeline(wiring.Component):
                 forward_data11 = delayed("s11_forward_data", forward_data10, 1)
                 row_above = Mux(forward11, forward_data11, line_buffer.read_data)
             else:
-                row_above = line_buffer.read_data
+                row_above = delayed("s11_row_above", line_buffer.read_data, 1)
 
             # The even column's value of every group, read as the odd column's group forms its pair.
             if groups == 1:
