@@ -230,7 +230,10 @@ class PostOpPipeline(wiring.Component):
             credit = Signal(init=1)
             m.d.comb += advance.eq(1)
             take = self.i.valid & credit        # a group enters S1
-            m.d.comb += self.i.ready.eq(credit & last_group)
+            # i.ready = credit & last_group, as a flip-flop of its own (set below from their next values): the
+            # accept, the input FIFO's read and the emit queue's pop start one gate from flip-flops.
+            in_ready = Signal(name="in_ready")
+            m.d.comb += self.i.ready.eq(in_ready)
         else:
             m.d.comb += advance.eq(~self.o.valid | self.o.ready)
             take = self.i.valid & advance       # a group enters S1
@@ -679,5 +682,6 @@ class PostOpPipeline(wiring.Component):
                          dropped.eq(valid[11 + X + P] & ~emit & last_group12)]
             next_credits = Signal(range(depth + 1))
             m.d.comb += next_credits.eq(credits - accept + left + dropped)
-            m.d.sync += [credits.eq(next_credits), credit.eq(next_credits != 0)]
+            m.d.sync += [credits.eq(next_credits), credit.eq(next_credits != 0),
+                         in_ready.eq((next_credits != 0) & Mux(take, group == groups - 2, last_group))]
         return m
