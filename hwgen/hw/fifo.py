@@ -75,10 +75,16 @@ class BlockRAMFIFO(wiring.Component):
             """``count + up - down == value``."""
             return Mux(up, Mux(down, count == value, count == value - 1), Mux(down, count == value + 1,
                                                                               count == value))
+        # The compares themselves are flip-flops, registered from the next counts (the 8x8's critical path at
+        # seed 4: the stored count -> compares -> the issue copies, 10.2 ns): only the write, the issue and the
+        # pop select among them.
+        stored_0, stored_1 = Signal(init=1, name="stored_is_0"), Signal(name="stored_is_1")
+        room_2up, room_1up = Signal(init=queue_size >= 2, name="queue_room_2up"), Signal(init=1, name="queue_room")
+        m.d.sync += [stored_0.eq(next_stored == 0), stored_1.eq(next_stored == 1),
+                     room_2up.eq(next_reserved < queue_size - 1), room_1up.eq(next_reserved < queue_size)]
+        empty_next = Mux(write, issue & stored_0, Mux(issue, stored_1, stored_0))   # next_is(stored, 0, ...)
         next_issue = Signal()
-        m.d.comb += next_issue.eq(~next_is(stored, 0, write, issue) &
-                                  Mux(issue & ~pop, reserved < queue_size - 1,
-                                      Mux(~issue & pop, 1, reserved < queue_size)))
+        m.d.comb += next_issue.eq(~empty_next & Mux(issue & ~pop, room_2up, Mux(~issue & pop, 1, room_1up)))
         m.d.sync += [issue.eq(next_issue),
                      stored.eq(next_stored), reserved.eq(next_reserved),
                      not_full.eq(~next_is(stored, depth, write, issue))]
