@@ -147,20 +147,25 @@ class BlockRAMHeadFIFO(wiring.Component):
         produce, consume = Signal(range(depth)), Signal(range(depth))
         stored = Signal(range(depth + 1))
         latched = Signal()                       # a word waits in the read latch
+        stored_nonzero = Signal()                # stored != 0, registered from the next count (the read
+                                                 # enable's route to the far block RAMs follows few gates)
         write, read, move, pop = Signal(), Signal(), Signal(), Signal()
         m.d.comb += [
             self.w_stream.ready.eq(stored != depth),
             write.eq(self.w_stream.valid & self.w_stream.ready),
             pop.eq(self.r_en & self.r_rdy),
             move.eq(latched & (~self.r_rdy | pop)),                  # latch -> output register
-            read.eq((stored != 0) & (~latched | move)),              # storage -> latch
+            read.eq(stored_nonzero & (~latched | move)),             # storage -> latch
             storage.write_addr.eq(produce), storage.write_data.eq(self.w_stream.payload),
             storage.write_en.eq(write),
             storage.read_addr.eq(consume), storage.read_en.eq(read), storage.data_en.eq(move),
             self.r_data.eq(storage.read_data), self.released.eq(read),
             self.busy.eq((stored != 0) | latched | self.r_rdy),
         ]
-        m.d.sync += [stored.eq(stored + write - read), latched.eq(read | (latched & ~move)),
+        next_stored = Signal.like(stored)
+        m.d.comb += next_stored.eq(stored + write - read)
+        m.d.sync += [stored.eq(next_stored), stored_nonzero.eq(next_stored != 0),
+                     latched.eq(read | (latched & ~move)),
                      self.r_rdy.eq(move | (self.r_rdy & ~pop))]
         with m.If(write):
             m.d.sync += produce.eq(_advance(produce, depth))
