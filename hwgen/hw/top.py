@@ -364,9 +364,11 @@ class AcceleratorTop(wiring.Component):
             free = Signal(range(depth + 1), init=depth)
             credit, beat_issued = Signal(init=1), Signal()
             released = out_fifo.released
-            # `released` (combinational from the chain's accept through the FIFO's read) only selects between
-            # two sums made without it (8x8 seed 1's critical path: credit -> accept -> released -> the adder).
-            m.d.sync += [free.eq(Mux(released, free + 1 - beat_issued, free - beat_issued)),
+            # `released` (combinational from the chain's accept through the FIFO's read) and `beat_issued` (from
+            # the slot queue's pop) only select among free + 1, free, free - 1 (8x8 seed 1's critical path:
+            # credit -> accept -> released -> the adder; seed 4's: beat_credit -> beat_issued -> the adder).
+            m.d.sync += [free.eq(Mux(released, Mux(beat_issued, free, free + 1),
+                                     Mux(beat_issued, free - 1, free))),
                          credit.eq(Mux(beat_issued & ~released, free >= 2,
                                        Mux(released & ~beat_issued, 1, free >= 1)))]
             beats_issued = []
