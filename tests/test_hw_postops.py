@@ -436,3 +436,39 @@ def test_a_narrow_chain_runs_free_against_credits():
     sim.add_testbench(testbench)
     sim.run()
     assert outs == beats
+
+
+@pytest.mark.parametrize("lanes", [4, 1], ids=lambda n: f"lanes{n}")
+def test_every_shift_saturates_exactly_at_the_edges(lanes):
+    """Every shift amount 0-63 (one channel each) on products of every magnitude, both signs, and on products
+    whose shifted value lands around 2**30-2**41, where the narrow rounding shifter's "fits" flag (from its
+    top bits and the blocks above them) decides saturation: both must match the whole value's compares (int8,
+    int16 and int32 outputs; ReLU and a zero point move the bounds)."""
+    spec = make_spec(cols=4, lanes=lanes)
+    rng = np.random.default_rng(63)
+    M, E, F = 64, 4, 4
+    shape = (M, E, F)
+    sign = rng.choice([-1, 1], size=shape)
+    magnitude = rng.integers(0, 32, size=shape)
+    wide = np.clip(sign * ((1 << magnitude) + rng.integers(-1, 2, size=shape)), int32.min, int32.max)
+    random_params = QuantParams(
+        bias=np.zeros(M, dtype=np.int64), shift=np.arange(M),
+        multiplier=np.array([min((1 << int(k)) - int(d), (1 << 31) - 1)
+                             for k, d in zip(rng.integers(0, 32, size=M), rng.integers(0, 2, size=M))]))
+    # 2p >> s near 2**u: p = acc * 2**a with acc near 2**(s + u - 1 - a).
+    a = np.clip(np.arange(M) + 10, 0, 30)
+    u = rng.integers(30, 42, size=shape)
+    k = np.clip(np.arange(M)[:, None, None] + u - 1 - a[:, None, None], 0, 30)
+    edge = sign * ((1 << k) + rng.integers(-2, 3, size=shape))
+    edge_params = QuantParams(bias=np.zeros(M, dtype=np.int64), shift=np.arange(M),
+                              multiplier=np.array([(1 << int(x)) - int(x > 0 and d) for x, d in
+                                                   zip(a, rng.integers(0, 2, size=M))]))
+    layers = [Layer(spec, PostOps(requant=True), wide, random_params),
+              Layer(spec, PostOps(requant=True, out_type=int32), wide, random_params)]
+    for acc, params in ((edge, edge_params),):
+        layers += [Layer(spec, PostOps(requant=True), acc, params),
+                   Layer(spec, PostOps(requant=True, out_type=IntType(16)), acc, params),
+                   Layer(spec, PostOps(requant=True, relu=True, zero_point=-3), acc, params),
+                   Layer(spec, PostOps(requant=True, out_type=int32), acc, params)]
+    bench = StreamBench(spec, max_m_folds=16)
+    bench.check(layers, bench.run(layers, p_valid=1.0, p_ready=0.8, seed=63, max_cycles=60000))

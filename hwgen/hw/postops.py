@@ -97,17 +97,22 @@ from .wide_multiplier import WideMultiplier
 __all__ = ["PostOpPipeline"]
 
 
-def _shift_right(value, amounts, width):
-    """``value >> amount`` (arithmetic; ``value`` signed, sign-extended to ``width`` bits) as levels of 2:1
-    multiplexers, one level per bit of the amount; output bit ``i`` of every level is selected by the copy
-    ``amounts[i * len(amounts) // width]`` (all copies hold the same amount)."""
+def _shift_right(value, amounts, width, out_width=None):
+    """The low ``out_width`` bits (default ``width``) of ``value >> amount`` (arithmetic; ``value`` signed,
+    sign-extended to ``width`` bits) as levels of 2:1 multiplexers, one level per bit of the amount, the largest
+    step first, so each level keeps only the bits the later (smaller) steps can still bring down
+    (``out_width + step - 1``); output bit ``i`` of a level of ``n`` bits is selected by the copy
+    ``amounts[i * len(amounts) // n]`` (all copies hold the same amount)."""
+    out_width = width if out_width is None else out_width
     bits = [value.as_signed()[min(i, len(value) - 1)] for i in range(width)]
     sign = bits[-1]
-    for k in range(len(amounts[0])):
+    for k in reversed(range(len(amounts[0]))):
         step = 1 << k
-        bits = [Mux(amounts[i * len(amounts) // width][k], bits[i + step] if i + step < width else sign, bits[i])
-                for i in range(width)]
-    return Cat(*bits).as_signed()
+        keep = min(width, out_width + step - 1)
+        bits = [Mux(amounts[i * len(amounts) // keep][k], bits[i + step] if i + step < len(bits) else sign,
+                    bits[i])
+                for i in range(keep)]
+    return Cat(*bits[:out_width]).as_signed()
 
 
 def _times(value, constant):
@@ -225,7 +230,10 @@ class PostOpPipeline(wiring.Component):
             credit = Signal(init=1)
             m.d.comb += advance.eq(1)
             take = self.i.valid & credit        # a group enters S1
-            m.d.comb += self.i.ready.eq(credit & last_group)
+            # i.ready = credit & last_group, as a flip-flop of its own (set below from their next values): the
+            # accept, the input FIFO's read and the emit queue's pop start one gate from flip-flops.
+            in_ready = Signal(name="in_ready")
+            m.d.comb += self.i.ready.eq(in_ready)
         else:
             m.d.comb += advance.eq(~self.o.valid | self.o.ready)
             take = self.i.valid & advance       # a group enters S1
@@ -245,13 +253,23 @@ class PostOpPipeline(wiring.Component):
 
         # Position of the next input beat.
         f, e, mf = Signal.like(cfg.out_w), Signal.like(cfg.out_h), Signal.like(cfg.m_folds)
-        last_f, last_e = f + 1 >= cfg.out_w, e + 1 >= cfg.out_h
+        if groups == 1:
+            last_f, last_e, last_mf = f + 1 >= cfg.out_w, e + 1 >= cfg.out_h, mf + 1 >= cfg.m_folds
+        else:
+            # Registered a cycle ahead (the 8x8's critical path at seed 4: f -> the emit queue's `out_w` ->
+            # `f + 1 >= out_w` carry chain -> the counters' enables). Exact with groups > 1: a beat is accepted
+            # with its last group, at least one cycle after its first group was taken, so in the cycle before an
+            # accept the counters (moved only by accepts) and `cfg` (switched only at a beat boundary, the cycle
+            # after an accept, or before the next beat's first group) already hold what the accept sees.
+            last_f, last_e, last_mf = (Signal(name=name) for name in ("last_f", "last_e", "last_mf"))
+            m.d.sync += [last_f.eq(f + 1 >= cfg.out_w), last_e.eq(e + 1 >= cfg.out_h),
+                         last_mf.eq(mf + 1 >= cfg.m_folds)]
         with m.If(accept):
             m.d.sync += f.eq(Mux(last_f, 0, f + 1))
             with m.If(last_f):
                 m.d.sync += e.eq(Mux(last_e, 0, e + 1))
                 with m.If(last_e):
-                    m.d.sync += mf.eq(Mux(mf + 1 >= cfg.m_folds, 0, mf + 1))
+                    m.d.sync += mf.eq(Mux(last_mf, 0, mf + 1))
         m.d.comb += [params_mem.read_addr.eq(_times(mf + Mux(self.bank, self.max_m_folds, 0), groups) + group),
                      params_mem.read_en.eq(take), params_mem.data_en.eq(advance)]   # read for a group only
 
@@ -360,6 +378,11 @@ class PostOpPipeline(wiring.Component):
             m.submodules.line_buffer = line_buffer = PipelinedMemory(width=lanes * lb_bits, depth=lb_depth * groups)
             lb_write_en = advance & valid[10 + X + P] & pool_on & s_pair.col_odd & ~s_pair.row_odd
             lb_data = Signal(lanes * lb_bits)
+            if groups > 1:
+                # Read a stage earlier still and registered in the fabric (the window's compare started at the
+                # block RAM's output register, 7.8 ns of route at the 8x8's seed 1): the row above was written at
+                # least 2 * groups - 1 groups before this read (2 * groups before the one a stage later).
+                s_lb_read = tags[7 + X + P]
             m.d.comb += [line_buffer.read_addr.eq(_times(s_lb_read.pair, groups) + s_lb_read.group),
                          line_buffer.read_en.eq(advance), line_buffer.data_en.eq(advance),
                          line_buffer.write_addr.eq(_times(s_pair.pair, groups) + s_pair.group),
@@ -374,7 +397,7 @@ class PostOpPipeline(wiring.Component):
                 forward_data11 = delayed("s11_forward_data", forward_data10, 1)
                 row_above = Mux(forward11, forward_data11, line_buffer.read_data)
             else:
-                row_above = line_buffer.read_data
+                row_above = delayed("s11_row_above", line_buffer.read_data, 1)
 
             # The even column's value of every group, read as the odd column's group forms its pair.
             if groups == 1:
@@ -506,18 +529,43 @@ class PostOpPipeline(wiring.Component):
             # a whole level (the 8x8's critical path at seed 1: 4.9 ns of route from one shift register).
             shift6 = delayed(f"shift_{j}", shift3, WideMultiplier.LATENCY + X - 1)
             shift7 = registered_copies(m, shift6, name=f"shift_{j}", count=self.SHIFT_COPIES, enable=advance)
-            # S8: sh = (2p) >> s (arithmetic), so that round_shift(p, s) = (sh + 1) >> 1.
-            sh = stage(f"s8_sh_{j}", signed(p_bits + 2))
+            # S8: sh = (2p) >> s (arithmetic), so that round_shift(p, s) = (sh + 1) >> 1; only its low
+            # `sh_bits` bits (a narrow shifter): the saturation tests below need sh exactly only while it fits
+            # the bounds' `bound_bits`, and beyond that only its sign and whether it fits. sh fits bound_bits
+            # (signed) when the bits of q = 2p from t = s + bound_bits - 1 up are all its sign: bits t .. t + 2
+            # are sh's bits bound_bits - 1 .. sh_bits - 1, and from the first 4-bit block of q that starts at
+            # or after t (it starts by t + 3) each block's "all sign" flag is registered beside its "counts"
+            # flag (block start >= t, from the shift amount); S9 combines them.
+            q = p << 1
+            q_bits = p_bits + 2
+            bound_bits = len(below8)
+            sh_bits = bound_bits + 2
+            assert len(above8) == bound_bits and sh_bits <= q_bits
+            sh = stage(f"s8_sh_{j}", signed(sh_bits))
+            sign8 = stage(f"s8_sign_{j}", 1)
+            first_block, blocks = -(-(bound_bits - 1) // 4), -(-q_bits // 4)
+            all_sign8 = stage(f"s8_block_all_sign_{j}", max(blocks - first_block, 1))
+            counts8 = stage(f"s8_block_counts_{j}", max(blocks - first_block, 1))
+            q_sign = q.as_signed()[-1]
             with m.If(advance):
-                m.d.sync += sh.eq(_shift_right(p << 1, shift7, p_bits + 2))
+                m.d.sync += [sh.eq(_shift_right(q, shift7, q_bits, sh_bits)), sign8.eq(q_sign)]
+                for n, b in enumerate(range(first_block, blocks)):
+                    block = [q.as_signed()[min(k, len(q) - 1)] for k in range(4 * b, min(4 * b + 4, q_bits))]
+                    copy = shift7[n * len(shift7) // (blocks - first_block)]
+                    m.d.sync += [all_sign8[n].eq(Cat(*block) == Mux(q_sign, (1 << len(block)) - 1, 0)),
+                                 counts8[n].eq(copy <= 4 * b - bound_bits + 1)]
+            fits = Signal(name=f"s8_sh_fits_{j}")
+            top = sh[bound_bits - 1:]
+            m.d.comb += fits.eq((top == Mux(sign8, (1 << len(top)) - 1, 0)) & (all_sign8 | ~counts8).all())
             # S9: the rounded value plus the zero point, ((sh + 1) >> 1) + z = (sh + 2z + 1) >> 1, in its low
             # bits (all a value in range has; modulo 2**acc_bits the same bits), and the saturation tests made
-            # on sh itself: (sh + 1) >> 1 < lo  <=>  sh < 2 lo - 1, and  > hi  <=>  sh > 2 hi.
+            # on sh itself: (sh + 1) >> 1 < lo  <=>  sh < 2 lo - 1, and  > hi  <=>  sh > 2 hi (sh beyond
+            # bound_bits is beyond both bounds, on its sign's side).
             rz = stage(f"s9_rz_{j}", signed(acc_bits))
             under, over = stage(f"s9_under_{j}", 1), stage(f"s9_over_{j}", 1)
             with m.If(advance):
                 m.d.sync += [rz.eq(((sh[:acc_bits + 1] + round8) >> 1)[:acc_bits]),
-                             under.eq(sh < below8), over.eq(sh > above8)]
+                             under.eq(Mux(fits, sh < below8, sign8)), over.eq(Mux(fits, sh > above8, ~sign8))]
             # S10: saturate to the output type (ReLU raised the lower bound to z); in range, r + z.
             y = stage(f"s10_y_{j}", signed(acc_bits))
             with m.If(advance):
@@ -634,5 +682,6 @@ class PostOpPipeline(wiring.Component):
                          dropped.eq(valid[11 + X + P] & ~emit & last_group12)]
             next_credits = Signal(range(depth + 1))
             m.d.comb += next_credits.eq(credits - accept + left + dropped)
-            m.d.sync += [credits.eq(next_credits), credit.eq(next_credits != 0)]
+            m.d.sync += [credits.eq(next_credits), credit.eq(next_credits != 0),
+                         in_ready.eq((next_credits != 0) & Mux(take, group == groups - 2, last_group))]
         return m

@@ -364,7 +364,11 @@ class AcceleratorTop(wiring.Component):
             free = Signal(range(depth + 1), init=depth)
             credit, beat_issued = Signal(init=1), Signal()
             released = out_fifo.released
-            m.d.sync += [free.eq(free - beat_issued + released),
+            # `released` (combinational from the chain's accept through the FIFO's read) and `beat_issued` (from
+            # the slot queue's pop) only select among free + 1, free, free - 1 (8x8 seed 1's critical path:
+            # credit -> accept -> released -> the adder; seed 4's: beat_credit -> beat_issued -> the adder).
+            m.d.sync += [free.eq(Mux(released, Mux(beat_issued, free, free + 1),
+                                     Mux(beat_issued, free - 1, free))),
                          credit.eq(Mux(beat_issued & ~released, free >= 2,
                                        Mux(released & ~beat_issued, 1, free >= 1)))]
             beats_issued = []
@@ -552,7 +556,7 @@ class AcceleratorTop(wiring.Component):
         valid_copies = registered_copies(m, stages[latency - 2][0], name="acc_read_valid", count=parts,
                                          enable=read_enable)
         m.d.comb += [
-            acc.en.eq(en_acc), acc.psums.eq(array.psums),
+            acc.en.eq(en_acc), acc.en_next.eq(en), acc.psums.eq(array.psums),
             acc.read_valid.eq(read_stage[0]), acc.read_pixel.eq(read_stage[1]),
             acc.read_pixel_parts.eq(Cat(*read_copies)), acc.read_valid_parts.eq(Cat(*valid_copies)),
             acc.sum_valid.eq(sum_stage[0]), acc.sum_pixel.eq(sum_stage[1]),
@@ -617,8 +621,16 @@ class AcceleratorTop(wiring.Component):
             postops.i.valid.eq(out_fifo.r_rdy & emit_queue.r_rdy),
             out_fifo.r_en.eq(postops.i.ready & emit_queue.r_rdy),
         ]
+        if postops.groups > 1:
+            # Registered a cycle ahead, as the chain's position flags (`PostOpPipeline`): a beat of a narrow
+            # chain is accepted at least a cycle after its first group was taken, and head_count and the head
+            # change only with an accept (the head the cycle after, or when it arrives before the first group).
+            head_last = Signal(name="emit_head_last")
+            m.d.sync += head_last.eq(head_count == head.emit_words)
+        else:
+            head_last = head_count == head.emit_words
         with m.If(postops.i.valid & postops.i.ready):
-            with m.If(head_count == head.emit_words):
+            with m.If(head_last):
                 m.d.sync += head_count.eq(1)
                 m.d.comb += emit_queue.r_en.eq(1)
                 with m.If(head.param_words != 0):
