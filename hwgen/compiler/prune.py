@@ -3,7 +3,10 @@
 A layer's weights are ranked by their real magnitude, ``|q| * weight_scale[m]`` (per-channel scales make the
 integer magnitude alone the wrong ranking), and the smallest ``round(sparsity * size)`` are set to 0; the
 biases, scales and post-ops are unchanged, so the pruned network is again an exact integer reference network.
-Batch-1 fully connected layers pruned this way run on the sparse matrix-vector engine (`hwgen.sparse`)."""
+A batch-1 fully connected layer pruned this way can be planned on the sparse matrix-vector engine
+(`hwgen.tiling.plan_sparse_layer`, `hwgen.sparse`: cycles scale with the nonzeros); a compiled network runs its
+pruned layers on the dense engines (the same exact values, the dense cycles), since the sparse engine takes
+its activations inside host-built words and has no on-chip path from the previous layer yet."""
 
 import dataclasses
 
