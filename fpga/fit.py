@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from hwgen.hw.bram import ecp5_tiling
 from hwgen.hw.pe_pair import pair_weight_shape
 from hwgen.hw.target import FAMILIES, Target, pair_operand_bits
+from hwgen.spec import default_postop_lanes
 
 from .devices import get_device
 
@@ -296,6 +297,10 @@ def estimate_fit(spec, device, *, lut_multipliers=False, io_bits=8, check=True, 
             fix = "build without the post-op chain (postops=False, --no-postops), or " + fix
             if spec.postop_pooling:
                 fix = "build the post-op chain without its pooling (postop_pooling=False, --no-pooling), " + fix
+            lean = default_postop_lanes(spec.cols, spec.dataflow)
+            if spec.postop_lanes > lean:
+                fix = (f"a narrower post-op chain (postop_lanes={lean}, --postop-lanes {lean}: a beat in "
+                       f"{spec.cols // lean} cycles), " + fix)
         problems.append(f"about {luts} LUT4 needed (rough estimate), the {device.part} has {device.luts}. "
                         f"Fix: {fix}")
     elif luts > 0.8 * device.luts:

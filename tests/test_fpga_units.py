@@ -433,6 +433,11 @@ def test_logic_estimate_of_a_float_datapath():
     assert 80000 < big.luts_estimate < 95000 and any("placement may fail" in w for w in big.warnings)
     narrow = estimate_fit(AcceleratorSpec(rows=8, cols=8, **bf16), "ecp5-85f", check=False)
     assert 72000 < narrow.luts_estimate < 80000 and any("placement may fail" in w for w in narrow.warnings)
+    # Too large with a chain wider than the default: the fix names the narrower chain first.
+    wide = estimate_fit(AcceleratorSpec(rows=8, cols=16, postop_lanes=16, act_buffer_bytes=32768,
+                                        weight_buffer_bytes=32768, acc_buffer_bytes=16384, **bf16),
+                        "ecp5-85f", check=False)
+    assert any("Fix: a narrower post-op chain (postop_lanes=4, --postop-lanes 4" in p for p in wide.problems)
     small = estimate_fit(AcceleratorSpec(rows=4, cols=4, **bf16), "ecp5-85f", check=False)
     assert 20000 < small.luts_estimate < 35000 and not small.warnings
 
