@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from hwgen.hw.bram import ecp5_tiling
 from hwgen.hw.pe_pair import pair_weight_shape
 from hwgen.hw.target import FAMILIES, Target, pair_operand_bits
+from hwgen.spec import default_postop_lanes
 
 from .devices import get_device
 
@@ -279,7 +280,8 @@ def estimate_fit(spec, device, *, lut_multipliers=False, io_bits=8, check=True, 
     # int20 accumulators and small buffers 4991).
     # A float datapath (bf16/fp16 x bf16/fp16 -> fp32) is another order: ~1100 per PE (the fp32 adder, the
     # product's normalisation) and ~1900 per fp32 post-op lane (bias adder, scale multiply rounding, max
-    # pooling), from the 4x4 and 8x8 bf16 tops (27,180 and 87,700 LUT4 + carry halves in Yosys).
+    # pooling), from the 4x4 and 8x8 bf16 tops with full-width chains (27,180 and 87,700 LUT4 + carry halves in
+    # Yosys); the 8x8 with its default two-lane chain measured 77,431 (estimate 76,320).
     lane_luts = 1900 if spec.is_float else 1600 if spec.postop_pooling else 1400
     pe_luts = 1100 if spec.is_float else 50
     postop_luts = (lane_luts * spec.postop_lanes + (40 * spec.cols if spec.postop_groups > 1 else 0)
@@ -295,6 +297,10 @@ def estimate_fit(spec, device, *, lut_multipliers=False, io_bits=8, check=True, 
             fix = "build without the post-op chain (postops=False, --no-postops), or " + fix
             if spec.postop_pooling:
                 fix = "build the post-op chain without its pooling (postop_pooling=False, --no-pooling), " + fix
+            lean = default_postop_lanes(spec.cols, spec.dataflow)
+            if spec.postop_lanes > lean:
+                fix = (f"a narrower post-op chain (postop_lanes={lean}, --postop-lanes {lean}: a beat in "
+                       f"{spec.cols // lean} cycles), " + fix)
         problems.append(f"about {luts} LUT4 needed (rough estimate), the {device.part} has {device.luts}. "
                         f"Fix: {fix}")
     elif luts > 0.8 * device.luts:

@@ -75,11 +75,13 @@ def _positive_int(value, what, *, fix):
 
 
 def default_postop_lanes(cols, dataflow="weight_stationary", is_float=False):
-    """The default `AcceleratorSpec.postop_lanes`: all ``cols`` on the output-stationary array and on a float
-    datapath (its post-op lane is built for a full-width chain only), else the largest divisor of ``cols`` not
-    above ``max(1, cols // 4)`` (a beat in four cycles on an 8- or 16-wide array).
+    """The default `AcceleratorSpec.postop_lanes`: all ``cols`` on the output-stationary array, else the largest
+    divisor of ``cols`` not above ``max(1, cols // 4)`` (a beat in four cycles on an 8- or 16-wide array), on
+    an integer and a float datapath alike (``is_float`` no longer changes the answer: the float chain takes a
+    beat group by group too, and its fp32 lanes are what a narrow chain saves, fpga/README.md "Precisions
+    side by side").
     """
-    if dataflow == "output_stationary" or is_float:
+    if dataflow == "output_stationary":
         return cols
     target = max(1, cols // 4)
     return max(d for d in range(1, target + 1) if cols % d == 0)
@@ -127,8 +129,8 @@ class AcceleratorSpec:
     array's peak rate. A compute engine issues a slot that finishes a beat only while the FIFO has room for it
     (`hwgen.perf` models it exactly). Default: ``cols // 4`` lanes (at least 1; the largest divisor of
     ``cols`` not above it) on the weight-stationary array and the matrix-vector engine, all ``cols`` on the
-    output-stationary array (which needs them: its read-out is not held back) and on a float datapath (its
-    fp32 post-op lanes are built for a full-width chain only; a narrower one is rejected).
+    output-stationary array (which needs them: its read-out is not held back). A float datapath follows the
+    same rule: its fp32 lanes take a beat group by group like the integer ones.
 
     Whole networks (`hwgen.compiler`): ``mv_engine=True`` builds the matrix-vector engine beside a
     weight-stationary array, in one accelerator (shared loader, activation buffer, post-op chain and output;
@@ -277,10 +279,6 @@ class AcceleratorSpec:
         if self.dataflow == "output_stationary" and lanes != self.cols:
             raise MappingError(f"postop_lanes={lanes}: the output-stationary array's read-out cannot be held back "
                                f"for a narrower post-op chain; use postop_lanes={self.cols} (= cols)")
-        if self.is_float and lanes != self.cols:
-            raise MappingError(f"postop_lanes={lanes}: the float post-op chain ({self.act_type}) is built full width "
-                               f"only (one fp32 lane per column); use postop_lanes={self.cols} (= cols), or leave "
-                               f"postop_lanes unset")
         narrow = self.postops and self.postop_groups > 1
         if self.postop_fifo_depth is None:
             object.__setattr__(self, "postop_fifo_depth", max(2 * self.acc_depth, 16) if narrow else 0)

@@ -207,13 +207,20 @@ def test_float_program_on_the_amaranth_simulator():
 
 
 @pytest.mark.cocotb
-@pytest.mark.parametrize("fmt, stall", [("bf16", 0.0), ("fp16", 0.0), ("bf16", 0.3)],
-                         ids=["bf16", "fp16", "bf16_random_stall"])
-def test_float_program_on_the_verilog(fmt, stall):
+@pytest.mark.parametrize("fmt, stall, lanes", [("bf16", 0.0, None), ("fp16", 0.0, None), ("bf16", 0.3, None),
+                                               ("bf16", 0.0, 1), ("fp16", 0.3, 2)],
+                         ids=["bf16", "fp16", "bf16_random_stall", "bf16_narrow_chain",
+                              "fp16_narrow_chain_random_stall"])
+def test_float_program_on_the_verilog(fmt, stall, lanes):
+    """The compiled program on the Verilog: the compiler's full-width chain (``postop_lanes=None``), and a
+    narrow one (``BuildConfig(postop_lanes=...)``: a beat in 4 or 2 groups, through the chain's FIFO)."""
     from hwgen.sim.runner import run_program
-    b = build(BuildConfig(model=tiny_network(), precision=fmt, array=(4, 4), batch=2, stop_after="schedule"))
-    inputs = _inputs(b.network, 7, specials=fmt == "fp16")
-    result = run_program(b.program, inputs, simulator=SIM, stall=stall, seed=3, tag=f"float_net_{fmt}")
+    b = build(BuildConfig(model=tiny_network(), precision=fmt, array=(4, 4), batch=2, stop_after="schedule",
+                          postop_lanes=lanes))
+    assert b.spec.postop_lanes == (lanes or 4)
+    inputs = _inputs(b.network, 7, specials=fmt == "fp16" or lanes == 1)
+    result = run_program(b.program, inputs, simulator=SIM, stall=stall, seed=3,
+                         tag=f"float_net_{fmt}" + (f"_lanes{lanes}" if lanes else ""))
     assert result.exact, result.report
     for got, x in zip(result.outputs, inputs):
         np.testing.assert_array_equal(got, b.program.reference(x)[-1])

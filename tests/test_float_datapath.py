@@ -43,9 +43,11 @@ def test_float_types_parse_and_spec_builds():
     assert AcceleratorSpec.from_dict(spec.to_dict()) == spec
     assert float_spec("fp16").float_format == "fp16"
     assert not AcceleratorSpec(rows=2, cols=2).is_float
-    # A float accelerator's post-op chain is full width (the integer default is cols // 4).
-    assert float_spec(rows=8, cols=8).postop_lanes == 8 and float_spec(rows=8, cols=8).postop_groups == 1
-    assert float_spec(postops=False).postop_lanes == 4
+    # A float accelerator's post-op chain is as narrow as the integer one by default (cols // 4 lanes).
+    assert float_spec(rows=8, cols=8).postop_lanes == 2 and float_spec(rows=8, cols=8).postop_groups == 4
+    assert float_spec().postop_lanes == 1 and float_spec(postops=False).postop_lanes == 1
+    assert float_spec(rows=8, cols=8, postop_lanes=8).postop_groups == 1
+    assert float_spec(dataflow="output_stationary").postop_lanes == 4
 
 
 @pytest.mark.parametrize("kw, error, words", [
@@ -58,8 +60,8 @@ def test_float_types_parse_and_spec_builds():
     (dict(dataflow="matrix_vector"), MappingError, "not the matrix-vector engine"),
     (dict(mv_engine=True), MappingError, "integer-only"),
     (dict(stochastic_rounding=True), MappingError, "integer-only"),
-    (dict(cols=8, postop_lanes=2), MappingError, "postop_lanes=8"),
-    (dict(cols=8, postop_lanes=4), MappingError, "float post-op chain"),
+    (dict(cols=8, postop_lanes=3), MappingError, "must divide cols=8"),
+    (dict(dataflow="output_stationary", postop_lanes=2), MappingError, "cannot be held back"),
 ])
 def test_float_spec_rejects_what_it_cannot_build(kw, error, words):
     base = dict(rows=4, cols=4, act_type="bf16", weight_type="bf16", acc_type="fp32")
@@ -198,14 +200,19 @@ FLOAT_CHAINS = [PostOps(), PostOps(bias=True), PostOps(relu=True), PostOps(bias=
                 PostOps(requant=True, out_type="bf16")]
 
 
+@pytest.mark.parametrize("lanes", [4, 1, 2], ids=["full_width", "lanes1", "lanes2"])
 @pytest.mark.parametrize("fmt", ["bf16", "fp16"])
 @pytest.mark.parametrize("postops", FLOAT_CHAINS, ids=str)
-def test_float_postop_chain_equals_golden(postops, fmt):
+def test_float_postop_chain_equals_golden(postops, fmt, lanes):
+    """The float chain on the Amaranth simulator, bit for bit against `apply_float`, under random stalls on both
+    sides: full width (one group) and narrow (4 and 2 groups of 1 and 2 lanes; pooling across groups)."""
     from tests.test_hw_postops import StreamBench
 
+    if lanes == 2 and postops.pool == "none":
+        pytest.skip("two lanes: the pooled chains (the one- and four-group runs cover the rest)")
     if postops.requant and postops.out_type.name != "fp32":
         postops = PostOps(**{**postops.__dict__, "out_type": fmt})
-    spec = float_spec(fmt, cols=4, name="pp")
+    spec = float_spec(fmt, cols=4, name="pp", postop_lanes=lanes)
 
     class FloatLayer:
         def __init__(self, shape, rng):
@@ -219,7 +226,8 @@ def test_float_postop_chain_equals_golden(postops, fmt):
             params = float_params(floats.encode(rng.standard_normal(M), "fp32").astype(np.int64),
                                   floats.encode(rng.uniform(0, 3, M) ** 4, "fp32").astype(np.int64))
             self.cfg = config_values(postops, spec.acc_type, out_h=E, out_w=F, m_folds=self.m_folds)
-            self.param_beats = pack_params(params, cols=spec.cols, M=M) if postops.needs_params else []
+            self.param_beats = (pack_params(params, cols=spec.cols, M=M, lanes=spec.postop_lanes)
+                                if postops.needs_params else [])
             self.in_beats = pack_stream(acc, cols=spec.cols, lane_type=spec.acc_type)
             self.expected = apply_float(acc, params, postops)
             self.out_size = postops.out_size(E, F)
@@ -230,14 +238,50 @@ def test_float_postop_chain_equals_golden(postops, fmt):
     bench.check(layers, bench.run(layers, p_valid=0.7, p_ready=0.6, seed=4))
 
 
-def test_float_chain_is_full_width_with_the_integer_latency():
-    """A float spec's chain has one group (postop_lanes = cols, also where the integer default is narrower), so
-    the pooling pair is one stage and the latency is the full-width chain's: the cycle model holds unchanged."""
-    spec = float_spec(rows=8, cols=8)
-    assert AcceleratorSpec(rows=8, cols=8).postop_groups == 4 and spec.postop_groups == 1
-    assert spec.postop_fifo_depth == 0 and not PostOpPipeline.split_pair(spec)
-    dut = PostOpPipeline(spec, max_m_folds=2, max_out_w=4)
-    assert dut.groups == 1 and dut.latency == PostOpPipeline.LATENCY == 13 == postops_latency(spec)
+def test_float_chain_latency_is_the_integer_chains():
+    """A float chain has the integer chain's latency for its width: 13 full width (one group, the pooling pair in
+    one stage), 14 narrow (the pair split over S11/S11b), as `latency_for` and the cycle model say."""
+    assert AcceleratorSpec(rows=8, cols=8).postop_groups == 4
+    full, narrow = float_spec(rows=8, cols=8, postop_lanes=8), float_spec(rows=8, cols=8)
+    assert full.postop_groups == 1 and full.postop_fifo_depth == 0 and not PostOpPipeline.split_pair(full)
+    dut = PostOpPipeline(full, max_m_folds=2, max_out_w=4)
+    assert dut.groups == 1 and dut.latency == PostOpPipeline.LATENCY == 13 == postops_latency(full)
+    assert narrow.postop_groups == 4 and narrow.postop_fifo_depth > 0 and PostOpPipeline.split_pair(narrow)
+    dut = PostOpPipeline(narrow, max_m_folds=2, max_out_w=4)
+    assert dut.groups == 4 and dut.latency == PostOpPipeline.LATENCY + 1 == 14 == postops_latency(narrow)
+
+
+@pytest.mark.parametrize("lanes", [4, 2, 1])
+def test_float_chain_takes_a_group_per_cycle_and_leaves_after_the_last(lanes):
+    """Every source valid and the sink ready: one beat in per cols / lanes cycles, back to back across layers
+    with different chains, each output beat ``latency`` cycles after its last group went in (unpooled layers),
+    the values bit for bit."""
+    from tests.test_hw_postops import StreamBench
+    spec = float_spec("bf16", cols=4, name="pp", postop_lanes=lanes)
+    rng = np.random.default_rng(5)
+    chains = [PostOps(bias=True, requant=True, out_type="bf16"), PostOps(bias=True, relu=True),
+              PostOps(requant=True, out_type="fp32")]
+    layers = []
+    for postops, (M, E, F) in zip(chains, [(4, 3, 5), (6, 2, 3), (3, 4, 2)]):
+        acc = floats.encode(rng.standard_normal((M, E, F)) * 100, "fp32").astype(np.int64)
+        params = float_params(floats.encode(rng.standard_normal(M), "fp32").astype(np.int64),
+                              floats.encode(rng.uniform(0, 2, M), "fp32").astype(np.int64))
+        layer = type("FloatLayer", (), {})()
+        layer.postops, layer.shape, layer.m_folds = postops, (M, E, F), ceil(M / spec.cols)
+        layer.cfg = config_values(postops, spec.acc_type, out_h=E, out_w=F, m_folds=layer.m_folds)
+        layer.param_beats = (pack_params(params, cols=spec.cols, M=M, lanes=spec.postop_lanes)
+                             if postops.needs_params else [])
+        layer.in_beats = pack_stream(acc, cols=spec.cols, lane_type=spec.acc_type)
+        layer.expected = apply_float(acc, params, postops)
+        layer.out_size = postops.out_size(E, F)
+        layers.append(layer)
+    bench = StreamBench(spec)
+    bench.check(layers, bench.run(layers))
+    groups, latency = spec.postop_groups, postops_latency(spec)
+    total = sum(len(layer.in_beats) for layer in layers)
+    first = bench.accepted[0]
+    assert bench.accepted == list(range(first, first + groups * total, groups))
+    assert bench.emitted == [t + latency for t in bench.accepted]
 
 
 # Whole layers on the generated Verilog (cocotb, Icarus) ------------------------------------------------------
@@ -260,12 +304,16 @@ def float_layers(fmt):
 
 
 @pytest.mark.cocotb
-@pytest.mark.parametrize("fmt", ["bf16", "fp16"])
-def test_float_layers_exact_and_cycle_accurate_on_verilog(fmt):
+@pytest.mark.parametrize("fmt, lanes", [("bf16", None), ("fp16", None), ("bf16", 4)],
+                         ids=["bf16", "fp16", "bf16_full_width"])
+def test_float_layers_exact_and_cycle_accurate_on_verilog(fmt, lanes):
+    """The spec's default chain (one lane on the 4x4: a beat in four groups) and a full-width one."""
     from hwgen.sim.runner import run_layers
-    spec = float_spec(fmt)
+    spec = float_spec(fmt, postop_lanes=lanes)
+    assert spec.postop_groups == (1 if lanes else 4)
     layers = float_layers(fmt)
-    result = run_layers(spec, layers, simulator=SIM, stall=0.0, seed=3, tag=f"float_{fmt}")
+    result = run_layers(spec, layers, simulator=SIM, stall=0.0, seed=3,
+                        tag=f"float_{fmt}" + ("_full" if lanes else ""))
     assert [layer["layer"] for layer in result.layers] == [p.name for p, _ in layers]
     for layer in result.layers:
         assert layer["exact"], f"{layer['layer']}: {layer['report']}"
@@ -280,6 +328,32 @@ def test_float_layers_exact_under_random_stalls():
     for layer in result.layers:
         assert layer["exact"], f"{layer['layer']}: {layer['report']}"
         assert layer["measured_cycles"] >= layer["model_cycles"]
+
+
+# A narrow chain of two lanes on the 4x4 (two groups a beat): pooling across groups through the line buffer,
+# requantization to bf16 and fp32, NaN/inf/-0 in the data (`float_operands`), output stalls.
+NARROW_LAYERS = [
+    (conv("conv_requant_relu_maxpool_two_groups_specials", C=5, M=7, H=6, W=5, R=2, pad=1),
+     PostOps(bias=True, requant=True, out_type="bf16", relu=True, pool="max")),
+    (conv("conv_s1_p1_maxpool_specials", C=6, M=6, H=6, W=6, R=3, pad=1), PostOps(pool="max")),
+    (linear("fc_requant_fp32_specials", K=9, M=5, N=3), PostOps(requant=True, out_type="fp32")),
+]
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("stall", [0.0, 0.3], ids=["no_stall", "random_stall"])
+def test_narrow_float_chain_layers_exact_and_cycle_accurate(stall):
+    from hwgen.sim.runner import run_layers
+    spec = float_spec("bf16", postop_lanes=2, name="bf16_ws4x4_lanes2")
+    assert spec.postop_groups == 2 and spec.postop_fifo_depth > 0
+    result = run_layers(spec, NARROW_LAYERS, simulator=SIM, stall=stall, seed=13, tag="float_narrow")
+    assert [layer["layer"] for layer in result.layers] == [p.name for p, _ in NARROW_LAYERS]
+    for layer in result.layers:
+        assert layer["exact"], f"{layer['layer']}: {layer['report']}"
+        if stall:
+            assert layer["measured_cycles"] >= layer["model_cycles"]
+        else:
+            assert layer["measured_cycles"] == layer["model_cycles"], layer["layer"]
 
 
 # Tiled: bands of rows, input-channel tiles (the reduction continues in the accumulator across commands: the

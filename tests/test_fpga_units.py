@@ -228,7 +228,7 @@ def test_cli_spec_options_for_precisions_and_small_devices():
     assert s.mv_engine and s.packed_weight_bits == (4, 2) and s.weight_type.name == "int8"
     s = spec_from_args(parse("--rows", "8", "--cols", "8", "--act-type", "bf16", "--weight-type", "bf16",
                              "--acc-type", "fp32"))
-    assert (s.act_type.name, s.acc_type.name, s.postop_lanes, s.act_depth, s.acc_depth) == ("bf16", "fp32", 8, 2048,
+    assert (s.act_type.name, s.acc_type.name, s.postop_lanes, s.act_depth, s.acc_depth) == ("bf16", "fp32", 2, 2048,
                                                                                              256)
     s = spec_from_args(parse("--rows", "2", "--cols", "2", "--max-out-channels", "64", "--max-pool-width", "32",
                              "--postop-lanes", "1", "--postop-fifo-depth", "8", "--no-pooling"))
@@ -423,13 +423,21 @@ def test_up5k_rejects_the_post_op_chain_by_logic_cells_and_names_the_fix():
 
 
 def test_logic_estimate_of_a_float_datapath():
-    """bf16 PEs are ~20 times an int8 PE in LUTs: the 8x8 bf16 top (87,700 LUT4 + carry halves in Yosys) is
-    flagged against the 85F's 83,640 LUTs; the 4x4 (27,180) is not."""
+    """bf16 PEs are ~20 times an int8 PE in LUTs: the 8x8 bf16 top with a full-width chain (87,700 LUT4 + carry
+    halves in Yosys) is flagged against the 85F's 83,640 LUTs; with the default two-lane chain (77,431) it is
+    below the part, still flagged as tight; the 4x4 (27,180 full width) is not."""
     from hwgen.fpga.fit import estimate_fit
     from hwgen.spec import AcceleratorSpec
     bf16 = {"act_type": "bf16", "weight_type": "bf16", "acc_type": "fp32"}
-    big = estimate_fit(AcceleratorSpec(rows=8, cols=8, **bf16), "ecp5-85f", check=False)
+    big = estimate_fit(AcceleratorSpec(rows=8, cols=8, postop_lanes=8, **bf16), "ecp5-85f", check=False)
     assert 80000 < big.luts_estimate < 95000 and any("placement may fail" in w for w in big.warnings)
+    narrow = estimate_fit(AcceleratorSpec(rows=8, cols=8, **bf16), "ecp5-85f", check=False)
+    assert 72000 < narrow.luts_estimate < 80000 and any("placement may fail" in w for w in narrow.warnings)
+    # Too large with a chain wider than the default: the fix names the narrower chain first.
+    wide = estimate_fit(AcceleratorSpec(rows=8, cols=16, postop_lanes=16, act_buffer_bytes=32768,
+                                        weight_buffer_bytes=32768, acc_buffer_bytes=16384, **bf16),
+                        "ecp5-85f", check=False)
+    assert any("Fix: a narrower post-op chain (postop_lanes=4, --postop-lanes 4" in p for p in wide.problems)
     small = estimate_fit(AcceleratorSpec(rows=4, cols=4, **bf16), "ecp5-85f", check=False)
     assert 20000 < small.luts_estimate < 35000 and not small.warnings
 

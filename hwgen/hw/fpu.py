@@ -22,7 +22,8 @@ from amaranth.lib.wiring import In, Out
 from ..floats import CANONICAL_NAN, FORMATS
 from .multiplier import PipelinedMultiplier
 
-__all__ = ["Fp32Adder", "FloatProductPipe", "float_product", "fp32_add", "fp32_relu", "fp32_max", "fp32_is_nan",
+__all__ = ["Fp32Adder", "FloatProductPipe", "float_product", "fp32_add", "fp32_relu", "fp32_max", "fp32_max_flags",
+           "fp32_max_choice", "fp32_is_nan",
            "fp32_mul_operands", "fp32_mul_round", "fp32_round_to", "fp32_to_format"]
 
 
@@ -139,12 +140,24 @@ def fp32_relu(x):
     return Mux(x[31] & ~fp32_is_nan(x), 0, x)
 
 
-def fp32_max(a, b):
-    """The larger of two fp32 patterns (+0 over -0); the canonical NaN if either is NaN."""
+def fp32_max_flags(a, b):
+    """The two decisions of `fp32_max` (``a``, ``b`` fp32 patterns): whether either is NaN, and whether ``b`` is
+    greater than ``a`` as a value (``+0 > -0``); a pipeline may register them and choose a stage later
+    (`fp32_max_choice`)."""
     # Order key: positive patterns as they are, negative ones reversed below them.
     def greater(x, y):       # x > y as values
         return Mux(x[31], Mux(y[31], x[0:31] < y[0:31], 0), Mux(y[31], 1, x[0:31] > y[0:31]))
-    return Mux(fp32_is_nan(a) | fp32_is_nan(b), CANONICAL_NAN, Mux(greater(b, a), b, a))
+    return fp32_is_nan(a) | fp32_is_nan(b), greater(b, a)
+
+
+def fp32_max_choice(a, b, nan, b_greater):
+    """`fp32_max` from its decisions (`fp32_max_flags`)."""
+    return Mux(nan, CANONICAL_NAN, Mux(b_greater, b, a))
+
+
+def fp32_max(a, b):
+    """The larger of two fp32 patterns (+0 over -0); the canonical NaN if either is NaN."""
+    return fp32_max_choice(a, b, *fp32_max_flags(a, b))
 
 
 def float_product(m, a, b, fmt, name):

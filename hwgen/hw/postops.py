@@ -52,9 +52,11 @@ Stages (one register each; lane ``j`` of every stage is channel ``mf*cols + g*la
   ``multiplier`` field holds its pattern) on a 24 x 24 `WideMultiplier` in S4-S7, rounded into S8, and rounds
   to the 16-bit output format (the spec's bf16/fp16) into S9; S10 applies ReLU (negatives and -0 to +0),
   pooling takes the fp32 maximum (`fpu.fp32_max`) in the same stages, and the way out re-packs a 16-bit
-  output. A float chain is always full width (``postop_lanes == cols``, `AcceleratorSpec` rejects a narrower
-  one): one group, the pair in one stage, the integer full-width chain's latency (13), so the cycle model is
-  unchanged.
+  output. A float chain is as wide as the spec says, like the integer one: with ``G > 1`` its lanes take the
+  beat group by group (the params word, the held value and the line buffer per group as above), and the pair
+  is split the same way (S11 registers the NaN test and the compare, `fpu.fp32_max_flags`, beside both
+  operands; S11b the choice), so its latency is the integer chain's for that width (13 full width, 14 narrow)
+  and the cycle model is the same.
 
 Timing: `LATENCY` = 13 (`latency_for`: 14 on a narrow chain, one more with stochastic rounding; ``L`` below). A
 group taken in cycle ``t`` (``advance`` with ``i.valid``) is in the output register in cycle ``t + L`` when no
@@ -89,8 +91,8 @@ from ..postops import POOL_CODES, column_seeds, config_layout, params_layout
 from ..spec import AcceleratorSpec
 from .bram import PipelinedMemory
 from .fanout import registered_copies
-from .fpu import (fp32_add, fp32_max, fp32_mul_operands, fp32_mul_round, fp32_relu, fp32_round_to,
-                  fp32_to_format)
+from .fpu import (fp32_add, fp32_max, fp32_max_choice, fp32_max_flags, fp32_mul_operands, fp32_mul_round,
+                  fp32_relu, fp32_round_to, fp32_to_format)
 from .lfsr import unrolled_draw
 from .wide_multiplier import WideMultiplier
 
@@ -418,15 +420,17 @@ class PostOpPipeline(wiring.Component):
 
         out_lanes, lb_lanes, y_lanes = [], [], []
         if spec.is_float:
-            # The float lane is built for a full-width chain (the spec rejects postop_lanes < cols on a float
-            # datapath), so one group: s2_group is the whole beat, pool_held one register, and the pooling pair
-            # one stage (no S11b: P = 0, X = 0), so the float lane's latency is latency_for(spec) = LATENCY.
-            assert groups == 1 and lanes == cols and not P and not X, (lanes, cols, P, X)
+            # The float lane: ``lanes`` of them, a group of the beat per cycle like the integer lanes (s2_group is
+            # the group's lanes, the held value and the line buffer are the shared ones above). No stochastic
+            # rounding on a float spec (X = 0); a narrow chain splits the pair (P = 1) as the integer lane does,
+            # so the latency is latency_for(spec).
+            assert not X, X
             s8 = tags[7]
         for j in range(lanes if spec.is_float else 0):
             # The float lane: bias add into S3; the scale multiply (S4-S7 on a 24 x 24 `WideMultiplier`, rounded
             # into S8); rounding to the 16-bit output format into S9 (still an fp32 pattern); ReLU into S10; max
-            # pooling in S11/S12; re-packed to 16 bits on the way out.
+            # pooling in S11/S12 (a narrow chain: the pair's NaN test and compare registered in S11 beside both
+            # operands, the choice in S11b); re-packed to 16 bits on the way out.
             fmt = spec.float_format
             lane = params[j]
             acc = s2_group[j * 32:(j + 1) * 32]
@@ -451,20 +455,34 @@ class PostOpPipeline(wiring.Component):
                 m.d.sync += y.eq(Mux(s9.relu, fp32_relu(n9), n9))
             y_lanes.append(y)
             if not pooling:
-                y11, y12 = stage(f"s11_y_{j}", 32), stage(f"s12_y_{j}", 32)
-                with m.If(advance):
-                    m.d.sync += [y11.eq(y), y12.eq(y11)]
+                value = y
+                for name in ("s11_y", "s11b_y", "s12_y") if P else ("s11_y", "s12_y"):
+                    reg = stage(f"{name}_{j}", 32)
+                    with m.If(advance):
+                        m.d.sync += reg.eq(value)
+                    value = reg
                 out16 = s_window.requant & (s_window.out_bits == 16)
-                out_lanes.append(Mux(out16, fp32_to_format(y12, fmt), y12))
+                out_lanes.append(Mux(out16, fp32_to_format(value, fmt), value))
                 continue
             held = held_word[j * 32:(j + 1) * 32]          # the even column's value (the shared pool_held)
             y11, pair = stage(f"s11_y_{j}", 32), stage(f"s11_pair_{j}", 32)
-            with m.If(advance):
-                m.d.sync += [y11.eq(y), pair.eq(fp32_max(held, y))]
+            if P:
+                held11 = stage(f"s11_held_{j}", 32)
+                nan11, y_greater11 = stage(f"s11_pair_nan_{j}", 1), stage(f"s11_y_greater_{j}", 1)
+                nan, y_greater = fp32_max_flags(held, y)
+                with m.If(advance):
+                    m.d.sync += [y11.eq(y), held11.eq(held), nan11.eq(nan), y_greater11.eq(y_greater)]
+                y_pair, pair = stage(f"s11b_y_{j}", 32), stage(f"s11b_pair_{j}", 32)
+                with m.If(advance):
+                    m.d.sync += [y_pair.eq(y11), pair.eq(fp32_max_choice(held11, y11, nan11, y_greater11))]
+            else:
+                with m.If(advance):
+                    m.d.sync += [y11.eq(y), pair.eq(fp32_max(held, y))]
+                y_pair = y11
             above = row_above[j * lb_bits:j * lb_bits + 32]
             y12, window = stage(f"s12_y_{j}", 32), stage(f"s12_window_{j}", 32)
             with m.If(advance):
-                m.d.sync += [y12.eq(y11), window.eq(fp32_max(above, pair))]
+                m.d.sync += [y12.eq(y_pair), window.eq(fp32_max(above, pair))]
             value = Mux(out_pool_on, window, y12)
             out16 = s_window.requant & (s_window.out_bits == 16)
             out_lanes.append(Mux(out16, fp32_to_format(value, fmt), value))
