@@ -62,6 +62,9 @@ def add_synth_parser(subparsers):
                              "but placed these designs slower)")
     target.add_argument("--placer", choices=["heap", "static", "sa"],
                         help="nextpnr placer (default: nextpnr's, heap)")
+    target.add_argument("--tmg-ripup", action="store_true",
+                        help="nextpnr's experimental timing-driven rip-up in the router (--tmg-ripup): nets "
+                             "that miss timing are routed again, not only congested ones")
     spec = p.add_argument_group("spec (without DESIGN, or overriding its spec)")
     spec.add_argument("--rows", type=int)
     spec.add_argument("--cols", type=int)
@@ -226,11 +229,13 @@ def run_synth(args):
 
 
 def nextpnr_options(args):
-    """The nextpnr options the command line chose (router, placer)."""
+    """The nextpnr options the command line chose (router, placer, timing-driven rip-up)."""
     options = []
     for name in ("router", "placer"):
         if getattr(args, name, None):
             options += [f"--{name}", getattr(args, name)]
+    if getattr(args, "tmg_ripup", False):
+        options.append("--tmg-ripup")
     return options
 
 

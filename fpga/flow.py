@@ -55,7 +55,10 @@ def elaborate_fitted(spec, component, device, *, io_bits, name, lut_multipliers=
 
 # Registered copies of one signal (hwgen.hw.fanout, and the array's enable copies en_copy_*), each driving a
 # part of a huge fan-out: keep them, or synthesis merges the identical flip-flops back into one net.
-KEEP_COPIES = "setattr -set keep 1 w:*_copy_* %ci1:+$dff[Q] t:$dff %i"
+# `%a` adds the wires a copy is connected to: when a copy drives a submodule's port, Amaranth names the
+# flip-flop's output after the port (`pop`, `read_pixel_parts`) and the copy is only an alias of it, which
+# `%ci1` alone does not reach (en_copy_0/1/3, en_copy_ctl/acc and acc_read_addr_copy_* were merged so).
+KEEP_COPIES = "setattr -set keep 1 w:*_copy_* %a %ci1:+$dff[Q] t:$dff %i"
 
 # iCE40: no synchronous read port of an hwgen top reads a word in the cycle it is written, or uses what such a
 # read returns (`hwgen.hw.bram.PipelinedMemory` documents it as undefined; the post-op chain's `pool_held`

@@ -407,6 +407,8 @@ def test_nextpnr_options_from_the_command_line():
     assert nextpnr_options(Namespace(router=None, placer=None)) == []
     assert nextpnr_options(Namespace(router="router2", placer="static")) == ["--router", "router2",
                                                                             "--placer", "static"]
+    assert nextpnr_options(Namespace(router="router2", placer=None, tmg_ripup=True)) == ["--router", "router2",
+                                                                                       "--tmg-ripup"]
 
 
 def test_up5k_rejects_the_post_op_chain_by_logic_cells_and_names_the_fix():

@@ -164,7 +164,10 @@ class BlockRAMHeadFIFO(wiring.Component):
         ]
         next_stored = Signal.like(stored)
         m.d.comb += next_stored.eq(stored + write - read)
-        m.d.sync += [stored.eq(next_stored), stored_nonzero.eq(next_stored != 0),
+        # next_stored != 0 without the sum: a write leaves words; a read (only while stored != 0) leaves
+        # stored - 1 (+ the write); else the count stays. `read` (from the consumer's pop) is the late input,
+        # and it only selects between two flags of the registered count.
+        m.d.sync += [stored.eq(next_stored), stored_nonzero.eq(write | Mux(read, stored >= 2, stored_nonzero)),
                      latched.eq(read | (latched & ~move)),
                      self.r_rdy.eq(move | (self.r_rdy & ~pop))]
         with m.If(write):

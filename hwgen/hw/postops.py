@@ -332,6 +332,9 @@ class PostOpPipeline(wiring.Component):
         # and the bounds on the shifted value S9 compares (see there). With an output zero point z the clamp
         # is of r + z: r itself is compared with lo - z and hi - z, and ReLU raises lo to z (lo - z to 0).
         # The bounds are made in two steps (S6 -> S7: the type's range; S7 -> S8: less z), a register apart.
+        # S8's lower bound 2 (lo - z) - 1 = 2 lo + ~(2 z) is one adder of two registers: S7 holds the type's lo
+        # (0 under ReLU) and ~(2 z) (-1 under ReLU), made from S6's tag (a carry chain fewer in front of
+        # `s8_below`: the 8x8's critical path at seed 4 went s7 zero point -> lo - z -> 2 (lo - z) - 1).
         s6, s7 = tags[5 + X], tags[6 + X]
         unused_bits = Signal(range(acc_bits))          # acc_bits - out_bits (host checks 1 <= out_bits <= acc_bits)
         out_umax = Signal(unsigned(acc_bits))           # (1 << out_bits) - 1
@@ -341,19 +344,20 @@ class PostOpPipeline(wiring.Component):
                      type_hi.eq(Mux(s6.out_signed, out_umax >> 1, out_umax)),
                      type_lo.eq(Mux(s6.out_signed, -(out_umax >> 1) - 1, 0))]
         lo7, hi7 = stage("s7_type_lo", signed(acc_bits + 1)), stage("s7_type_hi", signed(acc_bits + 1))
+        not_2z7 = stage("s7_not_2z", signed(len(s6.zero_point) + 2))
         with m.If(advance):
-            m.d.sync += [lo7.eq(type_lo), hi7.eq(type_hi)]
+            m.d.sync += [lo7.eq(Mux(s6.relu, 0, type_lo)), hi7.eq(type_hi),
+                         not_2z7.eq(Mux(s6.relu, -1, ~(s6.zero_point.as_signed() << 1)))]
         z7 = s7.zero_point.as_signed()
         lo_now, hi_now = Signal(signed(acc_bits + 1)), Signal(signed(acc_bits + 1))
-        lo_rel, hi_rel = Signal(signed(acc_bits + 2)), Signal(signed(acc_bits + 2))
-        m.d.comb += [lo_now.eq(Mux(s7.relu, z7, lo7)), hi_now.eq(hi7),
-                     lo_rel.eq(Mux(s7.relu, 0, lo7 - z7)), hi_rel.eq(hi7 - z7)]
+        hi_rel = Signal(signed(acc_bits + 2))
+        m.d.comb += [lo_now.eq(Mux(s7.relu, z7, lo7)), hi_now.eq(hi7), hi_rel.eq(hi7 - z7)]
         lo8, hi8 = stage("s8_lo", signed(acc_bits + 1)), stage("s8_hi", signed(acc_bits + 1))
         below8, above8 = stage("s8_below", signed(acc_bits + 4)), stage("s8_above", signed(acc_bits + 4))
         # S9 rounds and adds the zero point in one adder: ((sh + 1) >> 1) + z = (sh + 2z + 1) >> 1.
         round8 = stage("s8_round", signed(cfg.zero_point.shape().width + 2))
         with m.If(advance):
-            m.d.sync += [lo8.eq(lo_now), hi8.eq(hi_now), below8.eq((lo_rel << 1) - 1), above8.eq(hi_rel << 1),
+            m.d.sync += [lo8.eq(lo_now), hi8.eq(hi_now), below8.eq((lo7 << 1) + not_2z7), above8.eq(hi_rel << 1),
                          round8.eq((z7 << 1) + 1)]
         lo9, hi9 = delayed("s9_lo", lo8, 1), delayed("s9_hi", hi8, 1)
 
