@@ -200,6 +200,21 @@ FLOAT_CHAINS = [PostOps(), PostOps(bias=True), PostOps(relu=True), PostOps(bias=
                 PostOps(requant=True, out_type="bf16")]
 
 
+class FloatChainLayer:
+    """One layer for `tests.test_hw_postops.StreamBench` on a float chain: fp32 accumulator patterns ``acc``
+    ``[M, E, F]`` and the packed float ``params``, with their beats and `apply_float`'s expected output."""
+
+    def __init__(self, spec, postops, acc, params):
+        M, E, F = acc.shape
+        self.postops, self.shape, self.m_folds = postops, acc.shape, ceil(M / spec.cols)
+        self.cfg = config_values(postops, spec.acc_type, out_h=E, out_w=F, m_folds=self.m_folds)
+        self.param_beats = (pack_params(params, cols=spec.cols, M=M, lanes=spec.postop_lanes)
+                            if postops.needs_params else [])
+        self.in_beats = pack_stream(acc, cols=spec.cols, lane_type=spec.acc_type)
+        self.expected = apply_float(acc, params, postops)
+        self.out_size = postops.out_size(E, F)
+
+
 @pytest.mark.parametrize("lanes", [4, 1, 2], ids=["full_width", "lanes1", "lanes2"])
 @pytest.mark.parametrize("fmt", ["bf16", "fp16"])
 @pytest.mark.parametrize("postops", FLOAT_CHAINS, ids=str)
@@ -214,26 +229,18 @@ def test_float_postop_chain_equals_golden(postops, fmt, lanes):
         postops = PostOps(**{**postops.__dict__, "out_type": fmt})
     spec = float_spec(fmt, cols=4, name="pp", postop_lanes=lanes)
 
-    class FloatLayer:
-        def __init__(self, shape, rng):
-            M, E, F = shape
-            self.postops, self.shape = postops, shape
-            self.m_folds = ceil(M / spec.cols)
-            values = rng.standard_normal(shape) * 10.0 ** rng.integers(-6, 6, shape)
-            acc = floats.encode(values, "fp32").astype(np.int64)
-            specials = np.array([0, 0x80000000, 0x7F800000, 0xFF800000, floats.CANONICAL_NAN, 0x00000001])
-            acc = np.where(rng.random(shape) < 0.05, rng.choice(specials, shape), acc)
-            params = float_params(floats.encode(rng.standard_normal(M), "fp32").astype(np.int64),
-                                  floats.encode(rng.uniform(0, 3, M) ** 4, "fp32").astype(np.int64))
-            self.cfg = config_values(postops, spec.acc_type, out_h=E, out_w=F, m_folds=self.m_folds)
-            self.param_beats = (pack_params(params, cols=spec.cols, M=M, lanes=spec.postop_lanes)
-                                if postops.needs_params else [])
-            self.in_beats = pack_stream(acc, cols=spec.cols, lane_type=spec.acc_type)
-            self.expected = apply_float(acc, params, postops)
-            self.out_size = postops.out_size(E, F)
+    def random_layer(shape, rng):
+        M = shape[0]
+        values = rng.standard_normal(shape) * 10.0 ** rng.integers(-6, 6, shape)
+        acc = floats.encode(values, "fp32").astype(np.int64)
+        specials = np.array([0, 0x80000000, 0x7F800000, 0xFF800000, floats.CANONICAL_NAN, 0x00000001])
+        acc = np.where(rng.random(shape) < 0.05, rng.choice(specials, shape), acc)
+        params = float_params(floats.encode(rng.standard_normal(M), "fp32").astype(np.int64),
+                              floats.encode(rng.uniform(0, 3, M) ** 4, "fp32").astype(np.int64))
+        return FloatChainLayer(spec, postops, acc, params)
 
     rng = np.random.default_rng(11)
-    layers = [FloatLayer(shape, rng) for shape in [(6, 5, 7), (3, 4, 4)]]
+    layers = [random_layer(shape, rng) for shape in [(6, 5, 7), (3, 4, 4)]]
     bench = StreamBench(spec)
     bench.check(layers, bench.run(layers, p_valid=0.7, p_ready=0.6, seed=4))
 
@@ -266,15 +273,7 @@ def test_float_chain_takes_a_group_per_cycle_and_leaves_after_the_last(lanes):
         acc = floats.encode(rng.standard_normal((M, E, F)) * 100, "fp32").astype(np.int64)
         params = float_params(floats.encode(rng.standard_normal(M), "fp32").astype(np.int64),
                               floats.encode(rng.uniform(0, 2, M), "fp32").astype(np.int64))
-        layer = type("FloatLayer", (), {})()
-        layer.postops, layer.shape, layer.m_folds = postops, (M, E, F), ceil(M / spec.cols)
-        layer.cfg = config_values(postops, spec.acc_type, out_h=E, out_w=F, m_folds=layer.m_folds)
-        layer.param_beats = (pack_params(params, cols=spec.cols, M=M, lanes=spec.postop_lanes)
-                             if postops.needs_params else [])
-        layer.in_beats = pack_stream(acc, cols=spec.cols, lane_type=spec.acc_type)
-        layer.expected = apply_float(acc, params, postops)
-        layer.out_size = postops.out_size(E, F)
-        layers.append(layer)
+        layers.append(FloatChainLayer(spec, postops, acc, params))
     bench = StreamBench(spec)
     bench.check(layers, bench.run(layers))
     groups, latency = spec.postop_groups, postops_latency(spec)
