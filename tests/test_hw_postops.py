@@ -465,10 +465,15 @@ def test_every_shift_saturates_exactly_at_the_edges(lanes):
                                                    zip(a, rng.integers(0, 2, size=M))]))
     layers = [Layer(spec, PostOps(requant=True), wide, random_params),
               Layer(spec, PostOps(requant=True, out_type=int32), wide, random_params)]
-    for acc, params in ((edge, edge_params),):
-        layers += [Layer(spec, PostOps(requant=True), acc, params),
-                   Layer(spec, PostOps(requant=True, out_type=IntType(16)), acc, params),
-                   Layer(spec, PostOps(requant=True, relu=True, zero_point=-3), acc, params),
-                   Layer(spec, PostOps(requant=True, out_type=int32), acc, params)]
+    layers += [Layer(spec, PostOps(requant=True), edge, edge_params),
+               Layer(spec, PostOps(requant=True, out_type=IntType(16)), edge, edge_params),
+               Layer(spec, PostOps(requant=True, relu=True, zero_point=-3), edge, edge_params),
+               Layer(spec, PostOps(requant=True, out_type=int32), edge, edge_params)]
+    # The int8 bounds with a zero point and no ReLU (S8's lower bound 2 lo + ~(2 z)): halves of -300..300, so
+    # both clamps of round_shift(acc, 1) + z are crossed value by value.
+    near = rng.integers(-300, 301, size=shape)
+    halves = QuantParams(bias=np.zeros(M, dtype=np.int64), shift=np.ones(M, dtype=np.int64),
+                         multiplier=np.ones(M, dtype=np.int64))
+    layers += [Layer(spec, PostOps(requant=True, zero_point=z), near, halves) for z in (5, -7)]
     bench = StreamBench(spec, max_m_folds=16)
     bench.check(layers, bench.run(layers, p_valid=1.0, p_ready=0.8, seed=63, max_cycles=60000))
