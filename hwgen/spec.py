@@ -311,9 +311,12 @@ class AcceleratorSpec:
                 or not 1 <= self.sparse_depth <= 4096):
             raise MappingError(f"sparse_depth must be an integer from 1 to 4096 (accumulators per lane of the "
                                f"sparse engine), not {self.sparse_depth!r}")
-        if self.sparse_mv and self.dataflow != "matrix_vector":
-            raise MappingError(f"sparse_mv=True builds the sparse engine beside the matrix-vector engine of a "
-                               f"dataflow='matrix_vector' accelerator, not beside a {self.dataflow} one")
+        if self.sparse_mv and not (self.dataflow == "matrix_vector" or
+                                   (self.dataflow == "weight_stationary" and self.mv_engine)):
+            raise MappingError(f"sparse_mv=True builds the sparse engine beside a matrix-vector engine: on a "
+                               f"dataflow='matrix_vector' accelerator, or on a weight-stationary one with "
+                               f"mv_engine=True; not beside a {self.dataflow} array"
+                               + ("" if self.mv_engine else " without mv_engine"))
         self._check_packed_weight_bits()
 
     def _check_packed_weight_bits(self):

@@ -873,15 +873,17 @@ def plan_sparse_layer(spec, problem, postops=PostOps(), *, weight, x, pack=True)
         sub = ConvProblem(problem.name, "linear", C=problem.C, H=1, W=1, M=m1 - m0, E=1, F=1, R=1, S=1)
         part = plan_sparse_fc(spec, weight[m0:m1], x, pack=pack)
         (command,) = part.commands
-        schedule = LayerSchedule(spec, sub, load_acts=False, release=False, postops=postops,
-                                 param_bank=bank if postops.needs_params else 0, sparse_words=command.stream_words,
+        schedule = LayerSchedule(spec, sub, engine="matrix_vector", load_acts=False, release=False,
+                                 postops=postops, param_bank=bank if postops.needs_params else 0,
+                                 sparse_words=command.stream_words,
                                  sparse_macs=command.valid_entries)
         bank ^= int(postops.needs_params)
         tiles.append(Tile(schedule=schedule, m0=m0, m1=m1, c0=0, c1=problem.C, e0=0, e1=1, h0=0, h1=1))
         words.append(command.words)
     from .perf import predict_plan
     try:
-        dense = predict_plan(_plan_layer(spec, problem, postops)).cycles
+        dense = predict_plan(_plan_layer(spec, problem, postops, engine="matrix_vector"
+                                         if spec.dataflow != "matrix_vector" else None)).cycles
     except MappingError:
         dense = None
     return SparseLayerPlan(spec, problem, tuple(tiles), "m_outer", _bytes_moved(spec, tiles), postops,

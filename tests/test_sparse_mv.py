@@ -128,6 +128,10 @@ def test_checks():
         AcceleratorSpec(rows=2, cols=2, sparse_mv=True, sparse_depth=0)
     with pytest.raises(DataError, match="outside"):
         plan_sparse_fc(small_spec(), np.full((2, 3), 300), np.zeros(3, dtype=int))
+    with pytest.raises(MappingError, match="without mv_engine"):
+        AcceleratorSpec(rows=2, cols=2, sparse_mv=True)
+    with pytest.raises(MappingError, match="output_stationary array"):
+        AcceleratorSpec(rows=2, cols=2, dataflow="output_stationary", sparse_mv=True)
 
 
 def test_alexnet_fc6_target_at_least_5x_fewer_cycles_than_dense():
@@ -253,6 +257,56 @@ def run_on_top(plans, *, stall=0.0, seed=0):
     run = run_top(plans[0].spec, **streams, expect_beats=len(expected), stall=stall, seed=seed)
     check_beats(run.beats, expected, decode=lane_decoder(plans[0].spec))
     return run
+
+
+def three_engine_spec(narrow):
+    """A weight-stationary array with the matrix-vector engine and the sparse engine beside it (the accelerator a
+    network with convolutions and pruned fully connected layers runs on)."""
+    if narrow:
+        return AcceleratorSpec(rows=4, cols=4, mv_engine=True, act_buffer_bytes=1024, weight_buffer_bytes=128,
+                               acc_buffer_bytes=512, max_out_channels=16, max_pool_width=16, sparse_mv=True,
+                               sparse_depth=2, postop_lanes=1, name="ws_sparse4x4n")
+    return AcceleratorSpec(rows=2, cols=2, mv_engine=True, act_buffer_bytes=256, weight_buffer_bytes=64,
+                           acc_buffer_bytes=256, max_out_channels=8, max_pool_width=16, sparse_mv=True,
+                           sparse_depth=4, name="ws_sparse2x2")
+
+
+@pytest.mark.parametrize("narrow", [False, True], ids=["full_chain", "one_lane_chain"])
+@pytest.mark.parametrize("stall", [0.0, 0.3], ids=["no_stall", "random_stall"])
+def test_sparse_engine_beside_the_array_and_the_mv_engine(narrow, stall):
+    """Convolutions on the array, dense FC on the matrix-vector engine and pruned FC on the sparse engine, in
+    every order of hand-over between them: values exact, cycles = model (`hwgen.perf.predict_commands`) without
+    stalls; the engines take turns on the output FIFO (a sparse command starts once the array has drained)."""
+    from hwgen.perf import predict_commands
+    from hwgen.sim.job import make_layer_data
+    from tests.test_cocotb_accelerator import conv
+    from tests.top_bench import check_beats, lane_decoder, run_top
+    spec = three_engine_spec(narrow)
+    w, x = sparse_operands(37, 23, 0.8, 0.5, seed=20)
+    sparse = plan_sparse_layer(spec, linear("fc_sp", K=23, M=37, N=1), PostOps(bias=True, requant=True),
+                               weight=w, x=x)
+    w, x = sparse_operands(9, 17, 0.9, 0.5, seed=21)
+    sparse_raw = plan_sparse_layer(spec, linear("fc_sp_raw", K=17, M=9, N=1), PostOps(), weight=w, x=x)
+    array = plan_layer(spec, conv("cv", C=3, M=6, H=6, W=6, R=3),
+                       PostOps(bias=True, requant=True, relu=True, pool="max"))
+    dense = plan_layer(spec, linear("fc_mv", K=9, M=5, N=1), PostOps(bias=True, requant=True),
+                       engine="matrix_vector")
+    assert (array.engine, dense.engine, sparse.engine) == ("weight_stationary", "matrix_vector", "matrix_vector")
+    order = [array, sparse, dense, sparse_raw, array, sparse]
+    streams = {"cfg": [], "sparse": [], "params": [], "weights": [], "acts": [], "mv_weights": []}
+    expected = []
+    for n, plan in enumerate(order):
+        data = make_layer_data(plan, n)
+        streams["cfg"] += data.config_words
+        streams["sparse"] += data.sparse_words
+        streams["params"] += data.param_words
+        streams["mv_weights" if plan is dense else "weights"] += data.weight_words
+        streams["acts"] += data.act_words
+        expected += data.expected_beats
+    run = run_top(spec, **streams, expect_beats=len(expected), stall=stall, seed=3)
+    check_beats(run.beats, expected, decode=lane_decoder(spec))
+    model = predict_commands([c for plan in order for c in plan.commands]).cycles
+    assert run.cycles >= model if stall else run.cycles == model
 
 
 @pytest.mark.parametrize("index", range(len(TOP_LAYERS)), ids=[layer[0].name for layer in TOP_LAYERS])

@@ -304,7 +304,9 @@ class AcceleratorTop(wiring.Component):
                          sparse.word_valid.eq(sparse_fifo.r_rdy), sparse.word.eq(sparse_fifo.r_data),
                          sparse_fifo.r_en.eq(sparse.pop)]
         if both:
-            m.d.comb += [array_seq.start.eq(starting & ~mv_selected), mv.start.eq(starting & mv_selected)]
+            # A sparse command runs on the matrix-vector side (its `engine` is 1) but starts the sparse engine.
+            dense_mv = mv_selected if sparse is None else mv_selected & ~compute_cmd.sparse
+            m.d.comb += [array_seq.start.eq(starting & ~mv_selected), mv.start.eq(starting & dense_mv)]
         elif sparse is not None:
             m.d.comb += mv.start.eq(starting & ~compute_cmd.sparse)
         else:
@@ -453,20 +455,22 @@ class AcceleratorTop(wiring.Component):
             (a_addr, a_en, a_data_en, a_valid, a_data), (v_addr, v_en, v_data_en, v_valid, v_data) = engine_ports
             # The engines take turns (one starts once the other has drained): select by the running one, and
             # let either write the output FIFO.
-            m.d.comb += [read_addr.eq(Mux(mv_selected, v_addr, a_addr)), read_en.eq(Mux(mv_selected, v_en, a_en)),
-                         data_en.eq(Mux(mv_selected, v_data_en, a_data_en)), out_valid.eq(a_valid | v_valid),
-                         out_data.eq(Mux(v_valid, v_data, a_data))]
+            e_addr, e_en, e_data_en = (Mux(mv_selected, v_addr, a_addr), Mux(mv_selected, v_en, a_en),
+                                       Mux(mv_selected, v_data_en, a_data_en))
+            e_valid, e_data = a_valid | v_valid, Mux(v_valid, v_data, a_data)
         else:
             (e_addr, e_en, e_data_en, e_valid, e_data), = engine_ports
-            if sparse is not None:     # the engines take turns: either writes the output FIFO
-                # The sparse engine sends a beat only with the same output-slot credit as the other engines.
-                m.d.comb += sparse.out_room.eq(credit if narrow else out_fifo.w_rdy)
-                if narrow:
-                    beats_issued.append(sparse.out_valid)
-                e_valid, e_data = e_valid | sparse.out_valid, Mux(sparse.out_valid, sparse.out_data, e_data)
-                in_flights.append(sparse.busy)
-            m.d.comb += [read_addr.eq(e_addr), read_en.eq(e_en), data_en.eq(e_data_en), out_valid.eq(e_valid),
-                         out_data.eq(e_data)]
+        if sparse is not None:     # the engines take turns: any of them writes the output FIFO
+            # The sparse engine sends a beat only with the same output-slot credit as the other engines. A
+            # sparse command (`engine` 1) starts once the array has drained, and the others start after its
+            # `done`, which follows its last beat's write: nothing of it is left in flight.
+            m.d.comb += sparse.out_room.eq(credit if narrow else out_fifo.w_rdy)
+            if narrow:
+                beats_issued.append(sparse.out_valid)
+            e_valid, e_data = e_valid | sparse.out_valid, Mux(sparse.out_valid, sparse.out_data, e_data)
+            in_flights.append(sparse.busy)
+        m.d.comb += [read_addr.eq(e_addr), read_en.eq(e_en), data_en.eq(e_data_en), out_valid.eq(e_valid),
+                     out_data.eq(e_data)]
 
         if narrow:
             m.d.comb += beat_issued.eq(Cat(*beats_issued).any())   # the engines take turns: one at a time
