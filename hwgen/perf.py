@@ -95,6 +95,8 @@ QUEUE_DRAINED = 1                 # the slot queue reports drained the cycle aft
 # handshake (what the cocotb testbench's host takes: its sink reports the beat, it queues the words, the source
 # drives them).
 HOST_TURNAROUND = 3
+# A word written into the (empty) sparse FIFO can be popped by the sparse engine this many cycles later.
+SPARSE_WRITE_TO_POP = BlockRAMFIFO.WRITE_TO_READ
 
 
 def _to_chain(spec):
@@ -234,8 +236,8 @@ def _known(log, known, engine, cache):
     return result
 
 
-def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_after=None, out_cycles=None,
-                     arrivals=None, record=None, _stalls=None):
+def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_after=None, sparse_after=None,
+                     out_cycles=None, arrivals=None, record=None, _stalls=None):
     """Cycles of `schedules` (commands issued back to back) from the first cfg handshake to the last beat on
     ``out``.
 
@@ -244,7 +246,10 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
     feedback load writes its words as they arrive. ``acts_after[i]``, when given and not 0, says that command
     ``i``'s activations come from the host only after it has received that many ``out`` beats (a layer whose
     input is the output of an earlier one that did not stay on chip); they are then offered one per cycle from
-    `HOST_TURNAROUND` cycles after the last of those beats. `timeline`, a list, receives one dict per command with the
+    `HOST_TURNAROUND` cycles after the last of those beats. ``sparse_after[i]``, when given and not None, does the
+    same for a sparse command's words: ``(beats, offset)``, the host offers the layer's sparse words one per cycle
+    from `HOST_TURNAROUND` cycles after the ``beats``-th ``out`` beat, this command's first being word ``offset``
+    of them (a pruned layer fed by the host). `timeline`, a list, receives one dict per command with the
     cycles of its accept, decide, hand-off, take, first and last slot, and last output (relative to the first
     accept) - what `hwgen plan` and the network report print. `out_cycles`, a list, receives the cycle of every
     beat on ``out`` (relative to the first accept).
@@ -382,6 +387,15 @@ def predict_commands(schedules, *, name=None, macs=None, timeline=None, acts_aft
         if s.sparse_words is not None:
             # One word per cycle from the cycle after START; "last slot": the last beat's write (done follows).
             first_slot = take + TAKE_TO_FIRST_SLOT - 1
+            if sparse_after and sparse_after[index]:
+                # Words the host makes from `out` beats: word i enters the sparse FIFO at gate + offset + i (the
+                # FIFO has room: the engine has not popped this command's words yet, and it holds more than the
+                # latency) and can be popped SPARSE_WRITE_TO_POP cycles later, so every pop moves by one max.
+                need, offset = sparse_after[index]
+                if need > len(out_times):
+                    raise ValueError(f"{s.problem.name}: its sparse words wait for {need} output beats, but only "
+                                     f"{len(out_times)} leave before it")
+                first_slot = max(first_slot, out_times[need - 1] + HOST_TURNAROUND + offset + SPARSE_WRITE_TO_POP)
             last_slot = first_slot + s.sparse_words - 1 + SparseEngine.EMIT + s.m_folds - 1
             if arrivals is not None:
                 inexact(f"{s.problem.name}: the sparse engine is not modelled with arrivals")

@@ -152,6 +152,7 @@ class NetworkJob:
     lane_bits: int
     lanes: int
     acts_gates: list = field(default_factory=list)   # (first acts word, out beats needed) of host-fed layers
+    sparse_gates: list = field(default_factory=list)  # the same for the sparse words of host-fed pruned layers
     seed: int = 1
     stall: float = 0.0
     results_path: str = ""

@@ -35,7 +35,8 @@ STREAMS = ("cfg", "weights", "acts", "params", "mv_weights", "sparse")
 
 
 def run_streams(spec, *, cfg, weights=(), acts=(), params=(), mv_weights=(), sparse=(), expect_beats, stall=0.0,
-                sink_stall=None, seed=0, tail=40, max_cycles=2_000_000, dut=None, acts_gates=(), probes=None):
+                sink_stall=None, seed=0, tail=40, max_cycles=2_000_000, dut=None, acts_gates=(), sparse_gates=(),
+                probes=None):
     """Feed the input streams from lists, collect `expect_beats` output beats, then check what a run must leave
     behind: for ``tail`` cycles no further output beat, every input word consumed, the accelerator idle with
     ``cfg`` ready.
@@ -48,7 +49,8 @@ def run_streams(spec, *, cfg, weights=(), acts=(), params=(), mv_weights=(), spa
 
     ``acts_gates``: ``(word, beats)`` pairs - a host that makes ``acts`` words from ``out`` beats: word ``word``
     and the later ones are offered only `hwgen.perf.HOST_TURNAROUND` cycles after the ``beats``-th output beat
-    was taken (as the cocotb testbench's host does)."""
+    was taken (as the cocotb testbench's host does); ``sparse_gates`` the same for the ``sparse`` stream (a pruned
+    layer's words, packed by the host from the previous layer's output)."""
     dut = dut if dut is not None else AcceleratorTop(spec)
     rng = random.Random(seed)
     sink_stall = stall if sink_stall is None else sink_stall
@@ -73,9 +75,10 @@ def run_streams(spec, *, cfg, weights=(), acts=(), params=(), mv_weights=(), spa
             offered = []
             for name, port in zip(streams, ports):
                 pending = sent[name] < len(queues[name])
-                if name == "acts" and pending:
+                if name in ("acts", "sparse") and pending:
+                    gates = acts_gates if name == "acts" else sparse_gates
                     pending = all(len(run.out_beats) >= beats and cycle >= run.out_cycles[beats - 1] + HOST_TURNAROUND
-                                  for word, beats in acts_gates if word <= sent[name] and beats)
+                                  for word, beats in gates if word <= sent[name] and beats)
                 offered.append(pending and not (stall and rng.random() < stall))
                 ctx.set(port.valid, offered[-1])
                 ctx.set(port.payload, queues[name][sent[name]] if pending else 0)

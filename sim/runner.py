@@ -224,6 +224,7 @@ def run_program(program, inputs, *, simulator="icarus", stall=0.0, seed=1, build
     os.environ.update(env)
     try:
         runner, build_dir, build_seconds = _build(spec, simulator, build_root=build_root, waves=waves)
+        program = program.bind(inputs)       # a sparse layer's commands are made for its input
         words, expected, _ = program.streams(inputs)
         timeline = []
         model = program.predict(timeline=timeline)
@@ -241,6 +242,7 @@ def run_program(program, inputs, *, simulator="icarus", stall=0.0, seed=1, build
         job = NetworkJob(words={name: [hex(w) for w in ws] for name, ws in words.items()},
                          expected=[hex(b) for b in expected], model_cycles=model.cycles, layer_beats=layer_beats,
                          lane_bits=spec.acc_type.bits, lanes=spec.cols, acts_gates=program.acts_gates(),
+                         sparse_gates=program.sparse_gates(),
                          seed=seed, stall=stall,
                          results_path=str(results_path))
         job_path = run_dir / "job.json"

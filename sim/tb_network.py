@@ -23,7 +23,7 @@ from hwgen.sim.job import NetworkJob
 from hwgen.sim.scoreboard import Scoreboard
 
 CLOCK_NS = 10
-INPUTS = ("cfg", "weights", "mv_weights", "acts", "params")
+INPUTS = ("cfg", "weights", "mv_weights", "acts", "params", "sparse")
 
 
 @cocotb.test()
@@ -66,23 +66,27 @@ async def run_network(dut):
     beats, stamps, last_time = [], [], None
     # The host: every stream queued in full before the first cfg beat, except the activations it makes from
     # `out` beats (layers whose input did not stay on chip): each such segment once those beats are in.
-    gates = [tuple(gate) for gate in job.acts_gates]
-    cuts = [0] + [word for word, _ in gates] + [len(words["acts"])]
+    gated = {"acts": [tuple(gate) for gate in job.acts_gates],
+             "sparse": [tuple(gate) for gate in job.sparse_gates]}
     for name in present:
-        if name not in ("cfg", "acts") and words[name]:
+        if name not in ("cfg", "acts", "sparse") and words[name]:
             await sources[name].send(AxiStreamFrame(words[name]))
-    if cuts[1] > 0:
-        await sources["acts"].send(AxiStreamFrame(words["acts"][:cuts[1]]))
+    for name in ("acts", "sparse"):
+        first = gated[name][0][0] if gated[name] else len(words[name])
+        if name in present and first > 0:
+            await sources[name].send(AxiStreamFrame(words[name][:first]))
 
-    async def host():
-        for (word, need), end in zip(gates, cuts[2:]):
+    async def host(name):
+        gates = gated[name]
+        cuts = [word for word, _ in gates] + [len(words[name])]
+        for (word, need), end in zip(gates, cuts[1:]):
             while len(beats) < need:
                 await RisingEdge(dut.clk)
             if end > word:
-                await sources["acts"].send(AxiStreamFrame(words["acts"][word:end]))
+                await sources[name].send(AxiStreamFrame(words[name][word:end]))
 
     counter = cocotb.start_soon(count_emitted())
-    feeder = cocotb.start_soon(host())
+    feeders = [cocotb.start_soon(host(name)) for name in ("acts", "sparse") if name in present]
     await sources["cfg"].send(AxiStreamFrame(words["cfg"]))
     first_cfg = await cfg_monitor.recv()
 
@@ -105,7 +109,8 @@ async def run_network(dut):
         beats.extend(frame.tdata)
         stamps.extend([frame.sim_time_end] * len(frame.tdata))
     counter.cancel()
-    feeder.cancel()
+    for feeder in feeders:
+        feeder.cancel()
     board = Scoreboard(expected=expected, lane_bits=job.lane_bits, lanes=job.lanes)
     origin = first_cfg.sim_time_start
     board.check(beats, times=[((t - origin) // period, get_time_from_sim_steps(t, "ns")) for t in stamps])

@@ -42,7 +42,7 @@ from ..perf import CycleEstimate, predict_commands, predict_plan
 from ..postops import PostOps, QuantParams, apply
 from ..problem import ConvProblem
 from ..spec import AcceleratorSpec
-from ..tiling import LayerPlan, plan_layer
+from ..tiling import LayerPlan, SparseLayerPlan, plan_layer, plan_sparse_layer
 from .network import WEIGHT_TYPES, check_weight_bits
 
 __all__ = ["IntLayer", "MappedLayer", "ProgramLayer", "Program", "check_network", "compile_program",
@@ -189,6 +189,28 @@ class ProgramLayer:
     def engine(self):
         return self.plan.engine
 
+    @property
+    def sparse(self):
+        """Whether the layer runs on the sparse engine (its commands are made for each input's activations:
+        `Program.bind`)."""
+        return isinstance(self.plan, SparseLayerPlan)
+
+    def engine_name(self):
+        return "sparse" if self.sparse else self.engine
+
+    def plan_for(self, x):
+        """A sparse layer's plan for its input ``x`` (the previous layer's output): the commands of ``self.plan``
+        (banks, destinations) with the words and word counts of ``x``'s nonzero activations."""
+        bound = plan_sparse_layer(self.plan.spec, self.plan.problem, self.plan.postops, weight=self.weight,
+                                  x=self.hardware_input(x))
+        if len(bound.tiles) != len(self.plan.tiles):
+            raise HwgenError(f"{self.name}: its sparse plan has {len(bound.tiles)} commands for this input, "
+                             f"{len(self.plan.tiles)} when compiled")
+        tiles = tuple(dataclasses.replace(t, schedule=dataclasses.replace(
+            t.schedule, sparse_words=b.schedule.sparse_words, sparse_macs=b.schedule.sparse_macs))
+            for t, b in zip(self.plan.tiles, bound.tiles))
+        return dataclasses.replace(self.plan, tiles=tiles, x=bound.x, words=bound.words)
+
     def hardware_input(self, x):
         """The layer's input as its plan's canonical activations (storage order for a flattening layer)."""
         if self.layer.flatten:
@@ -202,6 +224,40 @@ class Program:
     layers: list
     batch: int = 1
     notes: list = field(default_factory=list)     # decisions worth reporting (chaining, engines)
+    # Per input of the batch, the plans of its sparse layers made for that input (`bind`); None: the compiled
+    # plans, made as if every activation were nonzero.
+    bound: list = None
+    inputs: list = None
+
+    @property
+    def has_sparse(self):
+        return any(pl.sparse for pl in self.layers)
+
+    def bind(self, inputs):
+        """The program for this batch of ``inputs``: each sparse layer's commands made for the activations it will
+        see (the reference network's output of the layer before it), so `predict` is exact and `streams` carries
+        them. A program without sparse layers is returned as it is."""
+        inputs = list(inputs)
+        if len(inputs) != self.batch:
+            raise ValueError(f"the program runs a batch of {self.batch}, got {len(inputs)} inputs")
+        if not self.has_sparse:
+            return self
+        bound = []
+        for x in inputs:
+            outs = self.reference(x)
+            previous, plans = x, {}
+            for index, (pl, out) in enumerate(zip(self.layers, outs)):
+                if pl.sparse:
+                    plans[index] = pl.plan_for(previous)
+                previous = pl.layer.host_pooled(out)
+            bound.append(plans)
+        return dataclasses.replace(self, bound=bound, inputs=[np.asarray(x) for x in inputs])
+
+    def _layer_plans(self, image):
+        """The layers' plans for input ``image`` of the batch (a bound program's sparse plans for it)."""
+        if self.bound is None:
+            return [pl.plan for pl in self.layers]
+        return [self.bound[image].get(index, pl.plan) for index, pl in enumerate(self.layers)]
 
     def commands(self):
         """Every command, in order, for the whole batch (banks alternate across layers and inputs)."""
@@ -211,10 +267,9 @@ class Program:
         """Per input, the layers' plans with their banks flipped so that each plan loads (and takes post-op
         parameters) into the bank the command before it does not use."""
         images, last_bank, last_param = [], None, None
-        for _ in range(self.batch):
+        for image in range(self.batch):
             plans = []
-            for pl in self.layers:
-                plan = pl.plan
+            for plan in self._layer_plans(image):
                 first_load = next((c.act_bank for c in plan.commands if c.load_acts), None)
                 flip_acts = first_load is not None and last_bank is not None and first_load == last_bank
                 first_param = next((c.param_bank for c in plan.commands if c.param_words), None)
@@ -233,7 +288,7 @@ class Program:
         host from an earlier layer's ``out`` beats waits for them, `acts_gates`)."""
         macs = self.batch * sum(pl.layer.problem.macs for pl in self.layers)
         return predict_commands(self.commands(), name="network", macs=macs, timeline=timeline,
-                                acts_after=self.acts_after())
+                                acts_after=self.acts_after(), sparse_after=self.sparse_after())
 
     def acts_after(self):
         """Per command: how many ``out`` beats the host must have before it can send the command's activations
@@ -248,13 +303,43 @@ class Program:
                     out_beats += pl.plan.out_beats
         return waits
 
+    def sparse_after(self):
+        """Per command: ``(out beats, word offset)`` for a sparse command whose words the host makes from earlier
+        ``out`` beats (its layer's words are offered from then on, this command's first being word ``offset``),
+        else None."""
+        waits, out_beats = [], 0
+        for plans in self._image_plans():
+            for pl, plan in zip(self.layers, plans):
+                offset = 0
+                for command in plan.commands:
+                    host_fed = pl.sparse and pl.source == "host" and out_beats
+                    waits.append((out_beats, offset) if host_fed else None)
+                    offset += command.sparse_words or 0
+                if pl.dest == "out":
+                    out_beats += plan.out_beats
+        return waits
+
+    def sparse_gates(self):
+        """``(first sparse word, out beats needed)`` for every sparse layer fed by the host, in stream order (as
+        `acts_gates`)."""
+        gates, words, out_beats = [], 0, 0
+        for plans in self._image_plans():
+            for pl, plan in zip(self.layers, plans):
+                if pl.sparse:
+                    if pl.source == "host":
+                        gates.append((words, out_beats))
+                    words += sum(c.sparse_words for c in plan.commands)
+                if pl.dest == "out":
+                    out_beats += plan.out_beats
+        return gates
+
     def acts_gates(self):
         """``(first acts word, out beats needed)`` for every host-fed layer, in stream order: the host may send
         word ``first`` and the ones after it only once it has received that many ``out`` beats."""
         gates, words, out_beats = [], 0, 0
         for plans in self._image_plans():
             for index, (pl, plan) in enumerate(zip(self.layers, plans)):
-                if pl.source in ("stream", "host"):
+                if pl.source in ("stream", "host") and not pl.sparse:
                     if pl.source == "host":
                         gates.append((words, out_beats))
                     words += sum(c.act_words for c in plan.commands if c.load_acts)
@@ -276,7 +361,7 @@ class Program:
             at += len(pl.plan.commands)
             start = min(e["take"] for e in events)
             end = max(e["last_beat"] for e in events if e["last_beat"] is not None)
-            rows.append({"layer": pl.name, "engine": pl.engine, "commands": len(events), "source": pl.source,
+            rows.append({"layer": pl.name, "engine": pl.engine_name(), "commands": len(events), "source": pl.source,
                          "dest": pl.dest, "start": start, "end": end, "macs": pl.layer.problem.macs})
         return rows
 
@@ -333,7 +418,10 @@ class Program:
         inputs = list(inputs)
         if len(inputs) != self.batch:
             raise ValueError(f"the program runs a batch of {self.batch}, got {len(inputs)} inputs")
-        words = {"cfg": [], "weights": [], "mv_weights": [], "params": [], "acts": []}
+        if self.has_sparse and (self.inputs is None or len(self.inputs) != len(inputs)
+                                or not all(np.array_equal(a, b) for a, b in zip(self.inputs, inputs))):
+            return self.bind(inputs).streams(inputs)
+        words = {"cfg": [], "weights": [], "mv_weights": [], "params": [], "acts": [], "sparse": []}
         expected, goldens = [], []
         for x, plans in zip(inputs, self._image_plans()):
             lanes = self.float_reference(x) if self.spec.is_float else None
@@ -347,7 +435,9 @@ class Program:
                 words[stream] += plan.weight_stream(pl.weight)
                 if pl.layer.postops.needs_params:
                     words["params"] += plan.params_stream(pl.layer.params)
-                if pl.source in ("stream", "host"):
+                if pl.sparse:
+                    words["sparse"] += plan.sparse_stream()
+                elif pl.source in ("stream", "host"):
                     words["acts"] += plan.act_stream(pl.hardware_input(previous), pad_value=pl.layer.pad_value)
                 if pl.dest == "out":
                     expected += plan.pack_outputs(out if lanes is None else lanes[index])
@@ -366,7 +456,7 @@ class Program:
         rows = []
         for pl in self.layers:
             p = pl.layer.problem
-            rows.append({"layer": pl.name, "kind": p.kind, "engine": pl.engine, "commands": len(pl.plan.tiles),
+            rows.append({"layer": pl.name, "kind": p.kind, "engine": pl.engine_name(), "commands": len(pl.plan.tiles),
                          "im2col": pl.plan.im2col, "input": pl.source, "output": pl.dest,
                          "macs": p.macs, "model_cycles_alone": predict_plan(pl.plan).cycles})
         return rows
@@ -475,13 +565,18 @@ def _engine_plans(spec, problem, postops, *, im2col, weight_bits=8):
     return plans
 
 
-def map_layers(spec, layers, *, chain=True):
+def map_layers(spec, layers, *, chain=True, sparse="auto"):
     """The map step: each layer's engine (where the cycle model says it runs fastest: the array, or for a fully
-    connected layer the matrix-vector engine beside it), and the problem and weights the hardware sees (a
-    flattening layer's weight columns in storage order, `storage_order_weights`)."""
+    connected layer the matrix-vector engine beside it, or on an accelerator built with the sparse engine a
+    pruned fully connected layer there - `_sparse_wins`), and the problem and weights the hardware sees (a
+    flattening layer's weight columns in storage order, `storage_order_weights`).
+
+    ``sparse``: ``"auto"`` (the rule above), ``"never"``, or the names of the layers to run on the sparse engine
+    (each must be a batch-1 fully connected int8 layer; the others stay dense)."""
     if not isinstance(spec, AcceleratorSpec):
         raise TypeError(f"spec must be an AcceleratorSpec, not {spec!r}")
     layers = check_network(layers)
+    forced = _sparse_choice(spec, layers, sparse)
     if spec.is_float:
         for layer in layers:
             if layer.host_pool or layer.weight_bits != 8:
@@ -501,8 +596,67 @@ def map_layers(spec, layers, *, chain=True):
         im2col = False if chain and spec.chaining and index > 0 and not layers[index - 1].host_pool else "auto"
         plans = _engine_plans(spec, problem, layer.postops, im2col=im2col, weight_bits=layer.weight_bits)
         engine = min(plans, key=lambda name: predict_plan(plans[name]).cycles)
+        if forced is not None:
+            if layer.name in forced:
+                if not _sparse_eligible(spec, layer, problem):
+                    raise MappingError(f"{layer.name}: only a batch-1 fully connected layer with int8 weights (no "
+                                       f"host pooling) runs on the sparse engine; not a {problem.kind} of "
+                                       f"{problem.E}x{problem.F} outputs with int{layer.weight_bits} weights")
+                _sparse_template(spec, layer, problem, weight)      # raises if the engine cannot take it
+                engine = "sparse"
+        elif _sparse_wins(spec, layer, problem, weight, predict_plan(plans[engine]).cycles):
+            engine = "sparse"
         mapped.append(MappedLayer(layer, engine, problem, weight, im2col))
     return mapped
+
+
+def _sparse_template(spec, layer, problem, weight):
+    """A fully connected layer's plan on the sparse engine as if every activation were nonzero (its most words):
+    the commands a compiled program holds until `Program.bind` makes them for real inputs."""
+    return plan_sparse_layer(spec, problem, layer.postops, weight=weight, x=np.ones(problem.C, dtype=np.int64),
+                             pack=False)
+
+
+def _sparse_choice(spec, layers, sparse):
+    """None for the automatic choice, else the set of layer names to run on the sparse engine."""
+    if isinstance(sparse, str):
+        if sparse == "auto":
+            return None
+        if sparse == "never":
+            return set()
+        raise MappingError(f"sparse must be 'auto', 'never' or a list of layer names, not {sparse!r}")
+    try:
+        names = set(sparse)
+    except TypeError:
+        raise MappingError(f"sparse must be 'auto', 'never' or a list of layer names, not {sparse!r}") from None
+    unknown = sorted(names - {layer.name for layer in layers})
+    if unknown:
+        raise MappingError(f"sparse names layers {unknown} the network does not have; its layers are "
+                           f"{[layer.name for layer in layers]}")
+    if names and not spec.sparse_mv:
+        raise MappingError(f"layers {sorted(names)} are to run on the sparse engine, but accelerator {spec.name!r} "
+                           f"has none; build it with AcceleratorSpec(..., mv_engine=True, sparse_mv=True)")
+    return names
+
+
+def _sparse_eligible(spec, layer, problem):
+    return (spec.sparse_mv and problem.kind == "linear" and problem.E == problem.F == problem.H == problem.W == 1
+            and layer.weight_bits == 8 and not layer.host_pool)
+
+
+def _sparse_wins(spec, layer, problem, weight, dense_cycles):
+    """Whether a layer runs on the sparse engine: a batch-1 fully connected int8 layer with zero weights, on an
+    accelerator that has the engine, when its cycles with every activation nonzero (zero activations only take
+    words away) are fewer than the best dense engine's."""
+    if not _sparse_eligible(spec, layer, problem):
+        return False
+    if not np.any(np.asarray(weight) == 0):
+        return False
+    try:
+        template = _sparse_template(spec, layer, problem, weight)
+    except HwgenError:
+        return False
+    return predict_plan(template).cycles < dense_cycles
 
 
 def tile_layers(spec, mapped):
@@ -511,6 +665,10 @@ def tile_layers(spec, mapped):
     fed through the host)."""
     program_layers = []
     for m in mapped:
+        if m.engine == "sparse":
+            plan = _sparse_template(spec, m.layer, m.problem, m.weight)
+            program_layers.append(ProgramLayer(layer=m.layer, plan=plan, weight=m.weight))
+            continue
         plan = _engine_plans(spec, m.problem, m.layer.postops, im2col=m.im2col,
                              weight_bits=m.layer.weight_bits)[m.engine]
         if m.layer.pad_value and plan.engine == "weight_stationary" and not plan.im2col:
@@ -542,10 +700,11 @@ def link_layers(spec, program_layers, *, batch=1, chain=True):
     return program
 
 
-def compile_program(spec, layers, *, batch=1, chain=True):
+def compile_program(spec, layers, *, batch=1, chain=True, sparse="auto"):
     """Map, tile and link `layers` (`IntLayer`s, in order) on the accelerator of `spec` (see the module
-    docstring). ``chain=False`` sends every layer's output to ``out`` (the host packs the next input)."""
-    mapped = map_layers(spec, layers, chain=chain)
+    docstring). ``chain=False`` sends every layer's output to ``out`` (the host packs the next input);
+    ``sparse``: which fully connected layers run on the sparse engine (`map_layers`)."""
+    mapped = map_layers(spec, layers, chain=chain, sparse=sparse)
     return link_layers(spec, tile_layers(spec, mapped), batch=batch, chain=chain)
 
 
@@ -567,6 +726,8 @@ def _chain_blocker(spec, producer, consumer):
         return f"the host pools {producer.name}'s output {producer.layer.host_pool[0]}x{producer.layer.host_pool[0]}"
     if not spec.chaining:
         return "the accelerator is built without chaining"
+    if consumer.sparse:
+        return f"{consumer.name} runs on the sparse engine, whose words the host packs from the nonzero activations"
     out_type = producer.layer.postops.output_type(spec.acc_type)
     if out_type != spec.act_type:
         return f"{producer.name}'s output is {out_type}, not the activation type {spec.act_type}"
