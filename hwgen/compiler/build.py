@@ -47,7 +47,9 @@ class BuildConfig:
     (`size_spec`) as ``array`` (rows, cols) with the given engines. ``postop_lanes``: the sized accelerator's
     post-op lanes (None: one per column, so the chain keeps up with the array - see `size_spec`).
     ``precision``: ``"int8"`` (quantize), or ``"bf16"``/``"fp16"`` (cast: no calibration; ``weight_bits`` and
-    ``sparsity`` are integer-only and rejected; ``mv_engine`` is ignored, the float datapath has none)."""
+    ``sparsity`` are integer-only and rejected; ``mv_engine`` is ignored, the float datapath has none).
+    ``sparsity`` prunes the quantized weights; with it, a sized accelerator gets the sparse engine beside the
+    matrix-vector engine (``sparse_engine``), and ``sparse`` says which fully connected layers run there."""
     model: object
     output: Path = None
     name: str = None
@@ -64,6 +66,9 @@ class BuildConfig:
     stop_after: str = "emit"
     verilog: bool = True
     sparsity: object = None       # magnitude pruning after quantization: a fraction, or {layer name: fraction}
+    sparse: object = "auto"       # FC layers on the sparse engine: "auto" (where the model says it is faster),
+                                  # "never", or their names (`hwgen.compiler.program.map_layers`)
+    sparse_engine: bool = None    # build the sparse engine into a sized spec (None: with `sparsity` and mv_engine)
     weight_bits: object = 8       # 8, or per layer: {layer name or "linear": 8, 4 or 2} (int4/int2 on FC layers)
     precision: str = "int8"       # "int8" (quantize), or "bf16"/"fp16": the float datapath (cast, no calibration)
 
@@ -113,7 +118,8 @@ class Build:
     def program_for(self, batch):
         """The compiled network as a program for a batch of ``batch`` inputs (after the map step)."""
         from .program import compile_program
-        return compile_program(self.spec, self.layers, batch=batch, chain=self.config.chaining)
+        return compile_program(self.spec, self.layers, batch=batch, chain=self.config.chaining,
+                               sparse=self.config.sparse)
 
     def predict(self, x):
         """Top-1 class of float inputs ``[N, ...]``: the int8 network's (`QuantizedNetwork.predict`), or a float
@@ -153,7 +159,7 @@ def _pow2_at_least(value, floor):
 
 
 def size_spec(layers, *, rows, cols, name, mv_engine=True, chaining=True, act_type="int8", weight_type="int8",
-              acc_type="int32", max_words=None, postop_lanes=None):
+              acc_type="int32", max_words=None, postop_lanes=None, sparse_mv=False):
     """An accelerator sized for `layers`: an activation bank that holds the largest input a layer loads whole
     (host-unrolled windows for the first one), accumulators for the largest output map, parameters for the
     most output channels, a pooling line buffer for the widest pooled output - powers of two, so a user can
@@ -163,7 +169,9 @@ def size_spec(layers, *, rows, cols, name, mv_engine=True, chaining=True, act_ty
     engine decodes the packed widths the layers have (``packed_weight_bits``: 4 for int4 layers, 2 for int2).
     ``postop_lanes``: the post-op chain's lanes; None builds one per column (``cols``), not the bare spec's lean
     default (`hwgen.spec.default_postop_lanes`, ``cols // 4``): a network's pooled and chained layers then never
-    wait for the chain (LeNet-5 on 8x8: 9,397 cycles with 8 lanes, 11,920 with 2)."""
+    wait for the chain (LeNet-5 on 8x8: 9,397 cycles with 8 lanes, 11,920 with 2). ``sparse_mv``: the sparse
+    engine beside the matrix-vector engine, with accumulators for the widest fully connected layer in one
+    command (``sparse_depth`` = its outputs / the ``rows * cols`` lanes, at most 64)."""
     # Only for the word widths: buffers of 64 x rows x cols bytes are whole words of any width (3x3, 6x6 too).
     probe = AcceleratorSpec(rows=rows, cols=cols, act_type=act_type, weight_type=weight_type, acc_type=acc_type,
                             act_buffer_bytes=64 * rows * cols, weight_buffer_bytes=64 * rows * cols,
@@ -182,6 +190,9 @@ def size_spec(layers, *, rows, cols, name, mv_engine=True, chaining=True, act_ty
         if layer.postops.pool != "none":
             pool_width = max(pool_width, p.F)
     packed = tuple(sorted({getattr(layer, "weight_bits", 8) for layer in layers} - {8}, reverse=True))
+    sparse_mv = bool(sparse_mv and mv_engine)
+    fc_outputs = max((layer.problem.M for layer in layers if layer.problem.kind == "linear"), default=1)
+    sparse_depth = min(64, -(-fc_outputs // (rows * cols)))
 
     def cap(words):
         return words if max_words is None else min(words, max_words)
@@ -192,7 +203,7 @@ def size_spec(layers, *, rows, cols, name, mv_engine=True, chaining=True, act_ty
         acc_buffer_bytes=buffer_bytes_for(cap(_pow2_at_least(acc_words, 64)), probe.acc_word_bits),
         max_out_channels=_pow2_at_least(channels, cols), max_pool_width=_pow2_at_least(pool_width, 2),
         mv_engine=mv_engine, chaining=chaining and rows == cols, packed_weight_bits=packed if mv_engine else (),
-        name=name,
+        name=name, sparse_mv=sparse_mv, sparse_depth=sparse_depth,
         postop_lanes=cols if postop_lanes is None else postop_lanes)
 
 
@@ -282,16 +293,22 @@ def step_map(b):
             raise MappingError(f"the spec {c.spec.name!r} is a {c.spec.float_format} accelerator; an int8 network "
                                f"needs integer types (or build with precision={c.spec.float_format!r})")
         types, mv_engine = {}, c.mv_engine
+        sparse_engine = (c.sparsity is not None and mv_engine) if c.sparse_engine is None else c.sparse_engine
+        if sparse_engine:
+            if not mv_engine:
+                raise MappingError("the sparse engine sits beside the matrix-vector engine: build with "
+                                   "mv_engine=True, or sparse_engine=False")
+            types["sparse_mv"] = True
     b.spec = c.spec or size_spec(b.layers, rows=c.array[0], cols=c.array[1], name=ident, mv_engine=mv_engine,
                                  chaining=c.chaining, postop_lanes=c.postop_lanes, **types)
-    b.mapped = map_layers(b.spec, b.layers, chain=c.chaining)
+    b.mapped = map_layers(b.spec, b.layers, chain=c.chaining, sparse=c.sparse)
     b.save_json("map.json", {"spec": b.spec.to_dict(), "layers": [m.to_dict() for m in b.mapped]})
     return b.mapped
 
 
 def step_tile(b):
     b.program_layers = tile_layers(b.spec, b.mapped)
-    b.save_json("tiles.json", {"layers": [{"layer": pl.name, "engine": pl.engine, **pl.plan.manifest()}
+    b.save_json("tiles.json", {"layers": [{"layer": pl.name, "engine": pl.engine_name(), **pl.plan.manifest()}
                                           for pl in b.program_layers]})
     return b.program_layers
 
@@ -336,6 +353,7 @@ design = NetworkDesign(
     network=Path(__file__).resolve().parent / "network",
     batch={batch},
     chaining={chaining},
+    sparse={sparse!r},
 )
 '''
 
@@ -343,7 +361,8 @@ design = NetworkDesign(
 def spec_arguments(spec):
     fields = ["rows", "cols", "dataflow", "act_type", "weight_type", "acc_type", "act_buffer_bytes",
               "weight_buffer_bytes", "acc_buffer_bytes", "max_out_channels", "max_pool_width", "postops",
-              "postop_lanes", "mv_engine", "chaining", "feedback_depth", "packed_weight_bits", "name"]
+              "postop_lanes", "mv_engine", "chaining", "feedback_depth", "packed_weight_bits", "sparse_mv",
+              "sparse_depth", "name"]
     parts = []
     for f in fields:
         value = getattr(spec, f)
@@ -362,7 +381,8 @@ def step_emit(b):
         date=time.strftime("%Y-%m-%d"), name=b.spec.name, network_text=(
             f"{b.network.fmt} weights and fp32 biases: `hwgen.compiler.cast.CastNetwork`" if b.config.is_float else
             "int8 weights, biases,\nrequantization multipliers and shifts, scales: `hwgen.compiler.QuantizedNetwork`"), spec_args=spec_arguments(b.spec), batch=b.config.batch,
-        chaining=b.config.chaining))
+        chaining=b.config.chaining,
+        sparse=b.config.sparse if isinstance(b.config.sparse, str) else list(b.config.sparse)))
     b.files["design"] = design_path
     if b.config.verilog:
         from ..verilog import generate
@@ -386,7 +406,9 @@ def report_text(b):
     lines = [str(b.network), ""]
     spec = b.spec
     lines.append(f"accelerator {spec.name}: {spec.rows}x{spec.cols} {spec.dataflow}"
-                 + (" + matrix-vector engine" if spec.mv_engine else "") + (", chaining" if spec.chaining else "")
+                 + (" + matrix-vector engine" if spec.mv_engine else "")
+                 + (f" + sparse engine (depth {spec.sparse_depth})" if spec.sparse_mv else "")
+                 + (", chaining" if spec.chaining else "")
                  + f"; activation buffer {spec.act_buffer_bytes} B, weight FIFO {spec.weight_buffer_bytes} B, "
                    f"accumulators {spec.acc_buffer_bytes} B")
     if b.program is not None:
@@ -396,11 +418,14 @@ def report_text(b):
         lines.append(f"{'layer':<10}{'engine':<8}{'cmds':>5}{'input':>10}{'output':>10}{'start':>9}{'end':>9}"
                      f"{'MACs':>11}")
         for row in b.program.layer_cycles():
-            engine = "mv" if row["engine"] == "matrix_vector" else "array"
+            engine = {"matrix_vector": "mv", "sparse": "sparse"}.get(row["engine"], "array")
             lines.append(f"{row['layer']:<10}{engine:<8}{row['commands']:>5}{row['source']:>10}{row['dest']:>10}"
                          f"{row['start']:>9}{row['end']:>9}{row['macs']:>11}")
         lines.append(f"whole run: {model.cycles} cycles (model), ideal {b.program.ideal_cycles()} "
                      f"(MACs / {spec.pes} PEs), utilization {model.utilization:.1%}")
+        if b.program.has_sparse:
+            lines.append("  (the sparse layers counted with every activation nonzero; `hwgen run` counts them for "
+                         "each input's nonzero activations)")
         traffic = b.program.dram_bytes()
         lines.append(f"off-chip traffic per input: {traffic['dram_bytes']} bytes (weights, parameters, the input and "
                      f"the output); {traffic['saved_by_chaining']} bytes of intermediate tensors stay on chip "
@@ -441,7 +466,7 @@ def intermediate_text(b, step):
                 f"{m.problem.E}x{m.problem.F}" for m in b.mapped]
         return f"map on {b.spec.name} ({', '.join(b.spec.engines)}):\n" + "\n".join(rows)
     if step == "tile":
-        rows = [f"{pl.name:<10}{pl.engine:<20}{len(pl.plan.tiles)} commands, order {pl.plan.order}, "
+        rows = [f"{pl.name:<10}{pl.engine_name():<20}{len(pl.plan.tiles)} commands, order {pl.plan.order}, "
                 f"im2col {pl.plan.im2col}, {pl.plan.bytes_moved['total']} bytes moved" for pl in b.program_layers]
         return "tiles:\n" + "\n".join(rows)
     return report_text(b)

@@ -51,6 +51,42 @@ def _weight_bits(text):
     return chosen
 
 
+def _sparsity(text):
+    """``--sparsity``: one fraction for every layer (``0.9``), or ``NAME=FRACTION[,NAME=FRACTION...]``."""
+    if text is None:
+        return None
+
+    def fraction(value, where):
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if not 0 <= number <= 1:
+            raise MappingError(f"--sparsity {text!r}: {where} must be a fraction from 0 to 1 (the share of zero "
+                               f"weights), not {value.strip()!r}")
+        return number
+    if "=" not in text:
+        return fraction(text, "the target")
+    chosen = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip():
+            raise MappingError(f"--sparsity {text!r}: write NAME=FRACTION[,NAME=FRACTION...] with NAME a layer, "
+                               f"e.g. --sparsity fc1=0.9,fc2=0.8")
+        chosen[name.strip()] = fraction(value, f"the target of {name.strip()!r}")
+    return chosen
+
+
+def _sparse_layers(text):
+    """``--sparse``: ``auto``, ``never`` or ``NAME[,NAME...]``."""
+    if text in ("auto", "never"):
+        return text
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise MappingError(f"--sparse {text!r}: give auto, never or layer names (e.g. --sparse fc1,fc2)")
+    return names
+
+
 def cmd_compile(args):
     from .build import BuildConfig, build, intermediate_text
     model = Path(args.model)
@@ -64,6 +100,7 @@ def cmd_compile(args):
         raise MappingError("-o/--output must name a folder for the design, program and report")
     if args.precision != "int8":
         for flag, given in (("--calibrate", args.calibrate), ("--weight-bits", args.weight_bits),
+                            ("--sparsity", args.sparsity), ("--sparse", args.sparse != "auto"),
                             ("--activations", args.activations != "symmetric"), ("--method", args.method != "minmax")):
             if given:
                 raise MappingError(f"{flag} sets up int8 quantization; --precision {args.precision} casts the float "
@@ -75,7 +112,8 @@ def cmd_compile(args):
                          array=_array(args.array), mv_engine=not args.no_mv, chaining=not args.no_chain,
                          postop_lanes=args.postop_lanes,
                          batch=args.batch, stop_after=args.stop_after, verilog=not args.no_verilog,
-                         weight_bits=_weight_bits(args.weight_bits), precision=args.precision)
+                         weight_bits=_weight_bits(args.weight_bits), precision=args.precision,
+                         sparsity=_sparsity(args.sparsity), sparse=_sparse_layers(args.sparse))
     started = time.perf_counter()
     b = build(config)
     print(intermediate_text(b, b.done[-1]))
@@ -121,7 +159,7 @@ def cmd_run(args):
     for index, pl in enumerate(program.layers):
         ends = result.layer_ends[index::n_layers] if result.layer_ends else []
         model_ends = result.layer_model_ends[index::n_layers]
-        per_layer.append({"layer": pl.name, "engine": pl.engine, "input": pl.source, "output": pl.dest,
+        per_layer.append({"layer": pl.name, "engine": pl.engine_name(), "input": pl.source, "output": pl.dest,
                           "last_beat_measured": ends, "last_beat_model": model_ends})
     cycles_ok = args.stall > 0 or result.measured_cycles == result.model_cycles
     ok = result.exact and cycles_ok
@@ -141,7 +179,7 @@ def cmd_run(args):
     print(f"{'layer':<10}{'engine':<8}{'input':>10}{'output':>10}{'last beat (measured)':>24}{'(model)':>12}")
     for row in per_layer:
         measured = row["last_beat_measured"][-1] if row["last_beat_measured"] else "-"
-        engine = "mv" if row["engine"] == "matrix_vector" else "array"
+        engine = {"matrix_vector": "mv", "sparse": "sparse"}.get(row["engine"], "array")
         print(f"{row['layer']:<10}{engine:<8}{row['input']:>10}{row['output']:>10}{str(measured):>24}"
               f"{row['last_beat_model'][-1]:>12}")
     print(f"predictions (RTL): {rtl_top1 if rtl_top1 else 'n/a (not exact)'}")
@@ -182,6 +220,12 @@ def add_compile_parsers(sub):
                    "with NAME a layer or 'linear' for every fully connected layer; BITS 8, 4 or 2 (int4/int2 "
                    "weights run packed two/four to a byte on the matrix-vector engine), e.g. --weight-bits "
                    "linear=4")
+    p.add_argument("--sparsity", metavar="SPEC", help="magnitude-prune the quantized weights: a fraction of zero "
+                   "weights for every layer (0.9) or NAME=FRACTION[,...]; the sized accelerator then gets the "
+                   "sparse engine for pruned fully connected layers")
+    p.add_argument("--sparse", default="auto", metavar="WHICH",
+                   help="fully connected layers on the sparse engine: auto (default: where the cycle model says "
+                        "it is faster even with no zero activation), never, or NAME[,NAME...]")
     p.add_argument("--precision", default="int8", choices=PRECISIONS,
                    help="int8 (default: quantized with --calibrate), or bf16 / fp16: the float datapath (weights "
                         "rounded to nearest even, fp32 accumulation and biases, no calibration; every layer on "

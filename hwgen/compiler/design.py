@@ -21,12 +21,14 @@ __all__ = ["NetworkDesign"]
 class NetworkDesign:
     """``network`` is a `hwgen.compiler.QuantizedNetwork` (an integer spec) or a `hwgen.compiler.cast.CastNetwork`
     (a bf16/fp16 spec), or the folder one was saved to (``network.json`` and ``tensors.npz``). ``batch`` inputs run as one program; ``chaining`` keeps layer outputs on chip where the
-    next layer can take them (the spec must be built with ``chaining=True`` too)."""
+    next layer can take them (the spec must be built with ``chaining=True`` too); ``sparse`` picks the fully connected
+    layers that run on the sparse engine of a spec built with ``sparse_mv=True``."""
     name: str
     spec: AcceleratorSpec
     network: object
     batch: int = 1
     chaining: bool = True
+    sparse: object = "auto"      # fully connected layers on the sparse engine (`map_layers`): "auto", "never", names
 
     def __post_init__(self):
         if not isinstance(self.spec, AcceleratorSpec):
@@ -68,7 +70,7 @@ class NetworkDesign:
         from ..perf import FeedbackOverflowError
         from .program import compile_program
         try:
-            return compile_program(self.spec, self.layers, batch=batch, chain=self.chaining)
+            return compile_program(self.spec, self.layers, batch=batch, chain=self.chaining, sparse=self.sparse)
         except FeedbackOverflowError as error:
             raise MappingError(f"design {self.name!r}: {error}") from None
 

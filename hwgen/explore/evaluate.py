@@ -110,7 +110,7 @@ def _layer_rows(program, timeline=None):
         cycles = span["end"] - previous_end       # this layer's share of the run
         previous_end = span["end"]
         pes = program.spec.pes
-        rows.append({"layer": pl.name, "engine": pl.engine, "commands": span["commands"], "input": pl.source,
+        rows.append({"layer": pl.name, "engine": pl.engine_name(), "commands": span["commands"], "input": pl.source,
                      "output": pl.dest, "start": span["start"], "end": span["end"], "cycles": cycles,
                      "macs": span["macs"], "utilization": span["macs"] / (pes * cycles) if cycles else 0.0,
                      "bytes_moved": pl.plan.bytes_moved["total"], "dram_bytes": traffic.dram_bytes,
