@@ -4,9 +4,13 @@ The input is a list of `IntLayer`s - the integer network the front end (`hwgen.c
 quantized model, or that a user writes - and an `AcceleratorSpec`. The output is a `Program`: every layer's
 commands in order, each placed on an engine, with the data of every stream and the golden output.
 
-- **map** (`choose_engine`): convolutions run on the array; a fully connected layer runs on the array or, when
+- **map** (`map_layers`): convolutions run on the array; a fully connected layer runs on the array or, when
   the accelerator has one beside it (``mv_engine``), on the matrix-vector engine, whichever the cycle model says
-  is faster for it.
+  is faster for it; a pruned batch-1 one on the sparse engine (``sparse_mv``) when that is faster even with
+  every activation nonzero (or when named: ``sparse=[...]``).
+- **bind** (`Program.bind`, data-dependent): a sparse layer's commands stream only the columns of its input's
+  nonzero activations, so they are made per input, from the reference network's activations; the host packs
+  them from the previous layer's ``out`` beats (the ``sparse`` stream, gated like a host-fed ``acts``).
 - **tile**: `hwgen.tiling.plan_layer` cuts each layer into commands that fit the buffers.
 - **schedule** (`link`): where a layer's output goes. With ``chaining``, a layer's output stays on chip when
   the next layer can take it whole: the producer's beats leave the post-op chain into the feedback FIFO in the

@@ -3,10 +3,11 @@
 A layer's weights are ranked by their real magnitude, ``|q| * weight_scale[m]`` (per-channel scales make the
 integer magnitude alone the wrong ranking), and the smallest ``round(sparsity * size)`` are set to 0; the
 biases, scales and post-ops are unchanged, so the pruned network is again an exact integer reference network.
-A batch-1 fully connected layer pruned this way can be planned on the sparse matrix-vector engine
-(`hwgen.tiling.plan_sparse_layer`, `hwgen.sparse`: cycles scale with the nonzeros); a compiled network runs its
-pruned layers on the dense engines (the same exact values, the dense cycles), since the sparse engine takes
-its activations inside host-built words and has no on-chip path from the previous layer yet."""
+A batch-1 fully connected layer pruned this way runs on the sparse matrix-vector engine (`hwgen.sparse`:
+cycles scale with the nonzero weights and activations) when the accelerator has one (``AcceleratorSpec(
+mv_engine=True, sparse_mv=True)``, or `BuildConfig(sparsity=...)` on a sized one) and the map step finds it faster
+there (`hwgen.compiler.program.map_layers`); the host packs its words from each input's nonzero activations
+(`Program.bind`). Otherwise it runs on the dense engines: the same exact values, the dense cycles."""
 
 import dataclasses
 

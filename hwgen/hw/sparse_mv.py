@@ -98,8 +98,9 @@ class SparseMatrixVectorEngine(wiring.Component):
 
 class SparseEngine(wiring.Component):
     """The sparse engine as a compute engine of `hwgen.hw.top.AcceleratorTop` (``AcceleratorSpec(dataflow=
-    "matrix_vector", sparse_mv=True)``), beside the dense matrix-vector engine: a command with the ``sparse``
-    flag runs here. The same lanes, pipeline and accumulators as `SparseMatrixVectorEngine`; the words come from
+    "matrix_vector", sparse_mv=True)``, or ``AcceleratorSpec(mv_engine=True, sparse_mv=True)`` beside a
+    weight-stationary array), beside the dense matrix-vector engine: a command with the ``sparse`` flag runs
+    here (its ``engine`` field says the matrix-vector side, so it starts once the array has drained). The same lanes, pipeline and accumulators as `SparseMatrixVectorEngine`; the words come from
     the top's ``sparse`` FIFO (``pop`` while running, one per cycle while the FIFO has one), and the results
     leave as the dense engine's do: ``m_folds`` beats of ``cols`` accumulators, beat ``b`` = outputs ``b*cols ..
     b*cols + cols - 1`` of the command (lane ``r*cols + j`` of slot ``d`` for ``b = d*rows + r``), each written
