@@ -60,6 +60,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal, unsigne
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..errors import MappingError
 from ..spec import AcceleratorSpec
 from ..system.image import CHANNELS, DESC_BYTES, END, MAGIC, read_channels, stream_word_bits
 from .axi import RESP_OKAY, axi4_lite_signature, axi4_signature
@@ -88,8 +89,9 @@ class SystemTop(wiring.Component):
         if not isinstance(spec, AcceleratorSpec):
             raise TypeError(f"SystemTop needs an AcceleratorSpec, not {spec!r}")
         if getattr(spec, "sparse_mv", False):
-            raise ValueError(f"{spec.name}: the system top has no DMA channel for the sparse engine's stream yet; "
-                             f"build it without sparse_mv")
+            raise MappingError(f"{spec.name}: the system top has no DMA channel for the sparse engine's stream "
+                               f"(its words are packed by the host from each input's activations); build the "
+                               f"system without sparse_mv, or run the design on the plain stream ports")
         self.spec, self.data_width, self.addr_width, self.id_width = spec, data_width, addr_width, id_width
         self.fifo_depth, self.max_outstanding, self.max_burst_beats = fifo_depth, max_outstanding, max_burst_beats
         self.beat_bytes = data_width // 8
