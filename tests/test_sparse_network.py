@@ -66,6 +66,23 @@ def test_sparse_layers_in_a_network_are_exact_and_meet_the_model(sparse, batch):
     assert run.cycles == bound.predict().cycles
 
 
+@pytest.mark.parametrize("sparse", [("fc1", "fc2"), ("fc2",)], ids=["both", "fc2"])
+def test_sparse_layers_of_several_commands(sparse):
+    """Layers wider than the engine's ``rows * cols * sparse_depth`` outputs (32 here): fc1 (70 outputs) in 3
+    commands, fc2 (40) in 2, each streaming its input's columns again; the host offers a layer's words from its
+    gate on, and the later commands' words wait in the sparse FIFO. Exact, cycles = model, batch 2."""
+    layers = small_cnn(seed=3, zero_points=(-3, 0, 6))[:2]
+    nrng = np.random.default_rng(8)
+    layers += [IntLayer("fc1", fc("fc1", 24, 70), nrng.integers(-128, 128, (70, 24, 1, 1)),
+                        PostOps(bias=True, requant=True, relu=True), params_for(nrng, 70, 24), flatten=True),
+               IntLayer("fc2", fc("fc2", 70, 40), nrng.integers(-128, 128, (40, 70, 1, 1)),
+                        PostOps(bias=True, requant=True), params_for(nrng, 40, 70))]
+    program = compile_program(SPARSE_SPEC, pruned(layers, {"fc1": 0.5, "fc2": 0.8}), batch=2, sparse=sparse)
+    assert [len(pl.plan.commands) for pl in program.layers if pl.sparse] == [3, 2][-len(sparse):]
+    run, bound = run_on_top(program, inputs_for(2))
+    assert run.cycles == bound.predict().cycles
+
+
 def test_a_sparse_layer_chains_its_output_on_chip():
     program = compile_program(SPARSE_SPEC, sparse_cnn(), sparse=["fc1"])
     assert [(pl.engine_name(), pl.source, pl.dest) for pl in program.layers] == [
