@@ -87,6 +87,11 @@ def add_synth_parser(subparsers):
                       help="the matrix-vector engine also takes weights of these widths packed into bytes: 4 "
                            "(int4, two per byte), 2 (int2, four per byte) or 4,2 (packed_weight_bits; needs "
                            "--mv-engine or --dataflow matrix_vector, int8 weights)")
+    spec.add_argument("--sparse-mv", dest="sparse_mv", action="store_const", const=True,
+                      help="build the sparse matrix-vector engine beside the matrix-vector engine (sparse_mv=True; "
+                           "needs --mv-engine or --dataflow matrix_vector)")
+    spec.add_argument("--sparse-depth", dest="sparse_depth", type=int, metavar="N",
+                      help="the sparse engine's accumulators per lane (sparse_depth; default 64)")
     spec.add_argument("--no-pooling", dest="postop_pooling", action="store_const", const=False,
                       help="build the post-op chain without its 2x2 pooling (postop_pooling=False: bias, "
                            "requantization and ReLU; a smaller chain for small devices)")
@@ -130,7 +135,7 @@ _SPEC_FIELDS = {"dataflow": "dataflow", "rows": "rows", "cols": "cols", "act_typ
                 "postops": "postops", "postop_lanes": "postop_lanes", "mv_engine": "mv_engine",
                 "chaining": "chaining", "packed_weight_bits": "packed_weight_bits", "max_out_channels": "max_out_channels",
                 "max_pool_width": "max_pool_width", "postop_fifo_depth": "postop_fifo_depth", "postop_pooling": "postop_pooling",
-                "name": "name"}
+                "sparse_mv": "sparse_mv", "sparse_depth": "sparse_depth", "name": "name"}
 
 
 def spec_from_args(args):

@@ -14,8 +14,8 @@ engine emits beat ``d`` = every lane's accumulator ``d`` for ``d < slots``, clea
 not ready from the cycle after ``last`` until the last beat has left.
 """
 
-from amaranth.hdl import Array, Cat, Module, Signal, signed, unsigned
-from amaranth.lib import stream, wiring
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..errors import MappingError
@@ -100,11 +100,21 @@ class SparseEngine(wiring.Component):
     """The sparse engine as a compute engine of `hwgen.hw.top.AcceleratorTop` (``AcceleratorSpec(dataflow=
     "matrix_vector", sparse_mv=True)``, or ``AcceleratorSpec(mv_engine=True, sparse_mv=True)`` beside a
     weight-stationary array), beside the dense matrix-vector engine: a command with the ``sparse`` flag runs
-    here (its ``engine`` field says the matrix-vector side, so it starts once the array has drained). The same lanes, pipeline and accumulators as `SparseMatrixVectorEngine`; the words come from
-    the top's ``sparse`` FIFO (``pop`` while running, one per cycle while the FIFO has one), and the results
-    leave as the dense engine's do: ``m_folds`` beats of ``cols`` accumulators, beat ``b`` = outputs ``b*cols ..
-    b*cols + cols - 1`` of the command (lane ``r*cols + j`` of slot ``d`` for ``b = d*rows + r``), each written
-    into the output FIFO when it has room (``out_room``).
+    here (its ``engine`` field says the matrix-vector side, so it starts once the array has drained). The same
+    lanes and pipeline as `SparseMatrixVectorEngine`; the words come from the top's ``sparse`` FIFO (``pop``
+    while running, one per cycle while the FIFO has one), and the results leave as the dense engine's do:
+    ``m_folds`` beats of ``cols`` accumulators, beat ``b`` = outputs ``b*cols .. b*cols + cols - 1`` of the
+    command (lane ``r*cols + j`` of slot ``d`` for ``b = d*rows + r``), each written into the output FIFO when
+    it has room (``out_room``).
+
+    Accumulators: a memory of ``sparse_depth`` words per lane (block RAM or LUT RAM on an FPGA, not flip-flops:
+    an 8x8 engine of depth 64 holds 131,072 accumulator bits), one synchronous read port transparent for the
+    write port. A word's entry reads its slot in the cycle the word is registered (stage 1), the product is
+    registered beside the read (stage 2), and ``read + product`` is written back in stage 2; the next word's
+    read of the same slot in that cycle sees the new value through the transparency, so back-to-back entries
+    to one slot need no other forwarding. Emission reads slot ``d`` of every lane at once (when the last word's
+    products are being added, and as the last lane group of slot ``d`` leaves), each lane group's beat then
+    takes its lanes' read data, and a lane's slot is written back to 0 as its beat leaves.
 
     Timing (`hwgen.perf`): started (``start``) in cycle ``t``, it pops word ``i`` in ``t + 1 + i`` while the
     FIFO has it; the last word's products are in the accumulators `EMIT` cycles after its pop, when beat 0
@@ -129,7 +139,7 @@ class SparseEngine(wiring.Component):
         spec, P, cfg = self.spec, self.lanes, self.cfg
         rows, cols = spec.rows, spec.cols
         abits, slot_bits, entry_bits = word_fields(spec)
-        wbits, acc_bits = spec.weight_type.bits, spec.acc_type.bits
+        acc_bits = spec.acc_type.bits
         depth = spec.sparse_depth
         prod_shape = signed(spec.product_bits) if spec.product_type.signed else unsigned(spec.product_bits)
 
@@ -153,7 +163,11 @@ class SparseEngine(wiring.Component):
         beat = Signal.like(cfg.m_folds)
         leave = Signal()
         m.d.comb += [leave.eq(emitting & self.out_room), self.out_valid.eq(leave)]
-        groups = [[] for _ in range(rows)]          # groups[r][j]: the accumulator file of lane r*cols + j
+        # Emission reads slot 0 of every lane while the last products are added (last2), then slot d + 1 as
+        # the last lane group of slot d leaves; no word is being accumulated then (the engine stopped popping).
+        emit_read, emit_slot = Signal(), Signal.like(d)
+        m.d.comb += [emit_read.eq(last2 | (leave & (r == rows - 1))), emit_slot.eq(Mux(last2, 0, d + 1))]
+        groups = [[] for _ in range(rows)]          # groups[r][j]: the read data of lane r*cols + j
         self.multiplies = []                        # per lane: a valid product is added (energy probes)
         for p in range(P):
             entry = word[abits + 1 + p * entry_bits:abits + 1 + (p + 1) * entry_bits]
@@ -166,13 +180,15 @@ class SparseEngine(wiring.Component):
             self.multiplies.append(pvalid)
             with m.If(valid1 & valid):
                 m.d.sync += [product.eq(x * w), pslot.eq(slot)]
-            acc = Array(Signal(signed(acc_bits), name=f"sp_acc_{p}_{k}") for k in range(depth))
-            with m.If(pvalid):
-                m.d.sync += acc[pslot].eq(acc[pslot] + product)
-            with m.If(leave & (r == p // cols)):
-                m.d.sync += acc[d].eq(0)
-            groups[p // cols].append(acc)
-        beats = Array(Cat(*(acc[d] for acc in group)) for group in groups)
+            m.submodules[f"sp_acc_{p}"] = acc = memory.Memory(shape=signed(acc_bits), depth=depth, init=[])
+            write = acc.write_port()
+            read = acc.read_port(transparent_for=(write,))
+            m.d.comb += [read.en.eq(emit_read | (valid1 & valid)), read.addr.eq(Mux(emit_read, emit_slot, slot))]
+            clear = leave & (r == p // cols)
+            m.d.comb += [write.en.eq(pvalid | clear), write.addr.eq(Mux(clear, d, pslot)),
+                         write.data.eq(Mux(clear, 0, read.data + product))]
+            groups[p // cols].append(read.data)
+        beats = Array(Cat(*group) for group in groups)
         m.d.comb += self.out_data.eq(beats[r])
 
         with m.If(last2):
