@@ -240,6 +240,11 @@ def test_cli_spec_options_for_precisions_and_small_devices():
                            "-q")) == 2
     with pytest.raises(SystemExit):
         parse("--rows", "8", "--packed-weight-bits", "four")
+    s = spec_from_args(parse("--rows", "8", "--cols", "8", "--dataflow", "matrix_vector", "--sparse-mv",
+                             "--sparse-depth", "64"))
+    assert s.sparse_mv and s.sparse_depth == 64
+    # the sparse engine sits beside a matrix-vector engine: a bare weight-stationary array is refused
+    assert run_synth(parse("--rows", "8", "--cols", "8", "--sparse-mv", "--estimate", "-q")) == 2
 
 
 def test_cli_rejects_design_that_cannot_fit(capsys):
