@@ -19,7 +19,8 @@ Whole networks (`AcceleratorSpec.mv_engine`, `AcceleratorSpec.chaining`):
   flag picks one. They share the loader, the activation buffer's read port, the output FIFO and the post-op
   chain, so they take turns: a command is started on one engine only once the other has drained (no beat of
   the previous command is still on its way to the output FIFO). The MV engine's weights have their own port,
-  ``mv_weights``, and FIFO.
+  ``mv_weights``, and FIFO. With ``sparse_mv`` too, the sparse engine is a third: a command with the ``sparse``
+  flag (and ``engine`` 1) runs there on the words of the ``sparse`` port, once the array has drained.
 - with ``chaining`` the post-op chain's output is routed per command (``out_dest``) to ``out`` or into the
   feedback FIFO, each lane narrowed to the activation type (the output was requantized to it): one output beat
   (``cols`` channels of one pixel) is one activation word (``rows`` = ``cols`` channels). A command with
