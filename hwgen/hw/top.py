@@ -363,14 +363,16 @@ class AcceleratorTop(wiring.Component):
             depth = spec.postop_fifo_depth
             free = Signal(range(depth + 1), init=depth)
             credit, beat_issued = Signal(init=1), Signal()
+            next_credit = Signal(init=1)
             released = out_fifo.released
             # `released` (combinational from the chain's accept through the FIFO's read) and `beat_issued` (from
             # the slot queue's pop) only select among free + 1, free, free - 1 (8x8 seed 1's critical path:
             # credit -> accept -> released -> the adder; seed 4's: beat_credit -> beat_issued -> the adder).
             m.d.sync += [free.eq(Mux(released, Mux(beat_issued, free, free + 1),
                                      Mux(beat_issued, free - 1, free))),
-                         credit.eq(Mux(beat_issued & ~released, free >= 2,
-                                       Mux(released & ~beat_issued, 1, free >= 1)))]
+                         credit.eq(next_credit)]
+            m.d.comb += next_credit.eq(Mux(beat_issued & ~released, free >= 2,
+                                           Mux(released & ~beat_issued, 1, free >= 1)))
             beats_issued = []
         else:
             m.d.comb += [out_fifo.w_en.eq(out_valid), out_fifo.w_data.eq(out_data)]
@@ -408,7 +410,7 @@ class AcceleratorTop(wiring.Component):
                     slots.written.eq(written), slots.writing.eq(writes[2]), slots.same_bank.eq(same_bank),
                 ]
                 if narrow:
-                    m.d.comb += slots.beat_credit.eq(credit)
+                    m.d.comb += [slots.beat_credit.eq(credit), slots.next_beat_credit.eq(next_credit)]
                     beats_issued.append(slots.beat_issued)
                 # The enable is decided a cycle ahead from the next values of the registers it is made of
                 # (exact: it is the same function of the same registers) and registered as a few copies, each
