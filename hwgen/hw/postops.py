@@ -140,6 +140,7 @@ class PostOpPipeline(wiring.Component):
     """
 
     SHIFT_COPIES = 4         # flip-flop copies of each lane's shift amount in S8, each driving part of the shifter
+    SKID_PARTS = 4           # a free-running chain's skid memory in parts, each with its own pointer copies
     SHIFT_UNIT = 4           # S8 shifts by multiples of this; the rest of the shift is a pre-shift of the multiplier
     LATENCY = 13             # one more with stochastic rounding, one more for a narrow chain (`latency_for`)
 
@@ -690,29 +691,41 @@ class PostOpPipeline(wiring.Component):
             # The skid: a beat the output register offers while `o` is not ready (or behind older beats) is
             # written into a small LUT memory, read from there in order; `o` shows the skid's head, or the
             # output register itself when the skid is empty (no cycle added while `o` is ready).
+            # The memory is SKID_PARTS memories side by side, each addressed by its own copies of the head and
+            # tail registers (the 8x8's critical path at seed 2: one head register's route to every LUT-RAM
+            # slice of the 257-bit word, 6.7 ns over 3 tiles).
             depth = self.skid_depth(spec)
             width = spec.acc_word_bits + 1
-            m.submodules.skid = skid = memory.Memory(shape=unsigned(width), depth=depth, init=[])
-            skid_w, skid_r = skid.write_port(), skid.read_port(domain="comb")
+            parts = min(self.SKID_PARTS, width)
+            step = -(-width // parts)
+            bounds = [(k * step, min((k + 1) * step, width)) for k in range(parts)]
             head, tail = Signal(range(depth), name="skid_head"), Signal(range(depth), name="skid_tail")
+            heads = [Signal(range(depth), name=f"skid_head_copy_{k}") for k in range(parts)]
+            tails = [Signal(range(depth), name=f"skid_tail_copy_{k}") for k in range(parts)]
             count = Signal(range(depth + 1), name="skid_count")
             nonempty = Signal(name="skid_nonempty")
-            skid_read = Signal(name="skid_read")
+            skid_read, skid_write = Signal(name="skid_read"), Signal(name="skid_write")
+            write_data, read_data = Signal(width), Signal(width)
+            m.d.comb += write_data.eq(Cat(o_payload, o_dest))
+            for k, (lo, hi) in enumerate(bounds):
+                m.submodules[f"skid_{k}"] = part = memory.Memory(shape=unsigned(hi - lo), depth=depth, init=[])
+                part_w, part_r = part.write_port(), part.read_port(domain="comb")
+                m.d.comb += [part_r.addr.eq(heads[k]), part_w.addr.eq(tails[k]), part_w.en.eq(skid_write),
+                             part_w.data.eq(write_data[lo:hi]), read_data[lo:hi].eq(part_r.data)]
             m.d.comb += [
                 self.o.valid.eq(nonempty | o_valid),
-                self.o.payload.eq(Mux(nonempty, skid_r.data[:-1], o_payload)),
-                self.o_dest.eq(Mux(nonempty, skid_r.data[-1], o_dest)),
-                skid_r.addr.eq(head), skid_w.addr.eq(tail), skid_w.data.eq(Cat(o_payload, o_dest)),
-                skid_w.en.eq(o_valid & (nonempty | ~self.o.ready)),
+                self.o.payload.eq(Mux(nonempty, read_data[:-1], o_payload)),
+                self.o_dest.eq(Mux(nonempty, read_data[-1], o_dest)),
+                skid_write.eq(o_valid & (nonempty | ~self.o.ready)),
                 skid_read.eq(nonempty & self.o.ready),
             ]
             next_count = Signal(range(depth + 1))
-            m.d.comb += next_count.eq(count + skid_w.en - skid_read)
+            m.d.comb += next_count.eq(count + skid_write - skid_read)
             m.d.sync += [count.eq(next_count), nonempty.eq(next_count != 0)]
-            with m.If(skid_w.en):
-                m.d.sync += tail.eq(Mux(tail == depth - 1, 0, tail + 1))
+            with m.If(skid_write):
+                m.d.sync += [r.eq(Mux(tail == depth - 1, 0, tail + 1)) for r in [tail, *tails]]
             with m.If(skid_read):
-                m.d.sync += head.eq(Mux(head == depth - 1, 0, head + 1))
+                m.d.sync += [r.eq(Mux(head == depth - 1, 0, head + 1)) for r in [head, *heads]]
             # Credits: one per skid entry, taken as a beat is accepted, returned a cycle after the beat leaves
             # on `o` (registered: `o.ready` reaches no further than the skid and this flip-flop) or as its last
             # group leaves the window stage without an output (pooling keeps one beat of four).
