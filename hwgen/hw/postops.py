@@ -347,14 +347,17 @@ class PostOpPipeline(wiring.Component):
         # S8's lower bound 2 (lo - z) - 1 = 2 lo + ~(2 z) is one adder of two registers: S7 holds the type's lo
         # (0 under ReLU) and ~(2 z) (-1 under ReLU), made from S6's tag (a carry chain fewer in front of
         # `s8_below`: the 8x8's critical path at seed 4 went s7 zero point -> lo - z -> 2 (lo - z) - 1).
-        s6, s7 = tags[5 + X], tags[6 + X]
+        # The type's range itself is made a stage earlier still (S5 -> S6, registered beside the group's S6 tag:
+        # the 8x8's critical path at seed 4 went s6 out_bits -> acc_bits - out_bits -> the shift -> lo7/hi7).
+        s5, s6, s7 = tags[4 + X], tags[5 + X], tags[6 + X]
         unused_bits = Signal(range(acc_bits))          # acc_bits - out_bits (host checks 1 <= out_bits <= acc_bits)
         out_umax = Signal(unsigned(acc_bits))           # (1 << out_bits) - 1
-        type_lo, type_hi = Signal(signed(acc_bits + 1)), Signal(signed(acc_bits + 1))
-        m.d.comb += [unused_bits.eq(acc_bits - s6.out_bits),
-                     out_umax.eq(Const((1 << acc_bits) - 1, acc_bits) >> unused_bits),
-                     type_hi.eq(Mux(s6.out_signed, out_umax >> 1, out_umax)),
-                     type_lo.eq(Mux(s6.out_signed, -(out_umax >> 1) - 1, 0))]
+        type_lo, type_hi = stage("s6_type_lo", signed(acc_bits + 1)), stage("s6_type_hi", signed(acc_bits + 1))
+        m.d.comb += [unused_bits.eq(acc_bits - s5.out_bits),
+                     out_umax.eq(Const((1 << acc_bits) - 1, acc_bits) >> unused_bits)]
+        with m.If(advance):
+            m.d.sync += [type_hi.eq(Mux(s5.out_signed, out_umax >> 1, out_umax)),
+                         type_lo.eq(Mux(s5.out_signed, -(out_umax >> 1) - 1, 0))]
         lo7, hi7 = stage("s7_type_lo", signed(acc_bits + 1)), stage("s7_type_hi", signed(acc_bits + 1))
         not_2z7 = stage("s7_not_2z", signed(len(s6.zero_point) + 2))
         with m.If(advance):
