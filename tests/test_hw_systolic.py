@@ -240,10 +240,12 @@ def test_spare_bank_reuse_bound_is_tight(rows, cols, pixels):
     assert [cycle for cycle, got, want in results if got != want.tolist()], "one slot less should corrupt"
 
 
-def test_enable_copies_freeze_the_array_one_cycle_after_en():
+@pytest.mark.parametrize("groups", [None, 2, 4])
+def test_enable_copies_freeze_the_array_one_cycle_after_en(groups):
     """``enable_copies=True``: every register group takes ``en`` through its own flip-flop, so the array captures
     its inputs at the edge after each cycle with ``en`` high and holds otherwise; sampled that way it computes
-    exactly what the always-enabled array computes."""
+    exactly what the always-enabled array computes. ``enable_groups=G`` (the top's form): ``en`` is G copies of
+    the same enable, each column's copies taking their group's bit - the same."""
     rows, cols, steps = 3, 4, 40
     rng = np.random.default_rng(7)
     spec = small_spec(rows, cols)
@@ -260,7 +262,7 @@ def test_enable_copies_freeze_the_array_one_cycle_after_en():
                 for name, value in stimulus[min(captured, steps - 1)].items():
                     ctx.set(getattr(dut, name), value)
                 if hasattr(dut, "en"):
-                    ctx.set(dut.en, en)
+                    ctx.set(dut.en, en * ((1 << len(dut.en)) - 1))
                 seen.append((captured, ctx.get(dut.psums)))
                 await ctx.tick()
                 # the copies of the previous cycle's en decide this edge
@@ -275,7 +277,7 @@ def test_enable_copies_freeze_the_array_one_cycle_after_en():
 
     make = lambda copies: SystolicArray(rows=rows, cols=cols, act_type=spec.act_type,  # noqa: E731
                                         weight_type=spec.weight_type, psum_bits=spec.psum_bits,
-                                        enable_copies=copies)
+                                        enable_copies=copies, enable_groups=groups if copies else None)
     reference = dict(simulate(make(False), [1] * steps))
     stalled = simulate(make(True), [int(rng.random() < 0.6) for _ in range(3 * steps)])
     assert max(k for k, _ in stalled) > steps // 2

@@ -80,6 +80,10 @@ class FoldSequencer(wiring.Component):
         # The current position, its address and the address of its row's first pixel.
         h, w, addr, row_first = pos("h"), pos("w"), pos("addr"), pos("row_first")
         fold_end, in_pixels, f_last = Signal(name="fold_end"), Signal(name="in_pixels"), Signal(name="f_last")
+        # busy & ~pre & fold_end as a flip-flop of its own (set beside them from their next values): the
+        # registers that move only at a fold change then have the clock enable start | (en & fold_change), one
+        # gate (the 8x8's critical path at seed 1: fold_end -> three gates -> s_w0's clock enable, 8.9 ns).
+        fold_change = Signal(name="fold_change")
 
         # Each fold counter's "last value" and "first value" flags, and their products, registered with the
         # counters: a fold change is one clock enable and multiplexers of flags.
@@ -153,36 +157,22 @@ class FoldSequencer(wiring.Component):
                 mf.eq(0), r.eq(0), s.eq(0), cg.eq(0), acc_base.eq(0),
                 r_h0.eq(-cfg.pad_h), s_w0.eq(-cfg.pad_w),
                 # slot 0 of fold 0: fold_period >= 2, so it does not end the fold
-                fold_end.eq(0), in_pixels.eq(cfg.pixels != 0), f_last.eq(cfg.out_w == 1),
+                fold_end.eq(0), fold_change.eq(0), in_pixels.eq(cfg.pixels != 0), f_last.eq(cfg.out_w == 1),
             ]
             set_flags(cfg.c_groups == 1, cfg.k_w == 1, cfg.k_h == 1, cfg.m_folds == 1, 1, 1, 1)
         with m.Elif(self.en & self.busy):
             with m.If(pre):
                 # slot 0 of fold 0 follows (from the registered constants: valid from the cycle after start)
-                m.d.sync += pre.eq(0)
+                m.d.sync += [pre.eq(0), fold_change.eq(fold_end)]
                 start_fold(first_h, first_w, first_addr)
                 m.d.sync += [fold_first.eq(first_addr), rs_first.eq(first_addr), r_first_addr.eq(first_addr)]
-            with m.Elif(fold_end):
-                m.d.sync += [f_last.eq(cfg.out_w == 1), bank.eq(~bank), fold_end.eq(0), in_pixels.eq(1)]
+            with m.Elif(fold_change):
+                m.d.sync += [f_last.eq(cfg.out_w == 1), bank.eq(~bank), fold_end.eq(0), fold_change.eq(0),
+                             in_pixels.eq(1)]
                 start_fold(nf_r_h0, nf_s_w0, nf_first)
-                with m.If(last_fold):
-                    m.d.sync += [self.busy.eq(0), self.done.eq(1)]
-                m.d.sync += [s_w0.eq(nf_s_w0), r_h0.eq(nf_r_h0), fold_first.eq(nf_first), rs_first.eq(nf_rs_first),
-                             r_first_addr.eq(nf_r_first_addr)]
-                # cg counts every fold, s when cg wraps, r when both do, mf when all three do; each wrap flag
-                # is decided from the counter's old value (== last - 1), or from the size after a wrap.
-                m.d.sync += [cg.eq(Mux(cg_wrap, 0, cg + 1)),
-                             s.eq(Mux(cg_wrap, Mux(s_wrap, 0, s + 1), s)),
-                             r.eq(Mux(rs_wrap, Mux(r_wrap, 0, r + 1), r)),
-                             mf.eq(Mux(last_k, mf + 1, mf)),
-                             acc_base.eq(Mux(last_k, acc_base + cfg.acc_stride, acc_base))]
-                set_flags(Mux(cg_wrap, sizes_1[0], before_last[0]),
-                          Mux(cg_wrap, Mux(s_wrap, sizes_1[1], before_last[1]), s_wrap),
-                          Mux(rs_wrap, Mux(r_wrap, sizes_1[2], before_last[2]), r_wrap),
-                          Mux(last_k, before_last[3], mf_last),
-                          cg_wrap, Mux(cg_wrap, s_wrap, flags["s_first"]), Mux(rs_wrap, r_wrap, flags["r_first"]))
             with m.Else():
-                m.d.sync += [slot.eq(slot + 1), fold_end.eq(slot == period_m2), in_pixels.eq(slot < pixels_m1)]
+                m.d.sync += [slot.eq(slot + 1), fold_end.eq(slot == period_m2), fold_change.eq(slot == period_m2),
+                             in_pixels.eq(slot < pixels_m1)]
                 with m.If(f_last):
                     # Next row: h moves down a stride, w back to the fold's first column.
                     m.d.sync += [f.eq(0), f_last.eq(cfg.out_w == 1), h.eq(h + cfg.stride_h), w.eq(s_w0),
@@ -190,6 +180,25 @@ class FoldSequencer(wiring.Component):
                 with m.Else():
                     m.d.sync += [f.eq(f + 1), f_last.eq(f == out_w_m2), w.eq(w + cfg.stride_w),
                                  addr.eq(addr + cfg.stride_w)]
+        # The registers that move only at a fold change (fold_change implies busy and not pre; start, above,
+        # takes precedence).
+        with m.If(~self.start & self.en & fold_change):
+            with m.If(last_fold):
+                m.d.sync += [self.busy.eq(0), self.done.eq(1)]
+            m.d.sync += [s_w0.eq(nf_s_w0), r_h0.eq(nf_r_h0), fold_first.eq(nf_first), rs_first.eq(nf_rs_first),
+                         r_first_addr.eq(nf_r_first_addr)]
+            # cg counts every fold, s when cg wraps, r when both do, mf when all three do; each wrap flag
+            # is decided from the counter's old value (== last - 1), or from the size after a wrap.
+            m.d.sync += [cg.eq(Mux(cg_wrap, 0, cg + 1)),
+                         s.eq(Mux(cg_wrap, Mux(s_wrap, 0, s + 1), s)),
+                         r.eq(Mux(rs_wrap, Mux(r_wrap, 0, r + 1), r)),
+                         mf.eq(Mux(last_k, mf + 1, mf)),
+                         acc_base.eq(Mux(last_k, acc_base + cfg.acc_stride, acc_base))]
+            set_flags(Mux(cg_wrap, sizes_1[0], before_last[0]),
+                      Mux(cg_wrap, Mux(s_wrap, sizes_1[1], before_last[1]), s_wrap),
+                      Mux(rs_wrap, Mux(r_wrap, sizes_1[2], before_last[2]), r_wrap),
+                      Mux(last_k, before_last[3], mf_last),
+                      cg_wrap, Mux(cg_wrap, s_wrap, flags["s_first"]), Mux(rs_wrap, r_wrap, flags["r_first"]))
 
         # Weight loader: triggered on the pre-slot and on the last slot of every fold but the last; then one
         # row per enabled cycle. fold_period >= rows, so a load ends before the next trigger.

@@ -25,7 +25,8 @@ Stages (one register each; lane ``j`` of every stage is channel ``mf*cols + g*la
   it answers from a register in S2 (a `PipelinedMemory`: no block RAM clock-to-out in front of an adder); S3
   adds the bias (or 0), widening to ``max(acc_bits, 32) + 1``; S4-S7 is the multiply, a `WideMultiplier` (18-bit
   tiles on hard multipliers with their own registers, then two registered levels of partial sums); S8 is the
-  barrel shifter and S9 the rounding of ``round_shift(p, s) = ((2p >> s) + 1) >> 1`` with the output zero
+  barrel shifter (by multiples of `SHIFT_UNIT`: S3 pre-shifts the multiplier left by the rest, so the product
+  carries it; iCE40 keeps the whole shift in S8) and S9 the rounding of ``round_shift(p, s) = ((2p >> s) + 1) >> 1`` with the output zero
   point added in the same adder (``(sh + 2z + 1) >> 1``), beside the saturation tests made on the shifted value
   (``(sh + 1) >> 1 < lo`` exactly when ``sh < 2 lo - 1``, ``> hi`` when ``sh > 2 hi``), so S10's clamp is a
   multiplexer; the bounds (from the output type, raised to 0 by ReLU) are registered as the group enters S8.
@@ -89,6 +90,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..postops import POOL_CODES, column_seeds, config_layout, params_layout
 from ..spec import AcceleratorSpec
+from . import target
 from .bram import PipelinedMemory
 from .fanout import registered_copies
 from .fpu import (fp32_add, fp32_max, fp32_max_choice, fp32_max_flags, fp32_mul_operands, fp32_mul_round,
@@ -99,18 +101,18 @@ from .wide_multiplier import WideMultiplier
 __all__ = ["PostOpPipeline"]
 
 
-def _shift_right(value, amounts, width, out_width=None):
-    """The low ``out_width`` bits (default ``width``) of ``value >> amount`` (arithmetic; ``value`` signed,
-    sign-extended to ``width`` bits) as levels of 2:1 multiplexers, one level per bit of the amount, the largest
-    step first, so each level keeps only the bits the later (smaller) steps can still bring down
-    (``out_width + step - 1``); output bit ``i`` of a level of ``n`` bits is selected by the copy
+def _shift_right(value, amounts, width, out_width=None, unit=1):
+    """The low ``out_width`` bits (default ``width``) of ``value >> (unit * amount)`` (arithmetic; ``value``
+    signed, sign-extended to ``width`` bits) as levels of 2:1 multiplexers, one level per bit of the amount, the
+    largest step first, so each level keeps only the bits the later (smaller) steps can still bring down
+    (``out_width + step - unit``); output bit ``i`` of a level of ``n`` bits is selected by the copy
     ``amounts[i * len(amounts) // n]`` (all copies hold the same amount)."""
     out_width = width if out_width is None else out_width
     bits = [value.as_signed()[min(i, len(value) - 1)] for i in range(width)]
     sign = bits[-1]
     for k in reversed(range(len(amounts[0]))):
-        step = 1 << k
-        keep = min(width, out_width + step - 1)
+        step = unit << k
+        keep = min(width, out_width + step - unit)
         bits = [Mux(amounts[i * len(amounts) // keep][k], bits[i + step] if i + step < len(bits) else sign,
                     bits[i])
                 for i in range(keep)]
@@ -138,6 +140,8 @@ class PostOpPipeline(wiring.Component):
     """
 
     SHIFT_COPIES = 4         # flip-flop copies of each lane's shift amount in S8, each driving part of the shifter
+    SKID_PARTS = 4           # a free-running chain's skid memory in parts, each with its own pointer copies
+    SHIFT_UNIT = 4           # S8 shifts by multiples of this; the rest of the shift is a pre-shift of the multiplier
     LATENCY = 13             # one more with stochastic rounding, one more for a narrow chain (`latency_for`)
 
     @classmethod
@@ -218,7 +222,15 @@ class PostOpPipeline(wiring.Component):
         X = int(spec.stochastic_rounding)       # the extra stage (S7a: p + rounding offset) shifts S8 on by X
         P = int(self.split_pair(spec))          # the pair's second stage (S11b) shifts the window and out by P
         x_bits = max(acc_bits, 32) + 1          # acc + bias, exact
-        p_bits = x_bits + 32                    # x * multiplier, exact
+        # The requantization shift s is split: the multiplier is pre-shifted left by e = (unit - 1) - s % unit in
+        # S3 (32 + unit - 1 bits still take two 18-bit tiles), so that 2p' >> (s + e) = 2p >> s and S8 shifts
+        # by unit * (s // unit) after a constant unit - 1: a shifter with log2(unit) levels fewer. On iCE40 (one
+        # `*` that Yosys tiles over SB_MAC16) the multiplier keeps its 32 bits: unit 1, the whole shift in S8.
+        unit = 1 if target.family(platform) == "ice40" else self.SHIFT_UNIT
+        pre_bits = unit.bit_length() - 1
+        assert unit == 1 << pre_bits
+        m_bits = 32 + unit - 1
+        p_bits = x_bits + m_bits                # x * pre-shifted multiplier, exact
         lb_bits = acc_bits + 1                  # a horizontal pair: max, or sum of two
         group_bits = lanes * acc_bits
 
@@ -335,14 +347,17 @@ class PostOpPipeline(wiring.Component):
         # S8's lower bound 2 (lo - z) - 1 = 2 lo + ~(2 z) is one adder of two registers: S7 holds the type's lo
         # (0 under ReLU) and ~(2 z) (-1 under ReLU), made from S6's tag (a carry chain fewer in front of
         # `s8_below`: the 8x8's critical path at seed 4 went s7 zero point -> lo - z -> 2 (lo - z) - 1).
-        s6, s7 = tags[5 + X], tags[6 + X]
+        # The type's range itself is made a stage earlier still (S5 -> S6, registered beside the group's S6 tag:
+        # the 8x8's critical path at seed 4 went s6 out_bits -> acc_bits - out_bits -> the shift -> lo7/hi7).
+        s5, s6, s7 = tags[4 + X], tags[5 + X], tags[6 + X]
         unused_bits = Signal(range(acc_bits))          # acc_bits - out_bits (host checks 1 <= out_bits <= acc_bits)
         out_umax = Signal(unsigned(acc_bits))           # (1 << out_bits) - 1
-        type_lo, type_hi = Signal(signed(acc_bits + 1)), Signal(signed(acc_bits + 1))
-        m.d.comb += [unused_bits.eq(acc_bits - s6.out_bits),
-                     out_umax.eq(Const((1 << acc_bits) - 1, acc_bits) >> unused_bits),
-                     type_hi.eq(Mux(s6.out_signed, out_umax >> 1, out_umax)),
-                     type_lo.eq(Mux(s6.out_signed, -(out_umax >> 1) - 1, 0))]
+        type_lo, type_hi = stage("s6_type_lo", signed(acc_bits + 1)), stage("s6_type_hi", signed(acc_bits + 1))
+        m.d.comb += [unused_bits.eq(acc_bits - s5.out_bits),
+                     out_umax.eq(Const((1 << acc_bits) - 1, acc_bits) >> unused_bits)]
+        with m.If(advance):
+            m.d.sync += [type_hi.eq(Mux(s5.out_signed, out_umax >> 1, out_umax)),
+                         type_lo.eq(Mux(s5.out_signed, -(out_umax >> 1) - 1, 0))]
         lo7, hi7 = stage("s7_type_lo", signed(acc_bits + 1)), stage("s7_type_hi", signed(acc_bits + 1))
         not_2z7 = stage("s7_not_2z", signed(len(s6.zero_point) + 2))
         with m.If(advance):
@@ -495,12 +510,14 @@ class PostOpPipeline(wiring.Component):
             # S3: bias add, and the multiplier operands (bypassed to *1 >> 0 without requantization).
             lane = params[j]
             acc = s2_group[j * acc_bits:(j + 1) * acc_bits].as_signed()
-            x, mult = stage(f"s3_x_{j}", signed(x_bits)), stage(f"s3_mult_{j}", signed(32))
+            x, mult = stage(f"s3_x_{j}", signed(x_bits)), stage(f"s3_mult_{j}", signed(m_bits))
             shift3 = stage(f"s3_shift_{j}", unsigned(6))
+            shift2, mult2 = Signal(unsigned(6), name=f"s2_shift_{j}"), Signal(signed(32), name=f"s2_mult_{j}")
+            m.d.comb += [shift2.eq(Mux(s2.requant, lane.shift, 0)), mult2.eq(Mux(s2.requant, lane.multiplier, 1))]
             with m.If(advance):
                 m.d.sync += [x.eq(acc + Mux(s2.bias, lane.bias, 0)),
-                             mult.eq(Mux(s2.requant, lane.multiplier, 1)),
-                             shift3.eq(Mux(s2.requant, lane.shift, 0))]
+                             mult.eq(mult2 << ~shift2[:pre_bits] if pre_bits else mult2),
+                             shift3.eq(shift2)]
             # S4-S7: the multiply, tiled over hard multipliers with its partial sums registered.
             multiplier = WideMultiplier(a_shape=x.shape(), b_shape=mult.shape())
             m.submodules[f"requant_multiplier_{j}"] = multiplier
@@ -538,9 +555,13 @@ class PostOpPipeline(wiring.Component):
                 r = Signal(unsigned(63), name=f"sr_r_{j}")
                 half = Signal(unsigned(63), name=f"sr_half_{j}")
                 m.d.comb += [r.eq((draw << 47) >> (~shift3)[:6]), half.eq((Const(1, 64) << shift3)[1:])]
-                off = stage(f"s4_sr_offset_{j}", signed(65))
+                # The offset is added to the pre-shifted product p' = p << e: shifted by e as well.
+                off = stage(f"s4_sr_offset_{j}", signed(65 + unit - 1))
+                offset = Signal(signed(65), name=f"sr_offset_now_{j}")
+                m.d.comb += offset.eq(r - half)
                 with m.If(advance):
-                    m.d.sync += off.eq(Mux(s3.stochastic & s3.requant, r - half, 0))
+                    m.d.sync += off.eq(Mux(s3.stochastic & s3.requant,
+                                           offset << ~shift3[:pre_bits] if pre_bits else offset, 0))
                 off7 = delayed(f"sr_offset_{j}", off, WideMultiplier.LATENCY - 1)
                 p2 = stage(f"s7a_p_{j}", signed(p_bits + 1))
                 with m.If(advance):
@@ -549,17 +570,18 @@ class PostOpPipeline(wiring.Component):
             # The shift amount reaches S8 as SHIFT_COPIES flip-flop copies, each selecting one part of every
             # level of the shifter (not a shifter per part: the levels are shared), so no flip-flop drives
             # a whole level (the 8x8's critical path at seed 1: 4.9 ns of route from one shift register).
-            shift6 = delayed(f"shift_{j}", shift3, WideMultiplier.LATENCY + X - 1)
+            shift6 = delayed(f"shift_{j}", shift3[pre_bits:], WideMultiplier.LATENCY + X - 1)
             shift7 = registered_copies(m, shift6, name=f"shift_{j}", count=self.SHIFT_COPIES, enable=advance)
-            # S8: sh = (2p) >> s (arithmetic), so that round_shift(p, s) = (sh + 1) >> 1; only its low
-            # `sh_bits` bits (a narrow shifter): the saturation tests below need sh exactly only while it fits
-            # the bounds' `bound_bits`, and beyond that only its sign and whether it fits. sh fits bound_bits
-            # (signed) when the bits of q = 2p from t = s + bound_bits - 1 up are all its sign: bits t .. t + 2
-            # are sh's bits bound_bits - 1 .. sh_bits - 1, and from the first 4-bit block of q that starts at
-            # or after t (it starts by t + 3) each block's "all sign" flag is registered beside its "counts"
-            # flag (block start >= t, from the shift amount); S9 combines them.
-            q = p << 1
-            q_bits = p_bits + 2
+            # S8: sh = (2p) >> s (arithmetic), so that round_shift(p, s) = (sh + 1) >> 1; made as q >> u with
+            # q = 2p' >> (unit - 1) and u = unit * (s // unit) (p' the pre-shifted product: the same value).
+            # Only sh's low `sh_bits` bits (a narrow shifter): the saturation tests below need sh exactly only
+            # while it fits the bounds' `bound_bits`, and beyond that only its sign and whether it fits. sh fits
+            # bound_bits (signed) when the bits of q from t = u + bound_bits - 1 up are all its sign: bits
+            # t .. t + 2 are sh's bits bound_bits - 1 .. sh_bits - 1, and from the first 4-bit block of q that
+            # starts at or after t (it starts by t + 3) each block's "all sign" flag is registered beside its
+            # "counts" flag (block start >= t, from the shift amount); S9 combines them.
+            q = (p.as_signed() << 1) >> (unit - 1)
+            q_bits = len(q)
             bound_bits = len(below8)
             sh_bits = bound_bits + 2
             assert len(above8) == bound_bits and sh_bits <= q_bits
@@ -570,12 +592,12 @@ class PostOpPipeline(wiring.Component):
             counts8 = stage(f"s8_block_counts_{j}", max(blocks - first_block, 1))
             q_sign = q.as_signed()[-1]
             with m.If(advance):
-                m.d.sync += [sh.eq(_shift_right(q, shift7, q_bits, sh_bits)), sign8.eq(q_sign)]
+                m.d.sync += [sh.eq(_shift_right(q, shift7, q_bits, sh_bits, unit)), sign8.eq(q_sign)]
                 for n, b in enumerate(range(first_block, blocks)):
                     block = [q.as_signed()[min(k, len(q) - 1)] for k in range(4 * b, min(4 * b + 4, q_bits))]
                     copy = shift7[n * len(shift7) // (blocks - first_block)]
                     m.d.sync += [all_sign8[n].eq(Cat(*block) == Mux(q_sign, (1 << len(block)) - 1, 0)),
-                                 counts8[n].eq(copy <= 4 * b - bound_bits + 1)]
+                                 counts8[n].eq(copy <= (4 * b - bound_bits + 1) // unit)]
             fits = Signal(name=f"s8_sh_fits_{j}")
             top = sh[bound_bits - 1:]
             m.d.comb += fits.eq((top == Mux(sign8, (1 << len(top)) - 1, 0)) & (all_sign8 | ~counts8).all())
@@ -672,29 +694,41 @@ class PostOpPipeline(wiring.Component):
             # The skid: a beat the output register offers while `o` is not ready (or behind older beats) is
             # written into a small LUT memory, read from there in order; `o` shows the skid's head, or the
             # output register itself when the skid is empty (no cycle added while `o` is ready).
+            # The memory is SKID_PARTS memories side by side, each addressed by its own copies of the head and
+            # tail registers (the 8x8's critical path at seed 2: one head register's route to every LUT-RAM
+            # slice of the 257-bit word, 6.7 ns over 3 tiles).
             depth = self.skid_depth(spec)
             width = spec.acc_word_bits + 1
-            m.submodules.skid = skid = memory.Memory(shape=unsigned(width), depth=depth, init=[])
-            skid_w, skid_r = skid.write_port(), skid.read_port(domain="comb")
+            parts = min(self.SKID_PARTS, width)
+            step = -(-width // parts)
+            bounds = [(k * step, min((k + 1) * step, width)) for k in range(parts)]
             head, tail = Signal(range(depth), name="skid_head"), Signal(range(depth), name="skid_tail")
+            heads = [Signal(range(depth), name=f"skid_head_copy_{k}") for k in range(parts)]
+            tails = [Signal(range(depth), name=f"skid_tail_copy_{k}") for k in range(parts)]
             count = Signal(range(depth + 1), name="skid_count")
             nonempty = Signal(name="skid_nonempty")
-            skid_read = Signal(name="skid_read")
+            skid_read, skid_write = Signal(name="skid_read"), Signal(name="skid_write")
+            write_data, read_data = Signal(width), Signal(width)
+            m.d.comb += write_data.eq(Cat(o_payload, o_dest))
+            for k, (lo, hi) in enumerate(bounds):
+                m.submodules[f"skid_{k}"] = part = memory.Memory(shape=unsigned(hi - lo), depth=depth, init=[])
+                part_w, part_r = part.write_port(), part.read_port(domain="comb")
+                m.d.comb += [part_r.addr.eq(heads[k]), part_w.addr.eq(tails[k]), part_w.en.eq(skid_write),
+                             part_w.data.eq(write_data[lo:hi]), read_data[lo:hi].eq(part_r.data)]
             m.d.comb += [
                 self.o.valid.eq(nonempty | o_valid),
-                self.o.payload.eq(Mux(nonempty, skid_r.data[:-1], o_payload)),
-                self.o_dest.eq(Mux(nonempty, skid_r.data[-1], o_dest)),
-                skid_r.addr.eq(head), skid_w.addr.eq(tail), skid_w.data.eq(Cat(o_payload, o_dest)),
-                skid_w.en.eq(o_valid & (nonempty | ~self.o.ready)),
+                self.o.payload.eq(Mux(nonempty, read_data[:-1], o_payload)),
+                self.o_dest.eq(Mux(nonempty, read_data[-1], o_dest)),
+                skid_write.eq(o_valid & (nonempty | ~self.o.ready)),
                 skid_read.eq(nonempty & self.o.ready),
             ]
             next_count = Signal(range(depth + 1))
-            m.d.comb += next_count.eq(count + skid_w.en - skid_read)
+            m.d.comb += next_count.eq(count + skid_write - skid_read)
             m.d.sync += [count.eq(next_count), nonempty.eq(next_count != 0)]
-            with m.If(skid_w.en):
-                m.d.sync += tail.eq(Mux(tail == depth - 1, 0, tail + 1))
+            with m.If(skid_write):
+                m.d.sync += [r.eq(Mux(tail == depth - 1, 0, tail + 1)) for r in [tail, *tails]]
             with m.If(skid_read):
-                m.d.sync += head.eq(Mux(head == depth - 1, 0, head + 1))
+                m.d.sync += [r.eq(Mux(head == depth - 1, 0, head + 1)) for r in [head, *heads]]
             # Credits: one per skid entry, taken as a beat is accepted, returned a cycle after the beat leaves
             # on `o` (registered: `o.ready` reaches no further than the skid and this flip-flop) or as its last
             # group leaves the window stage without an output (pooling keeps one beat of four).

@@ -61,6 +61,9 @@ class SlotQueue(wiring.Component):
             # `beat_credit` (the post-op FIFO has room for it, see AcceleratorTop); without it the head stays
             # and a bubble issues in its place. `beat_issued`: such a slot is popped in this cycle.
             "beat_credit": In(1, init=1), "beat_issued": Out(1),
+            # the value `beat_credit` takes in the next cycle (it is a flip-flop outside; the queue registers
+            # whether its head may pop from it: exact only while `beat_credit` is that register)
+            "next_beat_credit": In(1, init=1),
         })
 
     def elaborate(self, platform):
@@ -83,7 +86,6 @@ class SlotQueue(wiring.Component):
             staged_at.eq(Mux(self.writing, addr == self.written + 1, addr == self.written)),
         ]
         push, push_data = staged_valid, staged
-        empty = Signal(init=1)
         entries = [Signal(self.layout, name=f"entry{k}") for k in range(depth)]
         oks = [Signal(name=f"ok{k}") for k in range(depth)]
         count = Signal(range(depth + 1))
@@ -94,9 +96,12 @@ class SlotQueue(wiring.Component):
         at_pointer = [entry.act_addr == self.written for entry in entries]
 
         next_count, pop, pop_entries = Signal.like(count), Signal(), Signal()
-        held = Signal()          # the head finishes a beat and has no credit: a bubble issues instead
-        m.d.comb += [held.eq(entries[0].slot_valid & entries[0].last_k & ~self.beat_credit),
-                     pop.eq(self.pop & ~empty & ~held), pop_entries.eq(self.pop_entries & ~empty & ~held),
+        # The head may pop: the queue is not empty (see `next_empty` below) and the head is not held (it
+        # finishes a beat and has no credit: a bubble issues instead). A flip-flop, registered from the next
+        # values of the registers it is made of (the entries, the empty flag and `beat_credit` load every cycle),
+        # so the pops, and through them the pipeline enable's lookahead, start one gate from flip-flops.
+        can_pop = Signal(name="can_pop")
+        m.d.comb += [pop.eq(self.pop & can_pop), pop_entries.eq(self.pop_entries & can_pop),
                      next_count.eq(count + push - pop),
                      self.beat_issued.eq(pop & entries[0].slot_valid & entries[0].last_k)]
         # count as a one-hot register too: where a push lands (count - pop) is then a multiplexer, not a sum
@@ -125,13 +130,15 @@ class SlotQueue(wiring.Component):
             with m.Else():
                 m.d.comb += next_entries[k].eq(entries[k])
         # From the one-hot count: no adder in the pipeline enable's lookahead. A slot that lands in an empty
-        # queue stays hidden for its first cycle there (`empty` holds, the head reads as a bubble and is not
+        # queue stays hidden for its first cycle there (it still counts as empty: the head reads as a bubble, not
         # popped): its flag is not known in time to decide the enable, and a bubble then keeps the pipeline
         # moving, where freezing it would delay the previous command's slots still in flight.
         nothing_left = count_is[0] | (pop & count_is[1])
         next_empty = nothing_left
+        m.d.sync += can_pop.eq(~next_empty & ~(next_entries[0].slot_valid & next_entries[0].last_k &
+                                               ~self.next_beat_credit))
         m.d.sync += [count.eq(next_count), self.room.eq(next_count + self.push <= depth - 1),
-                     empty.eq(next_empty), self.drained.eq(nothing_left & ~push & ~self.push),
+                     self.drained.eq(nothing_left & ~push & ~self.push),
                      *(entry.eq(next_entry) for entry, next_entry in zip(entries, next_entries)),
                      *(ok.eq(next_ok) for ok, next_ok in zip(oks, next_oks))]
         # The head's flag after this cycle's moves, from the flags alone (a slot checked in this cycle issues
@@ -144,6 +151,6 @@ class SlotQueue(wiring.Component):
         advance = Signal()
         m.d.sync += advance.eq(self.next_advance)
         m.d.comb += [self.head.eq(entries[0]), self.advance.eq(advance)]
-        with m.If(empty | held):
+        with m.If(~can_pop):
             m.d.comb += [self.head.slot_valid.eq(0), self.head.reads.eq(0), self.head.load_en.eq(0)]
         return m

@@ -12,6 +12,11 @@ simultaneous write, so a fold's weights can be streamed in one row per cycle jus
 high (``en`` registered), and every PE, skew row and de-skew column takes its own registered copy of ``en``
 (flip-flops named ``en_copy_*``), so no single net drives the clock enable of every register of the array. The
 FPGA flow marks those flip-flops ``keep`` so that synthesis does not merge the copies back into one.
+``enable_groups=G`` makes ``en`` G bits wide, G registered copies of the same enable made outside: bit ``g``
+feeds the copies of the columns ``j`` with ``j * G // cols == g`` (and of their de-skew; the input skew takes
+bit 0). Each group's copies then sit behind a gate of their own (synthesis puts the synchronous reset of a
+flip-flop into a LUT in front of it, and one such LUT shared by every copy was a route across the chip to the
+LUT and another back to each copy) instead of one net reaching all of them: the same enable every cycle.
 
 Structure: ``cols`` instances ``col_j`` of one `SystolicColumn` (``rows`` PEs ``pe_i``, the partial sums
 flowing down inside it), so PE ``(i, j)`` is ``array.col_j.pe_i``; the skew and de-skew are `delay.DelayLine`
@@ -68,9 +73,13 @@ class SystolicArray(wiring.Component):
     once for the whole width: the same loads in the same cycles."""
 
     def __init__(self, *, rows, cols, act_type, weight_type, psum_bits, enable_copies=False,
-                 load_select_groups=None):
+                 load_select_groups=None, enable_groups=None):
         self.rows, self.cols = rows, cols
         self.enable_copies = enable_copies
+        if enable_groups is not None and (not enable_copies or not 1 <= enable_groups <= cols):
+            raise ValueError(f"enable_groups needs enable_copies and must be 1 to cols ({cols}), "
+                             f"not {enable_groups!r}")
+        self.enable_groups = 1 if enable_groups is None else enable_groups
         if load_select_groups is not None and not 1 <= load_select_groups <= cols:
             raise ValueError(f"load_select_groups must be 1 to cols ({cols}), not {load_select_groups!r}")
         self.load_select_groups = load_select_groups
@@ -85,7 +94,7 @@ class SystolicArray(wiring.Component):
                else {"load_sel": In(load_select_groups * (rows + 1))}),
             "load_data": In(unsigned(cols * weight_type.bits)),
             "psums": Out(unsigned(cols * psum_bits)),
-            **({"en": In(1)} if enable_copies else {}),
+            **({"en": In(self.enable_groups)} if enable_copies else {}),
         })
 
     @property
@@ -98,19 +107,24 @@ class SystolicArray(wiring.Component):
         abits, wbits, pbits = self.act_type.bits, self.weight_type.bits, self.psum_shape.width
         act_shape, weight_shape = self.act_type.amaranth_shape(), self.weight_type.amaranth_shape()
 
-        def enable(name):
-            """A registered copy of `en` for one group of registers (1 when the array is always enabled)."""
+        def group_en(j):
+            """Column j's bit of `en` (see ``enable_groups``)."""
+            return self.en[j * self.enable_groups // cols]
+
+        def enable(name, j):
+            """A registered copy of column j's `en` for one group of registers (1 when the array is always
+            enabled)."""
             if not self.enable_copies:
                 return 1
             copy = Signal(name=f"en_copy_{name}")
-            m.d.sync += copy.eq(self.en)
+            m.d.sync += copy.eq(group_en(j))
             return copy
 
         # Input skew: row i sees the vector i cycles late (its activation and the bank tag, i registers).
         skewed_acts, skewed_banks = [], []
         for i in range(rows):
             lane = Cat(self.acts[i * abits:(i + 1) * abits], self.bank)
-            lane = delayed(m, lane, i, name=f"skew_{i}", platform=platform, en=enable(f"skew_{i}") if i else 1)
+            lane = delayed(m, lane, i, name=f"skew_{i}", platform=platform, en=enable(f"skew_{i}", 0) if i else 1)
             skewed_acts.append(lane[:abits])
             skewed_banks.append(lane[abits])
 
@@ -140,7 +154,7 @@ class SystolicArray(wiring.Component):
             load_rows, load_bank = selects(j)
             common = dict(acts_in=acts, banks_in=banks, acts_out=acts_out, banks_out=banks_out,
                           load_rows=load_rows, load_bank=load_bank,
-                          **({"en": self.en} if self.enable_copies else {}))
+                          **({"en": group_en(j)} if self.enable_copies else {}))
             if paired and j + 1 < cols:
                 # Pair column j // 2: its PEs take hard multipliers two at a time, top row first.
                 cell_rows = min(rows, max(0, cells // 2 - (j // 2) * rows))
@@ -177,7 +191,7 @@ class SystolicArray(wiring.Component):
         for j in range(cols):
             wait = cols - 1 - j + early[j]
             psum = delayed(m, column_sums[j], wait, name=f"deskew_{j}", platform=platform,
-                           en=enable(f"deskew_{j}") if wait else 1)
+                           en=enable(f"deskew_{j}", j) if wait else 1)
             m.d.comb += self.psums[j * pbits:(j + 1) * pbits].eq(psum)
         return m
 

@@ -366,14 +366,16 @@ class AcceleratorTop(wiring.Component):
             depth = spec.postop_fifo_depth
             free = Signal(range(depth + 1), init=depth)
             credit, beat_issued = Signal(init=1), Signal()
+            next_credit = Signal(init=1)
             released = out_fifo.released
             # `released` (combinational from the chain's accept through the FIFO's read) and `beat_issued` (from
             # the slot queue's pop) only select among free + 1, free, free - 1 (8x8 seed 1's critical path:
             # credit -> accept -> released -> the adder; seed 4's: beat_credit -> beat_issued -> the adder).
             m.d.sync += [free.eq(Mux(released, Mux(beat_issued, free, free + 1),
                                      Mux(beat_issued, free - 1, free))),
-                         credit.eq(Mux(beat_issued & ~released, free >= 2,
-                                       Mux(released & ~beat_issued, 1, free >= 1)))]
+                         credit.eq(next_credit)]
+            m.d.comb += next_credit.eq(Mux(beat_issued & ~released, free >= 2,
+                                           Mux(released & ~beat_issued, 1, free >= 1)))
             beats_issued = []
         else:
             m.d.comb += [out_fifo.w_en.eq(out_valid), out_fifo.w_data.eq(out_data)]
@@ -411,7 +413,7 @@ class AcceleratorTop(wiring.Component):
                     slots.written.eq(written), slots.writing.eq(writes[2]), slots.same_bank.eq(same_bank),
                 ]
                 if narrow:
-                    m.d.comb += slots.beat_credit.eq(credit)
+                    m.d.comb += [slots.beat_credit.eq(credit), slots.next_beat_credit.eq(next_credit)]
                     beats_issued.append(slots.beat_issued)
                 # The enable is decided a cycle ahead from the next values of the registers it is made of
                 # (exact: it is the same function of the same registers) and registered as a few copies, each
@@ -419,10 +421,13 @@ class AcceleratorTop(wiring.Component):
                 # issue stage.
                 next_en = next_out_room & slots.next_advance & (~slots.next_load_en | weight_fifo.next_r_rdy)
                 en_queue, en_entries, en_weights, en_issue = registered_copies(m, next_en, name="en", count=4)
+                # And one copy per array column (`SystolicArray`'s enable_groups): each column's own enable
+                # copies take theirs (one gate each, not one shared by the ~80 copies of the array).
+                en_cols = registered_copies(m, next_en, name="en_col", count=spec.cols)
                 m.d.comb += [en.eq(en_issue), slots.pop.eq(en_queue), slots.pop_entries.eq(en_entries),
                              weight_fifo.r_en.eq(issue.load_en & en_weights)]
                 ws_valid, ws_data, ws_data_en, flight = self._systolic(m, issue, en, act_buffer, weight_fifo,
-                                                                       compute_cmd)
+                                                                       compute_cmd, en_cols)
                 # The buffer is read only for a real, unpadded pixel (bubbles and padding read nothing).
                 engine_ports.append((issue.read_addr, en & issue.reads, ws_data_en, ws_valid, ws_data))
                 in_flight = flight | ~slots.drained
@@ -487,7 +492,7 @@ class AcceleratorTop(wiring.Component):
         m.d.comb += self.busy.eq(busy)
         return m
 
-    def _systolic(self, m, seq, en, act_buffer, weight_fifo, cmd):
+    def _systolic(self, m, seq, en, act_buffer, weight_fifo, cmd, en_cols):
         """Issue (cycle 0) -> buffer read / weight pop (1) -> activation register (2) -> array (2 + latency) ->
         accumulate and emit. Returns the accumulator's output (valid, data), the enable of the activation
         buffer's data register, and whether a slot is still in flight.
@@ -503,19 +508,22 @@ class AcceleratorTop(wiring.Component):
         feeding it sees the same sequence of values (the feeding register holds until the next ``en``, which
         comes no earlier than that cycle), so results and no-stall timing are unchanged; the huge fan-out of the
         pipeline enable starts at a flip-flop instead of at the end of the stall logic. Nothing flows back from
-        the ``en_d`` side except the output FIFO's fill level, which ``en`` reads with one beat of margin."""
+        the ``en_d`` side except the output FIFO's fill level, which ``en`` reads with one beat of margin.
+        ``en_cols``: one more flip-flop per array column holding the same value as ``en`` every cycle, from
+        which that column's copies of ``en_d`` are registered."""
         spec = self.spec
         m.submodules.accumulator = acc = Accumulator(spec)
         groups = load_select_groups(spec.cols)
         array = SystolicArray(rows=spec.rows, cols=spec.cols, act_type=spec.act_type,
                               weight_type=spec.weight_type, psum_bits=spec.psum_bits, enable_copies=True,
-                              load_select_groups=groups)
+                              load_select_groups=groups, enable_groups=len(en_cols))
         # `en` registered: one copy for the second registers and the control delay line, one for the
-        # accumulator; the array registers its own copies (a few dozen registers per copy, see SystolicArray).
+        # accumulator; the array registers its own copies from en_cols (a few dozen registers per copy, see
+        # SystolicArray).
         en_d, en_acc = Signal(name="en_copy_ctl"), Signal(name="en_copy_acc")
         m.d.sync += [en_d.eq(en), en_acc.eq(en)]
         m.submodules.array = array            # skew, PEs and de-skew freeze with the pipeline, on en_d's copies
-        m.d.comb += array.en.eq(en)
+        m.d.comb += array.en.eq(Cat(*en_cols))
         padded_d, padded_dd, bank_d, bank_dd = Signal(), Signal(), Signal(), Signal()
         pad_d, pad_dd = Signal(spec.act_type.bits), Signal(spec.act_type.bits)
         row_shape = range(spec.rows)
