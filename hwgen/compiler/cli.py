@@ -30,25 +30,34 @@ def _load_npy(path, what):
         raise MappingError(f"{what} {path}: not a plain NumPy array file ({error})") from None
 
 
+def _per_layer(text, value_of, *, whole, each, usage):
+    """An option that is one value for every layer or ``NAME=VALUE[,NAME=VALUE...]``: ``value_of(value, where)``
+    parses and checks one value (``where`` names it in the error: ``whole``, or ``each`` with the layer's name);
+    ``usage`` is the error for a malformed list."""
+    if "=" not in text:
+        return value_of(text, whole)
+    chosen = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip():
+            raise MappingError(usage)
+        chosen[name.strip()] = value_of(value, f"{each} {name.strip()!r}")
+    return chosen
+
+
 def _weight_bits(text):
     """``--weight-bits``: ``8``, or ``NAME=BITS[,NAME=BITS...]`` where NAME is a layer or ``linear`` (every fully
     connected layer), e.g. ``linear=4`` or ``linear=2``; BITS is 8, 4 or 2."""
     if text is None:
         return 8
+
     def bits_of(value, where):
         if value.strip() not in ("8", "4", "2"):
             raise MappingError(f"--weight-bits {text!r}: {where} must be 8, 4 or 2, not {value.strip()!r}")
         return int(value)
-    if "=" not in text:
-        return bits_of(text, "the precision")
-    chosen = {}
-    for part in text.split(","):
-        name, sep, value = part.partition("=")
-        if not sep or not name.strip():
-            raise MappingError(f"--weight-bits {text!r}: write NAME=BITS[,NAME=BITS...] with NAME a layer or "
-                               f"'linear' (every fully connected layer), e.g. --weight-bits linear=4")
-        chosen[name.strip()] = bits_of(value, f"the bits of {name.strip()!r}")
-    return chosen
+    return _per_layer(text, bits_of, whole="the precision", each="the bits of",
+                      usage=f"--weight-bits {text!r}: write NAME=BITS[,NAME=BITS...] with NAME a layer or 'linear' "
+                            f"(every fully connected layer), e.g. --weight-bits linear=4")
 
 
 def _sparsity(text):
@@ -65,16 +74,9 @@ def _sparsity(text):
             raise MappingError(f"--sparsity {text!r}: {where} must be a fraction from 0 to 1 (the share of zero "
                                f"weights), not {value.strip()!r}")
         return number
-    if "=" not in text:
-        return fraction(text, "the target")
-    chosen = {}
-    for part in text.split(","):
-        name, sep, value = part.partition("=")
-        if not sep or not name.strip():
-            raise MappingError(f"--sparsity {text!r}: write NAME=FRACTION[,NAME=FRACTION...] with NAME a layer, "
-                               f"e.g. --sparsity fc1=0.9,fc2=0.8")
-        chosen[name.strip()] = fraction(value, f"the target of {name.strip()!r}")
-    return chosen
+    return _per_layer(text, fraction, whole="the target", each="the target of",
+                      usage=f"--sparsity {text!r}: write NAME=FRACTION[,NAME=FRACTION...] with NAME a layer, "
+                            f"e.g. --sparsity fc1=0.9,fc2=0.8")
 
 
 def _sparse_layers(text):
