@@ -59,11 +59,12 @@ def check_width_depth(width, depth):
 class PipelinedMemory(wiring.Component):
     """``depth`` words of ``width`` bits; one write port, one two-step read port (see the module docstring)."""
 
-    def __init__(self, *, width, depth, read_parts=1):
+    def __init__(self, *, width, depth, read_parts=1, write_parts=1):
         self.width, self.depth = check_width_depth(width, depth)
-        if not isinstance(read_parts, int) or read_parts < 1:
-            raise ValueError(f"read_parts must be a positive integer, not {read_parts!r}")
-        self.read_parts = read_parts
+        for label, parts in (("read_parts", read_parts), ("write_parts", write_parts)):
+            if not isinstance(parts, int) or isinstance(parts, bool) or parts < 1:
+                raise ValueError(f"{label} must be a positive integer, not {parts!r}")
+        self.read_parts, self.write_parts = read_parts, write_parts
         members = {
             "write_addr": In(range(depth)), "write_data": In(unsigned(width)), "write_en": In(1),
             "read_addr": In(range(depth)), "read_en": In(1),
@@ -76,6 +77,11 @@ class PipelinedMemory(wiring.Component):
             # address pins of every block of a wide memory; the generic form reads read_addr only.
             members["read_addr_parts"] = In(unsigned(read_parts * Shape.cast(range(depth)).width))
             members["read_en_parts"] = In(read_parts)       # copies of read_en, likewise
+        if write_parts > 1:
+            # Copies of write_addr and write_en, likewise: copy k drives the k-th part of the ECP5 form's block
+            # RAM columns; the generic form writes at write_addr / write_en only.
+            members["write_addr_parts"] = In(unsigned(write_parts * Shape.cast(range(depth)).width))
+            members["write_en_parts"] = In(write_parts)
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -83,7 +89,7 @@ class PipelinedMemory(wiring.Component):
         # With a module library, one module per memory shape; the generic form's RTLIL written by
         # `generic_rtlil` (the same text Amaranth writes, without the cost of a zero initializer emitted bit by
         # bit).
-        shared = None if self.read_parts > 1 else shared_body(self, platform, kind=f"memory_{self.width}x{self.depth}", key=(self.width, self.depth),
+        shared = None if self.read_parts > 1 or self.write_parts > 1 else shared_body(self, platform, kind=f"memory_{self.width}x{self.depth}", key=(self.width, self.depth),
                              make=lambda: PipelinedMemory(width=self.width, depth=self.depth),
                              rtlil_text=None if ecp5 else
                              lambda name: generic_rtlil(name, width=self.width, depth=self.depth),
@@ -109,8 +115,13 @@ class PipelinedMemory(wiring.Component):
         low_bits = (block_depth - 1).bit_length()
         banked = [Signal(self.width, name=f"bank{b}_data") for b in range(banks)]
         for b in range(banks):
-            write_here = self.write_en & ((self.write_addr >> low_bits) == b) if banks > 1 else self.write_en
             for c in range(columns):
+                write_addr, write_en = self.write_addr, self.write_en
+                if self.write_parts > 1:
+                    part, bits = c * self.write_parts // columns, len(self.write_addr)
+                    write_addr = self.write_addr_parts[part * bits:(part + 1) * bits]
+                    write_en = self.write_en_parts[part]
+                write_here = write_en & ((write_addr >> low_bits) == b) if banks > 1 else write_en
                 lo, hi = c * block_width, min((c + 1) * block_width, self.width)
                 din = Signal(18, name=f"ram{b}_{c}_din")
                 dout = Signal(18, name=f"ram{b}_{c}_dout")
@@ -122,7 +133,7 @@ class PipelinedMemory(wiring.Component):
                     part, bits = c * self.read_parts // columns, len(self.read_addr)
                     read_addr = self.read_addr_parts[part * bits:(part + 1) * bits]
                     read_en = self.read_en_parts[part]
-                m.d.comb += [wa.eq((self.write_addr[:low_bits] << lsb) | (0b11 if block_width == 18 else 0)),
+                m.d.comb += [wa.eq((write_addr[:low_bits] << lsb) | (0b11 if block_width == 18 else 0)),
                              ra.eq(read_addr[:low_bits] << lsb)]
                 ports = {}
                 for k in range(14):

@@ -573,7 +573,7 @@ class AcceleratorTop(wiring.Component):
             acc.read_valid.eq(read_stage[0]), acc.read_pixel.eq(read_stage[1]),
             acc.read_pixel_parts.eq(Cat(*read_copies)), acc.read_valid_parts.eq(Cat(*valid_copies)),
             acc.sum_valid.eq(sum_stage[0]), acc.sum_pixel.eq(sum_stage[1]),
-            acc.sum_first.eq(sum_stage[2]), acc.sum_last.eq(sum_stage[3]),
+            acc.sum_first_next.eq(stages[latency][2]), acc.sum_last.eq(sum_stage[3]),
         ]
         in_flight = Signal()
         m.d.comb += in_flight.eq(Cat(*(s[0] for s in stages[1:])).any())
