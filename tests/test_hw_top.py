@@ -216,13 +216,14 @@ def test_without_postop_chain_layers_with_postops_are_rejected(chain):
 
 @pytest.mark.parametrize("problem, period", [(conv("two_pixels", 4, 3, 1, 3, 1, 2), 2),
                                              (conv("one_pixel", 5, 2, 2, 2, 2), 2),
-                                             (conv("three_pixels", 4, 3, 1, 3, 1, 1), 3)],
-                         ids=["two_pixels", "one_pixel", "three_pixels"])
+                                             (conv("three_pixels", 4, 3, 1, 3, 1, 1), 3),
+                                             (conv("four_pixels", 4, 3, 1, 4, 1, 1), 4)],
+                         ids=["two_pixels", "one_pixel", "three_pixels", "four_pixels"])
 @pytest.mark.parametrize("stall", [0.0, 0.3], ids=["no_stall", "random_stall"])
-def test_pixels_recurring_every_two_or_three_slots_use_the_forwarded_accumulator(problem, period, stall):
-    # fold_period 2 or 3: a pixel's next read is issued before its previous sum has been written back (the
-    # sum is registered, then written), so the accumulator must forward that sum (its block RAM read misses
-    # it): from the write of the cycle before the sum (period 2) or of two cycles before (period 3).
+def test_pixels_recurring_every_two_three_or_four_slots_use_the_forwarded_accumulator(problem, period, stall):
+    # fold_period 2, 3 or 4: a pixel's next read is issued (three cycles before its sum) before its previous
+    # sum has been written back (the sum is registered, then written), so the accumulator must forward that
+    # sum (its block RAM read misses it): the sum of 2, 3 or 4 cycles before.
     spec = make_spec(2, 2, bank=64, acc=64)
     plan = plan_layer(spec, problem, PostOps(), im2col=False)
     assert all(t.schedule.fold_period == period and t.schedule.k_folds > 1 for t in plan.tiles)

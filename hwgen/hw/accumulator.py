@@ -2,12 +2,16 @@
 sends the finished vector to the output instead of writing it back.
 
 Read-modify-write on a `bram.PipelinedMemory` of ``cols`` accumulators per word, in enabled cycles (every step
-happens only with ``en``): the read is issued two cycles before the column sums arrive (``read_*`` inputs) and
-its word comes from the memory's output register; in the cycle the column sums arrive (``sum_*``) the sum is
-formed into a register, and in the next one it is written back (or emitted on ``out_*``: `LATENCY` = 1 after
-``sum_*``). Pixels of one fold are distinct addresses and one pixel recurs only every ``fold_period >= 2``
-slots, so a read misses at most the writes of the two cycles before its sum (recurrences 2 and 3 slots
-apart): those words are forwarded from registers, and the sum never uses a stale word.
+happens only with ``en``): the read is issued three cycles before the column sums arrive (``read_*`` inputs);
+its word leaves the memory's output register and is registered again in the fabric beside the lanes (the
+block RAMs sit in fixed rows, often far from the lanes: a route of its own, then the adder), as the lane's
+``previous`` value; in the cycle the column sums arrive (``sum_*``) the sum is formed into a register, and in
+the next one it is written back (or emitted on ``out_*``: `LATENCY` = 1 after ``sum_*``). Pixels of one fold
+are distinct addresses and one pixel recurs only every ``fold_period >= 2`` slots, so a read misses at most
+the writes of the three cycles before its sum (recurrences 2, 3 and 4 slots apart): those words are forwarded
+from registers into ``previous`` instead of the memory's word, the most recent first, and the sum never uses
+a stale word. A fold's period is never shorter than the array's larger side (`schedule.fold_period`), so only
+the recurrences an array can have are built (`Accumulator.forwards`): all three on a 2x2, none from 5x5 on.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Shape, Signal, unsigned
@@ -26,9 +30,15 @@ class Accumulator(wiring.Component):
     LATENCY = 1           # sum_* -> out_*
     READ_PARTS = 4        # copies of the read address, each driving part of the block RAM columns
     WRITE_PARTS = 4       # and of the write address and enable
+    READ_AHEAD = 3        # a read is issued this many enabled cycles before its sum
 
     def __init__(self, spec):
+        from ..schedule import fold_period
         self.spec = spec
+        # Distances (in slots) between two sums of one pixel that a read can miss - the sums 2 .. READ_AHEAD + 1
+        # slots before its own - and that the array's shortest fold period allows: forwarded from registers.
+        shortest = fold_period(pixels=0, rows=spec.rows, cols=spec.cols)
+        self.forwards = tuple(d for d in range(2, self.READ_AHEAD + 2) if d >= shortest)
         depth = max(spec.acc_depth, 2)
         super().__init__({
             "en": In(1),
@@ -58,34 +68,41 @@ class Accumulator(wiring.Component):
 
         # Stage T: the sum, registered. Stage T + 1: it is written back (or emitted). A read issued in cycle t
         # sees the writes of cycles before t; a pixel recurs every fold_period >= 2 slots, so its read (issued
-        # two cycles before its sum) can miss the write of the cycle before its sum or of two cycles before:
-        # those words are forwarded from registers, the more recent one first.
+        # three cycles before its sum) can miss the writes of the sums 2, 3 and 4 cycles before its own: those
+        # words are forwarded from registers, the most recent first.
         sum_valid, sum_last, sum_pixel = Signal(name="sum_reg_valid"), Signal(name="sum_reg_last"), \
             Signal.like(self.sum_pixel, name="sum_reg_pixel")
         writes = sum_valid & ~sum_last
-        # Decided a cycle ahead (the pixel read one cycle ago sums next cycle): whether to forward (one copy
-        # per lane) and the word, the one written in this cycle (w1 next cycle) before the one of the last.
-        # The pixel compares are a cycle earlier still, on the registers' inputs, so that the word's
-        # multiplexer select is a flip-flop.
-        forward1, forward2 = Signal(), Signal()
-        with m.If(self.en):
-            m.d.sync += [forward1.eq(self.sum_valid & ~self.sum_last & (self.sum_pixel == self.read_pixel)),
-                         forward2.eq(writes & (sum_pixel == self.read_pixel))]
-        forward_next = Signal()          # registered in each lane, one copy per lane
-        m.d.comb += forward_next.eq(forward1 | forward2)
+        # Two cycles before a sum (the pixel read one cycle ago, `read_pixel_d`, sums in two cycles), compared
+        # with the sums arriving now (distance 2), one (3) and two cycles ago (4): which word replaces the
+        # memory's in the lanes' `previous` register in the next cycle. Registered in each lane (one copy per
+        # lane), so the multiplexer's selects are flip-flops.
+        forward_next = Signal(len(self.forwards))
+        if self.forwards:
+            read_pixel_d = Signal.like(self.read_pixel, name="read_reg_pixel")
+            sum_valid2, sum_last2, sum_pixel2 = Signal(name="sum_reg2_valid"), Signal(name="sum_reg2_last"), \
+                Signal.like(self.sum_pixel, name="sum_reg2_pixel")
+            with m.If(self.en):
+                m.d.sync += [read_pixel_d.eq(self.read_pixel),
+                             sum_valid2.eq(sum_valid), sum_last2.eq(sum_last), sum_pixel2.eq(sum_pixel)]
+            match = {2: self.sum_valid & ~self.sum_last & (self.sum_pixel == read_pixel_d),
+                     3: writes & (sum_pixel == read_pixel_d),
+                     4: sum_valid2 & ~sum_last2 & (sum_pixel2 == read_pixel_d)}
+            m.d.comb += forward_next.eq(Cat(*(match[d] for d in self.forwards)))
 
         # The lanes: `cols` instances of one `AccumulatorLane` (with a module library, one module).
         sum_word = Signal(spec.acc_word_bits, name="sum_word")
         acc_shape = spec.acc_type.amaranth_shape()
         fmt = spec.float_format
         make_lane = lambda: AccumulatorLane(psum_bits=psum_bits, acc_shape=acc_shape,  # noqa: E731
-                                            fp32=fmt is not None)
-        lane_key = (psum_bits, acc_shape.width, acc_shape.signed, fmt is not None)
+                                            fp32=fmt is not None, forwards=self.forwards)
+        lane_key = (psum_bits, acc_shape.width, acc_shape.signed, fmt is not None, self.forwards)
         for j in range(spec.cols):
             lane = slice(j * acc_bits, (j + 1) * acc_bits)
             place(m, f"lane_{j}", make_lane, kind="acc_lane", key=lane_key, platform=platform,
                   psum=self.psums[j * psum_bits:(j + 1) * psum_bits], read_data=buffer.read_data[lane],
-                  forward_next=forward_next, forward1=forward1, first_next=self.sum_first_next, en=self.en,
+                  **({"forward_next": forward_next} if self.forwards else {}),
+                  first_next=self.sum_first_next, en=self.en,
                   sum=sum_word[lane])
         with m.If(self.en):
             m.d.sync += [sum_valid.eq(self.sum_valid), sum_last.eq(self.sum_last), sum_pixel.eq(self.sum_pixel)]
@@ -115,35 +132,50 @@ class Accumulator(wiring.Component):
 class AccumulatorLane(wiring.Component):
     """One lane of the accumulator: the registered sum (``sum``) of the column sum ``psum`` arriving now and
     the lane's previous value (0 on ``first``, the lane's own registered copy of ``first_next`` of the enabled
-    cycle before), which is the buffer's ``read_data`` or, when ``forward_next``
-    was set in the enabled cycle before (the lane's own registered copy, ``forward_copy_lane``: a flag of wide
-    fan-out, see `fanout`), the word of one of the two sums before it (``forward1``: the one registered in the
-    cycle before), kept in registers here. Everything advances in cycles with ``en``.
+    cycle before), which is ``previous``: a register loaded in the cycle before the sum with the buffer's
+    ``read_data`` or, when a bit of ``forward_next`` was set in the enabled cycle before that (the lane's own
+    registered copy, ``forward_copy_lane``: flags of wide fan-out, see `fanout`), the word of a sum before it,
+    kept in registers here: bit i for the sum ``forwards[i]`` slots before the one being formed (2: the sum
+    registered in that cycle, 3: the one before, 4: the one before that), the lower bit first. Without
+    ``forwards`` (an array whose folds are at least 5 slots long) ``previous`` is the memory's word. Everything
+    advances in cycles with ``en``.
 
     ``fp32=True`` (the float datapath): the sum is an fp32 addition (`fpu.Fp32Adder`, round to nearest even),
     ``previous + psum``; on ``first`` the column sum is taken as it is.
     """
 
-    def __init__(self, *, psum_bits, acc_shape, fp32=False):
+    def __init__(self, *, psum_bits, acc_shape, fp32=False, forwards=(2, 3, 4)):
         self.psum_bits, self.acc_shape, self.fp32 = psum_bits, acc_shape, fp32
+        if tuple(forwards) != tuple(sorted(set(forwards))) or not set(forwards) <= {2, 3, 4}:
+            raise ValueError(f"forwards must be increasing distances among 2, 3 and 4, not {forwards!r}")
+        self.forwards = tuple(forwards)
         acc_bits = acc_shape.width
-        super().__init__({
-            "psum": In(psum_bits), "read_data": In(acc_bits),
-            "forward_next": In(1), "forward1": In(1), "first_next": In(1), "en": In(1),
-            "sum": Out(acc_bits),
-        })
+        members = {"psum": In(psum_bits), "read_data": In(acc_bits), "first_next": In(1), "en": In(1),
+                   "sum": Out(acc_bits)}
+        if self.forwards:
+            members["forward_next"] = In(len(self.forwards))
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
         acc_bits = self.acc_shape.width
         sum_word = Signal(acc_bits, reset_less=True)
-        w1_word = Signal(acc_bits)                    # the word written in the cycle before
-        forward_word = Signal(acc_bits, reset_less=True)
-        forward, first = Signal(name="forward_copy_lane"), Signal(name="first_copy_lane")
+        # history[k]: the sum registered k cycles before sum_word's (the word of distance k + 2 when `previous`
+        # is loaded, a cycle before the sum that uses it)
+        history = [sum_word] + [Signal(acc_bits, reset_less=True, name=f"w{k}_word")
+                                for k in range(1, max(self.forwards, default=2) - 1)]
+        previous = Signal(acc_bits, reset_less=True)
+        first = Signal(name="first_copy_lane")
+        word = self.read_data
+        if self.forwards:
+            forward = Signal(len(self.forwards), name="forward_copy_lane")
+            with m.If(self.en):
+                m.d.sync += forward.eq(self.forward_next)
+            for i, distance in reversed(list(enumerate(self.forwards))):      # the nearest sum last: first
+                word = Mux(forward[i], history[distance - 2], word)
         with m.If(self.en):
-            m.d.sync += [w1_word.eq(sum_word), forward_word.eq(Mux(self.forward1, sum_word, w1_word)),
-                         forward.eq(self.forward_next), first.eq(self.first_next)]
-        previous = Mux(forward, forward_word, self.read_data)
+            m.d.sync += [previous.eq(word), first.eq(self.first_next)]
+            m.d.sync += [history[k].eq(history[k - 1]) for k in range(1, len(history))]
         total = Signal(self.acc_shape, name="total")
         # The schedule proved |sum| fits acc_type, so truncating the adder's carry loses nothing.
         if self.fp32:

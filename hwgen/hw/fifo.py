@@ -162,11 +162,10 @@ class BlockRAMHeadFIFO(wiring.Component):
             self.r_data.eq(storage.read_data), self.released.eq(read),
             self.busy.eq((stored != 0) | latched | self.r_rdy),
         ]
-        next_stored = Signal.like(stored)
-        m.d.comb += next_stored.eq(stored + write - read)
-        # next_stored != 0 without the sum: a write leaves words; a read (only while stored != 0) leaves
-        # stored - 1 (+ the write); else the count stays. `read` (from the consumer's pop) is the late input,
-        # and it only selects between two flags of the registered count.
+        # The next count as a choice among stored + 1, stored and stored - 1 (no adder after `read`, which comes
+        # from the consumer's pop and is the late input); next_stored != 0 without the sum: a write leaves
+        # words; a read (only while stored != 0) leaves stored - 1 (+ the write); else the count stays.
+        next_stored = Mux(read, Mux(write, stored, stored - 1), Mux(write, stored + 1, stored))
         m.d.sync += [stored.eq(next_stored), stored_nonzero.eq(write | Mux(read, stored >= 2, stored_nonzero)),
                      latched.eq(read | (latched & ~move)),
                      self.r_rdy.eq(move | (self.r_rdy & ~pop))]

@@ -550,7 +550,8 @@ class AcceleratorTop(wiring.Component):
         ]
 
         # Slot control rides a delay line beside the data: `latency` stages to the column sums (the
-        # accumulator's read is issued two stages before its sum, its read data registered), one more to the sum.
+        # accumulator's read is issued three stages before its sum, its read data registered twice), one more to
+        # the sum.
         latency = array_latency(rows=spec.rows, cols=spec.cols) + 1
         control = [seq.slot_valid, seq.acc_addr, seq.first_k, seq.last_k]
         names = ["slot_valid", "acc_addr", "first_k", "last_k"]
@@ -560,13 +561,13 @@ class AcceleratorTop(wiring.Component):
             with m.If(en if stage == 0 else en_d):
                 m.d.sync += [d.eq(s) for d, s in zip(delayed, stages[-1])]
             stages.append(delayed)
-        read_stage, sum_stage = stages[latency - 1], stages[latency + 1]
+        read_stage, sum_stage = stages[latency - 2], stages[latency + 1]
         # The read address also as kept copies of its register, each driving a part of the accumulator's block
         # RAM columns (15 DP16KD on the 8x8: one register's route to all of them was 10.9 ns).
-        parts, read_enable = Accumulator.READ_PARTS, en if latency == 2 else en_d
-        read_copies = registered_copies(m, stages[latency - 2][1], name="acc_read_addr", count=parts,
+        parts, read_enable = Accumulator.READ_PARTS, en if latency == 3 else en_d
+        read_copies = registered_copies(m, stages[latency - 3][1], name="acc_read_addr", count=parts,
                                         enable=read_enable)
-        valid_copies = registered_copies(m, stages[latency - 2][0], name="acc_read_valid", count=parts,
+        valid_copies = registered_copies(m, stages[latency - 3][0], name="acc_read_valid", count=parts,
                                          enable=read_enable)
         m.d.comb += [
             acc.en.eq(en_acc), acc.en_next.eq(en), acc.psums.eq(array.psums),
