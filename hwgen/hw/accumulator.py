@@ -53,6 +53,7 @@ class Accumulator(wiring.Component):
             # copy of it: a flag of wide fan-out, one lane per column across the array)
             "sum_first_next": In(1),
             "out_valid": Out(1), "out_data": Out(unsigned(spec.acc_word_bits)),
+            "out_valid_parts": Out(self.WRITE_PARTS),     # copies of out_valid, each a flip-flop of its own
         })
 
     def elaborate(self, platform):
@@ -111,9 +112,9 @@ class Accumulator(wiring.Component):
         # with the array's, 5.7 ns of route to the gate and 2.4 ns on to the output FIFO's block RAMs).
         write_en, out_valid = Signal(name="acc_write_en"), Signal(name="acc_out_valid")
         write_en_next = self.en_next & Mux(self.en, self.sum_valid & ~self.sum_last, writes)
-        m.d.sync += [write_en.eq(write_en_next),
-                     out_valid.eq(self.en_next & Mux(self.en, self.sum_valid & self.sum_last,
-                                                     sum_valid & sum_last))]
+        out_valid_next = self.en_next & Mux(self.en, self.sum_valid & self.sum_last, sum_valid & sum_last)
+        m.d.sync += [write_en.eq(write_en_next), out_valid.eq(out_valid_next)]
+        out_valid_copies = registered_copies(m, out_valid_next, name="acc_out_valid", count=self.WRITE_PARTS)
         # The write address and enable also as kept copies, each driving a part of the block RAM columns (the
         # 8x8's critical path at seed 2: the one address register's route to a DP16KD 36 tiles away, 9.9 ns).
         parts = self.WRITE_PARTS
@@ -123,7 +124,7 @@ class Accumulator(wiring.Component):
             buffer.write_addr.eq(sum_pixel), buffer.write_data.eq(sum_word),
             buffer.write_en.eq(write_en),
             buffer.write_addr_parts.eq(Cat(*addr_copies)), buffer.write_en_parts.eq(Cat(*en_copies)),
-            self.out_valid.eq(out_valid),
+            self.out_valid.eq(out_valid), self.out_valid_parts.eq(Cat(*out_valid_copies)),
             self.out_data.eq(sum_word),
         ]
         return m

@@ -131,27 +131,37 @@ class BlockRAMHeadFIFO(wiring.Component):
     """
     WRITE_TO_HEAD = 3
 
-    def __init__(self, *, width, depth):
+    def __init__(self, *, width, depth, write_parts=1):
         self.width, self.depth = check_width_depth(width, depth)
-        super().__init__({
+        if not isinstance(write_parts, int) or isinstance(write_parts, bool) or write_parts < 1:
+            raise ValueError(f"write_parts must be a positive integer, not {write_parts!r}")
+        self.write_parts = write_parts
+        members = {
             "w_stream": In(stream.Signature(unsigned(width))),
             "r_data": Out(unsigned(width)), "r_rdy": Out(1), "r_en": In(1),
             "released": Out(1),          # a word left the storage this cycle (latched)
             "busy": Out(1),              # a word is stored, latched or at the head
-        })
+        }
+        if write_parts > 1:
+            # Copies of w_stream.valid (the writer drives each with the same value, from flip-flops of its own):
+            # part k of the block RAM columns is written at copy k, with copies of the write pointer and of the
+            # not-full flag of its own (`PipelinedMemory.write_parts`).
+            members["w_valid_parts"] = In(write_parts)
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
         depth = self.depth
-        m.submodules.ram = storage = PipelinedMemory(width=self.width, depth=depth)
+        m.submodules.ram = storage = PipelinedMemory(width=self.width, depth=depth, write_parts=self.write_parts)
         produce, consume = Signal(range(depth)), Signal(range(depth))
         stored = Signal(range(depth + 1))
         latched = Signal()                       # a word waits in the read latch
         stored_nonzero = Signal()                # stored != 0, registered from the next count (the read
                                                  # enable's route to the far block RAMs follows few gates)
         write, read, move, pop = Signal(), Signal(), Signal(), Signal()
+        not_full = Signal(init=1)                # stored != depth, registered from the next count
         m.d.comb += [
-            self.w_stream.ready.eq(stored != depth),
+            self.w_stream.ready.eq(not_full),
             write.eq(self.w_stream.valid & self.w_stream.ready),
             pop.eq(self.r_en & self.r_rdy),
             move.eq(latched & (~self.r_rdy | pop)),                  # latch -> output register
@@ -166,6 +176,10 @@ class BlockRAMHeadFIFO(wiring.Component):
         # from the consumer's pop and is the late input); next_stored != 0 without the sum: a write leaves
         # words; a read (only while stored != 0) leaves stored - 1 (+ the write); else the count stays.
         next_stored = Mux(read, Mux(write, stored, stored - 1), Mux(write, stored + 1, stored))
+        # Full next: no read, and a write onto depth - 1 words or none onto depth (a read and a write keep the
+        # count, which is below depth while a write happens).
+        next_not_full = ~(~read & Mux(write, stored == depth - 1, stored == depth))
+        m.d.sync += not_full.eq(next_not_full)
         m.d.sync += [stored.eq(next_stored), stored_nonzero.eq(write | Mux(read, stored >= 2, stored_nonzero)),
                      latched.eq(read | (latched & ~move)),
                      self.r_rdy.eq(move | (self.r_rdy & ~pop))]
@@ -173,6 +187,21 @@ class BlockRAMHeadFIFO(wiring.Component):
             m.d.sync += produce.eq(_advance(produce, depth))
         with m.If(read):
             m.d.sync += consume.eq(_advance(consume, depth))
+        if self.write_parts > 1:
+            # Part k: its own write gate, pointer and not-full flag, each equal to the shared one (same inputs,
+            # same updates), so that the gate sits beside the part's block RAMs.
+            addresses, enables = [], []
+            for k in range(self.write_parts):
+                part_full = Signal(init=1, name=f"not_full_copy_{k}")
+                part_produce = Signal(range(depth), name=f"produce_copy_{k}")
+                part_write = Signal(name=f"write_part_{k}")
+                m.d.comb += part_write.eq(self.w_valid_parts[k] & part_full)
+                m.d.sync += part_full.eq(next_not_full)
+                with m.If(part_write):
+                    m.d.sync += part_produce.eq(_advance(part_produce, depth))
+                addresses.append(part_produce)
+                enables.append(part_write)
+            m.d.comb += [storage.write_addr_parts.eq(Cat(*addresses)), storage.write_en_parts.eq(Cat(*enables))]
         return m
 
 
