@@ -18,6 +18,7 @@ from amaranth.hdl import Cat, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from . import target
 from .bram import PipelinedMemory
 from .fanout import registered_copies
 from .fpu import fp32_add
@@ -114,12 +115,19 @@ class Accumulator(wiring.Component):
         write_en_next = self.en_next & Mux(self.en, self.sum_valid & ~self.sum_last, writes)
         out_valid_next = self.en_next & Mux(self.en, self.sum_valid & self.sum_last, sum_valid & sum_last)
         m.d.sync += [write_en.eq(write_en_next), out_valid.eq(out_valid_next)]
-        out_valid_copies = registered_copies(m, out_valid_next, name="acc_out_valid", count=self.WRITE_PARTS)
+        # Copies for the ECP5 form's block RAM parts only (the generic form reads and writes at the shared ports,
+        # and the FPGA flow keeps every `*_copy_*` flip-flop: unused copies would stay as dead flip-flops).
+        ecp5 = target.family(platform) == "ecp5"
+        out_valid_copies = (registered_copies(m, out_valid_next, name="acc_out_valid", count=self.WRITE_PARTS)
+                            if ecp5 else [out_valid] * self.WRITE_PARTS)
         # The write address and enable also as kept copies, each driving a part of the block RAM columns (the
         # 8x8's critical path at seed 2: the one address register's route to a DP16KD 36 tiles away, 9.9 ns).
         parts = self.WRITE_PARTS
-        addr_copies = registered_copies(m, self.sum_pixel, name="acc_write_addr", count=parts, enable=self.en)
-        en_copies = registered_copies(m, write_en_next, name="acc_write_en", count=parts)
+        if ecp5:
+            addr_copies = registered_copies(m, self.sum_pixel, name="acc_write_addr", count=parts, enable=self.en)
+            en_copies = registered_copies(m, write_en_next, name="acc_write_en", count=parts)
+        else:
+            addr_copies, en_copies = [sum_pixel] * parts, [write_en] * parts
         m.d.comb += [
             buffer.write_addr.eq(sum_pixel), buffer.write_data.eq(sum_word),
             buffer.write_en.eq(write_en),

@@ -14,6 +14,7 @@ from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from . import target
 from .bram import READ_LATENCY, PipelinedMemory, check_width_depth, ecp5_tiling
 from .fanout import registered_copies
 
@@ -187,7 +188,11 @@ class BlockRAMHeadFIFO(wiring.Component):
             m.d.sync += produce.eq(_advance(produce, depth))
         with m.If(read):
             m.d.sync += consume.eq(_advance(consume, depth))
-        if self.write_parts > 1:
+        if self.write_parts > 1 and target.family(platform) != "ecp5":
+            # The generic form writes at the shared port: the parts get the shared gate and pointer.
+            m.d.comb += [storage.write_addr_parts.eq(produce.replicate(self.write_parts)),
+                         storage.write_en_parts.eq(write.replicate(self.write_parts))]
+        elif self.write_parts > 1:
             # Part k: its own write gate, pointer and not-full flag, each equal to the shared one (same inputs,
             # same updates), so that the gate sits beside the part's block RAMs.
             addresses, enables = [], []
