@@ -42,6 +42,26 @@ def _read_results(run_dir, results_path):
     return json.loads(results_path.read_text())
 
 
+def run_block(sources, toplevel, test_module, job, *, env_var, work_dir, simulator="icarus"):
+    """A block-level bench: build the Verilog ``sources`` with ``toplevel`` in ``work_dir`` and run the cocotb
+    test module ``test_module`` on it with the JSON ``job`` (its path in ``$env_var``; the module writes its
+    results to ``job["results_path"]``, which is set here). Returns the results, parsed."""
+    from cocotb_tools.runner import get_runner
+    work_dir = Path(work_dir)
+    results, job_path = work_dir / "results.json", work_dir / "job.json"
+    job_path.write_text(json.dumps({**job, "results_path": str(results)}))
+    runner = get_runner(simulator)
+    runner.build(sources=[Path(source) for source in sources], hdl_toplevel=toplevel, build_dir=work_dir,
+                 build_args=["-g2005"], timescale=("1ns", "1ps"), log_file=work_dir / "build.log")
+    try:
+        runner.test(test_module=test_module, hdl_toplevel=toplevel, build_dir=work_dir, test_dir=work_dir,
+                    timescale=("1ns", "1ps"), extra_env={env_var: str(job_path)}, log_file=work_dir / "sim.log",
+                    results_xml=str(work_dir / "results.xml"))
+    except SystemExit:                  # cocotb's runner exits when a test fails: the results say what failed
+        pass
+    return _read_results(work_dir, results)
+
+
 def _restore_environment(saved):
     """Put back the environment variables `saved` holds (None: the variable was not set)."""
     for key, value in saved.items():

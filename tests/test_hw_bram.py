@@ -2,7 +2,6 @@
 generic form and in the ECP5 form (DP16KD cells, `sim/models/ecp5_cells.v`), with the read and write address
 copies (``read_parts``, ``write_parts``) of a memory several blocks deep and wide."""
 
-import json
 import os
 
 import pytest
@@ -23,7 +22,7 @@ SIM = os.environ.get("SIM", "icarus")
 ], ids=["ecp5_banked_parts", "ecp5_banked", "ecp5_columns_parts", "generic_parts"])
 def test_memory_reads_back_every_word(family, width, depth, read_parts, write_parts, tmp_path):
     from amaranth.back import verilog
-    from cocotb_tools.runner import get_runner
+    from hwgen.sim.runner import run_block
     if family == "ecp5":
         banks, columns, _ = ecp5_tiling(depth, width)
         assert banks * columns > 1
@@ -31,20 +30,9 @@ def test_memory_reads_back_every_word(family, width, depth, read_parts, write_pa
     source = tmp_path / "memory.v"
     source.write_text(verilog.convert(memory, name="memory", platform=Target(family), emit_src=False))
     sources = [source] + ([CELL_MODELS["ecp5"]] if family == "ecp5" else [])
-    runner = get_runner(SIM)
-    runner.build(sources=sources, hdl_toplevel="memory", build_dir=tmp_path, build_args=["-g2005"],
-                 timescale=("1ns", "1ps"), log_file=tmp_path / "build.log")
-    job, results = tmp_path / "job.json", tmp_path / "results.json"
-    job.write_text(json.dumps({"depth": depth, "cycles": 1500, "seed": 5, "read_parts": read_parts,
-                               "write_parts": write_parts, "results_path": str(results)}))
-    try:
-        runner.test(test_module="hwgen.sim.tb_memory", hdl_toplevel="memory", build_dir=tmp_path,
-                    test_dir=tmp_path, timescale=("1ns", "1ps"), extra_env={"HWGEN_MEMORY_JOB": str(job)},
-                    log_file=tmp_path / "sim.log", results_xml=str(tmp_path / "results.xml"))
-    except SystemExit:
-        pass
-    assert results.exists(), (tmp_path / "sim.log").read_text()[-3000:]
-    got = json.loads(results.read_text())
+    job = {"depth": depth, "cycles": 1500, "seed": 5, "read_parts": read_parts, "write_parts": write_parts}
+    got = run_block(sources, "memory", "hwgen.sim.tb_memory", job, env_var="HWGEN_MEMORY_JOB", work_dir=tmp_path,
+                    simulator=SIM)
     assert got["mismatch_count"] == 0, got["mismatches"]
     assert got["checked"] > 700
 

@@ -4,7 +4,6 @@ Amaranth's simulator and on the RTL (cocotb, Icarus; cycles equal to the model),
 (9216 -> 4096, 90 % zero weights, 50 % zero activations: at least 5x fewer cycles than the dense matrix-vector
 engine of the same multiplier count, from the model)."""
 
-import json
 import os
 import subprocess
 import sys
@@ -163,29 +162,17 @@ SIM = os.environ.get("SIM", "icarus")
 @pytest.mark.parametrize("stall", [0.0, 0.3], ids=["no_stall", "random_stall"])
 def test_rtl_exact_and_cycles_equal_model(stall, tmp_path):
     from amaranth.back import verilog
-    from cocotb_tools.runner import get_runner
+    from hwgen.sim.runner import run_block
     spec = small_spec(rows=2, cols=4, depth=4, name="sparse_mv2x4")
     weight, x = sparse_operands(45, 30, 0.85, 0.5, seed=9)
     plan = plan_sparse_fc(spec, weight, x)
     assert len(plan.commands) == 2
     source = tmp_path / "sparse_mv2x4.v"
     source.write_text(verilog.convert(SparseMatrixVectorEngine(spec), name=spec.name, emit_src=False))
-    runner = get_runner(SIM)
-    runner.build(sources=[source], hdl_toplevel=spec.name, build_dir=tmp_path, build_args=["-g2005"],
-                 timescale=("1ns", "1ps"), log_file=tmp_path / "build.log")
-    job = tmp_path / "job.json"
-    results = tmp_path / "results.json"
-    job.write_text(json.dumps({"commands": [{"words": [hex(w) for w in c.words], "slots": c.slots}
-                                            for c in plan.commands],
-                               "stall": stall, "seed": 7, "results_path": str(results)}))
-    try:
-        runner.test(test_module="hwgen.sim.tb_sparse", hdl_toplevel=spec.name, build_dir=tmp_path,
-                    test_dir=tmp_path, timescale=("1ns", "1ps"), extra_env={"HWGEN_SPARSE_JOB": str(job)},
-                    log_file=tmp_path / "sim.log", results_xml=str(tmp_path / "results.xml"))
-    except SystemExit:
-        pass
-    assert results.exists(), (tmp_path / "sim.log").read_text()[-3000:]
-    got = json.loads(results.read_text())
+    job = {"commands": [{"words": [hex(w) for w in c.words], "slots": c.slots} for c in plan.commands],
+           "stall": stall, "seed": 7}
+    got = run_block([source], spec.name, "hwgen.sim.tb_sparse", job, env_var="HWGEN_SPARSE_JOB",
+                    work_dir=tmp_path, simulator=SIM)
     assert [int(b, 16) for b in got["beats"]] == plan.expected_beats(weight, x)
     if stall:
         assert got["cycles"] >= plan.cycles

@@ -48,7 +48,7 @@ class Accumulator(wiring.Component):
             # READ_PARTS copies of read_pixel (each from a flip-flop of its own; `PipelinedMemory.read_parts`)
             "read_pixel_parts": In(unsigned(self.READ_PARTS * Shape.cast(range(depth)).width)),
             "read_valid_parts": In(self.READ_PARTS),        # and of read_valid
-            "psums": In(unsigned(spec.cols * spec.psum_bits)),  # arrives with sum_*, two cycles after read_*
+            "psums": In(unsigned(spec.cols * spec.psum_bits)),  # arrives with sum_*, READ_AHEAD cycles after read_*
             "sum_valid": In(1), "sum_pixel": In(range(depth)), "sum_last": In(1),
             # the first-fold flag of the sums arriving in the next enabled cycle (each lane registers its own
             # copy of it: a flag of wide fan-out, one lane per column across the array)

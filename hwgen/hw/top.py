@@ -485,8 +485,6 @@ class AcceleratorTop(wiring.Component):
             ws_only = spec.dataflow == "weight_stationary" and not both and sparse is None
             m.d.comb += out_fifo.w_valid_parts.eq(m.submodules.accumulator.out_valid_parts if ws_only
                                                   else out_valid.replicate(Accumulator.WRITE_PARTS))
-
-        if narrow:
             m.d.comb += beat_issued.eq(Cat(*beats_issued).any())   # the engines take turns: one at a time
         loading = acts_more | params_more
         engines_busy = Cat(*(engine.busy for engine in (array_seq, mv) if engine is not None)).any()
