@@ -79,8 +79,8 @@ class Accumulator(wiring.Component):
         # with the sums arriving now (distance 2), one (3) and two cycles ago (4): which word replaces the
         # memory's in the lanes' `previous` register in the next cycle. Registered in each lane (one copy per
         # lane), so the multiplexer's selects are flip-flops.
-        forward_next = Signal(len(self.forwards))
         if self.forwards:
+            forward_next = Signal(len(self.forwards))
             read_pixel_d = Signal.like(self.read_pixel, name="read_reg_pixel")
             sum_valid2, sum_last2, sum_pixel2 = Signal(name="sum_reg2_valid"), Signal(name="sum_reg2_last"), \
                 Signal.like(self.sum_pixel, name="sum_reg2_pixel")

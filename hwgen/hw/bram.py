@@ -26,7 +26,7 @@ from amaranth.lib.wiring import In, Out
 from . import target
 from .library import shared_body
 
-__all__ = ["PipelinedMemory", "READ_LATENCY", "check_width_depth", "ecp5_tiling", "ECP5_SHAPES", "generic_rtlil"]
+__all__ = ["PipelinedMemory", "READ_LATENCY", "check_parts", "check_width_depth", "ecp5_tiling", "ECP5_SHAPES", "generic_rtlil"]
 
 READ_LATENCY = 2
 
@@ -56,15 +56,20 @@ def check_width_depth(width, depth):
     return width, depth
 
 
+def check_parts(label, parts):
+    """A count of address copies (``read_parts``, ``write_parts``: a positive integer), validated."""
+    if not isinstance(parts, int) or isinstance(parts, bool) or parts < 1:
+        raise ValueError(f"{label} must be a positive integer, not {parts!r}")
+    return parts
+
+
 class PipelinedMemory(wiring.Component):
     """``depth`` words of ``width`` bits; one write port, one two-step read port (see the module docstring)."""
 
     def __init__(self, *, width, depth, read_parts=1, write_parts=1):
         self.width, self.depth = check_width_depth(width, depth)
-        for label, parts in (("read_parts", read_parts), ("write_parts", write_parts)):
-            if not isinstance(parts, int) or isinstance(parts, bool) or parts < 1:
-                raise ValueError(f"{label} must be a positive integer, not {parts!r}")
-        self.read_parts, self.write_parts = read_parts, write_parts
+        self.read_parts = check_parts("read_parts", read_parts)
+        self.write_parts = check_parts("write_parts", write_parts)
         members = {
             "write_addr": In(range(depth)), "write_data": In(unsigned(width)), "write_en": In(1),
             "read_addr": In(range(depth)), "read_en": In(1),

@@ -15,7 +15,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import target
-from .bram import READ_LATENCY, PipelinedMemory, check_width_depth, ecp5_tiling
+from .bram import READ_LATENCY, PipelinedMemory, check_parts, check_width_depth, ecp5_tiling
 from .fanout import registered_copies
 
 __all__ = ["BlockRAMFIFO", "BlockRAMHeadFIFO"]
@@ -134,9 +134,7 @@ class BlockRAMHeadFIFO(wiring.Component):
 
     def __init__(self, *, width, depth, write_parts=1):
         self.width, self.depth = check_width_depth(width, depth)
-        if not isinstance(write_parts, int) or isinstance(write_parts, bool) or write_parts < 1:
-            raise ValueError(f"write_parts must be a positive integer, not {write_parts!r}")
-        self.write_parts = write_parts
+        self.write_parts = check_parts("write_parts", write_parts)
         members = {
             "w_stream": In(stream.Signature(unsigned(width))),
             "r_data": Out(unsigned(width)), "r_rdy": Out(1), "r_en": In(1),

@@ -567,13 +567,16 @@ class AcceleratorTop(wiring.Component):
             with m.If(en if stage == 0 else en_d):
                 m.d.sync += [d.eq(s) for d, s in zip(delayed, stages[-1])]
             stages.append(delayed)
-        read_stage, sum_stage = stages[latency - 2], stages[latency + 1]
+        # The read is issued Accumulator.READ_AHEAD stages before its sum (stage latency + 1).
+        read_at = latency + 1 - Accumulator.READ_AHEAD
+        read_stage, sum_stage = stages[read_at], stages[latency + 1]
         # The read address also as kept copies of its register, each driving a part of the accumulator's block
-        # RAM columns (15 DP16KD on the 8x8: one register's route to all of them was 10.9 ns).
-        parts, read_enable = Accumulator.READ_PARTS, en if latency == 3 else en_d
-        read_copies = registered_copies(m, stages[latency - 3][1], name="acc_read_addr", count=parts,
+        # RAM columns (15 DP16KD on the 8x8: one register's route to all of them was 10.9 ns): registered from
+        # the stage before, on that stage's enable.
+        parts, read_enable = Accumulator.READ_PARTS, en if read_at == 1 else en_d
+        read_copies = registered_copies(m, stages[read_at - 1][1], name="acc_read_addr", count=parts,
                                         enable=read_enable)
-        valid_copies = registered_copies(m, stages[latency - 3][0], name="acc_read_valid", count=parts,
+        valid_copies = registered_copies(m, stages[read_at - 1][0], name="acc_read_valid", count=parts,
                                          enable=read_enable)
         m.d.comb += [
             acc.en.eq(en_acc), acc.en_next.eq(en), acc.psums.eq(array.psums),
