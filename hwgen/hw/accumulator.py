@@ -47,7 +47,10 @@ class Accumulator(wiring.Component):
             "read_valid": In(1), "read_pixel": In(range(depth)),
             # READ_PARTS copies of read_pixel (each from a flip-flop of its own; `PipelinedMemory.read_parts`)
             "read_pixel_parts": In(unsigned(self.READ_PARTS * Shape.cast(range(depth)).width)),
-            "read_valid_parts": In(self.READ_PARTS),        # and of read_valid
+            # READ_PARTS copies of `en & read_valid`, each a flip-flop of its own: the read enable of a part of
+            # the block RAM columns (one gate shared by all of them, from the enable's register, was the 8x8's
+            # critical path at seed 1: a route of 5.8 ns to a part 65 tiles away)
+            "read_en_parts": In(self.READ_PARTS),
             "psums": In(unsigned(spec.cols * spec.psum_bits)),  # arrives with sum_*, READ_AHEAD cycles after read_*
             "sum_valid": In(1), "sum_pixel": In(range(depth)), "sum_last": In(1),
             # the first-fold flag of the sums arriving in the next enabled cycle (each lane registers its own
@@ -64,7 +67,7 @@ class Accumulator(wiring.Component):
         m.submodules.buffer = buffer = PipelinedMemory(width=spec.acc_word_bits, depth=max(spec.acc_depth, 2),
                                                        read_parts=self.READ_PARTS, write_parts=self.WRITE_PARTS)
         m.d.comb += [buffer.read_addr.eq(self.read_pixel), buffer.read_addr_parts.eq(self.read_pixel_parts),
-                     buffer.read_en_parts.eq(self.read_valid_parts & self.en.replicate(self.READ_PARTS)),
+                     buffer.read_en_parts.eq(self.read_en_parts),
                      buffer.read_en.eq(self.en & self.read_valid),
                      buffer.data_en.eq(self.en)]
 

@@ -81,7 +81,10 @@ class BlockRAMFIFO(wiring.Component):
         # pop select among them.
         stored_0, stored_1 = Signal(init=1, name="stored_is_0"), Signal(name="stored_is_1")
         room_2up, room_1up = Signal(init=queue_size >= 2, name="queue_room_2up"), Signal(init=1, name="queue_room")
-        m.d.sync += [stored_0.eq(next_stored == 0), stored_1.eq(next_stored == 1),
+        # next_stored == 0 / 1 as a choice among compares of `stored` itself (no adder after the write, which is
+        # the stream's handshake: the 8x8's critical path at seed 2, `w_stream.valid` -> the count's adder ->
+        # `stored_is_1`, 7.46 ns).
+        m.d.sync += [stored_0.eq(next_is(stored, 0, write, issue)), stored_1.eq(next_is(stored, 1, write, issue)),
                      room_2up.eq(next_reserved < queue_size - 1), room_1up.eq(next_reserved < queue_size)]
         empty_next = Mux(write, issue & stored_0, Mux(issue, stored_1, stored_0))   # next_is(stored, 0, ...)
         next_issue = Signal()

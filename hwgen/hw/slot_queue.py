@@ -145,7 +145,11 @@ class SlotQueue(wiring.Component):
         # one cycle later than it could: CHECK_LAG). A slot pushed into an empty queue is hidden (above).
         head_ok = Mux(pop, oks[1], oks[0])
         m.d.comb += [self.next_advance.eq(next_empty | head_ok),
-                     self.next_load_en.eq(~next_empty & next_entries[0].load_en)]
+                     # the head's load_en after the moves, chosen by `pop` last between the entries that can be
+                     # the head then (next_entries[0] uses `pop_entries`; a push lands at the head only into a
+                     # queue that stays empty): the pipeline enable's lookahead is a gate fewer from the pop
+                     self.next_load_en.eq(Mux(pop, ~count_is[1] & entries[1].load_en,
+                                              ~count_is[0] & entries[0].load_en))]
         # An empty queue issues a bubble (the sequencer is between commands or has not pushed yet: never in the
         # middle of a command, where it pushes a slot every cycle the queue has room).
         advance = Signal()

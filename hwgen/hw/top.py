@@ -576,12 +576,14 @@ class AcceleratorTop(wiring.Component):
         parts, read_enable = Accumulator.READ_PARTS, en if read_at == 1 else en_d
         read_copies = registered_copies(m, stages[read_at - 1][1], name="acc_read_addr", count=parts,
                                         enable=read_enable)
-        valid_copies = registered_copies(m, stages[read_at - 1][0], name="acc_read_valid", count=parts,
-                                         enable=read_enable)
+        # And the read enables of those parts, `en_acc & read_valid` (en_acc is `en` registered): each a copy
+        # registered from the next value of both, so no gate sits between a flip-flop and the block RAMs.
+        next_read_valid = Mux(read_enable, stages[read_at - 1][0], read_stage[0])
+        read_en_copies = registered_copies(m, next_read_valid & en, name="acc_read_en", count=parts)
         m.d.comb += [
             acc.en.eq(en_acc), acc.en_next.eq(en), acc.psums.eq(array.psums),
             acc.read_valid.eq(read_stage[0]), acc.read_pixel.eq(read_stage[1]),
-            acc.read_pixel_parts.eq(Cat(*read_copies)), acc.read_valid_parts.eq(Cat(*valid_copies)),
+            acc.read_pixel_parts.eq(Cat(*read_copies)), acc.read_en_parts.eq(Cat(*read_en_copies)),
             acc.sum_valid.eq(sum_stage[0]), acc.sum_pixel.eq(sum_stage[1]),
             acc.sum_first_next.eq(stages[latency][2]), acc.sum_last.eq(sum_stage[3]),
         ]
