@@ -220,6 +220,25 @@ def test_extreme_values_back_to_back_layers(lanes):
 
 
 @LANES
+def test_pooling_compares_values_that_differ_only_across_the_half_boundary(lanes):
+    """The pooling compares are made in two halves (`_greater_in_halves`): values whose upper halves are equal
+    and whose lower halves differ in their top bit (or only below it), of both signs, near the int32 ends, in
+    every order, under max pooling (the pair's compare, then the window's) and average pooling (the sums)."""
+    spec = make_spec(cols=4, lanes=lanes)
+    rng = np.random.default_rng(11)
+    M, E, F = 8, 4, 6
+    uppers = np.array([0, -1, 1, 0x3fff, -0x4000, -0x2000]) << 16
+    lowers = np.array([0, 1, 0x7fff, 0x8000, 0x8001, 0xffff, 0xfffe])
+    acc = rng.choice(uppers, size=(M, E, F)) + rng.choice(lowers, size=(M, E, F))
+    acc[0, 0, :] = [int32.max, int32.max - 0x8000, int32.min, int32.min + 0x8000, 0x7fff, 0x8000]
+    layers = [Layer(spec, PostOps(pool="max"), acc, QuantParams()),
+              Layer(spec, PostOps(relu=True, pool="max"), acc, QuantParams()),
+              Layer(spec, PostOps(pool="avg"), acc // 4, QuantParams())]
+    bench = StreamBench(spec)
+    bench.check(layers, bench.run(layers, p_valid=0.9, p_ready=0.8, seed=11))
+
+
+@LANES
 def test_full_throughput_without_stalls(lanes):
     """Layers with different chains, every source valid and the sink ready: one beat in per cols / lanes
     cycles from the first to the last, across every change of settings (no drain between layers)."""
