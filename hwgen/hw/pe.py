@@ -20,7 +20,8 @@ class WeightStationaryPE(wiring.Component):
     `PipelinedMultiplier` (on ECP5 a MULT18X18D with its own input and output registers), whose product is
     registered once more in the fabric (``product_d``) before the adder.
 
-    Everything advances only in cycles with ``en`` (1 when left unconnected).
+    Everything advances only in cycles with ``en`` (1 when left unconnected). No register is reset: each holds
+    data that is read only after a slot has written it (the array's control rides beside it, reset).
 
     Per cycle: ``act_out``/``bank_out`` = ``act_in``/``bank_in`` delayed 1; ``weight`` = ``w[bank_in]`` delayed 1
     (the banks as they are in the cycle ``act_in`` arrives); ``product`` = ``act_out * weight`` delayed 2 (the
@@ -54,8 +55,15 @@ class WeightStationaryPE(wiring.Component):
         if self.fmt is not None and not self.multiplier_cell:
             raise ValueError("a float PE's significands always take the hard multiplier (multiplier_cell=True)")
         m = Module()
-        weights = [Signal(self.weight_shape, name=f"w{bank}") for bank in range(2)]
-        selected = Signal(self.weight_shape, name="weight")
+        # Data registers without reset (`reset_less`): nothing reads them before a valid slot has written them,
+        # and a reset net to every PE register was most of the 8x8's 9,228 reset loads (router1's most re-routed
+        # net, which it at times never finished routing). The operand, bank and sum registers likewise.
+        weights = [Signal(self.weight_shape, name=f"w{bank}", reset_less=True) for bank in range(2)]
+        selected = Signal(self.weight_shape, name="weight", reset_less=True)
+        act_reg = Signal(self.act_shape, name="act", reset_less=True)
+        bank_reg = Signal(name="bank", reset_less=True)
+        psum_reg = Signal(self.psum_shape, name="psum", reset_less=True)
+        m.d.comb += [self.act_out.eq(act_reg), self.bank_out.eq(bank_reg), self.psum_out.eq(psum_reg)]
         if self.fmt is None:
             m.submodules.multiplier = multiplier = PipelinedMultiplier(a_shape=self.act_shape,
                                                                        b_shape=self.weight_shape,
@@ -73,10 +81,10 @@ class WeightStationaryPE(wiring.Component):
                 with m.If(self.load_en & (self.load_bank == bank)):
                     m.d.sync += weight.eq(self.load_data)
             m.d.sync += [
-                self.act_out.eq(self.act_in),
-                self.bank_out.eq(self.bank_in),
+                act_reg.eq(self.act_in),
+                bank_reg.eq(self.bank_in),
                 selected.eq(Mux(self.bank_in, weights[1], weights[0])),
                 product_d.eq(multiplier.p),
-                self.psum_out.eq(total),
+                psum_reg.eq(total),
             ]
         return m

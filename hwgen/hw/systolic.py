@@ -120,11 +120,13 @@ class SystolicArray(wiring.Component):
             m.d.sync += copy.eq(group_en(j))
             return copy
 
-        # Input skew: row i sees the vector i cycles late (its activation and the bank tag, i registers).
+        # Input skew: row i sees the vector i cycles late (its activation and the bank tag, i registers). The
+        # skew and de-skew registers hold data only (the slot's control rides in the top's delay line): not reset.
         skewed_acts, skewed_banks = [], []
         for i in range(rows):
             lane = Cat(self.acts[i * abits:(i + 1) * abits], self.bank)
-            lane = delayed(m, lane, i, name=f"skew_{i}", platform=platform, en=enable(f"skew_{i}", 0) if i else 1)
+            lane = delayed(m, lane, i, name=f"skew_{i}", platform=platform, en=enable(f"skew_{i}", 0) if i else 1,
+                           reset_less=True)
             skewed_acts.append(lane[:abits])
             skewed_banks.append(lane[abits])
 
@@ -191,7 +193,7 @@ class SystolicArray(wiring.Component):
         for j in range(cols):
             wait = cols - 1 - j + early[j]
             psum = delayed(m, column_sums[j], wait, name=f"deskew_{j}", platform=platform,
-                           en=enable(f"deskew_{j}", j) if wait else 1)
+                           en=enable(f"deskew_{j}", j) if wait else 1, reset_less=True)
             m.d.comb += self.psums[j * pbits:(j + 1) * pbits].eq(psum)
         return m
 
