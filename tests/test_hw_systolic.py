@@ -240,12 +240,14 @@ def test_spare_bank_reuse_bound_is_tight(rows, cols, pixels):
     assert [cycle for cycle, got, want in results if got != want.tolist()], "one slot less should corrupt"
 
 
-@pytest.mark.parametrize("groups", [None, 2, 4])
-def test_enable_copies_freeze_the_array_one_cycle_after_en(groups):
+@pytest.mark.parametrize("groups,registered", [(None, True), (2, True), (4, True), (4, False), (2, False)])
+def test_enable_copies_freeze_the_array_one_cycle_after_en(groups, registered):
     """``enable_copies=True``: every register group takes ``en`` through its own flip-flop, so the array captures
     its inputs at the edge after each cycle with ``en`` high and holds otherwise; sampled that way it computes
     exactly what the always-enabled array computes. ``enable_groups=G`` (the top's form): ``en`` is G copies of
-    the same enable, each column's copies taking their group's bit - the same."""
+    the same enable, each column's copies taking their group's bit - the same. ``enable_registered=False`` (the
+    top's form since the copies moved out): the bits are the clock enables themselves, so the array captures
+    at the edge of each cycle with ``en`` high."""
     rows, cols, steps = 3, 4, 40
     rng = np.random.default_rng(7)
     spec = small_spec(rows, cols)
@@ -265,8 +267,11 @@ def test_enable_copies_freeze_the_array_one_cycle_after_en(groups):
                     ctx.set(dut.en, en * ((1 << len(dut.en)) - 1))
                 seen.append((captured, ctx.get(dut.psums)))
                 await ctx.tick()
-                # the copies of the previous cycle's en decide this edge
-                captured += previous[0] if hasattr(dut, "en") else 1
+                # the copies of the previous cycle's en decide this edge (this cycle's, unregistered)
+                if not hasattr(dut, "en"):
+                    captured += 1
+                else:
+                    captured += previous[0] if registered else en
                 previous[0] = en
         previous = [0]
         sim = Simulator(dut)
@@ -277,7 +282,8 @@ def test_enable_copies_freeze_the_array_one_cycle_after_en(groups):
 
     make = lambda copies: SystolicArray(rows=rows, cols=cols, act_type=spec.act_type,  # noqa: E731
                                         weight_type=spec.weight_type, psum_bits=spec.psum_bits,
-                                        enable_copies=copies, enable_groups=groups if copies else None)
+                                        enable_copies=copies, enable_groups=groups if copies else None,
+                                        enable_registered=registered or not copies)
     reference = dict(simulate(make(False), [1] * steps))
     stalled = simulate(make(True), [int(rng.random() < 0.6) for _ in range(3 * steps)])
     assert max(k for k, _ in stalled) > steps // 2

@@ -17,6 +17,10 @@ feeds the copies of the columns ``j`` with ``j * G // cols == g`` (and of their 
 bit 0). Each group's copies then sit behind a gate of their own (synthesis puts the synchronous reset of a
 flip-flop into a LUT in front of it, and one such LUT shared by every copy was a route across the chip to the
 LUT and another back to each copy) instead of one net reaching all of them: the same enable every cycle.
+``enable_registered=False`` (with ``enable_groups``, the top's form) drops the array's own copies: bit ``g`` of
+``en`` is itself the clock enable of its columns' registers, and the array advances in the cycles ``en`` is
+high. The caller then registers ``en`` one stage earlier (one flip-flop per column, fed from a flip-flop: no
+logic between the stall decision's register and the array's clock enables).
 
 Structure: ``cols`` instances ``col_j`` of one `SystolicColumn` (``rows`` PEs ``pe_i``, the partial sums
 flowing down inside it), so PE ``(i, j)`` is ``array.col_j.pe_i``; the skew and de-skew are `delay.DelayLine`
@@ -73,12 +77,14 @@ class SystolicArray(wiring.Component):
     once for the whole width: the same loads in the same cycles."""
 
     def __init__(self, *, rows, cols, act_type, weight_type, psum_bits, enable_copies=False,
-                 load_select_groups=None, enable_groups=None):
+                 load_select_groups=None, enable_groups=None, enable_registered=True):
         self.rows, self.cols = rows, cols
-        self.enable_copies = enable_copies
+        self.enable_copies, self.enable_registered = enable_copies, enable_registered
         if enable_groups is not None and (not enable_copies or not 1 <= enable_groups <= cols):
             raise ValueError(f"enable_groups needs enable_copies and must be 1 to cols ({cols}), "
                              f"not {enable_groups!r}")
+        if not enable_registered and not enable_copies:
+            raise ValueError("enable_registered=False needs enable_copies (the `en` input it leaves unregistered)")
         self.enable_groups = 1 if enable_groups is None else enable_groups
         if load_select_groups is not None and not 1 <= load_select_groups <= cols:
             raise ValueError(f"load_select_groups must be 1 to cols ({cols}), not {load_select_groups!r}")
@@ -113,9 +119,11 @@ class SystolicArray(wiring.Component):
 
         def enable(name, j):
             """A registered copy of column j's `en` for one group of registers (1 when the array is always
-            enabled)."""
+            enabled; the group's bit itself with ``enable_registered=False``)."""
             if not self.enable_copies:
                 return 1
+            if not self.enable_registered:
+                return group_en(j)
             copy = Signal(name=f"en_copy_{name}")
             m.d.sync += copy.eq(group_en(j))
             return copy
@@ -162,8 +170,9 @@ class SystolicArray(wiring.Component):
                 cell_rows = min(rows, max(0, cells // 2 - (j // 2) * rows))
                 make_pair = lambda cell_rows=cell_rows: SystolicColumnPair(  # noqa: E731
                     rows=rows, act_shape=act_shape, weight_shape=weight_shape, psum_shape=self.psum_shape,
-                    enable_copies=self.enable_copies, operand_bits=operand_bits, cell_rows=cell_rows)
-                pair_key = (rows, self.enable_copies, operand_bits,
+                    enable_copies=self.enable_copies, enable_registered=self.enable_registered,
+                    operand_bits=operand_bits, cell_rows=cell_rows)
+                pair_key = (rows, self.enable_copies, self.enable_registered, operand_bits,
                             *_shape_key(act_shape, weight_shape, self.psum_shape),
                             *((cell_rows,) if cell_rows < rows else ()))
                 psums = [Signal(self.psum_shape, name=f"col_{j + k}_psum") for k in range(2)]
@@ -177,8 +186,9 @@ class SystolicArray(wiring.Component):
                 cell_rows = min(rows, max(0, cells - j * rows))     # this column's PEs on hard multipliers
                 make_column = lambda cell_rows=cell_rows: SystolicColumn(  # noqa: E731
                     rows=rows, act_shape=act_shape, weight_shape=weight_shape, psum_shape=self.psum_shape,
-                    enable_copies=self.enable_copies, fmt=self.fmt, cell_rows=cell_rows)
-                column_key = (rows, self.enable_copies, self.fmt,
+                    enable_copies=self.enable_copies, enable_registered=self.enable_registered, fmt=self.fmt,
+                    cell_rows=cell_rows)
+                column_key = (rows, self.enable_copies, self.enable_registered, self.fmt,
                               *_shape_key(act_shape, weight_shape, self.psum_shape),
                               *((cell_rows,) if cell_rows < rows else ()))
                 psum = Signal(self.psum_shape, name=f"col_{j}_psum")
@@ -205,12 +215,15 @@ class SystolicColumn(wiring.Component):
     Lane ``i`` of ``acts_in``/``banks_in`` feeds PE ``i``; ``acts_out``/``banks_out`` are the PEs' registered
     activations and bank tags (for the next column), ``psum_out`` the bottom PE's partial sum. Bit ``i`` of
     ``load_rows`` loads PE ``i``'s weight bank ``load_bank`` with ``load_data``. ``enable_copies=True``: every PE
-    advances on its own registered copy of ``en`` (``en_copy_pe_i``); otherwise always. ``cell_rows``: the PEs
+    advances on its own registered copy of ``en`` (``en_copy_pe_i``), or with ``enable_registered=False`` on
+    ``en`` itself; otherwise always. ``cell_rows``: the PEs
     of the top ``cell_rows`` rows multiply on the device's hard multiplier, the others in logic (all: ``None``).
     """
 
-    def __init__(self, *, rows, act_shape, weight_shape, psum_shape, enable_copies, fmt=None, cell_rows=None):
+    def __init__(self, *, rows, act_shape, weight_shape, psum_shape, enable_copies, enable_registered=True,
+                 fmt=None, cell_rows=None):
         self.rows, self.enable_copies, self.fmt = rows, enable_copies, fmt
+        self.enable_registered = enable_registered
         self.cell_rows = rows if cell_rows is None else cell_rows
         self.act_shape, self.weight_shape, self.psum_shape = act_shape, weight_shape, psum_shape
         abits = act_shape.width
@@ -233,7 +246,9 @@ class SystolicColumn(wiring.Component):
         for i in range(self.rows):
             act, bank = Signal(self.act_shape, name=f"pe_{i}_act"), Signal(name=f"pe_{i}_bank")
             psum_out = Signal(self.psum_shape, name=f"pe_{i}_psum")
-            if self.enable_copies:      # an explicit port: the PE's multiplier may be a device cell
+            if self.enable_copies and not self.enable_registered:
+                en = self.en
+            elif self.enable_copies:      # an explicit port: the PE's multiplier may be a device cell
                 en = Signal(name=f"en_copy_pe_{i}")
                 m.d.sync += en.eq(self.en)
             else:
@@ -264,8 +279,10 @@ class SystolicColumnPair(wiring.Component):
     in logic.
     """
 
-    def __init__(self, *, rows, act_shape, weight_shape, psum_shape, enable_copies, operand_bits, cell_rows=None):
+    def __init__(self, *, rows, act_shape, weight_shape, psum_shape, enable_copies, operand_bits,
+                 enable_registered=True, cell_rows=None):
         self.rows, self.enable_copies, self.operand_bits = rows, enable_copies, operand_bits
+        self.enable_registered = enable_registered
         self.cell_rows = rows if cell_rows is None else cell_rows
         self.act_shape, self.weight_shape, self.psum_shape = act_shape, weight_shape, psum_shape
         abits = act_shape.width
@@ -290,7 +307,9 @@ class SystolicColumnPair(wiring.Component):
         for i in range(self.rows):
             act, bank = Signal(self.act_shape, name=f"pair_{i}_act"), Signal(name=f"pair_{i}_bank")
             outs = [Signal(self.psum_shape, name=f"pair_{i}_psum{k}") for k in range(2)]
-            if self.enable_copies:
+            if self.enable_copies and not self.enable_registered:
+                en = self.en
+            elif self.enable_copies:
                 en = Signal(name=f"en_copy_pair_{i}")
                 m.d.sync += en.eq(self.en)
             else:

@@ -421,10 +421,14 @@ class AcceleratorTop(wiring.Component):
                 # driving a part of its fan-out: the queue's control, the queue's entries, the weight FIFO, the
                 # issue stage.
                 next_en = next_out_room & slots.next_advance & (~slots.next_load_en | weight_fifo.next_r_rdy)
-                en_queue, en_entries, en_weights, en_issue = registered_copies(m, next_en, name="en", count=4)
-                # And one copy per array column (`SystolicArray`'s enable_groups): each column's own enable
-                # copies take theirs (one gate each, not one shared by the ~80 copies of the array).
-                en_cols = registered_copies(m, next_en, name="en_col", count=spec.cols)
+                en_queue, en_entries, en_weights, en_issue, en_array = registered_copies(m, next_en, name="en",
+                                                                                          count=5)
+                # And, from the last copy, one flip-flop per array column holding `en` registered (`en_d`): the
+                # clock enable of that column's registers (`SystolicArray`'s enable_groups, enable_registered
+                # False). No gate sits between a flip-flop and the columns' copies: from the lookahead's gates
+                # the route to each column's copy was the 8x8's critical path (3 of 4 seeds, 2.8-3.5 ns of
+                # route after four LUT levels).
+                en_cols = registered_copies(m, en_array, name="en_col", count=spec.cols)
                 m.d.comb += [en.eq(en_issue), slots.pop.eq(en_queue), slots.pop_entries.eq(en_entries),
                              weight_fifo.r_en.eq(issue.load_en & en_weights)]
                 ws_valid, ws_data, ws_data_en, flight = self._systolic(m, issue, en, act_buffer, weight_fifo,
@@ -515,17 +519,16 @@ class AcceleratorTop(wiring.Component):
         comes no earlier than that cycle), so results and no-stall timing are unchanged; the huge fan-out of the
         pipeline enable starts at a flip-flop instead of at the end of the stall logic. Nothing flows back from
         the ``en_d`` side except the output FIFO's fill level, which ``en`` reads with one beat of margin.
-        ``en_cols``: one more flip-flop per array column holding the same value as ``en`` every cycle, from
-        which that column's copies of ``en_d`` are registered."""
+        ``en_cols``: one more flip-flop per array column holding the same value as ``en_d`` every cycle (registered
+        from a copy of ``en``), the clock enable of that column's registers."""
         spec = self.spec
         m.submodules.accumulator = acc = Accumulator(spec)
         groups = load_select_groups(spec.cols)
         array = SystolicArray(rows=spec.rows, cols=spec.cols, act_type=spec.act_type,
                               weight_type=spec.weight_type, psum_bits=spec.psum_bits, enable_copies=True,
-                              load_select_groups=groups, enable_groups=len(en_cols))
+                              load_select_groups=groups, enable_groups=len(en_cols), enable_registered=False)
         # `en` registered: one copy for the second registers and the control delay line, one for the
-        # accumulator; the array registers its own copies from en_cols (a few dozen registers per copy, see
-        # SystolicArray).
+        # accumulator; the array's columns take theirs from en_cols (see SystolicArray's enable_registered).
         en_d, en_acc = Signal(name="en_copy_ctl"), Signal(name="en_copy_acc")
         m.d.sync += [en_d.eq(en), en_acc.eq(en)]
         m.submodules.array = array            # skew, PEs and de-skew freeze with the pipeline, on en_d's copies
