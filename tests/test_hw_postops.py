@@ -22,7 +22,7 @@ from amaranth.hdl import UnusedElaboratable
 from amaranth.sim import Simulator
 
 from hwgen.dtypes import IntType, int4, int32, int48, uint8
-from hwgen.hw.postops import PostOpPipeline
+from hwgen.hw.postops import PostOpPipeline, greater_in_parts, greater_parts
 from hwgen.perf import postops_latency
 from hwgen.postops import (PostOps, QuantParams, apply, check_layer, config_values, pack_params, pack_stream,
                            unpack_stream)
@@ -219,17 +219,60 @@ def test_extreme_values_back_to_back_layers(lanes):
     bench.check(layers, bench.run(layers, p_valid=0.9, p_ready=0.5, seed=7))
 
 
+@pytest.mark.parametrize("width", [32, 34, 9])
+def test_greater_in_parts_is_the_signed_compare(width):
+    """`greater_in_parts` against Python's ``a > b`` on pairs equal above a part boundary and differing at it,
+    just below it or only in the lowest bit, of both signs, at the type's ends, both orders, and random pairs
+    (one compare per cycle, the flags registered: the result is the previous cycle's pair's)."""
+    from amaranth.hdl import Module, Signal, signed
+    rng = np.random.default_rng(width)
+    low, high = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    values = [low, low + 1, -1, 0, 1, high - 1, high]
+    for lo, hi in greater_parts(width):
+        for bit in {lo, max(lo - 1, 0), hi - 1}:
+            base = int(rng.integers(low, high + 1)) >> (bit + 1) << (bit + 1)     # bits above `bit` random
+            values += [base, base | (1 << bit), base | ((1 << bit) - 1), base + 1]
+    values = [((v - low) % (1 << width)) + low for v in values]
+    pairs = [(x, y) for x in values for y in values]
+    pairs += [tuple(int(v) for v in rng.integers(low, high + 1, size=2)) for _ in range(500)]
+    m = Module()
+    a, b = Signal(signed(width)), Signal(signed(width))
+    result = Signal()
+    m.d.comb += result.eq(greater_in_parts(m, a, b, name="cmp", enable=1))
+    got = []
+
+    async def testbench(ctx):
+        for x, y in pairs:
+            ctx.set(a, x)
+            ctx.set(b, y)
+            await ctx.tick()
+            got.append(ctx.get(result))
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert [(x, y) for (x, y), g in zip(pairs, got) if g != (x > y)] == []
+
+
 @LANES
-def test_pooling_compares_values_that_differ_only_across_the_half_boundary(lanes):
-    """The pooling compares are made in two halves (`_greater_in_halves`): values whose upper halves are equal
-    and whose lower halves differ in their top bit (or only below it), of both signs, near the int32 ends, in
-    every order, under max pooling (the pair's compare, then the window's) and average pooling (the sums)."""
+def test_pooling_compares_values_that_differ_only_across_the_part_boundaries(lanes):
+    """The pooling compares are made in parts (`greater_in_parts`): values whose upper parts are equal and whose
+    lower parts differ in their top bit (or only below it), of both signs, near the int32 ends, in every order,
+    under max pooling (the pair's compare, then the window's) and average pooling (the sums)."""
     spec = make_spec(cols=4, lanes=lanes)
     rng = np.random.default_rng(11)
     M, E, F = 8, 4, 6
-    uppers = np.array([0, -1, 1, 0x3fff, -0x4000, -0x2000]) << 16
-    lowers = np.array([0, 1, 0x7fff, 0x8000, 0x8001, 0xffff, 0xfffe])
-    acc = rng.choice(uppers, size=(M, E, F)) + rng.choice(lowers, size=(M, E, F))
+    # Every value is built around one boundary of the accumulator-wide compare's parts: upper bits equal
+    # among many values, the bits below the boundary differing at their top bit or just below it.
+    boundaries = [lo for lo, _ in greater_parts(32)[1:]] + [16]
+    bound = rng.choice(boundaries, size=(M, E, F))
+    top = (1 << (31 - bound)) - 1         # uppers within int32 for that boundary
+    uppers = np.stack([np.zeros_like(top), -np.ones_like(top), np.ones_like(top), top, -top - 1, -(top + 1) // 2])
+    half = 1 << (bound - 1)
+    lowers = np.stack([0 * half, half // half, half - 1, half, half + 1, 2 * half - 1, 2 * half - 2])
+    pick = lambda options: np.take_along_axis(options, rng.integers(len(options), size=(1, M, E, F)), 0)[0]  # noqa: E731
+    acc = (pick(uppers) << bound) + pick(lowers)
     acc[0, 0, :] = [int32.max, int32.max - 0x8000, int32.min, int32.min + 0x8000, 0x7fff, 0x8000]
     layers = [Layer(spec, PostOps(pool="max"), acc, QuantParams()),
               Layer(spec, PostOps(relu=True, pool="max"), acc, QuantParams()),

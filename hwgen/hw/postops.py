@@ -119,20 +119,39 @@ def _shift_right(value, amounts, width, out_width=None, unit=1):
     return Cat(*bits[:out_width]).as_signed()
 
 
-def _greater_in_halves(m, a, b, *, name, enable):
-    """``a > b`` (signed) for the cycle after ``enable``: the compares of the upper halves (signed: greater,
-    equal) and of the lower halves (unsigned: greater) registered with ``enable``, combined by one gate after
-    them. Each half's carry chain is half as long (a 33-bit compare is 17 CCU2C on ECP5, which nextpnr split in
-    two with feed-through cells: 2.2 ns of the 8x8's critical path at seeds 3 and 4)."""
+def greater_parts(width, parts=3):
+    """The bit ranges ``[lo, hi)`` `greater_in_parts` splits a ``width``-bit compare into, lowest first."""
+    step = -(-width // parts)
+    return [(lo, min(lo + step, width)) for lo in range(0, width, step)]
+
+
+def greater_in_parts(m, a, b, *, name, enable, parts=3):
+    """``a > b`` (signed) for the cycle after ``enable``, from per-part flags registered with ``enable`` (see
+    `greater_parts`): each part's greater (the top part signed, the others unsigned) and, for all but the
+    lowest, its equality, combined after them by ``g2 | e2 & (g1 | e1 & g0)`` (one LUT level for three parts).
+    Each part's carry chain is short: a 33-bit compare is 17 CCU2C on ECP5, which nextpnr split with
+    feed-through cells (2.2 ns of the 8x8's critical path at seeds 3 and 4), and a 17-bit half, its equality
+    merged into the same chain by synthesis, again (seed 2's, 6.78 ns). The equalities are XOR-reduced, so
+    synthesis makes them in LUTs and not from the compare's chain."""
     if len(a) != len(b):
         raise ValueError(f"the operands of {name}'s compare differ in width: {len(a)} and {len(b)} bits")
     a, b = a.as_signed(), b.as_signed()
-    low = len(a) // 2
-    hi_gt, hi_eq, lo_gt = (Signal(name=f"{name}_{part}") for part in ("hi_greater", "hi_equal", "lo_greater"))
-    with m.If(enable):
-        m.d.sync += [hi_gt.eq(a[low:].as_signed() > b[low:].as_signed()),
-                     hi_eq.eq(a[low:] == b[low:]), lo_gt.eq(a[:low] > b[:low])]
-    return hi_gt | (hi_eq & lo_gt)
+    bounds = greater_parts(len(a), parts)
+    result = None
+    for k, (lo, hi) in enumerate(bounds):
+        top = k == len(bounds) - 1
+        a_k, b_k = (a[lo:hi].as_signed(), b[lo:hi].as_signed()) if top else (a[lo:hi], b[lo:hi])
+        greater = Signal(name=f"{name}_part{k}_greater")
+        with m.If(enable):
+            m.d.sync += greater.eq(a_k > b_k)
+        if result is None:
+            result = greater
+            continue
+        equal = Signal(name=f"{name}_part{k}_equal")
+        with m.If(enable):
+            m.d.sync += equal.eq((a[lo:hi] ^ b[lo:hi]) == 0)
+        result = greater | (equal & result)
+    return result
 
 
 def _times(value, constant):
@@ -652,7 +671,7 @@ class PostOpPipeline(wiring.Component):
             if P:
                 held11 = stage(f"s11_held_{j}", signed(acc_bits))
                 sum11 = stage(f"s11_sum_{j}", signed(lb_bits))
-                held_greater11 = _greater_in_halves(m, held, y, name=f"s11_held_{j}", enable=advance)
+                held_greater11 = greater_in_parts(m, held, y, name=f"s11_held_{j}", enable=advance)
                 with m.If(advance):
                     m.d.sync += [y11.eq(y), held11.eq(held), sum11.eq(held + y)]
                 y_pair = stage(f"s11b_y_{j}", signed(acc_bits))
@@ -670,7 +689,7 @@ class PostOpPipeline(wiring.Component):
             # picks the maximum, or divides the sum.
             y12 = stage(f"s12_y_{j}", signed(acc_bits))
             window_sum = stage(f"s12_window_sum_{j}", signed(lb_bits + 2))
-            above_greater = _greater_in_halves(m, above, pair, name=f"s12_above_{j}", enable=advance)
+            above_greater = greater_in_parts(m, above, pair, name=f"s12_above_{j}", enable=advance)
             above12, pair12 = stage(f"s12_above_{j}", signed(lb_bits)), stage(f"s12_pair_{j}", signed(lb_bits))
             with m.If(advance):
                 m.d.sync += [y12.eq(y_pair), above12.eq(above), pair12.eq(pair),
