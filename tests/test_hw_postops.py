@@ -219,11 +219,12 @@ def test_extreme_values_back_to_back_layers(lanes):
     bench.check(layers, bench.run(layers, p_valid=0.9, p_ready=0.5, seed=7))
 
 
-@pytest.mark.parametrize("width", [32, 34, 9])
-def test_greater_in_parts_is_the_signed_compare(width):
+@pytest.mark.parametrize("width, b_width", [(32, 32), (34, 34), (9, 9), (38, 36), (36, 38)])
+def test_greater_in_parts_is_the_signed_compare(width, b_width):
     """`greater_in_parts` against Python's ``a > b`` on pairs equal above a part boundary and differing at it,
     just below it or only in the lowest bit, of both signs, at the type's ends, both orders, and random pairs
-    (one compare per cycle, the flags registered: the result is the previous cycle's pair's)."""
+    (one compare per cycle, the flags registered: the result is the previous cycle's pair's); with operands of
+    two widths (the saturation tests' 38-bit value against 36-bit bounds), the narrower one's range."""
     from amaranth.hdl import Module, Signal, signed
     rng = np.random.default_rng(width)
     low, high = -(1 << (width - 1)), (1 << (width - 1)) - 1
@@ -235,8 +236,12 @@ def test_greater_in_parts_is_the_signed_compare(width):
     values = [((v - low) % (1 << width)) + low for v in values]
     pairs = [(x, y) for x in values for y in values]
     pairs += [tuple(int(v) for v in rng.integers(low, high + 1, size=2)) for _ in range(500)]
+    b_low, b_high = -(1 << (b_width - 1)), (1 << (b_width - 1)) - 1
+    pairs = [(x, min(max(y, b_low), b_high)) for x, y in pairs]
+    if b_width < width:
+        pairs += [(x, b_low) for x in values] + [(x, b_high) for x in values]
     m = Module()
-    a, b = Signal(signed(width)), Signal(signed(width))
+    a, b = Signal(signed(width)), Signal(signed(b_width))
     result = Signal()
     m.d.comb += result.eq(greater_in_parts(m, a, b, name="cmp", enable=1))
     got = []

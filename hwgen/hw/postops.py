@@ -119,6 +119,15 @@ def _shift_right(value, amounts, width, out_width=None, unit=1):
     return Cat(*bits[:out_width]).as_signed()
 
 
+def _sign_extended(m, value, width, *, name):
+    """``value`` (signed) as ``width`` bits: itself if that wide, else a wire driven with it."""
+    if len(value) == width:
+        return value
+    wide = Signal(signed(width), name=name)
+    m.d.comb += wide.eq(value)
+    return wide
+
+
 def greater_parts(width, parts=3):
     """The bit ranges ``[lo, hi)`` `greater_in_parts` splits a ``width``-bit compare into, lowest first."""
     step = -(-width // parts)
@@ -132,10 +141,9 @@ def greater_in_parts(m, a, b, *, name, enable, parts=3):
     Each part's carry chain is short: a 33-bit compare is 17 CCU2C on ECP5, which nextpnr split with
     feed-through cells (2.2 ns of the 8x8's critical path at seeds 3 and 4), and a 17-bit half, its equality
     merged into the same chain by synthesis, again (seed 2's, 6.78 ns). The equalities are XOR-reduced, so
-    synthesis makes them in LUTs and not from the compare's chain."""
-    if len(a) != len(b):
-        raise ValueError(f"the operands of {name}'s compare differ in width: {len(a)} and {len(b)} bits")
-    a, b = a.as_signed(), b.as_signed()
+    synthesis makes them in LUTs and not from the compare's chain. The narrower operand is sign-extended."""
+    width = max(len(a), len(b))
+    a, b = (_sign_extended(m, v.as_signed(), width, name=f"{name}_{which}") for v, which in ((a, "a"), (b, "b")))
     bounds = greater_parts(len(a), parts)
     result = None
     for k, (lo, hi) in enumerate(bounds):
@@ -640,11 +648,18 @@ class PostOpPipeline(wiring.Component):
             # bits (all a value in range has; modulo 2**acc_bits the same bits), and the saturation tests made
             # on sh itself: (sh + 1) >> 1 < lo  <=>  sh < 2 lo - 1, and  > hi  <=>  sh > 2 hi (sh beyond
             # bound_bits is beyond both bounds, on its sign's side).
+            # The compares are registered as part flags (`greater_in_parts`) beside `fits` and the sign, and
+            # combined in front of S10's choice (a 38-bit compare under `fits`, five LUT levels, was the 8x8's
+            # critical path at seed 3: `s8_above` -> `s9_over`, 7.56 ns).
             rz = stage(f"s9_rz_{j}", signed(acc_bits))
-            under, over = stage(f"s9_under_{j}", 1), stage(f"s9_over_{j}", 1)
+            fits9, sign9 = stage(f"s9_fits_{j}", 1), stage(f"s9_sign_{j}", 1)
+            below_sh = greater_in_parts(m, below8, sh, name=f"s9_below_{j}", enable=advance)
+            sh_above = greater_in_parts(m, sh, above8, name=f"s9_above_{j}", enable=advance)
             with m.If(advance):
-                m.d.sync += [rz.eq(((sh[:acc_bits + 1] + round8) >> 1)[:acc_bits]),
-                             under.eq(Mux(fits, sh < below8, sign8)), over.eq(Mux(fits, sh > above8, ~sign8))]
+                m.d.sync += [rz.eq(((sh[:acc_bits + 1] + round8) >> 1)[:acc_bits]), fits9.eq(fits),
+                             sign9.eq(sign8)]
+            under, over = Signal(name=f"s9_under_{j}"), Signal(name=f"s9_over_{j}")
+            m.d.comb += [under.eq(Mux(fits9, below_sh, sign9)), over.eq(Mux(fits9, sh_above, ~sign9))]
             # S10: saturate to the output type (ReLU raised the lower bound to z); in range, r + z.
             y = stage(f"s10_y_{j}", signed(acc_bits))
             with m.If(advance):
