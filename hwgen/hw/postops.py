@@ -101,22 +101,33 @@ from .wide_multiplier import WideMultiplier
 __all__ = ["PostOpPipeline"]
 
 
-def _shift_right(value, amounts, width, out_width=None, unit=1):
+def _shift_right(m, value, amounts, width, out_width=None, unit=1, *, name):
     """The low ``out_width`` bits (default ``width``) of ``value >> (unit * amount)`` (arithmetic; ``value``
     signed, sign-extended to ``width`` bits) as levels of 2:1 multiplexers, one level per bit of the amount, the
     largest step first, so each level keeps only the bits the later (smaller) steps can still bring down
     (``out_width + step - unit``); output bit ``i`` of a level of ``n`` bits is selected by the copy
-    ``amounts[i * len(amounts) // n]`` (all copies hold the same amount)."""
+    ``amounts[i * len(amounts) // n]`` (all copies hold the same amount). Each level is a wire of ``m``
+    (``<name>_level_<k>``), so the next level's two uses of it do not copy its expression."""
     out_width = width if out_width is None else out_width
-    bits = [value.as_signed()[min(i, len(value) - 1)] for i in range(width)]
-    sign = bits[-1]
+    value = value.as_signed()
+    sign = value[min(width, len(value)) - 1]
+    level = Cat(value[:width], sign.replicate(max(0, width - len(value))))
+    copies = len(amounts)
     for k in reversed(range(len(amounts[0]))):
         step = unit << k
         keep = min(width, out_width + step - unit)
-        bits = [Mux(amounts[i * len(amounts) // keep][k], bits[i + step] if i + step < len(bits) else sign,
-                    bits[i])
-                for i in range(keep)]
-    return Cat(*bits[:out_width]).as_signed()
+        shifted = Cat(level[step:], sign.replicate(max(0, keep + step - len(level))))
+        # Bits i with i * copies // keep == c take copy c: a contiguous run each, one multiplexer per run (a
+        # vector, not one per bit: per-bit multiplexers tripled the Verilog and the elaboration time).
+        runs = []
+        for c in range(copies):
+            start, end = -(-c * keep // copies), -(-(c + 1) * keep // copies)
+            if start < end:
+                runs.append(Mux(amounts[c][k], shifted[start:end], level[start:end]))
+        wire = Signal(keep, name=f"{name}_level_{k}")
+        m.d.comb += wire.eq(Cat(*runs))
+        level = wire
+    return level[:out_width].as_signed()
 
 
 def _sign_extended(m, value, width, *, name):
@@ -646,7 +657,7 @@ class PostOpPipeline(wiring.Component):
             counts8 = stage(f"s8_block_counts_{j}", max(blocks - first_block, 1))
             q_sign = q.as_signed()[-1]
             with m.If(advance):
-                m.d.sync += [sh.eq(_shift_right(q, shift7, q_bits, sh_bits, unit)), sign8.eq(q_sign)]
+                m.d.sync += [sh.eq(_shift_right(m, q, shift7, q_bits, sh_bits, unit, name=f"s8_shifter_{j}")), sign8.eq(q_sign)]
                 for n, b in enumerate(range(first_block, blocks)):
                     block = [q.as_signed()[min(k, len(q) - 1)] for k in range(4 * b, min(4 * b + 4, q_bits))]
                     copy = shift7[n * len(shift7) // (blocks - first_block)]
