@@ -276,7 +276,8 @@ def test_pooling_compares_values_that_differ_only_across_the_part_boundaries(lan
     uppers = np.stack([np.zeros_like(top), -np.ones_like(top), np.ones_like(top), top, -top - 1, -(top + 1) // 2])
     half = 1 << (bound - 1)
     lowers = np.stack([0 * half, half // half, half - 1, half, half + 1, 2 * half - 1, 2 * half - 2])
-    pick = lambda options: np.take_along_axis(options, rng.integers(len(options), size=(1, M, E, F)), 0)[0]  # noqa: E731
+    def pick(options):
+        return np.take_along_axis(options, rng.integers(len(options), size=(1, M, E, F)), 0)[0]
     acc = (pick(uppers) << bound) + pick(lowers)
     acc[0, 0, :] = [int32.max, int32.max - 0x8000, int32.min, int32.min + 0x8000, 0x7fff, 0x8000]
     layers = [Layer(spec, PostOps(pool="max"), acc, QuantParams()),
