@@ -275,7 +275,8 @@ def test_pooling_compares_values_that_differ_only_across_the_part_boundaries(lan
     top = (1 << (31 - bound)) - 1         # uppers within int32 for that boundary
     uppers = np.stack([np.zeros_like(top), -np.ones_like(top), np.ones_like(top), top, -top - 1, -(top + 1) // 2])
     half = 1 << (bound - 1)
-    lowers = np.stack([0 * half, half // half, half - 1, half, half + 1, 2 * half - 1, 2 * half - 2])
+    lowers = np.stack([np.zeros_like(half), np.ones_like(half), half - 1, half, half + 1, 2 * half - 1,
+                       2 * half - 2])
     def pick(options):
         return np.take_along_axis(options, rng.integers(len(options), size=(1, M, E, F)), 0)[0]
     acc = (pick(uppers) << bound) + pick(lowers)

@@ -152,8 +152,9 @@ def greater_in_parts(m, a, b, *, name, enable, parts=3):
     lowest, its equality, combined after them by ``g2 | e2 & (g1 | e1 & g0)`` (one LUT level for three parts).
     Each part's carry chain is short: a 33-bit compare is 17 CCU2C on ECP5, which nextpnr split with
     feed-through cells (2.2 ns of the 8x8's critical path at seeds 3 and 4), and a 17-bit half, its equality
-    merged into the same chain by synthesis, again (seed 2's, 6.78 ns). The equalities are XOR-reduced, so
-    synthesis makes them in LUTs and not from the compare's chain. The narrower operand is sign-extended."""
+    merged into the same chain by synthesis, again (seed 2's, 6.78 ns). The equalities are XOR-reduced, meant to
+    keep them in LUTs and off the compare's chain (at 553a5e0 synthesis still merged a 12-bit top part's
+    equality into its chain at some seeds: fpga/README, eighth round). The narrower operand is sign-extended."""
     width = max(len(a), len(b))
     a, b = (_sign_extended(m, v.as_signed(), width, name=f"{name}_{which}") for v, which in ((a, "a"), (b, "b")))
     bounds = greater_parts(len(a), parts)

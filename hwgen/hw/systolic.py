@@ -58,6 +58,18 @@ def array_latency(*, rows, cols):
     return (rows - 1) + WeightStationaryPE.LATENCY + 1 + (cols - 1)
 
 
+def _member_enable(m, column, name):
+    """The enable of one PE (or PE pair) of ``column``: 1 without ``enable_copies``; the column's ``en`` itself with
+    ``enable_registered=False``; else a flip-flop ``name`` registered from it."""
+    if not column.enable_copies:
+        return 1
+    if not column.enable_registered:
+        return column.en
+    copy = Signal(name=name)
+    m.d.sync += copy.eq(column.en)
+    return copy
+
+
 def _shape_key(*shapes):
     return tuple((shape.width, shape.signed) for shape in shapes)
 
@@ -246,13 +258,7 @@ class SystolicColumn(wiring.Component):
         for i in range(self.rows):
             act, bank = Signal(self.act_shape, name=f"pe_{i}_act"), Signal(name=f"pe_{i}_bank")
             psum_out = Signal(self.psum_shape, name=f"pe_{i}_psum")
-            if self.enable_copies and not self.enable_registered:
-                en = self.en
-            elif self.enable_copies:      # an explicit port: the PE's multiplier may be a device cell
-                en = Signal(name=f"en_copy_pe_{i}")
-                m.d.sync += en.eq(self.en)
-            else:
-                en = 1
+            en = _member_enable(m, self, f"en_copy_pe_{i}")   # a port: the PE's multiplier may be a device cell
             cell = i < self.cell_rows
             pe_key = (self.fmt, *_shape_key(self.act_shape, self.weight_shape, self.psum_shape),
                       *(() if cell else ("logic",)))
@@ -307,13 +313,7 @@ class SystolicColumnPair(wiring.Component):
         for i in range(self.rows):
             act, bank = Signal(self.act_shape, name=f"pair_{i}_act"), Signal(name=f"pair_{i}_bank")
             outs = [Signal(self.psum_shape, name=f"pair_{i}_psum{k}") for k in range(2)]
-            if self.enable_copies and not self.enable_registered:
-                en = self.en
-            elif self.enable_copies:
-                en = Signal(name=f"en_copy_pair_{i}")
-                m.d.sync += en.eq(self.en)
-            else:
-                en = 1
+            en = _member_enable(m, self, f"en_copy_pair_{i}")
             cell = i < self.cell_rows
             key = (self.operand_bits, *_shape_key(self.act_shape, self.weight_shape, self.psum_shape),
                    *(() if cell else ("logic",)))
