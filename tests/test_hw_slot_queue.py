@@ -79,6 +79,8 @@ def test_slot_queue_interlock_is_exact(p_write, spread):
         for cycle in range(3000):
             writing = written < spec.act_depth and bool(rng.random() < p_write)
             ctx.set(dut.written, written)
+            for k in range(SlotQueue.DEPTH):
+                ctx.set(dut.written_at[k], written)
             ctx.set(dut.writing, writing)
             push = ctx.get(dut.room) and bool(rng.random() < 0.8)
             reads = bool(rng.random() < 0.8)

@@ -148,29 +148,36 @@ def greater_parts(width, parts=3):
 
 def greater_in_parts(m, a, b, *, name, enable, parts=3):
     """``a > b`` (signed) for the cycle after ``enable``, from per-part flags registered with ``enable`` (see
-    `greater_parts`): each part's greater (the top part signed, the others unsigned) and, for all but the
-    lowest, its equality, combined after them by ``g2 | e2 & (g1 | e1 & g0)`` (one LUT level for three parts).
-    Each part's carry chain is short: a 33-bit compare is 17 CCU2C on ECP5, which nextpnr split with
-    feed-through cells (2.2 ns of the 8x8's critical path at seeds 3 and 4), and a 17-bit half, its equality
-    merged into the same chain by synthesis, again (seed 2's, 6.78 ns). The equalities are XOR-reduced, meant to
-    keep them in LUTs and off the compare's chain (at 553a5e0 synthesis still merged a 12-bit top part's
-    equality into its chain at some seeds: fpga/README, eighth round). The narrower operand is sign-extended."""
+    `greater_parts`): each part's greater and, for all but the lowest, its equality, combined after them by
+    ``g2 | e2 & (g1 | e1 & g0)`` (one LUT level for three parts). Each part's carry chain is short (a 33-bit
+    compare is 17 CCU2C on ECP5, which nextpnr split with feed-through cells: 2.2 ns of the 8x8's critical path
+    at seeds 3 and 4), and each chain alone in front of its flag: the greater is the borrow of ``b - a`` (Yosys
+    makes ``>`` from a less-than and the equality, which put the part's equality tree after the chain: 6.73 ns
+    at seed 4), the top part compared unsigned with its sign bits inverted (a signed compare's mapping uses the
+    carry into the top bit, which nextpnr brings out of the chain by splitting it with feed-out and feed-in
+    cells, about 1.8 ns: 6.79-6.82 ns at seeds 1, 3 and 4 at 553a5e0), and the equalities XOR-reduced in
+    LUTs. The narrower operand is sign-extended."""
     width = max(len(a), len(b))
     a, b = (_sign_extended(m, v.as_signed(), width, name=f"{name}_{which}") for v, which in ((a, "a"), (b, "b")))
     bounds = greater_parts(len(a), parts)
     result = None
     for k, (lo, hi) in enumerate(bounds):
         top = k == len(bounds) - 1
-        a_k, b_k = (a[lo:hi].as_signed(), b[lo:hi].as_signed()) if top else (a[lo:hi], b[lo:hi])
+        a_k, b_k = a[lo:hi], b[lo:hi]
+        if top:
+            # signed as unsigned with the sign bits inverted (see above)
+            flip = 1 << (hi - lo - 1)
+            a_k, b_k = a_k ^ flip, b_k ^ flip
         greater = Signal(name=f"{name}_part{k}_greater")
         with m.If(enable):
-            m.d.sync += greater.eq(a_k > b_k)
+            # a > b as the borrow of b - a (see above)
+            m.d.sync += greater.eq((b_k - a_k)[hi - lo])
         if result is None:
             result = greater
             continue
         equal = Signal(name=f"{name}_part{k}_equal")
         with m.If(enable):
-            m.d.sync += equal.eq((a[lo:hi] ^ b[lo:hi]) == 0)
+            m.d.sync += equal.eq(~(a[lo:hi] ^ b[lo:hi]).any())
         result = greater | (equal & result)
     return result
 

@@ -194,7 +194,9 @@ class AcceleratorTop(wiring.Component):
         # Two more counters that move with act_addr: the write address in the buffer (from the bank's base),
         # and the write pointer the slot queue's interlock compares with (its own flip-flops: a wide fan-out).
         write_addr = Signal(range(2 * bank_depth))
+        # (`written_copies`: one more per slot-queue entry, `SlotQueue.written_at`)
         written = Signal(range(bank_depth + 1), name="written_copy_0")
+        written_copies = [Signal.like(written, name=f"written_copy_{k + 1}") for k in range(SlotQueue.DEPTH)]
         param_bank_words = spec.max_param_folds * spec.postop_groups     # parameter words per bank
         params_left = Signal(range(param_bank_words + 1))
         param_addr = Signal(range(param_bank_words))
@@ -224,7 +226,7 @@ class AcceleratorTop(wiring.Component):
         with m.If(writes[1]):
             m.d.sync += write_addr.eq(write_addr + 1)
         with m.If(writes[2]):
-            m.d.sync += written.eq(written + 1)
+            m.d.sync += [w.eq(w + 1) for w in [written, *written_copies]]
         m.d.comb += [self.cfg.ready.eq(loader_idle),
                      self.acts.ready.eq(acts_more & ~from_feedback if feedback is not None else acts_more),
                      self.params.ready.eq(params_more if postops is not None else 0)]
@@ -238,7 +240,8 @@ class AcceleratorTop(wiring.Component):
             m.d.sync += started.eq(~load_cmd.load_acts | (load_cmd.start_words == 0))
         with m.If(go):
             m.d.sync += [act_addr.eq(0), param_addr.eq(0), handed.eq(0),
-                         write_addr.eq(Mux(load_cmd.act_bank, bank_depth, 0)), written.eq(0),
+                         write_addr.eq(Mux(load_cmd.act_bank, bank_depth, 0)),
+                         *(w.eq(0) for w in [written, *written_copies]),
                          acts_left.eq(Mux(load_cmd.load_acts, load_cmd.act_words, 0)),
                          *assign_all(acts_mores, load_cmd.load_acts & (load_cmd.act_words != 0)),
                          left_1.eq(load_cmd.act_words == 1), left_2.eq(load_cmd.act_words == 2),
@@ -412,6 +415,7 @@ class AcceleratorTop(wiring.Component):
                     slots.push_data.load_en.eq(array_seq.load_en), slots.push_data.load_row.eq(array_seq.load_row),
                     slots.push_data.load_bank.eq(array_seq.load_bank),
                     slots.written.eq(written), slots.writing.eq(writes[2]), slots.same_bank.eq(same_bank),
+                    *(slots.written_at[k].eq(copy) for k, copy in enumerate(written_copies)),
                 ]
                 if narrow:
                     m.d.comb += [slots.beat_credit.eq(credit), slots.next_beat_credit.eq(next_credit)]
