@@ -261,6 +261,9 @@ class PostOpPipeline(wiring.Component):
             "o": Out(stream.Signature(unsigned(spec.acc_word_bits))),
             "o_dest": Out(1),                     # cfg.dest of the beat on `o` (routing, see AcceleratorTop)
             "busy": Out(1),
+            # the value `i.ready` takes in the next cycle, where it is a flip-flop (a free-running chain,
+            # `free_running`; 0 otherwise): the top registers its input FIFO's read from it
+            "next_i_ready": Out(1),
         })
 
     @property
@@ -820,6 +823,6 @@ class PostOpPipeline(wiring.Component):
                          dropped.eq(valid[11 + X + P] & ~emit & last_group12)]
             next_credits = Signal(range(depth + 1))
             m.d.comb += next_credits.eq(credits - accept + left + dropped)
-            m.d.sync += [credits.eq(next_credits), credit.eq(next_credits != 0),
-                         in_ready.eq((next_credits != 0) & Mux(take, group == groups - 2, last_group))]
+            m.d.comb += self.next_i_ready.eq((next_credits != 0) & Mux(take, group == groups - 2, last_group))
+            m.d.sync += [credits.eq(next_credits), credit.eq(next_credits != 0), in_ready.eq(self.next_i_ready)]
         return m
