@@ -230,3 +230,25 @@ def test_pixels_recurring_every_two_three_or_four_slots_use_the_forwarded_accumu
     run = run_plan_on_top(plan, seed=5, stall=stall)
     model = predict_plan(plan).cycles
     assert run.cycles == model if not stall else run.cycles >= model
+
+
+def test_many_small_commands_fill_the_emit_queue():
+    """24 one-pixel commands while the output is mostly stalled: their beats pile up in the output FIFO and
+    the post-op chain, so the hand-off fills the queue of emitting commands (`emit_not_full`) and waits for
+    room; every beat still comes out exact and in order (a room flag that let a write into a full queue would
+    lose a command's settings)."""
+    spec = make_spec(2, 2, bank=64, acc=64)
+    chain = CHAINS["none"]         # no parameters: a parameter bank is released only as its command leaves
+    commands = [LayerSchedule(spec, conv(f"p{n}", 2, 2, 1, 1, 1), act_bank=n % 2, postops=chain,
+                              param_bank=n % 2) for n in range(24)]
+    streams = {"cfg": [], "weights": [], "acts": [], "params": []}
+    expected = []
+    for n, schedule in enumerate(commands):
+        ops = random_operands(spec, schedule.problem, 40 + n)
+        streams["cfg"].append(schedule.config_word())
+        streams["weights"] += schedule.pack_weights(ops.weight)
+        streams["acts"] += schedule.pack_acts(ops.act)
+        expected.append(schedule.pack_outputs(ops.expected(chain, spec.acc_type)))
+    run = run_top(spec, **streams, expect_beats=sum(len(beats) for beats in expected), stall=0.0,
+                  sink_stall=0.97, seed=3)
+    check_beats(run.beats, [beat for beats in expected for beat in beats], decode=lane_decoder(spec))
