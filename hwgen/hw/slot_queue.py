@@ -78,20 +78,18 @@ class SlotQueue(wiring.Component):
         m.d.sync += [staged.eq(self.push_data), staged_valid.eq(self.push)]
         # The staged slot's check is made as it is staged, against the write pointer of that cycle, and brought
         # up to date with the one write that may happen then: the pointer moves by at most one word a cycle
-        # (its reset to 0 at a load's start comes with same_bank still 0). Two flip-flops: its word is in
-        # (`staged_settled`, or it reads none of a loading bank), and its word is the one at the pointer.
+        # (its reset to 0 at a load's start comes with same_bank still 0): whether its word is in
+        # (`staged_settled`, or it reads none of a loading bank); whether it is the one at the pointer is made
+        # as the entries' is (below).
         # same_bank a cycle early is exact: the loader state it follows changes only at a load's start, into a
         # bank that is not being read, or at its end, when every word is in; and the command's bank is set
         # before its first push.
         # Whether it reads is not part of the registered check (`staged_in`) but ORed in after (`staged.reads`
         # is registered anyway): the sequencer's `reads` is logic after its bounds compare (the 8x8's critical
         # path at seed 4 after 2a24b67: the position `h` -> the compare -> `reads` -> the check, 6.92 ns).
-        staged_in, staged_at = Signal(), Signal()
+        staged_in = Signal()
         addr = self.push_data.act_addr
-        m.d.sync += [
-            staged_in.eq(~self.same_bank | (addr < self.written) | (self.writing & (addr == self.written))),
-            staged_at.eq(Mux(self.writing, addr == self.written + 1, addr == self.written)),
-        ]
+        m.d.sync += staged_in.eq(~self.same_bank | (addr < self.written) | (self.writing & (addr == self.written)))
         staged_settled = Signal()
         m.d.comb += staged_settled.eq(~staged.reads | staged_in)
         push, push_data = staged_valid, staged
@@ -114,8 +112,11 @@ class SlotQueue(wiring.Component):
         # at seed 1 after b9e7d05: `written_at` -> a 14-bit equality's three LUT levels -> `ok2_written_now`,
         # 7.18 ns). The same for every entry whose flag matters: one whose word is not in has its address at or
         # beyond the pointer, where the two agree; one whose word is in has its flag set already.
-        at_pointer = [~(self.written_at[k] - entry.act_addr)[max(len(entry.act_addr), len(self.written_at[k]))]
-                      for k, entry in enumerate(entries)]
+        # The staged slot's likewise, from its register and `written` (the pointer-wide add and equality in front
+        # of a flip-flop made at staging were the 8x8's critical path at seed 1 after b396fbe, 6.95 ns).
+        at_pointer = [~(pointer - slot.act_addr)[max(len(slot.act_addr), len(pointer))]
+                      for slot, pointer in [*zip(entries, self.written_at), (staged, self.written)]]
+        staged_at = at_pointer.pop()
 
         next_count, pop, pop_entries = Signal.like(count), Signal(), Signal()
         # The head may pop: the queue is not empty (see `next_empty` below) and the head is not held (it
