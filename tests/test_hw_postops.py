@@ -546,3 +546,24 @@ def test_every_shift_saturates_exactly_at_the_edges(lanes):
     layers += [Layer(spec, PostOps(requant=True, zero_point=z), near, halves) for z in (5, -7)]
     bench = StreamBench(spec, max_m_folds=16)
     bench.check(layers, bench.run(layers, p_valid=1.0, p_ready=0.8, seed=63, max_cycles=60000))
+
+
+def test_every_output_type_saturates_at_its_own_bounds():
+    """Every output width 1-32, signed and unsigned (uint32 excepted), back to back: the range (lo, hi) the chain makes from the
+    command's out_bits and out_signed (a thermometer code of out_bits, then one LUT per bound bit) must clamp
+    exactly at the type's min and max, with values just inside and just outside both."""
+    spec = make_spec(cols=4, lanes=2)
+    rng = np.random.default_rng(32)
+    M, E, F = 4, 2, 3
+    unit = QuantParams(bias=np.zeros(M, dtype=np.int64), shift=np.zeros(M, dtype=np.int64),
+                       multiplier=np.ones(M, dtype=np.int64))
+    layers = []
+    for bits in range(1, 33):
+        for is_signed in (True, False) if bits < 32 else (True,):     # uint32 does not fit int32 lanes
+            out = IntType(bits, signed=is_signed)
+            edges = np.array([out.min - 1, out.min, out.min + 1, out.max - 1, out.max, out.max + 1,
+                              int32.min, int32.max, 0, -1], dtype=np.int64)
+            acc = np.clip(rng.choice(edges, size=(M, E, F)), int32.min, int32.max)
+            layers.append(Layer(spec, PostOps(requant=True, out_type=out), acc, unit))
+    bench = StreamBench(spec)
+    bench.check(layers, bench.run(layers, p_valid=0.9, p_ready=0.8, seed=32, max_cycles=60000))

@@ -13,7 +13,7 @@ cycle.
 
 Stages (one register each; lane ``j`` of every stage is channel ``mf*cols + g*lanes + j`` of the group's beat)::
 
-    i ─► S1 group ─► S2 group + params ─► S3 x = acc + bias ─► S4-S7 p = x * multiplier ─► S8 sh = 2p >> shift
+    i ─► S1 group ─► S2 group + params ─► S3 acc, bias ─► S4-S7 p = (acc + bias) * multiplier ─► S8 sh = 2p >> shift
       ─► S9 r = ((sh + 1) >> 1) + z, under/over ─► S10 y = clamp(r) ─► S11 horizontal pair ─► S12 window ─► O ─► o
 
     (a narrow chain, ``G > 1``: S11 the pair's compare and sum ─► S11b the pair, its sum + 2)
@@ -23,8 +23,9 @@ Stages (one register each; lane ``j`` of every stage is channel ``mf*cols + g*la
   groups of a beat and offers it on ``o`` with the last one.
 - The params memory holds one word of ``lanes`` channels per (m-fold, group) and is read as the group is taken;
   it answers from a register in S2 (a `PipelinedMemory`: no block RAM clock-to-out in front of an adder); S3
-  adds the bias (or 0), widening to ``max(acc_bits, 32) + 1``; S4-S7 is the multiply, a `WideMultiplier` (18-bit
-  tiles on hard multipliers with their own registers, then two registered levels of partial sums); S8 is the
+  registers the bias (or 0) beside the accumulator, and their sum x (``max(acc_bits, 32) + 1`` bits, exact) is
+  made in front of S4; S4-S7 is the multiply of x, a `WideMultiplier` (18-bit tiles on hard multipliers with
+  their own input registers, then two registered levels of partial sums); S8 is the
   barrel shifter (by multiples of `SHIFT_UNIT`: S3 pre-shifts the multiplier left by the rest, so the product
   carries it; iCE40 keeps the whole shift in S8) and S9 the rounding of ``round_shift(p, s) = ((2p >> s) + 1) >> 1`` with the output zero
   point added in the same adder (``(sh + 2z + 1) >> 1``), beside the saturation tests made on the shifted value
@@ -416,18 +417,23 @@ class PostOpPipeline(wiring.Component):
         # The type's range itself is made a stage earlier still (S5 -> S6, registered beside the group's S6 tag:
         # the 8x8's critical path at seed 4 went s6 out_bits -> acc_bits - out_bits -> the shift -> lo7/hi7).
         s5, s6, s7 = tags[4 + X], tags[5 + X], tags[6 + X]
-        # The range as a table of (out_bits, out_signed) -> (lo, hi) constants, each bit a function of those
-        # seven tag bits (two LUT levels), not `acc_bits - out_bits` and a shift of all-ones (a carry chain and
-        # a shifter: the 8x8's critical path at seed 3, `s5_tag` -> `s6_type_hi`, 7.28 ns). The host checks
-        # 1 <= out_bits <= acc_bits; other codes leave the registers as they are.
+        # The range from a thermometer code of out_bits registered a stage earlier (S4 -> S5: `therm[k]` is
+        # k < out_bits, a shift of all-ones, three LUT levels from S4's tag), so that each bit of lo and hi is one
+        # LUT of two of its bits and the sign: hi = 2**(bits - s) - 1 has bit k set where k + s < bits, and a
+        # signed lo = -2**(bits - 1) has bit k set where k + 1 >= bits. Not `acc_bits - out_bits` and a shift
+        # of all-ones in one stage (a carry chain and a shifter: the 8x8's critical path at seed 3, `s5_tag` ->
+        # `s6_type_hi`, 7.28 ns), nor a table of the seven tag bits (six and seven LUT levels after synthesis:
+        # the critical path at seed 2 after the bias change, 6.99 ns; a full table is mapped to a block RAM).
+        # The host checks 1 <= out_bits <= acc_bits.
+        s4 = tags[3 + X]
+        therm = stage("s5_therm", unsigned(acc_bits + 2))
+        with m.If(advance):
+            m.d.sync += therm.eq(~(Const(-1, acc_bits + 2) << s4.out_bits))
         type_lo, type_hi = stage("s6_type_lo", signed(acc_bits + 1)), stage("s6_type_hi", signed(acc_bits + 1))
-        with m.If(advance), m.Switch(Cat(s5.out_bits, s5.out_signed)):
-            for bits in range(1, acc_bits + 1):
-                umax = (1 << bits) - 1
-                for is_signed in (0, 1):
-                    with m.Case(bits | is_signed << len(s5.out_bits)):
-                        m.d.sync += [type_hi.eq(umax >> 1 if is_signed else umax),
-                                     type_lo.eq(-(umax >> 1) - 1 if is_signed else 0)]
+        with m.If(advance):
+            m.d.sync += [type_hi.eq(Cat(*(Mux(s5.out_signed, therm[k + 1], therm[k])
+                                          for k in range(acc_bits + 1)))),
+                         type_lo.eq(Cat(*(s5.out_signed & ~therm[k + 1] for k in range(acc_bits + 1))))]
         lo7, hi7 = stage("s7_type_lo", signed(acc_bits + 1)), stage("s7_type_hi", signed(acc_bits + 1))
         not_2z7 = stage("s7_not_2z", signed(len(s6.zero_point) + 2))
         with m.If(advance):
@@ -577,20 +583,25 @@ class PostOpPipeline(wiring.Component):
             out_lanes.append(Mux(out16, fp32_to_format(value, fmt), value))
             lb_lanes.append(Cat(pair, Const(0, lb_bits - 32)))
         for j in range(0 if spec.is_float else lanes):
-            # S3: bias add, and the multiplier operands (bypassed to *1 >> 0 without requantization).
+            # S3: the accumulator and bias, and the multiplier operands (bypassed to *1 >> 0 without
+            # requantization).
             lane = params[j]
             acc = s2_group[j * acc_bits:(j + 1) * acc_bits].as_signed()
-            x, mult = stage(f"s3_x_{j}", signed(x_bits)), stage(f"s3_mult_{j}", signed(m_bits))
+            acc3, bias3 = stage(f"s3_acc_{j}", signed(acc_bits)), stage(f"s3_bias_{j}", lane.bias.shape())
+            mult = stage(f"s3_mult_{j}", signed(m_bits))
             shift3 = stage(f"s3_shift_{j}", unsigned(6))
             shift2 = Signal(unsigned(6), name=f"s2_shift_{j}")
             m.d.comb += shift2.eq(Mux(s2.requant, lane.shift, 0))
-            # The parameter word comes from a block RAM that can sit far from the lane: the bias goes straight
-            # into the adder and the choice without bias comes after it; the multiplier is pre-shifted by the
-            # word's own shift and then chosen against the constant that 1 << e is without requantization (the
-            # 8x8's critical path at seed 1: the word -> the bias gate -> the adder, 7.59 ns, 3.6 ns of it the
-            # route from the block RAM).
+            # The parameter word comes from a block RAM that can sit far from the lane: S3 registers the bias
+            # (0 without bias) beside the accumulator, and x = acc + bias is made from those flip-flops in front
+            # of the multiplier's own input registers (S4), so no carry chain follows the route from the block
+            # RAM (the 8x8's critical path at seeds 2 and 3: the word -> the 33-bit adder -> S3's x, 6.75 and
+            # 7.08 ns, 2.7-3.0 ns of it that route). The multiplier is pre-shifted by the word's own shift and
+            # then chosen against the constant that 1 << e is without requantization.
+            x = Signal(signed(x_bits), name=f"s3_x_{j}")
+            m.d.comb += x.eq(acc3 + bias3)
             with m.If(advance):
-                m.d.sync += [x.eq(Mux(s2.bias, acc + lane.bias, acc)),
+                m.d.sync += [acc3.eq(acc), bias3.eq(Mux(s2.bias, lane.bias, 0)),
                              mult.eq(Mux(s2.requant, lane.multiplier << ~lane.shift[:pre_bits],
                                          1 << ((1 << pre_bits) - 1)) if pre_bits
                                      else Mux(s2.requant, lane.multiplier, 1)),
