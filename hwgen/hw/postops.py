@@ -13,7 +13,7 @@ cycle.
 
 Stages (one register each; lane ``j`` of every stage is channel ``mf*cols + g*lanes + j`` of the group's beat)::
 
-    i ─► S1 group ─► S2 group + params ─► S3 acc, bias ─► S4-S7 p = (acc + bias) * multiplier ─► S8 sh = 2p >> shift
+    i ─► S1 group ─► S2 group + params ─► S3 x = acc + bias ─► S4-S7 p = x * multiplier ─► S8 sh = 2p >> shift
       ─► S9 r = ((sh + 1) >> 1) + z, under/over ─► S10 y = clamp(r) ─► S11 horizontal pair ─► S12 window ─► O ─► o
 
     (a narrow chain, ``G > 1``: S11 the pair's compare and sum ─► S11b the pair, its sum + 2)
@@ -23,10 +23,10 @@ Stages (one register each; lane ``j`` of every stage is channel ``mf*cols + g*la
   groups of a beat and offers it on ``o`` with the last one.
 - The params memory holds one word of ``lanes`` channels per (m-fold, group) and is read as the group is taken;
   it answers from a register in S2 (a `PipelinedMemory`: no block RAM clock-to-out in front of an adder); S3
-  registers the bias (or 0) beside the accumulator, and their sum x (``max(acc_bits, 32) + 1`` bits, exact) is
-  made in front of S4; S4-S7 is the multiply of x, a `WideMultiplier` (18-bit tiles on hard multipliers with
-  their own input registers, then two registered levels of partial sums); S8 is the
-  barrel shifter (by multiples of `SHIFT_UNIT`: S3 pre-shifts the multiplier left by the rest, so the product
+  adds the bias (or 0), widening to ``max(acc_bits, 32) + 1`` bits (the low 17 bits and their carry registered
+  in S3, the high bits added from S3's registers in front of S4); S4-S7 is the multiply, a `WideMultiplier`
+  (18-bit tiles on hard multipliers with their own input registers, then two registered levels of partial
+  sums); S8 is the barrel shifter (by multiples of `SHIFT_UNIT`: S3 pre-shifts the multiplier left by the rest, so the product
   carries it; iCE40 keeps the whole shift in S8) and S9 the rounding of ``round_shift(p, s) = ((2p >> s) + 1) >> 1`` with the output zero
   point added in the same adder (``(sh + 2z + 1) >> 1``), beside the saturation tests made on the shifted value
   (``(sh + 1) >> 1 < lo`` exactly when ``sh < 2 lo - 1``, ``> hi`` when ``sh > 2 hi``), so S10's clamp is a
@@ -97,7 +97,7 @@ from .fanout import registered_copies
 from .fpu import (fp32_add, fp32_max, fp32_max_choice, fp32_max_flags, fp32_mul_operands, fp32_mul_round,
                   fp32_relu, fp32_round_to, fp32_to_format)
 from .lfsr import unrolled_draw
-from .wide_multiplier import WideMultiplier
+from .wide_multiplier import WideMultiplier, operand_parts
 
 __all__ = ["PostOpPipeline"]
 
@@ -583,25 +583,41 @@ class PostOpPipeline(wiring.Component):
             out_lanes.append(Mux(out16, fp32_to_format(value, fmt), value))
             lb_lanes.append(Cat(pair, Const(0, lb_bits - 32)))
         for j in range(0 if spec.is_float else lanes):
-            # S3: the accumulator and bias, and the multiplier operands (bypassed to *1 >> 0 without
-            # requantization).
+            # S3: bias add, and the multiplier operands (bypassed to *1 >> 0 without requantization).
             lane = params[j]
             acc = s2_group[j * acc_bits:(j + 1) * acc_bits].as_signed()
-            acc3, bias3 = stage(f"s3_acc_{j}", signed(acc_bits)), stage(f"s3_bias_{j}", lane.bias.shape())
             mult = stage(f"s3_mult_{j}", signed(m_bits))
             shift3 = stage(f"s3_shift_{j}", unsigned(6))
             shift2 = Signal(unsigned(6), name=f"s2_shift_{j}")
             m.d.comb += shift2.eq(Mux(s2.requant, lane.shift, 0))
-            # The parameter word comes from a block RAM that can sit far from the lane: S3 registers the bias
-            # (0 without bias) beside the accumulator, and x = acc + bias is made from those flip-flops in front
-            # of the multiplier's own input registers (S4), so no carry chain follows the route from the block
-            # RAM (the 8x8's critical path at seeds 2 and 3: the word -> the 33-bit adder -> S3's x, 6.75 and
-            # 7.08 ns, 2.7-3.0 ns of it that route). The multiplier is pre-shifted by the word's own shift and
-            # then chosen against the constant that 1 << e is without requantization.
+            # x = acc + bias (0 without bias), added in two halves split where the multiplier's operand parts are
+            # (`operand_parts`: 17 low bits): S3 registers the low half's sum and carry beside the high halves of acc
+            # and bias, and the high half's sum (with that carry) is made from those flip-flops in front of the
+            # multiplier's own input registers (S4). The parameter word comes from a block RAM that can sit far
+            # from the lane, and the multiplier's tiles from the lane: a 33-bit carry chain after either route
+            # was the 8x8's critical path (the word -> the adder -> S3's x, seeds 2 and 3 at e2d32fb, 6.75 and
+            # 7.08 ns, 2.7-3.0 ns of it the route from the block RAM; the bias register -> the adder -> a tile's
+            # A pins, seed 1 with the whole add after S3, 6.94 ns, 3.0 ns of it the route to the tile).
+            parts = operand_parts(signed(x_bits))
+            low_bits = parts[1][0] if len(parts) > 1 else x_bits // 2
+            acc_x, bias_x = Signal(signed(x_bits)), Signal(signed(x_bits))
+            m.d.comb += [acc_x.eq(acc), bias_x.eq(lane.bias)]
+            low3 = stage(f"s3_x_low_{j}", unsigned(low_bits + 1))
+            acc_high3 = stage(f"s3_acc_high_{j}", unsigned(x_bits - low_bits))
+            bias_high3 = stage(f"s3_bias_high_{j}", unsigned(x_bits - low_bits))
+            carry = low3[low_bits]
+            # acc + bias + carry as one adder: (2 acc + carry) + (2 bias + carry) = 2 (acc + bias + carry)
+            high = (Cat(carry, acc_high3) + Cat(carry, bias_high3))[1:x_bits - low_bits + 1]
             x = Signal(signed(x_bits), name=f"s3_x_{j}")
-            m.d.comb += x.eq(acc3 + bias3)
+            m.d.comb += x.eq(Cat(low3[:low_bits], high))
+            # The multiplier is pre-shifted by the word's own shift and then chosen against the constant that
+            # 1 << e is without requantization.
             with m.If(advance):
-                m.d.sync += [acc3.eq(acc), bias3.eq(Mux(s2.bias, lane.bias, 0)),
+                # The word's bias goes straight into the low adder, the choice without bias after it (a gate
+                # in front of the chain added a LUT and a route after the block RAM's: 7.48 ns at seed 1).
+                m.d.sync += [low3.eq(Mux(s2.bias, acc_x[:low_bits] + bias_x[:low_bits], acc_x[:low_bits])),
+                             acc_high3.eq(acc_x[low_bits:]),
+                             bias_high3.eq(Mux(s2.bias, bias_x[low_bits:], 0)),
                              mult.eq(Mux(s2.requant, lane.multiplier << ~lane.shift[:pre_bits],
                                          1 << ((1 << pre_bits) - 1)) if pre_bits
                                      else Mux(s2.requant, lane.multiplier, 1)),
