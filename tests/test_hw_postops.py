@@ -549,9 +549,9 @@ def test_every_shift_saturates_exactly_at_the_edges(lanes):
 
 
 def test_every_output_type_saturates_at_its_own_bounds():
-    """Every output width 1-32, signed and unsigned (uint32 excepted), back to back: the range (lo, hi) the chain makes from the
-    command's out_bits and out_signed (a thermometer code of out_bits, then one LUT per bound bit) must clamp
-    exactly at the type's min and max, with values just inside and just outside both."""
+    """Every output width 1-32, signed and unsigned (uint32 excepted), back to back: the range (lo, hi) the
+    chain makes from the command's out_bits and out_signed (a thermometer code of out_bits, then one LUT per
+    bound bit) must clamp exactly at the type's min and max, with values just inside and just outside both."""
     spec = make_spec(cols=4, lanes=2)
     rng = np.random.default_rng(32)
     M, E, F = 4, 2, 3

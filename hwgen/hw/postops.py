@@ -26,8 +26,8 @@ Stages (one register each; lane ``j`` of every stage is channel ``mf*cols + g*la
   adds the bias (or 0), widening to ``max(acc_bits, 32) + 1`` bits (the low 17 bits and their carry registered
   in S3, the high bits added from S3's registers in front of S4); S4-S7 is the multiply, a `WideMultiplier`
   (18-bit tiles on hard multipliers with their own input registers, then two registered levels of partial
-  sums); S8 is the barrel shifter (by multiples of `SHIFT_UNIT`: S3 pre-shifts the multiplier left by the rest, so the product
-  carries it; iCE40 keeps the whole shift in S8) and S9 the rounding of ``round_shift(p, s) = ((2p >> s) + 1) >> 1`` with the output zero
+  sums); S8 is the barrel shifter (by multiples of `SHIFT_UNIT`: S3 pre-shifts the multiplier left by the
+  rest, so the product carries it; iCE40 keeps the whole shift in S8) and S9 the rounding of ``round_shift(p, s) = ((2p >> s) + 1) >> 1`` with the output zero
   point added in the same adder (``(sh + 2z + 1) >> 1``), beside the saturation tests made on the shifted value
   (``(sh + 1) >> 1 < lo`` exactly when ``sh < 2 lo - 1``, ``> hi`` when ``sh > 2 hi``), so S10's clamp is a
   multiplexer; the bounds (from the output type, raised to 0 by ReLU) are registered as the group enters S8.
@@ -92,6 +92,7 @@ from amaranth.lib.wiring import In, Out
 from ..postops import POOL_CODES, column_seeds, config_layout, params_layout
 from ..spec import AcceleratorSpec
 from . import target
+from .arith import add_with_carry
 from .bram import PipelinedMemory
 from .fanout import registered_copies
 from .fpu import (fp32_add, fp32_max, fp32_max_choice, fp32_max_flags, fp32_mul_operands, fp32_mul_round,
@@ -598,16 +599,13 @@ class PostOpPipeline(wiring.Component):
             # was the 8x8's critical path (the word -> the adder -> S3's x, seeds 2 and 3 at e2d32fb, 6.75 and
             # 7.08 ns, 2.7-3.0 ns of it the route from the block RAM; the bias register -> the adder -> a tile's
             # A pins, seed 1 with the whole add after S3, 6.94 ns, 3.0 ns of it the route to the tile).
-            parts = operand_parts(signed(x_bits))
-            low_bits = parts[1][0] if len(parts) > 1 else x_bits // 2
+            low_bits = operand_parts(signed(x_bits))[1][0]     # x_bits >= 33: two parts or more
             acc_x, bias_x = Signal(signed(x_bits)), Signal(signed(x_bits))
             m.d.comb += [acc_x.eq(acc), bias_x.eq(lane.bias)]
             low3 = stage(f"s3_x_low_{j}", unsigned(low_bits + 1))
             acc_high3 = stage(f"s3_acc_high_{j}", unsigned(x_bits - low_bits))
             bias_high3 = stage(f"s3_bias_high_{j}", unsigned(x_bits - low_bits))
-            carry = low3[low_bits]
-            # acc + bias + carry as one adder: (2 acc + carry) + (2 bias + carry) = 2 (acc + bias + carry)
-            high = (Cat(carry, acc_high3) + Cat(carry, bias_high3))[1:x_bits - low_bits + 1]
+            high = add_with_carry(acc_high3, bias_high3, low3[low_bits])[:x_bits - low_bits]
             x = Signal(signed(x_bits), name=f"s3_x_{j}")
             m.d.comb += x.eq(Cat(low3[:low_bits], high))
             # The multiplier is pre-shifted by the word's own shift and then chosen against the constant that

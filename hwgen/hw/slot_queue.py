@@ -23,6 +23,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from .arith import add_with_carry
+
 __all__ = ["SlotQueue", "slot_layout"]
 
 
@@ -94,10 +96,9 @@ class SlotQueue(wiring.Component):
         staged_in = Signal()
         addr = self.push_data.act_addr
         n = max(len(addr), len(self.written))
-        # (2 a + c) + (2 b + c) = 2 (a + b + c): the sum's bits from 1 are a + b + c.
-        total = Cat(self.writing, self.written, Const(0, n + 1 - len(self.written))) + \
-            Cat(self.writing, ~Cat(addr, Const(0, n + 1 - len(addr))))
-        m.d.sync += staged_in.eq(~self.same_bank | ~total[n + 1])
+        total = add_with_carry(Cat(self.written, Const(0, n + 1 - len(self.written))),
+                               ~Cat(addr, Const(0, n + 1 - len(addr))), self.writing)
+        m.d.sync += staged_in.eq(~self.same_bank | ~total[n])
         staged_settled = Signal()
         m.d.comb += staged_settled.eq(~staged.reads | staged_in)
         push, push_data = staged_valid, staged
