@@ -24,11 +24,20 @@ Read-out (accelerator -> host), registered:
 Every input of the component is thus driven from flip-flops the host controls, and every output reaches a pin,
 so synthesis can neither constant-fold nor prune the array; the wrapper costs about one flip-flop per bit of the
 widest input and output payload.
+
+Reset on ECP5: the reset pin is registered and driven onto a global line (a ``DCCA``), and the wrapper and the
+component run in a domain ``core`` of the same clock with that reset. The reset reaches thousands of flip-flops'
+``LSR`` pins; on the general routing it was the net nextpnr's router1 kept ripping up on the 8x8's seeds it could
+not finish (fpga/README.md). Everything is held in reset one cycle longer than the pin says; no other cycle moves.
+Elsewhere (simulation, iCE40, whose nextpnr promotes a reset to a global buffer itself) the domain is ``sync``.
 """
 
-from amaranth.hdl import Cat, Module, Shape, Signal, Value
+from amaranth.hdl import Cat, ClockDomain, ClockSignal, Const, DomainRenamer, Instance, Module, ResetSignal, Shape, \
+    Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
+
+from hwgen.hw import target
 
 __all__ = ["PinLightTop", "stream_ports"]
 
@@ -86,7 +95,18 @@ class PinLightTop(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.core = core = self.component
+        core = self.component
+        dom = "sync"
+        if target.family(platform) == "ecp5":
+            dom = "core"
+            m.domains.core = ClockDomain("core", local=True)
+            reset_q, reset_global = Signal(init=1, reset_less=True), Signal()
+            m.d.sync += reset_q.eq(ResetSignal("sync"))
+            m.submodules.reset_buffer = Instance("DCCA", i_CLKI=reset_q, i_CE=Const(1), o_CLKO=reset_global)
+            m.d.comb += [ClockSignal("core").eq(ClockSignal("sync")), ResetSignal("core").eq(reset_global)]
+            core = DomainRenamer({"sync": "core"})(core)
+        m.submodules.core = core
+        core = self.component
         n = self.io_bits
 
         # Load path: one shift register shared by all input streams. `din_busy` (any beat pending) is a
@@ -96,14 +116,14 @@ class PinLightTop(wiring.Component):
         pending, next_pending = Signal(len(self.inputs)), Signal(len(self.inputs))
         pieces = _ceil_div(self.in_chunks, max(1, 64 // n))
         busy_copies = [Signal(name=f"din_busy_copy_{k}") for k in range(pieces)]
-        m.d.sync += [pending.eq(next_pending), self.din_busy.eq(next_pending.any()),
+        m.d[dom] += [pending.eq(next_pending), self.din_busy.eq(next_pending.any()),
                      *(copy.eq(next_pending.any()) for copy in busy_copies)]
         chunk_bits = _ceil_div(self.in_chunks, pieces) * n
         shifted = Cat(shreg[n:], self.din)
         for k, busy in enumerate(busy_copies):
             part = slice(k * chunk_bits, min((k + 1) * chunk_bits, len(shreg)))
             with m.If(self.din_valid & ~busy):
-                m.d.sync += shreg[part].eq(shifted[part])
+                m.d[dom] += shreg[part].eq(shifted[part])
         m.d.comb += next_pending.eq(pending)
         for index, (name, width) in enumerate(self.inputs):
             port = getattr(core, name)
@@ -131,20 +151,20 @@ class PinLightTop(wiring.Component):
             m.d.comb += [take.eq(empty & (self.dout_sel == index)), port.ready.eq(take)]
             payload = Value.cast(port.payload)
             with m.If(take & port.valid):
-                m.d.sync += [left.eq(_ceil_div(width, n)), *(e.eq(0) for e in empties)]
+                m.d[dom] += [left.eq(_ceil_div(width, n)), *(e.eq(0) for e in empties)]
             for piece, copy in zip(pieces, empties):
                 with m.If(copy & (self.dout_sel == index) & port.valid):
-                    m.d.sync += outreg[piece].eq(payload[piece] if piece.start < len(payload) else 0)
+                    m.d[dom] += outreg[piece].eq(payload[piece] if piece.start < len(payload) else 0)
         with m.If(self.dout_valid & self.dout_next):
-            m.d.sync += [left.eq(left - 1), *(e.eq(left == 1) for e in empties)]
+            m.d[dom] += [left.eq(left - 1), *(e.eq(left == 1) for e in empties)]
         for piece, copy in zip(pieces, empties):
             with m.If(~copy & self.dout_next):
-                m.d.sync += outreg[piece].eq(shifted[piece] if piece.start < len(shifted) else 0)
+                m.d[dom] += outreg[piece].eq(shifted[piece] if piece.start < len(shifted) else 0)
 
         if self.status_bits:
             bits = Cat(*[getattr(core, name) for name, _ in self.status_ports])
             folded = bits[:self.status_bits]
             for start in range(self.status_bits, len(bits), self.status_bits):
                 folded = folded ^ bits[start:start + self.status_bits]
-            m.d.sync += self.status.eq(folded)
+            m.d[dom] += self.status.eq(folded)
         return m

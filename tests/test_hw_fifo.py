@@ -1,5 +1,6 @@
 """`hwgen.hw.fifo.BlockRAMFIFO` (the weight FIFO) against a queue model (`FIFOModel`): random writes and pops,
-the same words in order, the head no earlier than ``WRITE_TO_READ`` cycles after its write, ``next_r_rdy``
+the same words in order (garbage on the payload while ``valid`` is low), the head no earlier than
+``WRITE_TO_READ`` cycles after its write, ``next_r_rdy``
 equal to the next cycle's ``r_rdy``, the capacity ``depth + QUEUE``, and a word per cycle while words are
 stored. The generic form on Amaranth's simulator (the ECP5 form, DP16KD instances in several read parts, runs
 in the cocotb accelerator tests with `sim/models/ecp5_cells.v`).
@@ -52,7 +53,9 @@ def test_fifo_equals_a_queue(p_write, p_pop):
             write = bool(rng.random() < p_write) and word < 400
             pop = bool(rng.random() < p_pop)
             ctx.set(dut.w_stream.valid, write)
-            ctx.set(dut.w_stream.payload, word)
+            # Without valid the payload is garbage: the block RAM writes it at the free slot (its write
+            # enable is the not-full flag), and the next word must overwrite it before any read.
+            ctx.set(dut.w_stream.payload, word if write else int(rng.integers(1 << 12)))
             ctx.set(dut.r_en, pop)
             rdy = ctx.get(dut.r_rdy)
             assert rdy == predicted_rdy, f"cycle {cycle}: r_rdy {rdy}, next_r_rdy said {predicted_rdy}"
