@@ -101,7 +101,7 @@ class PinLightTop(wiring.Component):
             dom = "core"
             m.domains.core = ClockDomain("core", local=True)
             reset_q, reset_global = Signal(init=1, reset_less=True), Signal()
-            m.d.sync += reset_q.eq(ResetSignal("sync"))
+            m.d.sync += reset_q.eq(ResetSignal("sync", allow_reset_less=True))
             m.submodules.reset_buffer = Instance("DCCA", i_CLKI=reset_q, i_CE=Const(1), o_CLKO=reset_global)
             m.d.comb += [ClockSignal("core").eq(ClockSignal("sync")), ResetSignal("core").eq(reset_global)]
             core = DomainRenamer({"sync": "core"})(core)
