@@ -69,6 +69,45 @@ def test_head_fifo_equals_a_queue(p_write, p_pop):
     assert len(released) >= len(got)
 
 
+@pytest.mark.parametrize("p_write, p_pop", [(0.9, 0.3), (0.3, 0.9), (1.0, 1.0), (0.6, 0.6), (1.0, 0.5)])
+def test_head_fifo_read_parts_form_is_cycle_identical(p_write, p_pop):
+    """`read_parts=4` (the read and output-register enables as flip-flop copies, registered with the consumer's
+    `next_r_en`) against the one-part form on the same random writes and pops: the same ready, head, data and
+    `released` in every cycle."""
+    rng = np.random.default_rng(int(100 * p_write + 7 * p_pop))
+    cycles = 500
+    writes = rng.random(cycles) < p_write
+    pops = np.append(rng.random(cycles) < p_pop, False)
+
+    def trace(read_parts):
+        dut = BlockRAMHeadFIFO(width=16, depth=5, read_parts=read_parts)
+        seen = []
+
+        async def testbench(ctx):
+            word = 0
+            for cycle in range(cycles):
+                ctx.set(dut.w_stream.valid, bool(writes[cycle]))
+                ctx.set(dut.w_stream.payload, word if writes[cycle] else int(rng.integers(1 << 16)))
+                ctx.set(dut.r_en, bool(pops[cycle]))
+                if read_parts > 1:
+                    ctx.set(dut.next_r_en, bool(pops[cycle + 1]))
+                ready, rdy = ctx.get(dut.w_stream.ready), ctx.get(dut.r_rdy)
+                seen.append((ready, rdy, ctx.get(dut.r_data) if rdy else None, ctx.get(dut.released)))
+                if writes[cycle] and ready:
+                    word += 1
+                await ctx.tick()
+
+        sim = Simulator(dut)
+        sim.add_clock(1e-6)
+        sim.add_testbench(testbench)
+        sim.run()
+        return seen
+
+    one, four = trace(1), trace(4)
+    assert sum(rdy and pops[k] for k, (_, rdy, _, _) in enumerate(one)) > 50
+    assert four == one
+
+
 def test_head_fifo_delivers_a_word_per_cycle():
     """Ten words written back to back, then popped every cycle: heads in cycles 3..12 after the first write."""
     dut = BlockRAMHeadFIFO(width=8, depth=16)

@@ -66,10 +66,13 @@ def check_parts(label, parts):
 class PipelinedMemory(wiring.Component):
     """``depth`` words of ``width`` bits; one write port, one two-step read port (see the module docstring)."""
 
-    def __init__(self, *, width, depth, read_parts=1, write_parts=1):
+    def __init__(self, *, width, depth, read_parts=1, write_parts=1, data_en_parts=False):
         self.width, self.depth = check_width_depth(width, depth)
         self.read_parts = check_parts("read_parts", read_parts)
         self.write_parts = check_parts("write_parts", write_parts)
+        if data_en_parts and read_parts == 1:
+            raise ValueError("data_en_parts needs read_parts > 1 (a copy of data_en per read part)")
+        self.split_data_en = bool(data_en_parts)
         members = {
             "write_addr": In(range(depth)), "write_data": In(unsigned(width)), "write_en": In(1),
             "read_addr": In(range(depth)), "read_en": In(1),
@@ -82,6 +85,8 @@ class PipelinedMemory(wiring.Component):
             # address pins of every block of a wide memory; the generic form reads read_addr only.
             members["read_addr_parts"] = In(unsigned(read_parts * Shape.cast(range(depth)).width))
             members["read_en_parts"] = In(read_parts)       # copies of read_en, likewise
+            if data_en_parts:
+                members["data_en_parts"] = In(read_parts)   # and of data_en (the generic form: data_en)
         if write_parts > 1:
             # Copies of write_addr and write_en, likewise: copy k drives the k-th part of the ECP5 form's block
             # RAM columns; the generic form writes at write_addr / write_en only.
@@ -133,11 +138,13 @@ class PipelinedMemory(wiring.Component):
                 m.d.comb += [din.eq(self.write_data[lo:hi]), banked[b][lo:hi].eq(dout[:hi - lo])]
                 wa, ra = Signal(14, name=f"ram{b}_{c}_wa"), Signal(14, name=f"ram{b}_{c}_ra")
                 # The word address sits on AD[13:lsb]; in 18-bit mode AD[1:0] are port A's byte enables.
-                read_addr, read_en = self.read_addr, self.read_en
+                read_addr, read_en, data_en = self.read_addr, self.read_en, self.data_en
                 if self.read_parts > 1:
                     part, bits = c * self.read_parts // columns, len(self.read_addr)
                     read_addr = self.read_addr_parts[part * bits:(part + 1) * bits]
                     read_en = self.read_en_parts[part]
+                    if self.split_data_en:
+                        data_en = self.data_en_parts[part]
                 m.d.comb += [wa.eq((write_addr[:low_bits] << lsb) | (0b11 if block_width == 18 else 0)),
                              ra.eq(read_addr[:low_bits] << lsb)]
                 ports = {}
@@ -154,7 +161,7 @@ class PipelinedMemory(wiring.Component):
                     p_GSR="AUTO",
                     i_CLKA=ClockSignal(), i_CEA=1, i_OCEA=1, i_WEA=write_here, i_RSTA=0,
                     i_CSA0=0, i_CSA1=0, i_CSA2=0,
-                    i_CLKB=ClockSignal(), i_CEB=read_en, i_OCEB=self.data_en, i_WEB=0, i_RSTB=0,
+                    i_CLKB=ClockSignal(), i_CEB=read_en, i_OCEB=data_en, i_WEB=0, i_RSTB=0,
                     i_CSB0=0, i_CSB1=0, i_CSB2=0,
                     **ports)
         if banks == 1:

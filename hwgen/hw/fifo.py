@@ -154,9 +154,10 @@ class BlockRAMHeadFIFO(wiring.Component):
     """
     WRITE_TO_HEAD = 3
 
-    def __init__(self, *, width, depth, write_parts=1):
+    def __init__(self, *, width, depth, write_parts=1, read_parts=1):
         self.width, self.depth = check_width_depth(width, depth)
         self.write_parts = check_parts("write_parts", write_parts)
+        self.read_parts = check_parts("read_parts", read_parts)
         members = {
             "w_stream": In(stream.Signature(unsigned(width))),
             "r_data": Out(unsigned(width)), "r_rdy": Out(1), "r_en": In(1),
@@ -168,12 +169,21 @@ class BlockRAMHeadFIFO(wiring.Component):
             # part k of the block RAM columns is written at copy k, with copies of the write pointer and of the
             # not-full flag of its own (`PipelinedMemory.write_parts`).
             members["w_valid_parts"] = In(write_parts)
+        if read_parts > 1:
+            # The consumer's r_en of the NEXT cycle (it registers r_en from it): the block RAM's read and
+            # output-register enables are then flip-flops, one copy per part of its columns (a wide FIFO's
+            # blocks sit far apart: one gate's route to all of them was the 8x8's critical path at seed 1
+            # with the post-op chain's bias change, `i.ready` -> the move -> a DP16KD `OCEB` 57 tiles away,
+            # 6.91 ns, 5.00 of it that route).
+            members["next_r_en"] = In(1)
         super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
         depth = self.depth
-        m.submodules.ram = storage = PipelinedMemory(width=self.width, depth=depth, write_parts=self.write_parts)
+        parts = self.read_parts
+        m.submodules.ram = storage = PipelinedMemory(width=self.width, depth=depth, write_parts=self.write_parts,
+                                                     read_parts=parts, data_en_parts=parts > 1)
         produce, consume = Signal(range(depth)), Signal(range(depth))
         stored = Signal(range(depth + 1))
         latched = Signal()                       # a word waits in the read latch
@@ -181,12 +191,11 @@ class BlockRAMHeadFIFO(wiring.Component):
                                                  # enable's route to the far block RAMs follows few gates)
         write, read, move, pop = Signal(), Signal(), Signal(), Signal()
         not_full = Signal(init=1)                # stored != depth, registered from the next count
+        next_move, next_read = Signal(), Signal()
         m.d.comb += [
             self.w_stream.ready.eq(not_full),
             write.eq(self.w_stream.valid & self.w_stream.ready),
             pop.eq(self.r_en & self.r_rdy),
-            move.eq(latched & (~self.r_rdy | pop)),                  # latch -> output register
-            read.eq(stored_nonzero & (~latched | move)),             # storage -> latch
             storage.write_addr.eq(produce), storage.write_data.eq(self.w_stream.payload),
             storage.write_en.eq(write),
             storage.read_addr.eq(consume), storage.read_en.eq(read), storage.data_en.eq(move),
@@ -201,9 +210,28 @@ class BlockRAMHeadFIFO(wiring.Component):
         # count, which is below depth while a write happens).
         next_not_full = ~(~read & Mux(write, stored == depth - 1, stored == depth))
         m.d.sync += not_full.eq(next_not_full)
-        m.d.sync += [stored.eq(next_stored), stored_nonzero.eq(write | Mux(read, stored >= 2, stored_nonzero)),
-                     latched.eq(read | (latched & ~move)),
-                     self.r_rdy.eq(move | (self.r_rdy & ~pop))]
+        next_stored_nonzero = write | Mux(read, stored >= 2, stored_nonzero)
+        next_latched, next_r_rdy = read | (latched & ~move), move | (self.r_rdy & ~pop)
+        m.d.sync += [stored.eq(next_stored), stored_nonzero.eq(next_stored_nonzero),
+                     latched.eq(next_latched), self.r_rdy.eq(next_r_rdy)]
+        if parts == 1:
+            m.d.comb += [move.eq(latched & (~self.r_rdy | pop)),                 # latch -> output register
+                         read.eq(stored_nonzero & (~latched | move))]            # storage -> latch
+        else:
+            # move = latched & (~r_rdy | r_en) and read = stored_nonzero & (~latched | move), each registered
+            # from the next values of the flip-flops it is made of (r_en's from `next_r_en`), with a copy per
+            # part of the block RAM columns; the copies of the read pointer move with the shared one.
+            m.d.comb += [next_move.eq(next_latched & (~next_r_rdy | self.next_r_en)),
+                         next_read.eq(next_stored_nonzero & (~next_latched | next_move))]
+            moves = flag_copies("move", parts)
+            reads = flag_copies("read", parts)
+            consumes = [Signal(range(depth), name=f"consume_copy_{k}") for k in range(parts)]
+            m.d.sync += [*assign_all(moves, next_move), *assign_all(reads, next_read)]
+            with m.If(read):
+                m.d.sync += [copy.eq(_advance(consume, depth)) for copy in consumes]
+            m.d.comb += [move.eq(moves[0]), read.eq(reads[0]),
+                         storage.read_addr_parts.eq(Cat(*consumes)), storage.read_en_parts.eq(Cat(*reads)),
+                         storage.data_en_parts.eq(Cat(*moves))]
         with m.If(write):
             m.d.sync += produce.eq(_advance(produce, depth))
         with m.If(read):

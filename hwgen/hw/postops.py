@@ -602,18 +602,27 @@ class PostOpPipeline(wiring.Component):
             low_bits = operand_parts(signed(x_bits))[1][0]     # x_bits >= 33: two parts or more
             acc_x, bias_x = Signal(signed(x_bits)), Signal(signed(x_bits))
             m.d.comb += [acc_x.eq(acc), bias_x.eq(lane.bias)]
-            low3 = stage(f"s3_x_low_{j}", unsigned(low_bits + 1))
+            low3 = stage(f"s3_x_low_{j}", unsigned(low_bits))
+            acc_low3 = stage(f"s3_acc_low_{j}", unsigned(low_bits))
+            carry3 = stage(f"s3_x_carry_{j}", 1)
             acc_high3 = stage(f"s3_acc_high_{j}", unsigned(x_bits - low_bits))
             bias_high3 = stage(f"s3_bias_high_{j}", unsigned(x_bits - low_bits))
-            high = add_with_carry(acc_high3, bias_high3, low3[low_bits])[:x_bits - low_bits]
+            high = add_with_carry(acc_high3, bias_high3, carry3)[:x_bits - low_bits]
             x = Signal(signed(x_bits), name=f"s3_x_{j}")
-            m.d.comb += x.eq(Cat(low3[:low_bits], high))
+            # Without bias the low half is acc's own, chosen here, in front of the multiplier's input registers
+            # (a gate after the low chain put a LUT and a route between the block RAM and S3: 7.14 ns at seed 2
+            # of b8dd837, 3.94 ns of it the route from the block RAM).
+            m.d.comb += x.eq(Cat(Mux(tags[2].bias, low3, acc_low3), high))
             # The multiplier is pre-shifted by the word's own shift and then chosen against the constant that
             # 1 << e is without requantization.
             with m.If(advance):
-                # The word's bias goes straight into the low adder, the choice without bias after it (a gate
-                # in front of the chain added a LUT and a route after the block RAM's: 7.48 ns at seed 1).
-                m.d.sync += [low3.eq(Mux(s2.bias, acc_x[:low_bits] + bias_x[:low_bits], acc_x[:low_bits])),
+                # The word's bias goes straight into the low adder and its sum straight into S3 (a gate in front
+                # of the chain added a LUT and a route after the block RAM's: 7.48 ns at seed 1 of an earlier
+                # form); the carry is kept only with bias (a flip-flop's synchronous reset, no LUT after it).
+                low_sum = Signal(unsigned(low_bits + 1), name=f"s2_x_low_sum_{j}")
+                m.d.comb += low_sum.eq(acc_x[:low_bits] + bias_x[:low_bits])
+                m.d.sync += [low3.eq(low_sum[:low_bits]), acc_low3.eq(acc_x[:low_bits]),
+                             carry3.eq(low_sum[low_bits] & s2.bias),
                              acc_high3.eq(acc_x[low_bits:]),
                              bias_high3.eq(Mux(s2.bias, bias_x[low_bits:], 0)),
                              mult.eq(Mux(s2.requant, lane.multiplier << ~lane.shift[:pre_bits],

@@ -61,6 +61,8 @@ WS_OUTPUT_FIFO_DEPTH = 7
 
 
 class AcceleratorTop(wiring.Component):
+    OUT_FIFO_READ_PARTS = 4     # copies of the post-op FIFO's block RAM read enables (one per part of its columns)
+
     def __init__(self, spec):
         if not isinstance(spec, AcceleratorSpec):
             raise TypeError(f"AcceleratorTop needs an AcceleratorSpec, not {spec!r}")
@@ -111,9 +113,11 @@ class AcceleratorTop(wiring.Component):
         # has room for it (`credit`, below), so it never fills and never stalls the pipeline.
         narrow = spec.postops and spec.postop_groups > 1
         if narrow:
-            m.submodules.out_fifo = out_fifo = BlockRAMHeadFIFO(width=spec.acc_word_bits,
-                                                                depth=spec.postop_fifo_depth,
-                                                                write_parts=Accumulator.WRITE_PARTS)
+            # A free-running chain tells its next `i.ready` a cycle ahead: the FIFO's read enables are then
+            # flip-flop copies (`read_parts`, `next_r_en`, driven in `_postops`).
+            m.submodules.out_fifo = out_fifo = BlockRAMHeadFIFO(
+                width=spec.acc_word_bits, depth=spec.postop_fifo_depth, write_parts=Accumulator.WRITE_PARTS,
+                read_parts=self.OUT_FIFO_READ_PARTS if PostOpPipeline.free_running(spec) else 1)
         else:
             m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=spec.acc_word_bits, depth=out_depth)
         feedback = None
@@ -672,6 +676,8 @@ class AcceleratorTop(wiring.Component):
             out_pop = Signal(name="out_fifo_r_en")
             m.d.sync += out_pop.eq(postops.next_i_ready)
             m.d.comb += out_fifo.r_en.eq(out_pop)
+            if out_fifo.read_parts > 1:
+                m.d.comb += out_fifo.next_r_en.eq(postops.next_i_ready)
         else:
             m.d.comb += out_fifo.r_en.eq(postops.i.ready & emit_queue.r_rdy)
         if postops.groups > 1:
