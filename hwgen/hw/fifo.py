@@ -170,9 +170,9 @@ class BlockRAMHeadFIFO(wiring.Component):
             # not-full flag of its own (`PipelinedMemory.write_parts`).
             members["w_valid_parts"] = In(write_parts)
         if read_parts > 1:
-            # The consumer's r_en of the NEXT cycle (it registers r_en from it): the block RAM's read and
-            # output-register enables are then flip-flops, one copy per part of its columns (a wide FIFO's
-            # blocks sit far apart: one gate's route to all of them was the 8x8's critical path at seed 1
+            # The consumer's r_en of the NEXT cycle (it registers r_en from it): the block RAM's output-register
+            # enable is then a flip-flop, and its read enable one gate from it, per part of its columns (a wide
+            # FIFO's blocks sit far apart: one gate's route to all of them was the 8x8's critical path at seed 1
             # with the post-op chain's bias change, `i.ready` -> the move -> a DP16KD `OCEB` 57 tiles away,
             # 6.91 ns, 5.00 of it that route).
             members["next_r_en"] = In(1)
@@ -191,7 +191,7 @@ class BlockRAMHeadFIFO(wiring.Component):
                                                  # enable's route to the far block RAMs follows few gates)
         write, read, move, pop = Signal(), Signal(), Signal(), Signal()
         not_full = Signal(init=1)                # stored != depth, registered from the next count
-        next_move, next_read = Signal(), Signal()
+        next_move = Signal()
         m.d.comb += [
             self.w_stream.ready.eq(not_full),
             write.eq(self.w_stream.valid & self.w_stream.ready),
@@ -218,15 +218,17 @@ class BlockRAMHeadFIFO(wiring.Component):
             m.d.comb += [move.eq(latched & (~self.r_rdy | pop)),                 # latch -> output register
                          read.eq(stored_nonzero & (~latched | move))]            # storage -> latch
         else:
-            # move = latched & (~r_rdy | r_en) and read = stored_nonzero & (~latched | move), each registered
-            # from the next values of the flip-flops it is made of (r_en's from `next_r_en`), with a copy per
-            # part of the block RAM columns; the copies of the read pointer move with the shared one.
-            m.d.comb += [next_move.eq(next_latched & (~next_r_rdy | self.next_r_en)),
-                         next_read.eq(next_stored_nonzero & (~next_latched | next_move))]
+            # move = latched & (~r_rdy | r_en), registered from the next values of the flip-flops it is made
+            # of (r_en's from `next_r_en`), with a copy per part of the block RAM columns; each part's read
+            # enable is one gate of its copy, stored_nonzero & (~latched | move) (registering it too put the
+            # chain's next i.ready and next_move in front of it: 7.01 ns at seed 1). The copies of the read
+            # pointer move with the shared one.
+            m.d.comb += next_move.eq(next_latched & (~next_r_rdy | self.next_r_en))
             moves = flag_copies("move", parts)
-            reads = flag_copies("read", parts)
+            m.d.sync += assign_all(moves, next_move)
+            reads = [Signal(name=f"read_part_{k}") for k in range(parts)]
+            m.d.comb += [part.eq(stored_nonzero & (~latched | copy)) for part, copy in zip(reads, moves)]
             consumes = [Signal(range(depth), name=f"consume_copy_{k}") for k in range(parts)]
-            m.d.sync += [*assign_all(moves, next_move), *assign_all(reads, next_read)]
             with m.If(read):
                 m.d.sync += [copy.eq(_advance(consume, depth)) for copy in consumes]
             m.d.comb += [move.eq(moves[0]), read.eq(reads[0]),
