@@ -104,9 +104,9 @@ class PinLightTop(wiring.Component):
             m.d.sync += reset_q.eq(ResetSignal("sync", allow_reset_less=True))
             m.submodules.reset_buffer = Instance("DCCA", i_CLKI=reset_q, i_CE=Const(1), o_CLKO=reset_global)
             m.d.comb += [ClockSignal("core").eq(ClockSignal("sync")), ResetSignal("core").eq(reset_global)]
-            core = DomainRenamer({"sync": "core"})(core)
-        m.submodules.core = core
-        core = self.component
+            m.submodules.core = DomainRenamer({"sync": "core"})(core)
+        else:
+            m.submodules.core = core
         n = self.io_bits
 
         # Load path: one shift register shared by all input streams. `din_busy` (any beat pending) is a
