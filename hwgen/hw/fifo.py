@@ -41,8 +41,11 @@ class BlockRAMFIFO(wiring.Component):
         # The read enable and address also as flip-flop copies, each driving a part of the block RAM columns
         # (a wide FIFO's blocks can sit far apart: one read enable's route to them was the 8x8's critical path).
         parts = min(self.READ_PARTS, ecp5_tiling(depth, self.width)[1])
+        # The write side's copies (below) only where the block RAM columns are separate cells (the generic
+        # form writes at the shared port: on iCE40 the copies were kept flip-flops and incrementers of no use).
+        write_parts = parts if target.family(platform) == "ecp5" else 1
         m.submodules.ram = storage = PipelinedMemory(width=self.width, depth=depth, read_parts=parts,
-                                                     write_parts=parts)
+                                                     write_parts=write_parts)
 
         # Storage side: words written and not yet read out of the block RAM.
         produce, consume = Signal(range(depth)), Signal(range(depth))
@@ -104,7 +107,7 @@ class BlockRAMFIFO(wiring.Component):
                      stored.eq(Mux(write, Mux(issue, stored, stored + 1), Mux(issue, stored - 1, stored))),
                      reserved.eq(next_reserved),
                      not_full.eq(~next_is(stored, depth, write, issue))]
-        if parts > 1:
+        if write_parts > 1:
             write_ens = flag_copies("not_full", parts, init=1)
             m.d.sync += assign_all(write_ens, ~next_is(stored, depth, write, issue))
             produces = [Signal.like(produce, name=f"produce_copy_{k}") for k in range(parts)]

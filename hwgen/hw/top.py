@@ -36,6 +36,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..postops import params_port_bits
 from ..spec import AcceleratorSpec
+from . import target
 from .accumulator import Accumulator
 from .addrgen import FoldSequencer
 from .bram import PipelinedMemory
@@ -113,12 +114,13 @@ class AcceleratorTop(wiring.Component):
         # has room for it (`credit`, below), so it never fills and never stalls the pipeline.
         narrow = spec.postops and spec.postop_groups > 1
         if narrow:
-            # A free-running chain tells its next `i.ready` a cycle ahead: the FIFO's block RAM output-register
-            # enables are then flip-flop copies and its read enables a gate from them (`read_parts`,
-            # `next_r_en`, driven in `_postops`).
+            # A free-running chain tells its next `i.ready` a cycle ahead: on ECP5 (block RAM columns as separate
+            # cells) the FIFO's output-register enables are then flip-flop copies and its read enables a gate
+            # from them (`read_parts`, `next_r_en`, driven in `_postops`).
             m.submodules.out_fifo = out_fifo = BlockRAMHeadFIFO(
                 width=spec.acc_word_bits, depth=spec.postop_fifo_depth, write_parts=Accumulator.WRITE_PARTS,
-                read_parts=self.OUT_FIFO_READ_PARTS if PostOpPipeline.free_running(spec) else 1)
+                read_parts=(self.OUT_FIFO_READ_PARTS if PostOpPipeline.free_running(spec)
+                            and target.family(platform) == "ecp5" else 1))
         else:
             m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=spec.acc_word_bits, depth=out_depth)
         feedback = None
