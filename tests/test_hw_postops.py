@@ -18,11 +18,12 @@ from math import ceil
 
 import numpy as np
 import pytest
-from amaranth.hdl import UnusedElaboratable
+from amaranth.hdl import Elaboratable, Fragment, UnusedElaboratable
 from amaranth.sim import Simulator
 
 from hwgen.dtypes import IntType, int4, int32, int48, uint8
 from hwgen.hw.postops import PostOpPipeline, greater_in_parts, greater_parts
+from hwgen.hw.target import Target
 from hwgen.perf import postops_latency
 from hwgen.postops import (PostOps, QuantParams, apply, check_layer, config_values, pack_params, pack_stream,
                            unpack_stream)
@@ -64,9 +65,21 @@ def random_layer(spec, postops, shape, rng):
     return Layer(spec, postops, acc, params)
 
 
+class _OnPlatform(Elaboratable):
+    """Elaborates ``inner`` for ``platform`` (a `hwgen.hw.target.Target`) in the simulator, whose own platform is
+    None: a family's form of a block that has no device cells in it (iCE40's post-op chain)."""
+
+    def __init__(self, inner, platform):
+        self.inner, self.platform = inner, platform
+
+    def elaborate(self, platform):
+        return Fragment.get(self.inner, self.platform)
+
+
 class StreamBench:
-    def __init__(self, spec, *, max_m_folds=4, max_out_w=16):
+    def __init__(self, spec, *, max_m_folds=4, max_out_w=16, platform=None):
         self.spec = spec
+        self.platform = platform
         self.dut = PostOpPipeline(spec, max_m_folds=max_m_folds, max_out_w=max_out_w)
 
     def run(self, layers, *, p_valid=1.0, p_ready=1.0, seed=0, banks=None, max_cycles=20000):
@@ -139,7 +152,7 @@ class StreamBench:
             ctx.set(dut.i.valid, 0)
             assert sent == len(beats) and len(got) == expected
 
-        sim = Simulator(dut)
+        sim = Simulator(dut if self.platform is None else _OnPlatform(dut, self.platform))
         sim.add_clock(1e-6)
         sim.add_testbench(testbench)
         sim.run()
@@ -185,6 +198,17 @@ def test_chain_equals_golden_model_under_random_stalls(name, lanes):
     bench = StreamBench(spec)
     # Odd and even sizes, M not a multiple of cols (padding lanes), one and several m-folds.
     layers = [random_layer(spec, CHAINS[name], shape, rng) for shape in [(6, 5, 7), (3, 4, 4)]]
+    bench.check(layers, bench.run(layers, p_valid=0.7, p_ready=0.6, seed=len(name)))
+
+
+@pytest.mark.parametrize("name", ["relu", "requant_relu", "requant_uint8_avgpool"])
+def test_ice40_form_equals_golden_model(name):
+    """The chain as elaborated for iCE40 (the whole shift in S8, one `*` for the multiply, the no-bias choice
+    of x's low half before S3): exact under random stalls."""
+    spec = make_spec(cols=2, acc_type=IntType(20), lanes=1)
+    rng = np.random.default_rng(7 + len(name))
+    bench = StreamBench(spec, platform=Target("ice40"))
+    layers = [random_layer(spec, CHAINS[name], shape, rng) for shape in [(3, 5, 4), (2, 2, 2)]]
     bench.check(layers, bench.run(layers, p_valid=0.7, p_ready=0.6, seed=len(name)))
 
 

@@ -602,8 +602,11 @@ class PostOpPipeline(wiring.Component):
             low_bits = operand_parts(signed(x_bits))[1][0]     # x_bits >= 33: two parts or more
             acc_x, bias_x = Signal(signed(x_bits)), Signal(signed(x_bits))
             m.d.comb += [acc_x.eq(acc), bias_x.eq(lane.bias)]
+            # On iCE40 (whose clock the chain does not set, and whose UP5K is nearly full with it) the no-bias
+            # choice stays in S2, after the chain: no copy of acc's low half.
+            lean = target.family(platform) == "ice40"
             low3 = stage(f"s3_x_low_{j}", unsigned(low_bits))
-            acc_low3 = stage(f"s3_acc_low_{j}", unsigned(low_bits))
+            acc_low3 = None if lean else stage(f"s3_acc_low_{j}", unsigned(low_bits))
             carry3 = stage(f"s3_x_carry_{j}", 1)
             acc_high3 = stage(f"s3_acc_high_{j}", unsigned(x_bits - low_bits))
             bias_high3 = stage(f"s3_bias_high_{j}", unsigned(x_bits - low_bits))
@@ -612,7 +615,7 @@ class PostOpPipeline(wiring.Component):
             # Without bias the low half is acc's own, chosen here, in front of the multiplier's input registers
             # (a gate after the low chain put a LUT and a route between the block RAM and S3: 7.14 ns at seed 2
             # of b8dd837, 3.94 ns of it the route from the block RAM).
-            m.d.comb += x.eq(Cat(Mux(tags[2].bias, low3, acc_low3), high))
+            m.d.comb += x.eq(Cat(low3 if lean else Mux(tags[2].bias, low3, acc_low3), high))
             # The multiplier is pre-shifted by the word's own shift and then chosen against the constant that
             # 1 << e is without requantization.
             with m.If(advance):
@@ -621,8 +624,11 @@ class PostOpPipeline(wiring.Component):
                 # form); the carry is kept only with bias (a flip-flop's synchronous reset, no LUT after it).
                 low_sum = Signal(unsigned(low_bits + 1), name=f"s2_x_low_sum_{j}")
                 m.d.comb += low_sum.eq(acc_x[:low_bits] + bias_x[:low_bits])
-                m.d.sync += [low3.eq(low_sum[:low_bits]), acc_low3.eq(acc_x[:low_bits]),
-                             carry3.eq(low_sum[low_bits] & s2.bias),
+                if lean:
+                    m.d.sync += low3.eq(Mux(s2.bias, low_sum[:low_bits], acc_x[:low_bits]))
+                else:
+                    m.d.sync += [low3.eq(low_sum[:low_bits]), acc_low3.eq(acc_x[:low_bits])]
+                m.d.sync += [carry3.eq(low_sum[low_bits] & s2.bias),
                              acc_high3.eq(acc_x[low_bits:]),
                              bias_high3.eq(Mux(s2.bias, bias_x[low_bits:], 0)),
                              mult.eq(Mux(s2.requant, lane.multiplier << ~lane.shift[:pre_bits],
