@@ -30,6 +30,13 @@ def lin(name, K, N, M):
 
 # The FIFO ------------------------------------------------------------------------------------------------------
 
+def run(dut, testbench):
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+
+
 @pytest.mark.parametrize("p_write, p_pop", [(0.9, 0.3), (0.3, 0.9), (1.0, 1.0), (0.6, 0.6)])
 def test_head_fifo_equals_a_queue(p_write, p_pop):
     """Random writes and pops against a deque: same words in order, `released` once per word, the head no
@@ -61,18 +68,15 @@ def test_head_fifo_equals_a_queue(p_write, p_pop):
                 word += 1
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(testbench)
-    sim.run()
+    run(dut, testbench)
     assert got == list(range(len(got))) and len(got) > 50
     assert len(released) >= len(got)
 
 
 @pytest.mark.parametrize("p_write, p_pop", [(0.9, 0.3), (0.3, 0.9), (1.0, 1.0), (0.6, 0.6), (1.0, 0.5)])
 def test_head_fifo_read_parts_form_is_cycle_identical(p_write, p_pop):
-    """`read_parts=4` (the read and output-register enables as flip-flop copies, registered with the consumer's
-    `next_r_en`) against the one-part form on the same random writes and pops: the same ready, head, data and
+    """`read_parts=4` (the output-register enables as flip-flop copies registered with the consumer's
+    `next_r_en`, the read enables a gate from them) against the one-part form on the same random writes and pops: the same ready, head, data and
     `released` in every cycle."""
     rng = np.random.default_rng(int(100 * p_write + 7 * p_pop))
     cycles = 500
@@ -97,10 +101,7 @@ def test_head_fifo_read_parts_form_is_cycle_identical(p_write, p_pop):
                     word += 1
                 await ctx.tick()
 
-        sim = Simulator(dut)
-        sim.add_clock(1e-6)
-        sim.add_testbench(testbench)
-        sim.run()
+        run(dut, testbench)
         return seen
 
     one, four = trace(1), trace(4)
@@ -122,10 +123,7 @@ def test_head_fifo_delivers_a_word_per_cycle():
                 heads.append((cycle, ctx.get(dut.r_data)))
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(testbench)
-    sim.run()
+    run(dut, testbench)
     assert heads == [(3 + k, k) for k in range(10)]
 
 

@@ -105,11 +105,12 @@ class BlockRAMFIFO(wiring.Component):
         # stream's handshake at its source -> the count's adder, 7.81 ns).
         m.d.sync += [issue.eq(next_issue),
                      stored.eq(Mux(write, Mux(issue, stored, stored + 1), Mux(issue, stored - 1, stored))),
-                     reserved.eq(next_reserved),
-                     not_full.eq(~next_is(stored, depth, write, issue))]
+                     reserved.eq(next_reserved)]
+        next_not_full = ~next_is(stored, depth, write, issue)
+        m.d.sync += not_full.eq(next_not_full)
         if write_parts > 1:
             write_ens = flag_copies("not_full", parts, init=1)
-            m.d.sync += assign_all(write_ens, ~next_is(stored, depth, write, issue))
+            m.d.sync += assign_all(write_ens, next_not_full)
             produces = [Signal.like(produce, name=f"produce_copy_{k}") for k in range(parts)]
             with m.If(write):
                 m.d.sync += [copy.eq(_advance(produce, depth)) for copy in produces]
