@@ -32,8 +32,10 @@ __all__ = ["FitError", "FitEstimate", "estimate_fit", "memory_blocks", "lut_mult
            "spec_resources", "dsp_tiles"]
 
 def lut_mult_cost(a_bits, b_bits):
-    """Rough LUT4 count (incl. carry cells) of an a x b multiplier built from logic; for the fallback estimate."""
-    return int(1.3 * a_bits * b_bits) + a_bits + b_bits
+    """Rough LUT4 count (incl. the carry cells' two each) of an a x b multiplier built from logic, for the fallback
+    estimate: `hwgen.hw.multiplier`'s three-stage form measured about 58 LUT4 and 42 carry cells for int8 x int8
+    on ECP5 (an AND gate per partial-product bit, then pairs, pairs of pairs and the product in carry chains)."""
+    return 2 * a_bits * b_bits + a_bits + b_bits
 
 
 class FitError(ValueError):

@@ -34,7 +34,9 @@ class WeightStationaryPE(wiring.Component):
     registers and the same cycle timing, with the fp32 add as the PE's longest path.
 
     ``multiplier_cell=False``: the integer product from logic (`PipelinedMultiplier`'s ``cell=False``) instead of
-    the device's hard multiplier, for PEs beyond a device's multiplier count; same cycles, same values.
+    the device's hard multiplier, for PEs beyond a device's multiplier count; same cycles, same values. Its
+three stages of adders (``stages=3``) take the operand, product and ``product_d`` registers' places: the last
+stage is ``product_d``.
     """
 
     LATENCY = 4      # act_in -> product_d register; psum_in -> psum_out is 1
@@ -65,26 +67,31 @@ class WeightStationaryPE(wiring.Component):
         psum_reg = Signal(self.psum_shape, name="psum", reset_less=True)
         m.d.comb += [self.act_out.eq(act_reg), self.bank_out.eq(bank_reg), self.psum_out.eq(psum_reg)]
         if self.fmt is None:
-            m.submodules.multiplier = multiplier = PipelinedMultiplier(a_shape=self.act_shape,
-                                                                       b_shape=self.weight_shape,
-                                                                       cell=self.multiplier_cell)
+            # In logic, the multiplier's third adder stage is the product register (``product_d``).
+            m.submodules.multiplier = multiplier = PipelinedMultiplier(
+                a_shape=self.act_shape, b_shape=self.weight_shape, cell=self.multiplier_cell,
+                stages=2 if self.multiplier_cell else 3)
             p_shape = multiplier.p_shape
         else:
             m.submodules.multiplier = multiplier = FloatProductPipe(self.fmt)
             p_shape = 32
         m.d.comb += [multiplier.a.eq(self.act_out), multiplier.b.eq(selected), multiplier.en.eq(self.en)]
         product_d = Signal(p_shape, reset_less=True)
+        logic_product = self.fmt is None and not self.multiplier_cell
+        if logic_product:
+            product_d = multiplier.p
         total = (self.psum_in + product_d if self.fmt is None
                  else fp32_add(m, self.psum_in, product_d, "adder"))
         with m.If(self.en):
             for bank, weight in enumerate(weights):
                 with m.If(self.load_en & (self.load_bank == bank)):
                     m.d.sync += weight.eq(self.load_data)
+            if not logic_product:
+                m.d.sync += product_d.eq(multiplier.p)
             m.d.sync += [
                 act_reg.eq(self.act_in),
                 bank_reg.eq(self.bank_in),
                 selected.eq(Mux(self.bank_in, weights[1], weights[0])),
-                product_d.eq(multiplier.p),
                 psum_reg.eq(total),
             ]
         return m
