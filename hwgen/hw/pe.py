@@ -35,8 +35,8 @@ class WeightStationaryPE(wiring.Component):
 
     ``multiplier_cell=False``: the integer product from logic (`PipelinedMultiplier`'s ``cell=False``) instead of
     the device's hard multiplier, for PEs beyond a device's multiplier count; same cycles, same values. Its
-three stages of adders (``stages=3``) take the operand, product and ``product_d`` registers' places: the last
-stage is ``product_d``.
+    three stages of adders (``stages=3``) take the operand, product and ``product_d`` registers' places: the
+    last stage is ``product_d``.
     """
 
     LATENCY = 4      # act_in -> product_d register; psum_in -> psum_out is 1
@@ -86,12 +86,11 @@ stage is ``product_d``.
             for bank, weight in enumerate(weights):
                 with m.If(self.load_en & (self.load_bank == bank)):
                     m.d.sync += weight.eq(self.load_data)
-            if not logic_product:
-                m.d.sync += product_d.eq(multiplier.p)
             m.d.sync += [
                 act_reg.eq(self.act_in),
                 bank_reg.eq(self.bank_in),
                 selected.eq(Mux(self.bank_in, weights[1], weights[0])),
+                *([] if logic_product else [product_d.eq(multiplier.p)]),
                 psum_reg.eq(total),
             ]
         return m
